@@ -1,0 +1,194 @@
+/*
+ * conf.h — sluice's configuration as loaded from the INI file.
+ *
+ * The loader (conf/load.c) reads one file with inih, validates every key
+ * and section, and either returns a complete struct sl_config or NULL with
+ * every error found, each as "file:line: message". A config is immutable
+ * once loaded; the proxy builds its routing snapshot from it.
+ *
+ * Units: durations are milliseconds (uint32_t, "ms" suffix on the field);
+ * weights are hundredths of a percent (0..10000, so 12.34% is 1234); sizes
+ * are bytes.
+ */
+#ifndef SL_CONF_H
+#define SL_CONF_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define SL_WEIGHT_TOTAL 10000 /* 100.00% */
+#define SL_MAX_NAME	63    /* service and version names */
+
+/* A resolved socket address plus the text it came from ("host:port"). */
+struct sl_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char *text; /* as written in the config, e.g. "127.0.0.1:8080" */
+};
+
+/* [listener:NAME] */
+struct sl_listener_conf {
+	char *name;
+	struct sl_addr bind;
+	char *tls_cert; /* NULL when plain HTTP */
+	char *tls_key;
+	int line; /* line of the section header, for messages */
+};
+
+/* One server of a version: "host:port" or "host:port=WEIGHT". */
+struct sl_server_conf {
+	struct sl_addr addr;
+	uint32_t weight; /* 1..1000, default 1 */
+};
+
+/* [version:SVC/NAME] */
+struct sl_version_conf {
+	char *name;
+	struct sl_server_conf *servers;
+	size_t nservers;
+	uint32_t weight; /* hundredths of a percent, 0..10000 */
+	int line;
+};
+
+/* Where a user key comes from, in the configured order ("sticky ="). */
+enum sl_key_source {
+	SL_KEY_HEADER, /* header:NAME */
+	SL_KEY_COOKIE, /* cookie:NAME */
+	SL_KEY_QUERY,  /* query:NAME */
+	SL_KEY_IP,     /* ip (client address) */
+};
+
+struct sl_key_conf {
+	enum sl_key_source source;
+	char *name; /* NULL for SL_KEY_IP */
+};
+
+/* A match rule (a [pin:SVC/NAME] section) that pins a group to a version. */
+enum sl_match_op {
+	SL_MATCH_EQUALS, /* header:NAME=VALUE */
+	SL_MATCH_PREFIX, /* header:NAME^=VALUE */
+};
+
+struct sl_pin_conf {
+	char *name;
+	enum sl_key_source source; /* SL_KEY_HEADER or SL_KEY_COOKIE only */
+	char *field;		   /* header or cookie name */
+	enum sl_match_op op;
+	char *value;
+	char *version; /* names a version of the same service */
+	int line;
+};
+
+/* A trusted network for overrides: "10.0.0.0/8", "::1/128", "127.0.0.1". */
+struct sl_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	uint8_t prefix; /* bits */
+};
+
+/* [rollout:SVC] — parsed and validated here; used by the analyzer. */
+struct sl_rollout_conf {
+	bool present;
+	uint32_t *steps; /* canary weights, hundredths of a percent */
+	size_t nsteps;
+	uint32_t step_time_ms;	    /* default 60s */
+	uint32_t interval_ms;	    /* default 10s */
+	uint32_t min_requests;	    /* default 200 */
+	double max_error_rate;	    /* fraction 0..1, default 0.01 */
+	double max_latency_ratio;   /* > 1.0, default 1.5 */
+	double latency_quantile;    /* (0,1), default 0.99 */
+	int line;
+};
+
+/* [service:NAME] */
+struct sl_service_conf {
+	char *name;
+	char **hosts; /* lower-cased, no port; empty = any host */
+	size_t nhosts;
+	char *path_prefix; /* default "/" */
+	struct sl_key_conf *keys;
+	size_t nkeys; /* default: one SL_KEY_IP */
+	char *seed;   /* default: the service name */
+	char *stable; /* names a version; required */
+	char *sticky_cookie; /* NULL = no cookie for anonymous users */
+	bool expose_version; /* adds X-Sluice-Served-Version; default no */
+
+	/* Override header: honoured only with a proof. */
+	char *override_header;	      /* default "X-Sluice-Version" */
+	char *override_secret;	      /* NULL = no secret accepted */
+	char *override_secret_header; /* default "X-Sluice-Secret" */
+	struct sl_cidr *override_networks;
+	size_t noverride_networks;
+
+	struct sl_version_conf *versions;
+	size_t nversions;
+	struct sl_pin_conf *pins;
+	size_t npins;
+	struct sl_rollout_conf rollout;
+	int line;
+};
+
+/* [sluice] — process-wide settings, timeouts and limits. */
+struct sl_global_conf {
+	int workers; /* 0 = auto (one per core) */
+	char *control_socket;
+	char *admin_text; /* "127.0.0.1:9901" or NULL when not set */
+	struct sl_addr admin;
+	bool has_admin;
+	char *state_file;
+
+	uint32_t header_timeout_ms;    /* whole request head; default 10s */
+	uint32_t keepalive_timeout_ms; /* idle between requests; 60s */
+	uint32_t connect_timeout_ms;   /* upstream connect; 3s */
+	uint32_t response_timeout_ms;  /* upstream response head; 30s */
+	uint32_t body_timeout_ms;      /* idle while streaming a body; 30s */
+	uint32_t max_header_size;      /* request head bytes; 16 KiB */
+	uint32_t max_headers;	       /* header fields; 100 */
+	uint32_t max_connections;      /* client connections per process; 10000 */
+	uint32_t upstream_keepalive;   /* idle upstream conns per server per worker; 32 */
+};
+
+struct sl_config {
+	char *path;
+	struct sl_global_conf global;
+	struct sl_listener_conf *listeners;
+	size_t nlisteners;
+	struct sl_service_conf *services;
+	size_t nservices;
+};
+
+/*
+ * Load and validate PATH. Returns a new config (free with sl_conf_free), or
+ * NULL with *errp set to every error found, one "file:line: message" per
+ * line (heap string, caller frees).
+ */
+struct sl_config *sl_conf_load(const char *path, char **errp);
+
+/* Same, from a string; NAME stands for the file in messages (tests). */
+struct sl_config *sl_conf_load_string(const char *name, const char *text,
+    char **errp);
+
+void sl_conf_free(struct sl_config *conf);
+
+/* Find a service's version by name; NULL if absent. */
+const struct sl_version_conf *sl_conf_version(
+    const struct sl_service_conf *svc, const char *name);
+
+/*
+ * Value parsers, shared with the control socket. Each returns 0 or -1 with a
+ * short reason in *why (static string).
+ */
+int sl_conf_parse_duration(const char *s, uint32_t *ms, const char **why);
+int sl_conf_parse_weight(const char *s, uint32_t *hundredths,
+    const char **why);
+int sl_conf_parse_size(const char *s, uint32_t *bytes, const char **why);
+int sl_conf_parse_addr(const char *s, struct sl_addr *addr, const char **why);
+int sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why);
+/* Does the address in SS fall into CIDR? */
+bool sl_cidr_match(const struct sl_cidr *cidr,
+    const struct sockaddr_storage *ss);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * log.c — line-oriented logging to stderr, safe from any thread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/log.h"
+
+static enum sl_log_level max_level = SL_LOG_INFO;
+
+static const char *level_names[] = {"error", "warn", "info", "debug"};
+
+/* Set the most verbose level that is printed. */
+void
+sl_log_set_level(enum sl_log_level level)
+{
+	max_level = level;
+}
+
+/* Format one line and write it with a single write(2). */
+static void
+log_v(enum sl_log_level level, int err, const char *fmt, va_list ap)
+{
+	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	int r;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+	r = snprintf(line + n, sizeof line - n, ".%03ldZ sluice[%d] %s: ",
+	    ts.tv_nsec / 1000000, (int)getpid(), level_names[level]);
+	if (r > 0 && (size_t)r < sizeof line - n)
+		n += (size_t)r;
+	r = vsnprintf(line + n, sizeof line - n, fmt, ap);
+	if (r > 0)
+		n += (size_t)r < sizeof line - n ? (size_t)r : sizeof line - n - 1;
+	if (err != 0 && n < sizeof line - 1) {
+		r = snprintf(line + n, sizeof line - n, ": %s", strerror(err));
+		if (r > 0)
+			n += (size_t)r < sizeof line - n ? (size_t)r
+							 : sizeof line - n - 1;
+	}
+	if (n >= sizeof line - 1)
+		n = sizeof line - 2;
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, n);
+}
+
+/* Log a message at LEVEL; err != 0 appends strerror(err). */
+void
+sl_log(enum sl_log_level level, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > max_level)
+		return;
+	va_start(ap, fmt);
+	log_v(level, err, fmt, ap);
+	va_end(ap);
+}
+
+/* Log and exit(1). */
+void
+sl_fatal(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_v(SL_LOG_ERROR, err, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
