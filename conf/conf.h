@@ -114,7 +114,7 @@ struct sl_service_conf {
 	char *seed;   /* default: the service name */
 	char *stable; /* names a version; required */
 	char *sticky_cookie; /* NULL = no cookie for anonymous users */
-	bool expose_version; /* adds X-Sluice-Served-Version; default no */
+	bool expose_version; /* adds X-Sluice-Version to responses; default no */
 
 	/* Override header: honoured only with a proof. */
 	char *override_header;	      /* default "X-Sluice-Version" */

@@ -36,18 +36,20 @@ log_v(enum sl_log_level level, int err, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof line - n, ".%03ldZ sluice[%d] %s: ",
-	    ts.tv_nsec / 1000000, (int)getpid(), level_names[level]);
+	r = snprintf(line + n, sizeof line - n,
+	    ".%03ldZ sluice[%d] %s: ", ts.tv_nsec / 1000000, (int)getpid(),
+	    level_names[level]);
 	if (r > 0 && (size_t)r < sizeof line - n)
 		n += (size_t)r;
 	r = vsnprintf(line + n, sizeof line - n, fmt, ap);
 	if (r > 0)
-		n += (size_t)r < sizeof line - n ? (size_t)r : sizeof line - n - 1;
+		n += (size_t)r < sizeof line - n ? (size_t)r
+		                                 : sizeof line - n - 1;
 	if (err != 0 && n < sizeof line - 1) {
 		r = snprintf(line + n, sizeof line - n, ": %s", strerror(err));
 		if (r > 0)
 			n += (size_t)r < sizeof line - n ? (size_t)r
-							 : sizeof line - n - 1;
+			                                 : sizeof line - n - 1;
 	}
 	if (n >= sizeof line - 1)
 		n = sizeof line - 2;

@@ -1,0 +1,213 @@
+/*
+ * main.c — the sluice daemon: command line, config, workers, signals.
+ *
+ * The main thread is the control thread: it owns its own event_base, the
+ * signal handlers, table reclamation and (in later parts) the control
+ * socket, admin endpoint and analyzer. Workers serve traffic.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "proxy/route.h"
+#include "proxy/worker.h"
+
+#define SL_DEFAULT_CONFIG "/etc/sluice/sluice.ini"
+#define SL_DRAIN_MS       10000
+
+struct daemon {
+	const char *config_path;
+	struct event_base *base;
+	struct sl_worker **workers;
+	unsigned nworkers;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: sluice [-t] [-c FILE] [-d] [-V]\n"
+	    "  -c FILE  configuration file (default " SL_DEFAULT_CONFIG ")\n"
+	    "  -t       check the configuration and exit (0 ok, 1 errors)\n"
+	    "  -d       debug logging\n"
+	    "  -V       print the version and exit\n"
+	    "  -h       this help\n");
+}
+
+/* Number of workers: configured, else one per online core. */
+static unsigned
+worker_count(const struct sl_config *conf)
+{
+	long n;
+
+	if (conf->global.workers > 0)
+		return (unsigned)conf->global.workers;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* SIGTERM/SIGINT: leave the control loop; main() drains the workers. */
+static void
+stop_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	sl_log_info("signal %d: stopping (draining up to %d ms)", (int)sig,
+	    SL_DRAIN_MS);
+	event_base_loopbreak(d->base);
+}
+
+/*
+ * SIGHUP: load the config again and publish a new routing table. Listener
+ * changes need a restart; an invalid file keeps the running config.
+ */
+static void
+reload_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct sl_route_table *t;
+	struct sl_config *conf;
+	char *err = NULL;
+
+	conf = sl_conf_load(d->config_path, &err);
+	if (conf == NULL) {
+		sl_log_error(
+		    "reload refused, keeping the running config:\n%s", err);
+		free(err);
+		return;
+	}
+	t = sl_route_build(conf, &err);
+	if (t == NULL) {
+		sl_log_error("reload refused: %s", err);
+		free(err);
+		sl_conf_free(conf);
+		return;
+	}
+	sl_workers_prepare_table(d->workers, d->nworkers, t);
+	sl_route_publish(t);
+	sl_log_info(
+	    "reloaded %s (listener changes need a restart)", d->config_path);
+}
+
+/* Free routing tables no worker holds any more. */
+static void
+reclaim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	sl_route_reclaim(sl_workers_min_epoch(d->workers, d->nworkers));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	struct sl_config *conf;
+	struct sl_route_table *table;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_reclaim;
+	struct timeval one_second = {1, 0};
+	bool check_only = false;
+	char *err = NULL;
+	int ch;
+
+	memset(&d, 0, sizeof d);
+	d.config_path = SL_DEFAULT_CONFIG;
+	while ((ch = getopt(argc, argv, "c:tdVh")) != -1) {
+		switch (ch) {
+		case 'c':
+			d.config_path = optarg;
+			break;
+		case 't':
+			check_only = true;
+			break;
+		case 'd':
+			sl_log_set_level(SL_LOG_DEBUG);
+			break;
+		case 'V':
+			printf("sluice %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	conf = sl_conf_load(d.config_path, &err);
+	if (conf == NULL) {
+		fprintf(stderr, "%s\n", err);
+		free(err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration ok\n", d.config_path);
+		sl_conf_free(conf);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	d.nworkers = worker_count(conf);
+	table = sl_route_build(conf, &err);
+	if (table == NULL)
+		sl_fatal(0, "%s", err);
+	d.workers = sl_workers_create(conf, d.nworkers, &err);
+	if (d.workers == NULL)
+		sl_fatal(0, "%s", err);
+	sl_workers_prepare_table(d.workers, d.nworkers, table);
+	sl_route_publish(table);
+
+	d.base = event_base_new();
+	if (d.base == NULL)
+		sl_fatal(0, "cannot create the control event loop");
+	ev_term = evsignal_new(d.base, SIGTERM, stop_signal_cb, &d);
+	ev_int = evsignal_new(d.base, SIGINT, stop_signal_cb, &d);
+	ev_hup = evsignal_new(d.base, SIGHUP, reload_signal_cb, &d);
+	ev_reclaim = event_new(d.base, -1, EV_PERSIST, reclaim_cb, &d);
+	if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
+	    ev_reclaim == NULL)
+		sl_fatal(0, "cannot set up signal handling");
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+	event_add(ev_reclaim, &one_second);
+
+	if (sl_workers_start(d.workers, d.nworkers) != 0)
+		sl_fatal(errno, "cannot start worker threads");
+	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
+	            "config %s",
+	    PACKAGE_VERSION, d.nworkers, conf->nlisteners, conf->nservices,
+	    d.config_path);
+
+	event_base_dispatch(d.base);
+
+	sl_workers_stop(d.workers, d.nworkers, SL_DRAIN_MS);
+	sl_workers_free(d.workers, d.nworkers);
+	sl_route_reclaim(UINT64_MAX);
+	table = sl_route_current();
+	sl_conf_free(table->conf);
+	sl_route_free(table);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_free(ev_reclaim);
+	event_base_free(d.base);
+	sl_log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,1403 @@
+/*
+ * conn.c — serving one client connection.
+ *
+ * The connection is an explicit state machine (enum conn_state), driven by
+ * the callbacks of two bufferevents: the client's and, while a request is
+ * in progress, one upstream connection's. Shape as in libevent's le-proxy:
+ * bytes move between the two with evbuffer_remove_buffer (no copies), and a
+ * side whose output grows past SL_HIGH_WATER stops the other side reading
+ * until it drains (backpressure), so a 100 MB body costs a few buffers.
+ *
+ * Requests on one connection are served one at a time, in order; pipelined
+ * requests wait in the input buffer. A generated error closes the connection
+ * unless the whole request was read.
+ *
+ * Ownership: a connection is freed only by the worker's reap event, never
+ * inside one of its own callbacks (conn_close unlinks it and defers).
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "conf/log.h"
+#include "proxy/conn.h"
+#include "proxy/http1.h"
+#include "proxy/route.h"
+#include "proxy/stats.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+#define SL_HIGH_WATER     (256 * 1024)
+#define SL_RESP_HEAD_MAX  (64 * 1024)
+#define SL_TUNNEL_IDLE_MS (3600 * 1000)
+
+enum conn_state {
+	CONN_IDLE,     /* between requests, nothing buffered */
+	CONN_HEAD,     /* reading a request head */
+	CONN_UPSTREAM, /* a request is being served by an upstream */
+	CONN_TUNNEL,   /* upgraded: raw bytes both ways */
+	CONN_CLOSING,  /* flushing the last response, then close */
+};
+
+enum resp_state {
+	RESP_NONE,
+	RESP_HEAD, /* waiting for the response head */
+	RESP_BODY, /* streaming the response body */
+};
+
+/* Upstream failures, each with its counter and status. */
+enum up_fail {
+	FAIL_CONNECT_REFUSED,
+	FAIL_CONNECT_TIMEOUT,
+	FAIL_RESET,
+	FAIL_RESPONSE_TIMEOUT,
+	FAIL_BAD_RESPONSE,
+};
+
+struct sl_conn {
+	struct sl_worker *w;
+	struct bufferevent *bev;
+	struct sl_upstream *up;
+	TAILQ_ENTRY(sl_conn) link;
+	struct sl_conn *reap_next;
+
+	uint8_t state;
+	uint8_t resp_state;
+	bool closed;
+	bool tls;
+	bool client_eof;
+	bool client_keepalive;
+	bool req_body_done;
+	bool req_upgrade;
+	bool up_reused;
+	bool up_keepalive;
+	bool retried;
+	bool dechunk;
+	bool eof_body;
+	bool client_read_paused;
+	bool up_read_paused;
+	uint8_t req_method;
+	uint8_t req_minor;
+
+	size_t scan, up_scan;
+	uint64_t head_start_ms;
+
+	/* The request in progress (valid in CONN_UPSTREAM). */
+	struct sl_route_table *table;
+	const struct sl_route_service *svc;
+	const struct sl_route_version *ver;
+	const struct sl_route_server *srv;
+	struct sl_vstats *vs;
+	struct sl_route_pick pick;
+	struct evbuffer *retry_head; /* head kept for a stale-pool retry */
+
+	llhttp_t req_parser;
+	llhttp_t resp_parser;
+
+	struct sockaddr_storage addr;
+	uint8_t ip_len;
+	char ip[INET6_ADDRSTRLEN];
+};
+
+/* An output buffer over the worker's scratch space. */
+struct outbuf {
+	char *p;
+	size_t len, cap;
+	bool overflow;
+};
+
+static void client_process(struct sl_conn *c);
+static void up_read_cb(struct bufferevent *bev, void *arg);
+static void up_write_cb(struct bufferevent *bev, void *arg);
+static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Milliseconds on a coarse monotonic clock. */
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The global settings of the table the worker last saw. */
+static const struct sl_global_conf *
+gconf(const struct sl_conn *c)
+{
+	return &c->w->table->conf->global;
+}
+
+/* Set a bufferevent's read and write timeouts; 0 means none. */
+static void
+set_timeouts(struct bufferevent *bev, uint32_t read_ms, uint32_t write_ms)
+{
+	struct timeval r, w;
+
+	r.tv_sec = read_ms / 1000;
+	r.tv_usec = (read_ms % 1000) * 1000;
+	w.tv_sec = write_ms / 1000;
+	w.tv_usec = (write_ms % 1000) * 1000;
+	bufferevent_set_timeouts(
+	    bev, read_ms ? &r : NULL, write_ms ? &w : NULL);
+}
+
+static void
+ob_add(struct outbuf *o, const void *s, size_t n)
+{
+	if (o->len + n > o->cap) {
+		o->overflow = true;
+		return;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+#define OB_LIT(o, s) ob_add(o, s, sizeof(s) - 1)
+
+static void
+ob_str(struct outbuf *o, const char *s)
+{
+	ob_add(o, s, strlen(s));
+}
+
+static void
+ob_uint(struct outbuf *o, unsigned long v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof num, "%lu", v);
+
+	ob_add(o, num, (size_t)n);
+}
+
+/* Copy header I of HEAD as "Name: value\r\n". */
+static void
+ob_header(struct outbuf *o, const struct sl_http_head *head, const char *base,
+    uint32_t i)
+{
+	const struct sl_http_hdr *h = &head->hdrs[i];
+
+	ob_add(o, base + h->name_off, h->name_len);
+	OB_LIT(o, ": ");
+	ob_add(o, base + h->value_off, h->value_len);
+	OB_LIT(o, "\r\n");
+}
+
+/* Is header I named as a token in one of the Connection headers? */
+static bool
+named_in_connection(
+    const struct sl_http_head *head, const char *base, uint32_t i)
+{
+	const struct sl_http_hdr *h = &head->hdrs[i];
+	uint32_t k;
+
+	for (k = 0; k < head->nhdrs; k++) {
+		const char *v, *end;
+
+		if (head->kinds[k] != SL_HDR_CONNECTION)
+			continue;
+		v = base + head->hdrs[k].value_off;
+		end = v + head->hdrs[k].value_len;
+		while (v < end) {
+			const char *tok, *tend;
+
+			while (
+			    v < end && (*v == ' ' || *v == '\t' || *v == ','))
+				v++;
+			tok = v;
+			while (v < end && *v != ',')
+				v++;
+			tend = v;
+			while (
+			    tend > tok && (tend[-1] == ' ' || tend[-1] == '\t'))
+				tend--;
+			if ((size_t)(tend - tok) == h->name_len &&
+			    strncasecmp(tok, base + h->name_off, h->name_len) ==
+			        0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Add one of "X-Forwarded-For"/"Via" merged from all its headers. */
+static void
+ob_merged(struct outbuf *o, const struct sl_http_head *head, const char *base,
+    enum sl_hdr_kind kind, const char *name, const char *last, size_t lastlen)
+{
+	uint32_t i;
+
+	ob_str(o, name);
+	OB_LIT(o, ": ");
+	for (i = 0; i < head->nhdrs; i++) {
+		if (head->kinds[i] != kind || head->hdrs[i].value_len == 0)
+			continue;
+		ob_add(
+		    o, base + head->hdrs[i].value_off, head->hdrs[i].value_len);
+		OB_LIT(o, ", ");
+	}
+	ob_add(o, last, lastlen);
+	OB_LIT(o, "\r\n");
+}
+
+/* Count a response status in the version's counters. */
+static void
+count_status(struct sl_conn *c, int status)
+{
+	struct sl_vstats *vs = c->vs;
+
+	if (vs == NULL)
+		return;
+	if (status < 200)
+		SL_STAT_INC(vs->resp_1xx);
+	else if (status < 300)
+		SL_STAT_INC(vs->resp_2xx);
+	else if (status < 400)
+		SL_STAT_INC(vs->resp_3xx);
+	else if (status < 500)
+		SL_STAT_INC(vs->resp_4xx);
+	else
+		SL_STAT_INC(vs->resp_5xx);
+}
+
+/* Close the connection: free both sides, defer freeing the struct. */
+static void
+conn_close(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+
+	if (c->closed)
+		return;
+	c->closed = true;
+	if (c->up != NULL) {
+		sl_upstream_free(c->up);
+		c->up = NULL;
+	}
+	if (c->srv != NULL) {
+		w->pools[c->srv->id]->active--;
+		c->srv = NULL;
+	}
+	if (c->vs != NULL) {
+		SL_STAT_ADD(c->vs->active, -1);
+		c->vs = NULL;
+	}
+	if (c->table != NULL) {
+		sl_worker_release_table(w, c->table);
+		c->table = NULL;
+	}
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	TAILQ_REMOVE(&w->conns, c, link);
+	w->nconns--;
+	SL_STAT_INC(w->wstats.conns_closed);
+	SL_STAT_ADD(w->wstats.conns_active, -1);
+	c->reap_next = w->graveyard;
+	w->graveyard = c;
+	event_active(w->reap_ev, EV_TIMEOUT, 0);
+	sl_worker_conn_closed(w);
+}
+
+/* Free the connections closed since the last reap. */
+void
+sl_conn_reap(struct sl_worker *w)
+{
+	struct sl_conn *c;
+
+	while ((c = w->graveyard) != NULL) {
+		w->graveyard = c->reap_next;
+		if (c->retry_head != NULL)
+			evbuffer_free(c->retry_head);
+		free(c);
+	}
+}
+
+/* The request is over (response sent or given up): drop its holds. */
+static void
+end_request(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+
+	if (c->srv != NULL) {
+		w->pools[c->srv->id]->active--;
+		c->srv = NULL;
+	}
+	if (c->vs != NULL) {
+		SL_STAT_ADD(c->vs->active, -1);
+		c->vs = NULL;
+	}
+	if (c->table != NULL) {
+		sl_worker_release_table(w, c->table);
+		c->table = NULL;
+	}
+	c->svc = NULL;
+	c->ver = NULL;
+	c->resp_state = RESP_NONE;
+}
+
+/* After a response: wait for the next request, or close. */
+static void
+next_request_or_close(struct sl_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (!c->client_keepalive || c->client_eof || c->w->stopping) {
+		c->state = CONN_CLOSING;
+		if (evbuffer_get_length(out) == 0)
+			conn_close(c);
+		return;
+	}
+	c->state = CONN_IDLE;
+	c->scan = 0;
+	set_timeouts(
+	    c->bev, gconf(c)->keepalive_timeout_ms, gconf(c)->body_timeout_ms);
+	if (c->client_read_paused) {
+		c->client_read_paused = false;
+	}
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+/*
+ * Send an error generated by sluice. The connection stays open only when
+ * the whole request has been read and the client wants keep-alive.
+ */
+static void
+send_error(struct sl_conn *c, int status, const char *detail)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	bool keep = c->state == CONN_UPSTREAM && c->req_body_done &&
+	    c->client_keepalive && !c->client_eof;
+	char body[256];
+	int n;
+
+	count_status(c, status);
+	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
+	    sl_http_reason(status), detail ? ": " : "", detail ? detail : "");
+	if (n < 0 || (size_t)n >= sizeof body)
+		n = (int)sizeof body - 1;
+	evbuffer_add_printf(out,
+	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: %d\r\n%s\r\n",
+	    status, sl_http_reason(status), n,
+	    keep ? "" : "Connection: close\r\n");
+	if (c->req_method != HTTP_HEAD || c->state == CONN_HEAD)
+		evbuffer_add(out, body, (size_t)n);
+	sl_log_debug("client %s: %d %s", c->ip, status, detail ? detail : "");
+	if (c->up != NULL) {
+		sl_upstream_free(c->up);
+		c->up = NULL;
+	}
+	end_request(c);
+	c->client_keepalive = keep;
+	next_request_or_close(c);
+}
+
+/* Count a refused request head in the worker's counters. */
+static void
+count_refusal(struct sl_worker *w, int status)
+{
+	switch (status) {
+	case 431:
+		SL_STAT_INC(w->wstats.header_too_large);
+		break;
+	case 501:
+	case 505:
+		SL_STAT_INC(w->wstats.not_implemented);
+		break;
+	case 417:
+		SL_STAT_INC(w->wstats.expectation_failed);
+		break;
+	default:
+		SL_STAT_INC(w->wstats.bad_request);
+		break;
+	}
+}
+
+/* Split the request target into host (absolute-form) and path. */
+static void
+target_parts(const char *t, size_t tlen, const char **auth, size_t *auth_len,
+    const char **path, size_t *path_len)
+{
+	const char *p, *end = t + tlen;
+
+	*auth = NULL;
+	*auth_len = 0;
+	if (t[0] == '/' || t[0] == '*') {
+		*path = t;
+		*path_len = tlen;
+		return;
+	}
+	p = memchr(t, ':', tlen); /* scheme:// was checked by the parser */
+	p += 3;
+	*auth = p;
+	while (p < end && *p != '/' && *p != '?')
+		p++;
+	*auth_len = (size_t)(p - *auth);
+	if (p == end) {
+		*path = "/";
+		*path_len = 1;
+	} else {
+		*path = p;
+		*path_len = (size_t)(end - p);
+	}
+}
+
+/* Host without port, for matching. */
+static void
+host_only(const char *h, size_t len, const char **host, size_t *host_len)
+{
+	size_t i;
+
+	*host = h;
+	if (len > 0 && h[0] == '[') {
+		for (i = 0; i < len && h[i] != ']'; i++)
+			;
+		*host_len = i < len ? i + 1 : len;
+		return;
+	}
+	for (i = 0; i < len && h[i] != ':'; i++)
+		;
+	*host_len = i;
+}
+
+/*
+ * Write the request head for the upstream into O: origin-form target,
+ * hop-by-hop headers removed, X-Forwarded-For/-Proto and Via added.
+ */
+static void
+build_request_head(struct sl_conn *c, const struct sl_http_head *head,
+    const char *base, const char *auth, size_t auth_len, const char *path,
+    size_t path_len, struct outbuf *o)
+{
+	const struct sl_service_conf *sc = c->svc->conf;
+	bool other = (head->conn_tokens & SL_CONN_OTHER) != 0;
+	bool host_done = false, xff = false, via = false;
+	size_t secret_len = sc->override_secret != NULL
+	    ? strlen(sc->override_secret_header)
+	    : 0;
+	uint32_t i;
+
+	ob_str(o, llhttp_method_name((llhttp_method_t)head->method));
+	OB_LIT(o, " ");
+	ob_add(o, path, path_len);
+	OB_LIT(o, " HTTP/1.1\r\n");
+	for (i = 0; i < head->nhdrs; i++) {
+		switch ((enum sl_hdr_kind)head->kinds[i]) {
+		case SL_HDR_HOST:
+			host_done = true;
+			if (auth != NULL) {
+				OB_LIT(o, "Host: ");
+				ob_add(o, auth, auth_len);
+				OB_LIT(o, "\r\n");
+				continue;
+			}
+			break;
+		case SL_HDR_CONNECTION:
+		case SL_HDR_KEEP_ALIVE:
+		case SL_HDR_PROXY_CONNECTION:
+		case SL_HDR_TE:
+		case SL_HDR_X_FORWARDED_PROTO:
+			continue;
+		case SL_HDR_UPGRADE:
+			if (!head->upgrade)
+				continue;
+			break;
+		case SL_HDR_X_FORWARDED_FOR:
+			xff = true;
+			continue;
+		case SL_HDR_VIA:
+			via = true;
+			continue;
+		default:
+			break;
+		}
+		if (other && named_in_connection(head, base, i))
+			continue;
+		if (secret_len > 0 &&
+		    sl_http_hdr_is(
+		        head, base, i, sc->override_secret_header, secret_len))
+			continue;
+		ob_header(o, head, base, i);
+	}
+	if (!host_done) {
+		OB_LIT(o, "Host: ");
+		if (auth != NULL)
+			ob_add(o, auth, auth_len);
+		else if (sc->nhosts > 0)
+			ob_str(o, sc->hosts[0]);
+		else
+			ob_str(o, c->srv->addr.text);
+		OB_LIT(o, "\r\n");
+	}
+	if (head->upgrade)
+		OB_LIT(o, "Connection: upgrade\r\n");
+	if (xff)
+		ob_merged(o, head, base, SL_HDR_X_FORWARDED_FOR,
+		    "X-Forwarded-For", c->ip, c->ip_len);
+	else {
+		OB_LIT(o, "X-Forwarded-For: ");
+		ob_add(o, c->ip, c->ip_len);
+		OB_LIT(o, "\r\n");
+	}
+	if (c->tls)
+		OB_LIT(o, "X-Forwarded-Proto: https\r\n");
+	else
+		OB_LIT(o, "X-Forwarded-Proto: http\r\n");
+	if (via)
+		ob_merged(o, head, base, SL_HDR_VIA, "Via",
+		    head->minor == 0 ? "1.0 sluice" : "1.1 sluice", 10);
+	else if (head->minor == 0)
+		OB_LIT(o, "Via: 1.0 sluice\r\n");
+	else
+		OB_LIT(o, "Via: 1.1 sluice\r\n");
+	OB_LIT(o, "\r\n");
+}
+
+/*
+ * Write the response head for the client into O: hop-by-hop headers
+ * removed, Via added, plus sluice's own (version, sticky cookie,
+ * Connection).
+ */
+static void
+build_response_head(struct sl_conn *c, const struct sl_http_head *head,
+    const char *base, struct outbuf *o)
+{
+	bool other = (head->conn_tokens & SL_CONN_OTHER) != 0;
+	bool via = false;
+	uint32_t i;
+
+	OB_LIT(o, "HTTP/1.1 ");
+	ob_uint(o, head->status);
+	OB_LIT(o, " ");
+	if (head->target_len > 0)
+		ob_add(o, base + head->target_off, head->target_len);
+	else
+		ob_str(o, sl_http_reason(head->status));
+	OB_LIT(o, "\r\n");
+	for (i = 0; i < head->nhdrs; i++) {
+		switch ((enum sl_hdr_kind)head->kinds[i]) {
+		case SL_HDR_CONNECTION:
+		case SL_HDR_KEEP_ALIVE:
+		case SL_HDR_PROXY_CONNECTION:
+		case SL_HDR_TE:
+			continue;
+		case SL_HDR_UPGRADE:
+			if (head->status != 101)
+				continue;
+			break;
+		case SL_HDR_TRANSFER_ENCODING:
+			if (c->dechunk)
+				continue;
+			break;
+		case SL_HDR_VIA:
+			via = true;
+			continue;
+		default:
+			break;
+		}
+		if (other && named_in_connection(head, base, i))
+			continue;
+		ob_header(o, head, base, i);
+	}
+	if (head->status >= 100 && head->status < 200) {
+		if (head->status == 101)
+			OB_LIT(o, "Connection: upgrade\r\n");
+		OB_LIT(o, "\r\n");
+		return;
+	}
+	if (via)
+		ob_merged(o, head, base, SL_HDR_VIA, "Via", "1.1 sluice", 10);
+	else
+		OB_LIT(o, "Via: 1.1 sluice\r\n");
+	if (c->svc != NULL && c->svc->conf->expose_version) {
+		OB_LIT(o, "X-Sluice-Version: ");
+		ob_str(o, c->ver->name);
+		OB_LIT(o, "\r\n");
+	}
+	if (c->pick.set_cookie) {
+		OB_LIT(o, "Set-Cookie: ");
+		ob_str(o, c->svc->conf->sticky_cookie);
+		OB_LIT(o, "=");
+		ob_uint(o, c->pick.bucket);
+		OB_LIT(o,
+		    "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n");
+	}
+	if (!c->client_keepalive)
+		OB_LIT(o, "Connection: close\r\n");
+	else if (c->req_minor == 0)
+		OB_LIT(o, "Connection: keep-alive\r\n");
+	OB_LIT(o, "\r\n");
+}
+
+/* Make room in the worker's scratch buffer for at least N bytes. */
+static bool
+scratch_reserve(struct sl_worker *w, size_t n)
+{
+	char *p;
+
+	if (w->scratch_size >= n)
+		return true;
+	p = realloc(w->scratch, n);
+	if (p == NULL)
+		return false;
+	w->scratch = p;
+	w->scratch_size = n;
+	return true;
+}
+
+/* Hand an upstream connection to this request. */
+static void
+attach_upstream(struct sl_conn *c, struct sl_upstream *up)
+{
+	c->up = up;
+	c->up_scan = 0;
+	c->up_read_paused = false;
+	up->requests++;
+	bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, c);
+	bufferevent_setwatermark(up->bev, EV_WRITE, 0, 0);
+	if (up->connected)
+		set_timeouts(up->bev, gconf(c)->response_timeout_ms,
+		    gconf(c)->body_timeout_ms);
+	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+}
+
+/* Stop reading SRC while DST's output is above the high-water mark. */
+static void
+apply_backpressure(
+    struct bufferevent *src, struct bufferevent *dst, bool *paused)
+{
+	if (evbuffer_get_length(bufferevent_get_output(dst)) > SL_HIGH_WATER) {
+		bufferevent_disable(src, EV_READ);
+		bufferevent_setwatermark(dst, EV_WRITE, SL_HIGH_WATER / 2, 0);
+		*paused = true;
+	}
+}
+
+/* DST drained: let SRC read again. */
+static void
+release_backpressure(
+    struct bufferevent *src, struct bufferevent *dst, bool *paused)
+{
+	if (!*paused)
+		return;
+	*paused = false;
+	bufferevent_setwatermark(dst, EV_WRITE, 0, 0);
+	bufferevent_enable(src, EV_READ);
+}
+
+/* Forward buffered request body bytes to the upstream. */
+static void
+forward_request_body(struct sl_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t before = evbuffer_get_length(in);
+	const char *why = NULL;
+	int r;
+
+	if (c->req_body_done || c->up == NULL)
+		return;
+	r = sl_http_forward_body(&c->req_parser, in,
+	    bufferevent_get_output(c->up->bev), false, &why);
+	if (c->vs != NULL)
+		SL_STAT_ADD(c->vs->bytes_in, before - evbuffer_get_length(in));
+	if (r < 0) {
+		SL_STAT_INC(c->w->wstats.bad_request);
+		c->client_keepalive = false;
+		if (c->resp_state == RESP_HEAD)
+			send_error(c, 400, why);
+		else
+			conn_close(c);
+		return;
+	}
+	if (r == 1) {
+		c->req_body_done = true;
+		/* Only the response matters now. */
+		set_timeouts(c->bev, 0, gconf(c)->body_timeout_ms);
+		return;
+	}
+	apply_backpressure(c->bev, c->up->bev, &c->client_read_paused);
+}
+
+/* Start a request whose head (HEAD_LEN bytes) is complete in the input. */
+static void
+start_request(struct sl_conn *c, size_t head_len)
+{
+	struct sl_worker *w = c->w;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct sl_http_head *head = w->scratch_head;
+	struct sl_route_request rr;
+	struct sl_http_error err;
+	const struct sl_route_server *srv;
+	struct sl_upstream *up;
+	const char *base, *auth, *path, *host = NULL;
+	size_t auth_len, path_len, host_len = 0;
+	struct outbuf o;
+	bool reused;
+
+	SL_STAT_INC(w->wstats.requests);
+	base = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
+	if (base == NULL) {
+		conn_close(c);
+		return;
+	}
+	c->req_method = HTTP_GET;
+	c->client_keepalive = false;
+	c->req_body_done = true;
+	if (sl_http_parse_head(
+	        &c->req_parser, base, head_len, -1, head, &err) != 0) {
+		count_refusal(w, err.status);
+		c->state = CONN_HEAD;
+		send_error(c, err.status, err.reason);
+		return;
+	}
+	c->req_method = head->method;
+	c->req_minor = head->minor;
+	c->client_keepalive = head->keep_alive && !w->stopping;
+	c->req_body_done = !head->has_body;
+	c->req_upgrade = head->upgrade;
+	c->retried = false;
+	c->dechunk = false;
+	c->eof_body = false;
+	memset(&c->pick, 0, sizeof c->pick);
+
+	target_parts(base + head->target_off, head->target_len, &auth,
+	    &auth_len, &path, &path_len);
+	if (auth != NULL)
+		host_only(auth, auth_len, &host, &host_len);
+	else if (head->host_idx >= 0)
+		host_only(base + head->hdrs[head->host_idx].value_off,
+		    head->hdrs[head->host_idx].value_len, &host, &host_len);
+
+	c->state = CONN_UPSTREAM;
+	c->table = sl_worker_hold_table(w);
+	c->svc = sl_route_match(c->table, host, host_len, path, path_len);
+	if (c->svc == NULL) {
+		SL_STAT_INC(w->wstats.no_route);
+		evbuffer_drain(in, head_len);
+		send_error(c, 404, "no service matches this request");
+		return;
+	}
+	rr.host = host;
+	rr.host_len = host_len;
+	rr.path = path;
+	rr.path_len = path_len;
+	rr.client_ip = c->ip;
+	rr.client_ip_len = c->ip_len;
+	rr.client_addr = &c->addr;
+	rr.head = head;
+	rr.head_base = base;
+	sl_route_pick_version(c->svc, &rr, &w->rng, &c->pick);
+	c->ver = &c->svc->versions[c->pick.version];
+	c->vs = w->vstats[c->ver->id];
+	SL_STAT_INC(c->vs->requests);
+	SL_STAT_ADD(c->vs->active, 1);
+	SL_STAT_ADD(c->vs->bytes_in, head_len);
+
+	srv = sl_upstream_pick(w, c->ver);
+	if (srv == NULL) {
+		SL_STAT_INC(c->vs->err_no_server);
+		evbuffer_drain(in, head_len);
+		c->client_keepalive &= c->req_body_done;
+		send_error(c, 503, "no server available for this version");
+		return;
+	}
+	c->srv = srv;
+	w->pools[srv->id]->active++;
+
+	if (!scratch_reserve(w, head_len * 2 + 4096)) {
+		conn_close(c);
+		return;
+	}
+	o.p = w->scratch;
+	o.len = 0;
+	o.cap = w->scratch_size;
+	o.overflow = false;
+	build_request_head(c, head, base, auth, auth_len, path, path_len, &o);
+	if (o.overflow) {
+		count_refusal(w, 431);
+		c->client_keepalive = false;
+		send_error(c, 431, "request head too large after rewriting");
+		return;
+	}
+	up = sl_upstream_get(w, srv, gconf(c)->connect_timeout_ms, &reused);
+	if (up == NULL) {
+		SL_STAT_INC(c->vs->err_connect_refused);
+		evbuffer_drain(in, head_len);
+		c->client_keepalive &= c->req_body_done;
+		send_error(c, 502, "cannot open a connection to the origin");
+		return;
+	}
+	c->up_reused = reused;
+	attach_upstream(c, up);
+	evbuffer_add(bufferevent_get_output(up->bev), o.p, o.len);
+	if (reused && c->req_body_done && !c->req_upgrade) {
+		/* A pooled connection may have been closed by the origin
+		 * just now: keep the head to retry once on a fresh one. */
+		if (c->retry_head == NULL)
+			c->retry_head = evbuffer_new();
+		if (c->retry_head != NULL) {
+			evbuffer_drain(
+			    c->retry_head, evbuffer_get_length(c->retry_head));
+			evbuffer_add(c->retry_head, o.p, o.len);
+		}
+	} else if (c->retry_head != NULL)
+		evbuffer_drain(
+		    c->retry_head, evbuffer_get_length(c->retry_head));
+	evbuffer_drain(in, head_len);
+	c->scan = 0;
+	c->resp_state = RESP_HEAD;
+	if (c->req_body_done)
+		set_timeouts(c->bev, 0, gconf(c)->body_timeout_ms);
+	else {
+		set_timeouts(c->bev, gconf(c)->body_timeout_ms,
+		    gconf(c)->body_timeout_ms);
+		forward_request_body(c);
+	}
+}
+
+/* Read request heads while the connection is between requests. */
+static void
+client_process(struct sl_conn *c)
+{
+	struct evbuffer *in;
+	size_t len, end;
+
+	while (!c->closed && (c->state == CONN_IDLE || c->state == CONN_HEAD)) {
+		in = bufferevent_get_input(c->bev);
+		len = evbuffer_get_length(in);
+		if (len == 0)
+			return;
+		if (c->state == CONN_IDLE) {
+			c->state = CONN_HEAD;
+			c->head_start_ms = now_ms();
+			c->scan = 0;
+			set_timeouts(c->bev, gconf(c)->header_timeout_ms,
+			    gconf(c)->body_timeout_ms);
+		}
+		end = sl_http_find_head_end(in, &c->scan);
+		if (end == 0) {
+			if (len > gconf(c)->max_header_size) {
+				count_refusal(c->w, 431);
+				send_error(c, 431, "request head too large");
+			} else if (now_ms() - c->head_start_ms >
+			    gconf(c)->header_timeout_ms) {
+				SL_STAT_INC(c->w->wstats.header_timeout);
+				send_error(c, 408, "request head too slow");
+			}
+			return;
+		}
+		if (end > gconf(c)->max_header_size) {
+			count_refusal(c->w, 431);
+			send_error(c, 431, "request head too large");
+			return;
+		}
+		start_request(c, end);
+	}
+}
+
+/* Both sides of a tunnel: move what is buffered, with backpressure. */
+static void
+tunnel_pump(struct sl_conn *c)
+{
+	evbuffer_add_buffer(
+	    bufferevent_get_output(c->up->bev), bufferevent_get_input(c->bev));
+	evbuffer_add_buffer(
+	    bufferevent_get_output(c->bev), bufferevent_get_input(c->up->bev));
+	apply_backpressure(c->bev, c->up->bev, &c->client_read_paused);
+	apply_backpressure(c->up->bev, c->bev, &c->up_read_paused);
+}
+
+/* The origin accepted an upgrade: from now on bytes flow both ways. */
+static void
+start_tunnel(struct sl_conn *c)
+{
+	SL_STAT_INC(c->w->wstats.upgrades);
+	c->state = CONN_TUNNEL;
+	/* The request is over as far as stats and the table go; the
+	 * upstream connection now belongs to the tunnel. */
+	end_request(c);
+	set_timeouts(c->bev, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	set_timeouts(c->up->bev, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	bufferevent_enable(c->bev, EV_READ);
+	tunnel_pump(c);
+}
+
+/* One side of a tunnel closed: flush what is left, then close. */
+static void
+tunnel_end(struct sl_conn *c)
+{
+	evbuffer_add_buffer(
+	    bufferevent_get_output(c->up->bev), bufferevent_get_input(c->bev));
+	evbuffer_add_buffer(
+	    bufferevent_get_output(c->bev), bufferevent_get_input(c->up->bev));
+	c->client_keepalive = false;
+	sl_upstream_free(c->up);
+	c->up = NULL;
+	c->state = CONN_CLOSING;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_close(c);
+}
+
+/* The response is complete: pool the upstream, then next request. */
+static void
+response_done(struct sl_conn *c)
+{
+	bool reuse = c->up_keepalive && c->req_body_done && !c->eof_body;
+
+	if (!c->req_body_done)
+		c->client_keepalive = false;
+	sl_upstream_release(c->up, reuse, gconf(c)->upstream_keepalive,
+	    gconf(c)->keepalive_timeout_ms);
+	c->up = NULL;
+	end_request(c);
+	next_request_or_close(c);
+}
+
+/* Stream response body bytes to the client. */
+static void
+forward_response_body(struct sl_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t before = evbuffer_get_length(out);
+	const char *why = NULL;
+	int r;
+
+	r = sl_http_forward_body(&c->resp_parser,
+	    bufferevent_get_input(c->up->bev), out, c->dechunk, &why);
+	if (c->vs != NULL)
+		SL_STAT_ADD(
+		    c->vs->bytes_out, evbuffer_get_length(out) - before);
+	if (r < 0) {
+		/* The head is out already: all we can do is cut. */
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_bad_response);
+		sl_log_debug("client %s: bad response body: %s", c->ip, why);
+		conn_close(c);
+		return;
+	}
+	if (r == 1) {
+		response_done(c);
+		return;
+	}
+	apply_backpressure(c->up->bev, c->bev, &c->up_read_paused);
+}
+
+/*
+ * An upstream failed before the response head reached the client: retry a
+ * stale pooled connection once, else answer 502/504.
+ */
+static void
+upstream_fail(struct sl_conn *c, enum up_fail kind)
+{
+	struct sl_worker *w = c->w;
+	bool reused;
+
+	if (c->resp_state == RESP_BODY) {
+		if (kind == FAIL_RESPONSE_TIMEOUT)
+			SL_STAT_INC(w->wstats.body_timeout);
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_reset);
+		conn_close(c);
+		return;
+	}
+	sl_upstream_free(c->up);
+	c->up = NULL;
+	if (kind == FAIL_RESET && c->up_reused && !c->retried &&
+	    c->retry_head != NULL && evbuffer_get_length(c->retry_head) > 0 &&
+	    c->srv != NULL) {
+		struct sl_upstream *up;
+
+		c->retried = true;
+		SL_STAT_INC(w->wstats.upstream_retries);
+		/* Every idle connection to this server is suspect now. */
+		while (
+		    (up = TAILQ_FIRST(&w->pools[c->srv->id]->idle)) != NULL) {
+			TAILQ_REMOVE(
+			    &w->pools[c->srv->id]->idle, up, idle_link);
+			w->pools[c->srv->id]->nidle--;
+			sl_upstream_free(up);
+		}
+		up = sl_upstream_get(
+		    w, c->srv, gconf(c)->connect_timeout_ms, &reused);
+		if (up != NULL) {
+			c->up_reused = false;
+			attach_upstream(c, up);
+			evbuffer_add(bufferevent_get_output(up->bev),
+			    evbuffer_pullup(c->retry_head, -1),
+			    evbuffer_get_length(c->retry_head));
+			return;
+		}
+	}
+	switch (kind) {
+	case FAIL_CONNECT_REFUSED:
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_connect_refused);
+		send_error(c, 502, "origin refused the connection");
+		break;
+	case FAIL_CONNECT_TIMEOUT:
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_connect_timeout);
+		send_error(c, 504, "origin connect timed out");
+		break;
+	case FAIL_RESET:
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_reset);
+		send_error(c, 502, "origin closed the connection");
+		break;
+	case FAIL_RESPONSE_TIMEOUT:
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_response_timeout);
+		send_error(c, 504, "origin response timed out");
+		break;
+	case FAIL_BAD_RESPONSE:
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_bad_response);
+		c->client_keepalive = false;
+		send_error(c, 502, "malformed response from origin");
+		break;
+	}
+}
+
+/* Parse response heads: interim 1xx are passed on, 101 starts a tunnel. */
+static void
+handle_response_head(struct sl_conn *c)
+{
+	struct sl_worker *w = c->w;
+	struct sl_http_head *head = w->scratch_head;
+	struct sl_http_error err;
+	struct evbuffer *in, *out = bufferevent_get_output(c->bev);
+	const char *base;
+	struct outbuf o;
+	size_t end;
+
+	for (;;) {
+		in = bufferevent_get_input(c->up->bev);
+		end = sl_http_find_head_end(in, &c->up_scan);
+		if (end == 0) {
+			if (evbuffer_get_length(in) > SL_RESP_HEAD_MAX)
+				upstream_fail(c, FAIL_BAD_RESPONSE);
+			return;
+		}
+		base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
+		if (base == NULL ||
+		    sl_http_parse_head(&c->resp_parser, base, end,
+		        c->req_method, head, &err) != 0) {
+			sl_log_debug("client %s: bad response head: %s", c->ip,
+			    base ? err.reason : "no memory");
+			upstream_fail(c, FAIL_BAD_RESPONSE);
+			return;
+		}
+		if (head->status == 101 && !c->req_upgrade) {
+			upstream_fail(c, FAIL_BAD_RESPONSE);
+			return;
+		}
+		if (head->status >= 200) {
+			c->dechunk =
+			    (head->flags & F_CHUNKED) && c->req_minor == 0;
+			c->eof_body = head->has_body &&
+			    !(head->flags & (F_CHUNKED | F_CONTENT_LENGTH));
+			c->up_keepalive = head->keep_alive;
+			if (c->dechunk || c->eof_body)
+				c->client_keepalive = false;
+			if (c->client_eof || w->stopping)
+				c->client_keepalive = false;
+			count_status(c, head->status);
+		}
+		if (!scratch_reserve(w, end * 2 + 1024)) {
+			conn_close(c);
+			return;
+		}
+		o.p = w->scratch;
+		o.len = 0;
+		o.cap = w->scratch_size;
+		o.overflow = false;
+		build_response_head(c, head, base, &o);
+		if (o.overflow) {
+			upstream_fail(c, FAIL_BAD_RESPONSE);
+			return;
+		}
+		/* HTTP/1.0 clients get no interim responses. */
+		if (head->status >= 200 || head->status == 101 ||
+		    c->req_minor > 0)
+			evbuffer_add(out, o.p, o.len);
+		if (c->vs != NULL)
+			SL_STAT_ADD(c->vs->bytes_out, o.len);
+		evbuffer_drain(in, end);
+		c->up_scan = 0;
+		if (head->status == 101) {
+			count_status(c, 101);
+			start_tunnel(c);
+			return;
+		}
+		if (head->status < 200)
+			continue;
+		set_timeouts(c->up->bev, gconf(c)->body_timeout_ms,
+		    gconf(c)->body_timeout_ms);
+		if (!head->has_body) {
+			response_done(c);
+			return;
+		}
+		c->resp_state = RESP_BODY;
+		forward_response_body(c);
+		return;
+	}
+}
+
+static void
+up_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct sl_conn *c = arg;
+
+	if (c->state == CONN_TUNNEL) {
+		tunnel_pump(c);
+		return;
+	}
+	if (c->resp_state == RESP_HEAD)
+		handle_response_head(c);
+	else if (c->resp_state == RESP_BODY)
+		forward_response_body(c);
+	if (!c->closed && c->state == CONN_IDLE)
+		client_process(c);
+}
+
+/* The upstream drained its output: the client may send more body. */
+static void
+up_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct sl_conn *c = arg;
+
+	release_backpressure(c->bev, bev, &c->client_read_paused);
+	if (c->state == CONN_UPSTREAM && !c->req_body_done)
+		forward_request_body(c);
+}
+
+static void
+up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct sl_conn *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		c->up->connected = true;
+		set_timeouts(bev, gconf(c)->response_timeout_ms,
+		    gconf(c)->body_timeout_ms);
+		return;
+	}
+	if (c->state == CONN_TUNNEL) {
+		tunnel_end(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (!c->up->connected)
+			upstream_fail(c, FAIL_CONNECT_TIMEOUT);
+		else
+			upstream_fail(c, FAIL_RESPONSE_TIMEOUT);
+	} else if ((what & BEV_EVENT_EOF) && c->resp_state == RESP_BODY &&
+	    c->eof_body) {
+		/* A close-delimited body ends here. */
+		forward_response_body(c);
+		if (!c->closed && c->resp_state == RESP_BODY) {
+			if (sl_http_finish_body(&c->resp_parser) == 1)
+				response_done(c);
+			else
+				upstream_fail(c, FAIL_RESET);
+		}
+	} else if (!c->up->connected) {
+		upstream_fail(c, FAIL_CONNECT_REFUSED);
+	} else {
+		/* Bytes that came with the EOF may still complete a head. */
+		if (c->resp_state == RESP_HEAD &&
+		    evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+			c->up_reused = false;
+		upstream_fail(c, FAIL_RESET);
+	}
+	if (!c->closed && c->state == CONN_IDLE)
+		client_process(c);
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct sl_conn *c = arg;
+
+	switch ((enum conn_state)c->state) {
+	case CONN_IDLE:
+	case CONN_HEAD:
+		client_process(c);
+		break;
+	case CONN_UPSTREAM:
+		if (!c->req_body_done)
+			forward_request_body(c);
+		else if (evbuffer_get_length(bufferevent_get_input(bev)) >
+		    SL_HIGH_WATER) {
+			/* Pipelined requests pile up: wait for this one. */
+			bufferevent_disable(bev, EV_READ);
+		}
+		break;
+	case CONN_TUNNEL:
+		tunnel_pump(c);
+		break;
+	case CONN_CLOSING:
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	}
+}
+
+/* The client drained its output: resume the upstream, or finish closing. */
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct sl_conn *c = arg;
+
+	if (c->state == CONN_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_close(c);
+		return;
+	}
+	if (c->up != NULL)
+		release_backpressure(c->up->bev, bev, &c->up_read_paused);
+	if (c->state == CONN_UPSTREAM && c->resp_state == RESP_BODY &&
+	    c->up != NULL)
+		forward_response_body(c);
+	if (!c->closed && c->state == CONN_IDLE)
+		client_process(c);
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct sl_conn *c = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		if ((what & BEV_EVENT_WRITING) || c->state == CONN_IDLE ||
+		    c->state == CONN_CLOSING || c->state == CONN_TUNNEL) {
+			if (what & BEV_EVENT_WRITING)
+				SL_STAT_INC(c->w->wstats.body_timeout);
+			conn_close(c);
+		} else if (c->state == CONN_HEAD) {
+			SL_STAT_INC(c->w->wstats.header_timeout);
+			send_error(c, 408, "request head too slow");
+		} else if (!c->req_body_done) {
+			SL_STAT_INC(c->w->wstats.body_timeout);
+			c->client_keepalive = false;
+			if (c->resp_state == RESP_HEAD)
+				send_error(c, 408, "request body too slow");
+			else
+				conn_close(c);
+		} else
+			bufferevent_enable(bev, EV_READ);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		c->client_eof = true;
+		switch ((enum conn_state)c->state) {
+		case CONN_UPSTREAM:
+			if (c->req_body_done) {
+				/* Half-close after a full request: still
+				 * answer it, then close. */
+				bufferevent_disable(bev, EV_READ);
+				c->client_keepalive = false;
+				return;
+			}
+			SL_STAT_INC(c->w->wstats.client_aborts);
+			break;
+		case CONN_TUNNEL:
+			tunnel_end(c);
+			return;
+		default:
+			break;
+		}
+		conn_close(c);
+		return;
+	}
+	/* BEV_EVENT_ERROR: the client is gone. */
+	if (c->state == CONN_UPSTREAM || c->state == CONN_TUNNEL)
+		SL_STAT_INC(c->w->wstats.client_aborts);
+	conn_close(c);
+}
+
+/* Take over a freshly accepted client socket. */
+void
+sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
+    const struct sockaddr *addr, int addrlen, bool tls)
+{
+	struct sl_conn *c;
+	int one = 1;
+
+	c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	c->w = w;
+	c->tls = tls;
+	c->state = CONN_IDLE;
+	if ((size_t)addrlen <= sizeof c->addr)
+		memcpy(&c->addr, addr, (size_t)addrlen);
+	if (addr->sa_family == AF_INET)
+		inet_ntop(AF_INET,
+		    &((const struct sockaddr_in *)addr)->sin_addr, c->ip,
+		    sizeof c->ip);
+	else if (addr->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)addr)->sin6_addr, c->ip,
+		    sizeof c->ip);
+	c->ip_len = (uint8_t)strlen(c->ip);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	sl_http_parser_init(&c->req_parser, false);
+	sl_http_parser_init(&c->resp_parser, true);
+	TAILQ_INSERT_TAIL(&w->conns, c, link);
+	w->nconns++;
+	SL_STAT_INC(w->wstats.conns_accepted);
+	SL_STAT_ADD(w->wstats.conns_active, 1);
+	bufferevent_setcb(
+	    c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	set_timeouts(
+	    c->bev, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+/* Close every connection that has no request in progress. */
+void
+sl_conn_close_idle(struct sl_worker *w)
+{
+	struct sl_conn *c, *next;
+
+	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == CONN_IDLE ||
+		    (c->state == CONN_HEAD &&
+		        evbuffer_get_length(bufferevent_get_input(c->bev)) ==
+		            0))
+			conn_close(c);
+	}
+}
+
+/* Close every connection now. */
+void
+sl_conn_close_all(struct sl_worker *w)
+{
+	struct sl_conn *c;
+
+	while ((c = TAILQ_FIRST(&w->conns)) != NULL)
+		conn_close(c);
+}

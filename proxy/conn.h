@@ -1,0 +1,31 @@
+/*
+ * conn.h — a client connection and the state machine that serves it:
+ * read a request head, route it, forward head and body to an upstream
+ * connection, stream the response back, then wait for the next request.
+ */
+#ifndef SL_CONN_H
+#define SL_CONN_H
+
+#include <sys/socket.h>
+
+#include <event2/util.h>
+
+struct sl_worker;
+
+/*
+ * Take over accepted socket FD from ADDR on worker W. On failure the socket
+ * is closed and the failure counted.
+ */
+void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
+    const struct sockaddr *addr, int addrlen, bool tls);
+
+/* Close connections that are idle between requests (stop, drain). */
+void sl_conn_close_idle(struct sl_worker *w);
+
+/* Close every connection of W now (end of drain). */
+void sl_conn_close_all(struct sl_worker *w);
+
+/* Free connections closed since the last call (worker's reap event). */
+void sl_conn_reap(struct sl_worker *w);
+
+#endif

@@ -1,0 +1,815 @@
+/*
+ * http1.c — HTTP/1.1 heads and bodies on top of llhttp.
+ *
+ * llhttp (strict mode, no lenient flags) does the grammar; sluice adds the
+ * checks where llhttp is lenient or where a proxy must be stricter than an
+ * origin (RFC 9112 §11 "request smuggling"): header names must be tokens
+ * (this refuses "Host : x"), values may hold no control characters (this
+ * refuses obs-fold and NUL), exactly one Host on HTTP/1.1, a request's
+ * Transfer-Encoding must be exactly "chunked" in one header, and only
+ * HTTP/1.x is spoken.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "proxy/http1.h"
+
+/* What the llhttp callbacks are filling in. */
+struct parse_ctx {
+	bool head_mode;
+	const char *base;
+	struct sl_http_head *head;
+	struct sl_http_error *err;
+	int req_method;
+	bool headers_done;
+	bool message_done;
+	/* the header being parsed */
+	uint32_t name_off, name_len, value_off, value_len;
+	bool have_value;
+	bool overflow;
+	/* body mode */
+	struct evbuffer *dechunk_dst;
+};
+
+static const struct {
+	const char *name;
+	size_t len;
+	enum sl_hdr_kind kind;
+} known_hdrs[] = {
+#define H(s, k)                                                                \
+	{                                                                      \
+		s, sizeof(s) - 1, k                                            \
+	}
+    H("host", SL_HDR_HOST),
+    H("connection", SL_HDR_CONNECTION),
+    H("keep-alive", SL_HDR_KEEP_ALIVE),
+    H("proxy-connection", SL_HDR_PROXY_CONNECTION),
+    H("te", SL_HDR_TE),
+    H("trailer", SL_HDR_TRAILER),
+    H("transfer-encoding", SL_HDR_TRANSFER_ENCODING),
+    H("upgrade", SL_HDR_UPGRADE),
+    H("content-length", SL_HDR_CONTENT_LENGTH),
+    H("x-forwarded-for", SL_HDR_X_FORWARDED_FOR),
+    H("x-forwarded-proto", SL_HDR_X_FORWARDED_PROTO),
+    H("via", SL_HDR_VIA),
+    H("cookie", SL_HDR_COOKIE),
+    H("expect", SL_HDR_EXPECT),
+#undef H
+};
+
+static const char tchar_table[256] = {
+    ['!'] = 1,
+    ['#'] = 1,
+    ['$'] = 1,
+    ['%'] = 1,
+    ['&'] = 1,
+    ['\''] = 1,
+    ['*'] = 1,
+    ['+'] = 1,
+    ['-'] = 1,
+    ['.'] = 1,
+    ['^'] = 1,
+    ['_'] = 1,
+    ['`'] = 1,
+    ['|'] = 1,
+    ['~'] = 1,
+    ['0'] = 1,
+    ['1'] = 1,
+    ['2'] = 1,
+    ['3'] = 1,
+    ['4'] = 1,
+    ['5'] = 1,
+    ['6'] = 1,
+    ['7'] = 1,
+    ['8'] = 1,
+    ['9'] = 1,
+    ['A'] = 1,
+    ['B'] = 1,
+    ['C'] = 1,
+    ['D'] = 1,
+    ['E'] = 1,
+    ['F'] = 1,
+    ['G'] = 1,
+    ['H'] = 1,
+    ['I'] = 1,
+    ['J'] = 1,
+    ['K'] = 1,
+    ['L'] = 1,
+    ['M'] = 1,
+    ['N'] = 1,
+    ['O'] = 1,
+    ['P'] = 1,
+    ['Q'] = 1,
+    ['R'] = 1,
+    ['S'] = 1,
+    ['T'] = 1,
+    ['U'] = 1,
+    ['V'] = 1,
+    ['W'] = 1,
+    ['X'] = 1,
+    ['Y'] = 1,
+    ['Z'] = 1,
+    ['a'] = 1,
+    ['b'] = 1,
+    ['c'] = 1,
+    ['d'] = 1,
+    ['e'] = 1,
+    ['f'] = 1,
+    ['g'] = 1,
+    ['h'] = 1,
+    ['i'] = 1,
+    ['j'] = 1,
+    ['k'] = 1,
+    ['l'] = 1,
+    ['m'] = 1,
+    ['n'] = 1,
+    ['o'] = 1,
+    ['p'] = 1,
+    ['q'] = 1,
+    ['r'] = 1,
+    ['s'] = 1,
+    ['t'] = 1,
+    ['u'] = 1,
+    ['v'] = 1,
+    ['w'] = 1,
+    ['x'] = 1,
+    ['y'] = 1,
+    ['z'] = 1,
+};
+
+/* Is C an RFC 9110 tchar? */
+bool
+sl_http_is_tchar(unsigned char c)
+{
+	return tchar_table[c] != 0;
+}
+
+/* Record a refusal and stop the parser. */
+static int
+refuse(struct parse_ctx *ctx, int status, const char *reason)
+{
+	if (ctx->err != NULL && ctx->err->status == 0) {
+		ctx->err->status = status;
+		ctx->err->reason = reason;
+	}
+	return HPE_USER;
+}
+
+static int
+on_url_cb(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+
+	if (!ctx->head_mode)
+		return 0;
+	if (ctx->head->target_len == 0)
+		ctx->head->target_off = (uint32_t)(at - ctx->base);
+	ctx->head->target_len += (uint32_t)len;
+	return 0;
+}
+
+static int
+on_status_cb(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+
+	/* The reason phrase; kept in target_* for responses. */
+	if (!ctx->head_mode)
+		return 0;
+	if (ctx->head->target_len == 0)
+		ctx->head->target_off = (uint32_t)(at - ctx->base);
+	ctx->head->target_len += (uint32_t)len;
+	return 0;
+}
+
+static int
+on_header_field_cb(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+
+	if (!ctx->head_mode)
+		return 0;
+	if (ctx->name_len == 0)
+		ctx->name_off = (uint32_t)(at - ctx->base);
+	ctx->name_len += (uint32_t)len;
+	return 0;
+}
+
+static int
+on_header_value_cb(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+
+	if (!ctx->head_mode)
+		return 0;
+	if (!ctx->have_value) {
+		ctx->value_off = (uint32_t)(at - ctx->base);
+		ctx->have_value = true;
+	}
+	ctx->value_len = (uint32_t)(at + len - ctx->base) - ctx->value_off;
+	return 0;
+}
+
+/* Classify a header name into one of the kinds sluice acts on. */
+static enum sl_hdr_kind
+classify(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof known_hdrs / sizeof known_hdrs[0]; i++) {
+		if (known_hdrs[i].len == len &&
+		    strncasecmp(known_hdrs[i].name, name, len) == 0)
+			return known_hdrs[i].kind;
+	}
+	return SL_HDR_OTHER;
+}
+
+/* Does [S, S+LEN) equal the lower-case word W, ignoring case? */
+static bool
+word_is(const char *s, size_t len, const char *w)
+{
+	return strlen(w) == len && strncasecmp(s, w, len) == 0;
+}
+
+/* Parse the comma-separated tokens of a Connection header. */
+static uint32_t
+connection_tokens(const char *v, size_t len)
+{
+	uint32_t tokens = 0;
+	size_t i = 0, start, end;
+
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		start = i;
+		while (i < len && v[i] != ',')
+			i++;
+		end = i;
+		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+			end--;
+		if (end == start)
+			continue;
+		if (word_is(v + start, end - start, "close"))
+			tokens |= SL_CONN_CLOSE;
+		else if (word_is(v + start, end - start, "keep-alive"))
+			tokens |= SL_CONN_KEEP_ALIVE;
+		else if (word_is(v + start, end - start, "upgrade"))
+			tokens |= SL_CONN_UPGRADE;
+		else
+			tokens |= SL_CONN_OTHER;
+	}
+	return tokens;
+}
+
+/* Finish one header: validate it and append it to the head. */
+static int
+on_header_value_complete_cb(llhttp_t *p)
+{
+	struct parse_ctx *ctx = p->data;
+	struct sl_http_head *head = ctx->head;
+	const unsigned char *v;
+	const char *name;
+	struct sl_http_hdr *h;
+	uint32_t i, vlen;
+	enum sl_hdr_kind kind;
+
+	if (!ctx->head_mode)
+		return 0;
+	name = ctx->base + ctx->name_off;
+	for (i = 0; i < ctx->name_len; i++) {
+		if (!tchar_table[(unsigned char)name[i]])
+			return refuse(
+			    ctx, 400, "invalid character in header name");
+	}
+	if (ctx->name_len == 0)
+		return refuse(ctx, 400, "empty header name");
+	vlen = ctx->have_value ? ctx->value_len : 0;
+	v = (const unsigned char *)ctx->base + ctx->value_off;
+	for (i = 0; i < vlen; i++) {
+		if (v[i] == '\r' || v[i] == '\n')
+			return refuse(
+			    ctx, 400, "obs-fold or bare CR/LF in header");
+		if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+			return refuse(
+			    ctx, 400, "control character in header value");
+	}
+	while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+		vlen--;
+	if (head->nhdrs >= head->max_hdrs) {
+		ctx->overflow = true;
+		return refuse(ctx, 431, "too many header fields");
+	}
+	kind = classify(name, ctx->name_len);
+	h = &head->hdrs[head->nhdrs];
+	h->name_off = ctx->name_off;
+	h->name_len = ctx->name_len;
+	h->value_off = ctx->have_value ? ctx->value_off : ctx->name_off;
+	h->value_len = vlen;
+	head->kinds[head->nhdrs] = (uint8_t)kind;
+
+	switch (kind) {
+	case SL_HDR_HOST:
+		if (head->host_idx >= 0)
+			return refuse(ctx, 400, "more than one Host header");
+		head->host_idx = (int)head->nhdrs;
+		break;
+	case SL_HDR_CONNECTION:
+		head->conn_tokens |= connection_tokens((const char *)v, vlen);
+		break;
+	case SL_HDR_TRANSFER_ENCODING:
+		if (!head->response) {
+			for (i = 0; i < head->nhdrs; i++) {
+				if (head->kinds[i] == SL_HDR_TRANSFER_ENCODING)
+					return refuse(ctx, 400,
+					    "repeated Transfer-Encoding");
+			}
+			if (!word_is((const char *)v, vlen, "chunked"))
+				return refuse(
+				    ctx, 501, "unsupported transfer coding");
+		}
+		break;
+	default:
+		break;
+	}
+	head->nhdrs++;
+	ctx->name_len = 0;
+	ctx->value_len = 0;
+	ctx->have_value = false;
+	return 0;
+}
+
+/* Headers done: pause so the caller can act, or skip a body it can't have. */
+static int
+on_headers_complete_cb(llhttp_t *p)
+{
+	struct parse_ctx *ctx = p->data;
+	int status;
+
+	if (!ctx->head_mode)
+		return 0; /* trailers */
+	ctx->headers_done = true;
+	if (p->type == HTTP_RESPONSE) {
+		status = p->status_code;
+		if (ctx->req_method == HTTP_HEAD || status == 204 ||
+		    status == 304 || (status >= 100 && status < 200))
+			return 1; /* no body; on_message_complete pauses */
+	}
+	return HPE_PAUSED;
+}
+
+static int
+on_message_complete_cb(llhttp_t *p)
+{
+	struct parse_ctx *ctx = p->data;
+
+	ctx->message_done = true;
+	return HPE_PAUSED;
+}
+
+static int
+on_body_cb(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+
+	if (ctx->dechunk_dst != NULL &&
+	    evbuffer_add(ctx->dechunk_dst, at, len) != 0)
+		return HPE_USER;
+	return 0;
+}
+
+static llhttp_settings_t parser_settings = {
+    .on_url = on_url_cb,
+    .on_status = on_status_cb,
+    .on_header_field = on_header_field_cb,
+    .on_header_value = on_header_value_cb,
+    .on_header_value_complete = on_header_value_complete_cb,
+    .on_headers_complete = on_headers_complete_cb,
+    .on_message_complete = on_message_complete_cb,
+    .on_body = on_body_cb,
+};
+
+/* Initialise a strict parser for requests or responses. */
+void
+sl_http_parser_init(llhttp_t *parser, bool response)
+{
+	llhttp_init(
+	    parser, response ? HTTP_RESPONSE : HTTP_REQUEST, &parser_settings);
+}
+
+/* Find the end of a head in BUF, resuming the scan at *SCAN. */
+size_t
+sl_http_find_head_end(struct evbuffer *buf, size_t *scan)
+{
+	struct evbuffer_ptr pos;
+	char next[2];
+	size_t len = evbuffer_get_length(buf);
+	ev_ssize_t got;
+
+	/* Leading empty lines before a request are allowed (RFC 9112 2.2):
+	 * llhttp skips them, so the search starts at the first LF anyway. */
+	if (*scan >= len)
+		return 0;
+	if (evbuffer_ptr_set(buf, &pos, *scan, EVBUFFER_PTR_SET) != 0)
+		return 0;
+	for (;;) {
+		pos = evbuffer_search(buf, "\n", 1, &pos);
+		if (pos.pos < 0) {
+			*scan = len;
+			return 0;
+		}
+		got = evbuffer_copyout_from(buf, &pos, next, sizeof next);
+		/* next[0] is the LF itself; look at what follows it. */
+		if (got < 2) {
+			*scan = (size_t)pos.pos;
+			return 0;
+		}
+		if (next[1] == '\n')
+			return (size_t)pos.pos + 2;
+		if (next[1] == '\r') {
+			char three[3];
+
+			got = evbuffer_copyout_from(buf, &pos, three, 3);
+			if (got < 3) {
+				*scan = (size_t)pos.pos;
+				return 0;
+			}
+			if (three[2] == '\n')
+				return (size_t)pos.pos + 3;
+		}
+		if (evbuffer_ptr_set(buf, &pos, 1, EVBUFFER_PTR_ADD) != 0)
+			return 0;
+	}
+}
+
+/* Map an llhttp error on a request to a status. */
+static void
+request_error(llhttp_t *parser, llhttp_errno_t e, const char *base,
+    struct sl_http_error *err)
+{
+	size_t i;
+
+	switch (e) {
+	case HPE_INVALID_METHOD:
+		/* A well-formed token we don't know is 501; junk is 400. */
+		for (i = 0; tchar_table[(unsigned char)base[i]]; i++)
+			;
+		if (i > 0 && base[i] == ' ') {
+			err->status = 501;
+			err->reason = "method not implemented";
+		} else {
+			err->status = 400;
+			err->reason = "invalid method";
+		}
+		return;
+	case HPE_INVALID_VERSION:
+		err->status = 505;
+		err->reason = "HTTP version not supported";
+		return;
+	case HPE_UNEXPECTED_CONTENT_LENGTH:
+		err->status = 400;
+		err->reason = "conflicting Content-Length/Transfer-Encoding";
+		return;
+	case HPE_INVALID_CONTENT_LENGTH:
+		err->status = 400;
+		err->reason = "invalid Content-Length";
+		return;
+	case HPE_INVALID_TRANSFER_ENCODING:
+		err->status = 400;
+		err->reason = "invalid Transfer-Encoding";
+		return;
+	default:
+		err->status = 400;
+		err->reason = llhttp_get_error_reason(parser);
+		if (err->reason == NULL)
+			err->reason = "malformed request";
+		return;
+	}
+}
+
+/* Checks on a request head that need the whole head. */
+static int
+check_request(llhttp_t *parser, const char *base, struct sl_http_head *head,
+    struct sl_http_error *err)
+{
+	const char *t = base + head->target_off;
+	const char *hv;
+	uint32_t i, n;
+
+	if (head->major != 1) {
+		err->status = 505;
+		err->reason = "HTTP version not supported";
+		return -1;
+	}
+	if (head->method == HTTP_CONNECT) {
+		err->status = 501;
+		err->reason = "CONNECT not supported";
+		return -1;
+	}
+	if (head->target_len == 0) {
+		err->status = 400;
+		err->reason = "empty request target";
+		return -1;
+	}
+	if (t[0] == '*') {
+		if (head->target_len != 1 || head->method != HTTP_OPTIONS) {
+			err->status = 400;
+			err->reason = "invalid asterisk-form target";
+			return -1;
+		}
+	} else if (t[0] != '/') {
+		if (!(head->target_len > 7 &&
+		        (strncasecmp(t, "http://", 7) == 0 ||
+		            strncasecmp(t, "https://", 8) == 0))) {
+			err->status = 400;
+			err->reason = "invalid request target";
+			return -1;
+		}
+	}
+	for (i = 0; i < head->target_len; i++) {
+		unsigned char c = (unsigned char)t[i];
+
+		if (c <= 0x20 || c == 0x7f || c == '#') {
+			err->status = 400;
+			err->reason = "invalid character in request target";
+			return -1;
+		}
+	}
+	if (head->minor >= 1 && head->host_idx < 0) {
+		err->status = 400;
+		err->reason = "missing Host header";
+		return -1;
+	}
+	if (head->host_idx >= 0) {
+		n = head->hdrs[head->host_idx].value_len;
+		hv = base + head->hdrs[head->host_idx].value_off;
+		for (i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)hv[i];
+
+			if (!(tchar_table[c] || c == ':' || c == '[' ||
+			        c == ']') ||
+			    c == '/' || c == '@' || c == '\\') {
+				err->status = 400;
+				err->reason = "invalid Host header";
+				return -1;
+			}
+		}
+	}
+	if ((head->flags & F_TRANSFER_ENCODING) && head->minor == 0) {
+		err->status = 400;
+		err->reason = "Transfer-Encoding in an HTTP/1.0 request";
+		return -1;
+	}
+	for (i = 0; i < head->nhdrs; i++) {
+		if (head->kinds[i] == SL_HDR_EXPECT &&
+		    !word_is(base + head->hdrs[i].value_off,
+		        head->hdrs[i].value_len, "100-continue")) {
+			err->status = 417;
+			err->reason = "unsupported expectation";
+			return -1;
+		}
+	}
+	(void)parser;
+	return 0;
+}
+
+/* Parse one head (request or response) that is complete in BASE. */
+int
+sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
+    int req_method, struct sl_http_head *head, struct sl_http_error *err)
+{
+	struct parse_ctx ctx;
+	llhttp_errno_t e;
+	const char *pos;
+
+	memset(&ctx, 0, sizeof ctx);
+	ctx.head_mode = true;
+	ctx.base = base;
+	ctx.head = head;
+	ctx.err = err;
+	ctx.req_method = req_method;
+	err->status = 0;
+	err->reason = NULL;
+
+	head->response = parser->type == HTTP_RESPONSE;
+	head->nhdrs = 0;
+	head->host_idx = -1;
+	head->target_off = head->target_len = 0;
+	head->conn_tokens = 0;
+	head->upgrade = false;
+
+	llhttp_reset(parser);
+	parser->data = &ctx;
+	e = llhttp_execute(parser, base, len);
+	parser->data = NULL;
+	if (e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
+		if (err->status == 0) {
+			if (head->response) {
+				err->status = 502;
+				err->reason = "malformed response from origin";
+			} else if (e == HPE_OK) {
+				err->status = 400;
+				err->reason = "incomplete request head";
+			} else {
+				request_error(parser, e, base, err);
+			}
+		}
+		return -1;
+	}
+	pos = llhttp_get_error_pos(parser);
+	head->head_len = (uint32_t)(pos - base);
+	head->method = parser->method;
+	head->major = parser->http_major;
+	head->minor = parser->http_minor;
+	head->status = parser->status_code;
+	head->flags = parser->flags;
+	head->content_length = parser->content_length;
+	head->keep_alive = llhttp_should_keep_alive(parser) != 0;
+	if (head->response) {
+		head->upgrade = head->status == 101;
+		head->has_body = !ctx.message_done;
+		if (head->status < 100 || head->status > 599) {
+			err->status = 502;
+			err->reason = "invalid status code from origin";
+			return -1;
+		}
+	} else {
+		head->upgrade = (parser->flags & F_UPGRADE) != 0 &&
+		    (head->conn_tokens & SL_CONN_UPGRADE) != 0;
+		head->has_body = (parser->flags & F_CHUNKED) != 0 ||
+		    ((parser->flags & F_CONTENT_LENGTH) != 0 &&
+		        parser->content_length > 0);
+		if (check_request(parser, base, head, err) != 0)
+			return -1;
+	}
+	if (head->head_len != len && !(head->response && ctx.message_done)) {
+		/* The head ended before the terminator we found: impossible
+		 * with a strict parser, so refuse rather than guess. */
+		err->status = head->response ? 502 : 400;
+		err->reason = "inconsistent head framing";
+		return -1;
+	}
+	if (e == HPE_PAUSED)
+		llhttp_resume(parser);
+	return 0;
+}
+
+/* Feed body bytes through the parser and move them on. */
+int
+sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
+    struct evbuffer *dst, bool dechunk, const char **why)
+{
+	struct evbuffer_iovec vec[16];
+	struct parse_ctx ctx;
+	size_t consumed = 0;
+	int n, i, done = 0;
+	llhttp_errno_t e;
+
+	memset(&ctx, 0, sizeof ctx);
+	ctx.dechunk_dst = dechunk ? dst : NULL;
+	while (!done && consumed < evbuffer_get_length(src)) {
+		struct evbuffer_ptr ptr;
+
+		evbuffer_ptr_set(src, &ptr, consumed, EVBUFFER_PTR_SET);
+		n = evbuffer_peek(src, -1, &ptr, vec, 16);
+		if (n > 16)
+			n = 16;
+		for (i = 0; i < n; i++) {
+			const char *b = vec[i].iov_base;
+
+			parser->data = &ctx;
+			e = llhttp_execute(parser, b, vec[i].iov_len);
+			parser->data = NULL;
+			if (e == HPE_OK) {
+				consumed += vec[i].iov_len;
+				continue;
+			}
+			if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+				consumed +=
+				    (size_t)(llhttp_get_error_pos(parser) - b);
+				done = 1;
+				break;
+			}
+			*why = llhttp_get_error_reason(parser);
+			if (*why == NULL)
+				*why = llhttp_errno_name(e);
+			return -1;
+		}
+	}
+	if (dechunk)
+		evbuffer_drain(src, consumed);
+	else if (consumed > 0)
+		evbuffer_remove_buffer(src, dst, consumed);
+	return done;
+}
+
+/* The peer closed: does that end a close-delimited body cleanly? */
+int
+sl_http_finish_body(llhttp_t *parser)
+{
+	struct parse_ctx ctx;
+	llhttp_errno_t e;
+
+	memset(&ctx, 0, sizeof ctx);
+	parser->data = &ctx;
+	e = llhttp_finish(parser);
+	parser->data = NULL;
+	if ((e == HPE_OK || e == HPE_PAUSED) && ctx.message_done)
+		return 1;
+	return -1;
+}
+
+/* Does header I's name equal NAME, ignoring case? */
+bool
+sl_http_hdr_is(const struct sl_http_head *head, const char *base, uint32_t i,
+    const char *name, size_t name_len)
+{
+	return head->hdrs[i].name_len == name_len &&
+	    strncasecmp(base + head->hdrs[i].name_off, name, name_len) == 0;
+}
+
+/* Index of the first header called NAME, or -1. */
+int
+sl_http_find_hdr(const struct sl_http_head *head, const char *base,
+    const char *name, size_t name_len)
+{
+	uint32_t i;
+
+	for (i = 0; i < head->nhdrs; i++) {
+		if (sl_http_hdr_is(head, base, i, name, name_len))
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Reason phrases for the statuses sluice itself sends. */
+const char *
+sl_http_reason(int status)
+{
+	switch (status) {
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 417:
+		return "Expectation Failed";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Unknown";
+	}
+}
+
+/* Allocate a head with room for MAX_HDRS headers. */
+struct sl_http_head *
+sl_http_head_new(uint32_t max_hdrs)
+{
+	struct sl_http_head *head = calloc(1, sizeof *head);
+
+	if (head == NULL)
+		return NULL;
+	head->max_hdrs = max_hdrs;
+	head->hdrs = calloc(max_hdrs ? max_hdrs : 1, sizeof *head->hdrs);
+	head->kinds = calloc(max_hdrs ? max_hdrs : 1, 1);
+	if (head->hdrs == NULL || head->kinds == NULL) {
+		sl_http_head_free(head);
+		return NULL;
+	}
+	return head;
+}
+
+void
+sl_http_head_free(struct sl_http_head *head)
+{
+	if (head == NULL)
+		return;
+	free(head->hdrs);
+	free(head->kinds);
+	free(head);
+}

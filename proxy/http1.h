@@ -1,0 +1,134 @@
+/*
+ * http1.h — HTTP/1.1 message heads: finding their end in a buffer, parsing
+ * them with llhttp into offsets, the strict checks sluice adds where llhttp
+ * is lenient, and writing the rewritten head for the other side.
+ *
+ * A parsed head refers to its bytes by offset (struct sl_http_hdr), so it
+ * stays valid however the bytes are moved; the bytes themselves are the
+ * linearised head at the front of the input buffer.
+ */
+#ifndef SL_HTTP1_H
+#define SL_HTTP1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+struct evbuffer;
+
+struct sl_http_hdr {
+	uint32_t name_off, name_len;
+	uint32_t value_off, value_len;
+};
+
+/* Header names sluice cares about, found once while parsing. */
+enum sl_hdr_kind {
+	SL_HDR_OTHER = 0,
+	SL_HDR_HOST,
+	SL_HDR_CONNECTION,
+	SL_HDR_KEEP_ALIVE,
+	SL_HDR_PROXY_CONNECTION,
+	SL_HDR_TE,
+	SL_HDR_TRAILER,
+	SL_HDR_TRANSFER_ENCODING,
+	SL_HDR_UPGRADE,
+	SL_HDR_CONTENT_LENGTH,
+	SL_HDR_X_FORWARDED_FOR,
+	SL_HDR_X_FORWARDED_PROTO,
+	SL_HDR_VIA,
+	SL_HDR_COOKIE,
+	SL_HDR_EXPECT,
+};
+
+struct sl_http_head {
+	bool response;
+	uint8_t method; /* llhttp_method_t, requests */
+	uint8_t major, minor;
+	uint16_t status; /* responses */
+	uint32_t target_off, target_len;
+	uint32_t head_len; /* bytes of the head, including the empty line */
+	uint16_t flags;    /* llhttp flags after the head (F_CHUNKED, ...) */
+	bool keep_alive;   /* llhttp_should_keep_alive() after the head */
+	bool upgrade;      /* Upgrade requested (request) / 101 (response) */
+	bool has_body;     /* a body follows (chunked or length > 0) */
+	uint64_t content_length;
+	uint32_t conn_tokens; /* SL_CONN_* seen in Connection headers */
+	uint32_t nhdrs, max_hdrs;
+	int host_idx; /* index of the Host header or -1 */
+	struct sl_http_hdr *hdrs;
+	uint8_t *kinds; /* enum sl_hdr_kind per header */
+};
+
+#define SL_CONN_CLOSE      0x1
+#define SL_CONN_KEEP_ALIVE 0x2
+#define SL_CONN_UPGRADE    0x4
+#define SL_CONN_OTHER      0x8 /* other tokens: those headers are dropped */
+
+/* Why a head was refused: an HTTP status and a short reason. */
+struct sl_http_error {
+	int status; /* 400, 431, 501, 505 for requests; 502 for responses */
+	const char *reason;
+};
+
+/*
+ * Look for the end of a head ("\r\n\r\n", or a bare "\n\n" which the parser
+ * then refuses) in BUF, starting at *SCAN (updated so that the next call
+ * resumes where this one stopped). Returns the head length including the
+ * terminator, 0 if not complete yet.
+ */
+size_t sl_http_find_head_end(struct evbuffer *buf, size_t *scan);
+
+/*
+ * Parse the head in BASE[0..LEN) (LEN from sl_http_find_head_end) with
+ * PARSER, which must be initialised for the right type (request or
+ * response) with sl_http_parser_init. For responses, REQ_METHOD says
+ * whether the request was HEAD. On success fills HEAD and returns 0; the
+ * parser is then positioned at the start of the body. On failure returns -1
+ * and fills ERR.
+ */
+int sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
+    int req_method, struct sl_http_head *head, struct sl_http_error *err);
+
+/*
+ * Initialise PARSER for requests (response = false) or responses. Its data
+ * pointer is set by sl_http_parse_head and the body helpers.
+ */
+void sl_http_parser_init(llhttp_t *parser, bool response);
+
+/*
+ * Feed body bytes from SRC to PARSER and move the bytes that belong to the
+ * current message to DST (zero-copy). With DECHUNK, the decoded body is
+ * copied to DST instead of the raw chunked bytes. Returns 1 when the
+ * message is complete, 0 when more is needed, -1 on a framing error (with
+ * *why set).
+ */
+int sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
+    struct evbuffer *dst, bool dechunk, const char **why);
+
+/*
+ * Tell a close-delimited body that the peer closed: 1 if that completes the
+ * message, -1 if the message was cut short.
+ */
+int sl_http_finish_body(llhttp_t *parser);
+
+/* Does header I's name equal NAME (case-insensitive)? */
+bool sl_http_hdr_is(const struct sl_http_head *head, const char *base,
+    uint32_t i, const char *name, size_t name_len);
+
+/* Find the first header called NAME; -1 when absent. */
+int sl_http_find_hdr(const struct sl_http_head *head, const char *base,
+    const char *name, size_t name_len);
+
+/* Is C an RFC 9110 tchar? */
+bool sl_http_is_tchar(unsigned char c);
+
+/* Reason phrase for a status sluice generates. */
+const char *sl_http_reason(int status);
+
+/* Allocate a head able to hold MAX_HDRS headers (worker scratch). */
+struct sl_http_head *sl_http_head_new(uint32_t max_hdrs);
+void sl_http_head_free(struct sl_http_head *head);
+
+#endif

@@ -1,0 +1,617 @@
+/*
+ * route.c — routing tables: building them from a config, publishing them to
+ * the workers, and the per-request decisions (service, version, bucket).
+ *
+ * Ids: every distinct server address and every (service, version) pair gets
+ * a process-wide id the first time a table names it. Ids never change or get
+ * reused, so a worker's upstream pools and stats, indexed by id, survive
+ * table swaps and reloads.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "proxy/http1.h"
+#include "proxy/route.h"
+
+/* Process-wide id registries (control thread only). */
+static char **server_names;
+static uint32_t nserver_names;
+static char **version_names;
+static uint32_t nversion_names;
+
+static _Atomic(struct sl_route_table *) current_table;
+static struct sl_route_table *retired; /* newest first */
+static uint64_t next_epoch = 1;
+
+/* Find or add NAME in a registry; returns its id. */
+static uint32_t
+registry_id(char ***names, uint32_t *n, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < *n; i++) {
+		if (strcmp((*names)[i], name) == 0)
+			return i;
+	}
+	*names = sl_xreallocarray(*names, *n + 1, sizeof **names);
+	(*names)[*n] = sl_xstrdup(name);
+	return (*n)++;
+}
+
+/* Seed of a service: XXH3 of its seed string. */
+uint64_t
+sl_route_seed(const char *seed)
+{
+	return XXH3_64bits(seed, strlen(seed));
+}
+
+/* Bucket of a key: XXH3 with the service seed, modulo 10000. */
+uint32_t
+sl_route_bucket(uint64_t seed, const void *key, size_t len)
+{
+	return (uint32_t)(XXH3_64bits_withSeed(key, len, seed) % SL_BUCKETS);
+}
+
+/*
+ * Lay out bucket ranges: non-stable versions from 0 upwards in config
+ * order, stable on top with the rest.
+ */
+static void
+layout_buckets(struct sl_route_service *svc)
+{
+	uint32_t lo = 0;
+	size_t i;
+
+	for (i = 0; i < svc->nversions; i++) {
+		if (i == svc->stable)
+			continue;
+		svc->versions[i].bucket_lo = lo;
+		lo += svc->versions[i].weight;
+		svc->versions[i].bucket_hi = lo;
+	}
+	svc->versions[svc->stable].bucket_lo = lo;
+	svc->versions[svc->stable].bucket_hi = SL_BUCKETS;
+}
+
+/* Fill one service of a table from its config. */
+static void
+build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
+{
+	size_t i, j;
+
+	svc->conf = sc;
+	svc->name = sc->name;
+	svc->prefix_len = strlen(sc->path_prefix);
+	svc->seed = sl_route_seed(sc->seed);
+	svc->nversions = sc->nversions;
+	svc->versions = sl_xcalloc(sc->nversions, sizeof *svc->versions);
+	svc->stable = 0;
+	for (i = 0; i < sc->nversions; i++) {
+		const struct sl_version_conf *vc = &sc->versions[i];
+		struct sl_route_version *v = &svc->versions[i];
+		char *id_name = sl_xasprintf("%s/%s", sc->name, vc->name);
+
+		v->name = vc->name;
+		v->id = registry_id(&version_names, &nversion_names, id_name);
+		free(id_name);
+		v->weight = vc->weight;
+		v->nservers = vc->nservers;
+		v->servers = sl_xcalloc(vc->nservers, sizeof *v->servers);
+		for (j = 0; j < vc->nservers; j++) {
+			v->servers[j].addr = vc->servers[j].addr;
+			v->servers[j].weight = vc->servers[j].weight;
+			v->servers[j].state = SL_SERVER_READY;
+			v->servers[j].id = registry_id(&server_names,
+			    &nserver_names, vc->servers[j].addr.text);
+			v->total_server_weight += vc->servers[j].weight;
+		}
+		if (strcmp(vc->name, sc->stable) == 0)
+			svc->stable = i;
+	}
+	layout_buckets(svc);
+	svc->npins = sc->npins;
+	svc->pins = sl_xcalloc(sc->npins ? sc->npins : 1, sizeof *svc->pins);
+	for (i = 0; i < sc->npins; i++) {
+		const struct sl_pin_conf *pc = &sc->pins[i];
+		struct sl_route_pin *pin = &svc->pins[i];
+
+		pin->source = pc->source;
+		pin->field = pc->field;
+		pin->field_len = strlen(pc->field);
+		pin->op = pc->op;
+		pin->value = pc->value;
+		pin->value_len = strlen(pc->value);
+		for (j = 0; j < sc->nversions; j++) {
+			if (strcmp(sc->versions[j].name, pc->version) == 0)
+				pin->version = j;
+		}
+	}
+}
+
+/* Build a table that owns CONF. */
+struct sl_route_table *
+sl_route_build(struct sl_config *conf, char **errp)
+{
+	struct sl_route_table *t;
+	size_t i;
+
+	if (conf->nservices == 0) {
+		*errp = sl_xstrdup("no services configured");
+		return NULL;
+	}
+	t = sl_xcalloc(1, sizeof *t);
+	t->conf = conf;
+	t->nservices = conf->nservices;
+	t->services = sl_xcalloc(conf->nservices, sizeof *t->services);
+	for (i = 0; i < conf->nservices; i++)
+		build_service(&t->services[i], &conf->services[i]);
+	t->nserver_ids = nserver_names;
+	t->nversion_ids = nversion_names;
+	return t;
+}
+
+/* Free the per-service arrays of a table. */
+static void
+free_services(struct sl_route_table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nservices; i++) {
+		size_t j;
+
+		for (j = 0; j < t->services[i].nversions; j++)
+			free(t->services[i].versions[j].servers);
+		free(t->services[i].versions);
+		free(t->services[i].pins);
+	}
+	free(t->services);
+}
+
+/* Copy a table with one service's weights and stable version changed. */
+struct sl_route_table *
+sl_route_with_weights(const struct sl_route_table *old, size_t svc,
+    const uint32_t *weights, size_t stable, char **errp)
+{
+	struct sl_route_table *t;
+	uint32_t sum = 0;
+	size_t i, j;
+
+	if (svc >= old->nservices) {
+		*errp = sl_xstrdup("no such service");
+		return NULL;
+	}
+	for (i = 0; i < old->services[svc].nversions; i++)
+		sum += weights[i];
+	if (sum != SL_WEIGHT_TOTAL) {
+		*errp = sl_xasprintf("weights sum to %u.%02u, must be 100.00",
+		    sum / 100, sum % 100);
+		return NULL;
+	}
+	t = sl_xcalloc(1, sizeof *t);
+	t->conf = old->conf; /* shared: see sl_route_free */
+	t->nservices = old->nservices;
+	t->services = sl_xcalloc(old->nservices, sizeof *t->services);
+	for (i = 0; i < old->nservices; i++) {
+		const struct sl_route_service *os = &old->services[i];
+		struct sl_route_service *ns = &t->services[i];
+
+		*ns = *os;
+		ns->versions = sl_xcalloc(os->nversions, sizeof *ns->versions);
+		for (j = 0; j < os->nversions; j++) {
+			ns->versions[j] = os->versions[j];
+			ns->versions[j].servers =
+			    sl_xcalloc(os->versions[j].nservers,
+			        sizeof(struct sl_route_server));
+			memcpy(ns->versions[j].servers, os->versions[j].servers,
+			    os->versions[j].nservers *
+			        sizeof(struct sl_route_server));
+			if (i == svc)
+				ns->versions[j].weight = weights[j];
+		}
+		ns->pins =
+		    sl_xcalloc(os->npins ? os->npins : 1, sizeof *ns->pins);
+		memcpy(ns->pins, os->pins, os->npins * sizeof *ns->pins);
+		if (i == svc) {
+			ns->stable = stable;
+			layout_buckets(ns);
+		}
+	}
+	t->nserver_ids = old->nserver_ids;
+	t->nversion_ids = old->nversion_ids;
+	return t;
+}
+
+/* Free a table. A config is shared by the tables derived from one
+ * sl_route_build; it is freed with the table that built it, which is
+ * always the oldest of them and so the last to be retired... except that a
+ * derived table can outlive it, so configs are reference-free: the builder
+ * table keeps it and derived tables point at it. See sl_route_reclaim. */
+void
+sl_route_free(struct sl_route_table *t)
+{
+	if (t == NULL)
+		return;
+	free_services(t);
+	free(t);
+}
+
+/* The current table. */
+struct sl_route_table *
+sl_route_current(void)
+{
+	return atomic_load_explicit(&current_table, memory_order_acquire);
+}
+
+/* Publish a new table; retire the old one. */
+void
+sl_route_publish(struct sl_route_table *table)
+{
+	struct sl_route_table *old;
+
+	table->epoch = next_epoch++;
+	old = atomic_exchange_explicit(
+	    &current_table, table, memory_order_acq_rel);
+	if (old != NULL) {
+		old->retired_next = retired;
+		retired = old;
+	}
+}
+
+/* Free retired tables no worker holds any more. */
+void
+sl_route_reclaim(uint64_t min_epoch_in_use)
+{
+	struct sl_route_table **pp = &retired, *t;
+	struct sl_route_table *cur = sl_route_current();
+
+	while ((t = *pp) != NULL) {
+		if (t->epoch < min_epoch_in_use) {
+			*pp = t->retired_next;
+			/* Configs outlive derived tables: only free a config
+			 * when no live table refers to it. */
+			if (t->conf != cur->conf) {
+				struct sl_route_table *o;
+				bool used = false;
+
+				for (o = retired; o != NULL;
+				     o = o->retired_next)
+					used |= o->conf == t->conf;
+				if (!used)
+					sl_conf_free(t->conf);
+			}
+			sl_route_free(t);
+		} else
+			pp = &t->retired_next;
+	}
+}
+
+/* Does the request host equal one of the service's hosts? */
+static bool
+host_matches(
+    const struct sl_service_conf *sc, const char *host, size_t host_len)
+{
+	size_t i;
+
+	if (sc->nhosts == 0)
+		return true;
+	if (host == NULL)
+		return false;
+	for (i = 0; i < sc->nhosts; i++) {
+		if (strlen(sc->hosts[i]) == host_len &&
+		    strncasecmp(sc->hosts[i], host, host_len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Service for a request: longest prefix; a host match beats a wildcard. */
+const struct sl_route_service *
+sl_route_match(const struct sl_route_table *t, const char *host,
+    size_t host_len, const char *path, size_t path_len)
+{
+	const struct sl_route_service *best = NULL;
+	bool best_has_host = false;
+	size_t i;
+
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_route_service *s = &t->services[i];
+		bool has_host = s->conf->nhosts > 0;
+
+		if (s->prefix_len > path_len ||
+		    memcmp(s->conf->path_prefix, path, s->prefix_len) != 0)
+			continue;
+		if (!host_matches(s->conf, host, host_len))
+			continue;
+		if (best == NULL || s->prefix_len > best->prefix_len ||
+		    (s->prefix_len == best->prefix_len && has_host &&
+		        !best_has_host)) {
+			best = s;
+			best_has_host = has_host;
+		}
+	}
+	return best;
+}
+
+/* The version whose bucket range holds BUCKET. */
+size_t
+sl_route_version_for_bucket(const struct sl_route_service *svc, uint32_t bucket)
+{
+	size_t i;
+
+	for (i = 0; i < svc->nversions; i++) {
+		const struct sl_route_version *v = &svc->versions[i];
+
+		if (bucket >= v->bucket_lo && bucket < v->bucket_hi)
+			return i;
+	}
+	return svc->stable;
+}
+
+/* Value of the first header NAME with a non-empty value. */
+static bool
+header_value(const struct sl_route_request *req, const char *name,
+    size_t name_len, const char **val, size_t *vlen)
+{
+	const struct sl_http_head *h = req->head;
+	uint32_t i;
+
+	for (i = 0; i < h->nhdrs; i++) {
+		if (sl_http_hdr_is(h, req->head_base, i, name, name_len) &&
+		    h->hdrs[i].value_len > 0) {
+			*val = req->head_base + h->hdrs[i].value_off;
+			*vlen = h->hdrs[i].value_len;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Find cookie NAME in the Cookie headers ("a=1; b=2"). */
+bool
+sl_route_cookie(const struct sl_route_request *req, const char *name,
+    size_t name_len, const char **val, size_t *vlen)
+{
+	const struct sl_http_head *h = req->head;
+	uint32_t i;
+
+	for (i = 0; i < h->nhdrs; i++) {
+		const char *v, *end, *eq, *semi;
+
+		if (h->kinds[i] != SL_HDR_COOKIE)
+			continue;
+		v = req->head_base + h->hdrs[i].value_off;
+		end = v + h->hdrs[i].value_len;
+		while (v < end) {
+			while (v < end && (*v == ' ' || *v == ';'))
+				v++;
+			semi = memchr(v, ';', (size_t)(end - v));
+			if (semi == NULL)
+				semi = end;
+			eq = memchr(v, '=', (size_t)(semi - v));
+			if (eq != NULL && (size_t)(eq - v) == name_len &&
+			    memcmp(v, name, name_len) == 0 && semi > eq + 1) {
+				*val = eq + 1;
+				*vlen = (size_t)(semi - eq - 1);
+				if (*vlen >= 2 && **val == '"' &&
+				    (*val)[*vlen - 1] == '"') {
+					(*val)++;
+					*vlen -= 2;
+				}
+				return *vlen > 0;
+			}
+			v = semi;
+		}
+	}
+	return false;
+}
+
+/* Find query parameter NAME in PATH. */
+bool
+sl_route_query(const char *path, size_t path_len, const char *name,
+    size_t name_len, const char **val, size_t *vlen)
+{
+	const char *q = memchr(path, '?', path_len), *end = path + path_len;
+
+	if (q == NULL)
+		return false;
+	q++;
+	while (q < end) {
+		const char *amp = memchr(q, '&', (size_t)(end - q));
+		const char *eq;
+
+		if (amp == NULL)
+			amp = end;
+		eq = memchr(q, '=', (size_t)(amp - q));
+		if (eq != NULL && (size_t)(eq - q) == name_len &&
+		    memcmp(q, name, name_len) == 0 && amp > eq + 1) {
+			*val = eq + 1;
+			*vlen = (size_t)(amp - eq - 1);
+			return true;
+		}
+		q = amp + 1;
+	}
+	return false;
+}
+
+/* The user key from the first configured source present. */
+bool
+sl_route_user_key(const struct sl_service_conf *conf,
+    const struct sl_route_request *req, const char **key, size_t *len)
+{
+	size_t i;
+
+	for (i = 0; i < conf->nkeys; i++) {
+		const struct sl_key_conf *k = &conf->keys[i];
+
+		switch (k->source) {
+		case SL_KEY_HEADER:
+			if (header_value(
+			        req, k->name, strlen(k->name), key, len))
+				return true;
+			break;
+		case SL_KEY_COOKIE:
+			if (sl_route_cookie(
+			        req, k->name, strlen(k->name), key, len))
+				return true;
+			break;
+		case SL_KEY_QUERY:
+			if (sl_route_query(req->path, req->path_len, k->name,
+			        strlen(k->name), key, len))
+				return true;
+			break;
+		case SL_KEY_IP:
+			if (req->client_ip_len > 0) {
+				*key = req->client_ip;
+				*len = req->client_ip_len;
+				return true;
+			}
+			break;
+		}
+	}
+	return false;
+}
+
+/* Constant-time comparison of a presented secret. */
+static bool
+secret_equals(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b), i;
+	unsigned char diff = alen != blen;
+
+	for (i = 0; i < alen && i < blen; i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	return diff == 0;
+}
+
+/* An override header naming a version, honoured only with a proof. */
+static bool
+pick_override(const struct sl_route_service *svc,
+    const struct sl_route_request *req, size_t *version)
+{
+	const struct sl_service_conf *sc = svc->conf;
+	const char *v, *s;
+	size_t vlen, slen, i;
+	bool proven = false;
+
+	if (sc->override_secret == NULL && sc->noverride_networks == 0)
+		return false;
+	if (!header_value(req, sc->override_header, strlen(sc->override_header),
+	        &v, &vlen))
+		return false;
+	if (sc->override_secret != NULL &&
+	    header_value(req, sc->override_secret_header,
+	        strlen(sc->override_secret_header), &s, &slen))
+		proven = secret_equals(s, slen, sc->override_secret);
+	for (i = 0; !proven && i < sc->noverride_networks; i++) {
+		if (req->client_addr != NULL &&
+		    sl_cidr_match(&sc->override_networks[i], req->client_addr))
+			proven = true;
+	}
+	if (!proven)
+		return false;
+	for (i = 0; i < svc->nversions; i++) {
+		if (strlen(svc->versions[i].name) == vlen &&
+		    memcmp(svc->versions[i].name, v, vlen) == 0) {
+			*version = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The first pin rule that matches the request. */
+static bool
+pick_pin(const struct sl_route_service *svc, const struct sl_route_request *req,
+    size_t *version)
+{
+	size_t i;
+
+	for (i = 0; i < svc->npins; i++) {
+		const struct sl_route_pin *pin = &svc->pins[i];
+		const char *v;
+		size_t vlen;
+		bool found;
+
+		if (pin->source == SL_KEY_COOKIE)
+			found = sl_route_cookie(
+			    req, pin->field, pin->field_len, &v, &vlen);
+		else
+			found = header_value(
+			    req, pin->field, pin->field_len, &v, &vlen);
+		if (!found)
+			continue;
+		if (pin->op == SL_MATCH_EQUALS ? vlen == pin->value_len &&
+		            memcmp(v, pin->value, vlen) == 0
+		                               : vlen >= pin->value_len &&
+		            memcmp(v, pin->value, pin->value_len) == 0) {
+			*version = pin->version;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Parse a sticky-cookie bucket: decimal 0..9999. */
+static bool
+parse_bucket(const char *v, size_t len, uint32_t *bucket)
+{
+	uint32_t b = 0;
+	size_t i;
+
+	if (len == 0 || len > 4)
+		return false;
+	for (i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+		b = b * 10 + (uint32_t)(v[i] - '0');
+	}
+	*bucket = b;
+	return b < SL_BUCKETS;
+}
+
+/* Choose the version for a request. */
+void
+sl_route_pick_version(const struct sl_route_service *svc,
+    const struct sl_route_request *req, uint64_t *rng,
+    struct sl_route_pick *pick)
+{
+	const struct sl_service_conf *sc = svc->conf;
+	const char *key;
+	size_t len;
+
+	pick->svc = svc;
+	pick->set_cookie = false;
+	pick->bucket = 0;
+	if (pick_override(svc, req, &pick->version)) {
+		pick->reason = SL_PICK_OVERRIDE;
+		return;
+	}
+	if (svc->npins > 0 && pick_pin(svc, req, &pick->version)) {
+		pick->reason = SL_PICK_PIN;
+		return;
+	}
+	if (sl_route_user_key(sc, req, &key, &len)) {
+		pick->bucket = sl_route_bucket(svc->seed, key, len);
+		pick->reason = SL_PICK_KEY;
+	} else if (sc->sticky_cookie != NULL &&
+	    sl_route_cookie(req, sc->sticky_cookie, strlen(sc->sticky_cookie),
+	        &key, &len) &&
+	    parse_bucket(key, len, &pick->bucket)) {
+		pick->reason = SL_PICK_COOKIE;
+	} else {
+		pick->bucket = (uint32_t)(sl_rand64(rng) % SL_BUCKETS);
+		pick->reason = SL_PICK_RANDOM;
+		pick->set_cookie = sc->sticky_cookie != NULL;
+	}
+	pick->version = sl_route_version_for_bucket(svc, pick->bucket);
+}

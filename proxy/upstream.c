@@ -1,0 +1,234 @@
+/*
+ * upstream.c — origin connections: per-worker keep-alive pools and the
+ * least-loaded-of-two server choice.
+ *
+ * An idle pooled connection has its own callbacks: any byte or EOF from the
+ * origin while idle means the connection is no longer usable, so it is
+ * closed at once instead of being handed to the next request.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "conf/log.h"
+#include "proxy/route.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+/* Grow W's pool array so that every server id below N has a pool. Pools
+ * are allocated one by one: their list heads must not move. */
+int
+sl_upstream_pools_grow(struct sl_worker *w, uint32_t n)
+{
+	struct sl_pool **p;
+	uint32_t i;
+
+	if (n <= w->npools)
+		return 0;
+	p = realloc(w->pools, n * sizeof *p);
+	if (p == NULL)
+		return -1;
+	w->pools = p;
+	for (i = w->npools; i < n; i++) {
+		p[i] = calloc(1, sizeof **p);
+		if (p[i] == NULL)
+			return -1;
+		TAILQ_INIT(&p[i]->idle);
+		w->npools = i + 1;
+	}
+	return 0;
+}
+
+/* A server's load relative to its weight: compare a/wa with b/wb. */
+static bool
+less_loaded(struct sl_worker *w, const struct sl_route_server *a,
+    const struct sl_route_server *b)
+{
+	uint64_t la = (uint64_t)w->pools[a->id]->active * b->weight;
+	uint64_t lb = (uint64_t)w->pools[b->id]->active * a->weight;
+
+	return la <= lb;
+}
+
+/* A weighted random server index of V. */
+static size_t
+weighted_index(struct sl_worker *w, const struct sl_route_version *v)
+{
+	uint64_t r;
+	size_t i;
+
+	if (v->total_server_weight == v->nservers * v->servers[0].weight)
+		return (size_t)(sl_rand64(&w->rng) % v->nservers);
+	r = sl_rand64(&w->rng) % v->total_server_weight;
+	for (i = 0; i < v->nservers; i++) {
+		if (r < v->servers[i].weight)
+			return i;
+		r -= v->servers[i].weight;
+	}
+	return v->nservers - 1;
+}
+
+/* First ready server at or after index I (wrapping), or NULL. */
+static const struct sl_route_server *
+ready_from(const struct sl_route_version *v, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < v->nservers; k++) {
+		const struct sl_route_server *s =
+		    &v->servers[(i + k) % v->nservers];
+
+		if (s->state == SL_SERVER_READY)
+			return s;
+	}
+	return NULL;
+}
+
+/* Least-loaded of two weighted random choices among ready servers. */
+const struct sl_route_server *
+sl_upstream_pick(struct sl_worker *w, const struct sl_route_version *v)
+{
+	const struct sl_route_server *a, *b;
+
+	if (v->nservers == 0)
+		return NULL;
+	a = ready_from(v, weighted_index(w, v));
+	if (a == NULL || v->nservers == 1)
+		return a;
+	b = ready_from(v, weighted_index(w, v));
+	if (b == NULL || b == a)
+		return a;
+	return less_loaded(w, a, b) ? a : b;
+}
+
+/* An idle connection heard from its origin: it can't be reused. */
+static void
+idle_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct sl_upstream *up = arg;
+
+	sl_log_debug(
+	    "upstream %u: unexpected data on idle connection", up->server_id);
+	TAILQ_REMOVE(&up->w->pools[up->server_id]->idle, up, idle_link);
+	up->w->pools[up->server_id]->nidle--;
+	sl_upstream_free(up);
+}
+
+static void
+idle_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	idle_read_cb(bev, arg);
+}
+
+/* Set socket options for a new origin connection. */
+static void
+tune_socket(evutil_socket_t fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Get a pooled connection to SRV, or start a new one. */
+struct sl_upstream *
+sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
+    uint32_t connect_timeout_ms, bool *reused)
+{
+	struct sl_pool *pool = w->pools[srv->id];
+	struct sl_upstream *up;
+	struct timeval tv;
+
+	up = TAILQ_FIRST(&pool->idle);
+	if (up != NULL) {
+		TAILQ_REMOVE(&pool->idle, up, idle_link);
+		pool->nidle--;
+		bufferevent_set_timeouts(up->bev, NULL, NULL);
+		*reused = true;
+		SL_STAT_INC(w->wstats.upstream_reused);
+		return up;
+	}
+	*reused = false;
+	up = calloc(1, sizeof *up);
+	if (up == NULL)
+		return NULL;
+	up->w = w;
+	up->server_id = srv->id;
+	up->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (up->bev == NULL) {
+		free(up);
+		return NULL;
+	}
+	tv.tv_sec = connect_timeout_ms / 1000;
+	tv.tv_usec = (connect_timeout_ms % 1000) * 1000;
+	/* libevent applies the write timeout to the connect. */
+	bufferevent_set_timeouts(up->bev, NULL, &tv);
+	if (bufferevent_socket_connect(up->bev,
+	        (const struct sockaddr *)&srv->addr.ss,
+	        (int)srv->addr.len) != 0) {
+		/* Immediate failure (e.g. no fds): the caller answers 502. */
+		bufferevent_free(up->bev);
+		free(up);
+		return NULL;
+	}
+	tune_socket(bufferevent_getfd(up->bev));
+	SL_STAT_INC(w->wstats.upstream_opened);
+	return up;
+}
+
+/* Return a connection to its pool, or close it. */
+void
+sl_upstream_release(struct sl_upstream *up, bool reusable, uint32_t max_idle,
+    uint32_t idle_timeout_ms)
+{
+	struct sl_pool *pool = up->w->pools[up->server_id];
+	struct timeval tv;
+
+	if (!reusable || pool->nidle >= max_idle || up->w->stopping ||
+	    evbuffer_get_length(bufferevent_get_input(up->bev)) > 0 ||
+	    evbuffer_get_length(bufferevent_get_output(up->bev)) > 0) {
+		sl_upstream_free(up);
+		return;
+	}
+	bufferevent_setcb(up->bev, idle_read_cb, NULL, idle_event_cb, up);
+	bufferevent_setwatermark(up->bev, EV_READ | EV_WRITE, 0, 0);
+	tv.tv_sec = idle_timeout_ms / 1000;
+	tv.tv_usec = (idle_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(up->bev, &tv, NULL);
+	bufferevent_enable(up->bev, EV_READ);
+	TAILQ_INSERT_HEAD(&pool->idle, up, idle_link);
+	pool->nidle++;
+}
+
+/* Close a connection. */
+void
+sl_upstream_free(struct sl_upstream *up)
+{
+	if (up == NULL)
+		return;
+	bufferevent_free(up->bev);
+	free(up);
+}
+
+/* Close every idle connection of W. */
+void
+sl_upstream_close_idle(struct sl_worker *w)
+{
+	uint32_t i;
+	struct sl_upstream *up;
+
+	for (i = 0; i < w->npools; i++) {
+		while ((up = TAILQ_FIRST(&w->pools[i]->idle)) != NULL) {
+			TAILQ_REMOVE(&w->pools[i]->idle, up, idle_link);
+			w->pools[i]->nidle--;
+			sl_upstream_free(up);
+		}
+	}
+}

@@ -1,0 +1,398 @@
+/*
+ * worker.c — worker threads: event loops, listeners, table epochs, stop.
+ *
+ * Routing-table lifetime: a request holds the table it started with. Each
+ * worker publishes min_epoch, the oldest epoch it still holds (including
+ * the newest table it has seen); the control thread frees a retired table
+ * once every worker's min_epoch is past it. Holding and releasing touch
+ * only worker-local data; the one shared word is a relaxed/release store.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "conf/conf.h"
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "proxy/conn.h"
+#include "proxy/http1.h"
+#include "proxy/route.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+struct sl_listener_arg {
+	struct sl_worker *w;
+	bool tls;
+};
+
+/* Recompute and publish the oldest epoch this worker holds. */
+static void
+publish_min_epoch(struct sl_worker *w)
+{
+	uint64_t min = w->table != NULL ? w->table->epoch : UINT64_MAX;
+	size_t i;
+
+	for (i = 0; i < w->nheld; i++) {
+		if (w->held[i].table->epoch < min)
+			min = w->held[i].table->epoch;
+	}
+	__atomic_store_n(&w->min_epoch, min, __ATOMIC_RELEASE);
+}
+
+/* The table for a new request; switches to a newer one if published. */
+struct sl_route_table *
+sl_worker_hold_table(struct sl_worker *w)
+{
+	struct sl_route_table *t = sl_route_current();
+	size_t i;
+
+	if (t != w->table) {
+		w->table = t;
+		if (sl_upstream_pools_grow(w, t->nserver_ids) != 0)
+			sl_log_error(
+			    "worker %u: out of memory for pools", w->id);
+		publish_min_epoch(w);
+	}
+	for (i = 0; i < w->nheld; i++) {
+		if (w->held[i].table == t) {
+			w->held[i].refs++;
+			return t;
+		}
+	}
+	if (w->nheld == SL_MAX_HELD_TABLES) {
+		/* Pathological: many tables in flight. Hold the newest
+		 * through w->table only; it can't be freed while current. */
+		return t;
+	}
+	w->held[w->nheld].table = t;
+	w->held[w->nheld].refs = 1;
+	w->nheld++;
+	return t;
+}
+
+/* A request is done with table T. */
+void
+sl_worker_release_table(struct sl_worker *w, struct sl_route_table *t)
+{
+	size_t i;
+
+	for (i = 0; i < w->nheld; i++) {
+		if (w->held[i].table != t)
+			continue;
+		if (--w->held[i].refs == 0) {
+			w->held[i] = w->held[--w->nheld];
+			if (t != w->table)
+				publish_min_epoch(w);
+		}
+		return;
+	}
+}
+
+/* Accept again once below the connection limit. */
+void
+sl_worker_conn_closed(struct sl_worker *w)
+{
+	size_t i;
+
+	if (!w->accept_paused || w->stopping || w->nconns >= w->max_conns)
+		return;
+	w->accept_paused = false;
+	for (i = 0; i < w->nlisteners; i++)
+		evconnlistener_enable(w->listeners[i]);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct sl_listener_arg *la = arg;
+	struct sl_worker *w = la->w;
+	size_t i;
+
+	sl_conn_accept(w, fd, sa, salen, la->tls);
+	if (w->nconns >= w->max_conns && !w->accept_paused) {
+		/* Pause accepting: the kernel's backlog holds the rest. */
+		SL_STAT_INC(w->wstats.conn_limit);
+		sl_log_warn(
+		    "worker %u: max_connections reached, pausing accept",
+		    w->id);
+		w->accept_paused = true;
+		for (i = 0; i < w->nlisteners; i++)
+			evconnlistener_disable(w->listeners[i]);
+	}
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct sl_listener_arg *la = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: log and keep going; closing a connection will
+	 * free a descriptor. */
+	sl_log(SL_LOG_WARN, err, "worker %u: accept failed", la->w->id);
+}
+
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sl_conn_reap(arg);
+}
+
+/* Periodic check while draining: leave the loop when nothing is left. */
+static void
+drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_worker *w = arg;
+
+	sl_conn_close_idle(w);
+	if (w->nconns == 0)
+		event_base_loopbreak(w->base);
+}
+
+/* Stop accepting; close idle connections; let the rest finish. */
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_worker *w = arg;
+	struct timeval tv = {0, 100 * 1000};
+	size_t i;
+
+	w->stopping = true;
+	for (i = 0; i < w->nlisteners; i++)
+		evconnlistener_free(w->listeners[i]);
+	w->nlisteners = 0;
+	sl_upstream_close_idle(w);
+	sl_conn_close_idle(w);
+	if (w->nconns == 0) {
+		event_base_loopbreak(w->base);
+		return;
+	}
+	w->drain_ev = event_new(w->base, -1, EV_PERSIST, drain_cb, w);
+	if (w->drain_ev != NULL)
+		event_add(w->drain_ev, &tv);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct sl_worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+/* Create the workers and bind their listeners. */
+struct sl_worker **
+sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
+{
+	struct sl_worker **ws;
+	unsigned i;
+	size_t j;
+	uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+	if (evthread_use_pthreads() != 0) {
+		*errp = sl_xstrdup("libevent: cannot enable pthreads support");
+		return NULL;
+	}
+	ws = sl_xcalloc(nworkers, sizeof *ws);
+	for (i = 0; i < nworkers; i++) {
+		struct sl_worker *w = sl_xcalloc(1, sizeof *w);
+
+		ws[i] = w;
+		w->id = i;
+		w->base = event_base_new();
+		if (w->base == NULL)
+			goto fail_msg;
+		w->rng = seed ^ (0x9E3779B97F4A7C15ULL * (i + 1));
+		if (w->rng == 0)
+			w->rng = 1;
+		TAILQ_INIT(&w->conns);
+		w->max_conns = conf->global.max_connections / nworkers;
+		if (w->max_conns == 0)
+			w->max_conns = 1;
+		w->min_epoch = UINT64_MAX;
+		w->scratch_head = sl_http_head_new(conf->global.max_headers);
+		w->scratch_size = 64 * 1024;
+		w->scratch = sl_xmalloc(w->scratch_size);
+		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
+		w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+		if (w->scratch_head == NULL || w->reap_ev == NULL ||
+		    w->stop_ev == NULL)
+			goto fail_msg;
+		w->listeners =
+		    sl_xcalloc(conf->nlisteners, sizeof *w->listeners);
+		w->listener_args =
+		    sl_xcalloc(conf->nlisteners, sizeof *w->listener_args);
+		for (j = 0; j < conf->nlisteners; j++) {
+			const struct sl_listener_conf *lc = &conf->listeners[j];
+			struct sl_listener_arg *la = &w->listener_args[j];
+
+			la->w = w;
+			la->tls = lc->tls_cert != NULL;
+			w->listeners[j] = evconnlistener_new_bind(w->base,
+			    accept_cb, la,
+			    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+			        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+			    1024, (const struct sockaddr *)&lc->bind.ss,
+			    (int)lc->bind.len);
+			if (w->listeners[j] == NULL) {
+				int err = errno;
+
+				*errp = sl_xasprintf("%s: [listener:%s]: "
+				                     "cannot listen on %s: %s",
+				    conf->path, lc->name, lc->bind.text,
+				    strerror(err));
+				sl_workers_free(ws, i + 1);
+				return NULL;
+			}
+			evconnlistener_set_error_cb(
+			    w->listeners[j], accept_error_cb);
+			w->nlisteners++;
+		}
+	}
+	return ws;
+fail_msg:
+	*errp = sl_xstrdup("cannot create worker event loops");
+	sl_workers_free(ws, i + 1);
+	return NULL;
+}
+
+/* Allocate counters for the version ids of a table, in every worker. */
+void
+sl_workers_prepare_table(
+    struct sl_worker **ws, unsigned n, const struct sl_route_table *t)
+{
+	unsigned i;
+	uint32_t id;
+
+	if (t->nversion_ids > SL_MAX_VERSION_IDS)
+		sl_fatal(
+		    0, "more than %d service versions", SL_MAX_VERSION_IDS);
+	for (i = 0; i < n; i++) {
+		for (id = 0; id < t->nversion_ids; id++) {
+			if (ws[i]->vstats[id] == NULL)
+				ws[i]->vstats[id] =
+				    sl_xcalloc(1, sizeof(struct sl_vstats));
+		}
+	}
+}
+
+/* Start the worker threads. */
+int
+sl_workers_start(struct sl_worker **ws, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		/* Each worker sees the current table before serving. */
+		sl_worker_release_table(ws[i], sl_worker_hold_table(ws[i]));
+		if (pthread_create(&ws[i]->thread, NULL, worker_main, ws[i]) !=
+		    0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Stop the workers: drain for at most DRAIN_MS, then close the rest. */
+void
+sl_workers_stop(struct sl_worker **ws, unsigned n, uint32_t drain_ms)
+{
+	struct timespec deadline, now;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		event_active(ws[i]->stop_ev, EV_TIMEOUT, 0);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += drain_ms / 1000;
+	deadline.tv_nsec += (long)(drain_ms % 1000) * 1000000;
+	for (i = 0; i < n; i++) {
+		for (;;) {
+			struct timespec ts;
+
+			if (pthread_tryjoin_np(ws[i]->thread, NULL) == 0)
+				break;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > deadline.tv_sec ||
+			    (now.tv_sec == deadline.tv_sec &&
+			        now.tv_nsec >= deadline.tv_nsec)) {
+				sl_log_warn("worker %u: drain timeout, closing "
+				            "%u connections",
+				    ws[i]->id, ws[i]->nconns);
+				event_base_loopbreak(ws[i]->base);
+				pthread_join(ws[i]->thread, NULL);
+				break;
+			}
+			ts.tv_sec = 0;
+			ts.tv_nsec = 20 * 1000000;
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+/* Free workers after their threads have ended. */
+void
+sl_workers_free(struct sl_worker **ws, unsigned n)
+{
+	unsigned i;
+	size_t j;
+	uint32_t k;
+
+	if (ws == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		struct sl_worker *w = ws[i];
+
+		if (w == NULL)
+			continue;
+		for (j = 0; j < w->nlisteners; j++)
+			evconnlistener_free(w->listeners[j]);
+		free(w->listeners);
+		free(w->listener_args);
+		if (w->base != NULL) {
+			sl_conn_close_all(w);
+			sl_conn_reap(w);
+			sl_upstream_close_idle(w);
+		}
+		for (k = 0; k < w->npools; k++)
+			free(w->pools[k]);
+		free(w->pools);
+		for (k = 0; k < SL_MAX_VERSION_IDS; k++)
+			free(w->vstats[k]);
+		sl_http_head_free(w->scratch_head);
+		free(w->scratch);
+		if (w->drain_ev != NULL)
+			event_free(w->drain_ev);
+		if (w->reap_ev != NULL)
+			event_free(w->reap_ev);
+		if (w->stop_ev != NULL)
+			event_free(w->stop_ev);
+		if (w->base != NULL)
+			event_base_free(w->base);
+		free(w);
+	}
+	free(ws);
+}
+
+/* Oldest table epoch still held by any worker. */
+uint64_t
+sl_workers_min_epoch(struct sl_worker **ws, unsigned n)
+{
+	uint64_t min = UINT64_MAX, e;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		e = __atomic_load_n(&ws[i]->min_epoch, __ATOMIC_ACQUIRE);
+		if (e < min)
+			min = e;
+	}
+	return min;
+}

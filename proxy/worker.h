@@ -1,0 +1,111 @@
+/*
+ * worker.h — a worker thread: its own event_base, its own SO_REUSEPORT
+ * listening sockets, upstream pools and counters. A client connection lives
+ * on one worker for its whole life; nothing on a worker's request path
+ * takes a lock.
+ */
+#ifndef SL_WORKER_H
+#define SL_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "proxy/stats.h"
+
+struct event;
+struct event_base;
+struct evconnlistener;
+struct sl_config;
+struct sl_conn;
+struct sl_pool;
+struct sl_http_head;
+struct sl_route_table;
+struct sl_listener_arg;
+
+#define SL_MAX_VERSION_IDS 4096 /* (service, version) pairs ever seen */
+#define SL_MAX_HELD_TABLES 16
+
+/* A routing table a worker still has requests on. */
+struct sl_held_table {
+	struct sl_route_table *table;
+	uint32_t refs;
+};
+
+TAILQ_HEAD(sl_conn_list, sl_conn);
+
+struct sl_worker {
+	unsigned id;
+	pthread_t thread;
+	struct event_base *base;
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	struct sl_listener_arg *listener_args; /* one per listener */
+	bool accept_paused;
+	bool stopping;
+
+	/* Routing tables: the newest seen, and every one still in use. */
+	struct sl_route_table *table;
+	struct sl_held_table held[SL_MAX_HELD_TABLES];
+	size_t nheld;
+	uint64_t min_epoch; /* atomic: lowest epoch held; read by control */
+
+	/* Upstream pools, indexed by server id (grown by this worker). */
+	struct sl_pool **pools;
+	uint32_t npools;
+
+	/* Counters: vstats[id] are allocated by the control thread before it
+	 * publishes a table that uses the id. */
+	struct sl_vstats *vstats[SL_MAX_VERSION_IDS];
+	struct sl_wstats wstats;
+
+	uint64_t rng;
+	struct sl_http_head *scratch_head;
+	char *scratch;
+	size_t scratch_size;
+
+	struct sl_conn_list conns;
+	uint32_t nconns;
+	uint32_t max_conns;
+	struct sl_conn *graveyard; /* closed, freed by reap_ev */
+	struct event *reap_ev;
+	struct event *stop_ev;
+	struct event *drain_ev;
+};
+
+/*
+ * Create NWORKERS workers for CONF: event bases and listening sockets
+ * (bound here, so bind errors are reported at start-up). Returns NULL with
+ * *errp set on failure.
+ */
+struct sl_worker **sl_workers_create(
+    const struct sl_config *conf, unsigned nworkers, char **errp);
+
+/* Start the threads. */
+int sl_workers_start(struct sl_worker **workers, unsigned nworkers);
+
+/*
+ * Ask every worker to stop accepting, finish in-flight requests for at most
+ * DRAIN_MS, then leave its loop; joins the threads.
+ */
+void sl_workers_stop(
+    struct sl_worker **workers, unsigned nworkers, uint32_t drain_ms);
+
+void sl_workers_free(struct sl_worker **workers, unsigned nworkers);
+
+/* Allocate counters for every version id of TABLE (control thread). */
+void sl_workers_prepare_table(struct sl_worker **workers, unsigned nworkers,
+    const struct sl_route_table *table);
+
+/* Lowest routing-table epoch any worker still holds. */
+uint64_t sl_workers_min_epoch(struct sl_worker **workers, unsigned nworkers);
+
+/* Worker side: the table for a new request (held until released). */
+struct sl_route_table *sl_worker_hold_table(struct sl_worker *w);
+void sl_worker_release_table(struct sl_worker *w, struct sl_route_table *t);
+
+/* Worker side: a connection closed; accept again if paused. */
+void sl_worker_conn_closed(struct sl_worker *w);
+
+#endif
