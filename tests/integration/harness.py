@@ -1,0 +1,279 @@
+"""Integration test harness: real sluice daemons in front of real origins.
+
+Every test script imports this module. It finds the binaries through
+SL_TOP_BUILDDIR (set by `make check`), starts processes on free loopback
+ports with generated configs, and kills every process it started (by pid)
+when the test ends, even on failure.
+
+Test scripts are plain Python: they assert, print what they checked, and
+exit non-zero on the first failure. `skip(reason)` exits 77, which the
+automake test driver reports as SKIP.
+"""
+
+import atexit
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("SL_TOP_BUILDDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+SRC = os.environ.get("SL_TOP_SRCDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+SLUICE = os.path.join(BUILD, "sluice")
+ORIGIN = os.path.join(BUILD, "tests", "origin", "sl-origin")
+
+_procs = []
+_tmp = tempfile.TemporaryDirectory(prefix="sluice-test-")
+TMP = _tmp.name
+
+
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+                p.wait(5)
+            except Exception:
+                pass
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+
+_checks = 0
+
+
+def check(cond, what):
+    """Assert one user-visible property; print it so logs show progress."""
+    global _checks
+    _checks += 1
+    if not cond:
+        print("FAIL: " + what, flush=True)
+        sys.exit(1)
+    print("ok - " + what, flush=True)
+
+
+def done():
+    print("%d passed, 0 failed" % _checks, flush=True)
+    sys.exit(0)
+
+
+def skip(reason):
+    print("SKIP: " + reason, flush=True)
+    sys.exit(77)
+
+
+def free_port():
+    """A port that was free a moment ago on 127.0.0.1."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc=None, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %d before listening on %d"
+                               % (proc.returncode, port))
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listening on port %d" % port)
+
+
+class Origin:
+    """One sl-origin process."""
+
+    def __init__(self, name, *args, port=None):
+        self.name = name
+        self.port = port or free_port()
+        self.args = list(args)
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(TMP, "origin-%s.log" % self.name), "ab")
+        self.proc = subprocess.Popen(
+            [ORIGIN, "--listen", "127.0.0.1:%d" % self.port,
+             "--name", self.name] + self.args,
+            stdout=self.log, stderr=self.log)
+        _procs.append(self.proc)
+        wait_port(self.port, self.proc)
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stats(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("GET", "/__origin/stats")
+        import json
+        return json.loads(c.getresponse().read())
+
+    def reset(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("GET", "/__origin/reset")
+        c.getresponse().read()
+
+    def last(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("GET", "/__origin/last")
+        return c.getresponse().read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def config(listen_port, services, sluice_extra="", workers=2):
+    """Render an INI config. SERVICES maps a service name to a dict:
+    {"versions": {"blue": ([addrs], weight)}, "stable": "blue", ...} with
+    any other keys copied into the [service:] section."""
+    lines = ["[sluice]", "workers = %d" % workers, sluice_extra, "",
+             "[listener:main]", "bind = 127.0.0.1:%d" % listen_port, ""]
+    for name, svc in services.items():
+        lines.append("[service:%s]" % name)
+        for k, v in svc.items():
+            if k in ("versions", "rollout"):
+                continue
+            lines.append("%s = %s" % (k, v))
+        lines.append("")
+        for vname, (addrs, weight) in svc["versions"].items():
+            lines.append("[version:%s/%s]" % (name, vname))
+            lines.append("servers = %s" % " ".join(addrs))
+            lines.append("weight = %s" % weight)
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+class Sluice:
+    """One sluice daemon with a generated config."""
+
+    def __init__(self, services=None, sluice_extra="", workers=2,
+                 text=None, port=None):
+        self.port = port or free_port()
+        self.path = os.path.join(TMP, "sluice-%d.ini" % self.port)
+        if text is None:
+            text = config(self.port, services, sluice_extra, workers)
+        self.write(text)
+        self.start()
+
+    def write(self, text):
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    def start(self):
+        self.logpath = os.path.join(TMP, "sluice-%d.log" % self.port)
+        self.log = open(self.logpath, "ab")
+        self.proc = subprocess.Popen([SLUICE, "-c", self.path],
+                                     stdout=self.log, stderr=self.log)
+        _procs.append(self.proc)
+        wait_port(self.port, self.proc)
+
+    def stop(self, timeout=15):
+        """SIGTERM, wait; returns the exit code (must be 0)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return -9
+        return self.proc.returncode
+
+    def restart(self):
+        code = self.stop()
+        self.start()
+        return code
+
+    def logtext(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+
+    def get(self, path="/", headers=None, method="GET", body=None):
+        """One request on a new connection; returns (status, headers, body)."""
+        c = self.conn()
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, r, data
+
+    def raw(self, data, timeout=5.0, shutdown=True):
+        """Send raw bytes; return everything read until close or timeout."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout)
+        s.sendall(data)
+        if shutdown:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        s.settimeout(timeout)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            pass
+        s.close()
+        return out
+
+
+def status_of(raw_response):
+    """Status code of the first response in RAW_RESPONSE, or 0."""
+    if not raw_response.startswith(b"HTTP/1."):
+        return 0
+    try:
+        return int(raw_response.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def pipelined(port, requests, timeout=10.0):
+    """Send REQUESTS (bytes each) on one connection without waiting, then
+    read the responses; returns a list of (status, headers dict, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout)
+    s.sendall(b"".join(requests))
+    f = s.makefile("rb")
+    out = []
+    for req in requests:
+        line = f.readline()
+        if not line:
+            break
+        status = int(line.split(b" ", 2)[1])
+        headers = {}
+        while True:
+            h = f.readline()
+            if h in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = h.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        if req.startswith(b"HEAD ") or status in (204, 304):
+            n = 0
+        body = f.read(n) if n else b""
+        out.append((status, headers, body))
+    s.close()
+    return out

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Timeouts and failing origins: every wait has a timeout with the right
+status, and a failing origin costs a request, never the process."""
+
+import socket
+import time
+
+from harness import Origin, Sluice, check, done, free_port, status_of
+
+good = Origin("good")
+down_port = free_port()  # nothing listens here
+
+# A listener whose accept queue is full: connects to it hang.
+blackhole = socket.socket()
+blackhole.bind(("127.0.0.1", 0))
+blackhole.listen(0)
+hole_port = blackhole.getsockname()[1]
+fillers = []
+for _ in range(4):
+    f = socket.socket()
+    f.setblocking(False)
+    try:
+        f.connect(("127.0.0.1", hole_port))
+    except BlockingIOError:
+        pass
+    fillers.append(f)
+
+sl = Sluice({
+    "good": {"path_prefix": "/good", "stable": "v1",
+             "versions": {"v1": ([good.addr], 100)}},
+    "down": {"path_prefix": "/down", "stable": "v1",
+             "versions": {"v1": (["127.0.0.1:%d" % down_port], 100)}},
+    "hole": {"path_prefix": "/hole", "stable": "v1",
+             "versions": {"v1": (["127.0.0.1:%d" % hole_port], 100)}},
+}, sluice_extra="header_timeout = 1s\nkeepalive_timeout = 1s\n"
+                "connect_timeout = 1s\nresponse_timeout = 1s\n"
+                "body_timeout = 1s\n")
+
+t0 = time.time()
+status, r, body = sl.get("/down/x")
+check(status == 502, "origin down: 502 (%d)" % status)
+check(time.time() - t0 < 3, "origin down: answered without waiting for a timeout")
+check(b"refused" in body, "502 body says the origin refused the connection")
+
+status, r, body = sl.get("/hole/x")
+check(status == 504, "connect to a server that never accepts: 504 (%d)" % status)
+check(b"connect timed out" in body, "504 body says the connect timed out")
+
+status, r, body = sl.get("/good/slow?delay=3000")
+check(status == 504, "slow origin (3 s) past response_timeout (1 s): 504")
+check(b"response timed out" in body, "504 body says the response timed out")
+
+status, r, body = sl.get("/good/x?reset=1")
+check(status == 502, "origin resets before responding: 502")
+
+# A truncated response body: the client sees the connection cut, never a
+# complete-looking response.
+raw = sl.raw(b"GET /good/x?partial=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+head, _, rest = raw.partition(b"\r\n\r\n")
+check(status_of(raw) == 200 and len(rest) < 1000,
+      "origin dies mid-body: client gets a cut connection (%d of 1000 bytes)"
+      % len(rest))
+status, r, body = sl.get("/good/after")
+check(status == 200, "the next request after a cut response is fine")
+
+# Request head timeout: a partial head, then silence.
+t0 = time.time()
+raw = sl.raw(b"GET /good/x HTTP/1.1\r\nHost: a\r\n", shutdown=False, timeout=5)
+check(status_of(raw) == 408, "partial head then silence: 408 (%r)" % raw[:40])
+check(time.time() - t0 < 4, "408 arrives after about header_timeout")
+
+# Slowloris: one byte every 0.3 s never completes within header_timeout.
+s = socket.create_connection(("127.0.0.1", sl.port), 5)
+got = b""
+t0 = time.time()
+try:
+    for ch in b"GET /good/x HTTP/1.1\r\nHost: slow\r\nX-A: " + b"a" * 40:
+        s.send(bytes([ch]))
+        time.sleep(0.3)
+        if time.time() - t0 > 6:
+            break
+    s.settimeout(3)
+    got = s.recv(4096)
+except (BrokenPipeError, ConnectionResetError):
+    pass
+except socket.timeout:
+    pass
+s.close()
+check(status_of(got) == 408 or got == b"",
+      "a slowloris client is cut off by the header timeout")
+check(time.time() - t0 < 6, "cut off within a few seconds, not after the drip")
+
+# Request body timeout: Content-Length 100, 10 bytes, silence.
+raw = sl.raw(b"POST /good/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+             b"0123456789", shutdown=False, timeout=5)
+check(status_of(raw) == 408, "request body stalls: 408 (%r)" % raw[:30])
+
+# Keep-alive idle timeout closes the connection.
+s = socket.create_connection(("127.0.0.1", sl.port), 5)
+s.sendall(b"GET /good/x HTTP/1.1\r\nHost: a\r\n\r\n")
+first = s.recv(4096)
+check(status_of(first) == 200, "keep-alive request answered")
+s.settimeout(4)
+t0 = time.time()
+try:
+    rest = s.recv(4096)
+except socket.timeout:
+    rest = None
+check(rest == b"", "idle keep-alive connection closed by sluice")
+check(time.time() - t0 < 3.5, "closed after about keepalive_timeout")
+s.close()
+
+# A client that goes away mid-download costs nothing.
+good.reset()
+for _ in range(5):
+    s = socket.create_connection(("127.0.0.1", sl.port), 5)
+    s.sendall(b"GET /good/big?size=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    s.recv(65536)
+    s.close()
+time.sleep(0.5)
+status, r, body = sl.get("/good/fine")
+check(status == 200, "after 5 clients abandoned 50 MB downloads, requests work")
+rss = sl.rss_kib()
+check(rss < 64 * 1024, "sluice RSS stays small after aborted downloads (%d KiB)"
+      % rss)
+
+# Origin restarted: pooled connections are dead, requests still succeed.
+c = sl.conn()
+for i in range(3):
+    c.request("GET", "/good/warm%d" % i)
+    c.getresponse().read()
+good.stop()
+good.start()
+ok = 0
+for i in range(5):
+    status, r, body = sl.get("/good/again%d" % i)
+    ok += status == 200
+check(ok == 5, "after the origin restarts, 5 of 5 requests succeed (%d)" % ok)
+
+check(sl.proc.poll() is None, "sluice is still running after all failures")
+check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
+blackhole.close()
+done()
