@@ -1,0 +1,2321 @@
+/*
+ * load.c — reads sluice's INI configuration and validates it.
+ *
+ * A file becomes a struct sl_config in three steps.
+ *
+ * 1. Reading. inih parses the text, through our own line reader
+ *    (read_line_cb), because Debian's libinih truncates lines at 200 bytes,
+ *    cuts section names at 50, never calls the handler for a section
+ *    header and does not tell the handler the line number. The reader
+ *    takes one physical line at a time, counts it, and classifies it by
+ *    inih's own rules:
+ *      - blank or comment ("; ..." or "# ..."): inih gets an empty line;
+ *      - "[section]": opened here, so that empty sections and long names
+ *        work; inih gets a short placeholder header;
+ *      - "key = value": inih gets the line as it is or, when it would not
+ *        fit inih's buffer, the placeholder "\1=\1" while the real key and
+ *        value wait in the loader (the side table) for the handler;
+ *      - an indented line after a key: a continuation (as in Python's
+ *        configparser); inih gets it as it is, or " \1" when too long;
+ *      - anything else is a syntax error, reported here.
+ *    inih handles a line completely before it asks for the next one, so
+ *    when the handler runs, the loader's line number and side table
+ *    describe the line being handled.
+ *
+ * 2. Collecting. The handler (ini_entry_cb) files each key under its
+ *    section and rejects unknown and duplicate keys. A continuation line
+ *    is appended with one space to the value of a list key (hosts, sticky,
+ *    override_networks, servers, steps), so a long list may be written
+ *    one item per line; on any other key it is an error. An inline
+ *    comment starts at a ';' that follows white space, on key lines and
+ *    continuation lines alike; '#' only starts a whole-line comment.
+ *
+ * 3. Building. Once the whole file is read, sections become structs in an
+ *    order of our choosing, so sections may appear in any order in the
+ *    file. Every key is one row of a table (name, type, bounds, default):
+ *    the tables drive parsing, defaults and "missing key" errors. Rules
+ *    that span sections (stable version, weights summing to 100, pins,
+ *    ambiguous routes, duplicate binds) are checked last.
+ *
+ * Every error is kept as "file:line: message"; the caller gets all of them,
+ * sorted by line, or a complete config.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "conf/xmalloc.h"
+
+#define MAX_DURATION_MS (24u * 3600u * 1000u)
+#define NONE            SIZE_MAX
+
+/* What the reader found on the current physical line. */
+enum line_kind {
+	LINE_BLANK, /* blank, comment, or an error already reported */
+	LINE_SECTION,
+	LINE_KEY,
+	LINE_CONT, /* continuation of the previous key's value */
+};
+
+enum sect_type {
+	SECT_SLUICE,
+	SECT_LISTENER,
+	SECT_SERVICE,
+	SECT_VERSION,
+	SECT_ROLLOUT,
+	SECT_PIN,
+};
+
+struct loader;
+
+/* How a key's value is parsed and where it is stored. */
+enum key_type {
+	KEY_DURATION, /* uint32_t milliseconds, 1ms..24h */
+	KEY_SIZE,     /* uint32_t bytes, min..max */
+	KEY_UINT,     /* uint32_t, min..max */
+	KEY_STRING,   /* char *, any text */
+	KEY_TOKEN,    /* char *, an RFC 9110 token (header or cookie name) */
+	KEY_BOOL,     /* bool */
+	KEY_CUSTOM,   /* the row's own parse function */
+};
+
+#define KEY_LIST     0x1 /* continuation lines append to the value */
+#define KEY_REQUIRED 0x2
+
+/* Parses VALUE into OBJ: 0, or -1 with a heap string in *msg. */
+typedef int (*key_parse_fn)(
+    struct loader *L, void *obj, const char *value, char **msg);
+
+/* One config key: the table row that drives parsing and defaults. */
+struct key_def {
+	const char *name;
+	enum key_type type;
+	int flags;
+	size_t offset; /* of the field in the section's struct */
+	uint32_t min, max;
+	const char *dflt; /* parsed like a value when the key is absent */
+	key_parse_fn parse;
+};
+
+/* One kind of section: [WORD], [WORD:NAME] or [WORD:SVC/NAME]. */
+struct sect_def {
+	const char *word;
+	enum sect_type type;
+	int nnames; /* 0, 1 or 2 */
+	const struct key_def *keys;
+};
+
+/* A key as read, before it is parsed. */
+struct entry {
+	const struct key_def *def;
+	char *value;
+	int line;
+};
+
+/* A section as read. */
+struct section {
+	const struct sect_def *def;
+	char *title; /* "version:checkout/blue", as in messages */
+	char *name1; /* NAME, or SVC of SVC/NAME */
+	char *name2; /* NAME of SVC/NAME */
+	int line;
+	struct entry *entries;
+	size_t nentries;
+};
+
+struct error {
+	int line; /* 0: about the file as a whole */
+	size_t seq;
+	char *msg;
+};
+
+/* Build-time facts about one service. */
+struct svc_state {
+	const struct section *sec;
+	bool weight_set; /* some version sets "weight" */
+	bool weight_bad; /* some weight did not parse: skip the sum */
+};
+
+struct loader {
+	const char *file;
+	const char *text;
+	size_t len, pos;
+	int lineno;
+
+	/* The current physical line, as the reader saw it. */
+	char *line;
+	size_t linecap;
+	enum line_kind kind;
+	bool is_long; /* inih got placeholders: real key and value here */
+	char *long_key;
+	char *long_value;
+	bool prev_key; /* mirrors inih: an indented line continues a key */
+
+	struct section *sections;
+	size_t nsections;
+	bool in_section; /* a header was seen, valid or not */
+	size_t cur;      /* index of the open section; NONE if invalid */
+	size_t cont;     /* entry of cur a continuation extends; NONE */
+
+	struct error *errors;
+	size_t nerrors;
+
+	/* Building. */
+	struct sl_config *conf;
+	struct svc_state *svcs;
+	const struct section **listener_secs;
+	size_t cur_service; /* service whose version is being parsed */
+};
+
+static int parse_workers(struct loader *, void *, const char *, char **);
+static int parse_control_socket(struct loader *, void *, const char *, char **);
+static int parse_admin(struct loader *, void *, const char *, char **);
+static int parse_bind(struct loader *, void *, const char *, char **);
+static int parse_hosts(struct loader *, void *, const char *, char **);
+static int parse_path_prefix(struct loader *, void *, const char *, char **);
+static int parse_sticky(struct loader *, void *, const char *, char **);
+static int parse_networks(struct loader *, void *, const char *, char **);
+static int parse_servers(struct loader *, void *, const char *, char **);
+static int parse_version_weight(struct loader *, void *, const char *, char **);
+static int parse_steps(struct loader *, void *, const char *, char **);
+static int parse_error_rate(struct loader *, void *, const char *, char **);
+static int parse_latency_ratio(struct loader *, void *, const char *, char **);
+static int parse_quantile(struct loader *, void *, const char *, char **);
+static int parse_match(struct loader *, void *, const char *, char **);
+
+#define G(f) offsetof(struct sl_global_conf, f)
+static const struct key_def sluice_keys[] = {
+    {.name = "workers",
+        .type = KEY_CUSTOM,
+        .dflt = "auto",
+        .parse = parse_workers},
+    {.name = "control_socket",
+        .type = KEY_CUSTOM,
+        .dflt = "/run/sluice/control.sock",
+        .parse = parse_control_socket},
+    {.name = "admin", .type = KEY_CUSTOM, .parse = parse_admin},
+    {.name = "state_file",
+        .type = KEY_STRING,
+        .offset = G(state_file),
+        .dflt = "/var/lib/sluice/state.ini"},
+    {.name = "header_timeout",
+        .type = KEY_DURATION,
+        .offset = G(header_timeout_ms),
+        .dflt = "10s"},
+    {.name = "keepalive_timeout",
+        .type = KEY_DURATION,
+        .offset = G(keepalive_timeout_ms),
+        .dflt = "60s"},
+    {.name = "connect_timeout",
+        .type = KEY_DURATION,
+        .offset = G(connect_timeout_ms),
+        .dflt = "3s"},
+    {.name = "response_timeout",
+        .type = KEY_DURATION,
+        .offset = G(response_timeout_ms),
+        .dflt = "30s"},
+    {.name = "body_timeout",
+        .type = KEY_DURATION,
+        .offset = G(body_timeout_ms),
+        .dflt = "30s"},
+    {.name = "max_header_size",
+        .type = KEY_SIZE,
+        .offset = G(max_header_size),
+        .min = 1024,
+        .max = 1024 * 1024,
+        .dflt = "16k"},
+    {.name = "max_headers",
+        .type = KEY_UINT,
+        .offset = G(max_headers),
+        .min = 1,
+        .max = 1000,
+        .dflt = "100"},
+    {.name = "max_connections",
+        .type = KEY_UINT,
+        .offset = G(max_connections),
+        .min = 1,
+        .max = 1000000,
+        .dflt = "10000"},
+    {.name = "upstream_keepalive",
+        .type = KEY_UINT,
+        .offset = G(upstream_keepalive),
+        .min = 0,
+        .max = 10000,
+        .dflt = "32"},
+    {.name = NULL},
+};
+#undef G
+
+#define L_(f) offsetof(struct sl_listener_conf, f)
+static const struct key_def listener_keys[] = {
+    {.name = "bind",
+        .type = KEY_CUSTOM,
+        .flags = KEY_REQUIRED,
+        .parse = parse_bind},
+    {.name = "tls_cert", .type = KEY_STRING, .offset = L_(tls_cert)},
+    {.name = "tls_key", .type = KEY_STRING, .offset = L_(tls_key)},
+    {.name = NULL},
+};
+#undef L_
+
+#define S(f) offsetof(struct sl_service_conf, f)
+static const struct key_def service_keys[] = {
+    {.name = "hosts",
+        .type = KEY_CUSTOM,
+        .flags = KEY_LIST,
+        .parse = parse_hosts},
+    {.name = "path_prefix",
+        .type = KEY_CUSTOM,
+        .dflt = "/",
+        .parse = parse_path_prefix},
+    {.name = "sticky",
+        .type = KEY_CUSTOM,
+        .flags = KEY_LIST,
+        .dflt = "ip",
+        .parse = parse_sticky},
+    {.name = "seed", .type = KEY_STRING, .offset = S(seed)},
+    {.name = "stable",
+        .type = KEY_STRING,
+        .flags = KEY_REQUIRED,
+        .offset = S(stable)},
+    {.name = "sticky_cookie", .type = KEY_TOKEN, .offset = S(sticky_cookie)},
+    {.name = "expose_version",
+        .type = KEY_BOOL,
+        .offset = S(expose_version),
+        .dflt = "no"},
+    {.name = "override_header",
+        .type = KEY_TOKEN,
+        .offset = S(override_header),
+        .dflt = "X-Sluice-Version"},
+    {.name = "override_secret",
+        .type = KEY_STRING,
+        .offset = S(override_secret)},
+    {.name = "override_secret_header",
+        .type = KEY_TOKEN,
+        .offset = S(override_secret_header),
+        .dflt = "X-Sluice-Secret"},
+    {.name = "override_networks",
+        .type = KEY_CUSTOM,
+        .flags = KEY_LIST,
+        .parse = parse_networks},
+    {.name = NULL},
+};
+#undef S
+
+static const struct key_def version_keys[] = {
+    {.name = "servers",
+        .type = KEY_CUSTOM,
+        .flags = KEY_LIST | KEY_REQUIRED,
+        .parse = parse_servers},
+    {.name = "weight", .type = KEY_CUSTOM, .parse = parse_version_weight},
+    {.name = NULL},
+};
+
+#define R(f) offsetof(struct sl_rollout_conf, f)
+static const struct key_def rollout_keys[] = {
+    {.name = "steps",
+        .type = KEY_CUSTOM,
+        .flags = KEY_LIST,
+        .dflt = "1 5 25 50 100",
+        .parse = parse_steps},
+    {.name = "step_time",
+        .type = KEY_DURATION,
+        .offset = R(step_time_ms),
+        .dflt = "60s"},
+    {.name = "interval",
+        .type = KEY_DURATION,
+        .offset = R(interval_ms),
+        .dflt = "10s"},
+    {.name = "min_requests",
+        .type = KEY_UINT,
+        .offset = R(min_requests),
+        .min = 1,
+        .max = 1000000000,
+        .dflt = "200"},
+    {.name = "max_error_rate",
+        .type = KEY_CUSTOM,
+        .dflt = "1%",
+        .parse = parse_error_rate},
+    {.name = "max_latency_ratio",
+        .type = KEY_CUSTOM,
+        .dflt = "1.5",
+        .parse = parse_latency_ratio},
+    {.name = "latency_quantile",
+        .type = KEY_CUSTOM,
+        .dflt = "0.99",
+        .parse = parse_quantile},
+    {.name = NULL},
+};
+#undef R
+
+static const struct key_def pin_keys[] = {
+    {.name = "match",
+        .type = KEY_CUSTOM,
+        .flags = KEY_REQUIRED,
+        .parse = parse_match},
+    {.name = "version",
+        .type = KEY_STRING,
+        .flags = KEY_REQUIRED,
+        .offset = offsetof(struct sl_pin_conf, version)},
+    {.name = NULL},
+};
+
+static const struct sect_def sect_defs[] = {
+    {"sluice", SECT_SLUICE, 0, sluice_keys},
+    {"listener", SECT_LISTENER, 1, listener_keys},
+    {"service", SECT_SERVICE, 1, service_keys},
+    {"version", SECT_VERSION, 2, version_keys},
+    {"rollout", SECT_ROLLOUT, 1, rollout_keys},
+    {"pin", SECT_PIN, 2, pin_keys},
+    {NULL, SECT_SLUICE, 0, NULL},
+};
+
+/* ---- small helpers ---- */
+
+static bool
+is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool
+is_space(int c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' ||
+	    c == '\v';
+}
+
+static bool
+is_alnum(int c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Store a static reason and fail; WHY may be NULL. */
+static int
+fail(const char **why, const char *reason)
+{
+	if (why != NULL)
+		*why = reason;
+	return -1;
+}
+
+static char *
+lskip(char *s)
+{
+	while (is_space((unsigned char)*s))
+		s++;
+	return s;
+}
+
+static void
+rstrip(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && is_space((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+}
+
+/*
+ * inih's own scan: the first of CHARS, or an inline comment (';' after
+ * white space), or the end of S.
+ */
+static char *
+find_chars_or_comment(char *s, const char *chars)
+{
+	bool was_space = false;
+
+	while (*s != '\0' && (chars == NULL || strchr(chars, *s) == NULL) &&
+	    !(was_space && *s == ';')) {
+		was_space = is_space((unsigned char)*s);
+		s++;
+	}
+	return s;
+}
+
+/* A section or version name: 1..63 of [A-Za-z0-9_.-]. */
+static bool
+valid_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		if (!is_alnum((unsigned char)s[n]) && s[n] != '_' &&
+		    s[n] != '.' && s[n] != '-')
+			return false;
+	}
+	return n >= 1 && n <= SL_MAX_NAME;
+}
+
+/* An RFC 9110 token (header field name, cookie name). */
+static bool
+valid_token(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++) {
+		if (!is_alnum((unsigned char)*s) &&
+		    strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/* Digits only, at most UINT32_MAX. */
+static int
+parse_u32(const char *s, uint32_t *v)
+{
+	uint64_t n = 0;
+
+	if (!is_digit((unsigned char)*s))
+		return -1;
+	for (; is_digit((unsigned char)*s); s++) {
+		n = n * 10 + (uint64_t)(*s - '0');
+		if (n > UINT32_MAX)
+			return -1;
+	}
+	if (*s != '\0')
+		return -1;
+	*v = (uint32_t)n;
+	return 0;
+}
+
+/*
+ * A plain decimal "123" or "0.125" (no sign, no exponent, at most 15
+ * digits), computed without strtod so the locale cannot change it.
+ * SHIFT extra powers of ten divide the result ("1%" is 1 shifted by 2).
+ */
+static int
+parse_decimal(const char *s, int shift, double *out)
+{
+	uint64_t mant = 0;
+	int ndigits = 0, scale = shift;
+	double div = 1;
+
+	if (!is_digit((unsigned char)*s))
+		return -1;
+	for (; is_digit((unsigned char)*s); s++, ndigits++)
+		mant = mant * 10 + (uint64_t)(*s - '0');
+	if (*s == '.') {
+		s++;
+		if (!is_digit((unsigned char)*s))
+			return -1;
+		for (; is_digit((unsigned char)*s); s++, ndigits++, scale++)
+			mant = mant * 10 + (uint64_t)(*s - '0');
+	}
+	if (*s != '\0' || ndigits > 15)
+		return -1;
+	while (scale-- > 0)
+		div *= 10;
+	*out = (double)mant / div;
+	return 0;
+}
+
+/* Split a list on white space and commas; returns a heap array. */
+static char **
+split_list(const char *value, size_t *n)
+{
+	char **items = NULL;
+	size_t len;
+
+	*n = 0;
+	for (;;) {
+		value += strspn(value, " \t,");
+		if (*value == '\0')
+			break;
+		len = strcspn(value, " \t,");
+		items = sl_xreallocarray(items, *n + 1, sizeof *items);
+		items[(*n)++] = sl_xstrndup(value, len);
+		value += len;
+	}
+	return items;
+}
+
+static void
+free_list(char **items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
+/* "250ms", "10s", "2m", "1h": the shortest exact form, for messages. */
+static const char *
+fmt_duration(uint32_t ms, char *buf, size_t size)
+{
+	if (ms % 3600000 == 0)
+		snprintf(buf, size, "%uh", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(buf, size, "%um", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, size, "%us", ms / 1000);
+	else
+		snprintf(buf, size, "%ums", ms);
+	return buf;
+}
+
+/* "16k", "1m" or bytes, for messages. */
+static const char *
+fmt_size(uint32_t n, char *buf, size_t size)
+{
+	if (n != 0 && n % (1024 * 1024) == 0)
+		snprintf(buf, size, "%um", n / (1024 * 1024));
+	else if (n != 0 && n % 1024 == 0)
+		snprintf(buf, size, "%uk", n / 1024);
+	else
+		snprintf(buf, size, "%u", n);
+	return buf;
+}
+
+/* Do two resolved addresses name the same address and port? */
+static bool
+same_sockaddr(
+    const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a;
+		const struct sockaddr_in *y = (const void *)b;
+
+		return x->sin_port == y->sin_port &&
+		    x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a;
+		const struct sockaddr_in6 *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		    x->sin6_scope_id == y->sin6_scope_id &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+	}
+	return false;
+}
+
+/* ---- value parsers (public, shared with the control socket) ---- */
+
+/* "250ms", "10s", "2m", "1h", or bare seconds; 1ms..24h. */
+int
+sl_conf_parse_duration(const char *s, uint32_t *ms, const char **why)
+{
+	uint64_t n = 0, mult;
+
+	if (!is_digit((unsigned char)*s))
+		return fail(why,
+		    "expected a number with an optional unit "
+		    "(ms, s, m, h), e.g. 10s");
+	for (; is_digit((unsigned char)*s); s++) {
+		n = n * 10 + (uint64_t)(*s - '0');
+		if (n > MAX_DURATION_MS)
+			return fail(why, "must be at most 24h");
+	}
+	if (*s == '\0' || strcmp(s, "s") == 0)
+		mult = 1000;
+	else if (strcmp(s, "ms") == 0)
+		mult = 1;
+	else if (strcmp(s, "m") == 0)
+		mult = 60 * 1000;
+	else if (strcmp(s, "h") == 0)
+		mult = 3600 * 1000;
+	else
+		return fail(why, "unknown unit (use ms, s, m or h)");
+	n *= mult;
+	if (n == 0)
+		return fail(why, "must be greater than zero");
+	if (n > MAX_DURATION_MS)
+		return fail(why, "must be at most 24h");
+	*ms = (uint32_t)n;
+	return 0;
+}
+
+/* "12.34", "0.01", "100", "12.5%": 0..100 with at most two decimals. */
+int
+sl_conf_parse_weight(const char *s, uint32_t *hundredths, const char **why)
+{
+	uint32_t whole = 0, frac = 0;
+	int ndec = 0;
+
+	if (!is_digit((unsigned char)*s))
+		return fail(why, "expected a percentage such as 12.5 or 100");
+	for (; is_digit((unsigned char)*s); s++) {
+		whole = whole * 10 + (uint32_t)(*s - '0');
+		if (whole > 100)
+			return fail(why, "must be between 0 and 100");
+	}
+	if (*s == '.') {
+		s++;
+		if (!is_digit((unsigned char)*s))
+			return fail(why, "expected digits after '.'");
+		for (; is_digit((unsigned char)*s); s++) {
+			if (++ndec > 2)
+				return fail(why, "more than two decimals");
+			frac = frac * 10 + (uint32_t)(*s - '0');
+		}
+		if (ndec == 1)
+			frac *= 10;
+	}
+	if (*s == '%')
+		s++;
+	if (*s != '\0')
+		return fail(why, "expected a percentage such as 12.5 or 100");
+	if (whole * 100 + frac > SL_WEIGHT_TOTAL)
+		return fail(why, "must be between 0 and 100");
+	*hundredths = whole * 100 + frac;
+	return 0;
+}
+
+/* Bytes, or KiB with k/K, or MiB with m/M; at most 4 GiB - 1. */
+int
+sl_conf_parse_size(const char *s, uint32_t *bytes, const char **why)
+{
+	uint64_t n = 0, mult = 1;
+
+	if (!is_digit((unsigned char)*s))
+		return fail(why, "expected a number of bytes, e.g. 16k or 1m");
+	for (; is_digit((unsigned char)*s); s++) {
+		n = n * 10 + (uint64_t)(*s - '0');
+		if (n > UINT32_MAX)
+			return fail(why, "too large");
+	}
+	if (*s == 'k' || *s == 'K')
+		mult = 1024;
+	else if (*s == 'm' || *s == 'M')
+		mult = 1024 * 1024;
+	else if (*s != '\0')
+		return fail(why, "unknown unit (use k or m)");
+	if (mult != 1 && s[1] != '\0')
+		return fail(why, "unknown unit (use k or m)");
+	if (n * mult > UINT32_MAX)
+		return fail(why, "too large");
+	*bytes = (uint32_t)(n * mult);
+	return 0;
+}
+
+/*
+ * "host:port", "[v6]:port" or "*:port" (IPv4 any). A host name is resolved
+ * now (first getaddrinfo result). On success addr->text is a heap copy of
+ * S, owned by the caller (sl_conf_free frees those in a config).
+ */
+int
+sl_conf_parse_addr(const char *s, struct sl_addr *addr, const char **why)
+{
+	char host[256];
+	const char *hoststart, *port, *colon, *close;
+	size_t hostlen;
+	uint32_t portnum;
+	struct addrinfo hints, *res = NULL;
+	int rc;
+
+	if (*s == '[') {
+		close = strchr(s, ']');
+		if (close == NULL)
+			return fail(why, "missing ']' after IPv6 address");
+		if (close[1] != ':')
+			return fail(why, "expected ':PORT' after ']'");
+		hostlen = (size_t)(close - s - 1);
+		hoststart = s + 1;
+		port = close + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return fail(why, "expected HOST:PORT");
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL)
+			return fail(why,
+			    "IPv6 addresses need brackets, "
+			    "e.g. [::1]:8080");
+		hostlen = (size_t)(colon - s);
+		hoststart = s;
+		port = colon + 1;
+	}
+	if (hostlen == 0)
+		return fail(why, "missing host (use *:PORT for any address)");
+	if (hostlen >= sizeof host)
+		return fail(why, "host name too long");
+	memcpy(host, hoststart, hostlen);
+	host[hostlen] = '\0';
+	if (parse_u32(port, &portnum) == -1 || portnum < 1 || portnum > 65535)
+		return fail(why, "port must be a number from 1 to 65535");
+
+	memset(addr, 0, sizeof *addr);
+	if (strcmp(host, "*") == 0) {
+		struct sockaddr_in *sin = (void *)&addr->ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		sin->sin_port = htons((uint16_t)portnum);
+		addr->len = sizeof *sin;
+		addr->text = sl_xstrdup(s);
+		return 0;
+	}
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = *s == '[' ? AF_INET6 : AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (*s == '[')
+		hints.ai_flags = AI_NUMERICHOST;
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc != 0)
+		return fail(
+		    why, *s == '[' ? "not an IPv6 address" : gai_strerror(rc));
+	if (res->ai_addrlen > sizeof addr->ss ||
+	    (res->ai_family != AF_INET && res->ai_family != AF_INET6)) {
+		freeaddrinfo(res);
+		return fail(why, "unsupported address family");
+	}
+	memcpy(&addr->ss, res->ai_addr, res->ai_addrlen);
+	addr->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (addr->ss.ss_family == AF_INET)
+		((struct sockaddr_in *)(void *)&addr->ss)->sin_port =
+		    htons((uint16_t)portnum);
+	else
+		((struct sockaddr_in6 *)(void *)&addr->ss)->sin6_port =
+		    htons((uint16_t)portnum);
+	addr->text = sl_xstrdup(s);
+	return 0;
+}
+
+/* "10.0.0.0/8", "fd00::/8", or a bare address (/32, /128). */
+int
+sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t iplen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	uint32_t prefix, max;
+
+	if (iplen == 0 || iplen >= sizeof ip)
+		return fail(why, "not an IPv4 or IPv6 address");
+	memcpy(ip, s, iplen);
+	ip[iplen] = '\0';
+	memset(cidr, 0, sizeof *cidr);
+	if (inet_pton(AF_INET, ip, cidr->addr) == 1) {
+		cidr->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, ip, cidr->addr) == 1) {
+		cidr->family = AF_INET6;
+		max = 128;
+	} else
+		return fail(why, "not an IPv4 or IPv6 address");
+	prefix = max;
+	if (slash != NULL &&
+	    (parse_u32(slash + 1, &prefix) == -1 || prefix > max))
+		return fail(why,
+		    cidr->family == AF_INET ? "prefix length must be 0..32"
+		                            : "prefix length must be 0..128");
+	cidr->prefix = (uint8_t)prefix;
+	for (uint32_t bit = prefix; bit < max; bit++) {
+		if (cidr->addr[bit / 8] & (0x80 >> (bit % 8)))
+			return fail(why,
+			    "address has bits set beyond the "
+			    "prefix length");
+	}
+	return 0;
+}
+
+/*
+ * Does SS fall into CIDR? An IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+ * matches IPv4 networks, as a dual-stack listener reports IPv4 clients so.
+ */
+bool
+sl_cidr_match(const struct sl_cidr *cidr, const struct sockaddr_storage *ss)
+{
+	const uint8_t *a;
+	uint8_t bits;
+
+	if (ss->ss_family == AF_INET && cidr->family == AF_INET)
+		a = (const uint8_t *)&(
+		    (const struct sockaddr_in *)(const void *)ss)
+		        ->sin_addr;
+	else if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *in6 =
+		    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+
+		if (cidr->family == AF_INET6)
+			a = in6->s6_addr;
+		else if (IN6_IS_ADDR_V4MAPPED(in6))
+			a = in6->s6_addr + 12;
+		else
+			return false;
+	} else
+		return false;
+
+	bits = cidr->prefix;
+	if (memcmp(a, cidr->addr, bits / 8) != 0)
+		return false;
+	if (bits % 8 == 0)
+		return true;
+	return ((a[bits / 8] ^ cidr->addr[bits / 8]) &
+	           (uint8_t)(0xff00 >> (bits % 8))) == 0;
+}
+
+/* Find a service's version by name; NULL if absent. */
+const struct sl_version_conf *
+sl_conf_version(const struct sl_service_conf *svc, const char *name)
+{
+	for (size_t i = 0; i < svc->nversions; i++) {
+		if (strcmp(svc->versions[i].name, name) == 0)
+			return &svc->versions[i];
+	}
+	return NULL;
+}
+
+/* ---- errors ---- */
+
+static void add_error(struct loader *L, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Keep one error about LINE (0: the whole file). */
+static void
+add_error(struct loader *L, int line, const char *fmt, ...)
+{
+	va_list ap;
+	struct error *e;
+
+	L->errors =
+	    sl_xreallocarray(L->errors, L->nerrors + 1, sizeof *L->errors);
+	e = &L->errors[L->nerrors];
+	e->line = line;
+	e->seq = L->nerrors++;
+	va_start(ap, fmt);
+	e->msg = sl_xvasprintf(fmt, ap);
+	va_end(ap);
+}
+
+static int
+error_cmp(const void *a, const void *b)
+{
+	const struct error *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* All errors, sorted by line, as one heap string of lines. */
+static char *
+join_errors(struct loader *L)
+{
+	char *out = NULL, *next;
+
+	qsort(L->errors, L->nerrors, sizeof *L->errors, error_cmp);
+	for (size_t i = 0; i < L->nerrors; i++) {
+		const struct error *e = &L->errors[i];
+		const char *sep = out != NULL ? "\n" : "";
+
+		if (e->line > 0)
+			next = sl_xasprintf("%s%s%s:%d: %s", out ? out : "",
+			    sep, L->file, e->line, e->msg);
+		else
+			next = sl_xasprintf(
+			    "%s%s%s: %s", out ? out : "", sep, L->file, e->msg);
+		free(out);
+		out = next;
+	}
+	return out;
+}
+
+/* ---- reading: the line reader and the inih handler ---- */
+
+static const struct sect_def *
+find_sect_def(const char *word, size_t len)
+{
+	for (const struct sect_def *d = sect_defs; d->word != NULL; d++) {
+		if (strlen(d->word) == len && memcmp(d->word, word, len) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+/*
+ * Open the section whose header starts at S ("[..."). An invalid header
+ * is reported and its keys are then ignored, so one mistake gives one
+ * error.
+ */
+static void
+open_section(struct loader *L, char *s)
+{
+	char *close, *title, *colon, *slash, *rest;
+	const struct sect_def *def;
+	struct section *sec;
+
+	L->in_section = true;
+	L->cur = NONE;
+	close = strchr(s, ']');
+	if (close == NULL) {
+		add_error(L, L->lineno, "missing ']' in section header");
+		return;
+	}
+	rest = lskip(close + 1);
+	if (*rest != '\0' && *rest != ';' && *rest != '#') {
+		add_error(L, L->lineno, "unexpected text after ']'");
+		return;
+	}
+	*close = '\0';
+	title = lskip(s + 1);
+	rstrip(title);
+
+	colon = strchr(title, ':');
+	def = find_sect_def(
+	    title, colon != NULL ? (size_t)(colon - title) : strlen(title));
+	if (def == NULL || (def->nnames == 0 && colon != NULL)) {
+		add_error(L, L->lineno, "unknown section [%s]", title);
+		return;
+	}
+	if (def->nnames > 0 && colon == NULL) {
+		add_error(L, L->lineno, "section [%s] needs a name: [%s:%s]",
+		    title, def->word,
+		    def->nnames == 2 ? "SERVICE/NAME" : "NAME");
+		return;
+	}
+	if (def->nnames > 0) {
+		rest = colon + 1;
+		slash = strchr(rest, '/');
+		if (def->nnames == 2 &&
+		    (slash == NULL || strchr(slash + 1, '/') != NULL)) {
+			add_error(L, L->lineno,
+			    "section [%s] must be written [%s:SERVICE/NAME]",
+			    title, def->word);
+			return;
+		}
+		if (def->nnames == 2)
+			*slash = '\0';
+		if (!valid_name(rest) ||
+		    (def->nnames == 2 && !valid_name(slash + 1))) {
+			if (def->nnames == 2)
+				*slash = '/';
+			add_error(L, L->lineno,
+			    "invalid name in [%s]: names are 1 to %d "
+			    "characters of A-Z a-z 0-9 _ . -",
+			    title, SL_MAX_NAME);
+			return;
+		}
+		if (def->nnames == 2)
+			*slash = '/';
+	}
+
+	for (size_t i = 0; i < L->nsections; i++) {
+		if (strcmp(L->sections[i].title, title) == 0) {
+			add_error(L, L->lineno,
+			    "duplicate section [%s] (first at line %d)", title,
+			    L->sections[i].line);
+			return;
+		}
+	}
+
+	L->sections = sl_xreallocarray(
+	    L->sections, L->nsections + 1, sizeof *L->sections);
+	sec = &L->sections[L->nsections];
+	memset(sec, 0, sizeof *sec);
+	sec->def = def;
+	sec->title = sl_xstrdup(title);
+	sec->line = L->lineno;
+	if (def->nnames >= 1) {
+		rest = sec->title + (colon - title) + 1;
+		slash = strchr(rest, '/');
+		if (slash != NULL) {
+			sec->name1 = sl_xstrndup(rest, (size_t)(slash - rest));
+			sec->name2 = sl_xstrdup(slash + 1);
+		} else
+			sec->name1 = sl_xstrdup(rest);
+	}
+	L->cur = L->nsections++;
+}
+
+/* Hand inih TEXT as one line; BUF holds NUM bytes (inih's buffer). */
+static char *
+hand(char *buf, int num, const char *text)
+{
+	snprintf(buf, (size_t)num, "%s\n", text);
+	return buf;
+}
+
+/*
+ * inih's reader: take the next physical line, count it, classify it (see
+ * the top of this file) and hand inih the line or a placeholder that fits
+ * its NUM-byte buffer. Returns NULL at the end of the text.
+ */
+static char *
+read_line_cb(char *buf, int num, void *stream)
+{
+	struct loader *L = stream;
+	const char *p;
+	const char *nl;
+	size_t n;
+	char *s, *end, *value;
+
+	if (L->pos >= L->len || num < 8)
+		return NULL;
+	p = L->text + L->pos;
+	nl = memchr(p, '\n', L->len - L->pos);
+	n = nl != NULL ? (size_t)(nl - p) : L->len - L->pos;
+	L->pos += n + (nl != NULL);
+	L->lineno++;
+	if (n > 0 && p[n - 1] == '\r')
+		n--;
+	if (L->lineno == 1 && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) {
+		p += 3;
+		n -= 3;
+	}
+	if (n + 1 > L->linecap) {
+		L->linecap = n + 1;
+		L->line = sl_xrealloc(L->line, L->linecap);
+	}
+	memcpy(L->line, p, n);
+	L->line[n] = '\0';
+	L->is_long = false;
+	free(L->long_key);
+	free(L->long_value);
+	L->long_key = L->long_value = NULL;
+
+	L->kind = LINE_BLANK;
+	if (memchr(p, '\0', n) != NULL) {
+		add_error(L, L->lineno, "NUL byte in line");
+		return hand(buf, num, "");
+	}
+	s = lskip(L->line);
+	if (*s == '\0' || *s == ';' || *s == '#')
+		return hand(buf, num, "");
+
+	if (s > L->line && L->prev_key) {
+		/* inih keeps inline comments on continuation lines: drop
+		 * them here, as on key lines. */
+		L->kind = LINE_CONT;
+		*find_chars_or_comment(s, NULL) = '\0';
+		rstrip(s);
+		if (strlen(s) + 4 <= (size_t)num) {
+			snprintf(buf, (size_t)num, " %s\n", s);
+			return buf;
+		}
+		L->is_long = true;
+		L->long_value = sl_xstrdup(s);
+		return hand(buf, num, " \001");
+	}
+
+	if (*s == '[') {
+		L->kind = LINE_SECTION;
+		L->prev_key = false;
+		open_section(L, s);
+		return hand(buf, num, "[s]");
+	}
+
+	end = find_chars_or_comment(s, "=:");
+	if (*end != '=' && *end != ':') {
+		add_error(L, L->lineno,
+		    "expected 'key = value' or '[section]', got '%s'", s);
+		return hand(buf, num, "");
+	}
+	L->kind = LINE_KEY;
+	L->prev_key = end > s; /* inih's prev_name: the key is not empty */
+	if (strlen(L->line) + 3 <= (size_t)num) {
+		snprintf(buf, (size_t)num, "%s\n", L->line);
+		return buf;
+	}
+	/* Too long for inih: split it as inih would, keep both halves. */
+	L->is_long = true;
+	value = end + 1;
+	*end = '\0';
+	rstrip(s);
+	L->long_key = sl_xstrdup(s);
+	*find_chars_or_comment(value, NULL) = '\0';
+	value = lskip(value);
+	rstrip(value);
+	L->long_value = sl_xstrdup(value);
+	return hand(buf, num, "\001=\001");
+}
+
+static const struct key_def *
+find_key_def(const struct key_def *keys, const char *name)
+{
+	for (; keys->name != NULL; keys++) {
+		if (strcmp(keys->name, name) == 0)
+			return keys;
+	}
+	return NULL;
+}
+
+static struct entry *
+find_entry(const struct section *sec, const struct key_def *def)
+{
+	if (sec == NULL)
+		return NULL;
+	for (size_t i = 0; i < sec->nentries; i++) {
+		if (sec->entries[i].def == def)
+			return &sec->entries[i];
+	}
+	return NULL;
+}
+
+/* File "NAME = VALUE" under the open section. */
+static void
+add_entry(struct loader *L, const char *name, const char *value)
+{
+	struct section *sec;
+	const struct key_def *def;
+	struct entry *e;
+
+	L->cont = NONE;
+	if (!L->in_section) {
+		add_error(L, L->lineno,
+		    "key '%s' outside of any section (add a section header "
+		    "such as [sluice] above it)",
+		    name);
+		return;
+	}
+	if (L->cur == NONE)
+		return; /* invalid section, already reported */
+	sec = &L->sections[L->cur];
+	if (*name == '\0') {
+		add_error(L, L->lineno, "missing key name before '='");
+		return;
+	}
+	def = find_key_def(sec->def->keys, name);
+	if (def == NULL) {
+		add_error(
+		    L, L->lineno, "unknown key '%s' in [%s]", name, sec->title);
+		return;
+	}
+	if ((e = find_entry(sec, def)) != NULL) {
+		add_error(L, L->lineno,
+		    "duplicate key '%s' in [%s] (first at line %d)", name,
+		    sec->title, e->line);
+		return;
+	}
+	sec->entries = sl_xreallocarray(
+	    sec->entries, sec->nentries + 1, sizeof *sec->entries);
+	e = &sec->entries[sec->nentries];
+	e->def = def;
+	e->value = sl_xstrdup(value);
+	e->line = L->lineno;
+	L->cont = sec->nentries++;
+}
+
+/* Append a continuation line to the value of the last key. */
+static void
+continue_entry(struct loader *L, const char *value)
+{
+	struct section *sec;
+	struct entry *e;
+	char *joined;
+
+	if (L->cur == NONE || L->cont == NONE)
+		return; /* the key line was rejected, already reported */
+	sec = &L->sections[L->cur];
+	e = &sec->entries[L->cont];
+	if (!(e->def->flags & KEY_LIST)) {
+		add_error(L, L->lineno,
+		    "[%s] %s: indented line continues a key that takes one "
+		    "value (only lists may span lines)",
+		    sec->title, e->def->name);
+		L->cont = NONE;
+		return;
+	}
+	joined = sl_xasprintf("%s%s%s", e->value, *e->value ? " " : "", value);
+	free(e->value);
+	e->value = joined;
+}
+
+/* inih's handler: SECTION is inih's placeholder, the loader knows more. */
+static int
+ini_entry_cb(
+    void *user, const char *section, const char *name, const char *value)
+{
+	struct loader *L = user;
+
+	if (L->is_long) {
+		value = L->long_value;
+		if (L->kind == LINE_KEY)
+			name = L->long_key;
+	}
+	if (L->kind == LINE_CONT)
+		continue_entry(L, value);
+	else if (L->kind == LINE_KEY)
+		add_entry(L, name, value);
+	return 1;
+}
+
+/* ---- building: custom key parsers ---- */
+
+static int
+parse_workers(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_global_conf *g = obj;
+	uint32_t n;
+
+	if (strcmp(value, "auto") == 0) {
+		g->workers = 0;
+		return 0;
+	}
+	if (parse_u32(value, &n) == -1 || n < 1 || n > 256) {
+		*msg = sl_xasprintf("invalid value '%s': use auto or a number "
+		                    "from 1 to 256",
+		    value);
+		return -1;
+	}
+	g->workers = (int)n;
+	return 0;
+}
+
+static int
+parse_control_socket(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_global_conf *g = obj;
+	struct sockaddr_un sun;
+
+	if (strlen(value) >= sizeof sun.sun_path) {
+		*msg = sl_xasprintf("path '%s' is too long for a Unix socket "
+		                    "(at most %zu bytes)",
+		    value, sizeof sun.sun_path - 1);
+		return -1;
+	}
+	g->control_socket = sl_xstrdup(value);
+	return 0;
+}
+
+static int
+parse_admin(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_global_conf *g = obj;
+	const char *why;
+
+	if (sl_conf_parse_addr(value, &g->admin, &why) == -1) {
+		*msg = sl_xasprintf("invalid address '%s': %s", value, why);
+		return -1;
+	}
+	g->admin_text = sl_xstrdup(value);
+	g->has_admin = true;
+	return 0;
+}
+
+static int
+parse_bind(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_listener_conf *lc = obj;
+	const char *why;
+
+	if (sl_conf_parse_addr(value, &lc->bind, &why) == -1) {
+		*msg = sl_xasprintf("invalid address '%s': %s", value, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* "Shop.Example.com:443" -> "shop.example.com"; NULL if not a host. */
+static char *
+normal_host(const char *item)
+{
+	char *h = sl_xstrdup(item), *c;
+	size_t n;
+
+	for (c = h; *c != '\0'; c++) {
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	}
+	c = strrchr(h, ':');
+	if (c != NULL && c[1] != '\0' &&
+	    strspn(c + 1, "0123456789") == strlen(c + 1) &&
+	    (h[0] == '[' ? c[-1] == ']' : strchr(h, ':') == c))
+		*c = '\0';
+	n = strlen(h);
+	if (n == 0)
+		goto bad;
+	if (h[0] == '[') {
+		if (n < 3 || h[n - 1] != ']' ||
+		    strspn(h + 1, "0123456789abcdef:.") != n - 2)
+			goto bad;
+		return h;
+	}
+	for (c = h; *c != '\0'; c++) {
+		if (!is_alnum((unsigned char)*c) && strchr("-._", *c) == NULL)
+			goto bad;
+	}
+	return h;
+bad:
+	free(h);
+	return NULL;
+}
+
+static int
+parse_hosts(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_service_conf *svc = obj;
+	size_t n;
+	char **items = split_list(value, &n);
+	char *h;
+
+	svc->hosts = sl_xcalloc(n ? n : 1, sizeof *svc->hosts);
+	for (size_t i = 0; i < n; i++) {
+		if ((h = normal_host(items[i])) == NULL) {
+			*msg = sl_xasprintf("invalid host '%s'", items[i]);
+			goto fail;
+		}
+		for (size_t j = 0; j < svc->nhosts; j++) {
+			if (strcmp(svc->hosts[j], h) == 0) {
+				*msg = sl_xasprintf("host '%s' is listed "
+				                    "twice",
+				    h);
+				free(h);
+				goto fail;
+			}
+		}
+		svc->hosts[svc->nhosts++] = h;
+	}
+	free_list(items, n);
+	if (n == 0) {
+		*msg = sl_xstrdup("empty list");
+		return -1;
+	}
+	return 0;
+fail:
+	free_list(items, n);
+	return -1;
+}
+
+static int
+parse_path_prefix(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_service_conf *svc = obj;
+
+	if (value[0] != '/') {
+		*msg = sl_xasprintf("'%s' must start with '/'", value);
+		return -1;
+	}
+	for (const char *c = value; *c != '\0'; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f || *c == '?' ||
+		    *c == '#') {
+			*msg = sl_xasprintf("'%s' may not contain white space, "
+			                    "control characters, '?' or '#'",
+			    value);
+			return -1;
+		}
+	}
+	svc->path_prefix = sl_xstrdup(value);
+	return 0;
+}
+
+/* Same source twice? Header names compare without case. */
+static bool
+same_key(const struct sl_key_conf *a, const struct sl_key_conf *b)
+{
+	if (a->source != b->source)
+		return false;
+	if (a->source == SL_KEY_IP)
+		return true;
+	if (a->source == SL_KEY_HEADER)
+		return strcasecmp(a->name, b->name) == 0;
+	return strcmp(a->name, b->name) == 0;
+}
+
+static int
+parse_sticky(struct loader *L, void *obj, const char *value, char **msg)
+{
+	static const struct {
+		const char *prefix;
+		enum sl_key_source source;
+	} sources[] = {
+	    {"header:", SL_KEY_HEADER},
+	    {"cookie:", SL_KEY_COOKIE},
+	    {"query:", SL_KEY_QUERY},
+	};
+	struct sl_service_conf *svc = obj;
+	size_t n;
+	char **items = split_list(value, &n);
+	struct sl_key_conf k;
+	const char *name;
+
+	svc->keys = sl_xcalloc(n ? n : 1, sizeof *svc->keys);
+	for (size_t i = 0; i < n; i++) {
+		const char *it = items[i];
+
+		if (svc->nkeys > 0 &&
+		    svc->keys[svc->nkeys - 1].source == SL_KEY_IP) {
+			*msg = sl_xasprintf("'%s' comes after 'ip', which is "
+			                    "always present, so it would "
+			                    "never be used",
+			    it);
+			goto fail;
+		}
+		memset(&k, 0, sizeof k);
+		name = NULL;
+		if (strcmp(it, "ip") == 0)
+			k.source = SL_KEY_IP;
+		else {
+			for (size_t j = 0; j < 3; j++) {
+				size_t plen = strlen(sources[j].prefix);
+
+				if (strncmp(it, sources[j].prefix, plen) == 0) {
+					k.source = sources[j].source;
+					name = it + plen;
+				}
+			}
+			if (name == NULL) {
+				*msg = sl_xasprintf("unknown source '%s' (use "
+				                    "header:NAME, cookie:NAME, "
+				                    "query:NAME or ip)",
+				    it);
+				goto fail;
+			}
+			if (k.source == SL_KEY_QUERY
+			        ? (*name == '\0' ||
+			              strpbrk(name, "&=#?;") != NULL)
+			        : !valid_token(name)) {
+				*msg = sl_xasprintf("invalid name in '%s'", it);
+				goto fail;
+			}
+		}
+		k.name = name != NULL ? sl_xstrdup(name) : NULL;
+		for (size_t j = 0; j < svc->nkeys; j++) {
+			if (same_key(&svc->keys[j], &k)) {
+				*msg = sl_xasprintf("source '%s' is listed "
+				                    "twice",
+				    it);
+				free(k.name);
+				goto fail;
+			}
+		}
+		svc->keys[svc->nkeys++] = k;
+	}
+	free_list(items, n);
+	if (n == 0) {
+		*msg = sl_xstrdup("empty list");
+		return -1;
+	}
+	return 0;
+fail:
+	free_list(items, n);
+	return -1;
+}
+
+static int
+parse_networks(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_service_conf *svc = obj;
+	size_t n;
+	char **items = split_list(value, &n);
+	const char *why;
+
+	svc->override_networks =
+	    sl_xcalloc(n ? n : 1, sizeof *svc->override_networks);
+	for (size_t i = 0; i < n; i++) {
+		if (sl_conf_parse_cidr(
+		        items[i], &svc->override_networks[i], &why) == -1) {
+			*msg = sl_xasprintf(
+			    "invalid network '%s': %s", items[i], why);
+			free_list(items, n);
+			return -1;
+		}
+		svc->noverride_networks++;
+	}
+	free_list(items, n);
+	if (n == 0) {
+		*msg = sl_xstrdup("empty list");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_servers(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_version_conf *v = obj;
+	size_t n;
+	char **items = split_list(value, &n);
+	const char *why;
+	char *eq;
+	struct sl_server_conf *srv;
+
+	v->servers = sl_xcalloc(n ? n : 1, sizeof *v->servers);
+	for (size_t i = 0; i < n; i++) {
+		srv = &v->servers[v->nservers];
+		srv->weight = 1;
+		if ((eq = strrchr(items[i], '=')) != NULL) {
+			*eq = '\0';
+			if (parse_u32(eq + 1, &srv->weight) == -1 ||
+			    srv->weight < 1 || srv->weight > 1000) {
+				*eq = '=';
+				*msg = sl_xasprintf("invalid server '%s': "
+				                    "weight must be a number "
+				                    "from 1 to 1000",
+				    items[i]);
+				goto fail;
+			}
+		}
+		if (sl_conf_parse_addr(items[i], &srv->addr, &why) == -1) {
+			*msg = sl_xasprintf(
+			    "invalid server '%s': %s", items[i], why);
+			goto fail;
+		}
+		for (size_t j = 0; j < v->nservers; j++) {
+			if (same_sockaddr(
+			        &v->servers[j].addr.ss, &srv->addr.ss)) {
+				*msg = sl_xasprintf("server '%s' is listed "
+				                    "twice",
+				    items[i]);
+				free(srv->addr.text);
+				srv->addr.text = NULL;
+				goto fail;
+			}
+		}
+		v->nservers++;
+	}
+	free_list(items, n);
+	if (n == 0) {
+		*msg = sl_xstrdup("empty list");
+		return -1;
+	}
+	return 0;
+fail:
+	free_list(items, n);
+	return -1;
+}
+
+static int
+parse_version_weight(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_version_conf *v = obj;
+	const char *why;
+
+	L->svcs[L->cur_service].weight_set = true;
+	if (sl_conf_parse_weight(value, &v->weight, &why) == -1) {
+		L->svcs[L->cur_service].weight_bad = true;
+		*msg = sl_xasprintf("invalid weight '%s': %s", value, why);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_steps(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_rollout_conf *r = obj;
+	size_t n;
+	char **items = split_list(value, &n);
+	const char *why;
+	uint32_t w;
+
+	r->steps = sl_xcalloc(n ? n : 1, sizeof *r->steps);
+	for (size_t i = 0; i < n; i++) {
+		if (sl_conf_parse_weight(items[i], &w, &why) == -1) {
+			*msg = sl_xasprintf(
+			    "invalid step '%s': %s", items[i], why);
+			goto fail;
+		}
+		if (w == 0) {
+			*msg = sl_xasprintf("invalid step '%s': must be "
+			                    "greater than 0",
+			    items[i]);
+			goto fail;
+		}
+		if (i > 0 && w <= r->steps[i - 1]) {
+			*msg = sl_xasprintf("steps must be strictly increasing "
+			                    "('%s' follows '%s')",
+			    items[i], items[i - 1]);
+			goto fail;
+		}
+		r->steps[r->nsteps++] = w;
+	}
+	free_list(items, n);
+	if (n == 0) {
+		*msg = sl_xstrdup("empty list");
+		return -1;
+	}
+	return 0;
+fail:
+	free_list(items, n);
+	return -1;
+}
+
+/* "1%" or a fraction "0.01"; in (0, 1]. */
+static int
+parse_error_rate(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_rollout_conf *r = obj;
+	char *num = sl_xstrdup(value);
+	size_t n = strlen(num);
+	int shift = 0;
+	double d;
+
+	if (n > 0 && num[n - 1] == '%') {
+		num[n - 1] = '\0';
+		shift = 2;
+	}
+	if (parse_decimal(num, shift, &d) == -1 || d <= 0 || d > 1) {
+		*msg = sl_xasprintf("invalid rate '%s': use a percentage in "
+		                    "(0%%, 100%%] such as 1%%, or a fraction "
+		                    "in (0, 1] such as 0.01",
+		    value);
+		free(num);
+		return -1;
+	}
+	free(num);
+	r->max_error_rate = d;
+	return 0;
+}
+
+static int
+parse_latency_ratio(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_rollout_conf *r = obj;
+	double d;
+
+	if (parse_decimal(value, 0, &d) == -1 || d <= 1.0 || d > 100) {
+		*msg = sl_xasprintf("invalid ratio '%s': must be a number "
+		                    "greater than 1 and at most 100",
+		    value);
+		return -1;
+	}
+	r->max_latency_ratio = d;
+	return 0;
+}
+
+static int
+parse_quantile(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_rollout_conf *r = obj;
+	double d;
+
+	if (parse_decimal(value, 0, &d) == -1 || d <= 0 || d >= 1) {
+		*msg = sl_xasprintf("invalid quantile '%s': must be a number "
+		                    "between 0 and 1, such as 0.99",
+		    value);
+		return -1;
+	}
+	r->latency_quantile = d;
+	return 0;
+}
+
+/* "header:NAME=VALUE", "header:NAME^=PREFIX", and cookie: alike. */
+static int
+parse_match(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_pin_conf *pin = obj;
+	const char *rest, *eq, *name_end;
+
+	if (strncmp(value, "header:", 7) == 0) {
+		pin->source = SL_KEY_HEADER;
+		rest = value + 7;
+	} else if (strncmp(value, "cookie:", 7) == 0) {
+		pin->source = SL_KEY_COOKIE;
+		rest = value + 7;
+	} else
+		goto bad;
+	if ((eq = strchr(rest, '=')) == NULL)
+		goto bad;
+	name_end = eq;
+	pin->op = SL_MATCH_EQUALS;
+	if (eq > rest && eq[-1] == '^') {
+		pin->op = SL_MATCH_PREFIX;
+		name_end = eq - 1;
+	}
+	pin->field = sl_xstrndup(rest, (size_t)(name_end - rest));
+	if (!valid_token(pin->field)) {
+		*msg = sl_xasprintf("invalid %s name '%s' in '%s'",
+		    pin->source == SL_KEY_HEADER ? "header" : "cookie",
+		    pin->field, value);
+		return -1;
+	}
+	if (eq[1] == '\0') {
+		*msg =
+		    sl_xasprintf("nothing to match after '=' in '%s'", value);
+		return -1;
+	}
+	pin->value = sl_xstrdup(eq + 1);
+	return 0;
+bad:
+	*msg = sl_xasprintf("invalid rule '%s': use header:NAME=VALUE, "
+	                    "header:NAME^=PREFIX, cookie:NAME=VALUE or "
+	                    "cookie:NAME^=PREFIX",
+	    value);
+	return -1;
+}
+
+/* ---- building: sections into structs ---- */
+
+/* Parse VALUE for key DEF into OBJ; report failures at LINE. */
+static void
+apply_value(struct loader *L, const char *title, const struct key_def *def,
+    void *obj, const char *value, int line)
+{
+	char *field = (char *)obj + def->offset;
+	char *msg = NULL;
+	const char *why;
+	uint32_t u;
+	char lo[32], hi[32];
+
+	if (*value == '\0') {
+		add_error(L, line, "[%s] %s: empty value", title, def->name);
+		return;
+	}
+	switch (def->type) {
+	case KEY_DURATION:
+		if (sl_conf_parse_duration(value, &u, &why) == -1)
+			msg = sl_xasprintf(
+			    "invalid duration '%s': %s", value, why);
+		else
+			memcpy(field, &u, sizeof u);
+		break;
+	case KEY_SIZE:
+		if (sl_conf_parse_size(value, &u, &why) == -1)
+			msg = sl_xasprintf("invalid size '%s': %s", value, why);
+		else if (u < def->min || u > def->max)
+			msg = sl_xasprintf("size '%s' out of range (%s to %s)",
+			    value, fmt_size(def->min, lo, sizeof lo),
+			    fmt_size(def->max, hi, sizeof hi));
+		else
+			memcpy(field, &u, sizeof u);
+		break;
+	case KEY_UINT:
+		if (parse_u32(value, &u) == -1 || u < def->min || u > def->max)
+			msg = sl_xasprintf("invalid value '%s': must be a "
+			                   "number from %u to %u",
+			    value, def->min, def->max);
+		else
+			memcpy(field, &u, sizeof u);
+		break;
+	case KEY_TOKEN:
+		if (!valid_token(value)) {
+			msg = sl_xasprintf("invalid name '%s': use letters, "
+			                   "digits and !#$%%&'*+-.^_`|~",
+			    value);
+			break;
+		}
+		/* FALLTHROUGH */
+	case KEY_STRING: {
+		char *s = sl_xstrdup(value);
+
+		memcpy(field, &s, sizeof s);
+		break;
+	}
+	case KEY_BOOL: {
+		static const char *yes[] = {"yes", "true", "on", "1"};
+		static const char *no[] = {"no", "false", "off", "0"};
+		bool b = false, found = false;
+
+		for (size_t i = 0; i < 4 && !found; i++) {
+			if (strcasecmp(value, yes[i]) == 0)
+				found = b = true;
+			else if (strcasecmp(value, no[i]) == 0)
+				found = true;
+		}
+		if (!found)
+			msg = sl_xasprintf(
+			    "invalid value '%s': use yes or no", value);
+		else
+			memcpy(field, &b, sizeof b);
+		break;
+	}
+	case KEY_CUSTOM:
+		def->parse(L, obj, value, &msg);
+		break;
+	}
+	if (msg != NULL) {
+		add_error(L, line, "[%s] %s: %s", title, def->name, msg);
+		free(msg);
+	}
+}
+
+/*
+ * Fill OBJ from SEC (NULL: nothing written, defaults only) with the keys
+ * of DEF: given values, then defaults, then "missing" errors.
+ */
+static void
+apply_section(struct loader *L, const struct sect_def *def,
+    const struct section *sec, const char *title, void *obj)
+{
+	const struct entry *e;
+
+	for (const struct key_def *k = def->keys; k->name != NULL; k++) {
+		if ((e = find_entry(sec, k)) != NULL)
+			apply_value(L, title, k, obj, e->value, e->line);
+		else if (k->dflt != NULL)
+			apply_value(
+			    L, title, k, obj, k->dflt, sec ? sec->line : 0);
+		else if ((k->flags & KEY_REQUIRED) && sec != NULL)
+			add_error(L, sec->line,
+			    "[%s]: missing required key '%s'", title, k->name);
+	}
+}
+
+/* The line of key NAME in SEC, or the section's own line. */
+static int
+key_line(const struct section *sec, const char *name)
+{
+	for (size_t i = 0; i < sec->nentries; i++) {
+		if (strcmp(sec->entries[i].def->name, name) == 0)
+			return sec->entries[i].line;
+	}
+	return sec->line;
+}
+
+static bool
+has_key(const struct section *sec, const char *name)
+{
+	return key_line(sec, name) != sec->line;
+}
+
+static struct sl_service_conf *
+find_service(struct loader *L, const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < L->conf->nservices; i++) {
+		if (strcmp(L->conf->services[i].name, name) == 0) {
+			*idx = i;
+			return &L->conf->services[i];
+		}
+	}
+	return NULL;
+}
+
+/* The service a [version:], [rollout:] or [pin:] section belongs to. */
+static struct sl_service_conf *
+owner_service(struct loader *L, const struct section *sec, size_t *idx)
+{
+	struct sl_service_conf *svc = find_service(L, sec->name1, idx);
+
+	if (svc == NULL)
+		add_error(L, sec->line,
+		    "[%s]: service '%s' is not defined (no [service:%s] "
+		    "section)",
+		    sec->title, sec->name1, sec->name1);
+	return svc;
+}
+
+static void
+check_listener(struct loader *L, const struct section *sec,
+    const struct sl_listener_conf *lc)
+{
+	const char *keys[] = {"tls_cert", "tls_key"};
+	const char *paths[] = {lc->tls_cert, lc->tls_key};
+
+	if ((lc->tls_cert == NULL) != (lc->tls_key == NULL)) {
+		add_error(L, sec->line,
+		    "[%s]: tls_cert and tls_key must be set together (%s is "
+		    "missing)",
+		    sec->title, lc->tls_cert == NULL ? "tls_cert" : "tls_key");
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (paths[i] != NULL && access(paths[i], R_OK) == -1)
+			add_error(L, key_line(sec, keys[i]),
+			    "[%s] %s: cannot read '%s': %s", sec->title,
+			    keys[i], paths[i], strerror(errno));
+	}
+}
+
+static void
+check_rollout(struct loader *L, const struct section *sec,
+    const struct sl_rollout_conf *r)
+{
+	char a[32], b[32];
+
+	if (r->interval_ms > r->step_time_ms)
+		add_error(L,
+		    has_key(sec, "interval") ? key_line(sec, "interval")
+		                             : key_line(sec, "step_time"),
+		    "[%s]: interval (%s) must not be longer than step_time "
+		    "(%s)",
+		    sec->title, fmt_duration(r->interval_ms, a, sizeof a),
+		    fmt_duration(r->step_time_ms, b, sizeof b));
+}
+
+/* Versions, stable, weights: the rules that need all of a service. */
+static void
+check_service(struct loader *L, size_t idx)
+{
+	const struct sl_service_conf *svc = &L->conf->services[idx];
+	const struct svc_state *st = &L->svcs[idx];
+	struct sl_version_conf *stable = NULL;
+	uint32_t sum = 0;
+
+	if (svc->nversions == 0) {
+		add_error(L, svc->line,
+		    "[service:%s]: no versions (add a [version:%s/NAME] "
+		    "section)",
+		    svc->name, svc->name);
+		return;
+	}
+	if (svc->stable == NULL)
+		return; /* reported as missing */
+	for (size_t i = 0; i < svc->nversions; i++) {
+		if (strcmp(svc->versions[i].name, svc->stable) == 0)
+			stable = &svc->versions[i];
+	}
+	if (stable == NULL) {
+		add_error(L, key_line(st->sec, "stable"),
+		    "[service:%s] stable: no version '%s' in service '%s'",
+		    svc->name, svc->stable, svc->name);
+		if (!st->weight_set)
+			return;
+	} else if (!st->weight_set)
+		stable->weight = SL_WEIGHT_TOTAL;
+	if (st->weight_bad)
+		return;
+	for (size_t i = 0; i < svc->nversions; i++)
+		sum += svc->versions[i].weight;
+	if (sum != SL_WEIGHT_TOTAL)
+		add_error(L, svc->line,
+		    "[service:%s]: weights of versions sum to %u.%02u, must "
+		    "be 100.00",
+		    svc->name, sum / 100, sum % 100);
+}
+
+/* Do two services claim the same requests? */
+static bool
+same_route(const struct sl_service_conf *a, const struct sl_service_conf *b)
+{
+	if (strcmp(a->path_prefix, b->path_prefix) != 0)
+		return false;
+	if (a->nhosts == 0 || b->nhosts == 0)
+		return a->nhosts == 0 && b->nhosts == 0;
+	for (size_t i = 0; i < a->nhosts; i++) {
+		for (size_t j = 0; j < b->nhosts; j++) {
+			if (strcmp(a->hosts[i], b->hosts[j]) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+static void
+check_routes_and_binds(struct loader *L)
+{
+	struct sl_config *conf = L->conf;
+
+	for (size_t j = 0; j < conf->nservices; j++) {
+		for (size_t i = 0; i < j; i++) {
+			const struct sl_service_conf *a = &conf->services[i];
+			const struct sl_service_conf *b = &conf->services[j];
+
+			if (a->path_prefix == NULL || b->path_prefix == NULL ||
+			    !same_route(a, b))
+				continue;
+			add_error(L, b->line,
+			    "[service:%s]: ambiguous routing: same hosts and "
+			    "path_prefix '%s' as [service:%s] (line %d)",
+			    b->name, b->path_prefix, a->name, a->line);
+			break;
+		}
+	}
+	for (size_t j = 0; j < conf->nlisteners; j++) {
+		for (size_t i = 0; i < j; i++) {
+			const struct sl_listener_conf *a = &conf->listeners[i];
+			const struct sl_listener_conf *b = &conf->listeners[j];
+
+			if (a->bind.text == NULL || b->bind.text == NULL ||
+			    !same_sockaddr(&a->bind.ss, &b->bind.ss))
+				continue;
+			add_error(L, key_line(L->listener_secs[j], "bind"),
+			    "[listener:%s] bind: address '%s' is already "
+			    "bound by [listener:%s] (line %d)",
+			    b->name, b->bind.text, a->name, a->line);
+			break;
+		}
+	}
+}
+
+static size_t
+count_sections(struct loader *L, enum sect_type type)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < L->nsections; i++)
+		n += L->sections[i].def->type == type;
+	return n;
+}
+
+/* Turn the collected sections into L->conf. */
+static void
+build(struct loader *L)
+{
+	struct sl_config *conf = L->conf;
+	const struct section *sluice = NULL, *sec;
+	size_t nl = count_sections(L, SECT_LISTENER);
+	size_t ns = count_sections(L, SECT_SERVICE);
+	struct sl_service_conf *svc;
+	size_t idx;
+	bool *has_rollout;
+
+	conf->listeners = sl_xcalloc(nl ? nl : 1, sizeof *conf->listeners);
+	conf->services = sl_xcalloc(ns ? ns : 1, sizeof *conf->services);
+	L->listener_secs = sl_xcalloc(nl ? nl : 1, sizeof *L->listener_secs);
+	L->svcs = sl_xcalloc(ns ? ns : 1, sizeof *L->svcs);
+	has_rollout = sl_xcalloc(ns ? ns : 1, sizeof *has_rollout);
+
+	for (size_t i = 0; i < L->nsections; i++) {
+		if (L->sections[i].def->type == SECT_SLUICE)
+			sluice = &L->sections[i];
+	}
+	apply_section(
+	    L, &sect_defs[SECT_SLUICE], sluice, "sluice", &conf->global);
+
+	/* Listeners and services first: the rest refer to services. */
+	for (size_t i = 0; i < L->nsections; i++) {
+		sec = &L->sections[i];
+		if (sec->def->type == SECT_LISTENER) {
+			struct sl_listener_conf *lc =
+			    &conf->listeners[conf->nlisteners];
+
+			L->listener_secs[conf->nlisteners++] = sec;
+			lc->name = sl_xstrdup(sec->name1);
+			lc->line = sec->line;
+			apply_section(L, sec->def, sec, sec->title, lc);
+			check_listener(L, sec, lc);
+		} else if (sec->def->type == SECT_SERVICE) {
+			svc = &conf->services[conf->nservices];
+			L->svcs[conf->nservices++].sec = sec;
+			svc->name = sl_xstrdup(sec->name1);
+			svc->line = sec->line;
+			apply_section(L, sec->def, sec, sec->title, svc);
+			if (svc->seed == NULL)
+				svc->seed = sl_xstrdup(svc->name);
+		}
+	}
+
+	for (size_t i = 0; i < L->nsections; i++) {
+		struct sl_version_conf *v;
+
+		sec = &L->sections[i];
+		if (sec->def->type != SECT_VERSION ||
+		    (svc = owner_service(L, sec, &idx)) == NULL)
+			continue;
+		svc->versions = sl_xreallocarray(
+		    svc->versions, svc->nversions + 1, sizeof *svc->versions);
+		v = &svc->versions[svc->nversions++];
+		memset(v, 0, sizeof *v);
+		v->name = sl_xstrdup(sec->name2);
+		v->line = sec->line;
+		L->cur_service = idx;
+		apply_section(L, sec->def, sec, sec->title, v);
+	}
+
+	for (size_t i = 0; i < L->nsections; i++) {
+		struct sl_pin_conf *pin;
+
+		sec = &L->sections[i];
+		if (sec->def->type == SECT_ROLLOUT &&
+		    (svc = owner_service(L, sec, &idx)) != NULL) {
+			has_rollout[idx] = true;
+			svc->rollout.present = true;
+			svc->rollout.line = sec->line;
+			apply_section(
+			    L, sec->def, sec, sec->title, &svc->rollout);
+			check_rollout(L, sec, &svc->rollout);
+		}
+		if (sec->def->type != SECT_PIN ||
+		    (svc = owner_service(L, sec, &idx)) == NULL)
+			continue;
+		svc->pins = sl_xreallocarray(
+		    svc->pins, svc->npins + 1, sizeof *svc->pins);
+		pin = &svc->pins[svc->npins++];
+		memset(pin, 0, sizeof *pin);
+		pin->name = sl_xstrdup(sec->name2);
+		pin->line = sec->line;
+		apply_section(L, sec->def, sec, sec->title, pin);
+		if (pin->version != NULL &&
+		    sl_conf_version(svc, pin->version) == NULL)
+			add_error(L, key_line(sec, "version"),
+			    "[%s] version: no version '%s' in service '%s'",
+			    sec->title, pin->version, svc->name);
+	}
+
+	/* Services without [rollout:] still get the default parameters,
+	 * for "rollout start" from the control socket. */
+	for (size_t i = 0; i < conf->nservices; i++) {
+		if (!has_rollout[i])
+			apply_section(L, &sect_defs[SECT_ROLLOUT], NULL,
+			    "rollout", &conf->services[i].rollout);
+		check_service(L, i);
+	}
+	free(has_rollout);
+	check_routes_and_binds(L);
+
+	if (conf->nlisteners == 0)
+		add_error(L, L->lineno > 0 ? L->lineno : 1,
+		    "no [listener:NAME] section (at least one is required)");
+	if (conf->nservices == 0)
+		add_error(L, L->lineno > 0 ? L->lineno : 1,
+		    "no [service:NAME] section (at least one is required)");
+}
+
+static void
+loader_free(struct loader *L)
+{
+	for (size_t i = 0; i < L->nsections; i++) {
+		struct section *sec = &L->sections[i];
+
+		for (size_t j = 0; j < sec->nentries; j++)
+			free(sec->entries[j].value);
+		free(sec->entries);
+		free(sec->title);
+		free(sec->name1);
+		free(sec->name2);
+	}
+	free(L->sections);
+	for (size_t i = 0; i < L->nerrors; i++)
+		free(L->errors[i].msg);
+	free(L->errors);
+	free(L->line);
+	free(L->long_key);
+	free(L->long_value);
+	free(L->svcs);
+	free(L->listener_secs);
+}
+
+/* Read, collect, build: the common path of both entry points. */
+static struct sl_config *
+load_text(const char *name, const char *text, size_t len, char **errp)
+{
+	struct loader L;
+	struct sl_config *conf;
+	int rc;
+
+	memset(&L, 0, sizeof L);
+	L.file = name;
+	L.text = text;
+	L.len = len;
+	L.cur = NONE;
+	L.cont = NONE;
+	L.conf = conf = sl_xcalloc(1, sizeof *conf);
+	conf->path = sl_xstrdup(name);
+
+	rc = ini_parse_stream(read_line_cb, &L, ini_entry_cb, &L);
+	if (rc != 0)
+		add_error(&L, rc > 0 ? rc : 0,
+		    "inih rejected this line (is libinih built without "
+		    "multi-line support?)");
+	build(&L);
+
+	if (errp != NULL)
+		*errp = NULL;
+	if (L.nerrors > 0) {
+		if (errp != NULL)
+			*errp = join_errors(&L);
+		sl_conf_free(conf);
+		conf = NULL;
+	}
+	loader_free(&L);
+	return conf;
+}
+
+/* Load and validate PATH; see conf.h. */
+struct sl_config *
+sl_conf_load(const char *path, char **errp)
+{
+	FILE *f;
+	char *text = NULL;
+	size_t len = 0, cap = 0, got;
+	struct sl_config *conf;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		if (errp != NULL)
+			*errp = sl_xasprintf(
+			    "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 65536;
+			text = sl_xrealloc(text, cap);
+		}
+		got = fread(text + len, 1, cap - len, f);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		if (errp != NULL)
+			*errp = sl_xasprintf(
+			    "%s: cannot read: %s", path, strerror(errno));
+		fclose(f);
+		free(text);
+		return NULL;
+	}
+	fclose(f);
+	conf = load_text(path, text, len, errp);
+	free(text);
+	return conf;
+}
+
+/* Same, from a string; NAME stands for the file in messages. */
+struct sl_config *
+sl_conf_load_string(const char *name, const char *text, char **errp)
+{
+	return load_text(name, text, strlen(text), errp);
+}
+
+static void
+free_addr(struct sl_addr *a)
+{
+	free(a->text);
+}
+
+/* Free a config and everything it owns; NULL is fine. */
+void
+sl_conf_free(struct sl_config *conf)
+{
+	if (conf == NULL)
+		return;
+	free(conf->path);
+	free(conf->global.control_socket);
+	free(conf->global.admin_text);
+	free_addr(&conf->global.admin);
+	free(conf->global.state_file);
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		struct sl_listener_conf *lc = &conf->listeners[i];
+
+		free(lc->name);
+		free_addr(&lc->bind);
+		free(lc->tls_cert);
+		free(lc->tls_key);
+	}
+	free(conf->listeners);
+	for (size_t i = 0; i < conf->nservices; i++) {
+		struct sl_service_conf *svc = &conf->services[i];
+
+		free(svc->name);
+		for (size_t j = 0; j < svc->nhosts; j++)
+			free(svc->hosts[j]);
+		free(svc->hosts);
+		free(svc->path_prefix);
+		for (size_t j = 0; j < svc->nkeys; j++)
+			free(svc->keys[j].name);
+		free(svc->keys);
+		free(svc->seed);
+		free(svc->stable);
+		free(svc->sticky_cookie);
+		free(svc->override_header);
+		free(svc->override_secret);
+		free(svc->override_secret_header);
+		free(svc->override_networks);
+		for (size_t j = 0; j < svc->nversions; j++) {
+			struct sl_version_conf *v = &svc->versions[j];
+
+			free(v->name);
+			for (size_t k = 0; k < v->nservers; k++)
+				free_addr(&v->servers[k].addr);
+			free(v->servers);
+		}
+		free(svc->versions);
+		for (size_t j = 0; j < svc->npins; j++) {
+			free(svc->pins[j].name);
+			free(svc->pins[j].field);
+			free(svc->pins[j].value);
+			free(svc->pins[j].version);
+		}
+		free(svc->pins);
+		free(svc->rollout.steps);
+	}
+	free(conf->services);
+	free(conf);
+}
