@@ -162,6 +162,15 @@ main(int argc, char **argv)
 		return 0;
 	}
 
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		/* Never serve plaintext on a port configured for TLS. */
+		if (conf->listeners[i].tls_cert != NULL)
+			sl_fatal(0,
+			    "%s:%d: [listener:%s]: TLS listeners are not "
+			    "supported by this build yet",
+			    conf->path, conf->listeners[i].line,
+			    conf->listeners[i].name);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	d.nworkers = worker_count(conf);
 	table = sl_route_build(conf, &err);
