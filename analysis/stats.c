@@ -3,16 +3,35 @@
  */
 #include "config.h"
 
-#include "proxy/stats.h"
+#include <stdlib.h>
 
-/* Sum a worker's version counters into DST. */
+#include "analysis/stats.h"
+
+/* Sum a worker's version counters and histogram into DST. */
 void
 sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 {
-#define SL_X(f, n, h) dst->f += SL_STAT_READ(src->f);
+	static __thread struct sl_hist snap; /* 20 KiB: not on the stack */
+
+#define SL_X(f, fam, l, lv, h) dst->f += SL_STAT_READ(src->f);
 	SL_VSTATS_COUNTERS(SL_X)
 #undef SL_X
 	dst->active += SL_STAT_READ(src->active);
+	sl_hist_snapshot(&src->latency, &snap);
+	sl_hist_merge(&dst->latency, &snap);
+}
+
+/* Counters and histogram of A minus those of B. */
+void
+sl_vstats_sub(
+    struct sl_vstats *dst, const struct sl_vstats *a, const struct sl_vstats *b)
+{
+#define SL_X(f, fam, l, lv, h) dst->f = a->f - b->f;
+	SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+	dst->active = a->active;
+	if (sl_hist_sub(&dst->latency, &a->latency, &b->latency) != 0)
+		sl_hist_reset(&dst->latency);
 }
 
 /* Sum a worker's connection counters into DST. */

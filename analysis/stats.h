@@ -15,31 +15,44 @@
 
 #include <stdint.h>
 
-/* Per (service, version): what users of that version experienced. */
+#include "analysis/histogram.h"
+
+/*
+ * Per (service, version): what users of that version experienced.
+ * X(field, family, label, label_value, help): Prometheus exposes
+ * sluice_<family>_total{service,version[,label="label_value"]}; /stats
+ * groups the labelled ones under their family.
+ */
 #define SL_VSTATS_COUNTERS(X)                                                  \
-	X(requests, "requests", "requests routed to the version")              \
-	X(resp_1xx, "responses_1xx", "final responses 1xx")                    \
-	X(resp_2xx, "responses_2xx", "responses 2xx")                          \
-	X(resp_3xx, "responses_3xx", "responses 3xx")                          \
-	X(resp_4xx, "responses_4xx", "responses 4xx")                          \
-	X(resp_5xx, "responses_5xx", "responses 5xx (origin or sluice)")       \
-	X(err_connect_refused, "connect_refused", "upstream connect refused")  \
-	X(err_connect_timeout, "connect_timeout",                              \
-	    "upstream connect timed out")                                      \
-	X(err_reset, "reset", "upstream closed or reset mid-exchange")         \
-	X(err_response_timeout, "response_timeout",                            \
-	    "upstream response timed out")                                     \
-	X(err_bad_response, "bad_response", "malformed upstream response")     \
-	X(err_no_server, "no_server", "no server of the version available")    \
-	X(bytes_in, "bytes_in", "request bytes received from clients")         \
-	X(bytes_out, "bytes_out", "response bytes sent to clients")
+	X(requests, "routed_requests", NULL, NULL,                             \
+	    "Requests routed to the version.")                                 \
+	X(resp_1xx, "requests", "code_class", "1xx",                           \
+	    "Responses sent to clients by status class, sluice's own "         \
+	    "included.")                                                       \
+	X(resp_2xx, "requests", "code_class", "2xx", NULL)                     \
+	X(resp_3xx, "requests", "code_class", "3xx", NULL)                     \
+	X(resp_4xx, "requests", "code_class", "4xx", NULL)                     \
+	X(resp_5xx, "requests", "code_class", "5xx", NULL)                     \
+	X(err_connect_refused, "upstream_errors", "kind", "connect_refused",   \
+	    "Upstream failures by kind.")                                      \
+	X(err_connect_timeout, "upstream_errors", "kind", "connect_timeout",   \
+	    NULL)                                                              \
+	X(err_reset, "upstream_errors", "kind", "reset", NULL)                 \
+	X(err_response_timeout, "upstream_errors", "kind", "response_timeout", \
+	    NULL)                                                              \
+	X(err_bad_response, "upstream_errors", "kind", "bad_response", NULL)   \
+	X(err_no_server, "upstream_errors", "kind", "no_server", NULL)         \
+	X(bytes_in, "received_bytes", NULL, NULL,                              \
+	    "Request bytes received from clients.")                            \
+	X(bytes_out, "sent_bytes", NULL, NULL,                                 \
+	    "Response bytes sent to clients.")
 
 /* Per worker: connections, refusals and limits. */
 #define SL_WSTATS_COUNTERS(X)                                                  \
 	X(conns_accepted, "connections_accepted",                              \
 	    "client connections accepted")                                     \
 	X(conns_closed, "connections_closed", "client connections closed")     \
-	X(requests, "requests", "request heads parsed")                        \
+	X(requests, "request_heads", "request heads parsed")                   \
 	X(bad_request, "bad_request", "requests refused with 400")             \
 	X(header_too_large, "header_too_large", "requests refused with 431")   \
 	X(not_implemented, "not_implemented", "requests refused with 501/505") \
@@ -62,10 +75,13 @@
 	X(upgrades, "upgrades", "connections upgraded to tunnels")
 
 struct sl_vstats {
-#define SL_X(f, n, h) uint64_t f;
+#define SL_X(f, fam, l, lv, h) uint64_t f;
 	SL_VSTATS_COUNTERS(SL_X)
 #undef SL_X
 	int64_t active; /* requests in flight (gauge) */
+	/* Full request time as the proxy saw it: first byte of the request to
+	 * last byte of the response, microseconds. */
+	struct sl_hist latency;
 };
 
 struct sl_wstats {
@@ -83,8 +99,30 @@ struct sl_wstats {
 #define SL_STAT_INC(field)  SL_STAT_ADD(field, 1)
 #define SL_STAT_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
-/* Add the counters of SRC (read with relaxed loads) into DST. */
+/*
+ * Add the counters and histogram of SRC, a live per-worker copy read with
+ * relaxed loads, into DST (a reader's private copy).
+ */
 void sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src);
+
+/* DST = A - B for the counters and histogram (A later than B). */
+void sl_vstats_sub(struct sl_vstats *dst, const struct sl_vstats *a,
+    const struct sl_vstats *b);
+
+/* Errors for analysis: 5xx sent to the client (origin's or sluice's). */
+static inline uint64_t
+sl_vstats_errors(const struct sl_vstats *v)
+{
+	return v->resp_5xx;
+}
+
+/* Final responses of every class. */
+static inline uint64_t
+sl_vstats_responses(const struct sl_vstats *v)
+{
+	return v->resp_1xx + v->resp_2xx + v->resp_3xx + v->resp_4xx +
+	    v->resp_5xx;
+}
 void sl_wstats_merge(struct sl_wstats *dst, const struct sl_wstats *src);
 
 #endif

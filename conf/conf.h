@@ -149,6 +149,7 @@ struct sl_global_conf {
 	uint32_t max_headers;	       /* header fields; 100 */
 	uint32_t max_connections;      /* client connections per process; 10000 */
 	uint32_t upstream_keepalive;   /* idle upstream conns per server per worker; 32 */
+	bool measure;		       /* latency histograms on; default yes */
 };
 
 struct sl_config {

@@ -253,6 +253,10 @@ static const struct key_def sluice_keys[] = {
         .min = 0,
         .max = 10000,
         .dflt = "32"},
+    {.name = "measure",
+        .type = KEY_BOOL,
+        .offset = G(measure),
+        .dflt = "yes"},
     {.name = NULL},
 };
 #undef G

@@ -7,7 +7,7 @@ PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libinih-dev libcmocka-dev libxxhash-dev
 	libjansson-dev node-llhttp
-	varnish curl python3 python3-xxhash procps iproute2
+	varnish curl python3 python3-xxhash procps iproute2 prometheus
 )
 
 missing=()

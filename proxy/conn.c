@@ -37,7 +37,7 @@
 #include "proxy/conn.h"
 #include "proxy/http1.h"
 #include "proxy/route.h"
-#include "proxy/stats.h"
+#include "analysis/stats.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -95,6 +95,7 @@ struct sl_conn {
 
 	size_t scan, up_scan;
 	uint64_t head_start_ms;
+	uint64_t req_start_us; /* first byte of the request, for latency */
 
 	/* The request in progress (valid in CONN_UPSTREAM). */
 	struct sl_route_table *table;
@@ -125,14 +126,25 @@ static void up_read_cb(struct bufferevent *bev, void *arg);
 static void up_write_cb(struct bufferevent *bev, void *arg);
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 
-/* Milliseconds on a coarse monotonic clock. */
+/* Milliseconds on the monotonic clock (the same clock as now_us: a coarse
+ * clock can lag it, and the difference would wrap). */
 static uint64_t
 now_ms(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Microseconds on the monotonic clock, for latency. */
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /* The global settings of the table the worker last saw. */
@@ -336,6 +348,11 @@ end_request(struct sl_conn *c)
 		c->srv = NULL;
 	}
 	if (c->vs != NULL) {
+		/* The response is complete (or generated): its full time
+		 * goes into the version's histogram. */
+		if (c->table->conf->global.measure)
+			sl_hist_record(
+			    &c->vs->latency, now_us() - c->req_start_us);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}
@@ -882,7 +899,9 @@ client_process(struct sl_conn *c)
 			return;
 		if (c->state == CONN_IDLE) {
 			c->state = CONN_HEAD;
-			c->head_start_ms = now_ms();
+			c->req_start_us =
+			    gconf(c)->measure ? now_us() : now_ms() * 1000;
+			c->head_start_ms = c->req_start_us / 1000;
 			c->scan = 0;
 			set_timeouts(c->bev, gconf(c)->header_timeout_ms,
 			    gconf(c)->body_timeout_ms);
@@ -892,8 +911,8 @@ client_process(struct sl_conn *c)
 			if (len > gconf(c)->max_header_size) {
 				count_refusal(c->w, 431);
 				send_error(c, 431, "request head too large");
-			} else if (now_ms() - c->head_start_ms >
-			    gconf(c)->header_timeout_ms) {
+			} else if (now_ms() >
+			    c->head_start_ms + gconf(c)->header_timeout_ms) {
 				SL_STAT_INC(c->w->wstats.header_timeout);
 				send_error(c, 408, "request head too slow");
 			}
@@ -966,6 +985,23 @@ response_done(struct sl_conn *c)
 	next_request_or_close(c);
 }
 
+/*
+ * The origin failed after the response head went out: all sluice can do is
+ * cut. What already arrived is flushed, then the client connection closes
+ * (its framing is left incomplete, so the client sees the cut).
+ */
+static void
+abort_response(struct sl_conn *c)
+{
+	sl_upstream_free(c->up);
+	c->up = NULL;
+	c->client_keepalive = false;
+	end_request(c);
+	c->state = CONN_CLOSING;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_close(c);
+}
+
 /* Stream response body bytes to the client. */
 static void
 forward_response_body(struct sl_conn *c)
@@ -981,11 +1017,10 @@ forward_response_body(struct sl_conn *c)
 		SL_STAT_ADD(
 		    c->vs->bytes_out, evbuffer_get_length(out) - before);
 	if (r < 0) {
-		/* The head is out already: all we can do is cut. */
 		if (c->vs != NULL)
 			SL_STAT_INC(c->vs->err_bad_response);
 		sl_log_debug("client %s: bad response body: %s", c->ip, why);
-		conn_close(c);
+		abort_response(c);
 		return;
 	}
 	if (r == 1) {
@@ -1010,7 +1045,7 @@ upstream_fail(struct sl_conn *c, enum up_fail kind)
 			SL_STAT_INC(w->wstats.body_timeout);
 		if (c->vs != NULL)
 			SL_STAT_INC(c->vs->err_reset);
-		conn_close(c);
+		abort_response(c);
 		return;
 	}
 	sl_upstream_free(c->up);

@@ -154,7 +154,8 @@ static int
 refuse(struct parse_ctx *ctx, int status, const char *reason)
 {
 	if (ctx->err != NULL && ctx->err->status == 0) {
-		ctx->err->status = status;
+		/* A bad response head is the origin's fault: 502. */
+		ctx->err->status = ctx->head->response ? 502 : status;
 		ctx->err->reason = reason;
 	}
 	return HPE_USER;
@@ -438,12 +439,59 @@ sl_http_find_head_end(struct evbuffer *buf, size_t *scan)
 				*scan = (size_t)pos.pos;
 				return 0;
 			}
-			if (three[2] == '\n')
-				return (size_t)pos.pos + 3;
+			/* LF CR LF ends the head; LF CR anything-else is a
+			 * bare CR, which the parser refuses: end there. */
+			return (size_t)pos.pos + 3;
 		}
 		if (evbuffer_ptr_set(buf, &pos, 1, EVBUFFER_PTR_ADD) != 0)
 			return 0;
 	}
+}
+
+/* The request line, past any leading empty lines (RFC 9112 2.2). */
+static const char *
+first_line(const char *base)
+{
+	while (base[0] == '\r' && base[1] == '\n')
+		base += 2;
+	return base;
+}
+
+/* Is the request line's version exactly "HTTP/" DIGIT "." DIGIT? */
+static bool
+version_well_formed(const char *line)
+{
+	const char *eol, *v;
+
+	line = first_line(line);
+	eol = strchr(line, '\r');
+	if (eol == NULL)
+		return false;
+	for (v = eol; v > line && v[-1] != ' '; v--)
+		;
+	return eol - v == 8 && memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' &&
+	    v[5] <= '9' && v[6] == '.' && v[7] >= '0' && v[7] <= '9';
+}
+
+/*
+ * The request line must be exactly method SP target SP version CRLF
+ * (RFC 9112 3): llhttp tolerates runs of spaces.
+ */
+static bool
+request_line_ok(const char *line)
+{
+	const char *p;
+	int spaces = 0;
+
+	line = first_line(line);
+	for (p = line; *p != '\r'; p++) {
+		if (*p == ' ') {
+			if (p == line || p[-1] == ' ' || p[1] == '\r')
+				return false;
+			spaces++;
+		}
+	}
+	return spaces == 2;
 }
 
 /* Map an llhttp error on a request to a status. */
@@ -467,8 +515,15 @@ request_error(llhttp_t *parser, llhttp_errno_t e, const char *base,
 		}
 		return;
 	case HPE_INVALID_VERSION:
-		err->status = 505;
-		err->reason = "HTTP version not supported";
+		/* A well-formed version we don't speak is 505; anything
+		 * else is a malformed request line. */
+		if (version_well_formed(base)) {
+			err->status = 505;
+			err->reason = "HTTP version not supported";
+		} else {
+			err->status = 400;
+			err->reason = "malformed HTTP version";
+		}
 		return;
 	case HPE_UNEXPECTED_CONTENT_LENGTH:
 		err->status = 400;
@@ -500,6 +555,11 @@ check_request(llhttp_t *parser, const char *base, struct sl_http_head *head,
 	const char *hv;
 	uint32_t i, n;
 
+	if (!request_line_ok(base)) {
+		err->status = 400;
+		err->reason = "malformed request line";
+		return -1;
+	}
 	if (head->major != 1) {
 		err->status = 505;
 		err->reason = "HTTP version not supported";
@@ -577,6 +637,31 @@ check_request(llhttp_t *parser, const char *base, struct sl_http_head *head,
 	return 0;
 }
 
+/*
+ * Line-level checks llhttp 8 does not make in its default mode: every LF
+ * must follow a CR, every CR must precede an LF, and no line after the
+ * first may start with whitespace (obs-fold, or whitespace between the
+ * request line and the first field). Leading empty lines are allowed.
+ */
+static const char *
+check_lines(const char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i + 1 < len && p[i] == '\r' && p[i + 1] == '\n')
+		i += 2;
+	for (; i < len; i++) {
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			return "bare LF in request head";
+		if (p[i] == '\r' && (i + 1 == len || p[i + 1] != '\n'))
+			return "bare CR in request head";
+		if (p[i] == '\n' && i + 1 < len &&
+		    (p[i + 1] == ' ' || p[i + 1] == '\t'))
+			return "obs-fold (line starting with whitespace)";
+	}
+	return NULL;
+}
+
 /* Parse one head (request or response) that is complete in BASE. */
 int
 sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
@@ -586,6 +671,11 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 	llhttp_errno_t e;
 	const char *pos;
 
+	if (parser->type == HTTP_REQUEST &&
+	    (err->reason = check_lines(base, len)) != NULL) {
+		err->status = 400;
+		return -1;
+	}
 	memset(&ctx, 0, sizeof ctx);
 	ctx.head_mode = true;
 	ctx.base = base;

@@ -20,18 +20,12 @@
 #include "conf/conf.h"
 #include "conf/log.h"
 #include "conf/xmalloc.h"
+#include "control/ctl.h"
 #include "proxy/route.h"
 #include "proxy/worker.h"
 
 #define SL_DEFAULT_CONFIG "/etc/sluice/sluice.ini"
 #define SL_DRAIN_MS       10000
-
-struct daemon {
-	const char *config_path;
-	struct event_base *base;
-	struct sl_worker **workers;
-	unsigned nworkers;
-};
 
 static void
 usage(FILE *f)
@@ -61,7 +55,7 @@ worker_count(const struct sl_config *conf)
 static void
 stop_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct daemon *d = arg;
+	struct sl_ctl *d = arg;
 
 	sl_log_info("signal %d: stopping (draining up to %d ms)", (int)sig,
 	    SL_DRAIN_MS);
@@ -75,7 +69,7 @@ stop_signal_cb(evutil_socket_t sig, short what, void *arg)
 static void
 reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct daemon *d = arg;
+	struct sl_ctl *d = arg;
 	struct sl_route_table *t;
 	struct sl_config *conf;
 	char *err = NULL;
@@ -104,7 +98,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 static void
 reclaim_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct daemon *d = arg;
+	struct sl_ctl *d = arg;
 
 	sl_route_reclaim(sl_workers_min_epoch(d->workers, d->nworkers));
 }
@@ -112,7 +106,7 @@ reclaim_cb(evutil_socket_t fd, short what, void *arg)
 int
 main(int argc, char **argv)
 {
-	struct daemon d;
+	static struct sl_ctl d; /* large: series pointers per version id */
 	struct sl_config *conf;
 	struct sl_route_table *table;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_reclaim;
@@ -121,7 +115,6 @@ main(int argc, char **argv)
 	char *err = NULL;
 	int ch;
 
-	memset(&d, 0, sizeof d);
 	d.config_path = SL_DEFAULT_CONFIG;
 	while ((ch = getopt(argc, argv, "c:tdVh")) != -1) {
 		switch (ch) {
@@ -197,6 +190,13 @@ main(int argc, char **argv)
 	event_add(ev_hup, NULL);
 	event_add(ev_reclaim, &one_second);
 
+	if (sl_ctl_metrics_start(&d) != 0)
+		sl_fatal(0, "cannot start the metrics harvest");
+	if (conf->global.has_admin &&
+	    sl_admin_start(&d, (const struct sockaddr *)&conf->global.admin.ss,
+	        (int)conf->global.admin.len, &err) != 0)
+		sl_fatal(0, "%s: admin %s: %s", d.config_path,
+		    conf->global.admin.text, err);
 	if (sl_workers_start(d.workers, d.nworkers) != 0)
 		sl_fatal(errno, "cannot start worker threads");
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
@@ -206,7 +206,9 @@ main(int argc, char **argv)
 
 	event_base_dispatch(d.base);
 
+	sl_admin_stop(&d);
 	sl_workers_stop(d.workers, d.nworkers, SL_DRAIN_MS);
+	sl_ctl_metrics_stop(&d);
 	sl_workers_free(d.workers, d.nworkers);
 	sl_route_reclaim(UINT64_MAX);
 	table = sl_route_current();

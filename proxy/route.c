@@ -190,6 +190,10 @@ sl_route_with_weights(const struct sl_route_table *old, size_t svc,
 		*errp = sl_xstrdup("no such service");
 		return NULL;
 	}
+	if (stable >= old->services[svc].nversions) {
+		*errp = sl_xstrdup("no such stable version");
+		return NULL;
+	}
 	for (i = 0; i < old->services[svc].nversions; i++)
 		sum += weights[i];
 	if (sum != SL_WEIGHT_TOTAL) {
@@ -407,7 +411,8 @@ sl_route_cookie(const struct sl_route_request *req, const char *name,
 					(*val)++;
 					*vlen -= 2;
 				}
-				return *vlen > 0;
+				if (*vlen > 0)
+					return true;
 			}
 			v = semi;
 		}

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "proxy/stats.h"
+#include "analysis/stats.h"
 
 struct event;
 struct event_base;

@@ -1,0 +1,131 @@
+/*
+ * window.c — the ring of one-second slots behind "the last N seconds".
+ */
+#include "config.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis/window.h"
+#include "conf/xmalloc.h"
+
+struct slot {
+	int64_t sec; /* 0: never filled */
+#define SL_X(f, fam, l, lv, h) uint64_t f;
+	SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+	struct sl_hist_slot hist;
+};
+
+struct sl_series {
+	struct sl_vstats total; /* at the last harvest */
+	bool have_total;
+	int64_t last_sec;
+	size_t next; /* ring index of the next slot to fill */
+	struct slot slots[SL_WINDOW_SLOTS];
+};
+
+/* A new series. */
+struct sl_series *
+sl_series_new(void)
+{
+	struct sl_series *s = sl_xcalloc(1, sizeof *s);
+	size_t i;
+
+	for (i = 0; i < SL_WINDOW_SLOTS; i++)
+		sl_hist_slot_init(&s->slots[i].hist);
+	return s;
+}
+
+void
+sl_series_free(struct sl_series *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < SL_WINDOW_SLOTS; i++)
+		sl_hist_slot_free(&s->slots[i].hist);
+	free(s);
+}
+
+/* Add a slot: TOTAL minus the previous total. */
+void
+sl_series_harvest(
+    struct sl_series *s, const struct sl_vstats *total, int64_t now_sec)
+{
+	struct slot *slot = &s->slots[s->next];
+
+	if (s->have_total) {
+#define SL_X(f, fam, l, lv, h) slot->f = total->f - s->total.f;
+		SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+		if (sl_hist_slot_from_delta(
+		        &slot->hist, &total->latency, &s->total.latency) != 0)
+			sl_hist_slot_from_delta(&slot->hist, &s->total.latency,
+			    &s->total.latency); /* empty: counters went back */
+	} else {
+		/* The first harvest has no "before": it starts the series. */
+#define SL_X(f, fam, l, lv, h) slot->f = 0;
+		SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+		sl_hist_slot_from_delta(
+		    &slot->hist, &total->latency, &total->latency);
+	}
+	slot->sec = now_sec;
+	s->total = *total;
+	s->have_total = true;
+	s->last_sec = now_sec;
+	s->next = (s->next + 1) % SL_WINDOW_SLOTS;
+}
+
+/* Sum the slots newer than last_sec - SECONDS into OUT. */
+uint32_t
+sl_series_window(
+    const struct sl_series *s, uint32_t seconds, struct sl_vstats *out)
+{
+	int64_t oldest = s->last_sec;
+	size_t i;
+
+	memset(out, 0, sizeof *out);
+	out->active = s->total.active;
+	if (!s->have_total)
+		return 0;
+	if (seconds > SL_WINDOW_SLOTS)
+		seconds = SL_WINDOW_SLOTS;
+	for (i = 0; i < SL_WINDOW_SLOTS; i++) {
+		const struct slot *slot = &s->slots[i];
+
+		if (slot->sec == 0 || slot->sec <= s->last_sec - seconds)
+			continue;
+		if (slot->sec < oldest)
+			oldest = slot->sec;
+#define SL_X(f, fam, l, lv, h) out->f += slot->f;
+		SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+		sl_hist_add_slot(&out->latency, &slot->hist);
+	}
+	/* The window covers from the harvest before the oldest slot. */
+	return (uint32_t)(s->last_sec - oldest + 1) < seconds
+	    ? (uint32_t)(s->last_sec - oldest + 1)
+	    : seconds;
+}
+
+/* Totals at the last harvest. */
+const struct sl_vstats *
+sl_series_total(const struct sl_series *s)
+{
+	return &s->total;
+}
+
+/* Memory used by S. */
+size_t
+sl_series_bytes(const struct sl_series *s)
+{
+	size_t n = sizeof *s, i;
+
+	for (i = 0; i < SL_WINDOW_SLOTS; i++)
+		n += s->slots[i].hist.cap;
+	return n;
+}

@@ -1,0 +1,49 @@
+/*
+ * window.h — per-version time series: a ring of one-second slots, so that
+ * any window of the last SL_WINDOW_SLOTS seconds can be asked for.
+ *
+ * The control thread harvests each version's cumulative totals (summed over
+ * the workers) once a second; a slot holds the difference from the
+ * previous harvest: the counters, and the latency histogram as a sparse
+ * delta (analysis/histogram.h, struct sl_hist_slot). Memory per version:
+ * one cumulative copy (~20 KiB) plus, per slot, 176 bytes and the sparse
+ * histogram delta (about 2 bytes per non-empty bucket: 0.7–4 KiB at
+ * realistic rates) — 0.5 to 2.5 MiB for ten minutes.
+ */
+#ifndef SL_WINDOW_H
+#define SL_WINDOW_H
+
+#include <stdint.h>
+
+#include "analysis/stats.h"
+
+#define SL_WINDOW_SLOTS 600 /* ten minutes at one-second resolution */
+
+struct sl_series;
+
+/* A new, empty series (aborts on allocation failure: control thread). */
+struct sl_series *sl_series_new(void);
+void sl_series_free(struct sl_series *s);
+
+/*
+ * Record TOTAL, the cumulative totals at wall-clock second NOW_SEC, as a
+ * new slot holding the difference from the previous harvest.
+ */
+void sl_series_harvest(
+    struct sl_series *s, const struct sl_vstats *total, int64_t now_sec);
+
+/*
+ * Sum the slots of the last SECONDS seconds (up to the last harvest) into
+ * OUT, which is overwritten. Returns the seconds actually covered (less
+ * than asked when the series is younger).
+ */
+uint32_t sl_series_window(
+    const struct sl_series *s, uint32_t seconds, struct sl_vstats *out);
+
+/* Cumulative totals at the last harvest. */
+const struct sl_vstats *sl_series_total(const struct sl_series *s);
+
+/* Bytes this series uses, for the docs and /metrics. */
+size_t sl_series_bytes(const struct sl_series *s);
+
+#endif

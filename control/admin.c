@@ -1,0 +1,273 @@
+/*
+ * admin.c — the admin HTTP endpoint on the control thread:
+ *
+ *   GET /healthz                 200 "ok" while serving
+ *   GET /metrics                 Prometheus text exposition
+ *   GET /stats[?seconds=N]       JSON, every service
+ *   GET /stats/SERVICE[?seconds=N]
+ *
+ * Anything else is 404 (405 for other methods). It listens on its own
+ * address (loopback by default) and shares nothing with the proxy
+ * listeners, so it is never reachable as a proxy route. One request per
+ * connection; requests are small and answered at once.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/http1.h"
+#include "proxy/route.h"
+
+#define ADMIN_HEAD_MAX 8192
+
+struct sl_admin {
+	struct sl_ctl *ctl;
+	struct evconnlistener *listener;
+	struct sl_http_head *head;
+	llhttp_t parser;
+};
+
+struct admin_conn {
+	struct sl_admin *admin;
+	struct bufferevent *bev;
+	size_t scan;
+	bool done;
+};
+
+/* Write a complete response and close once it is sent. */
+static void
+reply(struct admin_conn *ac, int status, const char *type, const void *body,
+    size_t len, bool head_only)
+{
+	struct evbuffer *out = bufferevent_get_output(ac->bev);
+
+	evbuffer_add_printf(out,
+	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	    "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+	    status, sl_http_reason(status), type, len);
+	if (!head_only)
+		evbuffer_add(out, body, len);
+	ac->done = true;
+	bufferevent_disable(ac->bev, EV_READ);
+}
+
+/* Reply with a JSON document (takes a reference). */
+static void
+reply_json(struct admin_conn *ac, int status, json_t *doc, bool head_only)
+{
+	char *text = json_dumps(doc, JSON_COMPACT);
+
+	if (text == NULL) {
+		reply(ac, 500, "text/plain", "out of memory\n", 14, head_only);
+	} else {
+		size_t n = strlen(text);
+
+		text = realloc(text, n + 2);
+		text[n++] = '\n';
+		reply(ac, status, "application/json", text, n, head_only);
+	}
+	free(text);
+	json_decref(doc);
+}
+
+static void
+reply_error(struct admin_conn *ac, int status, const char *msg, bool head_only)
+{
+	json_t *doc = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+
+	reply_json(ac, status, doc, head_only);
+}
+
+/* Parse "?seconds=N" (1..600); 0 when absent. -1 when invalid. */
+static int
+window_seconds(const char *path, size_t len, uint32_t *seconds)
+{
+	const char *v;
+	size_t vlen, i;
+	uint32_t n = 0;
+
+	*seconds = 0;
+	if (!sl_route_query(path, len, "seconds", 7, &v, &vlen))
+		return 0;
+	if (vlen == 0 || vlen > 4)
+		return -1;
+	for (i = 0; i < vlen; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		n = n * 10 + (uint32_t)(v[i] - '0');
+	}
+	if (n == 0 || n > SL_WINDOW_SLOTS)
+		return -1;
+	*seconds = n;
+	return 0;
+}
+
+/* Route one admin request. */
+static void
+serve(struct admin_conn *ac, const struct sl_http_head *head, const char *base)
+{
+	struct sl_ctl *ctl = ac->admin->ctl;
+	const char *t = base + head->target_off;
+	size_t tlen = head->target_len, plen;
+	bool head_only = head->method == HTTP_HEAD;
+	uint32_t seconds;
+	char *err = NULL;
+	json_t *doc;
+
+	if (head->method != HTTP_GET && head->method != HTTP_HEAD) {
+		reply_error(ac, 405, "only GET and HEAD", head_only);
+		return;
+	}
+	for (plen = 0; plen < tlen && t[plen] != '?'; plen++)
+		;
+	if (plen == 8 && memcmp(t, "/healthz", 8) == 0) {
+		reply(ac, 200, "text/plain", "ok\n", 3, head_only);
+	} else if (plen == 8 && memcmp(t, "/metrics", 8) == 0) {
+		struct evbuffer *body = evbuffer_new();
+		size_t n;
+
+		sl_ctl_metrics_text(ctl, body);
+		n = evbuffer_get_length(body);
+		reply(ac, 200, "text/plain; version=0.0.4; charset=utf-8",
+		    evbuffer_pullup(body, -1), n, head_only);
+		evbuffer_free(body);
+	} else if ((plen == 6 && memcmp(t, "/stats", 6) == 0) ||
+	    (plen > 7 && memcmp(t, "/stats/", 7) == 0)) {
+		char *svc = plen > 7 ? sl_xstrndup(t + 7, plen - 7) : NULL;
+
+		if (window_seconds(t, tlen, &seconds) != 0) {
+			reply_error(ac, 400,
+			    "seconds must be an integer from 1 to 600",
+			    head_only);
+		} else if ((doc = sl_ctl_stats_json(ctl, svc, seconds, &err)) ==
+		    NULL) {
+			reply_error(ac, 404, err, head_only);
+			free(err);
+		} else {
+			reply_json(ac, 200, doc, head_only);
+		}
+		free(svc);
+	} else {
+		reply_error(ac, 404,
+		    "not found: try /metrics, /stats, /stats/SERVICE, /healthz",
+		    head_only);
+	}
+}
+
+static void
+admin_conn_free(struct admin_conn *ac)
+{
+	bufferevent_free(ac->bev);
+	free(ac);
+}
+
+static void
+admin_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *ac = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct sl_http_error err;
+	const char *base;
+	size_t end;
+
+	if (ac->done)
+		return;
+	end = sl_http_find_head_end(in, &ac->scan);
+	if (end == 0) {
+		if (evbuffer_get_length(in) > ADMIN_HEAD_MAX)
+			reply_error(ac, 431, "request head too large", false);
+		return;
+	}
+	base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
+	if (sl_http_parse_head(&ac->admin->parser, base, end, -1,
+	        ac->admin->head, &err) != 0) {
+		reply_error(ac, err.status, err.reason, false);
+		return;
+	}
+	serve(ac, ac->admin->head, base);
+}
+
+static void
+admin_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *ac = arg;
+
+	if (ac->done && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		admin_conn_free(ac);
+}
+
+static void
+admin_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	admin_conn_free(arg);
+}
+
+static void
+admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct sl_admin *admin = arg;
+	struct admin_conn *ac = calloc(1, sizeof *ac);
+	struct timeval tv = {5, 0};
+
+	if (ac == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	ac->admin = admin;
+	ac->bev =
+	    bufferevent_socket_new(admin->ctl->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (ac->bev == NULL) {
+		evutil_closesocket(fd);
+		free(ac);
+		return;
+	}
+	bufferevent_setcb(
+	    ac->bev, admin_read_cb, admin_write_cb, admin_event_cb, ac);
+	bufferevent_set_timeouts(ac->bev, &tv, &tv);
+	bufferevent_enable(ac->bev, EV_READ);
+}
+
+/* Listen on ADDR for admin requests. */
+int
+sl_admin_start(
+    struct sl_ctl *ctl, const struct sockaddr *addr, int addrlen, char **errp)
+{
+	struct sl_admin *admin = sl_xcalloc(1, sizeof *admin);
+
+	admin->ctl = ctl;
+	admin->head = sl_http_head_new(64);
+	sl_http_parser_init(&admin->parser, false);
+	admin->listener = evconnlistener_new_bind(ctl->base, admin_accept_cb,
+	    admin,
+	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	    64, addr, addrlen);
+	if (admin->listener == NULL) {
+		*errp = sl_xasprintf("cannot listen: %s", strerror(errno));
+		sl_http_head_free(admin->head);
+		free(admin);
+		return -1;
+	}
+	ctl->admin = admin;
+	return 0;
+}
+
+void
+sl_admin_stop(struct sl_ctl *ctl)
+{
+	if (ctl->admin == NULL)
+		return;
+	evconnlistener_free(ctl->admin->listener);
+	sl_http_head_free(ctl->admin->head);
+	free(ctl->admin);
+	ctl->admin = NULL;
+}

@@ -1,0 +1,396 @@
+/*
+ * metrics.c — the control thread's view of the numbers: summing the
+ * workers' counters, harvesting them once a second into time windows, and
+ * rendering them as /stats JSON and Prometheus text.
+ *
+ * Everything here is generated from the counter X-macros in
+ * analysis/stats.h, so a new counter shows up in both outputs.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/route.h"
+
+/* Bucket bounds of sluice_request_duration_seconds: fine enough around
+ * typical service latencies to read p50/p90/p99 from. */
+static const double prom_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01,
+    0.0125, 0.015, 0.0175, 0.02, 0.0225, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06,
+    0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5,
+    10, 30, 60};
+
+/* One (service, version) of the current table with its totals. */
+struct vrow {
+	const char *service;
+	const char *version;
+	uint32_t id;
+	double weight_pct;
+	bool stable;
+	struct sl_vstats total;
+};
+
+/* Sum version ID over the workers. */
+void
+sl_ctl_version_total(
+    const struct sl_ctl *ctl, uint32_t id, struct sl_vstats *out)
+{
+	unsigned i;
+
+	memset(out, 0, sizeof *out);
+	for (i = 0; i < ctl->nworkers; i++) {
+		if (ctl->workers[i]->vstats[id] != NULL)
+			sl_vstats_merge(out, ctl->workers[i]->vstats[id]);
+	}
+}
+
+/* Sum the workers' connection counters. */
+void
+sl_ctl_worker_total(const struct sl_ctl *ctl, struct sl_wstats *out)
+{
+	unsigned i;
+
+	memset(out, 0, sizeof *out);
+	for (i = 0; i < ctl->nworkers; i++)
+		sl_wstats_merge(out, &ctl->workers[i]->wstats);
+}
+
+/* Every version of the current table, with live totals (heap array). */
+static struct vrow *
+collect_rows(const struct sl_ctl *ctl, size_t *n)
+{
+	const struct sl_route_table *t = sl_route_current();
+	struct vrow *rows;
+	size_t i, j, k = 0, total = 0;
+
+	for (i = 0; i < t->nservices; i++)
+		total += t->services[i].nversions;
+	rows = sl_xcalloc(total ? total : 1, sizeof *rows);
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_route_service *s = &t->services[i];
+
+		for (j = 0; j < s->nversions; j++, k++) {
+			rows[k].service = s->name;
+			rows[k].version = s->versions[j].name;
+			rows[k].id = s->versions[j].id;
+			rows[k].weight_pct = s->versions[j].weight / 100.0;
+			rows[k].stable = j == s->stable;
+			sl_ctl_version_total(ctl, rows[k].id, &rows[k].total);
+		}
+	}
+	*n = total;
+	return rows;
+}
+
+/* Add one slot to every version's series. */
+void
+sl_ctl_harvest(struct sl_ctl *ctl)
+{
+	const struct sl_route_table *t = sl_route_current();
+	static struct sl_vstats total; /* control thread only; 20 KiB */
+	int64_t now = (int64_t)time(NULL);
+	size_t i, j;
+
+	for (i = 0; i < t->nservices; i++) {
+		for (j = 0; j < t->services[i].nversions; j++) {
+			uint32_t id = t->services[i].versions[j].id;
+
+			if (ctl->series[id] == NULL)
+				ctl->series[id] = sl_series_new();
+			sl_ctl_version_total(ctl, id, &total);
+			sl_series_harvest(ctl->series[id], &total, now);
+		}
+	}
+}
+
+static void
+harvest_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sl_ctl_harvest(arg);
+}
+
+/* Start harvesting once a second. */
+int
+sl_ctl_metrics_start(struct sl_ctl *ctl)
+{
+	struct timeval one = {1, 0};
+
+	ctl->started = (int64_t)time(NULL);
+	sl_ctl_harvest(ctl);
+	ctl->harvest_ev = event_new(ctl->base, -1, EV_PERSIST, harvest_cb, ctl);
+	if (ctl->harvest_ev == NULL)
+		return -1;
+	return event_add(ctl->harvest_ev, &one);
+}
+
+void
+sl_ctl_metrics_stop(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	if (ctl->harvest_ev != NULL)
+		event_free(ctl->harvest_ev);
+	ctl->harvest_ev = NULL;
+	for (i = 0; i < SL_MAX_VERSION_IDS; i++) {
+		sl_series_free(ctl->series[i]);
+		ctl->series[i] = NULL;
+	}
+}
+
+/* The /stats name of a counter family. */
+static const char *
+json_family(const char *family)
+{
+	if (strcmp(family, "routed_requests") == 0)
+		return "requests";
+	if (strcmp(family, "requests") == 0)
+		return "responses";
+	return family;
+}
+
+/* Latency in milliseconds, rounded to the microsecond. */
+static json_t *
+ms(double usec)
+{
+	return json_real(round(usec) / 1000.0);
+}
+
+/* One version's numbers over SECONDS (for rps). */
+json_t *
+sl_ctl_version_json(
+    const struct sl_vstats *v, double seconds, double weight_pct)
+{
+	json_t *o = json_object(), *lat = json_object();
+	uint64_t responses = sl_vstats_responses(v);
+	uint64_t errors = sl_vstats_errors(v);
+	const struct sl_hist *h = &v->latency;
+
+	json_object_set_new(o, "weight", json_real(weight_pct));
+#define SL_X(f, fam, label, lv, help)                                          \
+	if (label == NULL) {                                                   \
+		json_object_set_new(                                           \
+		    o, json_family(fam), json_integer((json_int_t)v->f));      \
+	} else {                                                               \
+		json_t *g = json_object_get(o, json_family(fam));              \
+		if (g == NULL) {                                               \
+			g = json_object();                                     \
+			json_object_set_new(o, json_family(fam), g);           \
+		}                                                              \
+		json_object_set_new(g, lv, json_integer((json_int_t)v->f));    \
+	}
+	SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+	json_object_set_new(o, "active", json_integer(v->active));
+	json_object_set_new(o, "rps",
+	    json_real(
+	        seconds > 0 ? round(v->requests / seconds * 100) / 100 : 0));
+	json_object_set_new(o, "errors", json_integer((json_int_t)errors));
+	json_object_set_new(o, "error_rate",
+	    json_real(responses ? (double)errors / (double)responses : 0));
+	json_object_set_new(
+	    lat, "count", json_integer((json_int_t)sl_hist_count(h)));
+	json_object_set_new(lat, "mean", ms(sl_hist_mean(h)));
+	json_object_set_new(lat, "p50", ms(sl_hist_quantile(h, 0.5)));
+	json_object_set_new(lat, "p90", ms(sl_hist_quantile(h, 0.9)));
+	json_object_set_new(lat, "p99", ms(sl_hist_quantile(h, 0.99)));
+	json_object_set_new(lat, "p999", ms(sl_hist_quantile(h, 0.999)));
+	json_object_set_new(lat, "max", ms((double)sl_hist_max(h)));
+	json_object_set_new(o, "latency_ms", lat);
+	return o;
+}
+
+/* The /stats document. */
+json_t *
+sl_ctl_stats_json(
+    struct sl_ctl *ctl, const char *service, uint32_t seconds, char **errp)
+{
+	const struct sl_route_table *t = sl_route_current();
+	static struct sl_vstats v; /* control thread only */
+	json_t *doc, *services;
+	int64_t now = (int64_t)time(NULL);
+	double span;
+	size_t i, j;
+	bool found = false;
+
+	if (seconds > SL_WINDOW_SLOTS) {
+		*errp = sl_xasprintf("seconds must be 1..%d", SL_WINDOW_SLOTS);
+		return NULL;
+	}
+	doc = json_object();
+	services = json_object();
+	json_object_set_new(
+	    doc, "uptime_seconds", json_integer(now - ctl->started));
+	json_object_set_new(doc, "window_seconds",
+	    seconds ? json_integer(seconds) : json_null());
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_route_service *s = &t->services[i];
+		json_t *so, *vo;
+
+		if (service != NULL && strcmp(service, s->name) != 0)
+			continue;
+		found = true;
+		so = json_object();
+		vo = json_object();
+		json_object_set_new(
+		    so, "stable", json_string(s->versions[s->stable].name));
+		for (j = 0; j < s->nversions; j++) {
+			const struct sl_route_version *rv = &s->versions[j];
+
+			if (seconds == 0) {
+				sl_ctl_version_total(ctl, rv->id, &v);
+				span = (double)(now - ctl->started);
+				if (span < 1)
+					span = 1;
+			} else if (ctl->series[rv->id] != NULL) {
+				span = sl_series_window(
+				    ctl->series[rv->id], seconds, &v);
+				if (span < 1)
+					span = seconds;
+			} else {
+				memset(&v, 0, sizeof v);
+				span = seconds;
+			}
+			json_object_set_new(vo, rv->name,
+			    sl_ctl_version_json(&v, span, rv->weight / 100.0));
+		}
+		json_object_set_new(so, "versions", vo);
+		json_object_set_new(services, s->name, so);
+	}
+	json_object_set_new(doc, "services", services);
+	if (service != NULL && !found) {
+		json_decref(doc);
+		*errp = sl_xasprintf("unknown service '%s'", service);
+		return NULL;
+	}
+	return doc;
+}
+
+/* Prometheus label set for a row. */
+static void
+labels(struct evbuffer *out, const struct vrow *r)
+{
+	evbuffer_add_printf(
+	    out, "service=\"%s\",version=\"%s\"", r->service, r->version);
+}
+
+/* Append the Prometheus text exposition (format 0.0.4). */
+void
+sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
+{
+	struct sl_wstats ws;
+	struct vrow *rows;
+	size_t n, i, b;
+
+	rows = collect_rows(ctl, &n);
+	evbuffer_add_printf(out,
+	    "# HELP sluice_build_info sluice build information.\n"
+	    "# TYPE sluice_build_info gauge\n"
+	    "sluice_build_info{version=\"%s\"} 1\n"
+	    "# HELP sluice_uptime_seconds Seconds since sluice started.\n"
+	    "# TYPE sluice_uptime_seconds gauge\n"
+	    "sluice_uptime_seconds %lld\n"
+	    "# HELP sluice_workers Worker threads.\n"
+	    "# TYPE sluice_workers gauge\n"
+	    "sluice_workers %u\n",
+	    PACKAGE_VERSION, (long long)((int64_t)time(NULL) - ctl->started),
+	    ctl->nworkers);
+
+#define SL_X(f, fam, label, lv, help)                                          \
+	if (help != NULL)                                                      \
+		evbuffer_add_printf(out,                                       \
+		    "# HELP sluice_%s_total %s\n# TYPE sluice_%s_total "       \
+		    "counter\n",                                               \
+		    fam, (const char *)help, fam);                             \
+	for (i = 0; i < n; i++) {                                              \
+		evbuffer_add_printf(out, "sluice_%s_total{", fam);             \
+		labels(out, &rows[i]);                                         \
+		if (label != NULL)                                             \
+			evbuffer_add_printf(out, ",%s=\"%s\"",                 \
+			    (const char *)label, (const char *)lv);            \
+		evbuffer_add_printf(                                           \
+		    out, "} %llu\n", (unsigned long long)rows[i].total.f);     \
+	}
+	SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+
+	evbuffer_add_printf(out,
+	    "# HELP sluice_request_duration_seconds Full request time as the "
+	    "proxy saw it, first request byte to last response byte.\n"
+	    "# TYPE sluice_request_duration_seconds histogram\n");
+	for (i = 0; i < n; i++) {
+		const struct sl_hist *h = &rows[i].total.latency;
+
+		for (b = 0; b < sizeof prom_le / sizeof prom_le[0]; b++) {
+			evbuffer_add_printf(
+			    out, "sluice_request_duration_seconds_bucket{");
+			labels(out, &rows[i]);
+			evbuffer_add_printf(out, ",le=\"%g\"} %llu\n",
+			    prom_le[b],
+			    (unsigned long long)sl_hist_cumulative_le(
+			        h, prom_le[b]));
+		}
+		evbuffer_add_printf(
+		    out, "sluice_request_duration_seconds_bucket{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(out, ",le=\"+Inf\"} %llu\n",
+		    (unsigned long long)sl_hist_count(h));
+		evbuffer_add_printf(
+		    out, "sluice_request_duration_seconds_sum{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(out, "} %.6f\n", sl_hist_sum(h) / 1e6);
+		evbuffer_add_printf(
+		    out, "sluice_request_duration_seconds_count{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(
+		    out, "} %llu\n", (unsigned long long)sl_hist_count(h));
+	}
+
+	evbuffer_add_printf(out,
+	    "# HELP sluice_version_weight Share of the service's users, "
+	    "percent.\n# TYPE sluice_version_weight gauge\n");
+	for (i = 0; i < n; i++) {
+		evbuffer_add_printf(out, "sluice_version_weight{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(out, "} %.2f\n", rows[i].weight_pct);
+	}
+	evbuffer_add_printf(out,
+	    "# HELP sluice_version_stable 1 for the stable version of a "
+	    "service.\n# TYPE sluice_version_stable gauge\n");
+	for (i = 0; i < n; i++) {
+		evbuffer_add_printf(out, "sluice_version_stable{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(out, "} %d\n", rows[i].stable);
+	}
+	evbuffer_add_printf(out,
+	    "# HELP sluice_active_requests Requests in flight.\n"
+	    "# TYPE sluice_active_requests gauge\n");
+	for (i = 0; i < n; i++) {
+		evbuffer_add_printf(out, "sluice_active_requests{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(
+		    out, "} %lld\n", (long long)rows[i].total.active);
+	}
+
+	sl_ctl_worker_total(ctl, &ws);
+#define SL_X(f, name, help)                                                    \
+	evbuffer_add_printf(out,                                               \
+	    "# HELP sluice_%s_total %s.\n# TYPE sluice_%s_total counter\n"     \
+	    "sluice_%s_total %llu\n",                                          \
+	    name, help, name, name, (unsigned long long)ws.f);
+	SL_WSTATS_COUNTERS(SL_X)
+#undef SL_X
+	evbuffer_add_printf(out,
+	    "# HELP sluice_connections_active Client connections open.\n"
+	    "# TYPE sluice_connections_active gauge\n"
+	    "sluice_connections_active %lld\n",
+	    (long long)ws.conns_active);
+	free(rows);
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Inline measurement: /stats latency and error numbers match what the
+origins did, /stats, /metrics and the origins agree exactly, /metrics is
+valid Prometheus text that a real Prometheus scrapes and queries, and time
+windows see traffic stop."""
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+
+from harness import (Origin, Sluice, TMP, _procs, check, done, free_port,
+                     wait_port)
+
+slow = Origin("slow", "--latency", "20")
+fast = Origin("fast")
+admin_port = free_port()
+sl = Sluice({
+    "shop": {"path_prefix": "/", "stable": "blue", "sticky": "header:X-User-Id",
+             "versions": {"blue": ([slow.addr], 100), "green": ([fast.addr], 0)}},
+}, sluice_extra="admin = 127.0.0.1:%d\n" % admin_port)
+
+
+def admin(path):
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+def stats(path="/stats/shop"):
+    status, body = admin(path)
+    assert status == 200, (status, body)
+    return json.loads(body)
+
+
+def metric(text, name, **labels):
+    want = ",".join('%s="%s"' % kv for kv in labels.items())
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(
+                ('%s="%s"' % kv) in line for kv in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+        if line.startswith(name + " ") and not labels:
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name + "{" + want + "}")
+
+
+status, body = admin("/healthz")
+check(status == 200 and body == b"ok\n", "/healthz answers 200 ok")
+status, body = admin("/nope")
+check(status == 404, "unknown admin path: 404")
+status, body = admin("/stats/nosuch")
+check(status == 404 and b"unknown service" in body,
+      "unknown service in /stats: 404 with a reason")
+status, body = admin("/stats?seconds=abc")
+check(status == 400, "bad seconds: 400")
+
+# 100 requests to the 20 ms origin, 7 of them answered 500.
+c = sl.conn()
+for i in range(100):
+    path = "/item?status=500" if i % 14 == 3 else "/item"
+    c.request("GET", path, headers={"X-User-Id": "u%d" % i})
+    c.getresponse().read()
+c.close()
+s = stats()
+blue = s["services"]["shop"]["versions"]["blue"]
+p50 = blue["latency_ms"]["p50"]
+check(20.0 <= p50 <= 22.0, "20 ms origin: p50 in /stats is %.3f ms (20-22)" % p50)
+check(blue["errors"] == 7, "exactly 7 of 100 errors counted (%d)" % blue["errors"])
+check(abs(blue["error_rate"] - 0.07) < 1e-9, "error rate 0.07 (%r)" % blue["error_rate"])
+check(blue["responses"]["2xx"] == 93, "93 responses 2xx")
+check(blue["latency_ms"]["count"] == 100, "100 latency samples")
+
+st = slow.stats()
+_, mtext = admin("/metrics")
+mtext = mtext.decode()
+m_req = metric(mtext, "sluice_routed_requests_total", service="shop", version="blue")
+m_5xx = metric(mtext, "sluice_requests_total", service="shop", version="blue",
+               code_class="5xx")
+m_cnt = metric(mtext, "sluice_request_duration_seconds_count", service="shop",
+               version="blue")
+check(st["requests"] == blue["requests"] == m_req == 100,
+      "origin (%d), /stats (%d) and /metrics (%d) agree on requests"
+      % (st["requests"], blue["requests"], m_req))
+check(st["errors"] == blue["errors"] == m_5xx == 7,
+      "origin, /stats and /metrics agree on 7 errors")
+check(m_cnt == 100, "histogram _count is 100")
+check(metric(mtext, "sluice_version_weight", service="shop", version="blue") == 100,
+      "sluice_version_weight shows 100 for blue")
+for fam in ("sluice_requests_total", "sluice_upstream_errors_total",
+            "sluice_request_duration_seconds", "sluice_version_weight",
+            "sluice_active_requests", "sluice_connections_accepted_total",
+            "sluice_build_info"):
+    check("# HELP %s " % fam in mtext and "# TYPE %s " % fam in mtext,
+          "HELP and TYPE for %s" % fam)
+
+promtool = shutil.which("promtool")
+if promtool:
+    p = subprocess.run([promtool, "check", "metrics"], input=mtext.encode(),
+                       capture_output=True, timeout=30)
+    check(p.returncode == 0, "promtool check metrics passes (%s)"
+          % (p.stdout + p.stderr).decode().strip()[:200])
+else:
+    print("note: promtool missing, skipped")
+
+# Windows: traffic, then 5 s of silence.
+time.sleep(5.5)
+w3 = stats("/stats/shop?seconds=3")
+w30 = stats("/stats/shop?seconds=30")
+check(w3["window_seconds"] == 3, "window_seconds echoes 3")
+check(w3["services"]["shop"]["versions"]["blue"]["requests"] == 0,
+      "after 5 s without traffic a 3 s window shows 0 requests")
+check(w30["services"]["shop"]["versions"]["blue"]["requests"] == 100,
+      "a 30 s window still shows the 100 requests")
+check(w30["services"]["shop"]["versions"]["blue"]["errors"] == 7,
+      "and the 7 errors")
+
+# A real Prometheus scrapes sluice and answers histogram_quantile.
+prom = shutil.which("prometheus")
+if prom:
+    pport = free_port()
+    pdir = os.path.join(TMP, "prom")
+    os.makedirs(pdir, exist_ok=True)
+    with open(os.path.join(pdir, "prometheus.yml"), "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "scrape_configs:\n  - job_name: sluice\n    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n" % admin_port)
+    plog = open(os.path.join(pdir, "log"), "wb")
+    pp = subprocess.Popen([prom, "--config.file=" + os.path.join(pdir, "prometheus.yml"),
+                           "--storage.tsdb.path=" + os.path.join(pdir, "data"),
+                           "--web.listen-address=127.0.0.1:%d" % pport],
+                          stdout=plog, stderr=plog)
+    _procs.append(pp)
+    wait_port(pport, pp, timeout=30)
+    q = ('histogram_quantile(0.5, sum by (le) (rate('
+         'sluice_request_duration_seconds_bucket{version="blue"}[20s])))')
+    value = None
+    deadline = time.time() + 40
+    c = sl.conn()
+    while time.time() < deadline and value is None:
+        for i in range(20):
+            c.request("GET", "/p", headers={"X-User-Id": "q%d" % i})
+            c.getresponse().read()
+        pc = http.client.HTTPConnection("127.0.0.1", pport, timeout=5)
+        pc.request("GET", "/api/v1/query?query=" + urllib.parse.quote(q))
+        res = json.loads(pc.getresponse().read())
+        try:
+            v = float(res["data"]["result"][0]["value"][1])
+            if v == v:  # not NaN
+                value = v
+        except (KeyError, IndexError, ValueError):
+            pass
+        time.sleep(1)
+    c.close()
+    check(value is not None and 0.015 <= value <= 0.03,
+          "Prometheus: histogram_quantile(0.5) for blue is %r s (about 0.02)"
+          % value)
+    pp.terminate()
+    pp.wait(15)
+else:
+    print("note: prometheus missing, scrape test skipped")
+
+status, r, body = sl.get("/metrics")
+check(r.getheader("X-Origin") == "slow",
+      "/metrics on the proxy port is an ordinary proxied request")
+check(sl.stop() == 0, "sluice exits 0")
+done()
