@@ -135,6 +135,10 @@ struct sl_service_conf {
 struct sl_global_conf {
 	int workers; /* 0 = auto (one per core) */
 	char *control_socket;
+	char *control_socket_ro; /* read-only socket (show/help); NULL = none */
+	uint32_t control_mode;	 /* file mode of the sockets; default 0600 */
+	char *control_group;	 /* group owning the sockets; NULL = keep */
+	char *event_log;	 /* JSON-lines event log; NULL = none */
 	char *admin_text; /* "127.0.0.1:9901" or NULL when not set */
 	struct sl_addr admin;
 	bool has_admin;

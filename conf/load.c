@@ -181,6 +181,9 @@ struct loader {
 static int parse_workers(struct loader *, void *, const char *, char **);
 static int parse_control_socket(struct loader *, void *, const char *, char **);
 static int parse_admin(struct loader *, void *, const char *, char **);
+static int parse_control_socket_ro(struct loader *, void *, const char *,
+    char **);
+static int parse_mode(struct loader *, void *, const char *, char **);
 static int parse_bind(struct loader *, void *, const char *, char **);
 static int parse_hosts(struct loader *, void *, const char *, char **);
 static int parse_path_prefix(struct loader *, void *, const char *, char **);
@@ -204,6 +207,17 @@ static const struct key_def sluice_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "/run/sluice/control.sock",
         .parse = parse_control_socket},
+    {.name = "control_socket_ro",
+        .type = KEY_CUSTOM,
+        .parse = parse_control_socket_ro},
+    {.name = "control_mode",
+        .type = KEY_CUSTOM,
+        .dflt = "0600",
+        .parse = parse_mode},
+    {.name = "control_group",
+        .type = KEY_STRING,
+        .offset = G(control_group)},
+    {.name = "event_log", .type = KEY_STRING, .offset = G(event_log)},
     {.name = "admin", .type = KEY_CUSTOM, .parse = parse_admin},
     {.name = "state_file",
         .type = KEY_STRING,
@@ -1289,6 +1303,50 @@ parse_control_socket(struct loader *L, void *obj, const char *value, char **msg)
 }
 
 static int
+parse_control_socket_ro(struct loader *L, void *obj, const char *value,
+    char **msg)
+{
+	struct sl_global_conf *g = obj;
+	struct sockaddr_un sun;
+
+	if (strlen(value) >= sizeof sun.sun_path) {
+		*msg = sl_xasprintf("path '%s' is too long for a Unix socket "
+		                    "(at most %zu bytes)",
+		    value, sizeof sun.sun_path - 1);
+		return -1;
+	}
+	g->control_socket_ro = sl_xstrdup(value);
+	return 0;
+}
+
+/* An octal file mode such as 0600 or 660. */
+static int
+parse_mode(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_global_conf *g = obj;
+	unsigned long m = 0;
+	const char *p;
+
+	for (p = value; *p != '\0'; p++) {
+		if (*p < '0' || *p > '7' || p - value > 4) {
+			*msg = sl_xasprintf("invalid file mode '%s' (octal, "
+			                    "e.g. 0600)",
+			    value);
+			return -1;
+		}
+		m = m * 8 + (unsigned long)(*p - '0');
+	}
+	if (p == value || m > 0777 || (m & 0600) != 0600) {
+		*msg = sl_xasprintf("invalid file mode '%s': must be octal up "
+		                    "to 0777 and let the owner read and write",
+		    value);
+		return -1;
+	}
+	g->control_mode = (uint32_t)m;
+	return 0;
+}
+
+static int
 parse_admin(struct loader *L, void *obj, const char *value, char **msg)
 {
 	struct sl_global_conf *g = obj;
@@ -2272,6 +2330,9 @@ sl_conf_free(struct sl_config *conf)
 		return;
 	free(conf->path);
 	free(conf->global.control_socket);
+	free(conf->global.control_socket_ro);
+	free(conf->global.control_group);
+	free(conf->global.event_log);
 	free(conf->global.admin_text);
 	free_addr(&conf->global.admin);
 	free(conf->global.state_file);

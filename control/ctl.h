@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
 #include <jansson.h>
 
 #include "analysis/stats.h"
@@ -22,6 +24,35 @@ struct event_base;
 struct evbuffer;
 struct sl_admin;
 struct sl_route_table;
+struct sl_route_service;
+struct sl_config;
+struct sockaddr;
+struct sl_rollout;
+
+#define SL_EVENTS_MAX 1000
+
+/* Who issued a command: the peer's credentials and the claimed owner. */
+struct sl_who {
+	long uid, pid; /* -1 when not from a socket peer */
+	char owner[64];
+};
+
+/*
+ * What sluice keeps about a service besides its routing table: whether an
+ * operator changed it at runtime (then the state file holds its weights,
+ * stable version and server states, and they win over the config), the
+ * previous stable version (for "switch SVC PREVIOUS"), and its lock.
+ */
+struct sl_svc_rt {
+	char name[64];
+	bool touched;
+	char previous_stable[64];
+	char lock_owner[64];  /* "" = unlocked */
+	int64_t lock_expires; /* wall-clock seconds */
+	struct sl_rollout *rollout;
+};
+
+struct sl_ctl_socket;
 
 struct sl_ctl {
 	struct event_base *base;
@@ -35,6 +66,21 @@ struct sl_ctl {
 	struct event *harvest_ev;
 
 	struct sl_admin *admin;
+
+	/* Runtime state per service, persisted to state_path. */
+	struct sl_svc_rt *rt;
+	size_t nrt;
+	const char *state_path;
+
+	/* Recent events, oldest first from events_next. */
+	json_t *events[SL_EVENTS_MAX];
+	size_t events_next, nevents;
+	FILE *event_log;
+
+	/* Control sockets (read-write and read-only). */
+	struct sl_ctl_socket *socks[2];
+	size_t nsocks;
+	struct event *lock_ev; /* expires locks */
 };
 
 /* Start the per-second harvest on CTL's base (after workers exist). */
@@ -70,5 +116,68 @@ void sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out);
 int sl_admin_start(
     struct sl_ctl *ctl, const struct sockaddr *addr, int addrlen, char **errp);
 void sl_admin_stop(struct sl_ctl *ctl);
+
+/* --- runtime state (control/state.c) --- */
+
+/* The runtime record of service NAME, created when absent. */
+struct sl_svc_rt *sl_ctl_rt(struct sl_ctl *ctl, const char *name);
+
+/*
+ * Load the state file at PATH and apply it to T (a table not yet
+ * published). A missing file is an empty state. Returns 0, or -1 with
+ * *errp naming the file, the line and the problem (unreadable or corrupt
+ * file: sluice must not start and silently undo an operator's decisions).
+ * What could not be applied (unknown service or version) is logged.
+ */
+int sl_state_load(struct sl_ctl *ctl, const char *path,
+    struct sl_route_table *t, char **errp);
+
+/* Re-apply the runtime state of the current table to T (reload). */
+void sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t);
+
+/*
+ * Write the runtime state of T to the state file: temp file, fsync,
+ * rename, fsync of the directory. Returns 0 or -1 with *errp.
+ */
+int sl_state_save(
+    struct sl_ctl *ctl, const struct sl_route_table *t, char **errp);
+
+/* --- events (control/events.c) --- */
+
+/* Open the event log (NULL: none). */
+int sl_events_open(struct sl_ctl *ctl, const char *path, char **errp);
+void sl_events_close(struct sl_ctl *ctl);
+
+/* Record an event; steals the references to BEFORE and AFTER (may be
+ * NULL). WHO NULL means sluice itself. */
+void sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
+    json_t *before, json_t *after);
+
+/* The last N events, oldest first (new reference). */
+json_t *sl_events_recent(struct sl_ctl *ctl, size_t n);
+
+/* --- commands and sockets (control/commands.c, control/socket.c) --- */
+
+/*
+ * Run one command line from WHO; READ_ONLY refuses mutating commands.
+ * Returns the reply object (new reference, with "ok").
+ */
+json_t *sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
+    const char *line, size_t len);
+
+/* Open the control sockets configured in CONF. */
+int sl_ctl_sockets_start(
+    struct sl_ctl *ctl, const struct sl_config *conf, char **errp);
+void sl_ctl_sockets_stop(struct sl_ctl *ctl);
+
+/* Publish T (built by a command) and make it current for every worker. */
+void sl_ctl_publish(struct sl_ctl *ctl, struct sl_route_table *t);
+
+/* JSON for a service (summary, or with hosts/servers when DETAIL). */
+json_t *sl_ctl_service_json(
+    struct sl_ctl *ctl, const struct sl_route_service *svc, bool detail);
+
+/* ISO 8601 UTC time for wall-clock seconds (static buffer). */
+const char *sl_ctl_isotime(int64_t sec);
 
 #endif

@@ -31,12 +31,15 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: sluice [-t] [-c FILE] [-d] [-V]\n"
+	    "usage: sluice [-t] [-c FILE] [-d] [-V] [--ignore-state]\n"
 	    "  -c FILE  configuration file (default " SL_DEFAULT_CONFIG ")\n"
 	    "  -t       check the configuration and exit (0 ok, 1 errors)\n"
 	    "  -d       debug logging\n"
 	    "  -V       print the version and exit\n"
-	    "  -h       this help\n");
+	    "  -h       this help\n"
+	    "  --ignore-state  start from the config alone, ignoring the "
+	    "state file\n"
+	    "                  (it is overwritten at the next change)\n");
 }
 
 /* Number of workers: configured, else one per online core. */
@@ -111,12 +114,17 @@ main(int argc, char **argv)
 	struct sl_route_table *table;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_reclaim;
 	struct timeval one_second = {1, 0};
-	bool check_only = false;
+	bool check_only = false, ignore_state = false;
+	static const struct option longopts[] = {
+	    {"ignore-state", no_argument, NULL, 'I'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
 	char *err = NULL;
 	int ch;
 
 	d.config_path = SL_DEFAULT_CONFIG;
-	while ((ch = getopt(argc, argv, "c:tdVh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:tdVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			d.config_path = optarg;
@@ -126,6 +134,9 @@ main(int argc, char **argv)
 			break;
 		case 'd':
 			sl_log_set_level(SL_LOG_DEBUG);
+			break;
+		case 'I':
+			ignore_state = true;
 			break;
 		case 'V':
 			printf("sluice %s\n", PACKAGE_VERSION);
@@ -169,6 +180,16 @@ main(int argc, char **argv)
 	table = sl_route_build(conf, &err);
 	if (table == NULL)
 		sl_fatal(0, "%s", err);
+	if (ignore_state) {
+		d.state_path = conf->global.state_file;
+		sl_log_warn(
+		    "--ignore-state: starting from %s alone; state file "
+		    "%s will be overwritten at the next change",
+		    d.config_path, d.state_path);
+	} else if (sl_state_load(&d, conf->global.state_file, table, &err) !=
+	    0) {
+		sl_fatal(0, "%s", err);
+	}
 	d.workers = sl_workers_create(conf, d.nworkers, &err);
 	if (d.workers == NULL)
 		sl_fatal(0, "%s", err);
@@ -197,8 +218,15 @@ main(int argc, char **argv)
 	        (int)conf->global.admin.len, &err) != 0)
 		sl_fatal(0, "%s: admin %s: %s", d.config_path,
 		    conf->global.admin.text, err);
+	if (sl_events_open(&d, conf->global.event_log, &err) != 0)
+		sl_fatal(0, "%s", err);
+	if (sl_ctl_sockets_start(&d, conf, &err) != 0)
+		sl_fatal(0, "%s", err);
 	if (sl_workers_start(d.workers, d.nworkers) != 0)
 		sl_fatal(errno, "cannot start worker threads");
+	sl_event(&d, NULL, "start", NULL,
+	    json_pack("{s:s,s:i}", "config", d.config_path, "workers",
+	        (int)d.nworkers));
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
 	            "config %s",
 	    PACKAGE_VERSION, d.nworkers, conf->nlisteners, conf->nservices,
@@ -206,9 +234,12 @@ main(int argc, char **argv)
 
 	event_base_dispatch(d.base);
 
+	sl_ctl_sockets_stop(&d);
 	sl_admin_stop(&d);
 	sl_workers_stop(d.workers, d.nworkers, SL_DRAIN_MS);
 	sl_ctl_metrics_stop(&d);
+	sl_events_close(&d);
+	free(d.rt);
 	sl_workers_free(d.workers, d.nworkers);
 	sl_route_reclaim(UINT64_MAX);
 	table = sl_route_current();

@@ -177,32 +177,14 @@ free_services(struct sl_route_table *t)
 	free(t->services);
 }
 
-/* Copy a table with one service's weights and stable version changed. */
+/* A deep copy of OLD sharing its config, to be changed and published. */
 struct sl_route_table *
-sl_route_with_weights(const struct sl_route_table *old, size_t svc,
-    const uint32_t *weights, size_t stable, char **errp)
+sl_route_clone(const struct sl_route_table *old)
 {
-	struct sl_route_table *t;
-	uint32_t sum = 0;
+	struct sl_route_table *t = sl_xcalloc(1, sizeof *t);
 	size_t i, j;
 
-	if (svc >= old->nservices) {
-		*errp = sl_xstrdup("no such service");
-		return NULL;
-	}
-	if (stable >= old->services[svc].nversions) {
-		*errp = sl_xstrdup("no such stable version");
-		return NULL;
-	}
-	for (i = 0; i < old->services[svc].nversions; i++)
-		sum += weights[i];
-	if (sum != SL_WEIGHT_TOTAL) {
-		*errp = sl_xasprintf("weights sum to %u.%02u, must be 100.00",
-		    sum / 100, sum % 100);
-		return NULL;
-	}
-	t = sl_xcalloc(1, sizeof *t);
-	t->conf = old->conf; /* shared: see sl_route_free */
+	t->conf = old->conf;
 	t->nservices = old->nservices;
 	t->services = sl_xcalloc(old->nservices, sizeof *t->services);
 	for (i = 0; i < old->nservices; i++) {
@@ -219,27 +201,84 @@ sl_route_with_weights(const struct sl_route_table *old, size_t svc,
 			memcpy(ns->versions[j].servers, os->versions[j].servers,
 			    os->versions[j].nservers *
 			        sizeof(struct sl_route_server));
-			if (i == svc)
-				ns->versions[j].weight = weights[j];
 		}
 		ns->pins =
 		    sl_xcalloc(os->npins ? os->npins : 1, sizeof *ns->pins);
 		memcpy(ns->pins, os->pins, os->npins * sizeof *ns->pins);
-		if (i == svc) {
-			ns->stable = stable;
-			layout_buckets(ns);
-		}
 	}
 	t->nserver_ids = old->nserver_ids;
 	t->nversion_ids = old->nversion_ids;
 	return t;
 }
 
-/* Free a table. A config is shared by the tables derived from one
- * sl_route_build; it is freed with the table that built it, which is
- * always the oldest of them and so the last to be retired... except that a
- * derived table can outlive it, so configs are reference-free: the builder
- * table keeps it and derived tables point at it. See sl_route_reclaim. */
+/* Find a service by name. */
+struct sl_route_service *
+sl_route_service_by_name(struct sl_route_table *t, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < t->nservices; i++) {
+		if (strcmp(t->services[i].name, name) == 0)
+			return &t->services[i];
+	}
+	return NULL;
+}
+
+/* Index of version NAME in SVC, or -1. */
+int
+sl_route_version_index(const struct sl_route_service *svc, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < svc->nversions; i++) {
+		if (strcmp(svc->versions[i].name, name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Lay out a service's buckets again after its weights or stable changed. */
+void
+sl_route_layout(struct sl_route_service *svc)
+{
+	layout_buckets(svc);
+}
+
+/* Copy a table with one service's weights and stable version changed. */
+struct sl_route_table *
+sl_route_with_weights(const struct sl_route_table *old, size_t svc,
+    const uint32_t *weights, size_t stable, char **errp)
+{
+	struct sl_route_table *t;
+	uint32_t sum = 0;
+	size_t i;
+
+	if (svc >= old->nservices) {
+		*errp = sl_xstrdup("no such service");
+		return NULL;
+	}
+	if (stable >= old->services[svc].nversions) {
+		*errp = sl_xstrdup("no such stable version");
+		return NULL;
+	}
+	for (i = 0; i < old->services[svc].nversions; i++)
+		sum += weights[i];
+	if (sum != SL_WEIGHT_TOTAL) {
+		*errp = sl_xasprintf("weights sum to %u.%02u, must be 100.00",
+		    sum / 100, sum % 100);
+		return NULL;
+	}
+	t = sl_route_clone(old);
+	for (i = 0; i < t->services[svc].nversions; i++)
+		t->services[svc].versions[i].weight = weights[i];
+	t->services[svc].stable = stable;
+	layout_buckets(&t->services[svc]);
+	return t;
+}
+
+/* Free a table's own memory. Its config is shared with the tables derived
+ * from it (sl_route_clone) and is freed by sl_route_reclaim when no table
+ * refers to it any more. */
 void
 sl_route_free(struct sl_route_table *t)
 {

@@ -129,6 +129,23 @@ struct sl_route_table *sl_route_build(struct sl_config *conf, char **errp);
 struct sl_route_table *sl_route_with_weights(const struct sl_route_table *old,
     size_t svc, const uint32_t *weights, size_t stable, char **errp);
 
+/*
+ * A deep copy of OLD that shares its config (control thread): change it,
+ * call sl_route_layout on changed services, then publish it.
+ */
+struct sl_route_table *sl_route_clone(const struct sl_route_table *old);
+
+/* Lay out a service's bucket ranges from its weights and stable version. */
+void sl_route_layout(struct sl_route_service *svc);
+
+/* Find a service of T by name; NULL when absent. */
+struct sl_route_service *sl_route_service_by_name(
+    struct sl_route_table *t, const char *name);
+
+/* Find a version of SVC by name; -1 when absent. */
+int sl_route_version_index(
+    const struct sl_route_service *svc, const char *name);
+
 /* Free a table that no worker can see any more. */
 void sl_route_free(struct sl_route_table *table);
 

@@ -139,6 +139,11 @@ def config(listen_port, services, sluice_extra="", workers=2):
     """Render an INI config. SERVICES maps a service name to a dict:
     {"versions": {"blue": ([addrs], weight)}, "stable": "blue", ...} with
     any other keys copied into the [service:] section."""
+    import re
+    if not re.search(r"^control_socket\s*=", sluice_extra, re.M):
+        sluice_extra += "\ncontrol_socket = %s/ctl-%d.sock\n" % (TMP, listen_port)
+    if not re.search(r"^state_file\s*=", sluice_extra, re.M):
+        sluice_extra += "\nstate_file = %s/state-%d.ini\n" % (TMP, listen_port)
     lines = ["[sluice]", "workers = %d" % workers, sluice_extra, "",
              "[listener:main]", "bind = 127.0.0.1:%d" % listen_port, ""]
     for name, svc in services.items():
@@ -157,7 +162,9 @@ def config(listen_port, services, sluice_extra="", workers=2):
 
 
 class Sluice:
-    """One sluice daemon with a generated config."""
+    """One sluice daemon with a generated config. Its control socket is
+    TMP/ctl-PORT.sock and its state file TMP/state-PORT.ini unless the
+    config says otherwise."""
 
     def __init__(self, services=None, sluice_extra="", workers=2,
                  text=None, port=None):
@@ -179,6 +186,18 @@ class Sluice:
                                      stdout=self.log, stderr=self.log)
         _procs.append(self.proc)
         wait_port(self.port, self.proc)
+        # Ready once the control socket answers too (when it is ours).
+        with open(self.path) as f:
+            ours = self.ctl_path in f.read()
+        deadline = time.time() + 10
+        while ours and time.time() < deadline and self.proc.poll() is None:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.ctl_path)
+                s.close()
+                break
+            except OSError:
+                time.sleep(0.05)
 
     def stop(self, timeout=15):
         """SIGTERM, wait; returns the exit code (must be 0)."""
@@ -207,6 +226,30 @@ class Sluice:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         return 0
+
+    @property
+    def ctl_path(self):
+        return os.path.join(TMP, "ctl-%d.sock" % self.port)
+
+    @property
+    def state_path(self):
+        return os.path.join(TMP, "state-%d.ini" % self.port)
+
+    def ctl(self, line, path=None, timeout=10):
+        """Send one control command; return the decoded JSON reply."""
+        import json
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(path or self.ctl_path)
+        s.sendall(line.encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return json.loads(data)
 
     def conn(self, timeout=10):
         return http.client.HTTPConnection("127.0.0.1", self.port,

@@ -1,0 +1,784 @@
+/*
+ * commands.c — the control commands (control/PROTOCOL.md).
+ *
+ * One table lists every command: its words, argument usage and count, its
+ * access level and its handler; "help", usage errors and the read-only
+ * socket's refusals are all generated from it (HAProxy's cli keywords are
+ * the model). A handler returns the reply's fields as a JSON object, or
+ * NULL with *errp set; it changes nothing when it fails.
+ *
+ * A change builds a new routing table (sl_route_clone), writes the state
+ * file, then publishes the table: when the reply is sent every worker's
+ * next request uses it. If the state file cannot be written the change is
+ * not made.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/route.h"
+
+#define MAX_ARGS 64
+
+struct cmd_ctx {
+	struct sl_ctl *ctl;
+	struct sl_who *who;
+	const char *text; /* the command, without any "as OWNER" prefix */
+};
+
+typedef json_t *(*cmd_fn)(struct cmd_ctx *, int, char **, char **);
+
+struct cmd {
+	const char *words;
+	const char *args;
+	int min_args, max_args;
+	bool write;
+	cmd_fn fn;
+	const char *help;
+};
+
+static const struct cmd commands[];
+
+static const char *server_states[] = {"ready", "drain", "maint"};
+
+/* Weight in hundredths as a JSON percentage. */
+static json_t *
+pct(uint32_t w)
+{
+	return json_real(w / 100.0);
+}
+
+/* The lock of RT as JSON (null when none or expired). */
+static json_t *
+lock_json(const struct sl_svc_rt *rt)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	if (rt == NULL || rt->lock_owner[0] == '\0' || rt->lock_expires <= now)
+		return json_null();
+	return json_pack("{s:s,s:s,s:I}", "owner", rt->lock_owner, "expires",
+	    sl_ctl_isotime(rt->lock_expires), "expires_in",
+	    (json_int_t)(rt->lock_expires - now));
+}
+
+/* A service as JSON: summary, or detail with hosts, sticky and servers. */
+json_t *
+sl_ctl_service_json(
+    struct sl_ctl *ctl, const struct sl_route_service *svc, bool detail)
+{
+	const struct sl_service_conf *sc = svc->conf;
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc->name);
+	json_t *o = json_object(), *vs = json_array();
+	size_t i, j;
+
+	json_object_set_new(o, "name", json_string(svc->name));
+	json_object_set_new(
+	    o, "stable", json_string(svc->versions[svc->stable].name));
+	json_object_set_new(o, "previous_stable",
+	    rt->previous_stable[0] ? json_string(rt->previous_stable)
+	                           : json_null());
+	for (i = 0; i < svc->nversions; i++) {
+		const struct sl_route_version *v = &svc->versions[i];
+		json_t *vo = json_pack(
+		    "{s:s,s:o}", "name", v->name, "weight", pct(v->weight));
+
+		if (detail) {
+			json_t *ss = json_array();
+
+			json_object_set_new(
+			    vo, "stable", json_boolean(i == svc->stable));
+			for (j = 0; j < v->nservers; j++)
+				json_array_append_new(ss,
+				    json_pack("{s:s,s:i,s:s}", "address",
+				        v->servers[j].addr.text, "weight",
+				        (int)v->servers[j].weight, "state",
+				        server_states[v->servers[j].state]));
+			json_object_set_new(vo, "servers", ss);
+		}
+		json_array_append_new(vs, vo);
+	}
+	json_object_set_new(o, "versions", vs);
+	json_object_set_new(o, "lock", lock_json(rt));
+	json_object_set_new(o, "rollout", json_null());
+	json_object_set_new(o, "runtime_changes", json_boolean(rt->touched));
+	if (detail) {
+		json_t *hosts = json_array(), *keys = json_array();
+
+		for (i = 0; i < sc->nhosts; i++)
+			json_array_append_new(hosts, json_string(sc->hosts[i]));
+		for (i = 0; i < sc->nkeys; i++) {
+			static const char *src[] = {
+			    "header", "cookie", "query", "ip"};
+
+			if (sc->keys[i].source == SL_KEY_IP)
+				json_array_append_new(keys, json_string("ip"));
+			else
+				json_array_append_new(keys,
+				    json_sprintf("%s:%s",
+				        src[sc->keys[i].source],
+				        sc->keys[i].name));
+		}
+		json_object_set_new(o, "hosts", hosts);
+		json_object_set_new(
+		    o, "path_prefix", json_string(sc->path_prefix));
+		json_object_set_new(o, "sticky", keys);
+		json_object_set_new(o, "seed", json_string(sc->seed));
+	}
+	return o;
+}
+
+/* The service named NAME in the current table, or an error. */
+static struct sl_route_service *
+find_service(const char *name, char **errp)
+{
+	struct sl_route_service *svc =
+	    sl_route_service_by_name(sl_route_current(), name);
+
+	if (svc == NULL)
+		*errp = sl_xasprintf("unknown service '%s'", name);
+	return svc;
+}
+
+/* Refuse when SVC is locked by someone other than the caller. */
+static int
+check_lock(struct cmd_ctx *cx, const char *svc, char **errp)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(cx->ctl, svc);
+	int64_t now = (int64_t)time(NULL);
+
+	if (rt->lock_owner[0] == '\0' || rt->lock_expires <= now ||
+	    strcmp(rt->lock_owner, cx->who->owner) == 0)
+		return 0;
+	*errp = sl_xasprintf("service '%s' is locked by '%s' until %s (%lld s "
+	                     "left); act as that owner or wait",
+	    svc, rt->lock_owner, sl_ctl_isotime(rt->lock_expires),
+	    (long long)(rt->lock_expires - now));
+	return -1;
+}
+
+/* Make a change: save the state, publish T, record the event. */
+static int
+commit(struct cmd_ctx *cx, struct sl_route_table *t, const char *svc,
+    json_t *before, json_t *after, char **errp)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(cx->ctl, svc);
+	bool was = rt->touched;
+
+	rt->touched = true;
+	if (sl_state_save(cx->ctl, t, errp) != 0) {
+		rt->touched = was;
+		sl_route_free(t);
+		json_decref(before);
+		json_decref(after);
+		return -1;
+	}
+	sl_ctl_publish(cx->ctl, t);
+	sl_event(cx->ctl, cx->who, cx->text, before, after);
+	return 0;
+}
+
+/* {"weights": {...}, "stable": ...} of a service. */
+static json_t *
+weights_json(const struct sl_route_service *svc)
+{
+	json_t *w = json_object();
+	size_t i;
+
+	for (i = 0; i < svc->nversions; i++)
+		json_object_set_new(
+		    w, svc->versions[i].name, pct(svc->versions[i].weight));
+	return json_pack("{s:o,s:s}", "weights", w, "stable",
+	    svc->versions[svc->stable].name);
+}
+
+/* Publish the current table to every worker. */
+void
+sl_ctl_publish(struct sl_ctl *ctl, struct sl_route_table *t)
+{
+	sl_workers_prepare_table(ctl->workers, ctl->nworkers, t);
+	sl_route_publish(t);
+}
+
+static json_t *
+cmd_help(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	json_t *list = json_array();
+	const struct cmd *c;
+
+	for (c = commands; c->words != NULL; c++) {
+		char *usage = sl_xasprintf(
+		    "%s%s%s", c->words, c->args[0] ? " " : "", c->args);
+
+		json_array_append_new(list,
+		    json_pack("{s:s,s:s,s:s}", "usage", usage, "help", c->help,
+		        "access", c->write ? "write" : "read"));
+		free(usage);
+	}
+	return json_pack("{s:o}", "commands", list);
+}
+
+static json_t *
+cmd_show_services(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	const struct sl_route_table *t = sl_route_current();
+	json_t *list = json_array();
+	size_t i;
+
+	for (i = 0; i < t->nservices; i++)
+		json_array_append_new(
+		    list, sl_ctl_service_json(cx->ctl, &t->services[i], false));
+	return json_pack("{s:o}", "services", list);
+}
+
+static json_t *
+cmd_show_service(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	struct sl_route_service *svc = find_service(argv[0], errp);
+
+	if (svc == NULL)
+		return NULL;
+	return json_pack(
+	    "{s:o}", "service", sl_ctl_service_json(cx->ctl, svc, true));
+}
+
+/* Parse a positive integer argument within [1, MAX]. */
+static int
+parse_count(const char *s, long max, long *out, const char *what, char **errp)
+{
+	char *end;
+	long v;
+
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v < 1 || v > max) {
+		*errp = sl_xasprintf("%s must be an integer from 1 to %ld, "
+		                     "not '%s'",
+		    what, max, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static json_t *
+cmd_show_stats(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	json_t *doc, *svc, *out;
+	long seconds = 0;
+
+	if (argc > 1 &&
+	    parse_count(argv[1], SL_WINDOW_SLOTS, &seconds, "SECONDS", errp) !=
+	        0)
+		return NULL;
+	doc = sl_ctl_stats_json(cx->ctl, argv[0], (uint32_t)seconds, errp);
+	if (doc == NULL)
+		return NULL;
+	svc = json_object_get(json_object_get(doc, "services"), argv[0]);
+	out = json_pack("{s:s,s:O,s:O,s:O}", "service", argv[0],
+	    "window_seconds", json_object_get(doc, "window_seconds"),
+	    "uptime_seconds", json_object_get(doc, "uptime_seconds"),
+	    "versions", json_object_get(svc, "versions"));
+	json_decref(doc);
+	return out;
+}
+
+static json_t *
+cmd_show_events(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	long n = 20;
+
+	if (argc > 0 && parse_count(argv[0], SL_EVENTS_MAX, &n, "N", errp) != 0)
+		return NULL;
+	return json_pack(
+	    "{s:o}", "events", sl_events_recent(cx->ctl, (size_t)n));
+}
+
+static json_t *
+cmd_set_weights(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	struct sl_route_service *svc = find_service(argv[0], errp);
+	uint32_t weights[256], sum = 0;
+	bool seen[256] = {false};
+	struct sl_route_table *t;
+	json_t *before;
+	size_t i;
+	int k;
+
+	if (svc == NULL || check_lock(cx, svc->name, errp) != 0)
+		return NULL;
+	if (svc->nversions > 256) {
+		*errp = sl_xstrdup("too many versions");
+		return NULL;
+	}
+	memset(weights, 0, sizeof weights);
+	for (k = 1; k < argc; k++) {
+		char *eq = strchr(argv[k], '=');
+		const char *why;
+		int idx;
+
+		if (eq == NULL) {
+			*errp =
+			    sl_xasprintf("'%s' is not VERSION=PCT", argv[k]);
+			return NULL;
+		}
+		*eq = '\0';
+		idx = sl_route_version_index(svc, argv[k]);
+		if (idx < 0) {
+			*errp = sl_xasprintf("service '%s' has no version '%s'",
+			    svc->name, argv[k]);
+			return NULL;
+		}
+		if (seen[idx]) {
+			*errp =
+			    sl_xasprintf("version '%s' given twice", argv[k]);
+			return NULL;
+		}
+		if (sl_conf_parse_weight(eq + 1, &weights[idx], &why) != 0) {
+			*errp = sl_xasprintf(
+			    "weight '%s' for '%s': %s", eq + 1, argv[k], why);
+			return NULL;
+		}
+		seen[idx] = true;
+		sum += weights[idx];
+	}
+	if (sum != SL_WEIGHT_TOTAL) {
+		*errp = sl_xasprintf("weights sum to %u.%02u, must be 100.00",
+		    sum / 100, sum % 100);
+		return NULL;
+	}
+	before = weights_json(svc);
+	t = sl_route_with_weights(sl_route_current(),
+	    (size_t)(svc - sl_route_current()->services), weights, svc->stable,
+	    errp);
+	if (t == NULL) {
+		json_decref(before);
+		return NULL;
+	}
+	svc = sl_route_service_by_name(t, argv[0]);
+	if (commit(cx, t, svc->name, before, weights_json(svc), errp) != 0)
+		return NULL;
+	svc = sl_route_service_by_name(sl_route_current(), argv[0]);
+	{
+		json_t *w = json_object();
+
+		for (i = 0; i < svc->nversions; i++)
+			json_object_set_new(w, svc->versions[i].name,
+			    pct(svc->versions[i].weight));
+		return json_pack(
+		    "{s:s,s:o}", "service", svc->name, "weights", w);
+	}
+}
+
+static json_t *
+cmd_switch(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	struct sl_route_service *svc = find_service(argv[0], errp);
+	struct sl_svc_rt *rt;
+	uint32_t weights[256];
+	struct sl_route_table *t;
+	char prev[64];
+	json_t *before;
+	int idx;
+
+	if (svc == NULL || check_lock(cx, svc->name, errp) != 0)
+		return NULL;
+	rt = sl_ctl_rt(cx->ctl, svc->name);
+	idx = sl_route_version_index(svc, argv[1]);
+	if (idx < 0 && strcmp(argv[1], "previous") == 0) {
+		if (rt->previous_stable[0] == '\0') {
+			*errp = sl_xasprintf("service '%s' has no previous "
+			                     "stable version yet",
+			    svc->name);
+			return NULL;
+		}
+		idx = sl_route_version_index(svc, rt->previous_stable);
+	}
+	if (idx < 0) {
+		*errp = sl_xasprintf(
+		    "service '%s' has no version '%s'", svc->name, argv[1]);
+		return NULL;
+	}
+	if (svc->nversions > 256) {
+		*errp = sl_xstrdup("too many versions");
+		return NULL;
+	}
+	memset(weights, 0, sizeof weights);
+	weights[idx] = SL_WEIGHT_TOTAL;
+	snprintf(prev, sizeof prev, "%s", svc->versions[svc->stable].name);
+	before = weights_json(svc);
+	t = sl_route_with_weights(sl_route_current(),
+	    (size_t)(svc - sl_route_current()->services), weights, (size_t)idx,
+	    errp);
+	if (t == NULL) {
+		json_decref(before);
+		return NULL;
+	}
+	if ((size_t)idx != svc->stable) {
+		char keep[64];
+
+		memcpy(keep, rt->previous_stable, sizeof keep);
+		memcpy(rt->previous_stable, prev, sizeof prev);
+		svc = sl_route_service_by_name(t, argv[0]);
+		if (commit(cx, t, svc->name, before, weights_json(svc), errp) !=
+		    0) {
+			memcpy(rt->previous_stable, keep, sizeof keep);
+			return NULL;
+		}
+	} else {
+		svc = sl_route_service_by_name(t, argv[0]);
+		if (commit(cx, t, svc->name, before, weights_json(svc), errp) !=
+		    0)
+			return NULL;
+	}
+	svc = sl_route_service_by_name(sl_route_current(), argv[0]);
+	return json_pack("{s:s,s:s,s:o}", "service", svc->name, "stable",
+	    svc->versions[svc->stable].name, "previous_stable",
+	    rt->previous_stable[0] ? json_string(rt->previous_stable)
+	                           : json_null());
+}
+
+static json_t *
+cmd_set_server(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	struct sl_route_service *svc = find_service(argv[0], errp);
+	struct sl_route_version *v;
+	struct sl_route_table *t;
+	size_t k, si;
+	int idx, state = -1;
+
+	if (svc == NULL || check_lock(cx, svc->name, errp) != 0)
+		return NULL;
+	idx = sl_route_version_index(svc, argv[1]);
+	if (idx < 0) {
+		*errp = sl_xasprintf(
+		    "service '%s' has no version '%s'", svc->name, argv[1]);
+		return NULL;
+	}
+	for (k = 0; k < 3; k++) {
+		if (strcmp(argv[3], server_states[k]) == 0)
+			state = (int)k;
+	}
+	if (state < 0) {
+		*errp = sl_xasprintf("state must be ready, drain or maint, not "
+		                     "'%s'",
+		    argv[3]);
+		return NULL;
+	}
+	v = &svc->versions[idx];
+	for (si = 0; si < v->nservers; si++) {
+		if (strcmp(v->servers[si].addr.text, argv[2]) == 0)
+			break;
+	}
+	if (si == v->nservers) {
+		*errp =
+		    sl_xasprintf("version '%s/%s' has no server '%s' (servers "
+		                 "are named as in the config)",
+		        svc->name, v->name, argv[2]);
+		return NULL;
+	}
+	t = sl_route_clone(sl_route_current());
+	svc = sl_route_service_by_name(t, argv[0]);
+	svc->versions[idx].servers[si].state = (enum sl_server_state)state;
+	if (commit(cx, t, argv[0],
+	        json_pack(
+	            "{s:s}", "state", server_states[v->servers[si].state]),
+	        json_pack("{s:s}", "state", server_states[state]), errp) != 0)
+		return NULL;
+	return json_pack("{s:s,s:s,s:s,s:s}", "service", argv[0], "version",
+	    argv[1], "server", argv[2], "state", server_states[state]);
+}
+
+/* Is NAME a valid owner (1-63 of A-Za-z0-9_.@:-)? */
+static bool
+valid_owner(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n == 0 || n > 63)
+		return false;
+	for (i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)name[i]) &&
+		    strchr("_.@:-", name[i]) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/* Save the state after a lock change; undo RT on failure. */
+static int
+save_lock(struct cmd_ctx *cx, struct sl_svc_rt *rt,
+    const struct sl_svc_rt *undo, char **errp)
+{
+	if (sl_state_save(cx->ctl, sl_route_current(), errp) != 0) {
+		*rt = *undo;
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *
+cmd_lock(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	struct sl_route_service *svc = find_service(argv[0], errp);
+	struct sl_svc_rt *rt, undo;
+	long ttl;
+
+	if (svc == NULL)
+		return NULL;
+	if (!valid_owner(argv[1])) {
+		*errp = sl_xasprintf("invalid owner '%s' (1-63 of "
+		                     "A-Za-z0-9_.@:-)",
+		    argv[1]);
+		return NULL;
+	}
+	if (parse_count(argv[2], 7 * 24 * 3600, &ttl, "TTL_SECONDS", errp) != 0)
+		return NULL;
+	rt = sl_ctl_rt(cx->ctl, svc->name);
+	if (rt->lock_owner[0] != '\0' && rt->lock_expires > time(NULL) &&
+	    strcmp(rt->lock_owner, argv[1]) != 0) {
+		*errp = sl_xasprintf("service '%s' is already locked by '%s' "
+		                     "until %s",
+		    svc->name, rt->lock_owner,
+		    sl_ctl_isotime(rt->lock_expires));
+		return NULL;
+	}
+	undo = *rt;
+	snprintf(rt->lock_owner, sizeof rt->lock_owner, "%s", argv[1]);
+	rt->lock_expires = (int64_t)time(NULL) + ttl;
+	if (save_lock(cx, rt, &undo, errp) != 0)
+		return NULL;
+	sl_event(cx->ctl, cx->who, cx->text, lock_json(&undo), lock_json(rt));
+	return json_pack(
+	    "{s:s,s:o}", "service", svc->name, "lock", lock_json(rt));
+}
+
+static json_t *
+cmd_unlock(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	struct sl_route_service *svc = find_service(argv[0], errp);
+	struct sl_svc_rt *rt, undo;
+
+	if (svc == NULL)
+		return NULL;
+	rt = sl_ctl_rt(cx->ctl, svc->name);
+	if (rt->lock_owner[0] == '\0' || rt->lock_expires <= time(NULL)) {
+		*errp = sl_xasprintf("service '%s' is not locked", svc->name);
+		return NULL;
+	}
+	if (strcmp(rt->lock_owner, argv[1]) != 0) {
+		*errp = sl_xasprintf("service '%s' is locked by '%s', not '%s'",
+		    svc->name, rt->lock_owner, argv[1]);
+		return NULL;
+	}
+	undo = *rt;
+	rt->lock_owner[0] = '\0';
+	rt->lock_expires = 0;
+	if (save_lock(cx, rt, &undo, errp) != 0)
+		return NULL;
+	sl_event(cx->ctl, cx->who, cx->text, lock_json(&undo), json_null());
+	return json_pack("{s:s,s:n}", "service", svc->name, "lock");
+}
+
+static json_t *
+cmd_reset(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	struct sl_route_service *svc = find_service(argv[0], errp);
+	const struct sl_service_conf *sc;
+	struct sl_route_table *t;
+	struct sl_svc_rt *rt;
+	json_t *before;
+	size_t i, j;
+
+	if (svc == NULL || check_lock(cx, svc->name, errp) != 0)
+		return NULL;
+	sc = svc->conf;
+	before = weights_json(svc);
+	t = sl_route_clone(sl_route_current());
+	svc = sl_route_service_by_name(t, argv[0]);
+	for (i = 0; i < svc->nversions; i++) {
+		svc->versions[i].weight = sc->versions[i].weight;
+		for (j = 0; j < svc->versions[i].nservers; j++)
+			svc->versions[i].servers[j].state = SL_SERVER_READY;
+		if (strcmp(sc->versions[i].name, sc->stable) == 0)
+			svc->stable = i;
+	}
+	sl_route_layout(svc);
+	rt = sl_ctl_rt(cx->ctl, svc->name);
+	if (commit(cx, t, svc->name, before, weights_json(svc), errp) != 0)
+		return NULL;
+	rt->touched = false;
+	rt->previous_stable[0] = '\0';
+	if (sl_state_save(cx->ctl, sl_route_current(), errp) != 0)
+		return NULL;
+	return json_pack("{s:s,s:o}", "service", argv[0], "service_state",
+	    sl_ctl_service_json(cx->ctl,
+	        sl_route_service_by_name(sl_route_current(), argv[0]), false));
+}
+
+static const struct cmd commands[] = {
+    {"help", "", 0, 0, false, cmd_help, "list the commands"},
+    {"show services", "", 0, 0, false, cmd_show_services,
+        "every service with its versions, weights, lock and rollout"},
+    {"show service", "SVC", 1, 1, false, cmd_show_service,
+        "one service in detail, with servers and their states"},
+    {"show stats", "SVC [SECONDS]", 1, 2, false, cmd_show_stats,
+        "per-version numbers since start, or over the last SECONDS (1-600)"},
+    {"show events", "[N]", 0, 1, false, cmd_show_events,
+        "the last N changes (default 20, at most 1000)"},
+    {"set weights", "SVC VERSION=PCT [VERSION=PCT ...]", 2, MAX_ARGS - 3, true,
+        cmd_set_weights,
+        "set version weights (sum 100; versions not named get 0)"},
+    {"switch", "SVC VERSION", 2, 2, true, cmd_switch,
+        "blue/green cut-over: VERSION gets 100% and becomes stable "
+        "('previous' names the previous stable)"},
+    {"set server", "SVC VERSION HOST:PORT ready|drain|maint", 4, 4, true,
+        cmd_set_server, "take a server in or out of rotation"},
+    {"lock", "SVC OWNER TTL_SECONDS", 3, 3, true, cmd_lock,
+        "lock a service: only OWNER may change it until the TTL ends"},
+    {"unlock", "SVC OWNER", 2, 2, true, cmd_unlock, "release OWNER's lock"},
+    {"reset", "SVC", 1, 1, true, cmd_reset,
+        "drop runtime changes: back to the config's weights, stable and "
+        "servers"},
+    {NULL, NULL, 0, 0, false, NULL, NULL},
+};
+
+/* The error reply. */
+static json_t *
+error_reply(const char *msg)
+{
+	return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+}
+
+/* Does the line hold only printable characters and tabs? */
+static const char *
+check_chars(const char *line, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if (c == 0)
+			return "NUL byte in command";
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return "control character in command";
+	}
+	return NULL;
+}
+
+/* Parse and run one command line. */
+json_t *
+sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
+    const char *line, size_t len)
+{
+	const struct cmd *c, *best = NULL;
+	char *copy, *argv[MAX_ARGS], *p, *err = NULL, *text;
+	const char *bad;
+	struct cmd_ctx cx;
+	json_t *reply;
+	int argc = 0, nwords, best_words = 0, i;
+
+	if ((bad = check_chars(line, len)) != NULL)
+		return error_reply(bad);
+	copy = sl_xstrndup(line, len);
+	for (p = strtok(copy, " \t"); p != NULL; p = strtok(NULL, " \t")) {
+		if (argc == MAX_ARGS) {
+			free(copy);
+			return error_reply("too many words in command");
+		}
+		argv[argc++] = p;
+	}
+	if (argc == 0) {
+		free(copy);
+		return error_reply("empty command; try 'help'");
+	}
+	i = 0;
+	if (strcmp(argv[0], "as") == 0) {
+		if (argc < 3 || !valid_owner(argv[1])) {
+			free(copy);
+			return error_reply("usage: as OWNER COMMAND... (OWNER: "
+			                   "1-63 of A-Za-z0-9_.@:-)");
+		}
+		snprintf(who->owner, sizeof who->owner, "%s", argv[1]);
+		i = 2;
+	}
+	/* The longest command whose words start the line. */
+	for (c = commands; c->words != NULL; c++) {
+		char words[64], *w, *save;
+		int k = i;
+
+		snprintf(words, sizeof words, "%s", c->words);
+		nwords = 0;
+		for (w = strtok_r(words, " ", &save); w != NULL;
+		     w = strtok_r(NULL, " ", &save), k++, nwords++) {
+			if (k >= argc || strcmp(argv[k], w) != 0)
+				break;
+		}
+		if (w == NULL && nwords > best_words) {
+			best = c;
+			best_words = nwords;
+		}
+	}
+	if (best == NULL) {
+		char *msg =
+		    sl_xasprintf("unknown command '%s'; try 'help'", argv[i]);
+
+		reply = error_reply(msg);
+		free(msg);
+		free(copy);
+		return reply;
+	}
+	i += best_words;
+	if (argc - i < best->min_args || argc - i > best->max_args) {
+		char *msg = sl_xasprintf("usage: %s%s%s", best->words,
+		    best->args[0] ? " " : "", best->args);
+
+		reply = error_reply(msg);
+		free(msg);
+		free(copy);
+		return reply;
+	}
+	if (best->write && read_only) {
+		char *msg = sl_xasprintf("'%s' changes state: use the "
+		                         "read-write control socket",
+		    best->words);
+
+		reply = error_reply(msg);
+		free(msg);
+		free(copy);
+		return reply;
+	}
+	/* The command text for events: without the "as OWNER" prefix. */
+	text = sl_xstrndup(line, len);
+	if (strncmp(text, "as ", 3) == 0) {
+		p = text + 3;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		p += strcspn(p, " \t");
+		while (*p == ' ' || *p == '\t')
+			p++;
+		memmove(text, p, strlen(p) + 1);
+	}
+	cx.ctl = ctl;
+	cx.who = who;
+	cx.text = text;
+	reply = best->fn(&cx, argc - i, argv + i, &err);
+	if (reply == NULL) {
+		reply = error_reply(err ? err : "command failed");
+		free(err);
+	} else {
+		json_t *fields = reply;
+
+		reply = json_pack("{s:b}", "ok", 1);
+		json_object_update(reply, fields);
+		json_decref(fields);
+	}
+	free(text);
+	free(copy);
+	return reply;
+}

@@ -1,0 +1,128 @@
+/*
+ * events.c — the record of every change: who, what, before and after.
+ *
+ * The last SL_EVENTS_MAX events stay in memory for "show events"; with
+ * event_log = PATH each one is also appended to PATH as one JSON line.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+
+/* ISO 8601 UTC time for SEC (static buffer, control thread). */
+const char *
+sl_ctl_isotime(int64_t sec)
+{
+	static char buf[32];
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+/* Now, with milliseconds. */
+static json_t *
+now_json(void)
+{
+	struct timespec ts;
+	struct tm tm;
+	char buf[40];
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, sizeof buf - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	return json_string(buf);
+}
+
+/* Open the JSON-lines event log for appending. */
+int
+sl_events_open(struct sl_ctl *ctl, const char *path, char **errp)
+{
+	if (path == NULL)
+		return 0;
+	ctl->event_log = fopen(path, "a");
+	if (ctl->event_log == NULL) {
+		*errp = sl_xasprintf("event_log %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void
+sl_events_close(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	if (ctl->event_log != NULL)
+		fclose(ctl->event_log);
+	ctl->event_log = NULL;
+	for (i = 0; i < SL_EVENTS_MAX; i++) {
+		json_decref(ctl->events[i]);
+		ctl->events[i] = NULL;
+	}
+}
+
+/* Record an event (steals BEFORE and AFTER). */
+void
+sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
+    json_t *before, json_t *after)
+{
+	json_t *ev = json_object(), *w = json_object();
+
+	json_object_set_new(ev, "time", now_json());
+	if (who != NULL) {
+		if (who->uid >= 0)
+			json_object_set_new(w, "uid", json_integer(who->uid));
+		if (who->pid >= 0)
+			json_object_set_new(w, "pid", json_integer(who->pid));
+		json_object_set_new(w, "owner", json_string(who->owner));
+	} else
+		json_object_set_new(w, "owner", json_string("sluice"));
+	json_object_set_new(ev, "who", w);
+	json_object_set_new(ev, "command", json_string(command));
+	json_object_set_new(ev, "before", before ? before : json_null());
+	json_object_set_new(ev, "after", after ? after : json_null());
+
+	json_decref(ctl->events[ctl->events_next]);
+	ctl->events[ctl->events_next] = ev;
+	ctl->events_next = (ctl->events_next + 1) % SL_EVENTS_MAX;
+	if (ctl->nevents < SL_EVENTS_MAX)
+		ctl->nevents++;
+
+	if (ctl->event_log != NULL) {
+		char *line = json_dumps(ev, JSON_COMPACT);
+
+		if (line != NULL) {
+			if (fprintf(ctl->event_log, "%s\n", line) < 0 ||
+			    fflush(ctl->event_log) != 0)
+				sl_log(SL_LOG_ERROR, errno,
+				    "cannot write the event log");
+			free(line);
+		}
+	}
+	sl_log_info("event: %s", command);
+}
+
+/* The last N events, oldest first. */
+json_t *
+sl_events_recent(struct sl_ctl *ctl, size_t n)
+{
+	json_t *a = json_array();
+	size_t i, start;
+
+	if (n > ctl->nevents)
+		n = ctl->nevents;
+	start = (ctl->events_next + SL_EVENTS_MAX - n) % SL_EVENTS_MAX;
+	for (i = 0; i < n; i++)
+		json_array_append(a, ctl->events[(start + i) % SL_EVENTS_MAX]);
+	return a;
+}

@@ -1,0 +1,758 @@
+/*
+ * sluicectl_print.c — readable output for the control socket's replies.
+ *
+ * One printer per reply shape (control/PROTOCOL.md "Objects"); the command
+ * table in sluicectl.c says which printer reads which command's reply. A
+ * printer that finds a reply it does not understand returns -1 before
+ * printing anything, and the caller falls back to indented JSON, so a
+ * newer daemon never makes sluicectl print nonsense.
+ *
+ * Tables are plain text: columns padded with spaces, numbers right-aligned,
+ * "-" for a missing value.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/xmalloc.h"
+#include "control/sluicectl.h"
+
+#define TABLE_MAX_COLS 16
+
+/* A text table being built: cells row by row, then printed aligned. */
+struct table {
+	int ncols;
+	unsigned right; /* bit i set: column i is right-aligned */
+	char **cells;   /* heap strings, ncells of them */
+	size_t ncells;
+	size_t cap;
+};
+
+/* Start a table with the NCOLS names in HEADER (NULL-terminated). */
+static void
+table_init(struct table *t, unsigned right, const char *const *header)
+{
+	memset(t, 0, sizeof *t);
+	t->right = right;
+	while (header[t->ncols] != NULL)
+		t->ncols++;
+	for (int i = 0; i < t->ncols; i++) {
+		if (t->ncells == t->cap) {
+			t->cap = t->cap ? t->cap * 2 : 32;
+			t->cells = sl_xreallocarray(
+			    t->cells, t->cap, sizeof *t->cells);
+		}
+		t->cells[t->ncells++] = sl_xstrdup(header[i]);
+	}
+}
+
+/* Append the next cell, taking ownership of heap string S. */
+static void
+table_take(struct table *t, char *s)
+{
+	if (t->ncells == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 32;
+		t->cells = sl_xreallocarray(t->cells, t->cap, sizeof *t->cells);
+	}
+	t->cells[t->ncells++] = s;
+}
+
+/* Append the next cell, formatted. */
+static void __attribute__((format(printf, 2, 3)))
+table_cell(struct table *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	table_take(t, sl_xvasprintf(fmt, ap));
+	va_end(ap);
+}
+
+/* Print the table with INDENT spaces before each row, then free it. */
+static void
+table_flush(struct table *t, int indent)
+{
+	size_t width[TABLE_MAX_COLS] = {0}, n;
+	int c;
+
+	for (size_t i = 0; i < t->ncells; i++) {
+		n = strlen(t->cells[i]);
+		c = (int)(i % (size_t)t->ncols);
+		if (n > width[c])
+			width[c] = n;
+	}
+	for (size_t i = 0; i < t->ncells; i++) {
+		c = (int)(i % (size_t)t->ncols);
+		if (c == 0)
+			printf("%*s", indent, "");
+		else
+			fputs("  ", stdout);
+		if (t->right & (1u << c))
+			printf("%*s", (int)width[c], t->cells[i]);
+		else if (c == t->ncols - 1)
+			fputs(t->cells[i], stdout);
+		else
+			printf("%-*s", (int)width[c], t->cells[i]);
+		if (c == t->ncols - 1)
+			putchar('\n');
+		free(t->cells[i]);
+	}
+	free(t->cells);
+	memset(t, 0, sizeof *t);
+}
+
+char *
+sl_cli_fmt_num(const json_t *v, int decimals, const char *suffix)
+{
+	if (!json_is_number(v))
+		return sl_xstrdup("-");
+	if (decimals < 0)
+		return sl_xasprintf("%g%s", json_number_value(v), suffix);
+	return sl_xasprintf("%.*f%s", decimals, json_number_value(v), suffix);
+}
+
+const char *
+sl_cli_str(const json_t *o, const char *key, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s != NULL ? s : def;
+}
+
+/* Write scalar V to F: strings bare, reals with two decimals, null "-". */
+static void
+put_scalar(FILE *f, const json_t *v)
+{
+	char *s;
+
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		fputs(json_string_value(v), f);
+		break;
+	case JSON_INTEGER:
+		fprintf(f, "%lld", (long long)json_integer_value(v));
+		break;
+	case JSON_REAL:
+		fprintf(f, "%.2f", json_real_value(v));
+		break;
+	case JSON_TRUE:
+		fputs("true", f);
+		break;
+	case JSON_FALSE:
+		fputs("false", f);
+		break;
+	case JSON_NULL:
+		fputc('-', f);
+		break;
+	default:
+		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		fputs(s != NULL ? s : "?", f);
+		free(s);
+		break;
+	}
+}
+
+/* True if V is an array of scalars. */
+static bool
+scalar_array(const json_t *v)
+{
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(v))
+		return false;
+	json_array_foreach(v, i, e)
+	{
+		if (json_is_object(e) || json_is_array(e))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Write the fields of object O to F on one line, skipping SKIP (may be
+ * NULL): "stable=green, weights blue=90.00 green=10.00, hosts=a,b".
+ * Returns false if something was nested too deep to read well on one line
+ * (it was written as compact JSON).
+ */
+static bool
+put_compact(FILE *f, const json_t *o, const char *skip)
+{
+	const char *key, *k;
+	json_t *v, *e;
+	bool first = true, flat = true, ifirst;
+	size_t i;
+
+	json_object_foreach((json_t *)o, key, v)
+	{
+		if (skip != NULL && strcmp(key, skip) == 0)
+			continue;
+		if (strcmp(key, "ok") == 0)
+			continue;
+		fputs(first ? "" : ", ", f);
+		first = false;
+		if (json_is_object(v)) {
+			fputs(key, f);
+			ifirst = true;
+			json_object_foreach(v, k, e)
+			{
+				if (json_is_object(e) ||
+				    (json_is_array(e) && !scalar_array(e)))
+					flat = false;
+				fprintf(f, " %s=", k);
+				put_scalar(f, e);
+				ifirst = false;
+			}
+			if (ifirst)
+				fputs("=-", f);
+		} else if (json_is_array(v)) {
+			if (!scalar_array(v))
+				flat = false;
+			fprintf(f, "%s=", key);
+			json_array_foreach(v, i, e)
+			{
+				if (i > 0)
+					fputc(',', f);
+				put_scalar(f, e);
+			}
+		} else {
+			fprintf(f, "%s=", key);
+			put_scalar(f, v);
+		}
+	}
+	return flat;
+}
+
+/* put_compact() into a new string; *flatp (may be NULL) gets its result. */
+static char *
+compact(const json_t *o, const char *skip, bool *flatp)
+{
+	char *s = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&s, &n);
+	bool flat;
+
+	if (f == NULL)
+		abort();
+	flat = put_compact(f, o, skip);
+	fclose(f);
+	if (flatp != NULL)
+		*flatp = flat;
+	return s;
+}
+
+void
+sl_cli_print_json(const json_t *reply)
+{
+	char *s = json_dumps(reply, JSON_INDENT(2) | JSON_ENCODE_ANY);
+
+	if (s != NULL)
+		puts(s);
+	free(s);
+}
+
+/*
+ * The protocol's rollout "step" is an index into "steps" (its example has
+ * step 2 at 25% of [1,5,25,50,100]); people count from one.
+ */
+char *
+sl_cli_rollout_step(const json_t *rollout)
+{
+	json_t *step = json_object_get(rollout, "step");
+	json_t *steps = json_object_get(rollout, "steps");
+	double weight = json_number_value(json_object_get(rollout, "weight"));
+
+	if (!json_is_integer(step))
+		return sl_xasprintf("at %.2f%%", weight);
+	if (!json_is_array(steps))
+		return sl_xasprintf("step %lld at %.2f%%",
+		    (long long)json_integer_value(step) + 1, weight);
+	return sl_xasprintf("step %lld/%zu at %.2f%%",
+	    (long long)json_integer_value(step) + 1, json_array_size(steps),
+	    weight);
+}
+
+/* "deploy-42 (118 s)" for a lock object, "-" for none. Heap. */
+static char *
+lock_text(const json_t *lock)
+{
+	json_t *in = json_object_get(lock, "expires_in");
+
+	if (!json_is_object(lock))
+		return sl_xstrdup("-");
+	if (json_is_number(in))
+		return sl_xasprintf("%s (%.0f s)",
+		    sl_cli_str(lock, "owner", "?"), json_number_value(in));
+	return sl_xstrdup(sl_cli_str(lock, "owner", "?"));
+}
+
+/* "running step 3/5 at 25.00%" for a rollout, "-" for none. Heap. */
+static char *
+rollout_text(const json_t *rollout)
+{
+	char *step, *s;
+
+	if (json_is_string(rollout))
+		return sl_xstrdup(json_string_value(rollout));
+	if (!json_is_object(rollout))
+		return sl_xstrdup("-");
+	step = sl_cli_rollout_step(rollout);
+	s = sl_xasprintf("%s %s %s", sl_cli_str(rollout, "canary", "?"),
+	    sl_cli_str(rollout, "state", "?"), step);
+	free(step);
+	return s;
+}
+
+/* "blue 90.00% green 10.00%" for a versions array. Heap. */
+static char *
+weights_text(const json_t *versions)
+{
+	char *s = NULL;
+	size_t n = 0, i;
+	FILE *f = open_memstream(&s, &n);
+	json_t *v;
+
+	if (f == NULL)
+		abort();
+	json_array_foreach(versions, i, v)
+	{
+		fprintf(f, "%s%s %.2f%%", i ? " " : "",
+		    sl_cli_str(v, "name", "?"),
+		    json_number_value(json_object_get(v, "weight")));
+	}
+	if (i == 0)
+		fputc('-', f);
+	fclose(f);
+	return s;
+}
+
+/* Print "key:" padded, then the value. */
+static void
+kv(const char *key, const char *value)
+{
+	printf("%-*s %s\n", 17, key, value);
+}
+
+/* kv() taking ownership of a heap VALUE. */
+static void
+kv_take(const char *key, char *value)
+{
+	kv(key, value);
+	free(value);
+}
+
+/* A string array joined by spaces, "-" when empty or missing. Heap. */
+static char *
+join_strings(const json_t *a)
+{
+	char *s = NULL;
+	size_t n = 0, i;
+	FILE *f = open_memstream(&s, &n);
+	json_t *e;
+
+	if (f == NULL)
+		abort();
+	json_array_foreach(a, i, e)
+	{
+		if (i > 0)
+			fputc(' ', f);
+		put_scalar(f, e);
+	}
+	if (!json_is_array(a) || json_array_size(a) == 0)
+		fputc('-', f);
+	fclose(f);
+	return s;
+}
+
+int
+sl_cli_print_help(json_t *reply, char **words, int nwords)
+{
+	static const char *const header[] = {"COMMAND", "ACCESS", "HELP", NULL};
+	json_t *cmds = json_object_get(reply, "commands"), *c;
+	struct table t;
+	size_t i;
+
+	(void)words;
+	(void)nwords;
+	if (!json_is_array(cmds))
+		return -1;
+	table_init(&t, 0, header);
+	json_array_foreach(cmds, i, c)
+	{
+		table_cell(&t, "%s", sl_cli_str(c, "usage", "?"));
+		table_cell(&t, "%s", sl_cli_str(c, "access", "-"));
+		table_cell(&t, "%s", sl_cli_str(c, "help", ""));
+	}
+	table_flush(&t, 0);
+	return 0;
+}
+
+int
+sl_cli_print_services(json_t *reply, char **words, int nwords)
+{
+	static const char *const header[] = {
+	    "NAME", "STABLE", "WEIGHTS", "LOCK", "ROLLOUT", NULL};
+	json_t *services = json_object_get(reply, "services"), *s;
+	struct table t;
+	size_t i;
+
+	(void)words;
+	(void)nwords;
+	if (!json_is_array(services))
+		return -1;
+	if (json_array_size(services) == 0) {
+		puts("no services");
+		return 0;
+	}
+	table_init(&t, 0, header);
+	json_array_foreach(services, i, s)
+	{
+		table_cell(&t, "%s", sl_cli_str(s, "name", "?"));
+		table_cell(&t, "%s", sl_cli_str(s, "stable", "-"));
+		table_take(&t, weights_text(json_object_get(s, "versions")));
+		table_take(&t, lock_text(json_object_get(s, "lock")));
+		table_take(&t, rollout_text(json_object_get(s, "rollout")));
+	}
+	table_flush(&t, 0);
+	return 0;
+}
+
+int
+sl_cli_print_service(json_t *reply, char **words, int nwords)
+{
+	static const char *const header[] = {"VERSION", "WEIGHT", "STABLE",
+	    "SERVER", "SERVER-WEIGHT", "STATE", NULL};
+	json_t *svc = json_object_get(reply, "service");
+	json_t *versions = json_object_get(svc, "versions"), *v, *servers, *srv;
+	struct table t;
+	size_t i, j;
+
+	(void)words;
+	(void)nwords;
+	if (!json_is_object(svc) || !json_is_array(versions))
+		return -1;
+	kv("name:", sl_cli_str(svc, "name", "?"));
+	kv("stable:", sl_cli_str(svc, "stable", "-"));
+	kv("previous stable:", sl_cli_str(svc, "previous_stable", "-"));
+	kv_take("hosts:", join_strings(json_object_get(svc, "hosts")));
+	kv("path prefix:", sl_cli_str(svc, "path_prefix", "-"));
+	kv_take("sticky:", join_strings(json_object_get(svc, "sticky")));
+	kv_take("weights:", weights_text(versions));
+	kv_take("lock:", lock_text(json_object_get(svc, "lock")));
+	kv_take("rollout:", rollout_text(json_object_get(svc, "rollout")));
+	putchar('\n');
+	table_init(&t, 1u << 1 | 1u << 4, header);
+	json_array_foreach(versions, i, v)
+	{
+		servers = json_object_get(v, "servers");
+		for (j = 0; j == 0 || j < json_array_size(servers); j++) {
+			srv = json_array_get(servers, j);
+			if (j == 0) {
+				table_cell(
+				    &t, "%s", sl_cli_str(v, "name", "?"));
+				table_cell(&t, "%.2f%%",
+				    json_number_value(
+				        json_object_get(v, "weight")));
+				table_cell(&t, "%s",
+				    json_is_true(json_object_get(v, "stable"))
+				        ? "yes"
+				        : "");
+			} else {
+				table_cell(&t, "%s", "");
+				table_cell(&t, "%s", "");
+				table_cell(&t, "%s", "");
+			}
+			table_cell(&t, "%s", sl_cli_str(srv, "address", "-"));
+			table_take(&t,
+			    sl_cli_fmt_num(
+			        json_object_get(srv, "weight"), 0, ""));
+			table_cell(&t, "%s", sl_cli_str(srv, "state", "-"));
+		}
+	}
+	table_flush(&t, 0);
+	return 0;
+}
+
+int
+sl_cli_print_stats(json_t *reply, char **words, int nwords)
+{
+	static const char *const header[] = {"VERSION", "WEIGHT", "REQ", "RPS",
+	    "ERR%", "P50", "P90", "P99", "MAX", NULL};
+	static const char *const quantiles[] = {"p50", "p90", "p99", "max"};
+	json_t *versions = json_object_get(reply, "versions"), *v, *lat;
+	json_t *window = json_object_get(reply, "window_seconds");
+	const char *name;
+	struct table t;
+
+	if (!json_is_object(versions))
+		return -1;
+	printf("%s: ",
+	    sl_cli_str(reply, "service", nwords > 2 ? words[2] : "service"));
+	if (json_is_number(window))
+		printf("last %.0f s", json_number_value(window));
+	else
+		printf("since start");
+	printf(", latency in ms\n");
+	table_init(&t, ~1u, header);
+	json_object_foreach(versions, name, v)
+	{
+		lat = json_object_get(v, "latency_ms");
+		table_cell(&t, "%s", name);
+		table_take(
+		    &t, sl_cli_fmt_num(json_object_get(v, "weight"), 2, "%"));
+		table_take(
+		    &t, sl_cli_fmt_num(json_object_get(v, "requests"), 0, ""));
+		table_take(
+		    &t, sl_cli_fmt_num(json_object_get(v, "rps"), 1, ""));
+		if (json_is_number(json_object_get(v, "error_rate")))
+			table_cell(&t, "%.2f",
+			    100 *
+			        json_number_value(
+			            json_object_get(v, "error_rate")));
+		else
+			table_cell(&t, "-");
+		for (size_t q = 0; q < sizeof quantiles / sizeof *quantiles;
+		     q++)
+			table_take(&t,
+			    sl_cli_fmt_num(
+			        json_object_get(lat, quantiles[q]), 1, ""));
+	}
+	table_flush(&t, 0);
+	return 0;
+}
+
+int
+sl_cli_print_events(json_t *reply, char **words, int nwords)
+{
+	json_t *events = json_object_get(reply, "events"), *e, *who, *before,
+	       *after, *uid;
+	char *b, *a;
+	size_t i;
+
+	(void)words;
+	(void)nwords;
+	if (!json_is_array(events))
+		return -1;
+	if (json_array_size(events) == 0)
+		puts("no events");
+	json_array_foreach(events, i, e)
+	{
+		who = json_object_get(e, "who");
+		uid = json_object_get(who, "uid");
+		printf("%s  %s", sl_cli_str(e, "time", "-"),
+		    sl_cli_str(who, "owner", "-"));
+		if (json_is_integer(uid))
+			printf(" (uid %lld pid %lld)",
+			    (long long)json_integer_value(uid),
+			    (long long)json_integer_value(
+			        json_object_get(who, "pid")));
+		printf("  %s", sl_cli_str(e, "command", "-"));
+		before = json_object_get(e, "before");
+		after = json_object_get(e, "after");
+		if (json_is_object(before) || json_is_object(after)) {
+			b = json_is_object(before) ? compact(before, NULL, NULL)
+			                           : sl_xstrdup("-");
+			a = json_is_object(after) ? compact(after, NULL, NULL)
+			                          : sl_xstrdup("-");
+			printf("  %s \u2192 %s", b, a);
+			free(b);
+			free(a);
+		}
+		putchar('\n');
+	}
+	return 0;
+}
+
+/* Print one verdict and its checks, indented. */
+static void
+print_verdict(const json_t *verdict)
+{
+	static const char *const header[] = {"CHECK", "DECISION", "CANARY",
+	    "STABLE", "THRESHOLD", "STATISTIC", "BOUND", "WHY", NULL};
+	static const char *const nums[] = {
+	    "canary", "stable", "threshold", "statistic", "bound"};
+	json_t *step = json_object_get(verdict, "step");
+	json_t *checks = json_object_get(verdict, "checks"), *c;
+	struct table t;
+	size_t i, k;
+
+	printf("  %s", sl_cli_str(verdict, "time", "-"));
+	if (json_is_integer(step))
+		printf("  step %lld", (long long)json_integer_value(step) + 1);
+	printf("  %s\n", sl_cli_str(verdict, "decision", "?"));
+	if (!json_is_array(checks) || json_array_size(checks) == 0)
+		return;
+	table_init(&t, 0, header);
+	json_array_foreach(checks, i, c)
+	{
+		table_cell(&t, "%s", sl_cli_str(c, "name", "?"));
+		table_cell(&t, "%s", sl_cli_str(c, "decision", "-"));
+		for (k = 0; k < sizeof nums / sizeof *nums; k++)
+			table_take(&t,
+			    sl_cli_fmt_num(
+			        json_object_get(c, nums[k]), -1, ""));
+		table_cell(&t, "%s", sl_cli_str(c, "why", ""));
+	}
+	table_flush(&t, 4);
+}
+
+#define VERDICTS_SHOWN 5
+
+int
+sl_cli_print_rollout(json_t *reply, char **words, int nwords)
+{
+	json_t *r = json_object_get(reply, "rollout");
+	json_t *verdicts = json_object_get(r, "verdicts");
+	json_t *elapsed = json_object_get(r, "step_elapsed");
+	char *step;
+	size_t n, i;
+
+	if (json_is_null(r)) {
+		printf("%s: no rollout has run\n", nwords > 2 ? words[2] : "");
+		return 0;
+	}
+	if (!json_is_object(r))
+		return -1;
+	printf("%s: rollout of %s (baseline %s)\n",
+	    sl_cli_str(r, "service", "?"), sl_cli_str(r, "canary", "?"),
+	    sl_cli_str(r, "baseline", "?"));
+	kv("state:", sl_cli_str(r, "state", "?"));
+	step = sl_cli_rollout_step(r);
+	if (json_is_number(elapsed))
+		kv_take("step:",
+		    sl_xasprintf("%s, %.0f s at this step", step,
+		        json_number_value(elapsed)));
+	else
+		kv("step:", step);
+	free(step);
+	kv_take("steps:", join_strings(json_object_get(r, "steps")));
+	kv("started:", sl_cli_str(r, "started", "-"));
+	kv("ended:", sl_cli_str(r, "ended", "-"));
+	kv("reason:", sl_cli_str(r, "reason", "-"));
+	n = json_array_size(verdicts);
+	if (n == 0) {
+		kv("verdicts:", "none yet");
+		return 0;
+	}
+	if (n > VERDICTS_SHOWN)
+		kv_take("verdicts:",
+		    sl_xasprintf("last %d of %zu", VERDICTS_SHOWN, n));
+	else
+		kv("verdicts:", "");
+	for (i = n > VERDICTS_SHOWN ? n - VERDICTS_SHOWN : 0; i < n; i++)
+		print_verdict(json_array_get(verdicts, i));
+	return 0;
+}
+
+int
+sl_cli_print_weights(json_t *reply, char **words, int nwords)
+{
+	json_t *weights = json_object_get(reply, "weights"), *w;
+	const char *name;
+
+	(void)words;
+	(void)nwords;
+	if (!json_is_object(weights))
+		return -1;
+	printf("%s: weights", sl_cli_str(reply, "service", "?"));
+	json_object_foreach(weights, name, w)
+	{
+		printf(" %s=%.2f", name, json_number_value(w));
+	}
+	putchar('\n');
+	return 0;
+}
+
+int
+sl_cli_print_switch(json_t *reply, char **words, int nwords)
+{
+	(void)words;
+	(void)nwords;
+	if (!json_is_string(json_object_get(reply, "stable")))
+		return -1;
+	printf("%s: stable %s at 100%% (was %s)\n",
+	    sl_cli_str(reply, "service", "?"), sl_cli_str(reply, "stable", "?"),
+	    sl_cli_str(reply, "previous_stable", "-"));
+	return 0;
+}
+
+int
+sl_cli_print_server(json_t *reply, char **words, int nwords)
+{
+	(void)words;
+	(void)nwords;
+	if (!json_is_string(json_object_get(reply, "state")))
+		return -1;
+	printf("%s: %s %s %s\n", sl_cli_str(reply, "service", "?"),
+	    sl_cli_str(reply, "version", "?"), sl_cli_str(reply, "server", "?"),
+	    sl_cli_str(reply, "state", "?"));
+	return 0;
+}
+
+int
+sl_cli_print_rollout_change(json_t *reply, char **words, int nwords)
+{
+	json_t *r = json_object_get(reply, "rollout");
+	char *step;
+
+	(void)words;
+	(void)nwords;
+	if (!json_is_object(r))
+		return -1;
+	step = sl_cli_rollout_step(r);
+	printf("%s: rollout of %s %s, %s\n", sl_cli_str(r, "service", "?"),
+	    sl_cli_str(r, "canary", "?"), sl_cli_str(r, "state", "?"), step);
+	free(step);
+	return 0;
+}
+
+int
+sl_cli_print_lock(json_t *reply, char **words, int nwords)
+{
+	json_t *lock = json_object_get(reply, "lock");
+	json_t *in = json_object_get(lock, "expires_in");
+
+	(void)words;
+	(void)nwords;
+	if (json_is_null(lock)) {
+		printf("%s: unlocked\n", sl_cli_str(reply, "service", "?"));
+		return 0;
+	}
+	if (!json_is_object(lock))
+		return -1;
+	printf("%s: locked by %s until %s", sl_cli_str(reply, "service", "?"),
+	    sl_cli_str(lock, "owner", "?"), sl_cli_str(lock, "expires", "?"));
+	if (json_is_number(in))
+		printf(" (%.0f s)", json_number_value(in));
+	putchar('\n');
+	return 0;
+}
+
+/*
+ * Any other reply: "SERVICE: field=value, ..." on one line when it reads
+ * well that way, -1 (indented JSON) when it is nested deeper.
+ */
+int
+sl_cli_print_generic(json_t *reply, char **words, int nwords)
+{
+	const char *service = sl_cli_str(reply, "service", NULL);
+	bool flat;
+	char *s;
+
+	(void)words;
+	(void)nwords;
+	s = compact(reply, service != NULL ? "service" : NULL, &flat);
+	if (!flat) {
+		free(s);
+		return -1;
+	}
+	if (service != NULL)
+		printf("%s: %s\n", service, *s ? s : "ok");
+	else
+		printf("%s\n", *s ? s : "ok");
+	free(s);
+	return 0;
+}

@@ -1,0 +1,374 @@
+/*
+ * socket.c — the control sockets: Unix stream sockets speaking one command
+ * per line and one JSON reply per line (control/PROTOCOL.md).
+ *
+ * Everything runs on the control thread's event loop, so a slow or silent
+ * client costs one idle connection, never a blocked thread: reads and
+ * writes are event driven, every connection has an idle timeout, and a
+ * line longer than SL_CTL_LINE_MAX closes the connection. The peer's uid
+ * and pid (SO_PEERCRED) go into every event it causes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "conf/conf.h"
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/route.h"
+
+#define SL_CTL_LINE_MAX    (64 * 1024)
+#define SL_CTL_MAX_CLIENTS 256
+#define SL_CTL_IDLE_S      300
+
+struct ctl_client;
+TAILQ_HEAD(ctl_client_list, ctl_client);
+
+struct sl_ctl_socket {
+	struct sl_ctl *ctl;
+	struct ctl_client_list clients;
+	struct evconnlistener *listener;
+	char *path;
+	bool read_only;
+	unsigned nclients;
+};
+
+struct ctl_client {
+	struct sl_ctl_socket *sock;
+	struct bufferevent *bev;
+	struct sl_who who;
+	char default_owner[64];
+	bool closing;
+	TAILQ_ENTRY(ctl_client) link;
+};
+
+static void
+client_free(struct ctl_client *cc)
+{
+	cc->sock->nclients--;
+	TAILQ_REMOVE(&cc->sock->clients, cc, link);
+	bufferevent_free(cc->bev);
+	free(cc);
+}
+
+/* Send one reply line. */
+static void
+send_reply(struct ctl_client *cc, json_t *reply)
+{
+	char *text = json_dumps(reply, JSON_COMPACT);
+	struct evbuffer *out = bufferevent_get_output(cc->bev);
+
+	if (text != NULL) {
+		evbuffer_add(out, text, strlen(text));
+		free(text);
+	} else {
+		evbuffer_add_printf(
+		    out, "{\"ok\":false,\"error\":\"out of memory\"}");
+	}
+	evbuffer_add(out, "\n", 1);
+	json_decref(reply);
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *cc = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n;
+	char *line;
+
+	while (!cc->closing &&
+	    (line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+		json_t *reply;
+
+		if (n > 0 && line[n - 1] == '\r')
+			line[--n] = '\0';
+		/* Each line starts as the connection's default owner. */
+		memcpy(cc->who.owner, cc->default_owner, sizeof cc->who.owner);
+		if (n > SL_CTL_LINE_MAX) {
+			reply = json_pack("{s:b,s:s}", "ok", 0, "error",
+			    "command line too long");
+			cc->closing = true;
+		} else {
+			reply = sl_ctl_dispatch(cc->sock->ctl, &cc->who,
+			    cc->sock->read_only, line, n);
+		}
+		free(line);
+		send_reply(cc, reply);
+	}
+	if (!cc->closing && evbuffer_get_length(in) > SL_CTL_LINE_MAX) {
+		/* A line this long with no end in sight: give up on it. */
+		send_reply(cc,
+		    json_pack("{s:b,s:s}", "ok", 0, "error",
+		        "command line too long; closing"));
+		cc->closing = true;
+	}
+	if (cc->closing) {
+		bufferevent_disable(bev, EV_READ);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			client_free(cc);
+	}
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *cc = arg;
+
+	if (cc->closing)
+		client_free(cc);
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	/* EOF, error or idle timeout: a half-sent command is dropped. */
+	client_free(arg);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct sl_ctl_socket *sock = arg;
+	struct ctl_client *cc;
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	struct timeval idle = {SL_CTL_IDLE_S, 0}, wr = {30, 0};
+
+	if (sock->nclients >= SL_CTL_MAX_CLIENTS) {
+		static const char msg[] =
+		    "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+
+		(void)!write(fd, msg, sizeof msg - 1);
+		evutil_closesocket(fd);
+		return;
+	}
+	cc = calloc(1, sizeof *cc);
+	if (cc == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	cc->sock = sock;
+	cc->who.uid = cc->who.pid = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		cc->who.uid = (long)cred.uid;
+		cc->who.pid = (long)cred.pid;
+	}
+	snprintf(cc->default_owner, sizeof cc->default_owner, "uid:%ld",
+	    cc->who.uid);
+	cc->bev =
+	    bufferevent_socket_new(sock->ctl->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (cc->bev == NULL) {
+		evutil_closesocket(fd);
+		free(cc);
+		return;
+	}
+	sock->nclients++;
+	TAILQ_INSERT_TAIL(&sock->clients, cc, link);
+	bufferevent_setcb(
+	    cc->bev, client_read_cb, client_write_cb, client_event_cb, cc);
+	bufferevent_set_timeouts(cc->bev, &idle, &wr);
+	bufferevent_enable(cc->bev, EV_READ);
+}
+
+/* Remove a stale socket file; refuse one another process listens on. */
+static int
+clear_stale(const char *path, char **errp)
+{
+	struct sockaddr_un sun;
+	int fd, rc;
+
+	if (access(path, F_OK) != 0)
+		return 0;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0)
+		return 0;
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+	close(fd);
+	if (rc == 0) {
+		*errp = sl_xasprintf("control socket %s is in use by another "
+		                     "process",
+		    path);
+		return -1;
+	}
+	unlink(path);
+	return 0;
+}
+
+/* Create, bind and listen on one control socket. */
+static int
+open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
+    const struct sl_global_conf *g, char **errp)
+{
+	struct sl_ctl_socket *sock;
+	struct sockaddr_un sun;
+	mode_t old;
+	int fd;
+
+	if (clear_stale(path, errp) != 0)
+		return -1;
+	{
+		/* Create the socket's directory (e.g. /run/sluice) once. */
+		char *dir = sl_xstrdup(path);
+
+		if (mkdir(dirname(dir), 0755) != 0 && errno != EEXIST)
+			sl_log(SL_LOG_WARN, errno, "cannot create %s", dir);
+		free(dir);
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		*errp = sl_xasprintf(
+		    "control socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* No window where the socket exists with a looser mode. */
+	old = umask(0177);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		int e = errno;
+
+		umask(old);
+		close(fd);
+		*errp = sl_xasprintf("control socket %s: cannot bind: %s%s",
+		    path, strerror(e),
+		    e == ENOENT ? " (does its directory exist?)" : "");
+		return -1;
+	}
+	umask(old);
+	if (g->control_group != NULL) {
+		struct group *gr = getgrnam(g->control_group);
+
+		if (gr == NULL || chown(path, (uid_t)-1, gr->gr_gid) != 0) {
+			*errp = sl_xasprintf("control socket %s: cannot give "
+			                     "it to group '%s'",
+			    path, g->control_group);
+			close(fd);
+			unlink(path);
+			return -1;
+		}
+	}
+	if (chmod(path,
+	        read_only ? (g->control_mode | 0044) & 0666
+	                  : g->control_mode) != 0 ||
+	    listen(fd, 64) != 0) {
+		*errp = sl_xasprintf(
+		    "control socket %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	sock = sl_xcalloc(1, sizeof *sock);
+	sock->ctl = ctl;
+	TAILQ_INIT(&sock->clients);
+	sock->path = sl_xstrdup(path);
+	sock->read_only = read_only;
+	sock->listener = evconnlistener_new(
+	    ctl->base, accept_cb, sock, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (sock->listener == NULL) {
+		*errp = sl_xasprintf("control socket %s: cannot listen", path);
+		close(fd);
+		unlink(path);
+		free(sock->path);
+		free(sock);
+		return -1;
+	}
+	ctl->socks[ctl->nsocks++] = sock;
+	return 0;
+}
+
+/* Release locks whose time is up, with an event for each. */
+static void
+lock_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_ctl *ctl = arg;
+	int64_t now = (int64_t)time(NULL);
+	bool changed = false;
+	char *err = NULL;
+	size_t i;
+
+	for (i = 0; i < ctl->nrt; i++) {
+		struct sl_svc_rt *rt = &ctl->rt[i];
+		char cmd[160];
+
+		if (rt->lock_owner[0] == '\0' || rt->lock_expires > now)
+			continue;
+		snprintf(cmd, sizeof cmd, "lock expired: %s (held by %s)",
+		    rt->name, rt->lock_owner);
+		sl_event(ctl, NULL, cmd,
+		    json_pack("{s:s}", "owner", rt->lock_owner), json_null());
+		rt->lock_owner[0] = '\0';
+		rt->lock_expires = 0;
+		changed = true;
+	}
+	if (changed && sl_state_save(ctl, sl_route_current(), &err) != 0) {
+		sl_log_error("%s", err);
+		free(err);
+	}
+}
+
+/* Open the configured control sockets. */
+int
+sl_ctl_sockets_start(
+    struct sl_ctl *ctl, const struct sl_config *conf, char **errp)
+{
+	struct timeval one = {1, 0};
+
+	if (open_socket(ctl, conf->global.control_socket, false, &conf->global,
+	        errp) != 0)
+		return -1;
+	if (conf->global.control_socket_ro != NULL &&
+	    open_socket(ctl, conf->global.control_socket_ro, true,
+	        &conf->global, errp) != 0)
+		return -1;
+	ctl->lock_ev = event_new(ctl->base, -1, EV_PERSIST, lock_tick_cb, ctl);
+	if (ctl->lock_ev == NULL || event_add(ctl->lock_ev, &one) != 0) {
+		*errp = sl_xstrdup("cannot start the lock timer");
+		return -1;
+	}
+	return 0;
+}
+
+/* Close the control sockets and remove their files. */
+void
+sl_ctl_sockets_stop(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nsocks; i++) {
+		struct ctl_client *cc;
+
+		while ((cc = TAILQ_FIRST(&ctl->socks[i]->clients)) != NULL)
+			client_free(cc);
+		evconnlistener_free(ctl->socks[i]->listener);
+		unlink(ctl->socks[i]->path);
+		free(ctl->socks[i]->path);
+		free(ctl->socks[i]);
+	}
+	ctl->nsocks = 0;
+	if (ctl->lock_ev != NULL)
+		event_free(ctl->lock_ev);
+	ctl->lock_ev = NULL;
+}

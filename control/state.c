@@ -1,0 +1,514 @@
+/*
+ * state.c — runtime state that survives restarts and reloads.
+ *
+ * An operator's decisions (weights, the stable version, server states,
+ * locks, the previous stable version, rollout progress) are kept in the
+ * state file, written atomically (temp file, fsync, rename, fsync of the
+ * directory) after every change. Only services changed at runtime are
+ * written; for those the state file wins over the config, so a restart or
+ * a reload never silently undoes a decision.
+ *
+ * The file is INI, one [service:NAME] section per service:
+ *
+ *   stable = green
+ *   previous_stable = blue
+ *   weight = blue 0.00          (one line per version)
+ *   server = blue 10.0.0.1:8080 drain
+ *   lock = deploy-42 1763830800 (owner, expiry in Unix seconds)
+ *
+ * Loading and carrying over on reload share one representation (struct
+ * saved), applied by apply_saved().
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/route.h"
+
+struct saved_weight {
+	char *version;
+	uint32_t weight;
+};
+
+struct saved_server {
+	char *version;
+	char *addr;
+	enum sl_server_state state;
+};
+
+struct saved_svc {
+	char *name;
+	char *stable;
+	char *previous_stable;
+	struct saved_weight *weights;
+	size_t nweights;
+	struct saved_server *servers;
+	size_t nservers;
+	char *lock_owner;
+	int64_t lock_expires;
+	bool touched;
+};
+
+struct saved {
+	struct saved_svc *svcs;
+	size_t n;
+	char *err; /* first parse error */
+};
+
+static const char *state_names[] = {"ready", "drain", "maint"};
+
+/* The runtime record of a service, created when absent. */
+struct sl_svc_rt *
+sl_ctl_rt(struct sl_ctl *ctl, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nrt; i++) {
+		if (strcmp(ctl->rt[i].name, name) == 0)
+			return &ctl->rt[i];
+	}
+	ctl->rt = sl_xreallocarray(ctl->rt, ctl->nrt + 1, sizeof *ctl->rt);
+	memset(&ctl->rt[ctl->nrt], 0, sizeof *ctl->rt);
+	snprintf(
+	    ctl->rt[ctl->nrt].name, sizeof ctl->rt[ctl->nrt].name, "%s", name);
+	return &ctl->rt[ctl->nrt++];
+}
+
+static void
+saved_free(struct saved *sv)
+{
+	size_t i, j;
+
+	for (i = 0; i < sv->n; i++) {
+		struct saved_svc *s = &sv->svcs[i];
+
+		free(s->name);
+		free(s->stable);
+		free(s->previous_stable);
+		for (j = 0; j < s->nweights; j++)
+			free(s->weights[j].version);
+		free(s->weights);
+		for (j = 0; j < s->nservers; j++) {
+			free(s->servers[j].version);
+			free(s->servers[j].addr);
+		}
+		free(s->servers);
+		free(s->lock_owner);
+	}
+	free(sv->svcs);
+	free(sv->err);
+}
+
+/* The saved record for section NAME (added when absent). */
+static struct saved_svc *
+saved_svc(struct saved *sv, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sv->n; i++) {
+		if (strcmp(sv->svcs[i].name, name) == 0)
+			return &sv->svcs[i];
+	}
+	sv->svcs = sl_xreallocarray(sv->svcs, sv->n + 1, sizeof *sv->svcs);
+	memset(&sv->svcs[sv->n], 0, sizeof *sv->svcs);
+	sv->svcs[sv->n].name = sl_xstrdup(name);
+	return &sv->svcs[sv->n++];
+}
+
+/* Split "WORD REST" at the first space; returns REST or NULL. */
+static char *
+split_word(char *s)
+{
+	char *sp = strchr(s, ' ');
+
+	if (sp == NULL)
+		return NULL;
+	*sp++ = '\0';
+	while (*sp == ' ')
+		sp++;
+	return sp;
+}
+
+/* inih handler: one key of the state file. */
+static int
+state_key_cb(
+    void *arg, const char *section, const char *name, const char *value)
+{
+	struct saved *sv = arg;
+	struct saved_svc *s;
+	char *v, *rest, *rest2;
+	const char *why;
+	int ok = 1;
+
+	if (strncmp(section, "service:", 8) != 0 || section[8] == '\0') {
+		sv->err = sl_xasprintf("unknown section [%s]", section);
+		return 0;
+	}
+	s = saved_svc(sv, section + 8);
+	v = sl_xstrdup(value);
+	if (strcmp(name, "stable") == 0) {
+		free(s->stable);
+		s->stable = sl_xstrdup(v);
+		s->touched = true;
+	} else if (strcmp(name, "previous_stable") == 0) {
+		free(s->previous_stable);
+		s->previous_stable = sl_xstrdup(v);
+	} else if (strcmp(name, "weight") == 0) {
+		uint32_t w;
+
+		rest = split_word(v);
+		if (rest == NULL || sl_conf_parse_weight(rest, &w, &why) != 0) {
+			sv->err = sl_xasprintf("bad weight '%s'", value);
+			ok = 0;
+		} else {
+			s->weights = sl_xreallocarray(
+			    s->weights, s->nweights + 1, sizeof *s->weights);
+			s->weights[s->nweights].version = sl_xstrdup(v);
+			s->weights[s->nweights++].weight = w;
+			s->touched = true;
+		}
+	} else if (strcmp(name, "server") == 0) {
+		size_t k;
+
+		rest = split_word(v);
+		rest2 = rest ? split_word(rest) : NULL;
+		for (k = 0; rest2 != NULL && k < 3; k++) {
+			if (strcmp(rest2, state_names[k]) == 0)
+				break;
+		}
+		if (rest2 == NULL || k == 3) {
+			sv->err = sl_xasprintf("bad server line '%s'", value);
+			ok = 0;
+		} else {
+			s->servers = sl_xreallocarray(
+			    s->servers, s->nservers + 1, sizeof *s->servers);
+			s->servers[s->nservers].version = sl_xstrdup(v);
+			s->servers[s->nservers].addr = sl_xstrdup(rest);
+			s->servers[s->nservers++].state =
+			    (enum sl_server_state)k;
+			s->touched = true;
+		}
+	} else if (strcmp(name, "lock") == 0) {
+		char *end;
+		long long exp;
+
+		rest = split_word(v);
+		exp = rest ? strtoll(rest, &end, 10) : 0;
+		if (rest == NULL || *end != '\0' || exp <= 0) {
+			sv->err = sl_xasprintf("bad lock '%s'", value);
+			ok = 0;
+		} else {
+			free(s->lock_owner);
+			s->lock_owner = sl_xstrdup(v);
+			s->lock_expires = exp;
+		}
+	} else {
+		sv->err = sl_xasprintf("unknown key '%s'", name);
+		ok = 0;
+	}
+	free(v);
+	return ok;
+}
+
+/* Apply the saved records to T (unpublished) and CTL's runtime records. */
+static int
+apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
+    const char *origin, char **errp)
+{
+	size_t i, j;
+
+	for (i = 0; i < sv->n; i++) {
+		struct saved_svc *s = &sv->svcs[i];
+		struct sl_route_service *svc =
+		    sl_route_service_by_name(t, s->name);
+		struct sl_svc_rt *rt;
+		uint32_t sum = 0;
+		bool weights_ok = true;
+		int idx;
+
+		if (svc == NULL) {
+			sl_log_warn("%s: service '%s' is no longer configured; "
+			            "its runtime state is dropped",
+			    origin, s->name);
+			continue;
+		}
+		rt = sl_ctl_rt(ctl, s->name);
+		rt->touched = s->touched;
+		if (s->previous_stable != NULL)
+			snprintf(rt->previous_stable,
+			    sizeof rt->previous_stable, "%s",
+			    s->previous_stable);
+		if (s->lock_owner != NULL) {
+			snprintf(rt->lock_owner, sizeof rt->lock_owner, "%s",
+			    s->lock_owner);
+			rt->lock_expires = s->lock_expires;
+		}
+		for (j = 0; j < s->nweights; j++) {
+			sum += s->weights[j].weight;
+			if (sl_route_version_index(svc, s->weights[j].version) <
+			    0)
+				weights_ok = false;
+		}
+		if (s->nweights > 0 && sum != SL_WEIGHT_TOTAL) {
+			*errp = sl_xasprintf("%s: [service:%s]: weights sum to "
+			                     "%u.%02u, must be 100.00",
+			    origin, s->name, sum / 100, sum % 100);
+			return -1;
+		}
+		if (s->nweights > 0 && !weights_ok) {
+			sl_log_warn("%s: [service:%s]: a version in the saved "
+			            "weights is no longer configured; using "
+			            "the config's weights",
+			    origin, s->name);
+		} else if (s->nweights > 0) {
+			for (j = 0; j < svc->nversions; j++)
+				svc->versions[j].weight = 0;
+			for (j = 0; j < s->nweights; j++) {
+				idx = sl_route_version_index(
+				    svc, s->weights[j].version);
+				svc->versions[idx].weight =
+				    s->weights[j].weight;
+			}
+		}
+		if (s->stable != NULL) {
+			idx = sl_route_version_index(svc, s->stable);
+			if (idx < 0)
+				sl_log_warn("%s: [service:%s]: saved stable "
+				            "version '%s' is no longer "
+				            "configured",
+				    origin, s->name, s->stable);
+			else
+				svc->stable = (size_t)idx;
+		}
+		for (j = 0; j < s->nservers; j++) {
+			struct sl_route_version *v;
+			size_t k;
+
+			idx =
+			    sl_route_version_index(svc, s->servers[j].version);
+			if (idx < 0)
+				continue;
+			v = &svc->versions[idx];
+			for (k = 0; k < v->nservers; k++) {
+				if (strcmp(v->servers[k].addr.text,
+				        s->servers[j].addr) == 0)
+					v->servers[k].state =
+					    s->servers[j].state;
+			}
+		}
+		sl_route_layout(svc);
+	}
+	return 0;
+}
+
+/* Load PATH and apply it to T. */
+int
+sl_state_load(
+    struct sl_ctl *ctl, const char *path, struct sl_route_table *t, char **errp)
+{
+	struct saved sv;
+	FILE *f;
+	int line, rc;
+
+	memset(&sv, 0, sizeof sv);
+	ctl->state_path = path;
+	f = fopen(path, "r");
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		*errp = sl_xasprintf("state file %s: cannot read: %s; fix it, "
+		                     "or start with --ignore-state to start "
+		                     "from the config alone",
+		    path, strerror(errno));
+		return -1;
+	}
+	line = ini_parse_file(f, state_key_cb, &sv);
+	fclose(f);
+	if (line != 0) {
+		*errp = sl_xasprintf("state file %s:%d: %s; fix or remove it, "
+		                     "or start with --ignore-state to start "
+		                     "from the config alone",
+		    path, line, sv.err ? sv.err : "syntax error");
+		saved_free(&sv);
+		return -1;
+	}
+	rc = apply_saved(ctl, &sv, t, path, errp);
+	if (rc != 0) {
+		char *e = sl_xasprintf("state file %s; start with "
+		                       "--ignore-state to start from the "
+		                       "config alone",
+		    *errp);
+
+		free(*errp);
+		*errp = e;
+	} else if (sv.n > 0) {
+		sl_log_info("state file %s: restored the runtime state of %zu "
+		            "service(s)",
+		    path, sv.n);
+	}
+	saved_free(&sv);
+	return rc;
+}
+
+/* Capture the runtime state of the current table. */
+static void
+capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
+{
+	size_t i, j, k;
+
+	memset(sv, 0, sizeof *sv);
+	for (i = 0; i < cur->nservices; i++) {
+		const struct sl_route_service *svc = &cur->services[i];
+		struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc->name);
+		struct saved_svc *s;
+
+		if (!rt->touched && rt->lock_owner[0] == '\0' &&
+		    rt->previous_stable[0] == '\0')
+			continue;
+		s = saved_svc(sv, svc->name);
+		s->touched = rt->touched;
+		if (rt->previous_stable[0] != '\0')
+			s->previous_stable = sl_xstrdup(rt->previous_stable);
+		if (rt->lock_owner[0] != '\0') {
+			s->lock_owner = sl_xstrdup(rt->lock_owner);
+			s->lock_expires = rt->lock_expires;
+		}
+		if (!rt->touched)
+			continue;
+		s->stable = sl_xstrdup(svc->versions[svc->stable].name);
+		s->weights = sl_xcalloc(svc->nversions, sizeof *s->weights);
+		for (j = 0; j < svc->nversions; j++) {
+			const struct sl_route_version *v = &svc->versions[j];
+
+			s->weights[s->nweights].version = sl_xstrdup(v->name);
+			s->weights[s->nweights++].weight = v->weight;
+			for (k = 0; k < v->nservers; k++) {
+				if (v->servers[k].state == SL_SERVER_READY)
+					continue;
+				s->servers = sl_xreallocarray(s->servers,
+				    s->nservers + 1, sizeof *s->servers);
+				s->servers[s->nservers].version =
+				    sl_xstrdup(v->name);
+				s->servers[s->nservers].addr =
+				    sl_xstrdup(v->servers[k].addr.text);
+				s->servers[s->nservers++].state =
+				    v->servers[k].state;
+			}
+		}
+	}
+}
+
+/* Carry the runtime state of the current table over to T (reload). */
+void
+sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t)
+{
+	struct saved sv;
+	char *err = NULL;
+
+	capture(ctl, sl_route_current(), &sv);
+	if (apply_saved(ctl, &sv, t, "reload", &err) != 0) {
+		sl_log_error("%s", err);
+		free(err);
+	}
+	saved_free(&sv);
+}
+
+/* fsync the directory holding PATH, so the rename is durable. */
+static int
+sync_dir(const char *path)
+{
+	char *copy = sl_xstrdup(path);
+	int fd, rc = 0;
+
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+	if (fd < 0 || fsync(fd) != 0)
+		rc = -1;
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return rc;
+}
+
+/* Write the runtime state of T atomically. */
+int
+sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
+{
+	struct saved sv;
+	char *tmp;
+	FILE *f;
+	size_t i, j;
+	int err = 0;
+
+	if (ctl->state_path == NULL)
+		return 0;
+	capture(ctl, t, &sv);
+	tmp = sl_xasprintf("%s.tmp.%d", ctl->state_path, (int)getpid());
+	f = fopen(tmp, "w");
+	if (f == NULL) {
+		*errp = sl_xasprintf(
+		    "cannot write state file %s: %s", tmp, strerror(errno));
+		free(tmp);
+		saved_free(&sv);
+		return -1;
+	}
+	fprintf(f,
+	    "; sluice runtime state, rewritten on every change.\n"
+	    "; Services listed here use these values instead of the "
+	    "config's.\n; Start sluice with --ignore-state to ignore "
+	    "this file.\n");
+	for (i = 0; i < sv.n; i++) {
+		struct saved_svc *s = &sv.svcs[i];
+
+		fprintf(f, "\n[service:%s]\n", s->name);
+		if (s->stable != NULL)
+			fprintf(f, "stable = %s\n", s->stable);
+		if (s->previous_stable != NULL)
+			fprintf(
+			    f, "previous_stable = %s\n", s->previous_stable);
+		for (j = 0; j < s->nweights; j++)
+			fprintf(f, "weight = %s %u.%02u\n",
+			    s->weights[j].version, s->weights[j].weight / 100,
+			    s->weights[j].weight % 100);
+		for (j = 0; j < s->nservers; j++)
+			fprintf(f, "server = %s %s %s\n", s->servers[j].version,
+			    s->servers[j].addr,
+			    state_names[s->servers[j].state]);
+		if (s->lock_owner != NULL)
+			fprintf(f, "lock = %s %lld\n", s->lock_owner,
+			    (long long)s->lock_expires);
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		err = errno;
+	if (fclose(f) != 0 && err == 0)
+		err = errno;
+	if (err == 0 && rename(tmp, ctl->state_path) != 0)
+		err = errno;
+	if (err != 0) {
+		*errp = sl_xasprintf("cannot write state file %s: %s",
+		    ctl->state_path, strerror(err));
+		unlink(tmp);
+		free(tmp);
+		saved_free(&sv);
+		return -1;
+	}
+	if (sync_dir(ctl->state_path) != 0)
+		sl_log(SL_LOG_WARN, errno,
+		    "state file %s: cannot sync its "
+		    "directory",
+		    ctl->state_path);
+	free(tmp);
+	saved_free(&sv);
+	return 0;
+}

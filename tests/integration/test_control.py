@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""The control socket: every command and its errors, atomic switches under
+load, many concurrent clients, persistence across kill -9, the read-only
+socket, locks, and garbage that must never wedge the socket."""
+
+import json
+import os
+import socket
+import stat
+import threading
+import time
+
+from harness import Origin, Sluice, TMP, check, done, free_port
+
+blue = Origin("blue")
+green = Origin("green")
+ro_path = os.path.join(TMP, "ro.sock")
+events_path = os.path.join(TMP, "events.jsonl")
+sl = Sluice({
+    "shop": {"path_prefix": "/", "stable": "blue", "sticky": "header:X-User-Id",
+             "expose_version": "yes",
+             "versions": {"blue": ([blue.addr], 100), "green": ([green.addr], 0)}},
+}, sluice_extra="control_socket_ro = %s\nevent_log = %s\n" % (ro_path, events_path))
+
+
+def ctl(line, path=None):
+    return sl.ctl(line, path)
+
+
+def raw_ctl(data, path=None, timeout=5):
+    """Send raw bytes; return every line received until close/timeout."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path or sl.ctl_path)
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if out.endswith(b"\n") and out.count(b"\n") >= data.count(b"\n"):
+                break
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+mode = stat.S_IMODE(os.stat(sl.ctl_path).st_mode)
+check(mode == 0o600, "control socket file mode is 0600 (%o)" % mode)
+
+r = ctl("help")
+usages = [c["usage"] for c in r["commands"]]
+for cmd in ("show services", "show service SVC", "show stats SVC [SECONDS]",
+            "set weights SVC VERSION=PCT [VERSION=PCT ...]", "switch SVC VERSION",
+            "set server SVC VERSION HOST:PORT ready|drain|maint",
+            "show events [N]", "lock SVC OWNER TTL_SECONDS", "unlock SVC OWNER"):
+    check(cmd in usages, "help lists '%s'" % cmd)
+
+r = ctl("show services")
+check(r["ok"] and r["services"][0]["name"] == "shop" and
+      r["services"][0]["versions"][0] == {"name": "blue", "weight": 100.0},
+      "show services lists shop with blue at 100%")
+r = ctl("show service shop")
+check(r["service"]["versions"][0]["servers"][0]["state"] == "ready",
+      "show service shows servers and their state")
+
+# Errors: each gets ok:false and a reason; nothing changes.
+for line, want in [
+        ("", "empty command"),
+        ("bogus", "unknown command"),
+        ("show service", "usage: show service SVC"),
+        ("show service nope", "unknown service"),
+        ("show stats shop 0", "SECONDS must be"),
+        ("show stats shop 601", "SECONDS must be"),
+        ("show events abc", "N must be"),
+        ("set weights shop blue=50 green=40", "sum to 90.00"),
+        ("set weights shop blue=50 purple=50", "no version 'purple'"),
+        ("set weights shop blue=50 blue=50", "given twice"),
+        ("set weights shop blue=50.001 green=49.999", "weight"),
+        ("set weights shop blue", "not VERSION=PCT"),
+        ("set weights nope blue=100", "unknown service"),
+        ("switch shop purple", "no version"),
+        ("switch shop previous", "no previous stable"),
+        ("set server shop blue 1.2.3.4:5 drain", "no server"),
+        ("set server shop blue %s sleepy" % blue.addr, "ready, drain or maint"),
+        ("lock shop bad/owner 10", "invalid owner"),
+        ("lock shop ci 0", "TTL_SECONDS must be"),
+        ("unlock shop ci", "not locked"),
+        ("as", "usage: as OWNER"),
+]:
+    r = ctl(line)
+    check(r["ok"] is False and want in r["error"],
+          "%r -> error containing %r (%r)" % (line, want, r.get("error")))
+r = ctl("show services")
+check(r["services"][0]["versions"][1]["weight"] == 0.0,
+      "after all those errors nothing changed")
+
+# Read-only socket.
+mode = stat.S_IMODE(os.stat(ro_path).st_mode)
+check(ctl("show services", ro_path)["ok"], "read-only socket answers show")
+r = ctl("set weights shop blue=50 green=50", ro_path)
+check(not r["ok"] and "read-write" in r["error"],
+      "read-only socket refuses set weights")
+r = ctl("lock shop x 10", ro_path)
+check(not r["ok"], "read-only socket refuses lock")
+
+# Atomic switch under load: after the reply, every request gets green.
+stop = threading.Event()
+late_blue = []
+switched_at = [None]
+
+
+def load():
+    c = sl.conn()
+    i = 0
+    while not stop.is_set():
+        t0 = time.monotonic()
+        c.request("GET", "/l", headers={"X-User-Id": "u%d" % i})
+        r = c.getresponse()
+        r.read()
+        v = r.getheader("X-Sluice-Version")
+        if switched_at[0] is not None and t0 > switched_at[0] and v != "green":
+            late_blue.append(v)
+        i += 1
+    c.close()
+
+
+threads = [threading.Thread(target=load) for _ in range(4)]
+for t in threads:
+    t.start()
+time.sleep(0.5)
+r = ctl("switch shop green")
+switched_at[0] = time.monotonic()
+time.sleep(1.0)
+stop.set()
+for t in threads:
+    t.join()
+check(r["ok"] and r["stable"] == "green" and r["previous_stable"] == "blue",
+      "switch shop green: green is stable, blue remembered")
+check(late_blue == [], "no request started after the switch reply was served "
+      "by blue (%d were)" % len(late_blue))
+r = ctl("switch shop previous")
+check(r["stable"] == "blue", "switch shop previous rolls back to blue")
+
+# 50 concurrent control clients while traffic flows.
+stop.clear()
+threads = [threading.Thread(target=load) for _ in range(2)]
+for t in threads:
+    t.start()
+replies = []
+lock = threading.Lock()
+
+
+def client(i):
+    w = (i * 7) % 101
+    line = "set weights shop blue=%d green=%d" % (100 - w, w)
+    for _ in range(4):
+        r = ctl(line if i % 2 == 0 else "show stats shop 5")
+        with lock:
+            replies.append((time.monotonic(), line, r))
+
+
+cthreads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
+for t in cthreads:
+    t.start()
+for t in cthreads:
+    t.join()
+stop.set()
+for t in threads:
+    t.join()
+check(len(replies) == 200 and all(isinstance(r, dict) and "ok" in r
+                                  for _, _, r in replies),
+      "50 concurrent clients: 200 well-formed replies")
+check(all(r["ok"] for _, _, r in replies), "every concurrent command succeeded")
+acked = {l for _, l, r in replies if l.startswith("set") and r["ok"]}
+evs = ctl("show events 1000")["events"]
+last = [e for e in evs if e["command"].startswith("set weights")][-1]
+r = ctl("show services")
+w = {v["name"]: v["weight"] for v in r["services"][0]["versions"]}
+check(last["command"] in acked and w == last["after"]["weights"],
+      "final weights equal the last acknowledged command (%s)"
+      % last["command"])
+want_green = w["green"]
+
+# Locks.
+check(ctl("as ci lock shop ci 2")["ok"], "ci locks shop for 2 s")
+r = ctl("set weights shop blue=90 green=10")
+check(not r["ok"] and "locked by 'ci'" in r["error"] and "until" in r["error"],
+      "others are refused, with the holder and expiry named")
+check(ctl("as ci set weights shop blue=80 green=20")["ok"],
+      "the holder can change the service")
+r = ctl("show service shop")
+check(r["service"]["lock"]["owner"] == "ci", "show service shows the lock")
+r = ctl("as other unlock shop other")
+check(not r["ok"] and "locked by 'ci'" in r["error"],
+      "unlock by someone else is refused")
+time.sleep(3.2)
+check(ctl("set weights shop blue=90 green=10")["ok"],
+      "after the TTL the lock is released on its own")
+evs = ctl("show events 50")["events"]
+check(any(e["command"].startswith("lock expired: shop") for e in evs),
+      "the expiry is recorded as an event")
+
+# Events carry who, before and after; the event log has them too.
+e = [e for e in evs if e["command"] == "as ci set weights shop blue=80 green=20"
+     or e["command"] == "set weights shop blue=80 green=20"][-1]
+check(e["who"]["owner"] == "ci" and e["who"]["uid"] == os.getuid() and
+      e["who"]["pid"] > 0, "event records owner, peer uid and pid")
+check(e["before"]["weights"]["green"] == want_green and
+      e["after"]["weights"]["green"] == 20.0, "event records before and after")
+with open(events_path) as f:
+    logged = [json.loads(l) for l in f]
+check(any(l["command"] == "set weights shop blue=80 green=20" for l in logged),
+      "event_log has the change as a JSON line")
+
+# Server states.
+check(ctl("set weights shop blue=100")["ok"], "set weights with one version "
+      "named gives the others 0")
+r = ctl("set server shop blue %s drain" % blue.addr)
+check(r["ok"] and r["state"] == "drain", "set server ... drain")
+status, resp, body = sl.get("/x", headers={"X-User-Id": "drained-user"})
+check(status == 503 and b"no server" in body,
+      "its only server drained, blue answers 503 no server available")
+r = ctl("set server shop blue %s ready" % blue.addr)
+check(r["ok"], "set server ... ready")
+status, resp, body = sl.get("/x", headers={"X-User-Id": "drained-user"})
+check(status == 200, "ready again: 200")
+
+# Garbage never wedges the socket.
+for data, what in [(b"\x00\x01\x02binary\n", "binary"),
+                   (b"show\x00services\n", "NUL byte"),
+                   (b"\xff\xfe\n", "invalid bytes"),
+                   (b"show services" + b" x" * 40 + b"\n", "too many words")]:
+    lines = raw_ctl(data)
+    check(len(lines) == 1 and lines[0]["ok"] is False,
+          "%s gets a JSON error" % what)
+lines = raw_ctl(b"A" * (1024 * 1024))
+check(len(lines) <= 1, "a 1 MB line without newline gets closed")
+lines = raw_ctl(b"show serv")  # truncated: client goes away
+s = socket.socket(socket.AF_UNIX)
+s.connect(sl.ctl_path)
+s.sendall(b"show servi")
+s.close()
+lines = raw_ctl(b"show services\nshow service shop\n")
+check(len(lines) == 2 and all(l["ok"] for l in lines),
+      "after garbage the next client gets two pipelined replies")
+
+# Persistence: kill -9, restart, weights as changed.
+check(ctl("set weights shop blue=65 green=35")["ok"], "set 65/35")
+sl.proc.kill()
+sl.proc.wait()
+sl.start()
+r = ctl("show services")
+w = {v["name"]: v["weight"] for v in r["services"][0]["versions"]}
+check(w == {"blue": 65.0, "green": 35.0},
+      "after kill -9 and restart the weights are still 65/35")
+status, resp, body = sl.get("/p", headers={"X-User-Id": "anyone"})
+check(status == 200, "and traffic flows")
+
+# A corrupt state file refuses start, naming the file and the way out.
+sl.stop()
+with open(sl.state_path, "a") as f:
+    f.write("weight = blue lots\n")
+import subprocess
+from harness import SLUICE
+p = subprocess.run([SLUICE, "-c", sl.path], capture_output=True, timeout=20)
+err = p.stderr.decode()
+check(p.returncode == 1 and sl.state_path in err and "--ignore-state" in err,
+      "corrupt state file: exit 1 with the file and --ignore-state named")
+done()
