@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from harness import Origin, Sluice, check, done
+from harness import ASAN, Origin, Sluice, check, done
 
 SIZE = 100 * 1024 * 1024
 origin = Origin("big")
@@ -87,7 +87,12 @@ check(b"X-Received-Bytes: %d" % SIZE in resp,
 stop.set()
 sampler.join()
 growth = peak[0] - rss_before
-check(growth < 16 * 1024,
-      "RSS grew by %d KiB while streaming 300 MB (bounded by buffers)" % growth)
+if ASAN:
+    print("note: ASan build, RSS growth (%d KiB) not asserted: the "
+          "quarantine keeps freed buffers" % growth)
+else:
+    check(growth < 16 * 1024,
+          "RSS grew by %d KiB while streaming 300 MB (bounded by buffers)"
+          % growth)
 check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
 done()
