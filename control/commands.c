@@ -105,7 +105,8 @@ sl_ctl_service_json(
 	}
 	json_object_set_new(o, "versions", vs);
 	json_object_set_new(o, "lock", lock_json(rt));
-	json_object_set_new(o, "rollout", json_null());
+	json_object_set_new(
+	    o, "rollout", sl_ctl_rollout_json(ctl, svc->name, false));
 	json_object_set_new(o, "runtime_changes", json_boolean(rt->touched));
 	if (detail) {
 		json_t *hosts = json_array(), *keys = json_array();
@@ -620,6 +621,51 @@ cmd_reset(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	        sl_route_service_by_name(sl_route_current(), argv[0]), false));
 }
 
+/* The rollout commands: "rollout VERB SVC [VERSION]" and "show rollout". */
+static json_t *
+rollout_cmd(
+    struct cmd_ctx *cx, const char *verb, int argc, char **argv, char **errp)
+{
+	return sl_ctl_rollout_cmd(cx->ctl, cx->who, cx->text, verb, argv[0],
+	    argc > 1 ? argv[1] : NULL, errp);
+}
+
+static json_t *
+cmd_rollout_start(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	return rollout_cmd(cx, "start", argc, argv, errp);
+}
+
+static json_t *
+cmd_rollout_pause(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	return rollout_cmd(cx, "pause", argc, argv, errp);
+}
+
+static json_t *
+cmd_rollout_resume(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	return rollout_cmd(cx, "resume", argc, argv, errp);
+}
+
+static json_t *
+cmd_rollout_abort(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	return rollout_cmd(cx, "abort", argc, argv, errp);
+}
+
+static json_t *
+cmd_rollout_promote(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	return rollout_cmd(cx, "promote", argc, argv, errp);
+}
+
+static json_t *
+cmd_show_rollout(struct cmd_ctx *cx, int argc, char **argv, char **errp)
+{
+	return rollout_cmd(cx, "show", argc, argv, errp);
+}
+
 static const struct cmd commands[] = {
     {"help", "", 0, 0, false, cmd_help, "list the commands"},
     {"show services", "", 0, 0, false, cmd_show_services,
@@ -638,6 +684,19 @@ static const struct cmd commands[] = {
         "('previous' names the previous stable)"},
     {"set server", "SVC VERSION HOST:PORT ready|drain|maint", 4, 4, true,
         cmd_set_server, "take a server in or out of rotation"},
+    {"rollout start", "SVC VERSION", 2, 2, true, cmd_rollout_start,
+        "start growing VERSION as a canary through [rollout:SVC]'s steps, "
+        "judged by the analyzer"},
+    {"rollout pause", "SVC", 1, 1, true, cmd_rollout_pause,
+        "hold the rollout at its step (no verdicts, no moves)"},
+    {"rollout resume", "SVC", 1, 1, true, cmd_rollout_resume,
+        "continue a paused rollout with a fresh analysis window"},
+    {"rollout abort", "SVC", 1, 1, true, cmd_rollout_abort,
+        "stop the rollout: the canary goes back to 0%"},
+    {"rollout promote", "SVC", 1, 1, true, cmd_rollout_promote,
+        "end the rollout now: the canary becomes stable at 100%"},
+    {"show rollout", "SVC", 1, 1, false, cmd_show_rollout,
+        "the rollout's state, step and recent verdicts with evidence"},
     {"lock", "SVC OWNER TTL_SECONDS", 3, 3, true, cmd_lock,
         "lock a service: only OWNER may change it until the TTL ends"},
     {"unlock", "SVC OWNER", 2, 2, true, cmd_unlock, "release OWNER's lock"},

@@ -28,6 +28,7 @@ struct sl_route_service;
 struct sl_config;
 struct sockaddr;
 struct sl_rollout;
+struct sl_rollout_run;
 
 #define SL_EVENTS_MAX 1000
 
@@ -47,9 +48,10 @@ struct sl_svc_rt {
 	char name[64];
 	bool touched;
 	char previous_stable[64];
-	char lock_owner[64];  /* "" = unlocked */
-	int64_t lock_expires; /* wall-clock seconds */
-	struct sl_rollout *rollout;
+	char lock_owner[64];        /* "" = unlocked */
+	int64_t lock_expires;       /* wall-clock seconds */
+	struct sl_rollout_run *run; /* the latest rollout, live or ended */
+	char pending_rollout[300];  /* from the state file, until restored */
 };
 
 struct sl_ctl_socket;
@@ -132,6 +134,9 @@ struct sl_svc_rt *sl_ctl_rt(struct sl_ctl *ctl, const char *name);
 int sl_state_load(struct sl_ctl *ctl, const char *path,
     struct sl_route_table *t, char **errp);
 
+/* Resume the rollouts the state file held (after the first publish). */
+void sl_state_restore_rollouts(struct sl_ctl *ctl);
+
 /* Re-apply the runtime state of the current table to T (reload). */
 void sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t);
 
@@ -176,6 +181,33 @@ void sl_ctl_publish(struct sl_ctl *ctl, struct sl_route_table *t);
 /* JSON for a service (summary, or with hosts/servers when DETAIL). */
 json_t *sl_ctl_service_json(
     struct sl_ctl *ctl, const struct sl_route_service *svc, bool detail);
+
+/* --- rollouts (control/rollouts.c) --- */
+
+/* "rollout start|pause|resume|abort|promote" and "show rollout". */
+json_t *sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
+    const char *text, const char *verb, const char *svc, const char *version,
+    char **errp);
+
+/* The rollout of a service as JSON (null when none). */
+json_t *sl_ctl_rollout_json(struct sl_ctl *ctl, const char *svc, bool full);
+
+/* Restore a rollout saved in the state file (start-up). */
+void sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svc,
+    const char *canary, const char *baseline, const char *state, uint32_t step,
+    int64_t started, int64_t ended);
+
+/* After a reload: abort rollouts whose versions are gone. */
+void sl_ctl_rollouts_check(struct sl_ctl *ctl);
+
+/* Stop every rollout timer and free the rollouts (shutdown). */
+void sl_ctl_rollouts_stop(struct sl_ctl *ctl);
+
+/* Append the rollout metric families to OUT. */
+void sl_ctl_rollout_metrics(struct sl_ctl *ctl, struct evbuffer *out);
+
+/* State-file line of a rollout ("" when none); static buffer. */
+const char *sl_ctl_rollout_state_line(struct sl_ctl *ctl, const char *svc);
 
 /* ISO 8601 UTC time for wall-clock seconds (static buffer). */
 const char *sl_ctl_isotime(int64_t sec);

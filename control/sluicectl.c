@@ -98,7 +98,8 @@ static const struct command commands[] = {
 /* The usage line, for errors. */
 static const char usage_line[] =
     "usage: sluicectl [-s SOCKET] [--json] [--owner NAME] "
-    "[--timeout SECONDS] COMMAND...\n";
+    "[--timeout SECONDS]\n"
+    "                 COMMAND...\n";
 
 /* Print TEXT to F word-wrapped at 79 columns, each line indented INDENT. */
 static void

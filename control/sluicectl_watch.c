@@ -197,8 +197,11 @@ render_frame(struct watch *w, FILE *f, int cols)
 		if ((int)strlen(sl_cli_str(v, "name", "?")) > nw)
 			nw = (int)strlen(sl_cli_str(v, "name", "?"));
 	}
-	/* name, " [", bar, "] ", weight (8), four columns (39), margin. */
-	barw = cols - nw - 2 - 2 - 8 - 39 - 1;
+	/*
+	 * A row: name, "  [", bar, "] ", weight (7), four columns (38), and
+	 * the last column left empty so a full line never wraps.
+	 */
+	barw = cols - 1 - (nw + 2 + 2 + 1 + 7 + 38);
 	if (barw < WATCH_BAR_MIN)
 		barw = WATCH_BAR_MIN;
 
@@ -217,7 +220,7 @@ render_frame(struct watch *w, FILE *f, int cols)
 	fprintf(f, "\nlast %d s, every %g s, %s%s\n\n", WATCH_WINDOW,
 	    w->interval, clock, w->tty ? "  (Ctrl-C to quit)" : "");
 	fprintf(f, "%-*s  %-*s  %8s  %6s  %8s  %8s\n", nw, "VERSION",
-	    barw + 2 + 1 + 8 - 2, "WEIGHT", "RPS", "ERR%", "P50", "P99");
+	    barw + 2 + 1 + 7, "WEIGHT", "RPS", "ERR%", "P50", "P99");
 	json_array_foreach(versions, i, v)
 	{
 		weight = json_number_value(json_object_get(v, "weight"));
@@ -233,10 +236,10 @@ render_frame(struct watch *w, FILE *f, int cols)
 			snprintf(err, sizeof err, "%.2f%%", 100 * rate);
 		else
 			snprintf(err, sizeof err, "-");
-		fprintf(f, "%-*s [", nw, sl_cli_str(v, "name", "?"));
+		fprintf(f, "%-*s  [", nw, sl_cli_str(v, "name", "?"));
 		for (int b = 0; b < barw; b++)
 			fputc(b < fill ? '#' : '-', f);
-		fprintf(f, "] %7.2f%%  %8s  %6s  %8s  %8s\n", weight, rps, err,
+		fprintf(f, "] %6.2f%%  %8s  %6s  %8s  %8s\n", weight, rps, err,
 		    p50, p99);
 		free(rps);
 		free(p50);
@@ -274,8 +277,9 @@ draw(struct watch *w)
 		return;
 	}
 	/*
-	 * Cut lines at the width and the frame at the height: a wrapped line
-	 * or a newline on the last row would scroll the screen.
+	 * Cut lines short of the width and the frame at the height: a wrapped
+	 * line or a newline on the last row would scroll the screen, and
+	 * erasing to the end of a full line would erase its last character.
 	 */
 	fputs(ESC_HOME, stdout);
 	for (line = buf, row = 0; *line != '\0' && (rows == 0 || row < rows);
@@ -284,10 +288,11 @@ draw(struct watch *w)
 		len = nl != NULL ? (size_t)(nl - line) : strlen(line);
 		if (row > 0)
 			putchar('\n');
-		fwrite(
-		    line, 1, len < (size_t)cols ? len : (size_t)cols, stdout);
+		if (len > (size_t)cols - 1)
+			len = (size_t)cols - 1;
+		fwrite(line, 1, len, stdout);
 		fputs(ESC_CLEAR_EOL, stdout);
-		line += len + (nl != NULL);
+		line = nl != NULL ? nl + 1 : line + strlen(line);
 	}
 	fputs(ESC_CLEAR_BELOW, stdout);
 	fflush(stdout);

@@ -58,6 +58,7 @@ struct saved_svc {
 	size_t nservers;
 	char *lock_owner;
 	int64_t lock_expires;
+	char *rollout; /* "CANARY BASELINE STATE STEP STARTED ENDED" */
 	bool touched;
 };
 
@@ -106,6 +107,7 @@ saved_free(struct saved *sv)
 		}
 		free(s->servers);
 		free(s->lock_owner);
+		free(s->rollout);
 	}
 	free(sv->svcs);
 	free(sv->err);
@@ -214,6 +216,19 @@ state_key_cb(
 			s->lock_owner = sl_xstrdup(v);
 			s->lock_expires = exp;
 		}
+	} else if (strcmp(name, "rollout") == 0) {
+		char c[64], b[64], st[16];
+		unsigned step;
+		long long started, ended;
+
+		if (sscanf(v, "%63s %63s %15s %u %lld %lld", c, b, st, &step,
+		        &started, &ended) != 6) {
+			sv->err = sl_xasprintf("bad rollout '%s'", value);
+			ok = 0;
+		} else {
+			free(s->rollout);
+			s->rollout = sl_xstrdup(v);
+		}
 	} else {
 		sv->err = sl_xasprintf("unknown key '%s'", name);
 		ok = 0;
@@ -225,7 +240,7 @@ state_key_cb(
 /* Apply the saved records to T (unpublished) and CTL's runtime records. */
 static int
 apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
-    const char *origin, char **errp)
+    const char *origin, bool at_start, char **errp)
 {
 	size_t i, j;
 
@@ -255,6 +270,9 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			    s->lock_owner);
 			rt->lock_expires = s->lock_expires;
 		}
+		if (at_start && s->rollout != NULL)
+			snprintf(rt->pending_rollout,
+			    sizeof rt->pending_rollout, "%s", s->rollout);
 		for (j = 0; j < s->nweights; j++) {
 			sum += s->weights[j].weight;
 			if (sl_route_version_index(svc, s->weights[j].version) <
@@ -344,7 +362,7 @@ sl_state_load(
 		saved_free(&sv);
 		return -1;
 	}
-	rc = apply_saved(ctl, &sv, t, path, errp);
+	rc = apply_saved(ctl, &sv, t, path, true, errp);
 	if (rc != 0) {
 		char *e = sl_xasprintf("state file %s; start with "
 		                       "--ignore-state to start from the "
@@ -375,7 +393,7 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 		struct saved_svc *s;
 
 		if (!rt->touched && rt->lock_owner[0] == '\0' &&
-		    rt->previous_stable[0] == '\0')
+		    rt->previous_stable[0] == '\0' && rt->run == NULL)
 			continue;
 		s = saved_svc(sv, svc->name);
 		s->touched = rt->touched;
@@ -385,6 +403,9 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 			s->lock_owner = sl_xstrdup(rt->lock_owner);
 			s->lock_expires = rt->lock_expires;
 		}
+		if (rt->run != NULL)
+			s->rollout = sl_xstrdup(
+			    sl_ctl_rollout_state_line(ctl, svc->name));
 		if (!rt->touched)
 			continue;
 		s->stable = sl_xstrdup(svc->versions[svc->stable].name);
@@ -410,6 +431,28 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 	}
 }
 
+/* Resume the rollouts read from the state file. */
+void
+sl_state_restore_rollouts(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nrt; i++) {
+		struct sl_svc_rt *rt = &ctl->rt[i];
+		char c[64], b[64], st[16];
+		unsigned step;
+		long long started, ended;
+
+		if (rt->pending_rollout[0] == '\0')
+			continue;
+		if (sscanf(rt->pending_rollout, "%63s %63s %15s %u %lld %lld",
+		        c, b, st, &step, &started, &ended) == 6)
+			sl_ctl_rollout_restore(
+			    ctl, rt->name, c, b, st, step, started, ended);
+		rt->pending_rollout[0] = '\0';
+	}
+}
+
 /* Carry the runtime state of the current table over to T (reload). */
 void
 sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t)
@@ -418,7 +461,7 @@ sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t)
 	char *err = NULL;
 
 	capture(ctl, sl_route_current(), &sv);
-	if (apply_saved(ctl, &sv, t, "reload", &err) != 0) {
+	if (apply_saved(ctl, &sv, t, "reload", false, &err) != 0) {
 		sl_log_error("%s", err);
 		free(err);
 	}
@@ -488,6 +531,8 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 		if (s->lock_owner != NULL)
 			fprintf(f, "lock = %s %lld\n", s->lock_owner,
 			    (long long)s->lock_expires);
+		if (s->rollout != NULL)
+			fprintf(f, "rollout = %s\n", s->rollout);
 	}
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
 		err = errno;

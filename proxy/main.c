@@ -235,6 +235,7 @@ main(int argc, char **argv)
 	event_base_dispatch(d.base);
 
 	sl_ctl_sockets_stop(&d);
+	sl_ctl_rollouts_stop(&d);
 	sl_admin_stop(&d);
 	sl_workers_stop(d.workers, d.nworkers, SL_DRAIN_MS);
 	sl_ctl_metrics_stop(&d);

@@ -1,0 +1,632 @@
+/*
+ * rollouts.c — running rollouts on the control thread.
+ *
+ * A rollout is the state machine of analysis/rollout.c driven by a timer:
+ * every `interval` the analyzer compares what the canary and the stable
+ * version did since the current step began (cumulative totals minus the
+ * totals captured when the step began, so both are judged over exactly
+ * the same time window) and the state machine's answer — next weight,
+ * promotion, revert — becomes a new routing table, published atomically.
+ *
+ * While a rollout runs it holds its service's lock as owner "rollout", so
+ * nobody changes the weights under it; the rollout commands themselves are
+ * always allowed. Progress is saved in the state file and a restart
+ * resumes at the same step with a fresh analysis window.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "analysis/rollout.h"
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/route.h"
+
+#define ROLLOUT_OWNER    "rollout"
+#define ROLLOUT_LOCK_TTL (7 * 24 * 3600)
+
+struct sl_rollout_run {
+	struct sl_ctl *ctl;
+	struct sl_rollout *ro;
+	struct event *tick;
+	uint32_t stable_id, canary_id;
+	struct sl_vstats base_stable; /* totals when the step began */
+	struct sl_vstats base_canary;
+};
+
+static const char *state_words[] = {
+    "running", "paused", "promoted", "reverted", "aborted"};
+
+/* Monotonic milliseconds. */
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Capture the totals the next window starts from. */
+static void
+capture_base(struct sl_rollout_run *run)
+{
+	sl_ctl_version_total(run->ctl, run->stable_id, &run->base_stable);
+	sl_ctl_version_total(run->ctl, run->canary_id, &run->base_canary);
+}
+
+/* Weights in hundredths for the service, per the rollout's ACTION. */
+static struct sl_route_table *
+table_for(
+    struct sl_rollout_run *run, enum sl_rollout_action action, char **errp)
+{
+	struct sl_route_table *cur = sl_route_current();
+	struct sl_route_service *svc =
+	    sl_route_service_by_name(cur, run->ro->service);
+	uint32_t weights[256];
+	int ci, bi;
+	size_t stable;
+
+	if (svc == NULL) {
+		*errp = sl_xasprintf("service '%s' is gone", run->ro->service);
+		return NULL;
+	}
+	ci = sl_route_version_index(svc, run->ro->canary);
+	bi = sl_route_version_index(svc, run->ro->baseline);
+	if (ci < 0 || bi < 0 || svc->nversions > 256) {
+		*errp = sl_xasprintf("version '%s' or '%s' is gone",
+		    run->ro->canary, run->ro->baseline);
+		return NULL;
+	}
+	memset(weights, 0, sizeof weights);
+	stable = (size_t)bi;
+	switch (action) {
+	case SL_RA_SET_WEIGHT:
+		weights[ci] = sl_rollout_weight(run->ro);
+		weights[bi] = SL_WEIGHT_TOTAL - weights[ci];
+		break;
+	case SL_RA_PROMOTE:
+		weights[ci] = SL_WEIGHT_TOTAL;
+		stable = (size_t)ci;
+		break;
+	case SL_RA_REVERT:
+	default:
+		weights[bi] = SL_WEIGHT_TOTAL;
+		break;
+	}
+	return sl_route_with_weights(
+	    cur, (size_t)(svc - cur->services), weights, stable, errp);
+}
+
+/* Stop the timer and release the lock of an ended rollout. */
+static void
+finish(struct sl_rollout_run *run)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(run->ctl, run->ro->service);
+
+	if (run->tick != NULL) {
+		event_free(run->tick);
+		run->tick = NULL;
+	}
+	if (strcmp(rt->lock_owner, ROLLOUT_OWNER) == 0) {
+		rt->lock_owner[0] = '\0';
+		rt->lock_expires = 0;
+	}
+}
+
+/* The rollout as JSON. */
+static json_t *
+rollout_json(struct sl_rollout_run *run, bool full)
+{
+	const struct sl_rollout *ro = run->ro;
+	json_t *o, *steps = json_array(), *vs = json_array(), *counts;
+	uint32_t i, n;
+
+	for (i = 0; i < ro->nsteps; i++)
+		json_array_append_new(steps, json_real(ro->steps[i] / 100.0));
+	counts = json_pack("{s:I,s:I,s:I}", "pass",
+	    (json_int_t)ro->verdict_counts[SL_PASS], "fail",
+	    (json_int_t)ro->verdict_counts[SL_FAIL], "inconclusive",
+	    (json_int_t)ro->verdict_counts[SL_INCONCLUSIVE]);
+	o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:o,s:f,s:s}", "service",
+	    ro->service, "canary", ro->canary, "baseline", ro->baseline,
+	    "state", sl_rollout_state_name(ro->state), "step",
+	    (int)ro->step + 1, "nsteps", (int)ro->nsteps, "steps", steps,
+	    "weight",
+	    ro->state == SL_RO_PROMOTED
+	        ? 100.0
+	        : (sl_rollout_final(ro) ? 0.0 : sl_rollout_weight(ro) / 100.0),
+	    "started", sl_ctl_isotime(ro->started));
+	json_object_set_new(
+	    o, "step_started", json_string(sl_ctl_isotime(ro->step_started)));
+	json_object_set_new(o, "step_elapsed",
+	    json_integer(
+	        (json_int_t)(sl_rollout_step_elapsed(ro, mono_ms()) / 1000)));
+	json_object_set_new(o, "step_time",
+	    json_integer((json_int_t)(ro->step_time_ms / 1000)));
+	json_object_set_new(o, "interval", json_real(ro->interval_ms / 1000.0));
+	json_object_set_new(o, "ended",
+	    ro->ended ? json_string(sl_ctl_isotime(ro->ended)) : json_null());
+	json_object_set_new(
+	    o, "reason", ro->reason[0] ? json_string(ro->reason) : json_null());
+	json_object_set_new(o, "verdict_counts", counts);
+	n = full ? ro->nverdicts : (ro->nverdicts > 0 ? 1 : 0);
+	for (i = 0; i < n; i++) {
+		const struct sl_rollout_verdict *v =
+		    &ro->verdicts[(ro->next_verdict + SL_ROLLOUT_KEEP_VERDICTS -
+		                      n + i) %
+		        SL_ROLLOUT_KEEP_VERDICTS];
+		json_t *checks = json_array();
+		size_t k;
+
+		for (k = 0; k < v->j.nchecks; k++) {
+			const struct sl_check *c = &v->j.checks[k];
+
+			json_array_append_new(checks,
+			    json_pack("{s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:I,s:f,"
+			              "s:f,s:f,s:s,s:s}",
+			        "name", c->name, "unit", c->unit, "canary",
+			        c->canary, "stable", c->stable, "threshold",
+			        c->threshold, "statistic", c->statistic, "null",
+			        c->null, "n", (json_int_t)c->n, "evalue",
+			        c->evalue, "p_value", c->p_value, "alpha",
+			        c->alpha, "decision",
+			        sl_decision_name(c->decision), "why", c->why));
+		}
+		json_array_append_new(vs,
+		    json_pack("{s:s,s:i,s:i,s:s,s:s,s:o}", "time",
+		        sl_ctl_isotime(v->time), "step", (int)v->j.step + 1,
+		        "look", (int)v->j.look, "decision",
+		        sl_decision_name(v->j.decision), "summary",
+		        v->j.summary, "checks", checks));
+	}
+	json_object_set_new(o, "verdicts", vs);
+	return o;
+}
+
+/* The rollout of SVC as JSON (null when none ever ran). */
+json_t *
+sl_ctl_rollout_json(struct sl_ctl *ctl, const char *svc, bool full)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc);
+
+	if (rt->run == NULL)
+		return json_null();
+	return rollout_json(rt->run, full);
+}
+
+/* Apply ACTION: new table, state file, event. */
+static int
+apply(struct sl_rollout_run *run, enum sl_rollout_action action,
+    const struct sl_who *who, const char *what, char **errp)
+{
+	struct sl_ctl *ctl = run->ctl;
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, run->ro->service);
+	struct sl_route_table *t;
+	json_t *after;
+
+	if (sl_rollout_final(run->ro))
+		finish(run);
+	if (action == SL_RA_NONE) {
+		if (sl_state_save(ctl, sl_route_current(), errp) != 0)
+			return -1;
+		sl_event(ctl, who, what, NULL, rollout_json(run, false));
+		return 0;
+	}
+	t = table_for(run, action, errp);
+	if (t == NULL)
+		return -1;
+	rt->touched = true;
+	if (action == SL_RA_PROMOTE)
+		snprintf(rt->previous_stable, sizeof rt->previous_stable, "%s",
+		    run->ro->baseline);
+	if (sl_state_save(ctl, t, errp) != 0) {
+		sl_route_free(t);
+		return -1;
+	}
+	sl_ctl_publish(ctl, t);
+	capture_base(run);
+	after = rollout_json(run, false);
+	sl_event(ctl, who, what, NULL, after);
+	return 0;
+}
+
+/* One look of the analyzer. */
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_rollout_run *run = arg;
+	struct sl_rollout *ro = run->ro;
+	static struct sl_vstats now_stable, now_canary, win_stable, win_canary;
+	struct sl_verdict_window ws, wc;
+	struct sl_judgement j;
+	enum sl_rollout_action action;
+	struct sl_svc_rt *rt = sl_ctl_rt(run->ctl, ro->service);
+	uint32_t step_before = ro->step;
+	char *err = NULL, msg[400];
+
+	if (ro->state != SL_RO_RUNNING)
+		return;
+	rt->lock_expires = (int64_t)time(NULL) + ROLLOUT_LOCK_TTL;
+	sl_ctl_version_total(run->ctl, run->stable_id, &now_stable);
+	sl_ctl_version_total(run->ctl, run->canary_id, &now_canary);
+	sl_vstats_sub(&win_stable, &now_stable, &run->base_stable);
+	sl_vstats_sub(&win_canary, &now_canary, &run->base_canary);
+	ws.requests = sl_vstats_responses(&win_stable);
+	ws.errors = sl_vstats_errors(&win_stable);
+	ws.latency = &win_stable.latency;
+	wc.requests = sl_vstats_responses(&win_canary);
+	wc.errors = sl_vstats_errors(&win_canary);
+	wc.latency = &win_canary.latency;
+	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
+		sl_log_warn("rollout %s: %s", ro->service, j.summary);
+	action = sl_rollout_on_verdict(ro, &j, (int64_t)time(NULL), mono_ms());
+	sl_log_info("rollout %s: step %u/%u at %.2f%%: %s: %s", ro->service,
+	    step_before + 1, ro->nsteps, ro->steps[step_before] / 100.0,
+	    sl_decision_name(j.decision), j.summary);
+	if (action == SL_RA_NONE) {
+		/* Each verdict is an event too, with its evidence. */
+		json_t *ev = rollout_json(run, false);
+
+		snprintf(msg, sizeof msg, "verdict %s step %u: %s", ro->service,
+		    step_before + 1, sl_decision_name(j.decision));
+		sl_event(run->ctl, NULL, msg, NULL, ev);
+		return;
+	}
+	if (action == SL_RA_SET_WEIGHT)
+		snprintf(msg, sizeof msg,
+		    "rollout %s: step %u passed, canary "
+		    "%s to %.2f%%",
+		    ro->service, step_before + 1, ro->canary,
+		    sl_rollout_weight(ro) / 100.0);
+	else if (action == SL_RA_PROMOTE)
+		snprintf(msg, sizeof msg, "rollout %s: promoted %s",
+		    ro->service, ro->canary);
+	else
+		snprintf(msg, sizeof msg, "rollout %s: reverted %s: %s",
+		    ro->service, ro->canary, j.summary);
+	if (apply(run, action, NULL, msg, &err) != 0) {
+		sl_log_error("rollout %s: %s", ro->service, err);
+		free(err);
+	}
+}
+
+/* Start the analyzer timer of RUN. */
+static int
+start_timer(struct sl_rollout_run *run)
+{
+	struct timeval tv;
+
+	tv.tv_sec = run->ro->interval_ms / 1000;
+	tv.tv_usec = (run->ro->interval_ms % 1000) * 1000;
+	run->tick = event_new(run->ctl->base, -1, EV_PERSIST, tick_cb, run);
+	if (run->tick == NULL)
+		return -1;
+	return event_add(run->tick, &tv);
+}
+
+static void
+run_free(struct sl_rollout_run *run)
+{
+	if (run == NULL)
+		return;
+	if (run->tick != NULL)
+		event_free(run->tick);
+	sl_rollout_free(run->ro);
+	free(run);
+}
+
+/* A new run for SVC (replacing an ended one). */
+static struct sl_rollout_run *
+new_run(struct sl_ctl *ctl, const struct sl_route_service *svc,
+    const char *canary, const char *baseline, char **errp)
+{
+	struct sl_rollout_run *run;
+	char err[200];
+	int ci, bi;
+
+	ci = sl_route_version_index(svc, canary);
+	bi = sl_route_version_index(svc, baseline);
+	if (ci < 0 || bi < 0) {
+		*errp = sl_xasprintf("service '%s' has no version '%s'",
+		    svc->name, ci < 0 ? canary : baseline);
+		return NULL;
+	}
+	run = sl_xcalloc(1, sizeof *run);
+	run->ctl = ctl;
+	run->ro =
+	    sl_rollout_new(svc->name, canary, baseline, &svc->conf->rollout,
+	        (int64_t)time(NULL), mono_ms(), err, sizeof err);
+	if (run->ro == NULL) {
+		*errp = sl_xstrdup(err);
+		free(run);
+		return NULL;
+	}
+	run->stable_id = svc->versions[bi].id;
+	run->canary_id = svc->versions[ci].id;
+	return run;
+}
+
+/* rollout start SVC VERSION. */
+static json_t *
+cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
+    struct sl_route_service *svc, const char *version, char **errp)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc->name);
+	const char *stable = svc->versions[svc->stable].name;
+	struct sl_rollout_run *run;
+	int64_t now = (int64_t)time(NULL);
+	size_t i;
+	int ci;
+
+	if (rt->run != NULL && !sl_rollout_final(rt->run->ro)) {
+		*errp = sl_xasprintf("a rollout of '%s' is already %s on '%s'",
+		    rt->run->ro->canary,
+		    sl_rollout_state_name(rt->run->ro->state), svc->name);
+		return NULL;
+	}
+	if (rt->lock_owner[0] != '\0' && rt->lock_expires > now &&
+	    strcmp(rt->lock_owner, who->owner) != 0) {
+		*errp = sl_xasprintf("service '%s' is locked by '%s' until %s",
+		    svc->name, rt->lock_owner,
+		    sl_ctl_isotime(rt->lock_expires));
+		return NULL;
+	}
+	ci = sl_route_version_index(svc, version);
+	if (ci < 0) {
+		*errp = sl_xasprintf(
+		    "service '%s' has no version '%s'", svc->name, version);
+		return NULL;
+	}
+	if ((size_t)ci == svc->stable) {
+		*errp = sl_xasprintf("'%s' is already the stable version of "
+		                     "'%s'",
+		    version, svc->name);
+		return NULL;
+	}
+	for (i = 0; i < svc->nversions; i++) {
+		if ((int)i != ci && i != svc->stable &&
+		    svc->versions[i].weight != 0) {
+			*errp = sl_xasprintf("version '%s' has %.2f%%: a "
+			                     "rollout needs every version but "
+			                     "'%s' and '%s' at 0",
+			    svc->versions[i].name,
+			    svc->versions[i].weight / 100.0, version, stable);
+			return NULL;
+		}
+	}
+	run = new_run(ctl, svc, version, stable, errp);
+	if (run == NULL)
+		return NULL;
+	run_free(rt->run);
+	rt->run = run;
+	snprintf(rt->lock_owner, sizeof rt->lock_owner, "%s", ROLLOUT_OWNER);
+	rt->lock_expires = now + ROLLOUT_LOCK_TTL;
+	if (apply(run, SL_RA_SET_WEIGHT, who, text, errp) != 0 ||
+	    start_timer(run) != 0) {
+		rt->lock_owner[0] = '\0';
+		rt->run = NULL;
+		run_free(run);
+		if (*errp == NULL)
+			*errp = sl_xstrdup("cannot start the analyzer timer");
+		return NULL;
+	}
+	return json_pack("{s:o}", "rollout", rollout_json(run, true));
+}
+
+/* Dispatch the rollout commands. */
+json_t *
+sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
+    const char *text, const char *verb, const char *svcname,
+    const char *version, char **errp)
+{
+	struct sl_route_service *svc =
+	    sl_route_service_by_name(sl_route_current(), svcname);
+	struct sl_svc_rt *rt;
+	struct sl_rollout_run *run;
+	char err[200];
+	int action;
+
+	if (svc == NULL) {
+		*errp = sl_xasprintf("unknown service '%s'", svcname);
+		return NULL;
+	}
+	rt = sl_ctl_rt(ctl, svc->name);
+	if (strcmp(verb, "show") == 0)
+		return json_pack("{s:o}", "rollout",
+		    sl_ctl_rollout_json(ctl, svc->name, true));
+	if (strcmp(verb, "start") == 0)
+		return cmd_start(ctl, who, text, svc, version, errp);
+	run = rt->run;
+	if (run == NULL) {
+		*errp = sl_xasprintf("no rollout on '%s'", svc->name);
+		return NULL;
+	}
+	if (strcmp(verb, "pause") == 0)
+		action = sl_rollout_pause(run->ro, mono_ms(), err, sizeof err);
+	else if (strcmp(verb, "resume") == 0)
+		action = sl_rollout_resume(run->ro, mono_ms(), err, sizeof err);
+	else if (strcmp(verb, "abort") == 0)
+		action = sl_rollout_abort(run->ro, (int64_t)time(NULL),
+		    "aborted by an operator", err, sizeof err);
+	else
+		action = sl_rollout_promote(
+		    run->ro, (int64_t)time(NULL), err, sizeof err);
+	if (action < 0) {
+		*errp = sl_xstrdup(err);
+		return NULL;
+	}
+	if (strcmp(verb, "resume") == 0)
+		capture_base(run); /* a fresh window after a pause */
+	if (apply(run, (enum sl_rollout_action)action, who, text, errp) != 0)
+		return NULL;
+	return json_pack("{s:o}", "rollout", rollout_json(run, true));
+}
+
+/* Restore a rollout from the state file. */
+void
+sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
+    const char *canary, const char *baseline, const char *state, uint32_t step,
+    int64_t started, int64_t ended)
+{
+	struct sl_route_service *svc =
+	    sl_route_service_by_name(sl_route_current(), svcname);
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svcname);
+	struct sl_rollout_run *run;
+	char *err = NULL, msg[200];
+	size_t k;
+
+	if (svc == NULL)
+		return;
+	run = new_run(ctl, svc, canary, baseline, &err);
+	if (run == NULL) {
+		sl_log_warn("state file: rollout of %s on %s not restored: %s",
+		    canary, svcname, err);
+		free(err);
+		return;
+	}
+	for (k = 0; k < 5; k++) {
+		if (strcmp(state, state_words[k]) == 0)
+			break;
+	}
+	if (k == 5) {
+		run_free(run);
+		return;
+	}
+	sl_rollout_restore(run->ro, (enum sl_rollout_state)(k + 1), step,
+	    started, (int64_t)time(NULL), mono_ms());
+	run->ro->ended = ended;
+	rt->run = run;
+	capture_base(run);
+	if (!sl_rollout_final(run->ro)) {
+		if (start_timer(run) != 0)
+			sl_log_error(
+			    "rollout %s: cannot start the timer", svcname);
+		snprintf(msg, sizeof msg,
+		    "rollout %s: resumed %s at step %u/%u (%.2f%%) after a "
+		    "restart, with a fresh analysis window",
+		    svcname, canary, run->ro->step + 1, run->ro->nsteps,
+		    sl_rollout_weight(run->ro) / 100.0);
+		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
+	}
+}
+
+/* After a reload, rollouts whose versions vanished are aborted. */
+void
+sl_ctl_rollouts_check(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nrt; i++) {
+		struct sl_rollout_run *run = ctl->rt[i].run;
+		struct sl_route_service *svc;
+		char err[200], msg[240];
+
+		if (run == NULL || sl_rollout_final(run->ro))
+			continue;
+		svc = sl_route_service_by_name(
+		    sl_route_current(), run->ro->service);
+		if (svc != NULL &&
+		    sl_route_version_index(svc, run->ro->canary) >= 0 &&
+		    sl_route_version_index(svc, run->ro->baseline) >= 0)
+			continue;
+		sl_rollout_abort(run->ro, (int64_t)time(NULL),
+		    "a version of the rollout was removed by reload", err,
+		    sizeof err);
+		finish(run);
+		snprintf(msg, sizeof msg,
+		    "rollout %s: aborted: %s was removed "
+		    "by reload",
+		    run->ro->service, run->ro->canary);
+		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
+	}
+}
+
+/* Free every rollout (shutdown). */
+void
+sl_ctl_rollouts_stop(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nrt; i++) {
+		run_free(ctl->rt[i].run);
+		ctl->rt[i].run = NULL;
+	}
+}
+
+/* The state file line of SVC's rollout. */
+const char *
+sl_ctl_rollout_state_line(struct sl_ctl *ctl, const char *svc)
+{
+	static char line[300];
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc);
+	const struct sl_rollout *ro;
+
+	line[0] = '\0';
+	if (rt->run == NULL)
+		return line;
+	ro = rt->run->ro;
+	snprintf(line, sizeof line, "%s %s %s %u %lld %lld", ro->canary,
+	    ro->baseline, sl_rollout_state_name(ro->state), ro->step,
+	    (long long)ro->started, (long long)ro->ended);
+	return line;
+}
+
+/* Rollout metric families. */
+void
+sl_ctl_rollout_metrics(struct sl_ctl *ctl, struct evbuffer *out)
+{
+	static const char *results[] = {"inconclusive", "pass", "fail"};
+	size_t i, k;
+
+	evbuffer_add_printf(out,
+	    "# HELP sluice_rollout_state State of the latest rollout: "
+	    "1 running, 2 paused, 3 promoted, 4 reverted, 5 aborted.\n"
+	    "# TYPE sluice_rollout_state gauge\n");
+	for (i = 0; i < ctl->nrt; i++) {
+		const struct sl_rollout *ro;
+
+		if (ctl->rt[i].run == NULL)
+			continue;
+		ro = ctl->rt[i].run->ro;
+		evbuffer_add_printf(out,
+		    "sluice_rollout_state{service=\"%s\",canary=\"%s\"} %d\n",
+		    ro->service, ro->canary, (int)ro->state);
+	}
+	evbuffer_add_printf(out,
+	    "# HELP sluice_rollout_step Current step of the latest rollout, "
+	    "1-based.\n# TYPE sluice_rollout_step gauge\n");
+	for (i = 0; i < ctl->nrt; i++) {
+		const struct sl_rollout *ro;
+
+		if (ctl->rt[i].run == NULL)
+			continue;
+		ro = ctl->rt[i].run->ro;
+		evbuffer_add_printf(out,
+		    "sluice_rollout_step{service=\"%s\",canary=\"%s\"} %u\n",
+		    ro->service, ro->canary, ro->step + 1);
+	}
+	evbuffer_add_printf(out,
+	    "# HELP sluice_rollout_verdicts_total Analyzer verdicts of the "
+	    "latest rollout, by result.\n"
+	    "# TYPE sluice_rollout_verdicts_total counter\n");
+	for (i = 0; i < ctl->nrt; i++) {
+		const struct sl_rollout *ro;
+
+		if (ctl->rt[i].run == NULL)
+			continue;
+		ro = ctl->rt[i].run->ro;
+		for (k = 0; k < 3; k++)
+			evbuffer_add_printf(out,
+			    "sluice_rollout_verdicts_total{service=\"%s\","
+			    "result=\"%s\"} %llu\n",
+			    ro->service, results[k],
+			    (unsigned long long)ro->verdict_counts[k]);
+	}
+}
