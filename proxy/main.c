@@ -91,8 +91,12 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		sl_conf_free(conf);
 		return;
 	}
-	sl_workers_prepare_table(d->workers, d->nworkers, t);
-	sl_route_publish(t);
+	/* Runtime decisions (weights, stable, server states) survive. */
+	sl_state_carry(d, t);
+	sl_ctl_publish(d, t);
+	sl_ctl_rollouts_check(d);
+	sl_event(d, NULL, "reload", NULL,
+	    json_pack("{s:s}", "config", d->config_path));
 	sl_log_info(
 	    "reloaded %s (listener changes need a restart)", d->config_path);
 }
@@ -227,6 +231,7 @@ main(int argc, char **argv)
 	sl_event(&d, NULL, "start", NULL,
 	    json_pack("{s:s,s:i}", "config", d.config_path, "workers",
 	        (int)d.nworkers));
+	sl_state_restore_rollouts(&d);
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
 	            "config %s",
 	    PACKAGE_VERSION, d.nworkers, conf->nlisteners, conf->nservices,

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Rollouts with the real daemon, real origins and real traffic: a healthy
+canary is promoted through every step, a canary with 5% errors and one 3x
+slower are reverted, operators pause, resume, abort and promote, a restart
+resumes the rollout at its step, and locks are respected."""
+
+import http.client
+import threading
+import time
+
+from harness import Origin, Sluice, check, done
+
+blue = Origin("blue", "--latency", "5")
+green_ok = Origin("green-ok", "--latency", "5")
+green_err = Origin("green-err", "--latency", "5", "--error-rate", "0.05",
+                   "--seed", "7")
+green_slow = Origin("green-slow", "--latency", "15")
+green_ops = Origin("green-ops", "--latency", "5")
+
+ROLLOUT = """
+[rollout:%s]
+steps = 10 50 100
+step_time = 2s
+interval = 500ms
+min_requests = 30
+max_error_rate = 1%%
+max_latency_ratio = 1.5
+"""
+
+
+def service(name, canary):
+    return {"path_prefix": "/" + name, "stable": "blue",
+            "sticky": "header:X-User-Id", "expose_version": "yes",
+            "versions": {"blue": ([blue.addr], 100), "green": ([canary.addr], 0)}}
+
+
+from harness import config, free_port
+port = free_port()
+text = config(port, {"ok": service("ok", green_ok),
+                     "err": service("err", green_err),
+                     "slow": service("slow", green_slow),
+                     "ops": service("ops", green_ops)})
+text += "".join(ROLLOUT % s for s in ("ok", "err", "slow"))
+# ops: long steps so that operator commands act on a running rollout
+text += ROLLOUT.replace("step_time = 2s", "step_time = 600s") % "ops"
+sl = Sluice(text=text, port=port)
+sl_text = text
+
+stop = threading.Event()
+
+
+def load(prefix, n):
+    c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=10)
+    i = 0
+    while not stop.is_set():
+        try:
+            c.request("GET", "%s/x" % prefix, headers={"X-User-Id": "u%d-%d" % (n, i)})
+            c.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            c.close()
+            c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=10)
+        i += 1
+        time.sleep(0.004)
+
+
+threads = [threading.Thread(target=load, args=(p, n), daemon=True)
+           for n, p in enumerate(["/ok", "/ok", "/err", "/err", "/slow", "/slow",
+                                  "/ops"])]
+for t in threads:
+    t.start()
+
+
+def rollout(svc):
+    return sl.ctl("show rollout %s" % svc)["rollout"]
+
+
+def wait_final(svc, timeout=45):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = rollout(svc)
+        if r and r["state"] in ("promoted", "reverted", "aborted"):
+            return r
+        time.sleep(0.25)
+    return rollout(svc)
+
+
+def weights(svc):
+    r = sl.ctl("show service %s" % svc)["service"]
+    return {v["name"]: v["weight"] for v in r["versions"]}, r["stable"]
+
+
+time.sleep(0.5)
+# A lock held by someone else blocks a rollout.
+check(sl.ctl("as alice lock ok alice 60")["ok"], "alice locks service ok")
+r = sl.ctl("rollout start ok green")
+check(not r["ok"] and "locked by 'alice'" in r["error"],
+      "rollout start on a service locked by someone else is refused")
+check(sl.ctl("as alice unlock ok alice")["ok"], "alice unlocks")
+
+for svc in ("ok", "err", "slow", "ops"):
+    r = sl.ctl("rollout start %s green" % svc)
+    check(r["ok"] and r["rollout"]["state"] == "running" and
+          r["rollout"]["weight"] == 10.0,
+          "rollout start %s green: running at 10%%" % svc)
+r = sl.ctl("rollout start ok green")
+check(not r["ok"] and "already running" in r["error"],
+      "a second rollout on the same service is refused")
+r = sl.ctl("set weights ok blue=50 green=50")
+check(not r["ok"] and "locked by 'rollout'" in r["error"],
+      "a running rollout holds the service lock")
+r = sl.ctl("rollout start ok blue")
+check(not r["ok"], "rolling out the stable version is refused")
+
+# Operator commands on ops.
+r = sl.ctl("rollout pause ops")
+check(r["ok"] and r["rollout"]["state"] == "paused", "rollout pause ops")
+r = sl.ctl("rollout pause ops")
+check(not r["ok"] and "already paused" in r["error"], "pausing twice is refused")
+time.sleep(1.0)
+check(rollout("ops")["state"] == "paused" and weights("ops")[0]["green"] == 10.0,
+      "a paused rollout holds its weight")
+r = sl.ctl("rollout resume ops")
+check(r["ok"] and r["rollout"]["state"] == "running", "rollout resume ops")
+
+# Outcomes of the analyzer.
+r = wait_final("ok")
+check(r["state"] == "promoted", "healthy canary: promoted (%s)" % r["reason"])
+w, stable = weights("ok")
+check(stable == "green" and w == {"blue": 0.0, "green": 100.0},
+      "after promotion green is stable at 100%")
+check(sl.ctl("show service ok")["service"]["previous_stable"] == "blue",
+      "blue is remembered as the previous stable")
+check(r["verdict_counts"]["fail"] == 0, "no failing verdict for the healthy canary")
+
+r = wait_final("err")
+check(r["state"] == "reverted" and "error" in r["reason"],
+      "5%% error canary: reverted (%s)" % r["reason"])
+w, stable = weights("err")
+check(stable == "blue" and w == {"blue": 100.0, "green": 0.0},
+      "after the revert blue has 100%")
+last = r["verdicts"][-1]
+check(last["decision"] == "fail" and any(
+    c["decision"] == "fail" and c["name"].startswith("error") and
+    c["p_value"] <= c["alpha"] and c["canary"] > c["threshold"]
+    for c in last["checks"]),
+      "the failing verdict carries its evidence (numbers, threshold, p-value)")
+check(sl.ctl("show service err")["service"]["lock"] is None,
+      "the revert released the lock")
+
+r = wait_final("slow")
+check(r["state"] == "reverted" and "latency" in r["reason"],
+      "3x slower canary: reverted (%s)" % r["reason"])
+
+# ops: still running on long steps; promote it by hand.
+r = sl.ctl("rollout promote ops")
+check(r["ok"] and r["rollout"]["state"] == "promoted", "rollout promote ops")
+check(weights("ops")[1] == "green", "operator promotion makes green stable")
+r = sl.ctl("rollout abort ops")
+check(not r["ok"] and "already promoted" in r["error"],
+      "abort after the end is refused")
+
+# Abort: a new rollout of blue on ops (green is stable now), then abort.
+r = sl.ctl("rollout start ops blue")
+check(r["ok"], "a new rollout after the last one ended")
+r = sl.ctl("rollout abort ops")
+check(r["ok"] and r["rollout"]["state"] == "aborted", "rollout abort ops")
+w, stable = weights("ops")
+check(stable == "green" and w["blue"] == 0.0, "abort puts the canary back to 0%")
+
+# Events and metrics.
+evs = sl.ctl("show events 1000")["events"]
+check(any(e["command"].startswith("verdict ") for e in evs),
+      "verdicts are recorded as events")
+check(any(e["command"].startswith("rollout ok: step 1 passed") for e in evs),
+      "step transitions are recorded as events")
+# Restart mid-rollout resumes at the same step.
+r = sl.ctl("rollout start ops blue")
+check(r["ok"], "rollout start ops blue again")
+time.sleep(0.6)
+check(sl.ctl("rollout pause ops")["ok"], "paused before the restart")
+check(sl.restart() == 0, "sluice stops cleanly mid-rollout")
+r = rollout("ops")
+check(r is not None and r["state"] == "paused" and r["step"] == 1 and
+      r["canary"] == "blue", "after a restart the rollout is back, paused at step 1")
+check(weights("ops")[0]["blue"] == 10.0, "and the canary keeps its 10%")
+check(sl.ctl("rollout resume ops")["ok"], "it resumes")
+evs = sl.ctl("show events 100")["events"]
+check(any("resumed blue at step 1/3" in e["command"] and "fresh analysis window"
+          in e["command"] for e in evs),
+      "the restart is recorded as an event")
+r = sl.ctl("rollout abort ops")
+check(r["ok"], "and can be aborted")
+
+# Reload keeps runtime decisions; a reload that removes the canary aborts
+# its rollout.
+import os
+import signal
+before = weights("ok")
+r = sl.ctl("rollout start err green")
+check(r["ok"], "a new rollout on err before the reload")
+os.kill(sl.proc.pid, signal.SIGHUP)
+time.sleep(0.5)
+check(weights("ok") == before, "SIGHUP keeps the promoted weights of ok")
+check(rollout("err")["state"] == "running", "and the running rollout of err")
+sl.write(sl_text.replace("[version:err/green]\nservers = %s\nweight = 0\n"
+                         % green_err.addr, ""))
+os.kill(sl.proc.pid, signal.SIGHUP)
+time.sleep(0.5)
+r = rollout("err")
+check(r["state"] == "aborted" and "removed by reload" in r["reason"],
+      "removing the canary by reload aborts its rollout (%s)" % r["reason"])
+check(weights("err")[0] == {"blue": 100.0}, "and err serves blue alone")
+
+stop.set()
+for t in threads:
+    t.join(5)
+check(sl.stop() == 0, "sluice exits 0")
+done()
