@@ -128,6 +128,21 @@ struct sl_service_conf {
 	struct sl_pin_conf *pins;
 	size_t npins;
 	struct sl_rollout_conf rollout;
+
+	/* Active health checks (none when health_path is NULL). */
+	char *health_path;
+	uint32_t health_interval_ms; /* 5s */
+	uint32_t health_timeout_ms;  /* 2s */
+	uint32_t health_rise;	     /* successes to come back up; 2 */
+	uint32_t health_fall;	     /* failures to go down; 3 */
+	uint16_t health_status_min;  /* expected status range; 200..399 */
+	uint16_t health_status_max;
+
+	/* Passive outlier ejection. */
+	uint32_t eject_after;	   /* consecutive failures; 5, 0 = never */
+	uint32_t eject_time_ms;	   /* first ejection; doubles; 10s */
+	uint32_t eject_max_pct;	   /* share of a version's servers; 50 */
+	bool fallback_stable;	   /* no server in a version: use stable */
 	int line;
 };
 
@@ -154,6 +169,9 @@ struct sl_global_conf {
 	uint32_t max_connections;      /* client connections per process; 10000 */
 	uint32_t upstream_keepalive;   /* idle upstream conns per server per worker; 32 */
 	bool measure;		       /* latency histograms on; default yes */
+	uint32_t drain_timeout_ms;     /* SIGTERM: in-flight grace; 10s */
+	uint32_t retries;	       /* retries of a failed attempt; 1 */
+	uint32_t retry_budget_pct;     /* retries per 100 requests; 20 */
 };
 
 struct sl_config {

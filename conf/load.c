@@ -184,6 +184,10 @@ static int parse_admin(struct loader *, void *, const char *, char **);
 static int parse_control_socket_ro(struct loader *, void *, const char *,
     char **);
 static int parse_mode(struct loader *, void *, const char *, char **);
+static int parse_health_status(struct loader *, void *, const char *, char **);
+static int parse_fallback(struct loader *, void *, const char *, char **);
+static int parse_retry_budget(struct loader *, void *, const char *, char **);
+static int parse_eject_max(struct loader *, void *, const char *, char **);
 static int parse_bind(struct loader *, void *, const char *, char **);
 static int parse_hosts(struct loader *, void *, const char *, char **);
 static int parse_path_prefix(struct loader *, void *, const char *, char **);
@@ -271,6 +275,20 @@ static const struct key_def sluice_keys[] = {
         .type = KEY_BOOL,
         .offset = G(measure),
         .dflt = "yes"},
+    {.name = "drain_timeout",
+        .type = KEY_DURATION,
+        .offset = G(drain_timeout_ms),
+        .dflt = "10s"},
+    {.name = "retries",
+        .type = KEY_UINT,
+        .offset = G(retries),
+        .min = 0,
+        .max = 3,
+        .dflt = "1"},
+    {.name = "retry_budget",
+        .type = KEY_CUSTOM,
+        .dflt = "20%",
+        .parse = parse_retry_budget},
     {.name = NULL},
 };
 #undef G
@@ -327,6 +345,49 @@ static const struct key_def service_keys[] = {
         .type = KEY_CUSTOM,
         .flags = KEY_LIST,
         .parse = parse_networks},
+    {.name = "health_path", .type = KEY_STRING, .offset = S(health_path)},
+    {.name = "health_interval",
+        .type = KEY_DURATION,
+        .offset = S(health_interval_ms),
+        .dflt = "5s"},
+    {.name = "health_timeout",
+        .type = KEY_DURATION,
+        .offset = S(health_timeout_ms),
+        .dflt = "2s"},
+    {.name = "health_rise",
+        .type = KEY_UINT,
+        .offset = S(health_rise),
+        .min = 1,
+        .max = 100,
+        .dflt = "2"},
+    {.name = "health_fall",
+        .type = KEY_UINT,
+        .offset = S(health_fall),
+        .min = 1,
+        .max = 100,
+        .dflt = "3"},
+    {.name = "health_status",
+        .type = KEY_CUSTOM,
+        .dflt = "200-399",
+        .parse = parse_health_status},
+    {.name = "eject_after",
+        .type = KEY_UINT,
+        .offset = S(eject_after),
+        .min = 0,
+        .max = 1000,
+        .dflt = "5"},
+    {.name = "eject_time",
+        .type = KEY_DURATION,
+        .offset = S(eject_time_ms),
+        .dflt = "10s"},
+    {.name = "eject_max",
+        .type = KEY_CUSTOM,
+        .dflt = "50%",
+        .parse = parse_eject_max},
+    {.name = "fallback",
+        .type = KEY_CUSTOM,
+        .dflt = "none",
+        .parse = parse_fallback},
     {.name = NULL},
 };
 #undef S
@@ -1316,6 +1377,89 @@ parse_control_socket_ro(struct loader *L, void *obj, const char *value,
 		return -1;
 	}
 	g->control_socket_ro = sl_xstrdup(value);
+	return 0;
+}
+
+/* A whole percentage 0..100, with or without '%'. */
+static int
+parse_whole_percent(const char *value, uint32_t *out, char **msg)
+{
+	char *end;
+	unsigned long v = strtoul(value, &end, 10);
+
+	if (end == value || (*end != '\0' && strcmp(end, "%") != 0) ||
+	    v > 100) {
+		*msg = sl_xasprintf("invalid percentage '%s': a whole number "
+		                    "from 0 to 100",
+		    value);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* retry_budget = PCT ([sluice]) */
+static int
+parse_retry_budget(struct loader *L, void *obj, const char *value, char **msg)
+{
+	return parse_whole_percent(value,
+	    &((struct sl_global_conf *)obj)->retry_budget_pct, msg);
+}
+
+/* eject_max = PCT ([service:]) */
+static int
+parse_eject_max(struct loader *L, void *obj, const char *value, char **msg)
+{
+	return parse_whole_percent(value,
+	    &((struct sl_service_conf *)obj)->eject_max_pct, msg);
+}
+
+/* Expected health-check status: "200", "2xx" or "200-399". */
+static int
+parse_health_status(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_service_conf *sc = obj;
+	unsigned lo, hi;
+	char x1, x2;
+	int n;
+
+	if (sscanf(value, "%1u%c%c%n", &lo, &x1, &x2, &n) == 3 &&
+	    x1 == 'x' && x2 == 'x' && value[n] == '\0' && lo >= 1 && lo <= 5) {
+		sc->health_status_min = (uint16_t)(lo * 100);
+		sc->health_status_max = (uint16_t)(lo * 100 + 99);
+		return 0;
+	}
+	if (sscanf(value, "%3u-%3u%n", &lo, &hi, &n) == 2 &&
+	    value[n] == '\0' && lo >= 100 && hi <= 599 && lo <= hi) {
+		sc->health_status_min = (uint16_t)lo;
+		sc->health_status_max = (uint16_t)hi;
+		return 0;
+	}
+	if (sscanf(value, "%3u%n", &lo, &n) == 1 && value[n] == '\0' &&
+	    lo >= 100 && lo <= 599) {
+		sc->health_status_min = sc->health_status_max = (uint16_t)lo;
+		return 0;
+	}
+	*msg = sl_xasprintf("invalid status '%s': use 200, 2xx or 200-399",
+	    value);
+	return -1;
+}
+
+/* fallback = none | stable */
+static int
+parse_fallback(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_service_conf *sc = obj;
+
+	if (strcmp(value, "none") == 0)
+		sc->fallback_stable = false;
+	else if (strcmp(value, "stable") == 0)
+		sc->fallback_stable = true;
+	else {
+		*msg = sl_xasprintf("invalid fallback '%s': none or stable",
+		    value);
+		return -1;
+	}
 	return 0;
 }
 
@@ -2362,6 +2506,7 @@ sl_conf_free(struct sl_config *conf)
 		free(svc->override_header);
 		free(svc->override_secret);
 		free(svc->override_secret_header);
+		free(svc->health_path);
 		free(svc->override_networks);
 		for (size_t j = 0; j < svc->nversions; j++) {
 			struct sl_version_conf *v = &svc->versions[j];

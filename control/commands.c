@@ -23,6 +23,7 @@
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
 #include "proxy/route.h"
+#include "proxy/upstream.h"
 
 #define MAX_ARGS 64
 
@@ -67,6 +68,44 @@ lock_json(const struct sl_svc_rt *rt)
 	    (json_int_t)(rt->lock_expires - now));
 }
 
+/*
+ * Passive ejection of server ID as the workers see it: the latest
+ * "ejected until" over the workers, and why (read with relaxed loads).
+ */
+static void
+server_ejection_json(struct sl_ctl *ctl, uint32_t id, json_t *o)
+{
+	uint64_t until = 0, now_mono;
+	struct timespec ts;
+	uint8_t reason = 0;
+	unsigned i;
+
+	for (i = 0; i < ctl->nworkers; i++) {
+		struct sl_worker *w = ctl->workers[i];
+		uint64_t u;
+
+		if (id >= SL_MAX_SERVER_IDS || w->pools[id] == NULL)
+			continue;
+		u = __atomic_load_n(
+		    &w->pools[id]->ejected_until, __ATOMIC_RELAXED);
+		if (u > until) {
+			until = u;
+			reason = w->pools[id]->eject_reason;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now_mono = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (until > now_mono) {
+		json_object_set_new(
+		    o, "ejected_for", json_real((until - now_mono) / 1000.0));
+		json_object_set_new(o, "ejected_until",
+		    json_string(sl_ctl_isotime((int64_t)time(NULL) +
+		        (int64_t)((until - now_mono) / 1000))));
+		json_object_set_new(o, "ejected_because",
+		    json_string(sl_eject_reason_names[reason]));
+	}
+}
+
 /* A service as JSON: summary, or detail with hosts, sticky and servers. */
 json_t *
 sl_ctl_service_json(
@@ -93,12 +132,17 @@ sl_ctl_service_json(
 
 			json_object_set_new(
 			    vo, "stable", json_boolean(i == svc->stable));
-			for (j = 0; j < v->nservers; j++)
-				json_array_append_new(ss,
+			for (j = 0; j < v->nservers; j++) {
+				json_t *so =
 				    json_pack("{s:s,s:i,s:s}", "address",
 				        v->servers[j].addr.text, "weight",
 				        (int)v->servers[j].weight, "state",
-				        server_states[v->servers[j].state]));
+				        server_states[v->servers[j].state]);
+
+				sl_health_json(ctl, v->servers[j].id, so);
+				server_ejection_json(ctl, v->servers[j].id, so);
+				json_array_append_new(ss, so);
+			}
 			json_object_set_new(vo, "servers", ss);
 		}
 		json_array_append_new(vs, vo);

@@ -29,6 +29,7 @@ struct sl_config;
 struct sockaddr;
 struct sl_rollout;
 struct sl_rollout_run;
+struct sl_health;
 
 #define SL_EVENTS_MAX 1000
 
@@ -80,9 +81,14 @@ struct sl_ctl {
 	FILE *event_log;
 
 	/* Control sockets (read-write and read-only). */
+	bool takeover; /* --takeover: replace a running sluice's socket */
 	struct sl_ctl_socket *socks[2];
 	size_t nsocks;
 	struct event *lock_ev; /* expires locks */
+
+	/* Active health checkers, one per checked server. */
+	struct sl_health **health;
+	size_t nhealth;
 };
 
 /* Start the per-second harvest on CTL's base (after workers exist). */
@@ -181,6 +187,19 @@ void sl_ctl_publish(struct sl_ctl *ctl, struct sl_route_table *t);
 /* JSON for a service (summary, or with hosts/servers when DETAIL). */
 json_t *sl_ctl_service_json(
     struct sl_ctl *ctl, const struct sl_route_service *svc, bool detail);
+
+/* --- active health checks (control/health.c) --- */
+
+/* Start, keep or drop checkers to match T's services and servers. */
+void sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t);
+
+/* Copy what the checkers know into T's servers (unpublished table). */
+void sl_health_apply(struct sl_ctl *ctl, struct sl_route_table *t);
+
+void sl_health_stop(struct sl_ctl *ctl);
+
+/* "health" (up, down, unchecked) and the last failure of server ID. */
+void sl_health_json(struct sl_ctl *ctl, uint32_t id, json_t *o);
 
 /* --- rollouts (control/rollouts.c) --- */
 

@@ -24,6 +24,9 @@
 #include "conf/xmalloc.h"
 #include "control/sluicectl.h"
 
+/* The daemon closes the connection on a longer line (PROTOCOL.md). */
+#define SL_CLI_LINE_MAX (64 * 1024 - 100)
+
 /* One command: what picks it, what --help says, who handles it. */
 struct command {
 	const char *words; /* leading words; "a|b" matches either */
@@ -50,7 +53,7 @@ static const struct command commands[] = {
         "show service shop", sl_cli_print_service, NULL},
     {"show stats", "show stats SVC [SECONDS]",
         "requests, rps, errors and latency per version over the last "
-        "SECONDS (default: since start)",
+        "SECONDS (1-600; default: since start)",
         "show stats shop 60", sl_cli_print_stats, NULL},
     {"show events", "show events [N]",
         "the last N changes and who made them, newest last (default 20, "
@@ -87,6 +90,10 @@ static const struct command commands[] = {
         "lock shop deploy-42 600", sl_cli_print_lock, NULL},
     {"unlock", "unlock SVC OWNER", "release OWNER's lock on SVC",
         "unlock shop deploy-42", sl_cli_print_lock, NULL},
+    {"reset", "reset SVC",
+        "drop runtime changes: back to the config's weights, stable "
+        "version and server states",
+        "reset shop", sl_cli_print_reset, NULL},
     {"watch", "watch SVC [--interval S] [--count N]",
         "(client-side) live view of SVC: weight bars, rps, errors, p50, "
         "p99, rollout; refreshed every S seconds (default 1), N times "
@@ -368,6 +375,7 @@ join_words(char **words, int nwords)
 	return line;
 }
 
+/* Parse the options, then run a client-side command or send one line. */
 int
 main(int argc, char **argv)
 {
@@ -456,7 +464,14 @@ main(int argc, char **argv)
 		rc = cmd->run(&cli, words + nmatched, nwords - nmatched);
 	} else {
 		line = join_words(words, nwords);
-		rc = send_command(&cli, line, cmd, words, nwords);
+		if (strlen(line) > SL_CLI_LINE_MAX) {
+			sl_cli_warn("command too long (%zu bytes; the socket "
+			            "takes %d at most)",
+			    strlen(line), SL_CLI_LINE_MAX);
+			rc = SL_CLI_USAGE;
+		} else {
+			rc = send_command(&cli, line, cmd, words, nwords);
+		}
 		free(line);
 	}
 	sl_cli_conn_free(cli.conn);

@@ -108,14 +108,15 @@ typedef int sl_cli_printer(json_t *reply, char **words, int nwords);
 sl_cli_printer sl_cli_print_help, sl_cli_print_services, sl_cli_print_service,
     sl_cli_print_stats, sl_cli_print_events, sl_cli_print_rollout,
     sl_cli_print_weights, sl_cli_print_switch, sl_cli_print_server,
-    sl_cli_print_rollout_change, sl_cli_print_lock, sl_cli_print_generic;
+    sl_cli_print_rollout_change, sl_cli_print_lock, sl_cli_print_reset,
+    sl_cli_print_generic;
 
 /* Print REPLY as indented JSON. */
 void sl_cli_print_json(const json_t *reply);
 
 /*
- * "step 3/5 at 25.00%" for a rollout object (the protocol's step is an
- * index into steps). Heap, caller frees.
+ * "step 3/5 at 25.00%" for a rollout object ("step" counts from one).
+ * Heap, caller frees.
  */
 char *sl_cli_rollout_step(const json_t *rollout);
 

@@ -38,6 +38,7 @@ volatile sig_atomic_t sl_cli_winch;
 static const sigset_t *waitmask;
 static void (*warn_hook)(void);
 
+/* Print a message to stderr after whatever stdout holds. */
 void
 sl_cli_warn(const char *fmt, ...)
 {
@@ -53,12 +54,14 @@ sl_cli_warn(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* Set the function called before each message. */
 void
 sl_cli_set_warn_hook(void (*fn)(void))
 {
 	warn_hook = fn;
 }
 
+/* Set the signal mask used while waiting (NULL: the current one). */
 void
 sl_cli_set_waitmask(const sigset_t *sigmask)
 {
@@ -123,6 +126,7 @@ wait_fd(int fd, short events, double deadline)
 	}
 }
 
+/* Connect to PATH; see sluicectl.h. */
 struct sl_cli_conn *
 sl_cli_conn_open(const char *path, double timeout, char **errp)
 {
@@ -185,6 +189,7 @@ fail:
 	return NULL;
 }
 
+/* Close CONN and free it. */
 void
 sl_cli_conn_free(struct sl_cli_conn *conn)
 {
@@ -256,6 +261,7 @@ read_line(struct sl_cli_conn *conn, double deadline)
 	}
 }
 
+/* Send one line and read one line back; see sluicectl.h. */
 int
 sl_cli_conn_exchange(struct sl_cli_conn *conn, const char *line, double timeout,
     char **replyp, char **errp)
@@ -298,12 +304,14 @@ sl_cli_conn_exchange(struct sl_cli_conn *conn, const char *line, double timeout,
 	return 0;
 }
 
+/* True if the reply says "ok":true. */
 bool
 sl_cli_reply_ok(const json_t *reply)
 {
 	return json_is_true(json_object_get(reply, "ok"));
 }
 
+/* The reason of a refusal, for "sluicectl: REASON". */
 const char *
 sl_cli_reply_error(const json_t *reply)
 {
@@ -323,6 +331,7 @@ excerpt(const char *raw)
 	return sl_xasprintf("%.77s...", raw);
 }
 
+/* Send one command (connecting on first use) and parse the reply. */
 int
 sl_cli_call(
     struct sl_cli *cli, const char *command, json_t **replyp, char **rawp)

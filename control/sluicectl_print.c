@@ -104,6 +104,7 @@ table_flush(struct table *t, int indent)
 	memset(t, 0, sizeof *t);
 }
 
+/* A number with fixed decimals and a suffix, or "-". */
 char *
 sl_cli_fmt_num(const json_t *v, int decimals, const char *suffix)
 {
@@ -114,6 +115,7 @@ sl_cli_fmt_num(const json_t *v, int decimals, const char *suffix)
 	return sl_xasprintf("%.*f%s", decimals, json_number_value(v), suffix);
 }
 
+/* A string field, or DEF when missing or not a string. */
 const char *
 sl_cli_str(const json_t *o, const char *key, const char *def)
 {
@@ -172,19 +174,58 @@ scalar_array(const json_t *v)
 	return true;
 }
 
+/* Write V: a scalar, an array of scalars as "a,b,c", else compact JSON. */
+static void
+put_value(FILE *f, const json_t *v)
+{
+	size_t i;
+	json_t *e;
+
+	if (!scalar_array(v)) {
+		put_scalar(f, v);
+		return;
+	}
+	json_array_foreach(v, i, e)
+	{
+		if (i > 0)
+			fputc(',', f);
+		put_scalar(f, e);
+	}
+	if (i == 0)
+		fputc('-', f);
+}
+
+/* True if V reads well on one line: no objects below its first level. */
+static bool
+flat_value(const json_t *v)
+{
+	const char *k;
+	json_t *e;
+
+	if (json_is_array(v))
+		return scalar_array(v);
+	if (!json_is_object(v))
+		return true;
+	json_object_foreach((json_t *)v, k, e)
+	{
+		if (json_is_object(e) || (json_is_array(e) && !scalar_array(e)))
+			return false;
+	}
+	return true;
+}
+
 /*
  * Write the fields of object O to F on one line, skipping SKIP (may be
- * NULL): "stable=green, weights blue=90.00 green=10.00, hosts=a,b".
- * Returns false if something was nested too deep to read well on one line
- * (it was written as compact JSON).
+ * NULL): "stable=green, weights blue=90.00 green=10.00, hosts=a,b". A
+ * field nested deeper is written as "key=..." if ELIDE, else as compact
+ * JSON. Returns false if there was such a field.
  */
 static bool
-put_compact(FILE *f, const json_t *o, const char *skip)
+put_compact(FILE *f, const json_t *o, const char *skip, bool elide)
 {
 	const char *key, *k;
 	json_t *v, *e;
 	bool first = true, flat = true, ifirst;
-	size_t i;
 
 	json_object_foreach((json_t *)o, key, v)
 	{
@@ -194,33 +235,27 @@ put_compact(FILE *f, const json_t *o, const char *skip)
 			continue;
 		fputs(first ? "" : ", ", f);
 		first = false;
+		if (!flat_value(v)) {
+			flat = false;
+			if (elide) {
+				fprintf(f, "%s=...", key);
+				continue;
+			}
+		}
 		if (json_is_object(v)) {
 			fputs(key, f);
 			ifirst = true;
 			json_object_foreach(v, k, e)
 			{
-				if (json_is_object(e) ||
-				    (json_is_array(e) && !scalar_array(e)))
-					flat = false;
 				fprintf(f, " %s=", k);
-				put_scalar(f, e);
+				put_value(f, e);
 				ifirst = false;
 			}
 			if (ifirst)
 				fputs("=-", f);
-		} else if (json_is_array(v)) {
-			if (!scalar_array(v))
-				flat = false;
-			fprintf(f, "%s=", key);
-			json_array_foreach(v, i, e)
-			{
-				if (i > 0)
-					fputc(',', f);
-				put_scalar(f, e);
-			}
 		} else {
 			fprintf(f, "%s=", key);
-			put_scalar(f, v);
+			put_value(f, v);
 		}
 	}
 	return flat;
@@ -228,7 +263,7 @@ put_compact(FILE *f, const json_t *o, const char *skip)
 
 /* put_compact() into a new string; *flatp (may be NULL) gets its result. */
 static char *
-compact(const json_t *o, const char *skip, bool *flatp)
+compact(const json_t *o, const char *skip, bool elide, bool *flatp)
 {
 	char *s = NULL;
 	size_t n = 0;
@@ -237,13 +272,14 @@ compact(const json_t *o, const char *skip, bool *flatp)
 
 	if (f == NULL)
 		abort();
-	flat = put_compact(f, o, skip);
+	flat = put_compact(f, o, skip, elide);
 	fclose(f);
 	if (flatp != NULL)
 		*flatp = flat;
 	return s;
 }
 
+/* The fallback printer: indented JSON. */
 void
 sl_cli_print_json(const json_t *reply)
 {
@@ -255,24 +291,29 @@ sl_cli_print_json(const json_t *reply)
 }
 
 /*
- * The protocol's rollout "step" is an index into "steps" (its example has
- * step 2 at 25% of [1,5,25,50,100]); people count from one.
+ * "step 3/5 at 25.00%". The daemon counts steps from one and says how
+ * many there are in "nsteps" (else the length of "steps").
  */
 char *
 sl_cli_rollout_step(const json_t *rollout)
 {
 	json_t *step = json_object_get(rollout, "step");
 	json_t *steps = json_object_get(rollout, "steps");
+	json_t *nsteps = json_object_get(rollout, "nsteps");
 	double weight = json_number_value(json_object_get(rollout, "weight"));
+	long long n = -1;
 
+	if (json_is_integer(nsteps))
+		n = (long long)json_integer_value(nsteps);
+	else if (json_is_array(steps))
+		n = (long long)json_array_size(steps);
 	if (!json_is_integer(step))
 		return sl_xasprintf("at %.2f%%", weight);
-	if (!json_is_array(steps))
+	if (n < 0)
 		return sl_xasprintf("step %lld at %.2f%%",
-		    (long long)json_integer_value(step) + 1, weight);
-	return sl_xasprintf("step %lld/%zu at %.2f%%",
-	    (long long)json_integer_value(step) + 1, json_array_size(steps),
-	    weight);
+		    (long long)json_integer_value(step), weight);
+	return sl_xasprintf("step %lld/%lld at %.2f%%",
+	    (long long)json_integer_value(step), n, weight);
 }
 
 /* "deploy-42 (118 s)" for a lock object, "-" for none. Heap. */
@@ -333,7 +374,10 @@ weights_text(const json_t *versions)
 static void
 kv(const char *key, const char *value)
 {
-	printf("%-*s %s\n", 17, key, value);
+	if (*value == '\0')
+		puts(key);
+	else
+		printf("%-*s %s\n", 17, key, value);
 }
 
 /* kv() taking ownership of a heap VALUE. */
@@ -367,6 +411,7 @@ join_strings(const json_t *a)
 	return s;
 }
 
+/* The daemon's `help`: usage, access and help per command. */
 int
 sl_cli_print_help(json_t *reply, char **words, int nwords)
 {
@@ -390,6 +435,7 @@ sl_cli_print_help(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `show services`: one row per service. */
 int
 sl_cli_print_services(json_t *reply, char **words, int nwords)
 {
@@ -420,6 +466,7 @@ sl_cli_print_services(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `show service`: key: value lines, then versions and servers. */
 int
 sl_cli_print_service(json_t *reply, char **words, int nwords)
 {
@@ -476,6 +523,7 @@ sl_cli_print_service(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `show stats`: one row per version. */
 int
 sl_cli_print_stats(json_t *reply, char **words, int nwords)
 {
@@ -524,6 +572,28 @@ sl_cli_print_stats(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/*
+ * One side of an event's change, short: a rollout as its state and step,
+ * anything else as fields on one line with deeper parts elided. Heap.
+ */
+static char *
+event_side(const json_t *v)
+{
+	char *r, *s;
+
+	if (!json_is_object(v))
+		return sl_xstrdup("-");
+	if (json_is_string(json_object_get(v, "state")) &&
+	    json_is_string(json_object_get(v, "canary"))) {
+		r = rollout_text(v);
+		s = sl_xasprintf("rollout %s", r);
+		free(r);
+		return s;
+	}
+	return compact(v, NULL, true, NULL);
+}
+
+/* `show events`: time, who, command, before -> after. */
 int
 sl_cli_print_events(json_t *reply, char **words, int nwords)
 {
@@ -553,10 +623,8 @@ sl_cli_print_events(json_t *reply, char **words, int nwords)
 		before = json_object_get(e, "before");
 		after = json_object_get(e, "after");
 		if (json_is_object(before) || json_is_object(after)) {
-			b = json_is_object(before) ? compact(before, NULL, NULL)
-			                           : sl_xstrdup("-");
-			a = json_is_object(after) ? compact(after, NULL, NULL)
-			                          : sl_xstrdup("-");
+			b = event_side(before);
+			a = event_side(after);
 			printf("  %s \u2192 %s", b, a);
 			free(b);
 			free(a);
@@ -566,41 +634,116 @@ sl_cli_print_events(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
-/* Print one verdict and its checks, indented. */
+/*
+ * A check's measured value in its unit: a fraction as a percentage,
+ * microseconds as milliseconds, anything else as it is. Heap.
+ */
+static char *
+check_value(const json_t *v, const char *unit)
+{
+	if (!json_is_number(v))
+		return sl_xstrdup("-");
+	if (strcmp(unit, "fraction") == 0)
+		return sl_xasprintf("%.2f%%", 100 * json_number_value(v));
+	if (strcmp(unit, "us") == 0)
+		return sl_xasprintf("%.2fms", json_number_value(v) / 1000);
+	return sl_xasprintf("%.4g", json_number_value(v));
+}
+
+/* The optional columns of a check, shown when some check has them. */
+static const struct {
+	const char *key;
+	const char *header;
+	bool in_unit; /* formatted with check_value() */
+} check_cols[] = {
+    {"n", "N", false},
+    {"canary", "CANARY", true},
+    {"stable", "STABLE", true},
+    {"threshold", "THRESHOLD", true},
+    {"statistic", "STATISTIC", false},
+    {"bound", "BOUND", false},
+    {"p_value", "P", false},
+};
+#define NCHECK_COLS (sizeof check_cols / sizeof *check_cols)
+
+/* Print one verdict and a table of its checks, indented. */
 static void
 print_verdict(const json_t *verdict)
 {
-	static const char *const header[] = {"CHECK", "DECISION", "CANARY",
-	    "STABLE", "THRESHOLD", "STATISTIC", "BOUND", "WHY", NULL};
-	static const char *const nums[] = {
-	    "canary", "stable", "threshold", "statistic", "bound"};
+	const char *header[NCHECK_COLS + 4];
+	bool shown[NCHECK_COLS] = {false};
 	json_t *step = json_object_get(verdict, "step");
-	json_t *checks = json_object_get(verdict, "checks"), *c;
+	json_t *checks = json_object_get(verdict, "checks"), *c, *v;
+	const char *summary = sl_cli_str(verdict, "summary", NULL);
 	struct table t;
-	size_t i, k;
+	size_t i, k, n = 0;
 
 	printf("  %s", sl_cli_str(verdict, "time", "-"));
 	if (json_is_integer(step))
-		printf("  step %lld", (long long)json_integer_value(step) + 1);
-	printf("  %s\n", sl_cli_str(verdict, "decision", "?"));
+		printf("  step %lld", (long long)json_integer_value(step));
+	printf("  %s\n",
+	    summary != NULL ? summary : sl_cli_str(verdict, "decision", "?"));
 	if (!json_is_array(checks) || json_array_size(checks) == 0)
 		return;
+	header[n++] = "CHECK";
+	header[n++] = "DECISION";
+	for (k = 0; k < NCHECK_COLS; k++) {
+		json_array_foreach(checks, i, c)
+		{
+			if (json_object_get(c, check_cols[k].key) != NULL)
+				shown[k] = true;
+		}
+		if (shown[k])
+			header[n++] = check_cols[k].header;
+	}
+	header[n++] = "WHY";
+	header[n] = NULL;
 	table_init(&t, 0, header);
 	json_array_foreach(checks, i, c)
 	{
 		table_cell(&t, "%s", sl_cli_str(c, "name", "?"));
 		table_cell(&t, "%s", sl_cli_str(c, "decision", "-"));
-		for (k = 0; k < sizeof nums / sizeof *nums; k++)
-			table_take(&t,
-			    sl_cli_fmt_num(
-			        json_object_get(c, nums[k]), -1, ""));
+		for (k = 0; k < NCHECK_COLS; k++) {
+			if (!shown[k])
+				continue;
+			v = json_object_get(c, check_cols[k].key);
+			if (check_cols[k].in_unit)
+				table_take(&t,
+				    check_value(v, sl_cli_str(c, "unit", "")));
+			else if (json_is_integer(v))
+				table_take(&t, sl_cli_fmt_num(v, 0, ""));
+			else
+				table_take(&t, check_value(v, ""));
+		}
 		table_cell(&t, "%s", sl_cli_str(c, "why", ""));
 	}
 	table_flush(&t, 4);
 }
 
+/* A rollout's steps as "1% 5% 25% 50% 100%". Heap. */
+static char *
+steps_text(const json_t *steps)
+{
+	char *s = NULL;
+	size_t n = 0, i;
+	FILE *f = open_memstream(&s, &n);
+	json_t *e;
+
+	if (f == NULL)
+		abort();
+	json_array_foreach(steps, i, e)
+	{
+		fprintf(f, "%s%g%%", i ? " " : "", json_number_value(e));
+	}
+	if (!json_is_array(steps) || json_array_size(steps) == 0)
+		fputc('-', f);
+	fclose(f);
+	return s;
+}
+
 #define VERDICTS_SHOWN 5
 
+/* `show rollout`: state, step and the last verdicts. */
 int
 sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 {
@@ -628,7 +771,7 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 	else
 		kv("step:", step);
 	free(step);
-	kv_take("steps:", join_strings(json_object_get(r, "steps")));
+	kv_take("steps:", steps_text(json_object_get(r, "steps")));
 	kv("started:", sl_cli_str(r, "started", "-"));
 	kv("ended:", sl_cli_str(r, "ended", "-"));
 	kv("reason:", sl_cli_str(r, "reason", "-"));
@@ -647,6 +790,7 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `set weights`: "shop: weights blue=90.00 green=10.00". */
 int
 sl_cli_print_weights(json_t *reply, char **words, int nwords)
 {
@@ -666,6 +810,7 @@ sl_cli_print_weights(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `switch`: the new and the previous stable version. */
 int
 sl_cli_print_switch(json_t *reply, char **words, int nwords)
 {
@@ -679,6 +824,7 @@ sl_cli_print_switch(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `set server`: the server and its new state. */
 int
 sl_cli_print_server(json_t *reply, char **words, int nwords)
 {
@@ -692,6 +838,7 @@ sl_cli_print_server(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `rollout start|pause|...`: the rollout's state and step. */
 int
 sl_cli_print_rollout_change(json_t *reply, char **words, int nwords)
 {
@@ -709,6 +856,7 @@ sl_cli_print_rollout_change(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `lock` and `unlock`: who holds the lock until when. */
 int
 sl_cli_print_lock(json_t *reply, char **words, int nwords)
 {
@@ -731,6 +879,25 @@ sl_cli_print_lock(json_t *reply, char **words, int nwords)
 	return 0;
 }
 
+/* `reset`: the service as the config has it again. */
+int
+sl_cli_print_reset(json_t *reply, char **words, int nwords)
+{
+	json_t *state = json_object_get(reply, "service_state");
+	char *w;
+
+	(void)words;
+	(void)nwords;
+	if (!json_is_object(state))
+		return -1;
+	w = weights_text(json_object_get(state, "versions"));
+	printf("%s: back to the config: stable %s, weights %s\n",
+	    sl_cli_str(reply, "service", "?"), sl_cli_str(state, "stable", "?"),
+	    w);
+	free(w);
+	return 0;
+}
+
 /*
  * Any other reply: "SERVICE: field=value, ..." on one line when it reads
  * well that way, -1 (indented JSON) when it is nested deeper.
@@ -744,7 +911,7 @@ sl_cli_print_generic(json_t *reply, char **words, int nwords)
 
 	(void)words;
 	(void)nwords;
-	s = compact(reply, service != NULL ? "service" : NULL, &flat);
+	s = compact(reply, service != NULL ? "service" : NULL, false, &flat);
 	if (!flat) {
 		free(s);
 		return -1;

@@ -156,24 +156,37 @@ term_size(bool tty, int *cols, int *rows)
 	}
 }
 
-/* Write the last verdict of ROLLOUT as "pass (error_rate pass, ...)". */
+/*
+ * Write the last verdict of ROLLOUT: "last verdict " and its summary, or
+ * its decision and the checks that did not pass.
+ */
 static void
 put_last_verdict(FILE *f, const json_t *rollout)
 {
 	json_t *verdicts = json_object_get(rollout, "verdicts");
 	json_t *v = json_array_get(verdicts, json_array_size(verdicts) - 1);
 	json_t *checks = json_object_get(v, "checks"), *c;
+	const char *summary = sl_cli_str(v, "summary", NULL), *d;
+	bool first = true;
 	size_t i;
 
 	if (!json_is_object(v))
 		return;
+	if (summary != NULL) {
+		fprintf(f, "last verdict %s", summary);
+		return;
+	}
 	fprintf(f, "last verdict %s", sl_cli_str(v, "decision", "?"));
 	json_array_foreach(checks, i, c)
 	{
-		fprintf(f, "%s%s %s", i ? ", " : " (",
-		    sl_cli_str(c, "name", "?"), sl_cli_str(c, "decision", "?"));
+		d = sl_cli_str(c, "decision", "?");
+		if (strcmp(d, "pass") == 0)
+			continue;
+		fprintf(f, "%s%s %s", first ? " (" : ", ",
+		    sl_cli_str(c, "name", "?"), d);
+		first = false;
 	}
-	if (json_array_size(checks) > 0)
+	if (!first)
 		fputc(')', f);
 }
 
@@ -373,6 +386,7 @@ pause_until(struct watch *w, double deadline, const sigset_t *mask)
 	}
 }
 
+/* `watch SVC`: parse its options, then draw frames until done. */
 int
 sl_cli_watch(struct sl_cli *cli, char **args, int nargs)
 {
@@ -492,6 +506,7 @@ print_progress(const char *svc, const json_t *r)
 	fflush(stdout);
 }
 
+/* `rollout wait SVC`: poll until the rollout is final. */
 int
 sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 {

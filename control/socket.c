@@ -45,6 +45,7 @@ struct sl_ctl_socket {
 	struct ctl_client_list clients;
 	struct evconnlistener *listener;
 	char *path;
+	ino_t ino; /* of the socket file we created */
 	bool read_only;
 	unsigned nclients;
 };
@@ -189,9 +190,13 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	bufferevent_enable(cc->bev, EV_READ);
 }
 
-/* Remove a stale socket file; refuse one another process listens on. */
+/*
+ * Remove a stale socket file; refuse one another process listens on,
+ * unless TAKEOVER (a zero-downtime upgrade: the running sluice keeps its
+ * socket open but the path now leads to us).
+ */
 static int
-clear_stale(const char *path, char **errp)
+clear_stale(const char *path, bool takeover, char **errp)
 {
 	struct sockaddr_un sun;
 	int fd, rc;
@@ -226,7 +231,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	mode_t old;
 	int fd;
 
-	if (clear_stale(path, errp) != 0)
+	if (clear_stale(path, ctl->takeover, errp) != 0)
 		return -1;
 	{
 		/* Create the socket's directory (e.g. /run/sluice) once. */
@@ -281,6 +286,12 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 		return -1;
 	}
 	sock = sl_xcalloc(1, sizeof *sock);
+	{
+		struct stat st;
+
+		if (stat(path, &st) == 0)
+			sock->ino = st.st_ino;
+	}
 	sock->ctl = ctl;
 	TAILQ_INIT(&sock->clients);
 	sock->path = sl_xstrdup(path);
@@ -362,8 +373,13 @@ sl_ctl_sockets_stop(struct sl_ctl *ctl)
 
 		while ((cc = TAILQ_FIRST(&ctl->socks[i]->clients)) != NULL)
 			client_free(cc);
+		struct stat st;
+
 		evconnlistener_free(ctl->socks[i]->listener);
-		unlink(ctl->socks[i]->path);
+		/* After a takeover the path belongs to the new sluice. */
+		if (stat(ctl->socks[i]->path, &st) == 0 &&
+		    st.st_ino == ctl->socks[i]->ino)
+			unlink(ctl->socks[i]->path);
 		free(ctl->socks[i]->path);
 		free(ctl->socks[i]);
 	}

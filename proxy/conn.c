@@ -92,6 +92,8 @@ struct sl_conn {
 	bool up_read_paused;
 	uint8_t req_method;
 	uint8_t req_minor;
+	uint32_t served;  /* requests started on this connection */
+	uint8_t attempts; /* upstream attempts for this request */
 
 	size_t scan, up_scan;
 	uint64_t head_start_ms;
@@ -765,6 +767,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	bool reused;
 
 	SL_STAT_INC(w->wstats.requests);
+	c->served++;
 	base = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
 	if (base == NULL) {
 		conn_close(c);
@@ -823,7 +826,23 @@ start_request(struct sl_conn *c, size_t head_len)
 	SL_STAT_ADD(c->vs->active, 1);
 	SL_STAT_ADD(c->vs->bytes_in, head_len);
 
-	srv = sl_upstream_pick(w, c->ver);
+	srv = sl_upstream_pick(w, c->ver, c->req_start_us / 1000, SL_NO_SERVER);
+	if (srv == NULL && c->svc->conf->fallback_stable &&
+	    c->pick.version != c->svc->stable) {
+		/* fallback = stable: the user is served by stable, and the
+		 * version that had no server counts a failed request, so the
+		 * analyzer sees it. */
+		SL_STAT_INC(c->vs->err_no_server);
+		SL_STAT_INC(c->vs->resp_5xx);
+		SL_STAT_ADD(c->vs->active, -1);
+		c->ver = &c->svc->versions[c->svc->stable];
+		c->vs = w->vstats[c->ver->id];
+		c->pick.set_cookie = false;
+		SL_STAT_INC(c->vs->requests);
+		SL_STAT_ADD(c->vs->active, 1);
+		srv = sl_upstream_pick(
+		    w, c->ver, c->req_start_us / 1000, SL_NO_SERVER);
+	}
 	if (srv == NULL) {
 		SL_STAT_INC(c->vs->err_no_server);
 		evbuffer_drain(in, head_len);
@@ -832,7 +851,11 @@ start_request(struct sl_conn *c, size_t head_len)
 		return;
 	}
 	c->srv = srv;
+	c->attempts = 1;
 	w->pools[srv->id]->active++;
+	w->retry_tokens += gconf(c)->retry_budget_pct;
+	if (w->retry_tokens > 1000)
+		w->retry_tokens = 1000; /* at most 10 retries in a burst */
 
 	if (!scratch_reserve(w, head_len * 2 + 4096)) {
 		conn_close(c);
@@ -860,9 +883,10 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->up_reused = reused;
 	attach_upstream(c, up);
 	evbuffer_add(bufferevent_get_output(up->bev), o.p, o.len);
-	if (reused && c->req_body_done && !c->req_upgrade) {
-		/* A pooled connection may have been closed by the origin
-		 * just now: keep the head to retry once on a fresh one. */
+	if (c->req_body_done && !c->req_upgrade &&
+	    (reused || gconf(c)->retries > 0)) {
+		/* Keep the head to retry: on a fresh connection when a
+		 * pooled one turns out closed, or on another server. */
 		if (c->retry_head == NULL)
 			c->retry_head = evbuffer_new();
 		if (c->retry_head != NULL) {
@@ -1030,6 +1054,67 @@ forward_response_body(struct sl_conn *c)
 	apply_backpressure(c->up->bev, c->bev, &c->up_read_paused);
 }
 
+/* Is a request with this method safe to send twice (RFC 9110 9.2.2)? */
+static bool
+idempotent(uint8_t method)
+{
+	switch (method) {
+	case HTTP_GET:
+	case HTTP_HEAD:
+	case HTTP_OPTIONS:
+	case HTTP_TRACE:
+	case HTTP_PUT:
+	case HTTP_DELETE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Retry a failed attempt on another server of the same version (never
+ * another version: the analysis depends on it), within the worker's retry
+ * budget. A failed connect is always safe to retry; a reset or timeout
+ * only for idempotent requests. Requests with a body are not retried (it
+ * is already streamed). Returns true when a retry is under way.
+ */
+static bool
+retry_elsewhere(struct sl_conn *c, enum up_fail kind)
+{
+	struct sl_worker *w = c->w;
+	const struct sl_route_server *srv;
+	struct sl_upstream *up;
+	bool reused;
+
+	if (c->srv == NULL || c->attempts > gconf(c)->retries ||
+	    c->retry_head == NULL || evbuffer_get_length(c->retry_head) == 0 ||
+	    kind == FAIL_BAD_RESPONSE || w->retry_tokens < 100)
+		return false;
+	if (kind != FAIL_CONNECT_REFUSED && kind != FAIL_CONNECT_TIMEOUT &&
+	    !idempotent(c->req_method))
+		return false;
+	if (kind == FAIL_RESET && c->up_reused)
+		return false; /* a stale pooled connection: handled below */
+	srv = sl_upstream_pick(w, c->ver, now_ms(), c->srv->id);
+	if (srv == NULL)
+		return false;
+	up = sl_upstream_get(w, srv, gconf(c)->connect_timeout_ms, &reused);
+	if (up == NULL)
+		return false;
+	w->retry_tokens -= 100;
+	SL_STAT_INC(w->wstats.upstream_retries);
+	w->pools[c->srv->id]->active--;
+	c->srv = srv;
+	w->pools[srv->id]->active++;
+	c->attempts++;
+	c->up_reused = reused;
+	attach_upstream(c, up);
+	evbuffer_add(bufferevent_get_output(up->bev),
+	    evbuffer_pullup(c->retry_head, -1),
+	    evbuffer_get_length(c->retry_head));
+	return true;
+}
+
 /*
  * An upstream failed before the response head reached the client: retry a
  * stale pooled connection once, else answer 502/504.
@@ -1050,6 +1135,15 @@ upstream_fail(struct sl_conn *c, enum up_fail kind)
 	}
 	sl_upstream_free(c->up);
 	c->up = NULL;
+	if (!(kind == FAIL_RESET && c->up_reused) && c->srv != NULL)
+		sl_upstream_report(w, c->ver, c->srv, c->svc->conf,
+		    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT
+		        : kind == FAIL_RESET        ? SL_EJECT_RESET
+		        : kind == FAIL_BAD_RESPONSE ? SL_EJECT_5XX
+		                                    : SL_EJECT_CONNECT,
+		    now_ms());
+	if (retry_elsewhere(c, kind))
+		return;
 	if (kind == FAIL_RESET && c->up_reused && !c->retried &&
 	    c->retry_head != NULL && evbuffer_get_length(c->retry_head) > 0 &&
 	    c->srv != NULL) {
@@ -1150,6 +1244,12 @@ handle_response_head(struct sl_conn *c)
 			if (c->client_eof || w->stopping)
 				c->client_keepalive = false;
 			count_status(c, head->status);
+			if (c->srv != NULL)
+				sl_upstream_report(w, c->ver, c->srv,
+				    c->svc->conf,
+				    head->status >= 500 ? SL_EJECT_5XX
+				                        : SL_EJECT_NONE,
+				    now_ms());
 		}
 		if (!scratch_reserve(w, end * 2 + 1024)) {
 			conn_close(c);

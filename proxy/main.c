@@ -39,7 +39,11 @@ usage(FILE *f)
 	    "  -h       this help\n"
 	    "  --ignore-state  start from the config alone, ignoring the "
 	    "state file\n"
-	    "                  (it is overwritten at the next change)\n");
+	    "                  (it is overwritten at the next change)\n"
+	    "  --takeover      zero-downtime upgrade: start beside a running "
+	    "sluice,\n"
+	    "                  sharing its ports, and take over its control "
+	    "socket\n");
 }
 
 /* Number of workers: configured, else one per online core. */
@@ -60,8 +64,8 @@ stop_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct sl_ctl *d = arg;
 
-	sl_log_info("signal %d: stopping (draining up to %d ms)", (int)sig,
-	    SL_DRAIN_MS);
+	sl_log_info("signal %d: stopping (draining up to %u ms)", (int)sig,
+	    sl_route_current()->conf->global.drain_timeout_ms);
 	event_base_loopbreak(d->base);
 }
 
@@ -91,8 +95,11 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		sl_conf_free(conf);
 		return;
 	}
-	/* Runtime decisions (weights, stable, server states) survive. */
+	/* Runtime decisions (weights, stable, server states) survive, and
+	 * so does what the health checks know. */
 	sl_state_carry(d, t);
+	sl_health_sync(d, t);
+	sl_health_apply(d, t);
 	sl_ctl_publish(d, t);
 	sl_ctl_rollouts_check(d);
 	sl_event(d, NULL, "reload", NULL,
@@ -121,6 +128,7 @@ main(int argc, char **argv)
 	bool check_only = false, ignore_state = false;
 	static const struct option longopts[] = {
 	    {"ignore-state", no_argument, NULL, 'I'},
+	    {"takeover", no_argument, NULL, 'T'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -141,6 +149,9 @@ main(int argc, char **argv)
 			break;
 		case 'I':
 			ignore_state = true;
+			break;
+		case 'T':
+			d.takeover = true;
 			break;
 		case 'V':
 			printf("sluice %s\n", PACKAGE_VERSION);
@@ -232,6 +243,7 @@ main(int argc, char **argv)
 	    json_pack("{s:s,s:i}", "config", d.config_path, "workers",
 	        (int)d.nworkers));
 	sl_state_restore_rollouts(&d);
+	sl_health_sync(&d, sl_route_current());
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
 	            "config %s",
 	    PACKAGE_VERSION, d.nworkers, conf->nlisteners, conf->nservices,
@@ -241,8 +253,10 @@ main(int argc, char **argv)
 
 	sl_ctl_sockets_stop(&d);
 	sl_ctl_rollouts_stop(&d);
+	sl_health_stop(&d);
 	sl_admin_stop(&d);
-	sl_workers_stop(d.workers, d.nworkers, SL_DRAIN_MS);
+	sl_workers_stop(d.workers, d.nworkers,
+	    sl_route_current()->conf->global.drain_timeout_ms);
 	sl_ctl_metrics_stop(&d);
 	sl_events_close(&d);
 	free(d.rt);

@@ -111,6 +111,7 @@ build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
 			v->servers[j].addr = vc->servers[j].addr;
 			v->servers[j].weight = vc->servers[j].weight;
 			v->servers[j].state = SL_SERVER_READY;
+			v->servers[j].healthy = true;
 			v->servers[j].id = registry_id(&server_names,
 			    &nserver_names, vc->servers[j].addr.text);
 			v->total_server_weight += vc->servers[j].weight;
@@ -138,6 +139,8 @@ build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
 	}
 }
 
+static void free_services(struct sl_route_table *t);
+
 /* Build a table that owns CONF. */
 struct sl_route_table *
 sl_route_build(struct sl_config *conf, char **errp)
@@ -157,6 +160,13 @@ sl_route_build(struct sl_config *conf, char **errp)
 		build_service(&t->services[i], &conf->services[i]);
 	t->nserver_ids = nserver_names;
 	t->nversion_ids = nversion_names;
+	if (nserver_names > SL_MAX_SERVER_IDS) {
+		*errp = sl_xasprintf(
+		    "more than %d distinct servers", SL_MAX_SERVER_IDS);
+		free_services(t);
+		free(t);
+		return NULL;
+	}
 	return t;
 }
 

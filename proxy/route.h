@@ -24,7 +24,8 @@
 
 #include "conf/conf.h"
 
-#define SL_BUCKETS 10000
+#define SL_BUCKETS        10000
+#define SL_MAX_SERVER_IDS 16384 /* distinct server addresses ever seen */
 
 struct sl_http_head;
 
@@ -38,6 +39,7 @@ struct sl_route_server {
 	uint32_t id;     /* process-wide server id, stable across tables */
 	uint32_t weight; /* 1..1000 */
 	enum sl_server_state state;
+	bool healthy;        /* active health checks (true without them) */
 	struct sl_addr addr; /* text shared with the config; not owned */
 };
 

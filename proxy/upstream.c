@@ -19,32 +19,24 @@
 #include <event2/event.h>
 
 #include "conf/log.h"
+#include "conf/xmalloc.h"
 #include "proxy/route.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
-/* Grow W's pool array so that every server id below N has a pool. Pools
- * are allocated one by one: their list heads must not move. */
-int
-sl_upstream_pools_grow(struct sl_worker *w, uint32_t n)
+/* Allocate W's pools for server ids below N (control thread, before the
+ * table naming them is published). */
+void
+sl_upstream_pools_prepare(struct sl_worker *w, uint32_t n)
 {
-	struct sl_pool **p;
 	uint32_t i;
 
-	if (n <= w->npools)
-		return 0;
-	p = realloc(w->pools, n * sizeof *p);
-	if (p == NULL)
-		return -1;
-	w->pools = p;
-	for (i = w->npools; i < n; i++) {
-		p[i] = calloc(1, sizeof **p);
-		if (p[i] == NULL)
-			return -1;
-		TAILQ_INIT(&p[i]->idle);
-		w->npools = i + 1;
+	for (i = 0; i < n && i < SL_MAX_SERVER_IDS; i++) {
+		if (w->pools[i] != NULL)
+			continue;
+		w->pools[i] = sl_xcalloc(1, sizeof *w->pools[i]);
+		TAILQ_INIT(&w->pools[i]->idle);
 	}
-	return 0;
 }
 
 /* A server's load relative to its weight: compare a/wa with b/wb. */
@@ -76,9 +68,22 @@ weighted_index(struct sl_worker *w, const struct sl_route_version *v)
 	return v->nservers - 1;
 }
 
-/* First ready server at or after index I (wrapping), or NULL. */
+const char *const sl_eject_reason_names[] = {
+    "", "connect failures", "resets", "timeouts", "5xx responses"};
+
+/* Can S take a new request: ready, healthy, not ejected, not excluded? */
+static bool
+available(struct sl_worker *w, const struct sl_route_server *s, uint64_t now,
+    uint32_t exclude_id)
+{
+	return s->state == SL_SERVER_READY && s->healthy &&
+	    s->id != exclude_id && w->pools[s->id]->ejected_until <= now;
+}
+
+/* First available server at or after index I (wrapping), or NULL. */
 static const struct sl_route_server *
-ready_from(const struct sl_route_version *v, size_t i)
+ready_from(struct sl_worker *w, const struct sl_route_version *v, size_t i,
+    uint64_t now, uint32_t exclude_id)
 {
 	size_t k;
 
@@ -86,27 +91,75 @@ ready_from(const struct sl_route_version *v, size_t i)
 		const struct sl_route_server *s =
 		    &v->servers[(i + k) % v->nservers];
 
-		if (s->state == SL_SERVER_READY)
+		if (available(w, s, now, exclude_id))
 			return s;
 	}
 	return NULL;
 }
 
-/* Least-loaded of two weighted random choices among ready servers. */
+/* Least-loaded of two weighted random choices among available servers. */
 const struct sl_route_server *
-sl_upstream_pick(struct sl_worker *w, const struct sl_route_version *v)
+sl_upstream_pick(struct sl_worker *w, const struct sl_route_version *v,
+    uint64_t now, uint32_t exclude_id)
 {
 	const struct sl_route_server *a, *b;
 
 	if (v->nservers == 0)
 		return NULL;
-	a = ready_from(v, weighted_index(w, v));
+	a = ready_from(w, v, weighted_index(w, v), now, exclude_id);
 	if (a == NULL || v->nservers == 1)
 		return a;
-	b = ready_from(v, weighted_index(w, v));
+	b = ready_from(w, v, weighted_index(w, v), now, exclude_id);
 	if (b == NULL || b == a)
 		return a;
 	return less_loaded(w, a, b) ? a : b;
+}
+
+/* Servers of V this worker has ejected right now. */
+static size_t
+ejected_count(
+    struct sl_worker *w, const struct sl_route_version *v, uint64_t now)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < v->nservers; i++)
+		n += w->pools[v->servers[i].id]->ejected_until > now;
+	return n;
+}
+
+/* An attempt's outcome, for passive outlier ejection. */
+bool
+sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
+    const struct sl_route_server *srv, const struct sl_service_conf *sc,
+    enum sl_eject_reason failure, uint64_t now)
+{
+	struct sl_pool *p = w->pools[srv->id];
+	uint64_t penalty;
+	size_t cap;
+
+	if (failure == SL_EJECT_NONE) {
+		/* A success well after the last ejection forgives it. */
+		if (p->ejections > 0 &&
+		    now > p->ejected_until + (uint64_t)sc->eject_time_ms)
+			p->ejections = 0;
+		p->consec_failures = 0;
+		return false;
+	}
+	if (++p->consec_failures < sc->eject_after || sc->eject_after == 0)
+		return false;
+	/* Never eject more than eject_max of the version's servers. */
+	cap = v->nservers * sc->eject_max_pct / 100;
+	if (ejected_count(w, v, now) >= cap)
+		return false;
+	penalty = (uint64_t)sc->eject_time_ms
+	    << (p->ejections < 5 ? p->ejections : 5);
+	if (penalty > 300000)
+		penalty = 300000;
+	__atomic_store_n(&p->ejected_until, now + penalty, __ATOMIC_RELAXED);
+	p->eject_reason = (uint8_t)failure;
+	p->ejections++;
+	p->consec_failures = 0;
+	return true;
 }
 
 /* An idle connection heard from its origin: it can't be reused. */
@@ -224,7 +277,7 @@ sl_upstream_close_idle(struct sl_worker *w)
 	uint32_t i;
 	struct sl_upstream *up;
 
-	for (i = 0; i < w->npools; i++) {
+	for (i = 0; i < SL_MAX_SERVER_IDS && w->pools[i] != NULL; i++) {
 		while ((up = TAILQ_FIRST(&w->pools[i]->idle)) != NULL) {
 			TAILQ_REMOVE(&w->pools[i]->idle, up, idle_link);
 			w->pools[i]->nidle--;

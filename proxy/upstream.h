@@ -14,6 +14,7 @@ struct sl_conn;
 struct sl_route_server;
 struct sl_route_version;
 struct sl_worker;
+struct sl_service_conf;
 
 struct sl_upstream {
 	struct bufferevent *bev;
@@ -26,19 +27,47 @@ struct sl_upstream {
 
 TAILQ_HEAD(sl_upstream_list, sl_upstream);
 
-/* Per worker, per server: idle connections and load. */
+/* Per worker, per server: idle connections, load, and passive health. */
 struct sl_pool {
 	struct sl_upstream_list idle;
 	uint32_t nidle;
-	uint32_t active; /* requests in flight from this worker */
+	uint32_t active;          /* requests in flight from this worker */
+	uint32_t consec_failures; /* failed attempts in a row */
+	uint32_t ejections;       /* times ejected, for the growing penalty */
+	uint64_t ejected_until;   /* monotonic ms; read by the control thread */
+	uint8_t eject_reason; /* enum sl_eject_reason of the last ejection */
 };
+
+/* Why an attempt on a server failed (passive outlier detection). */
+enum sl_eject_reason {
+	SL_EJECT_NONE = 0,
+	SL_EJECT_CONNECT, /* connect refused or timed out */
+	SL_EJECT_RESET,   /* closed or reset before the response */
+	SL_EJECT_TIMEOUT, /* response timeout */
+	SL_EJECT_5XX,     /* 5xx responses */
+};
+
+/* Names of enum sl_eject_reason, for show service. */
+extern const char *const sl_eject_reason_names[];
+
+/*
+ * Report the outcome of an attempt on SRV of version V (service settings
+ * SC): a failure counts toward ejection, a success clears the count. NOW
+ * is monotonic ms. Returns true when this failure ejected the server.
+ */
+bool sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
+    const struct sl_route_server *srv, const struct sl_service_conf *sc,
+    enum sl_eject_reason failure, uint64_t now);
 
 /*
  * Pick a server of V: weighted, least-loaded of two random choices among
- * the servers that are ready. Returns NULL when none is available.
+ * the servers that are ready, healthy and not ejected at NOW (monotonic
+ * ms), other than EXCLUDE_ID. Returns NULL when none is available.
  */
-const struct sl_route_server *sl_upstream_pick(
-    struct sl_worker *w, const struct sl_route_version *v);
+const struct sl_route_server *sl_upstream_pick(struct sl_worker *w,
+    const struct sl_route_version *v, uint64_t now, uint32_t exclude_id);
+
+#define SL_NO_SERVER UINT32_MAX /* exclude_id that excludes nothing */
 
 /*
  * Get a connection to SRV: an idle pooled one (*REUSED = true) or a new
@@ -58,8 +87,9 @@ void sl_upstream_release(struct sl_upstream *up, bool reusable,
 /* Close a connection now (never reused). Takes ownership. */
 void sl_upstream_free(struct sl_upstream *up);
 
-/* Make sure W has pools for every server id below N (worker thread). */
-int sl_upstream_pools_grow(struct sl_worker *w, uint32_t n);
+/* Allocate W's pools for every server id below N (control thread, before
+ * publishing a table that names them). */
+void sl_upstream_pools_prepare(struct sl_worker *w, uint32_t n);
 
 /* Close every idle connection of W (stop). */
 void sl_upstream_close_idle(struct sl_worker *w);

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,9 +57,6 @@ sl_worker_hold_table(struct sl_worker *w)
 
 	if (t != w->table) {
 		w->table = t;
-		if (sl_upstream_pools_grow(w, t->nserver_ids) != 0)
-			sl_log_error(
-			    "worker %u: out of memory for pools", w->id);
 		publish_min_epoch(w);
 	}
 	for (i = 0; i < w->nheld; i++) {
@@ -167,8 +165,26 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 	size_t i;
 
 	w->stopping = true;
-	for (i = 0; i < w->nlisteners; i++)
+	for (i = 0; i < w->nlisteners; i++) {
+		evutil_socket_t lfd = evconnlistener_get_fd(w->listeners[i]);
+		struct sockaddr_storage ss;
+		socklen_t len;
+		int cfd;
+
+		/* Closing a SO_REUSEPORT socket resets the connections in its
+		 * accept queue: take them first, they are served normally. */
+		evconnlistener_disable(w->listeners[i]);
+		for (;;) {
+			len = sizeof ss;
+			cfd = accept4(lfd, (struct sockaddr *)&ss, &len,
+			    SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (cfd < 0)
+				break;
+			sl_conn_accept(w, cfd, (struct sockaddr *)&ss, (int)len,
+			    w->listener_args[i].tls);
+		}
 		evconnlistener_free(w->listeners[i]);
+	}
 	w->nlisteners = 0;
 	sl_upstream_close_idle(w);
 	sl_conn_close_idle(w);
@@ -278,6 +294,7 @@ sl_workers_prepare_table(
 		sl_fatal(
 		    0, "more than %d service versions", SL_MAX_VERSION_IDS);
 	for (i = 0; i < n; i++) {
+		sl_upstream_pools_prepare(ws[i], t->nserver_ids);
 		for (id = 0; id < t->nversion_ids; id++) {
 			if (ws[i]->vstats[id] == NULL)
 				ws[i]->vstats[id] =
@@ -362,9 +379,8 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			sl_conn_reap(w);
 			sl_upstream_close_idle(w);
 		}
-		for (k = 0; k < w->npools; k++)
+		for (k = 0; k < SL_MAX_SERVER_IDS; k++)
 			free(w->pools[k]);
-		free(w->pools);
 		for (k = 0; k < SL_MAX_VERSION_IDS; k++)
 			free(w->vstats[k]);
 		sl_http_head_free(w->scratch_head);

@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 
 #include "analysis/stats.h"
+#include "proxy/route.h"
 
 struct event;
 struct event_base;
@@ -51,9 +52,10 @@ struct sl_worker {
 	size_t nheld;
 	uint64_t min_epoch; /* atomic: lowest epoch held; read by control */
 
-	/* Upstream pools, indexed by server id (grown by this worker). */
-	struct sl_pool **pools;
-	uint32_t npools;
+	/* Upstream pools, indexed by server id. Allocated by the control
+	 * thread before it publishes a table naming the id; never moved, so
+	 * the control thread may read them (relaxed) for show service. */
+	struct sl_pool *pools[SL_MAX_SERVER_IDS];
 
 	/* Counters: vstats[id] are allocated by the control thread before it
 	 * publishes a table that uses the id. */
@@ -61,6 +63,7 @@ struct sl_worker {
 	struct sl_wstats wstats;
 
 	uint64_t rng;
+	uint32_t retry_tokens; /* hundredths of a retry, see conn.c */
 	struct sl_http_head *scratch_head;
 	char *scratch;
 	size_t scratch_size;

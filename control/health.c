@@ -1,0 +1,314 @@
+/*
+ * health.c — active HTTP health checks, run from the control thread.
+ *
+ * Each server of a service with health_path gets a checker: every
+ * health_interval it sends "GET health_path" on a new connection and
+ * reads the status line. health_fall failures in a row take the server
+ * down, health_rise successes bring it back; each change publishes a new
+ * routing table (the server's `healthy` flag), so workers see it at their
+ * next request, and is recorded as an event. Servers start up.
+ *
+ * Checkers are keyed by server id (stable across reloads), so a reload
+ * keeps what is known about each server.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/route.h"
+
+struct sl_health {
+	struct sl_ctl *ctl;
+	uint32_t server_id;
+	char addr_text[128];
+	char service[64];
+	char version[64];
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char *request; /* the check's request bytes */
+	uint32_t interval_ms, timeout_ms, rise, fall;
+	uint16_t status_min, status_max;
+	struct event *timer;
+	struct bufferevent *bev; /* the check in flight */
+	uint32_t ok_in_row, fail_in_row;
+	bool down;
+	char why[128]; /* last failure */
+	bool seen;     /* still configured after the last sync */
+};
+
+static void health_check_start(struct sl_health *h);
+
+/* The checker for server ID, or NULL. */
+static struct sl_health *
+find(struct sl_ctl *ctl, uint32_t id)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nhealth; i++) {
+		if (ctl->health[i]->server_id == id)
+			return ctl->health[i];
+	}
+	return NULL;
+}
+
+/* Copy the healthy flags of every checker into table T (unpublished). */
+void
+sl_health_apply(struct sl_ctl *ctl, struct sl_route_table *t)
+{
+	size_t i, j, k;
+
+	for (i = 0; i < t->nservices; i++) {
+		for (j = 0; j < t->services[i].nversions; j++) {
+			struct sl_route_version *v =
+			    &t->services[i].versions[j];
+
+			for (k = 0; k < v->nservers; k++) {
+				struct sl_health *h =
+				    find(ctl, v->servers[k].id);
+
+				v->servers[k].healthy = h == NULL || !h->down;
+			}
+		}
+	}
+}
+
+/* A check ended: count it, and publish a change of state. */
+static void
+check_done(struct sl_health *h, bool ok, const char *why)
+{
+	struct sl_ctl *ctl = h->ctl;
+	struct sl_route_table *t;
+	char msg[512];
+	bool was_down = h->down;
+
+	if (h->bev != NULL) {
+		bufferevent_free(h->bev);
+		h->bev = NULL;
+	}
+	if (ok) {
+		h->fail_in_row = 0;
+		h->ok_in_row++;
+		if (h->down && h->ok_in_row >= h->rise)
+			h->down = false;
+	} else {
+		snprintf(h->why, sizeof h->why, "%s", why);
+		h->ok_in_row = 0;
+		h->fail_in_row++;
+		if (!h->down && h->fail_in_row >= h->fall)
+			h->down = true;
+	}
+	if (h->down == was_down)
+		return;
+	t = sl_route_clone(sl_route_current());
+	sl_health_apply(ctl, t);
+	sl_ctl_publish(ctl, t);
+	if (h->down)
+		snprintf(msg, sizeof msg,
+		    "health: %s/%s %s down after %u failed checks: %s",
+		    h->service, h->version, h->addr_text, h->fail_in_row,
+		    h->why);
+	else
+		snprintf(msg, sizeof msg,
+		    "health: %s/%s %s up after %u good checks", h->service,
+		    h->version, h->addr_text, h->ok_in_row);
+	sl_event(ctl, NULL, msg, NULL, NULL);
+}
+
+static void
+check_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct sl_health *h = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	unsigned status;
+	char why[64];
+
+	line = evbuffer_readln(in, NULL, EVBUFFER_EOL_CRLF);
+	if (line == NULL) {
+		if (evbuffer_get_length(in) > 4096)
+			check_done(h, false, "status line too long");
+		return;
+	}
+	if (sscanf(line, "HTTP/1.%*1d %3u", &status) != 1) {
+		free(line);
+		check_done(h, false, "not an HTTP response");
+		return;
+	}
+	free(line);
+	if (status >= h->status_min && status <= h->status_max) {
+		check_done(h, true, NULL);
+		return;
+	}
+	snprintf(why, sizeof why, "status %u", status);
+	check_done(h, false, why);
+}
+
+static void
+check_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct sl_health *h = arg;
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (what & BEV_EVENT_TIMEOUT)
+		check_done(h, false, "timeout");
+	else if (what & BEV_EVENT_EOF)
+		check_done(h, false, "closed before a status line");
+	else
+		check_done(h, false,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* Send one check. */
+static void
+health_check_start(struct sl_health *h)
+{
+	struct timeval tv;
+
+	if (h->bev != NULL)
+		return; /* the previous check is still running */
+	h->bev =
+	    bufferevent_socket_new(h->ctl->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (h->bev == NULL)
+		return;
+	tv.tv_sec = h->timeout_ms / 1000;
+	tv.tv_usec = (h->timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(h->bev, &tv, &tv);
+	bufferevent_setcb(h->bev, check_read_cb, NULL, check_event_cb, h);
+	bufferevent_enable(h->bev, EV_READ | EV_WRITE);
+	evbuffer_add(
+	    bufferevent_get_output(h->bev), h->request, strlen(h->request));
+	if (bufferevent_socket_connect(
+	        h->bev, (struct sockaddr *)&h->ss, (int)h->sslen) != 0)
+		check_done(h, false, "cannot connect");
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	health_check_start(arg);
+}
+
+static void
+health_free(struct sl_health *h)
+{
+	if (h->bev != NULL)
+		bufferevent_free(h->bev);
+	if (h->timer != NULL)
+		event_free(h->timer);
+	free(h->request);
+	free(h);
+}
+
+/*
+ * Make the checkers match table T: one per server of every service with a
+ * health_path; keep the state of servers already checked, drop the rest.
+ */
+void
+sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
+{
+	size_t i, j, k, n;
+
+	for (i = 0; i < ctl->nhealth; i++)
+		ctl->health[i]->seen = false;
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_route_service *svc = &t->services[i];
+		const struct sl_service_conf *sc = svc->conf;
+
+		if (sc->health_path == NULL)
+			continue;
+		for (j = 0; j < svc->nversions; j++) {
+			const struct sl_route_version *v = &svc->versions[j];
+
+			for (k = 0; k < v->nservers; k++) {
+				const struct sl_route_server *s =
+				    &v->servers[k];
+				struct sl_health *h = find(ctl, s->id);
+				struct timeval tv;
+
+				if (h == NULL) {
+					h = sl_xcalloc(1, sizeof *h);
+					h->ctl = ctl;
+					h->server_id = s->id;
+					ctl->health = sl_xreallocarray(
+					    ctl->health, ctl->nhealth + 1,
+					    sizeof *ctl->health);
+					ctl->health[ctl->nhealth++] = h;
+				} else if (h->timer != NULL) {
+					event_free(h->timer);
+					free(h->request);
+				}
+				h->seen = true;
+				snprintf(h->addr_text, sizeof h->addr_text,
+				    "%s", s->addr.text);
+				snprintf(h->service, sizeof h->service, "%s",
+				    svc->name);
+				snprintf(h->version, sizeof h->version, "%s",
+				    v->name);
+				memcpy(&h->ss, &s->addr.ss, sizeof h->ss);
+				h->sslen = s->addr.len;
+				h->interval_ms = sc->health_interval_ms;
+				h->timeout_ms = sc->health_timeout_ms;
+				h->rise = sc->health_rise;
+				h->fall = sc->health_fall;
+				h->status_min = sc->health_status_min;
+				h->status_max = sc->health_status_max;
+				h->request = sl_xasprintf(
+				    "GET %s HTTP/1.1\r\nHost: %s\r\n"
+				    "User-Agent: sluice-health-check\r\n"
+				    "Connection: close\r\n\r\n",
+				    sc->health_path,
+				    sc->nhosts ? sc->hosts[0] : s->addr.text);
+				h->timer = event_new(
+				    ctl->base, -1, EV_PERSIST, timer_cb, h);
+				tv.tv_sec = h->interval_ms / 1000;
+				tv.tv_usec = (h->interval_ms % 1000) * 1000;
+				event_add(h->timer, &tv);
+			}
+		}
+	}
+	for (i = 0, n = 0; i < ctl->nhealth; i++) {
+		if (ctl->health[i]->seen)
+			ctl->health[n++] = ctl->health[i];
+		else
+			health_free(ctl->health[i]);
+	}
+	ctl->nhealth = n;
+}
+
+/* Stop and free every checker. */
+void
+sl_health_stop(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nhealth; i++)
+		health_free(ctl->health[i]);
+	free(ctl->health);
+	ctl->health = NULL;
+	ctl->nhealth = 0;
+}
+
+/* Health of server ID as JSON fields (into O). */
+void
+sl_health_json(struct sl_ctl *ctl, uint32_t id, json_t *o)
+{
+	struct sl_health *h = find(ctl, id);
+
+	if (h == NULL) {
+		json_object_set_new(o, "health", json_string("unchecked"));
+		return;
+	}
+	json_object_set_new(o, "health", json_string(h->down ? "down" : "up"));
+	if (h->why[0] != '\0')
+		json_object_set_new(
+		    o, "health_last_failure", json_string(h->why));
+}
