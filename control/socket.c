@@ -211,9 +211,10 @@ clear_stale(const char *path, bool takeover, char **errp)
 		return 0;
 	rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
 	close(fd);
-	if (rc == 0) {
+	if (rc == 0 && !takeover) {
 		*errp = sl_xasprintf("control socket %s is in use by another "
-		                     "process",
+		                     "process (to replace a running sluice, "
+		                     "start with --takeover)",
 		    path);
 		return -1;
 	}

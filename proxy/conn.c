@@ -92,8 +92,9 @@ struct sl_conn {
 	bool up_read_paused;
 	uint8_t req_method;
 	uint8_t req_minor;
-	uint32_t served;  /* requests started on this connection */
-	uint8_t attempts; /* upstream attempts for this request */
+	uint32_t served;        /* requests started on this connection */
+	uint64_t idle_since_ms; /* when it last became idle (keep-alive) */
+	uint8_t attempts;       /* upstream attempts for this request */
 
 	size_t scan, up_scan;
 	uint64_t head_start_ms;
@@ -380,6 +381,7 @@ next_request_or_close(struct sl_conn *c)
 		return;
 	}
 	c->state = CONN_IDLE;
+	c->idle_since_ms = now_ms();
 	c->scan = 0;
 	set_timeouts(
 	    c->bev, gconf(c)->keepalive_timeout_ms, gconf(c)->body_timeout_ms);
@@ -1511,18 +1513,24 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	bufferevent_enable(c->bev, EV_READ);
 }
 
-/* Close every connection that has no request in progress. */
+/*
+ * Close keep-alive connections idle between requests for at least
+ * GRACE_MS. Closing a connection the client is about to reuse races with
+ * its next request (it would see a reset), so while draining a busy
+ * connection is instead answered once more with "Connection: close". A
+ * connection that has not sent its first request yet is left to finish it
+ * (or to time out): it may have been accepted from the queue a moment ago.
+ */
 void
-sl_conn_close_idle(struct sl_worker *w)
+sl_conn_close_idle(struct sl_worker *w, uint64_t grace_ms)
 {
 	struct sl_conn *c, *next;
+	uint64_t now = now_ms();
 
 	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->state == CONN_IDLE ||
-		    (c->state == CONN_HEAD &&
-		        evbuffer_get_length(bufferevent_get_input(c->bev)) ==
-		            0))
+		if (c->state == CONN_IDLE && c->served > 0 &&
+		    now >= c->idle_since_ms + grace_ms)
 			conn_close(c);
 	}
 }

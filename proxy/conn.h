@@ -19,8 +19,8 @@ struct sl_worker;
 void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
     const struct sockaddr *addr, int addrlen, bool tls);
 
-/* Close connections that are idle between requests (stop, drain). */
-void sl_conn_close_idle(struct sl_worker *w);
+/* Close connections idle between requests for GRACE_MS or more (drain). */
+void sl_conn_close_idle(struct sl_worker *w, uint64_t grace_ms);
 
 /* Close every connection of W now (end of drain). */
 void sl_conn_close_all(struct sl_worker *w);

@@ -29,6 +29,10 @@
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
+/* While draining, keep-alive connections idle this long are closed; busy
+ * ones get "Connection: close" on their next response instead. */
+#define SL_DRAIN_IDLE_GRACE_MS 1000
+
 struct sl_listener_arg {
 	struct sl_worker *w;
 	bool tls;
@@ -151,7 +155,7 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_worker *w = arg;
 
-	sl_conn_close_idle(w);
+	sl_conn_close_idle(w, SL_DRAIN_IDLE_GRACE_MS);
 	if (w->nconns == 0)
 		event_base_loopbreak(w->base);
 }
@@ -187,7 +191,7 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	w->nlisteners = 0;
 	sl_upstream_close_idle(w);
-	sl_conn_close_idle(w);
+	sl_conn_close_idle(w, SL_DRAIN_IDLE_GRACE_MS);
 	if (w->nconns == 0) {
 		event_base_loopbreak(w->base);
 		return;

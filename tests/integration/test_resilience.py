@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Resilience: health checks take a dead origin out and bring it back,
+passive ejection removes a failing server, retries stay within a version,
+fallback = stable, reloads under load lose nothing, a bad reload keeps the
+old config, SIGTERM drains, a zero-downtime upgrade hands over, and the
+connection limit pauses accepting instead of failing."""
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (SLUICE, Origin, Sluice, check, config, done, free_port,
+                     wait_port)
+
+a = Origin("a")
+b = Origin("b")
+bad = Origin("bad", "--error-rate", "1.0", "--error-status", "500")
+good2 = Origin("good2")
+canary = Origin("canary")
+
+port = free_port()
+text = config(port, {
+    "health": {"path_prefix": "/h", "stable": "v1",
+               "health_path": "/__origin/stats", "health_interval": "200ms",
+               "health_timeout": "500ms", "health_rise": "2",
+               "health_fall": "2", "expose_version": "yes",
+               "eject_after": "0",
+               "versions": {"v1": ([a.addr, b.addr], 100)}},
+    "eject": {"path_prefix": "/e", "stable": "v1", "eject_after": "3",
+              "eject_time": "30s", "expose_version": "yes",
+              "versions": {"v1": ([bad.addr, good2.addr], 100)}},
+    "fb": {"path_prefix": "/f", "stable": "blue", "fallback": "stable",
+           "sticky": "header:X-User-Id", "expose_version": "yes",
+           "versions": {"blue": ([good2.addr], 0), "green": ([canary.addr], 100)}},
+}, workers=1, sluice_extra="retry_budget = 100%\n")
+sl = Sluice(text=text, port=port)
+
+
+def get(path, headers=None):
+    try:
+        return sl.get(path, headers=headers or {})
+    except (OSError, http.client.HTTPException) as e:
+        return 0, None, str(e).encode()
+
+
+def server(svc, addr):
+    r = sl.ctl("show service %s" % svc)["service"]
+    for v in r["versions"]:
+        for s in v["servers"]:
+            if s["address"] == addr:
+                return s
+    return None
+
+
+# --- Passive ejection: 'bad' answers 500 to everything.
+codes = [get("/e/x")[0] for _ in range(12)]
+s = server("eject", bad.addr)
+check(s.get("ejected_because") == "5xx responses" and s["ejected_for"] > 20,
+      "a server failing 3 times in a row is ejected (%r)" % s)
+bad.reset()
+good2.reset()
+codes = [get("/e/y")[0] for _ in range(20)]
+check(codes == [200] * 20 and bad.stats()["requests"] == 0,
+      "while ejected it gets no traffic: 20 of 20 requests 200 from the other")
+check(server("eject", good2.addr).get("ejected_for") is None,
+      "the cap (50%) keeps the last healthy server in")
+
+# --- Active health checks: kill 'a', traffic continues on 'b'.
+time.sleep(0.5)
+check(server("health", a.addr)["health"] == "up", "health: a starts up")
+errors = 0
+a.stop()
+for i in range(60):
+    st, r, body = get("/h/x")
+    if st != 200:
+        errors += 1
+    time.sleep(0.02)
+check(errors == 0, "origin killed: 60 requests, %d errors (retries on the "
+      "other server of the same version)" % errors)
+s = server("health", a.addr)
+check(s["health"] == "down" and s.get("health_last_failure"),
+      "health: a is down (%s)" % s.get("health_last_failure"))
+b.reset()
+for i in range(20):
+    get("/h/y")
+check(b.stats()["requests"] == 20, "all traffic goes to b while a is down")
+a.start()
+deadline = time.time() + 5
+while time.time() < deadline and server("health", a.addr)["health"] != "up":
+    time.sleep(0.1)
+check(server("health", a.addr)["health"] == "up",
+      "a is re-admitted after health_rise good checks")
+a.reset()
+for i in range(40):
+    get("/h/z")
+check(a.stats()["requests"] > 0, "and receives traffic again (%d of 40)"
+      % a.stats()["requests"])
+evs = sl.ctl("show events 200")["events"]
+check(any(e["command"].startswith("health: health/v1 %s down" % a.addr)
+          for e in evs) and
+      any(e["command"].startswith("health: health/v1 %s up" % a.addr)
+          for e in evs), "down and up are recorded as events")
+
+# --- fallback = stable: the canary's only server in maintenance.
+check(sl.ctl("set server fb green %s maint" % canary.addr)["ok"],
+      "canary server in maintenance")
+st, r, body = get("/f/x", {"X-User-Id": "u1"})
+check(st == 200 and r.getheader("X-Sluice-Version") == "blue",
+      "fallback = stable: the canary user is served by stable")
+stats = sl.ctl("show stats fb")["versions"]
+check(stats["green"]["upstream_errors"]["no_server"] >= 1 and
+      stats["green"]["errors"] >= 1,
+      "and the canary counts it as a failure (for the analyzer)")
+
+# --- Reload under load: zero failed requests, runtime weights kept.
+check(sl.ctl("set weights fb blue=30 green=70")["ok"], "runtime weights 30/70")
+stop = threading.Event()
+failures = []
+done_requests = [0]
+
+
+def load():
+    c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=10)
+    while not stop.is_set():
+        try:
+            c.request("GET", "/h/load")
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                failures.append(r.status)
+            done_requests[0] += 1
+        except (OSError, http.client.HTTPException) as e:
+            failures.append(str(e))
+            c.close()
+            c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=10)
+
+
+threads = [threading.Thread(target=load) for _ in range(4)]
+for t in threads:
+    t.start()
+for i in range(5):
+    time.sleep(0.3)
+    os.kill(sl.proc.pid, signal.SIGHUP)
+time.sleep(0.5)
+stop.set()
+for t in threads:
+    t.join()
+check(failures == [] and done_requests[0] > 100,
+      "5 reloads under load: %d requests, %d failed" % (done_requests[0],
+                                                       len(failures)))
+w = {v["name"]: v["weight"] for v in
+     sl.ctl("show service fb")["service"]["versions"]}
+check(w == {"blue": 30.0, "green": 70.0}, "runtime weights survive reloads")
+
+# --- A bad reload keeps the old config.
+good_text = open(sl.path).read()
+sl.write(good_text + "\n[service:broken]\nstable = nope\n")
+os.kill(sl.proc.pid, signal.SIGHUP)
+time.sleep(0.5)
+st, r, body = get("/h/after-bad-reload")
+check(st == 200, "after a bad reload the old config keeps serving")
+check("reload refused" in sl.logtext() and "broken" in sl.logtext(),
+      "the bad reload is logged with the reason")
+sl.write(good_text)
+
+# --- SIGTERM with slow requests in flight: they complete, exit 0.
+results = []
+
+
+def slow(i):
+    results.append(get("/h/slow?delay=1500")[0])
+
+
+threads = [threading.Thread(target=slow, args=(i,)) for i in range(3)]
+for t in threads:
+    t.start()
+time.sleep(0.4)
+t0 = time.time()
+sl.proc.send_signal(signal.SIGTERM)
+for t in threads:
+    t.join()
+code = sl.proc.wait(20)
+check(results == [200, 200, 200], "SIGTERM: 3 slow in-flight requests "
+      "complete (%r)" % results)
+check(code == 0, "then sluice exits 0")
+
+# --- Zero-downtime upgrade: a second sluice with --takeover on the same
+# port, then SIGTERM the first: no failed requests.
+sl.start()
+stop.clear()
+failures.clear()
+done_requests[0] = 0
+threads = [threading.Thread(target=load) for _ in range(4)]
+for t in threads:
+    t.start()
+time.sleep(0.5)
+log2 = open(sl.logpath + ".2", "ab")
+new = subprocess.Popen([SLUICE, "--takeover", "-c", sl.path], stdout=log2,
+                       stderr=log2)
+time.sleep(1.0)
+check(new.poll() is None, "the new sluice starts beside the old one")
+old = sl.proc
+old.send_signal(signal.SIGTERM)
+check(old.wait(20) == 0, "the old sluice drains and exits 0")
+time.sleep(1.0)
+stop.set()
+for t in threads:
+    t.join()
+check(failures == [] and done_requests[0] > 100,
+      "upgrade under load: %d requests, %d failed (%r)"
+      % (done_requests[0], len(failures), failures[:3]))
+sl.proc = new
+r = sl.ctl("show services")
+check(r["ok"], "the control socket now belongs to the new sluice")
+
+# --- Connection limit: accepting pauses, nothing fails.
+sl.stop()
+text2 = text.replace("[sluice]\n", "[sluice]\nmax_connections = 3\n", 1)
+sl.write(text2)
+sl.start()
+held = []
+for i in range(3):
+    c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=5)
+    c.request("GET", "/h/hold")
+    c.getresponse().read()
+    held.append(c)
+result = []
+
+
+def fourth():
+    result.append(get("/h/fourth")[0])
+
+
+t = threading.Thread(target=fourth)
+t.start()
+time.sleep(1.0)
+check(result == [], "a 4th client waits while 3 connections are open")
+held[0].close()
+t.join(10)
+check(result == [200], "and is served once one closes (%r)" % result)
+_, m = None, sl.ctl("show stats health")
+import urllib.request  # noqa: E402
+check("max_connections reached" in sl.logtext(),
+      "reaching the limit is logged")
+for c in held[1:]:
+    c.close()
+check(sl.stop() == 0, "sluice exits 0")
+done()
