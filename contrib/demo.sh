@@ -1,77 +1,106 @@
 #!/usr/bin/env bash
-# The sluice demo: installs what is missing, builds, starts two demo origins
-# (blue, the stable version, and green, the canary) behind sluice with
-# conf/demo.ini, sends steady traffic from 5000 distinct users, and grows
-# the canary 10% -> 25% -> 50% -> 100% while showing live how requests
-# split. Each step is a config reload (SIGHUP), which is atomic for every
-# request and keeps every user's version sticky: users only ever move from
-# stable to the canary, never back.
+# The sluice demo: installs what is missing, builds, and runs a canary
+# rollout judged by sluice's embedded analyzer, twice:
+#
+#   1. green, a good build, grows 10% -> 25% -> 50% and is promoted;
+#   2. red, a bad build (5% of its requests fail), is reverted at once.
+#
+# Three demo origins (blue, green, red) sit behind sluice with
+# conf/demo.ini; 5000 users send steady traffic; `sluicectl watch` shows
+# the split, error rates and latencies live; the verdict and its evidence
+# are printed at the end of each rollout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 build="$top/build/demo"
 run=/tmp/sluice-demo
-step_seconds=${DEMO_STEP_SECONDS:-5}
 
 contrib/deps.sh
-if [ ! -x "$build/sluice" ] || [ ! -x "$build/tests/origin/sl-origin" ]; then
+if [ ! -x "$build/sluice" ] || [ ! -x "$build/sluicectl" ] ||
+	[ "$(find "$top/proxy" "$top/control" "$top/analysis" "$top/conf" -newer "$build/sluice" -name '*.[ch]' | head -1)" ]; then
 	echo "==> building sluice (build/demo)"
 	[ -x configure ] || autoreconf -fi >/dev/null 2>&1
 	mkdir -p "$build"
-	(cd "$build" && "$top/configure" -q >/dev/null && make -j"$(nproc)" >/dev/null)
+	(cd "$build" && { [ -f Makefile ] || "$top/configure" -q >/dev/null; } &&
+		make -j"$(nproc)" sluice sluicectl tests/origin/sl-origin >/dev/null)
 fi
 
-for port in 18080 18081 18082; do
+for port in 18080 18081 18082 18083 18091; do
 	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
 		echo "demo: port $port on 127.0.0.1 is in use; stop whatever listens there" >&2
 		exit 1
 	fi
 done
 
+rm -rf "$run"
 mkdir -p "$run"
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	[ -t 1 ] && printf '\033[?25h' # the cursor, if watch was interrupted
+	return 0
 }
 trap cleanup EXIT INT TERM
 
-"$build/tests/origin/sl-origin" --listen 127.0.0.1:18081 --name blue --latency 2 2>>"$run/origins.log" &
-pids+=($!)
-"$build/tests/origin/sl-origin" --listen 127.0.0.1:18082 --name green --latency 3 2>>"$run/origins.log" &
-pids+=($!)
-
-conf="$run/sluice.ini"
-set_weights() { # blue green
-	sed -e "/^\[version:shop\/blue\]/,/^\[/ s/^weight = .*/weight = $1/" \
-	    -e "/^\[version:shop\/green\]/,/^\[/ s/^weight = .*/weight = $2/" \
-	    "$top/conf/demo.ini" >"$conf.tmp"
-	mv "$conf.tmp" "$conf"
+origin() { # name port args...
+	local name=$1 port=$2
+	shift 2
+	"$build/tests/origin/sl-origin" --listen 127.0.0.1:$port --name $name "$@" 2>>"$run/origins.log" &
+	pids+=($!)
 }
-set_weights 90 10
-"$build/sluice" -t -c "$conf" >/dev/null
-"$build/sluice" -c "$conf" 2>>"$run/sluice.log" &
-spid=$!
-pids+=($spid)
+origin blue 18081 --latency 3 --jitter 2 --error-rate 0.001
+origin green 18082 --latency 3 --jitter 2 --error-rate 0.001
+origin red 18083 --latency 3 --jitter 2 --error-rate 0.05
+
+"$build/sluice" -c "$top/conf/demo.ini" 2>>"$run/sluice.log" &
+pids+=($!)
+export SLUICE_SOCKET=$run/control.sock
+ctl="$build/sluicectl"
 for _ in $(seq 50); do
-	(exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null && break
+	[ -S "$SLUICE_SOCKET" ] && "$ctl" show services >/dev/null 2>&1 && break
 	sleep 0.1
 done
 
-total=$((step_seconds * 4))
-echo "==> sluice on 127.0.0.1:18080: shop = blue (stable) + green (canary)"
-echo "==> traffic: 5000 users, 400 req/s for ${total}s; canary grows every ${step_seconds}s"
-python3 "$top/contrib/demo-load.py" 18080 "$total" 400 5000 &
-load=$!
-pids+=($load)
-for w in 25 50 100; do
-	sleep "$step_seconds"
-	set_weights $((100 - w)) "$w"
-	kill -HUP "$spid"
-	echo "---- canary green -> ${w}% (reload)"
-done
-wait "$load" || true
-kill -TERM "$spid"
-wait "$spid" && echo "==> sluice drained and exited 0"
-echo "==> outcome: green serves 100%; the 'users who switched' column counts users"
-echo "    moved from blue to green as the canary grew; none ever moved back."
+python3 "$top/contrib/demo-load.py" 18080 600 300 5000 >"$run/load.log" 2>&1 &
+pids+=($!)
+sleep 2
+
+rollout() { # version
+	local v=$1 watch rc=0
+	echo
+	echo "==> sluicectl rollout start shop $v"
+	"$ctl" rollout start shop "$v"
+	sleep 0.5
+	if [ -t 1 ]; then
+		"$ctl" watch shop --interval 1 &
+	else
+		"$ctl" watch shop --interval 2 --count 40 &
+	fi
+	watch=$!
+	"$ctl" rollout wait shop --timeout 120 >"$run/wait-$v.log" 2>&1 || rc=$?
+	kill "$watch" 2>/dev/null || true
+	wait "$watch" 2>/dev/null || true
+	echo
+	case $rc in
+	0) echo "==> $v PROMOTED: it is the stable version now, at 100%" ;;
+	1) echo "==> $v REVERTED by the analyzer: back to 0%, the stable version has 100%" ;;
+	*) echo "==> $v: rollout did not finish in time" ;;
+	esac
+	echo "---- evidence (sluicectl show rollout shop):"
+	"$ctl" show rollout shop | tail -n 12
+	echo "---- weights now:"
+	"$ctl" show services
+}
+
+echo "==> sluice on 127.0.0.1:18080 (admin http://127.0.0.1:18091/metrics), 300 req/s from 5000 users"
+"$ctl" show services
+rollout green
+rollout red
+
+echo
+echo "==> last events (sluicectl show events 6):"
+"$ctl" show events 6
+echo
+echo "==> demo done: green was promoted on evidence, red was reverted on evidence."
+echo "    Logs: $run/sluice.log, state: $run/state.ini"
