@@ -100,6 +100,7 @@ struct sl_rollout_conf {
 	double max_error_rate;	    /* fraction 0..1, default 0.01 */
 	double max_latency_ratio;   /* > 1.0, default 1.5 */
 	double latency_quantile;    /* (0,1), default 0.99 */
+	uint32_t guard_ms;	    /* blue/green guard after switch; 0 = off */
 	int line;
 };
 

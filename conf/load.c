@@ -434,6 +434,9 @@ static const struct key_def rollout_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "0.99",
         .parse = parse_quantile},
+    {.name = "guard",
+        .type = KEY_DURATION,
+        .offset = R(guard_ms)},
     {.name = NULL},
 };
 #undef R

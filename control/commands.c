@@ -152,6 +152,7 @@ sl_ctl_service_json(
 	json_object_set_new(
 	    o, "rollout", sl_ctl_rollout_json(ctl, svc->name, false));
 	json_object_set_new(o, "runtime_changes", json_boolean(rt->touched));
+	json_object_set_new(o, "guard", sl_ctl_guard_json(ctl, svc->name));
 	if (detail) {
 		json_t *hosts = json_array(), *keys = json_array();
 
@@ -481,6 +482,9 @@ cmd_switch(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 			return NULL;
 	}
 	svc = sl_route_service_by_name(sl_route_current(), argv[0]);
+	if (strcmp(prev, svc->versions[svc->stable].name) != 0)
+		sl_ctl_guard_start(
+		    cx->ctl, svc, prev, svc->versions[svc->stable].name);
 	return json_pack("{s:s,s:s,s:o}", "service", svc->name, "stable",
 	    svc->versions[svc->stable].name, "previous_stable",
 	    rt->previous_stable[0] ? json_string(rt->previous_stable)

@@ -30,6 +30,7 @@ struct sockaddr;
 struct sl_rollout;
 struct sl_rollout_run;
 struct sl_health;
+struct sl_guard;
 
 #define SL_EVENTS_MAX 1000
 
@@ -53,6 +54,7 @@ struct sl_svc_rt {
 	int64_t lock_expires;       /* wall-clock seconds */
 	struct sl_rollout_run *run; /* the latest rollout, live or ended */
 	char pending_rollout[300];  /* from the state file, until restored */
+	struct sl_guard *guard;     /* blue/green guard after a switch */
 };
 
 struct sl_ctl_socket;
@@ -200,6 +202,15 @@ void sl_health_stop(struct sl_ctl *ctl);
 
 /* "health" (up, down, unchecked) and the last failure of server ID. */
 void sl_health_json(struct sl_ctl *ctl, uint32_t id, json_t *o);
+
+/* --- blue/green guard (control/guard.c) --- */
+
+/* After a switch of SVC from PREVIOUS to VERSION: watch it for the
+ * service's guard period (no-op when guard is off). */
+void sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
+    const char *previous, const char *version);
+void sl_ctl_guard_end(struct sl_ctl *ctl, const char *svc);
+json_t *sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc);
 
 /* --- rollouts (control/rollouts.c) --- */
 

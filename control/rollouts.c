@@ -404,6 +404,7 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 	run = new_run(ctl, svc, version, stable, errp);
 	if (run == NULL)
 		return NULL;
+	sl_ctl_guard_end(ctl, svc->name); /* the rollout takes over */
 	run_free(rt->run);
 	rt->run = run;
 	snprintf(rt->lock_owner, sizeof rt->lock_owner, "%s", ROLLOUT_OWNER);
@@ -557,6 +558,7 @@ sl_ctl_rollouts_stop(struct sl_ctl *ctl)
 	for (i = 0; i < ctl->nrt; i++) {
 		run_free(ctl->rt[i].run);
 		ctl->rt[i].run = NULL;
+		sl_ctl_guard_end(ctl, ctl->rt[i].name);
 	}
 }
 

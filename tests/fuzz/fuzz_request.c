@@ -145,6 +145,7 @@ static void
 check_head(const char *b, size_t len, const struct sl_http_head *h)
 {
 	uint32_t i, j, nhost = 0, ncl = 0, nte = 0;
+	uint64_t cl_value = 0;
 
 	CHECK(!h->response);
 	CHECK(h->head_len == len);
@@ -185,10 +186,14 @@ check_head(const char *b, size_t len, const struct sl_http_head *h)
 		case SL_HDR_CONTENT_LENGTH:
 			ncl++;
 			CHECK(x->value_len > 0);
+			cl_value = 0;
 			for (j = 0; j < x->value_len; j++) {
 				char c = b[x->value_off + j];
 
 				CHECK(c >= '0' && c <= '9');
+				if (cl_value <= (UINT64_MAX - 9) / 10)
+					cl_value = cl_value * 10 +
+					    (uint64_t)(c - '0');
 			}
 			break;
 		case SL_HDR_TRANSFER_ENCODING:
@@ -208,7 +213,14 @@ check_head(const char *b, size_t len, const struct sl_http_head *h)
 	/* The smuggling rule: one framing, never both. */
 	CHECK(!(nte > 0 && ncl > 0));
 	CHECK(!((h->flags & F_CHUNKED) && (h->flags & F_CONTENT_LENGTH)));
+	/* sluice's view of the framing is llhttp's: a header it took for
+	 * Transfer-Encoding: chunked frames the body as chunked, and the
+	 * Content-Length llhttp uses is the one header sluice saw. */
 	CHECK(nte == 0 || (h->flags & F_CHUNKED));
+	CHECK(!(h->flags & F_CHUNKED) || nte == 1);
+	CHECK(!(h->flags & F_CONTENT_LENGTH) || ncl == 1);
+	CHECK(ncl == 0 || (h->flags & F_CONTENT_LENGTH));
+	CHECK(ncl == 0 || h->content_length == cl_value);
 	CHECK(nte == 0 || h->minor >= 1);
 	CHECK(!h->has_body || (h->flags & (F_CHUNKED | F_CONTENT_LENGTH)));
 	/* No bare CR or LF in an accepted head. */

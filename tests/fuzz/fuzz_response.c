@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
@@ -117,6 +118,20 @@ ref_scan(struct evbuffer *in)
 	return end;
 }
 
+/* Does a Transfer-Encoding value end with the coding "chunked"? */
+static bool
+ends_with_chunked(const char *v, size_t n)
+{
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	if (n < 7 || strncasecmp(v + n - 7, "chunked", 7) != 0)
+		return false;
+	n -= 7;
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	return n == 0 || v[n - 1] == ',';
+}
+
 /* Structural promises of an accepted response head. */
 static void
 check_head(const char *b, size_t len, const struct sl_http_head *h, int method)
@@ -134,6 +149,12 @@ check_head(const char *b, size_t len, const struct sl_http_head *h, int method)
 		CHECK(x->name_len > 0);
 		CHECK((uint64_t)x->name_off + x->name_len <= h->head_len);
 		CHECK((uint64_t)x->value_off + x->value_len <= h->head_len);
+		/* The head is forwarded with values as parsed (trailing
+		 * whitespace trimmed): a value that reads as chunked there
+		 * must have framed the body as chunked here. */
+		if (h->kinds[i] == SL_HDR_TRANSFER_ENCODING &&
+		    ends_with_chunked(b + x->value_off, x->value_len))
+			CHECK((h->flags & F_CHUNKED) || !h->has_body);
 	}
 	if (method == HTTP_HEAD || h->status == 204 || h->status == 304 ||
 	    h->status < 200)

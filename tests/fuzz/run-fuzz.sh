@@ -47,7 +47,14 @@ build=$(cd "$build" 2>/dev/null && pwd) || {
 	exit 2
 }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sl-fuzz.XXXXXX") || exit 2
+# Scratch space on tmpfs when there is one: fuzz_control writes (and
+# fsyncs) its state file after every change, three times faster there.
+tmp=${TMPDIR:-}
+if [ -z "$tmp" ]; then
+	tmp=/tmp
+	[ -d /dev/shm ] && [ -w /dev/shm ] && tmp=/dev/shm
+fi
+work=$(mktemp -d "$tmp/sl-fuzz.XXXXXX") || exit 2
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 

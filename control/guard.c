@@ -1,0 +1,215 @@
+/*
+ * guard.c — the blue/green guard: after `switch SVC VERSION`, for `guard`
+ * seconds (a [rollout:SVC] key), the analyzer compares the new stable
+ * version with how the previous one behaved just before the switch, and
+ * switches back on its own if the new one is worse.
+ *
+ * The baseline is the previous stable's numbers over the last `guard`
+ * seconds before the switch (at most the 600 s the time windows keep);
+ * the new version is judged on everything it served since the switch, every
+ * `interval`, with the same sequential tests as a rollout (so looking often
+ * does not inflate false alarms). A FAIL switches back at once; a guard
+ * that ends without one is recorded as passed. The guard lives in memory
+ * only: a restart during the guard period ends it (with the switch kept).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "analysis/verdict.h"
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+#include "proxy/route.h"
+
+struct sl_guard {
+	struct sl_ctl *ctl;
+	char service[64];
+	char version[64];  /* the new stable */
+	char previous[64]; /* the one switched away from */
+	uint32_t version_id;
+	int64_t started, until;
+	char state[16]; /* watching, passed, switched_back, ended */
+	struct sl_verdict_params params;
+	struct sl_verdict_seq *seq;
+	struct sl_vstats baseline;  /* previous stable, before the switch */
+	struct sl_vstats at_switch; /* new version's totals at the switch */
+	struct sl_judgement last;
+	bool have_last;
+	struct event *tick;
+};
+
+static void
+guard_stop(struct sl_guard *g)
+{
+	if (g->tick != NULL)
+		event_free(g->tick);
+	g->tick = NULL;
+	sl_verdict_seq_free(g->seq);
+	g->seq = NULL;
+}
+
+/* Switch the service back to the previous stable version. */
+static void
+switch_back(struct sl_guard *g)
+{
+	struct sl_route_table *cur = sl_route_current(), *t;
+	struct sl_route_service *svc =
+	    sl_route_service_by_name(cur, g->service);
+	struct sl_svc_rt *rt = sl_ctl_rt(g->ctl, g->service);
+	uint32_t weights[256];
+	char *err = NULL, msg[400];
+	int idx;
+
+	if (svc == NULL || svc->nversions > 256 ||
+	    (idx = sl_route_version_index(svc, g->previous)) < 0)
+		return;
+	memset(weights, 0, sizeof weights);
+	weights[idx] = SL_WEIGHT_TOTAL;
+	t = sl_route_with_weights(
+	    cur, (size_t)(svc - cur->services), weights, (size_t)idx, &err);
+	if (t == NULL) {
+		sl_log_error("guard %s: %s", g->service, err);
+		free(err);
+		return;
+	}
+	snprintf(
+	    rt->previous_stable, sizeof rt->previous_stable, "%s", g->version);
+	rt->touched = true;
+	if (sl_state_save(g->ctl, t, &err) != 0) {
+		sl_log_error("guard %s: %s", g->service, err);
+		free(err);
+		sl_route_free(t);
+		return;
+	}
+	sl_ctl_publish(g->ctl, t);
+	snprintf(msg, sizeof msg,
+	    "guard %s: switched back from %s to %s: %.200s", g->service,
+	    g->version, g->previous, g->last.summary);
+	sl_event(
+	    g->ctl, NULL, msg, NULL, sl_ctl_guard_json(g->ctl, g->service));
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_guard *g = arg;
+	static struct sl_vstats now_total, since;
+	struct sl_verdict_window base, cand;
+	int64_t now = (int64_t)time(NULL);
+	char msg[512];
+
+	sl_ctl_version_total(g->ctl, g->version_id, &now_total);
+	sl_vstats_sub(&since, &now_total, &g->at_switch);
+	base.requests = sl_vstats_responses(&g->baseline);
+	base.errors = sl_vstats_errors(&g->baseline);
+	base.latency = &g->baseline.latency;
+	cand.requests = sl_vstats_responses(&since);
+	cand.errors = sl_vstats_errors(&since);
+	cand.latency = &since.latency;
+	sl_verdict_judge(&g->params, g->seq, &base, &cand, &g->last);
+	g->have_last = true;
+	if (g->last.decision == SL_FAIL) {
+		snprintf(g->state, sizeof g->state, "switched_back");
+		guard_stop(g);
+		switch_back(g);
+		return;
+	}
+	if (now >= g->until) {
+		snprintf(g->state, sizeof g->state, "passed");
+		guard_stop(g);
+		snprintf(msg, sizeof msg,
+		    "guard %s: %s held for the guard "
+		    "period: %.200s",
+		    g->service, g->version, g->last.summary);
+		sl_event(g->ctl, NULL, msg, NULL,
+		    sl_ctl_guard_json(g->ctl, g->service));
+	}
+}
+
+/* Start guarding SVC after a switch from PREVIOUS to VERSION. */
+void
+sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
+    const char *previous, const char *version)
+{
+	const struct sl_rollout_conf *rc = &svc->conf->rollout;
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc->name);
+	struct sl_guard *g;
+	struct timeval tv;
+	uint32_t seconds;
+	int pi, vi;
+
+	sl_ctl_guard_end(ctl, svc->name);
+	if (rc->guard_ms == 0)
+		return;
+	pi = sl_route_version_index(svc, previous);
+	vi = sl_route_version_index(svc, version);
+	if (pi < 0 || vi < 0)
+		return;
+	g = sl_xcalloc(1, sizeof *g);
+	g->ctl = ctl;
+	snprintf(g->service, sizeof g->service, "%s", svc->name);
+	snprintf(g->version, sizeof g->version, "%s", version);
+	snprintf(g->previous, sizeof g->previous, "%s", previous);
+	g->version_id = svc->versions[vi].id;
+	g->started = (int64_t)time(NULL);
+	g->until = g->started + (rc->guard_ms + 999) / 1000;
+	snprintf(g->state, sizeof g->state, "watching");
+	sl_verdict_params_from_conf(&g->params, rc);
+	g->seq = sl_verdict_seq_new();
+	/* The previous stable's behaviour just before the switch. */
+	seconds = rc->guard_ms / 1000;
+	if (seconds < 10)
+		seconds = 10;
+	if (ctl->series[svc->versions[pi].id] != NULL) {
+		sl_ctl_harvest(ctl);
+		sl_series_window(
+		    ctl->series[svc->versions[pi].id], seconds, &g->baseline);
+	}
+	sl_ctl_version_total(ctl, g->version_id, &g->at_switch);
+	g->tick = event_new(ctl->base, -1, EV_PERSIST, tick_cb, g);
+	tv.tv_sec = rc->interval_ms / 1000;
+	tv.tv_usec = (rc->interval_ms % 1000) * 1000;
+	if (g->seq == NULL || g->tick == NULL || event_add(g->tick, &tv) != 0) {
+		guard_stop(g);
+		free(g);
+		return;
+	}
+	rt->guard = g;
+}
+
+/* End SVC's guard (a new switch, a rollout, shutdown). */
+void
+sl_ctl_guard_end(struct sl_ctl *ctl, const char *svc)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc);
+
+	if (rt->guard == NULL)
+		return;
+	guard_stop(rt->guard);
+	free(rt->guard);
+	rt->guard = NULL;
+}
+
+/* The guard of SVC as JSON (null when none). */
+json_t *
+sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc);
+	struct sl_guard *g = rt->guard;
+	json_t *o;
+
+	if (g == NULL)
+		return json_null();
+	o = json_pack("{s:s,s:s,s:s,s:s}", "version", g->version, "previous",
+	    g->previous, "state", g->state, "until", sl_ctl_isotime(g->until));
+	json_object_set_new(o, "baseline_requests",
+	    json_integer((json_int_t)sl_vstats_responses(&g->baseline)));
+	json_object_set_new(o, "last_verdict",
+	    g->have_last ? json_string(g->last.summary) : json_null());
+	return o;
+}
