@@ -1,0 +1,176 @@
+/*
+ * test_conf_keys.c — the config keys added for the control socket,
+ * measurement, resilience and the blue/green guard: defaults, parsing and
+ * every error with its file:line.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "conf/conf.h"
+#include "conf/xmalloc.h"
+
+#define BASE                                                                   \
+	"[listener:main]\nbind = 127.0.0.1:8080\n"                             \
+	"[version:s/blue]\nservers = 127.0.0.1:9000\n"
+
+/* Load BASE plus a [sluice] and a [service:s] body. */
+static struct sl_config *
+load(const char *sluice, const char *service, const char *rollout, char **err)
+{
+	char *text =
+	    sl_xasprintf("[sluice]\n%s" BASE "[service:s]\nstable = blue\n%s"
+	                 "[rollout:s]\n%s",
+	        sluice, service, rollout);
+	struct sl_config *c;
+
+	*err = NULL;
+	c = sl_conf_load_string("t.ini", text, err);
+	free(text);
+	return c;
+}
+
+static void
+test_defaults(void **state)
+{
+	char *err;
+	struct sl_config *c = load("", "", "", &err);
+	const struct sl_service_conf *s;
+
+	assert_non_null(c);
+	assert_int_equal(c->global.control_mode, 0600);
+	assert_null(c->global.control_socket_ro);
+	assert_null(c->global.control_group);
+	assert_null(c->global.event_log);
+	assert_true(c->global.measure);
+	assert_int_equal(c->global.drain_timeout_ms, 10000);
+	assert_int_equal(c->global.retries, 1);
+	assert_int_equal(c->global.retry_budget_pct, 20);
+	s = &c->services[0];
+	assert_null(s->health_path);
+	assert_int_equal(s->health_interval_ms, 5000);
+	assert_int_equal(s->health_timeout_ms, 2000);
+	assert_int_equal(s->health_rise, 2);
+	assert_int_equal(s->health_fall, 3);
+	assert_int_equal(s->health_status_min, 200);
+	assert_int_equal(s->health_status_max, 399);
+	assert_int_equal(s->eject_after, 5);
+	assert_int_equal(s->eject_time_ms, 10000);
+	assert_int_equal(s->eject_max_pct, 50);
+	assert_false(s->fallback_stable);
+	assert_int_equal(s->rollout.guard_ms, 0);
+	sl_conf_free(c);
+}
+
+static void
+test_values(void **state)
+{
+	char *err;
+	struct sl_config *c = load(
+	    "control_socket_ro = /tmp/ro.sock\ncontrol_mode = 0660\n"
+	    "control_group = adm\nevent_log = /tmp/ev.jsonl\nmeasure = no\n"
+	    "drain_timeout = 30s\nretries = 2\nretry_budget = 5%\n",
+	    "health_path = /ping\nhealth_interval = 250ms\n"
+	    "health_timeout = 1s\nhealth_rise = 1\nhealth_fall = 4\n"
+	    "health_status = 2xx\neject_after = 0\neject_time = 1m\n"
+	    "eject_max = 30\nfallback = stable\n",
+	    "guard = 5m\n", &err);
+	const struct sl_service_conf *s;
+
+	assert_non_null(c);
+	assert_string_equal(c->global.control_socket_ro, "/tmp/ro.sock");
+	assert_int_equal(c->global.control_mode, 0660);
+	assert_string_equal(c->global.control_group, "adm");
+	assert_string_equal(c->global.event_log, "/tmp/ev.jsonl");
+	assert_false(c->global.measure);
+	assert_int_equal(c->global.drain_timeout_ms, 30000);
+	assert_int_equal(c->global.retries, 2);
+	assert_int_equal(c->global.retry_budget_pct, 5);
+	s = &c->services[0];
+	assert_string_equal(s->health_path, "/ping");
+	assert_int_equal(s->health_interval_ms, 250);
+	assert_int_equal(s->health_rise, 1);
+	assert_int_equal(s->health_fall, 4);
+	assert_int_equal(s->health_status_min, 200);
+	assert_int_equal(s->health_status_max, 299);
+	assert_int_equal(s->eject_after, 0);
+	assert_int_equal(s->eject_time_ms, 60000);
+	assert_int_equal(s->eject_max_pct, 30);
+	assert_true(s->fallback_stable);
+	assert_int_equal(s->rollout.guard_ms, 300000);
+	sl_conf_free(c);
+
+	c = load("", "health_status = 204\n", "", &err);
+	assert_non_null(c);
+	assert_int_equal(c->services[0].health_status_min, 204);
+	assert_int_equal(c->services[0].health_status_max, 204);
+	sl_conf_free(c);
+	c = load("", "health_status = 200-299\n", "", &err);
+	assert_non_null(c);
+	assert_int_equal(c->services[0].health_status_max, 299);
+	sl_conf_free(c);
+}
+
+/* Each bad value is an error naming the file and the line. */
+static void
+test_errors(void **state)
+{
+	static const struct {
+		const char *sluice, *service, *rollout, *want;
+	} cases[] = {
+	    {"control_mode = 0644x\n", "", "", "t.ini:2: "},
+	    {"control_mode = 0400\n", "", "", "owner read and write"},
+	    {"control_mode = 1777\n", "", "", "invalid file mode"},
+	    {"control_socket_ro = /tmp/"
+	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+	        "", "", "too long"},
+	    {"measure = maybe\n", "", "", "t.ini:2: "},
+	    {"drain_timeout = 0\n", "", "", "drain_timeout"},
+	    {"retries = 4\n", "", "", "from 0 to 3"},
+	    {"retry_budget = 101%\n", "", "", "invalid percentage"},
+	    {"retry_budget = x\n", "", "", "invalid percentage"},
+	    {"", "health_status = 2yy\n", "", "invalid status"},
+	    {"", "health_status = 600\n", "", "invalid status"},
+	    {"", "health_status = 300-200\n", "", "invalid status"},
+	    {"", "health_rise = 0\n", "", "health_rise"},
+	    {"", "health_interval = soon\n", "", "invalid duration"},
+	    {"", "eject_max = 150\n", "", "invalid percentage"},
+	    {"", "fallback = canary\n", "", "none or stable"},
+	    {"", "", "guard = forever\n", "invalid duration"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *err;
+		struct sl_config *c = load(
+		    cases[i].sluice, cases[i].service, cases[i].rollout, &err);
+
+		if (c != NULL || err == NULL ||
+		    strstr(err, cases[i].want) == NULL ||
+		    strncmp(err, "t.ini:", 6) != 0)
+			fail_msg("case %zu: want '%s', got '%s'", i,
+			    cases[i].want, err ? err : "(no error)");
+		free(err);
+		sl_conf_free(c);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_values),
+	    cmocka_unit_test(test_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
