@@ -262,6 +262,26 @@ sl_ctl_stats_json(
 			    sl_ctl_version_json(&v, span, rv->weight / 100.0));
 		}
 		json_object_set_new(so, "versions", vo);
+		/* Each server's state (ready/drain/maint, health, ejection),
+		 * as in "show service". */
+		{
+			json_t *detail = sl_ctl_service_json(ctl, s, true);
+			json_t *dv = json_object_get(detail, "versions");
+			size_t k;
+			json_t *ent;
+
+			json_array_foreach(dv, k, ent)
+			{
+				json_t *target = json_object_get(vo,
+				    json_string_value(
+				        json_object_get(ent, "name")));
+
+				if (target != NULL)
+					json_object_set(target, "servers",
+					    json_object_get(ent, "servers"));
+			}
+			json_decref(detail);
+		}
 		json_object_set_new(services, s->name, so);
 	}
 	json_object_set_new(doc, "services", services);

@@ -84,6 +84,10 @@ check(errors == 0, "origin killed: 60 requests, %d errors (retries on the "
 s = server("health", a.addr)
 check(s["health"] == "down" and s.get("health_last_failure"),
       "health: a is down (%s)" % s.get("health_last_failure"))
+srv = {x["address"]: x for x in
+       sl.ctl("show stats health 5")["versions"]["v1"]["servers"]}
+check(srv[a.addr]["health"] == "down" and srv[b.addr]["health"] == "up",
+      "/stats (show stats) shows each server's health too")
 b.reset()
 for i in range(20):
     get("/h/y")

@@ -16,6 +16,7 @@ green_err = Origin("green-err", "--latency", "5", "--error-rate", "0.05",
                    "--seed", "7")
 green_slow = Origin("green-slow", "--latency", "15")
 green_ops = Origin("green-ops", "--latency", "5")
+green_down = Origin("green-down", "--latency", "5")
 
 ROLLOUT = """
 [rollout:%s]
@@ -39,8 +40,9 @@ port = free_port()
 text = config(port, {"ok": service("ok", green_ok),
                      "err": service("err", green_err),
                      "slow": service("slow", green_slow),
-                     "ops": service("ops", green_ops)})
-text += "".join(ROLLOUT % s for s in ("ok", "err", "slow"))
+                     "ops": service("ops", green_ops),
+                     "down": service("down", green_down)})
+text += "".join(ROLLOUT % s for s in ("ok", "err", "slow", "down"))
 # ops: long steps so that operator commands act on a running rollout
 text += ROLLOUT.replace("step_time = 2s", "step_time = 600s") % "ops"
 sl = Sluice(text=text, port=port)
@@ -65,7 +67,7 @@ def load(prefix, n):
 
 threads = [threading.Thread(target=load, args=(p, n), daemon=True)
            for n, p in enumerate(["/ok", "/ok", "/err", "/err", "/slow", "/slow",
-                                  "/ops"])]
+                                  "/ops", "/down"])]
 for t in threads:
     t.start()
 
@@ -97,7 +99,10 @@ check(not r["ok"] and "locked by 'alice'" in r["error"],
       "rollout start on a service locked by someone else is refused")
 check(sl.ctl("as alice unlock ok alice")["ok"], "alice unlocks")
 
-for svc in ("ok", "err", "slow", "ops"):
+# The canary's only server is in maintenance: its users get 503.
+check(sl.ctl("set server down green %s maint" % green_down.addr)["ok"],
+      "down: the canary's only server in maintenance")
+for svc in ("ok", "err", "slow", "ops", "down"):
     r = sl.ctl("rollout start %s green" % svc)
     check(r["ok"] and r["rollout"]["state"] == "running" and
           r["rollout"]["weight"] == 10.0,
@@ -146,6 +151,10 @@ check(last["decision"] == "fail" and any(
       "the failing verdict carries its evidence (numbers, threshold, p-value)")
 check(sl.ctl("show service err")["service"]["lock"] is None,
       "the revert released the lock")
+
+r = wait_final("down")
+check(r["state"] == "reverted",
+      "canary with every server down: reverted (%s)" % r["reason"])
 
 r = wait_final("slow")
 check(r["state"] == "reverted" and "latency" in r["reason"],
