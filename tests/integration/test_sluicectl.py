@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""sluicectl against the real daemon: every command succeeds with readable
+output and exit 0, each error path exits 1 with the daemon's reason on
+stderr, --json passes the reply through, --owner acts under locks."""
+
+import json
+import os
+import subprocess
+
+from harness import BUILD, Origin, Sluice, check, config, done, free_port
+
+CTL = os.path.join(BUILD, "sluicectl")
+blue = Origin("blue")
+green = Origin("green")
+port = free_port()
+sl = Sluice(text=config(port, {"shop": {
+    "path_prefix": "/", "stable": "blue", "sticky": "header:X-User-Id",
+    "versions": {"blue": ([blue.addr], 100), "green": ([green.addr], 0)}}})
+    + "[rollout:shop]\nsteps = 10 50\nstep_time = 60s\ninterval = 1s\n",
+    port=port)
+
+
+def run(*args, owner=None, json_out=False):
+    cmd = [CTL, "-s", sl.ctl_path]
+    if json_out:
+        cmd.append("--json")
+    if owner:
+        cmd += ["--owner", owner]
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                       timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+ok_cases = [
+    (("show", "services"), "shop"),
+    (("show", "service", "shop"), blue.addr),
+    (("show", "stats", "shop"), "blue"),
+    (("show", "stats", "shop", "10"), "blue"),
+    (("set", "weights", "shop", "blue=90", "green=10"), "90"),
+    (("switch", "shop", "green"), "green"),
+    (("switch", "shop", "previous"), "blue"),
+    (("set", "server", "shop", "green", green.addr, "drain"), "drain"),
+    (("set", "server", "shop", "green", green.addr, "ready"), "ready"),
+    (("show", "events", "5"), "set weights"),
+    (("reset", "shop"), "shop"),
+    (("help",), "set weights"),
+]
+for args, want in ok_cases:
+    rc, out, err = run(*args)
+    check(rc == 0 and want in out,
+          "sluicectl %s: exit 0, output mentions %r" % (" ".join(args), want))
+
+err_cases = [
+    (("show", "service", "nope"), "unknown service"),
+    (("set", "weights", "shop", "blue=50", "green=40"), "sum to 90.00"),
+    (("switch", "shop", "purple"), "no version"),
+    (("set", "server", "shop", "blue", "1.2.3.4:1", "drain"), "no server"),
+    (("unlock", "shop", "ci"), "not locked"),
+    (("rollout", "pause", "shop"), "no rollout"),
+    (("bogus",), "unknown command"),
+]
+for args, want in err_cases:
+    rc, out, err = run(*args)
+    check(rc == 1 and want in err,
+          "sluicectl %s: exit 1, stderr says %r (%r)" % (" ".join(args), want,
+                                                       err.strip()))
+
+rc, out, err = run("show", "services", json_out=True)
+doc = json.loads(out)
+check(rc == 0 and doc["ok"] is True and doc["services"][0]["name"] == "shop",
+      "--json prints the daemon's reply unchanged")
+
+# Locks with --owner.
+rc, out, err = run("lock", "shop", "ci", "60", owner="ci")
+check(rc == 0, "--owner ci lock shop ci 60")
+rc, out, err = run("set", "weights", "shop", "blue=50", "green=50")
+check(rc == 1 and "locked by 'ci'" in err, "others are refused while ci holds it")
+rc, out, err = run("set", "weights", "shop", "blue=50", "green=50", owner="ci")
+check(rc == 0, "the owner may change it")
+rc, out, err = run("unlock", "shop", "ci", owner="ci")
+check(rc == 0, "unlock")
+
+# Rollouts through sluicectl.
+rc, out, err = run("rollout", "start", "shop", "green")
+check(rc == 0 and "running" in out, "rollout start shop green")
+rc, out, err = run("show", "rollout", "shop")
+check(rc == 0 and "green" in out and "running" in out, "show rollout shop")
+for verb, want in (("pause", "paused"), ("resume", "running"),
+                   ("abort", "aborted")):
+    rc, out, err = run("rollout", verb, "shop")
+    check(rc == 0 and want in out, "rollout %s shop -> %s" % (verb, want))
+rc, out, err = run("rollout", "wait", "shop", "--timeout", "5")
+check(rc == 1 and "aborted" in (out + err),
+      "rollout wait on an aborted rollout exits 1 with the reason")
+
+# Usage and connection errors.
+rc, out, err = run("set")
+check(rc in (1, 2), "an incomplete command is an error (%d)" % rc)
+p = subprocess.run([CTL, "-s", "/nonexistent/sluice.sock", "show", "services"],
+                   capture_output=True, text=True, timeout=10)
+check(p.returncode == 3 and "cannot connect" in p.stderr,
+      "no daemon: exit 3 with a clear message")
+check(sl.stop() == 0, "sluice exits 0")
+done()
