@@ -966,13 +966,14 @@ test_sample_configs(void **state)
 	assert_string_equal(s->stable, "blue");
 	assert_string_equal(s->sticky_cookie, "sluice_b");
 	assert_true(s->expose_version);
-	assert_int_equal(sl_conf_version(s, "blue")->weight, 9000);
-	assert_int_equal(sl_conf_version(s, "green")->weight, 1000);
+	assert_int_equal(sl_conf_version(s, "blue")->weight, 10000);
+	assert_int_equal(sl_conf_version(s, "green")->weight, 0);
+	assert_int_equal(sl_conf_version(s, "red")->weight, 0);
 	assert_string_equal(sl_conf_version(s, "green")->servers[0].addr.text,
 	    "127.0.0.1:18082");
 	assert_int_equal(s->rollout.nsteps, 4);
 	assert_int_equal(s->rollout.steps[0], 1000);
-	assert_int_equal(s->rollout.step_time_ms, 10000);
+	assert_int_equal(s->rollout.step_time_ms, 8000);
 	assert_int_equal(s->rollout.interval_ms, 2000);
 	assert_int_equal(s->rollout.min_requests, 50);
 	assert_true(s->rollout.max_error_rate == 0.02);
