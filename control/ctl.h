@@ -73,7 +73,7 @@ struct sl_ctl {
 	struct sl_admin *admin;
 
 	/* Runtime state per service, persisted to state_path. */
-	struct sl_svc_rt *rt;
+	struct sl_svc_rt **rt; /* each allocated alone: pointers stay valid */
 	size_t nrt;
 	const char *state_path;
 

@@ -525,7 +525,7 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 	size_t i;
 
 	for (i = 0; i < ctl->nrt; i++) {
-		struct sl_rollout_run *run = ctl->rt[i].run;
+		struct sl_rollout_run *run = ctl->rt[i]->run;
 		struct sl_route_service *svc;
 		char err[200], msg[240];
 
@@ -556,9 +556,9 @@ sl_ctl_rollouts_stop(struct sl_ctl *ctl)
 	size_t i;
 
 	for (i = 0; i < ctl->nrt; i++) {
-		run_free(ctl->rt[i].run);
-		ctl->rt[i].run = NULL;
-		sl_ctl_guard_end(ctl, ctl->rt[i].name);
+		run_free(ctl->rt[i]->run);
+		ctl->rt[i]->run = NULL;
+		sl_ctl_guard_end(ctl, ctl->rt[i]->name);
 	}
 }
 
@@ -594,9 +594,9 @@ sl_ctl_rollout_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 	for (i = 0; i < ctl->nrt; i++) {
 		const struct sl_rollout *ro;
 
-		if (ctl->rt[i].run == NULL)
+		if (ctl->rt[i]->run == NULL)
 			continue;
-		ro = ctl->rt[i].run->ro;
+		ro = ctl->rt[i]->run->ro;
 		evbuffer_add_printf(out,
 		    "sluice_rollout_state{service=\"%s\",canary=\"%s\"} %d\n",
 		    ro->service, ro->canary, (int)ro->state);
@@ -607,9 +607,9 @@ sl_ctl_rollout_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 	for (i = 0; i < ctl->nrt; i++) {
 		const struct sl_rollout *ro;
 
-		if (ctl->rt[i].run == NULL)
+		if (ctl->rt[i]->run == NULL)
 			continue;
-		ro = ctl->rt[i].run->ro;
+		ro = ctl->rt[i]->run->ro;
 		evbuffer_add_printf(out,
 		    "sluice_rollout_step{service=\"%s\",canary=\"%s\"} %u\n",
 		    ro->service, ro->canary, ro->step + 1);
@@ -621,9 +621,9 @@ sl_ctl_rollout_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 	for (i = 0; i < ctl->nrt; i++) {
 		const struct sl_rollout *ro;
 
-		if (ctl->rt[i].run == NULL)
+		if (ctl->rt[i]->run == NULL)
 			continue;
-		ro = ctl->rt[i].run->ro;
+		ro = ctl->rt[i]->run->ro;
 		for (k = 0; k < 3; k++)
 			evbuffer_add_printf(out,
 			    "sluice_rollout_verdicts_total{service=\"%s\","

@@ -322,7 +322,7 @@ lock_tick_cb(evutil_socket_t fd, short what, void *arg)
 	size_t i;
 
 	for (i = 0; i < ctl->nrt; i++) {
-		struct sl_svc_rt *rt = &ctl->rt[i];
+		struct sl_svc_rt *rt = ctl->rt[i];
 		char cmd[160];
 
 		if (rt->lock_owner[0] == '\0' || rt->lock_expires > now)

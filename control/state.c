@@ -77,14 +77,16 @@ sl_ctl_rt(struct sl_ctl *ctl, const char *name)
 	size_t i;
 
 	for (i = 0; i < ctl->nrt; i++) {
-		if (strcmp(ctl->rt[i].name, name) == 0)
-			return &ctl->rt[i];
+		if (strcmp(ctl->rt[i]->name, name) == 0)
+			return ctl->rt[i];
 	}
+	/* Records are allocated one by one: callers keep pointers to them
+	 * across calls that add records. */
 	ctl->rt = sl_xreallocarray(ctl->rt, ctl->nrt + 1, sizeof *ctl->rt);
-	memset(&ctl->rt[ctl->nrt], 0, sizeof *ctl->rt);
-	snprintf(
-	    ctl->rt[ctl->nrt].name, sizeof ctl->rt[ctl->nrt].name, "%s", name);
-	return &ctl->rt[ctl->nrt++];
+	ctl->rt[ctl->nrt] = sl_xcalloc(1, sizeof **ctl->rt);
+	snprintf(ctl->rt[ctl->nrt]->name, sizeof ctl->rt[ctl->nrt]->name, "%s",
+	    name);
+	return ctl->rt[ctl->nrt++];
 }
 
 static void
@@ -438,7 +440,7 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 	size_t i;
 
 	for (i = 0; i < ctl->nrt; i++) {
-		struct sl_svc_rt *rt = &ctl->rt[i];
+		struct sl_svc_rt *rt = ctl->rt[i];
 		char c[64], b[64], st[16];
 		unsigned step;
 		long long started, ended;

@@ -259,6 +259,8 @@ main(int argc, char **argv)
 	    sl_route_current()->conf->global.drain_timeout_ms);
 	sl_ctl_metrics_stop(&d);
 	sl_events_close(&d);
+	for (size_t i = 0; i < d.nrt; i++)
+		free(d.rt[i]);
 	free(d.rt);
 	sl_workers_free(d.workers, d.nworkers);
 	sl_route_reclaim(UINT64_MAX);
