@@ -23,6 +23,9 @@ sl_log_set_level(enum sl_log_level level)
 	max_level = level;
 }
 
+static void log_v(enum sl_log_level level, int err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 /* Format one line and write it with a single write(2). */
 static void
 log_v(enum sl_log_level level, int err, const char *fmt, va_list ap)

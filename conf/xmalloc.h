@@ -17,6 +17,7 @@ char *sl_xstrdup(const char *s);
 char *sl_xstrndup(const char *s, size_t n);
 /* printf into a new heap string; the caller frees it. */
 char *sl_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-char *sl_xvasprintf(const char *fmt, va_list ap);
+char *sl_xvasprintf(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0)));
 
 #endif

@@ -754,11 +754,16 @@ static const struct cmd commands[] = {
     {NULL, NULL, 0, 0, false, NULL, NULL},
 };
 
-/* The error reply. */
+/* The error reply (never NULL: a message jansson refuses is replaced). */
 static json_t *
 error_reply(const char *msg)
 {
-	return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+	json_t *r = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+
+	if (r == NULL)
+		r = json_pack("{s:b,s:s}", "ok", 0, "error",
+		    "invalid characters in the command");
+	return r;
 }
 
 /* Does the line hold only printable characters and tabs? */
@@ -774,6 +779,8 @@ check_chars(const char *line, size_t len)
 			return "NUL byte in command";
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			return "control character in command";
+		if (c >= 0x80)
+			return "non-ASCII byte in command (names are ASCII)";
 	}
 	return NULL;
 }

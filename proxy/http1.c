@@ -662,6 +662,35 @@ check_lines(const char *p, size_t len)
 	return NULL;
 }
 
+/*
+ * Does a Transfer-Encoding header, as sluice reads it (whitespace
+ * trimmed), end in "chunked" while llhttp did not frame the message as
+ * chunked? For requests any Transfer-Encoding without chunked framing is
+ * refused (only exactly "chunked" is accepted).
+ */
+static bool
+te_mismatch(const struct sl_http_head *head, const char *base, uint16_t flags)
+{
+	uint32_t i;
+
+	if (flags & F_CHUNKED)
+		return false;
+	for (i = 0; i < head->nhdrs; i++) {
+		const char *v;
+		uint32_t n;
+
+		if (head->kinds[i] != SL_HDR_TRANSFER_ENCODING)
+			continue;
+		if (!head->response)
+			return true;
+		v = base + head->hdrs[i].value_off;
+		n = head->hdrs[i].value_len;
+		if (n >= 7 && strncasecmp(v + n - 7, "chunked", 7) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Parse one head (request or response) that is complete in BASE. */
 int
 sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
@@ -719,9 +748,22 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 	head->flags = parser->flags;
 	head->content_length = parser->content_length;
 	head->keep_alive = llhttp_should_keep_alive(parser) != 0;
+	if (te_mismatch(head, base, parser->flags)) {
+		/* Our trimmed view of Transfer-Encoding says chunked but
+		 * llhttp will not frame the body as chunked (e.g. a tab after
+		 * the value): two readings of one message. Refuse it. */
+		err->status = head->response ? 502 : 400;
+		err->reason = "ambiguous Transfer-Encoding";
+		return -1;
+	}
 	if (head->response) {
 		head->upgrade = head->status == 101;
-		head->has_body = !ctx.message_done;
+		/* Paused at the end of the head, llhttp has not yet decided
+		 * that "Content-Length: 0" means no body. */
+		head->has_body = !ctx.message_done &&
+		    !((parser->flags & F_CONTENT_LENGTH) &&
+		        !(parser->flags & F_CHUNKED) &&
+		        parser->content_length == 0);
 		if (head->status < 100 || head->status > 599) {
 			err->status = 502;
 			err->reason = "invalid status code from origin";
@@ -806,6 +848,10 @@ sl_http_finish_body(llhttp_t *parser)
 
 	memset(&ctx, 0, sizeof ctx);
 	parser->data = &ctx;
+	/* A parser paused right after the head has not entered the body
+	 * state yet (no body byte was fed): let it, or finish would call an
+	 * empty close-delimited body an error. */
+	llhttp_execute(parser, "", 0);
 	e = llhttp_finish(parser);
 	parser->data = NULL;
 	if ((e == HPE_OK || e == HPE_PAUSED) && ctx.message_done)

@@ -43,13 +43,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int getaddrinfo(const char *node, const char *service,
     const struct addrinfo *hints, struct addrinfo **res);
 
-typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *,
-    struct addrinfo **);
+typedef int (*gai_fn)(
+    const char *, const char *, const struct addrinfo *, struct addrinfo **);
 
 /* Resolve without DNS: numeric hosts and "localhost" only. */
 int
-getaddrinfo(const char *node, const char *service,
-    const struct addrinfo *hints, struct addrinfo **res)
+getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+    struct addrinfo **res)
 {
 	static gai_fn real;
 	struct addrinfo h;

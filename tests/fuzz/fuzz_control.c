@@ -55,33 +55,32 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char ctl_ini[] =
-    "[sluice]\n"
-    "workers = 1\n"
-    "[listener:main]\n"
-    "bind = 127.0.0.1:18080\n"
-    "[service:shop]\n"
-    "hosts = shop.example\n"
-    "sticky = header:X-User-Id cookie:uid ip\n"
-    "stable = blue\n"
-    "[version:shop/blue]\n"
-    "servers = 127.0.0.1:18081 127.0.0.1:18082=5\n"
-    "weight = 90\n"
-    "[version:shop/green]\n"
-    "servers = 127.0.0.1:18083\n"
-    "weight = 10\n"
-    "[version:shop/red]\n"
-    "servers = [::1]:18084\n"
-    "weight = 0\n"
-    "[rollout:shop]\n"
-    "steps = 10 50 100\n"
-    "step_time = 10s\n"
-    "interval = 2s\n"
-    "[service:api]\n"
-    "path_prefix = /api\n"
-    "stable = v1\n"
-    "[version:api/v1]\n"
-    "servers = 127.0.0.1:18085\n";
+static const char ctl_ini[] = "[sluice]\n"
+                              "workers = 1\n"
+                              "[listener:main]\n"
+                              "bind = 127.0.0.1:18080\n"
+                              "[service:shop]\n"
+                              "hosts = shop.example\n"
+                              "sticky = header:X-User-Id cookie:uid ip\n"
+                              "stable = blue\n"
+                              "[version:shop/blue]\n"
+                              "servers = 127.0.0.1:18081 127.0.0.1:18082=5\n"
+                              "weight = 90\n"
+                              "[version:shop/green]\n"
+                              "servers = 127.0.0.1:18083\n"
+                              "weight = 10\n"
+                              "[version:shop/red]\n"
+                              "servers = [::1]:18084\n"
+                              "weight = 0\n"
+                              "[rollout:shop]\n"
+                              "steps = 10 50 100\n"
+                              "step_time = 10s\n"
+                              "interval = 2s\n"
+                              "[service:api]\n"
+                              "path_prefix = /api\n"
+                              "stable = v1\n"
+                              "[version:api/v1]\n"
+                              "servers = 127.0.0.1:18085\n";
 
 static struct sl_ctl ctl; /* large: series pointers per version id */
 static struct sl_route_table *pristine; /* never published, cloned */
@@ -120,10 +119,12 @@ learn_write_commands(void)
 	reply = sl_ctl_dispatch(&ctl, &who, false, "help", 4);
 	cmds = json_object_get(reply, "commands");
 	CHECK(json_is_array(cmds));
-	write_cmds = calloc(json_array_size(cmds), sizeof *write_cmds);
+	write_cmds = calloc(json_array_size(cmds) + 1, sizeof *write_cmds);
+	CHECK(write_cmds != NULL);
 	json_array_foreach(cmds, i, c)
 	{
-		const char *usage = json_string_value(json_object_get(c, "usage"));
+		const char *usage =
+		    json_string_value(json_object_get(c, "usage"));
 		const char *access =
 		    json_string_value(json_object_get(c, "access"));
 		size_t n = 0;
@@ -137,7 +138,9 @@ learn_write_commands(void)
 		    !(usage[n] == ' ' && usage[n + 1] >= 'A' &&
 		        usage[n + 1] <= 'Z'))
 			n++;
-		write_cmds[nwrite_cmds++] = strndup(usage, n);
+		write_cmds[nwrite_cmds] = strndup(usage, n);
+		CHECK(write_cmds[nwrite_cmds] != NULL);
+		nwrite_cmds++;
 	}
 	json_decref(reply);
 }
@@ -199,6 +202,7 @@ is_write_command(const char *line, size_t len)
 	bool w = false;
 	size_t k;
 
+	CHECK(copy != NULL);
 	for (p = strtok_r(copy, " \t", &save); p != NULL && n < 4;
 	     p = strtok_r(NULL, " \t", &save))
 		words[n++] = p;
@@ -223,7 +227,11 @@ is_write_command(const char *line, size_t len)
 static void
 reset(void)
 {
+	size_t i;
+
 	sl_ctl_rollouts_stop(&ctl);
+	for (i = 0; i < ctl.nrt; i++)
+		free(ctl.rt[i]);
 	free(ctl.rt);
 	ctl.rt = NULL;
 	ctl.nrt = 0;

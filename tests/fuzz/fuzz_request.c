@@ -40,8 +40,8 @@
 #include "proxy/http1.h"
 #include "proxy/route.h"
 
-#define MAX_HDRS	 100
-#define MAX_HEAD	 (64 * 1024) /* above max_header_size's ceiling */
+#define MAX_HDRS     100
+#define MAX_HEAD     (64 * 1024) /* above max_header_size's ceiling */
 #define MAX_MESSAGES 8
 
 /* An invariant: report the line and abort so the fuzzer keeps the input. */
@@ -166,7 +166,8 @@ check_head(const char *b, size_t len, const struct sl_http_head *h)
 		CHECK((uint64_t)x->name_off + x->name_len <= len);
 		CHECK((uint64_t)x->value_off + x->value_len <= len);
 		for (j = 0; j < x->name_len; j++)
-			CHECK(sl_http_is_tchar((unsigned char)b[x->name_off + j]));
+			CHECK(sl_http_is_tchar(
+			    (unsigned char)b[x->name_off + j]));
 		for (j = 0; j < x->value_len; j++) {
 			unsigned char c = (unsigned char)b[x->value_off + j];
 
@@ -192,14 +193,14 @@ check_head(const char *b, size_t len, const struct sl_http_head *h)
 
 				CHECK(c >= '0' && c <= '9');
 				if (cl_value <= (UINT64_MAX - 9) / 10)
-					cl_value = cl_value * 10 +
-					    (uint64_t)(c - '0');
+					cl_value =
+					    cl_value * 10 + (uint64_t)(c - '0');
 			}
 			break;
 		case SL_HDR_TRANSFER_ENCODING:
 			nte++;
-			CHECK(word_is(b + x->value_off, x->value_len,
-			    "chunked"));
+			CHECK(
+			    word_is(b + x->value_off, x->value_len, "chunked"));
 			break;
 		default:
 			break;
@@ -347,8 +348,9 @@ feed(struct reads *rd)
 	lo = rd->cut[rd->next];
 	hi = rd->cut[rd->next + 1];
 	rd->next++;
-	if (hi > lo && evbuffer_add_reference(rd->in, rd->bytes + lo, hi - lo,
-	                   NULL, NULL) != 0)
+	if (hi > lo &&
+	    evbuffer_add_reference(
+	        rd->in, rd->bytes + lo, hi - lo, NULL, NULL) != 0)
 		abort();
 	return true;
 }
@@ -382,8 +384,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rd.in = in;
 	rd.bytes = copy;
 	rd.cut[1] = nreads > 1 ? n * data[1] / 256 : n;
-	rd.cut[2] = nreads > 2 ? rd.cut[1] + (n - rd.cut[1]) * data[2] / 256
-	                       : n;
+	rd.cut[2] =
+	    nreads > 2 ? rd.cut[1] + (n - rd.cut[1]) * data[2] / 256 : n;
 	rd.cut[3] = n;
 	sl_http_parser_init(&parser, false);
 
@@ -437,7 +439,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t moved, consumed;
 			const char *why = NULL;
 
-			r = sl_http_forward_body(&parser, in, out, dechunk, &why);
+			r = sl_http_forward_body(
+			    &parser, in, out, dechunk, &why);
 			consumed = before_in - evbuffer_get_length(in);
 			moved = evbuffer_get_length(out) - before_out;
 			if (r < 0) {

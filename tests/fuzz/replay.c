@@ -9,20 +9,24 @@
  * Without arguments it replays $SL_TOP_SRCDIR/tests/fuzz/corpus/TARGET and
  * $SL_TOP_SRCDIR/tests/fuzz/regress/TARGET (SL_FUZZ_TARGET is compiled
  * in; make check sets SL_TOP_SRCDIR). A directory's files run in name
- * order. A failing input aborts (an invariant) or trips a sanitizer, so
- * the test fails on it; the name of the file is printed before it runs.
- * Exits 0 after replaying, 99 (a hard error for automake) when a file or
- * directory cannot be read or nothing was replayed.
+ * order. Each input runs in a child process, so one failure (an
+ * invariant's abort(), a sanitizer report) does not hide the next: every
+ * failing file is listed. The child's TMPDIR is a fresh directory, removed
+ * afterwards even if the child died without cleaning up. Exits 0 when all pass,
+ * 1 when any failed, 99 (a hard error for automake) when a file or directory
+ * cannot be read or nothing was replayed.
  */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SL_FUZZ_TARGET
@@ -31,15 +35,30 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static unsigned replayed;
+static unsigned replayed, failed;
 
-/* Run the target on the contents of file PATH. */
+/* nftw() callback: remove one entry, children first. */
+static int
+remove_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Run the target on the contents of file PATH, in a child process. */
 static int
 replay_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");
 	uint8_t *buf = NULL;
 	size_t len = 0, cap = 0, got;
+	const char *base = getenv("TMPDIR");
+	char tmp[4096];
+	pid_t pid;
+	int status;
 
 	if (f == NULL) {
 		fprintf(stderr, "replay: %s: %s\n", path, strerror(errno));
@@ -70,20 +89,49 @@ replay_file(const char *path)
 	}
 	fclose(f);
 	fprintf(stderr, "replay: %s (%zu bytes)\n", path, len);
-	/* Exactly LEN bytes, as libFuzzer passes them. */
-	{
+	snprintf(tmp, sizeof tmp, "%s/sl-replay.XXXXXX",
+	    base != NULL && base[0] != '\0' ? base : "/tmp");
+	if (mkdtemp(tmp) == NULL) {
+		fprintf(
+		    stderr, "replay: mkdtemp %s: %s\n", tmp, strerror(errno));
+		free(buf);
+		return -1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == -1) {
+		fprintf(stderr, "replay: fork: %s\n", strerror(errno));
+		free(buf);
+		return -1;
+	}
+	if (pid == 0) {
+		/* Exactly LEN bytes, as libFuzzer passes them. */
 		uint8_t *exact = malloc(len ? len : 1);
 
-		if (exact == NULL) {
-			free(buf);
-			return -1;
-		}
+		if (exact == NULL || setenv("TMPDIR", tmp, 1) != 0)
+			_exit(99);
 		memcpy(exact, buf, len);
 		free(buf);
 		LLVMFuzzerTestOneInput(exact, len);
 		free(exact);
+		exit(0); /* atexit handlers run, and LeakSanitizer */
 	}
+	free(buf);
+	while (waitpid(pid, &status, 0) == -1) {
+		if (errno != EINTR)
+			return -1;
+	}
+	nftw(tmp, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
 	replayed++;
+	if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0) {
+		failed++;
+		if (WIFSIGNALED(status))
+			printf(
+			    "FAIL: %s (signal %d)\n", path, WTERMSIG(status));
+		else
+			printf(
+			    "FAIL: %s (exit %d)\n", path, WEXITSTATUS(status));
+	}
 	return 0;
 }
 
@@ -162,8 +210,9 @@ main(int argc, char **argv)
 		}
 	} else {
 		if (top == NULL || top[0] == '\0') {
-			fprintf(stderr, "replay: give files or directories, "
-			                "or set SL_TOP_SRCDIR\n");
+			fprintf(stderr,
+			    "replay: give files or directories, "
+			    "or set SL_TOP_SRCDIR\n");
 			return 99;
 		}
 		snprintf(path, sizeof path, "%s/tests/fuzz/corpus/%s", top,
@@ -180,6 +229,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "replay: no inputs\n");
 		rc = 99;
 	}
-	printf("%s: replayed %u inputs\n", SL_FUZZ_TARGET, replayed);
+	printf("%s: replayed %u inputs, %u failed\n", SL_FUZZ_TARGET, replayed,
+	    failed);
+	if (rc == 0 && failed > 0)
+		rc = 1;
 	return rc;
 }
