@@ -1454,6 +1454,19 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 		case CONN_TUNNEL:
 			tunnel_end(c);
 			return;
+		case CONN_IDLE:
+		case CONN_CLOSING:
+			/* A response may still be on its way out: a client
+			 * that half-closed after its request still reads it.
+			 * The write callback closes once it is sent. */
+			if (evbuffer_get_length(bufferevent_get_output(bev)) >
+			    0) {
+				bufferevent_disable(bev, EV_READ);
+				c->client_keepalive = false;
+				c->state = CONN_CLOSING;
+				return;
+			}
+			break;
 		default:
 			break;
 		}
