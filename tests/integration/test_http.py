@@ -181,6 +181,14 @@ check(status_of(raw) == 200 and b"GET /abs?q=1&echo=1 HTTP/1.1" in raw and
       b"Host: shop.example" in raw,
       "absolute-form target is routed by its authority, sent origin-form")
 
+# A client that half-closes right after its request (Connection: close,
+# then shutdown) still gets every response: 100 tries, all answered.
+answered = sum(status_of(sl.raw(b"GET /hc HTTP/1.1\r\nHost: shop.example\r\n"
+                                b"Connection: close\r\n\r\n")) == 200
+               for _ in range(100))
+check(answered == 100, "half-closing clients get their response (%d of 100)"
+      % answered)
+
 # curl as an external client, with keep-alive across two URLs.
 out = subprocess.run(
     ["curl", "-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n",
