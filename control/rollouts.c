@@ -580,41 +580,23 @@ sl_ctl_rollout_state_line(struct sl_ctl *ctl, const char *svc)
 	return line;
 }
 
-/* Rollout metric families. */
+/* Rollout metric families: each family's samples are contiguous, as
+ * the exposition format wants, so the three are built side by side. */
 void
 sl_ctl_rollout_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 {
 	static const char *results[] = {"inconclusive", "pass", "fail"};
+	struct evbuffer *steps = evbuffer_new(), *verdicts = evbuffer_new();
 	size_t i, k;
 
 	evbuffer_add_printf(out,
 	    "# HELP sluice_rollout_state State of the latest rollout: "
 	    "1 running, 2 paused, 3 promoted, 4 reverted, 5 aborted.\n"
 	    "# TYPE sluice_rollout_state gauge\n");
-	for (i = 0; i < ctl->nrt; i++) {
-		const struct sl_rollout *ro;
-
-		if (ctl->rt[i]->run == NULL)
-			continue;
-		ro = ctl->rt[i]->run->ro;
-		evbuffer_add_printf(out,
-		    "sluice_rollout_state{service=\"%s\",canary=\"%s\"} %d\n",
-		    ro->service, ro->canary, (int)ro->state);
-	}
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(steps,
 	    "# HELP sluice_rollout_step Current step of the latest rollout, "
 	    "1-based.\n# TYPE sluice_rollout_step gauge\n");
-	for (i = 0; i < ctl->nrt; i++) {
-		const struct sl_rollout *ro;
-
-		if (ctl->rt[i]->run == NULL)
-			continue;
-		ro = ctl->rt[i]->run->ro;
-		evbuffer_add_printf(out,
-		    "sluice_rollout_step{service=\"%s\",canary=\"%s\"} %u\n",
-		    ro->service, ro->canary, ro->step + 1);
-	}
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(verdicts,
 	    "# HELP sluice_rollout_verdicts_total Analyzer verdicts of the "
 	    "latest rollout, by result.\n"
 	    "# TYPE sluice_rollout_verdicts_total counter\n");
@@ -624,11 +606,21 @@ sl_ctl_rollout_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 		if (ctl->rt[i]->run == NULL)
 			continue;
 		ro = ctl->rt[i]->run->ro;
+		evbuffer_add_printf(out,
+		    "sluice_rollout_state{service=\"%s\",canary=\"%s\"} %d\n",
+		    ro->service, ro->canary, (int)ro->state);
+		evbuffer_add_printf(steps,
+		    "sluice_rollout_step{service=\"%s\",canary=\"%s\"} %u\n",
+		    ro->service, ro->canary, ro->step + 1);
 		for (k = 0; k < 3; k++)
-			evbuffer_add_printf(out,
+			evbuffer_add_printf(verdicts,
 			    "sluice_rollout_verdicts_total{service=\"%s\","
 			    "result=\"%s\"} %llu\n",
 			    ro->service, results[k],
 			    (unsigned long long)ro->verdict_counts[k]);
 	}
+	evbuffer_add_buffer(out, steps);
+	evbuffer_add_buffer(out, verdicts);
+	evbuffer_free(steps);
+	evbuffer_free(verdicts);
 }

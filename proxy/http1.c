@@ -161,25 +161,15 @@ refuse(struct parse_ctx *ctx, int status, const char *reason)
 	return HPE_USER;
 }
 
+/*
+ * The request target, or a response's reason phrase: both are kept in
+ * target_* (a head is one or the other).
+ */
 static int
-on_url_cb(llhttp_t *p, const char *at, size_t len)
+on_target_cb(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *ctx = p->data;
 
-	if (!ctx->head_mode)
-		return 0;
-	if (ctx->head->target_len == 0)
-		ctx->head->target_off = (uint32_t)(at - ctx->base);
-	ctx->head->target_len += (uint32_t)len;
-	return 0;
-}
-
-static int
-on_status_cb(llhttp_t *p, const char *at, size_t len)
-{
-	struct parse_ctx *ctx = p->data;
-
-	/* The reason phrase; kept in target_* for responses. */
 	if (!ctx->head_mode)
 		return 0;
 	if (ctx->head->target_len == 0)
@@ -384,8 +374,8 @@ on_body_cb(llhttp_t *p, const char *at, size_t len)
 }
 
 static llhttp_settings_t parser_settings = {
-    .on_url = on_url_cb,
-    .on_status = on_status_cb,
+    .on_url = on_target_cb,
+    .on_status = on_target_cb,
     .on_header_field = on_header_field_cb,
     .on_header_value = on_header_value_cb,
     .on_header_value_complete = on_header_value_complete_cb,

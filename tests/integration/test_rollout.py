@@ -37,11 +37,13 @@ def service(name, canary):
 
 from harness import config, free_port
 port = free_port()
+admin_port = free_port()
 text = config(port, {"ok": service("ok", green_ok),
                      "err": service("err", green_err),
                      "slow": service("slow", green_slow),
                      "ops": service("ops", green_ops),
-                     "down": service("down", green_down)})
+                     "down": service("down", green_down)},
+              sluice_extra="admin = 127.0.0.1:%d\n" % admin_port)
 text += "".join(ROLLOUT % s for s in ("ok", "err", "slow", "down"))
 # ops: long steps so that operator commands act on a running rollout
 text += ROLLOUT.replace("step_time = 2s", "step_time = 600s") % "ops"
@@ -175,6 +177,23 @@ r = sl.ctl("rollout abort ops")
 check(r["ok"] and r["rollout"]["state"] == "aborted", "rollout abort ops")
 w, stable = weights("ops")
 check(stable == "green" and w["blue"] == 0.0, "abort puts the canary back to 0%")
+
+# Rollout metrics: valid Prometheus text with the three families.
+import shutil
+import subprocess
+import urllib.request
+mtext = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                               timeout=10).read()
+check(b'sluice_rollout_state{service="ok",canary="green"} 3' in mtext and
+      b'sluice_rollout_state{service="err",canary="green"} 4' in mtext,
+      "sluice_rollout_state: ok promoted (3), err reverted (4)")
+check(b'sluice_rollout_verdicts_total{service="err",result="fail"} 1' in mtext,
+      "sluice_rollout_verdicts_total counts the failing verdict")
+if shutil.which("promtool"):
+    p = subprocess.run(["promtool", "check", "metrics"], input=mtext,
+                       capture_output=True, timeout=30)
+    check(p.returncode == 0, "promtool accepts /metrics with rollouts (%s)"
+          % (p.stdout + p.stderr).decode().strip()[:200])
 
 # Events and metrics.
 evs = sl.ctl("show events 1000")["events"]
