@@ -106,12 +106,16 @@ def reloader():
         bump("reloads")
 
 
+last_acked = [None]
+
+
 def weights():
     while not stop.wait(1):
         g = rng.randint(0, 50)
         r = sl.ctl("set weights soak blue=%d green=%d" % (100 - g, g))
         if not r.get("ok"):
             continue
+        last_acked[0] = g
         bump("weight_changes")
         svc = sl.ctl("show service soak")["service"]
         w = {v["name"]: v["weight"] for v in svc["versions"]}
@@ -184,6 +188,15 @@ if stats["5xx"] > 0:
     problems.append("%d unexplained 5xx" % stats["5xx"])
 if stats["weight_mismatch"] > 0:
     problems.append("%d acknowledged weight changes not in effect" % stats["weight_mismatch"])
+try:
+    with open(sl.state_path) as f:
+        saved = f.read()
+except OSError as e:
+    saved = str(e)
+if last_acked[0] is not None and \
+        ("weight = green %d.00" % last_acked[0]) not in saved:
+    problems.append("the state file does not hold the last acknowledged "
+                    "weights (green=%d): %r" % (last_acked[0], saved[-200:]))
 if rss1 > rss0 * 1.25 + 4096:
     problems.append("RSS grew from %d to %d KiB" % (rss0, rss1))
 if fd1 > fd0 + 20:

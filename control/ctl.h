@@ -75,7 +75,7 @@ struct sl_ctl {
 	/* Runtime state per service, persisted to state_path. */
 	struct sl_svc_rt **rt; /* each allocated alone: pointers stay valid */
 	size_t nrt;
-	const char *state_path;
+	char *state_path; /* owned: configs come and go with reloads */
 
 	/* Recent events, oldest first from events_next. */
 	json_t *events[SL_EVENTS_MAX];

@@ -343,7 +343,8 @@ sl_state_load(
 	int line, rc;
 
 	memset(&sv, 0, sizeof sv);
-	ctl->state_path = path;
+	free(ctl->state_path);
+	ctl->state_path = sl_xstrdup(path);
 	f = fopen(path, "r");
 	if (f == NULL) {
 		if (errno == ENOENT)

@@ -95,6 +95,11 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		sl_conf_free(conf);
 		return;
 	}
+	if (d->state_path != NULL &&
+	    strcmp(conf->global.state_file, d->state_path) != 0)
+		sl_log_warn("reload: state_file changed to %s; sluice keeps "
+			    "using %s until it restarts",
+		    conf->global.state_file, d->state_path);
 	/* Runtime decisions (weights, stable, server states) survive, and
 	 * so does what the health checks know. */
 	sl_state_carry(d, t);
@@ -196,7 +201,7 @@ main(int argc, char **argv)
 	if (table == NULL)
 		sl_fatal(0, "%s", err);
 	if (ignore_state) {
-		d.state_path = conf->global.state_file;
+		d.state_path = sl_xstrdup(conf->global.state_file);
 		sl_log_warn(
 		    "--ignore-state: starting from %s alone; state file "
 		    "%s will be overwritten at the next change",
@@ -262,6 +267,7 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < d.nrt; i++)
 		free(d.rt[i]);
 	free(d.rt);
+	free(d.state_path);
 	sl_workers_free(d.workers, d.nworkers);
 	sl_route_reclaim(UINT64_MAX);
 	table = sl_route_current();

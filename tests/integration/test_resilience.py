@@ -159,6 +159,12 @@ check(failures == [] and done_requests[0] > 100,
 w = {v["name"]: v["weight"] for v in
      sl.ctl("show service fb")["service"]["versions"]}
 check(w == {"blue": 30.0, "green": 70.0}, "runtime weights survive reloads")
+time.sleep(1.5)  # the configs of before the reloads are freed by now
+check(sl.ctl("set weights fb blue=40 green=60")["ok"], "set weights after reloads")
+with open(sl.state_path) as f:
+    saved = f.read()
+check("weight = green 60.00" in saved,
+      "after reloads the change is still saved to the configured state file")
 
 # --- A bad reload keeps the old config.
 good_text = open(sl.path).read()
