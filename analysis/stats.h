@@ -42,6 +42,7 @@
 	    NULL)                                                              \
 	X(err_bad_response, "upstream_errors", "kind", "bad_response", NULL)   \
 	X(err_no_server, "upstream_errors", "kind", "no_server", NULL)         \
+	X(err_tls, "upstream_errors", "kind", "tls", NULL)                     \
 	X(bytes_in, "received_bytes", NULL, NULL,                              \
 	    "Request bytes received from clients.")                            \
 	X(bytes_out, "sent_bytes", NULL, NULL,                                 \
@@ -72,7 +73,17 @@
 	    "requests sent on a pooled connection")                            \
 	X(upstream_retries, "upstream_retries",                                \
 	    "requests retried after a stale pooled connection")                \
-	X(upgrades, "upgrades", "connections upgraded to tunnels")
+	X(upgrades, "upgrades", "connections upgraded to tunnels")             \
+	X(tls_handshakes, "tls_handshakes",                                    \
+	    "TLS handshakes completed by clients")                             \
+	X(tls_resumed, "tls_resumed",                                          \
+	    "TLS handshakes that resumed a session (ticket)")                  \
+	X(tls_handshake_failures, "tls_handshake_failures",                    \
+	    "TLS handshakes failed or abandoned by clients")                   \
+	X(tls_handshake_timeouts, "tls_handshake_timeouts",                    \
+	    "TLS handshakes not done within header_timeout")                   \
+	X(tls_plaintext, "tls_plaintext",                                      \
+	    "plain HTTP requests sent to a TLS listener (answered 400)")
 
 struct sl_vstats {
 #define SL_X(f, fam, l, lv, h) uint64_t f;

@@ -29,13 +29,59 @@ struct sl_addr {
 	char *text; /* as written in the config, e.g. "127.0.0.1:8080" */
 };
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX; built by proxy/tls.c */
+
+/* TLS protocol versions as on the wire (tls_min_version). */
+#define SL_TLS_1_2 0x0303
+#define SL_TLS_1_3 0x0304
+
 /* [listener:NAME] */
 struct sl_listener_conf {
 	char *name;
 	struct sl_addr bind;
-	char *tls_cert; /* NULL when plain HTTP */
-	char *tls_key;
+	char *tls_cert;	    /* PEM: certificate, then its chain; NULL = plain */
+	char *tls_key;	    /* PEM private key */
+	char *tls_ocsp;	    /* DER OCSP response to staple; NULL = none */
+	char *tls_ciphers;  /* TLS 1.2 cipher list; NULL = sluice's default */
+	int tls_min_version; /* SL_TLS_1_2 (default) or SL_TLS_1_3 */
+	int tls_cert_line, tls_key_line, tls_ocsp_line, tls_ciphers_line;
 	int line; /* line of the section header, for messages */
+	/* Built by sl_tls_prepare (proxy/tls.c) for TLS listeners: the
+	 * default context, which also owns the SNI map. */
+	struct ssl_ctx_st *tls_ctx;
+};
+
+/* [cert:NAME] — another certificate for TLS listeners, chosen by SNI. */
+struct sl_cert_conf {
+	char *name;
+	char *cert; /* PEM: certificate, then its chain */
+	char *key;
+	char *ocsp; /* DER OCSP response; NULL = none */
+	char **names; /* lower case, "*.example.com" allowed; none = the
+	               * certificate's DNS names (SAN, else CN) */
+	size_t nnames;
+	char **listeners; /* listener names; none = every TLS listener */
+	size_t nlisteners;
+	int cert_line, key_line, ocsp_line;
+	int line;
+};
+
+/*
+ * TLS to origins. Set in [service:NAME] as defaults for its versions, in
+ * [version:SVC/NAME] to override them.
+ */
+struct sl_origin_tls_conf {
+	bool enabled;	   /* tls = yes */
+	bool verify;	   /* tls_verify, default yes */
+	char *ca;	   /* PEM CA bundle; NULL = the system store */
+	char *sni;	   /* server name and name to verify; NULL = the
+	                    * server's host */
+	char *client_cert; /* PEM: client certificate for mTLS; NULL = none */
+	char *client_key;
+	int line; /* of the "tls" key (or the section), for messages */
+	int ca_line, client_cert_line, client_key_line;
+	/* Built by sl_tls_prepare for versions with tls = yes. */
+	struct ssl_ctx_st *ctx;
 };
 
 /* One server of a version: "host:port" or "host:port=WEIGHT". */
@@ -50,6 +96,7 @@ struct sl_version_conf {
 	struct sl_server_conf *servers;
 	size_t nservers;
 	uint32_t weight; /* hundredths of a percent, 0..10000 */
+	struct sl_origin_tls_conf tls; /* the service's, unless overridden */
 	int line;
 };
 
@@ -144,6 +191,7 @@ struct sl_service_conf {
 	uint32_t eject_time_ms;	   /* first ejection; doubles; 10s */
 	uint32_t eject_max_pct;	   /* share of a version's servers; 50 */
 	bool fallback_stable;	   /* no server in a version: use stable */
+	struct sl_origin_tls_conf tls; /* defaults for the versions */
 	int line;
 };
 
@@ -173,6 +221,7 @@ struct sl_global_conf {
 	uint32_t drain_timeout_ms;     /* SIGTERM: in-flight grace; 10s */
 	uint32_t retries;	       /* retries of a failed attempt; 1 */
 	uint32_t retry_budget_pct;     /* retries per 100 requests; 20 */
+	uint32_t tls_ticket_rotation_ms; /* session ticket key lifetime; 1h */
 };
 
 struct sl_config {
@@ -182,6 +231,11 @@ struct sl_config {
 	size_t nlisteners;
 	struct sl_service_conf *services;
 	size_t nservices;
+	struct sl_cert_conf *certs;
+	size_t ncerts;
+	/* Frees what sl_tls_prepare built (set by it); sl_conf_free calls
+	 * it, so conf/ needs no OpenSSL. */
+	void (*tls_free)(struct sl_config *conf);
 };
 
 /*

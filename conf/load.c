@@ -25,10 +25,11 @@
  * 2. Collecting. The handler (ini_entry_cb) files each key under its
  *    section and rejects unknown and duplicate keys. A continuation line
  *    is appended with one space to the value of a list key (hosts, sticky,
- *    override_networks, servers, steps), so a long list may be written
- *    one item per line; on any other key it is an error. An inline
- *    comment starts at a ';' that follows white space, on key lines and
- *    continuation lines alike; '#' only starts a whole-line comment.
+ *    override_networks, servers, steps, names, listeners), so a long
+ *    list may be written one item per line; on any other key it is an
+ *    error. An inline comment starts at a ';' that follows white space,
+ *    on key lines and continuation lines alike; '#' only starts a
+ *    whole-line comment.
  *
  * 3. Building. Once the whole file is read, sections become structs in an
  *    order of our choosing, so sections may appear in any order in the
@@ -75,6 +76,7 @@ enum sect_type {
 	SECT_VERSION,
 	SECT_ROLLOUT,
 	SECT_PIN,
+	SECT_CERT,
 };
 
 struct loader;
@@ -200,6 +202,13 @@ static int parse_error_rate(struct loader *, void *, const char *, char **);
 static int parse_latency_ratio(struct loader *, void *, const char *, char **);
 static int parse_quantile(struct loader *, void *, const char *, char **);
 static int parse_match(struct loader *, void *, const char *, char **);
+static int parse_ticket_rotation(struct loader *, void *, const char *,
+    char **);
+static int parse_tls_min_version(struct loader *, void *, const char *,
+    char **);
+static int parse_cert_names(struct loader *, void *, const char *, char **);
+static int parse_cert_listeners(struct loader *, void *, const char *,
+    char **);
 
 #define G(f) offsetof(struct sl_global_conf, f)
 static const struct key_def sluice_keys[] = {
@@ -289,6 +298,10 @@ static const struct key_def sluice_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "20%",
         .parse = parse_retry_budget},
+    {.name = "tls_ticket_rotation",
+        .type = KEY_CUSTOM,
+        .dflt = "1h",
+        .parse = parse_ticket_rotation},
     {.name = NULL},
 };
 #undef G
@@ -301,6 +314,12 @@ static const struct key_def listener_keys[] = {
         .parse = parse_bind},
     {.name = "tls_cert", .type = KEY_STRING, .offset = L_(tls_cert)},
     {.name = "tls_key", .type = KEY_STRING, .offset = L_(tls_key)},
+    {.name = "tls_ocsp", .type = KEY_STRING, .offset = L_(tls_ocsp)},
+    {.name = "tls_min_version",
+        .type = KEY_CUSTOM,
+        .dflt = "1.2",
+        .parse = parse_tls_min_version},
+    {.name = "tls_ciphers", .type = KEY_STRING, .offset = L_(tls_ciphers)},
     {.name = NULL},
 };
 #undef L_
@@ -388,18 +407,40 @@ static const struct key_def service_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "none",
         .parse = parse_fallback},
+    {.name = "tls", .type = KEY_BOOL, .offset = S(tls.enabled), .dflt = "no"},
+    {.name = "tls_verify",
+        .type = KEY_BOOL,
+        .offset = S(tls.verify),
+        .dflt = "yes"},
+    {.name = "tls_ca", .type = KEY_STRING, .offset = S(tls.ca)},
+    {.name = "tls_sni", .type = KEY_STRING, .offset = S(tls.sni)},
+    {.name = "tls_client_cert",
+        .type = KEY_STRING,
+        .offset = S(tls.client_cert)},
+    {.name = "tls_client_key", .type = KEY_STRING, .offset = S(tls.client_key)},
     {.name = NULL},
 };
 #undef S
 
+#define V(f) offsetof(struct sl_version_conf, f)
 static const struct key_def version_keys[] = {
     {.name = "servers",
         .type = KEY_CUSTOM,
         .flags = KEY_LIST | KEY_REQUIRED,
         .parse = parse_servers},
     {.name = "weight", .type = KEY_CUSTOM, .parse = parse_version_weight},
+    /* TLS to origins: no defaults here, the service's apply. */
+    {.name = "tls", .type = KEY_BOOL, .offset = V(tls.enabled)},
+    {.name = "tls_verify", .type = KEY_BOOL, .offset = V(tls.verify)},
+    {.name = "tls_ca", .type = KEY_STRING, .offset = V(tls.ca)},
+    {.name = "tls_sni", .type = KEY_STRING, .offset = V(tls.sni)},
+    {.name = "tls_client_cert",
+        .type = KEY_STRING,
+        .offset = V(tls.client_cert)},
+    {.name = "tls_client_key", .type = KEY_STRING, .offset = V(tls.client_key)},
     {.name = NULL},
 };
+#undef V
 
 #define R(f) offsetof(struct sl_rollout_conf, f)
 static const struct key_def rollout_keys[] = {
@@ -453,6 +494,24 @@ static const struct key_def pin_keys[] = {
     {.name = NULL},
 };
 
+#define C(f) offsetof(struct sl_cert_conf, f)
+static const struct key_def cert_keys[] = {
+    {.name = "cert", .type = KEY_STRING, .flags = KEY_REQUIRED, .offset = C(cert)},
+    {.name = "key", .type = KEY_STRING, .flags = KEY_REQUIRED, .offset = C(key)},
+    {.name = "ocsp", .type = KEY_STRING, .offset = C(ocsp)},
+    {.name = "names",
+        .type = KEY_CUSTOM,
+        .flags = KEY_LIST,
+        .parse = parse_cert_names},
+    {.name = "listeners",
+        .type = KEY_CUSTOM,
+        .flags = KEY_LIST,
+        .parse = parse_cert_listeners},
+    {.name = NULL},
+};
+#undef C
+
+/* Indexed by enum sect_type. */
 static const struct sect_def sect_defs[] = {
     {"sluice", SECT_SLUICE, 0, sluice_keys},
     {"listener", SECT_LISTENER, 1, listener_keys},
@@ -460,6 +519,7 @@ static const struct sect_def sect_defs[] = {
     {"version", SECT_VERSION, 2, version_keys},
     {"rollout", SECT_ROLLOUT, 1, rollout_keys},
     {"pin", SECT_PIN, 2, pin_keys},
+    {"cert", SECT_CERT, 1, cert_keys},
     {NULL, SECT_SLUICE, 0, NULL},
 };
 
@@ -1950,6 +2010,141 @@ bad:
 	return -1;
 }
 
+/* Session ticket keys: a duration of at least one second. */
+static int
+parse_ticket_rotation(
+    struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_global_conf *g = obj;
+	const char *why;
+	uint32_t ms;
+
+	if (sl_conf_parse_duration(value, &ms, &why) == -1) {
+		*msg = sl_xasprintf("invalid duration '%s': %s", value, why);
+		return -1;
+	}
+	if (ms < 1000) {
+		*msg = sl_xasprintf("'%s' is too short (at least 1s)", value);
+		return -1;
+	}
+	g->tls_ticket_rotation_ms = ms;
+	return 0;
+}
+
+/* "1.2" or "1.3": TLS 1.0 and 1.1 are never offered. */
+static int
+parse_tls_min_version(
+    struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_listener_conf *lc = obj;
+
+	if (strcmp(value, "1.2") == 0)
+		lc->tls_min_version = SL_TLS_1_2;
+	else if (strcmp(value, "1.3") == 0)
+		lc->tls_min_version = SL_TLS_1_3;
+	else {
+		*msg = sl_xasprintf("invalid version '%s': use 1.2 or 1.3",
+		    value);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A DNS name for SNI, lower-cased: letters, digits, '-' and '.', at
+ * least one dot, optionally "*." first (one label). NULL if not one.
+ */
+static char *
+sni_name(const char *item, bool wildcard_ok)
+{
+	char *h = sl_xstrdup(item), *c, *start = h;
+
+	for (c = h; *c != '\0'; c++) {
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	}
+	if (wildcard_ok && strncmp(h, "*.", 2) == 0)
+		start = h + 2;
+	if (*start == '\0' || *start == '.' || h[strlen(h) - 1] == '.' ||
+	    strstr(start, "..") != NULL)
+		goto bad;
+	for (c = start; *c != '\0'; c++) {
+		if (!is_alnum((unsigned char)*c) && *c != '-' && *c != '.')
+			goto bad;
+	}
+	if (start != h && strchr(start, '.') == NULL)
+		goto bad; /* "*.com" */
+	return h;
+bad:
+	free(h);
+	return NULL;
+}
+
+/* [cert:] names: the server names the certificate is chosen for. */
+static int
+parse_cert_names(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_cert_conf *cc = obj;
+	size_t n;
+	char **items = split_list(value, &n);
+	char *h;
+
+	cc->names = sl_xcalloc(n ? n : 1, sizeof *cc->names);
+	for (size_t i = 0; i < n; i++) {
+		if ((h = sni_name(items[i], true)) == NULL) {
+			*msg = sl_xasprintf("invalid server name '%s' (a DNS "
+			                    "name, or *.domain)",
+			    items[i]);
+			goto fail;
+		}
+		for (size_t j = 0; j < cc->nnames; j++) {
+			if (strcmp(cc->names[j], h) == 0) {
+				*msg = sl_xasprintf(
+				    "name '%s' is listed twice", h);
+				free(h);
+				goto fail;
+			}
+		}
+		cc->names[cc->nnames++] = h;
+	}
+	free_list(items, n);
+	if (n == 0) {
+		*msg = sl_xstrdup("empty list");
+		return -1;
+	}
+	return 0;
+fail:
+	free_list(items, n);
+	return -1;
+}
+
+/* [cert:] listeners: names of listeners (checked once all are known). */
+static int
+parse_cert_listeners(
+    struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_cert_conf *cc = obj;
+	size_t n;
+	char **items = split_list(value, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (!valid_name(items[i])) {
+			*msg = sl_xasprintf("invalid listener name '%s'",
+			    items[i]);
+			free_list(items, n);
+			return -1;
+		}
+	}
+	if (n == 0) {
+		free_list(items, n);
+		*msg = sl_xstrdup("empty list");
+		return -1;
+	}
+	cc->listeners = items;
+	cc->nlisteners = n;
+	return 0;
+}
+
 /* ---- building: sections into structs ---- */
 
 /* Parse VALUE for key DEF into OBJ; report failures at LINE. */
@@ -2100,13 +2295,27 @@ owner_service(struct loader *L, const struct section *sec, size_t *idx)
 	return svc;
 }
 
+/* Report FILE (key KEY of SEC) unless it can be read. */
+static void
+check_readable(struct loader *L, const struct section *sec, const char *key,
+    const char *file)
+{
+	if (file != NULL && access(file, R_OK) == -1)
+		add_error(L, key_line(sec, key), "[%s] %s: cannot read '%s': %s",
+		    sec->title, key, file, strerror(errno));
+}
+
 static void
 check_listener(struct loader *L, const struct section *sec,
-    const struct sl_listener_conf *lc)
+    struct sl_listener_conf *lc)
 {
-	const char *keys[] = {"tls_cert", "tls_key"};
-	const char *paths[] = {lc->tls_cert, lc->tls_key};
+	static const char *const tls_only[] = {
+	    "tls_ocsp", "tls_min_version", "tls_ciphers"};
 
+	lc->tls_cert_line = key_line(sec, "tls_cert");
+	lc->tls_key_line = key_line(sec, "tls_key");
+	lc->tls_ocsp_line = key_line(sec, "tls_ocsp");
+	lc->tls_ciphers_line = key_line(sec, "tls_ciphers");
 	if ((lc->tls_cert == NULL) != (lc->tls_key == NULL)) {
 		add_error(L, sec->line,
 		    "[%s]: tls_cert and tls_key must be set together (%s is "
@@ -2114,11 +2323,143 @@ check_listener(struct loader *L, const struct section *sec,
 		    sec->title, lc->tls_cert == NULL ? "tls_cert" : "tls_key");
 		return;
 	}
-	for (int i = 0; i < 2; i++) {
-		if (paths[i] != NULL && access(paths[i], R_OK) == -1)
+	if (lc->tls_cert == NULL) {
+		for (size_t i = 0; i < 3; i++) {
+			if (has_key(sec, tls_only[i]))
+				add_error(L, key_line(sec, tls_only[i]),
+				    "[%s] %s: only for TLS listeners (set "
+				    "tls_cert and tls_key)",
+				    sec->title, tls_only[i]);
+		}
+		return;
+	}
+	check_readable(L, sec, "tls_cert", lc->tls_cert);
+	check_readable(L, sec, "tls_key", lc->tls_key);
+	check_readable(L, sec, "tls_ocsp", lc->tls_ocsp);
+}
+
+/* [cert:NAME]: files, and listeners that exist and terminate TLS. */
+static void
+check_cert(
+    struct loader *L, const struct section *sec, struct sl_cert_conf *cc)
+{
+	const struct sl_config *conf = L->conf;
+	size_t ntls = 0;
+
+	cc->cert_line = key_line(sec, "cert");
+	cc->key_line = key_line(sec, "key");
+	cc->ocsp_line = key_line(sec, "ocsp");
+	check_readable(L, sec, "cert", cc->cert);
+	check_readable(L, sec, "key", cc->key);
+	check_readable(L, sec, "ocsp", cc->ocsp);
+	for (size_t i = 0; i < conf->nlisteners; i++)
+		ntls += conf->listeners[i].tls_cert != NULL;
+	if (cc->nlisteners == 0 && ntls == 0)
+		add_error(L, sec->line,
+		    "[%s]: no TLS listener to serve it (set tls_cert and "
+		    "tls_key on a [listener:NAME])",
+		    sec->title);
+	for (size_t i = 0; i < cc->nlisteners; i++) {
+		const struct sl_listener_conf *lc = NULL;
+
+		for (size_t j = 0; j < conf->nlisteners; j++) {
+			if (strcmp(conf->listeners[j].name,
+			        cc->listeners[i]) == 0)
+				lc = &conf->listeners[j];
+		}
+		if (lc == NULL)
+			add_error(L, key_line(sec, "listeners"),
+			    "[%s] listeners: no [listener:%s]", sec->title,
+			    cc->listeners[i]);
+		else if (lc->tls_cert == NULL)
+			add_error(L, key_line(sec, "listeners"),
+			    "[%s] listeners: [listener:%s] is not a TLS "
+			    "listener (set tls_cert and tls_key)",
+			    sec->title, cc->listeners[i]);
+	}
+}
+
+/* A version's origin TLS settings: the service's unless it sets them. */
+static void
+inherit_origin_tls(const struct section *sec, struct sl_origin_tls_conf *v,
+    const struct sl_origin_tls_conf *s)
+{
+	if (!has_key(sec, "tls")) {
+		v->enabled = s->enabled;
+		v->line = s->line;
+	} else
+		v->line = key_line(sec, "tls");
+	if (!has_key(sec, "tls_verify"))
+		v->verify = s->verify;
+	if (!has_key(sec, "tls_ca") && s->ca != NULL) {
+		v->ca = sl_xstrdup(s->ca);
+		v->ca_line = s->ca_line;
+	}
+	if (!has_key(sec, "tls_sni") && s->sni != NULL)
+		v->sni = sl_xstrdup(s->sni);
+	if (!has_key(sec, "tls_client_cert") && s->client_cert != NULL) {
+		v->client_cert = sl_xstrdup(s->client_cert);
+		v->client_cert_line = s->client_cert_line;
+	}
+	if (!has_key(sec, "tls_client_key") && s->client_key != NULL) {
+		v->client_key = sl_xstrdup(s->client_key);
+		v->client_key_line = s->client_key_line;
+	}
+}
+
+/*
+ * Origin TLS keys written in SEC ([service:] or, with VERSION, a
+ * [version:] whose settings T already include the service's).
+ */
+static void
+check_origin_tls(struct loader *L, const struct section *sec,
+    struct sl_origin_tls_conf *t, bool version)
+{
+	static const char *const keys[] = {"tls_verify", "tls_ca", "tls_sni",
+	    "tls_client_cert", "tls_client_key"};
+	char *h;
+
+	if (!version)
+		t->line = key_line(sec, "tls");
+	if (has_key(sec, "tls_ca"))
+		t->ca_line = key_line(sec, "tls_ca");
+	if (has_key(sec, "tls_client_cert"))
+		t->client_cert_line = key_line(sec, "tls_client_cert");
+	if (has_key(sec, "tls_client_key"))
+		t->client_key_line = key_line(sec, "tls_client_key");
+	if (has_key(sec, "tls_ca"))
+		check_readable(L, sec, "tls_ca", t->ca);
+	if (has_key(sec, "tls_client_cert"))
+		check_readable(L, sec, "tls_client_cert", t->client_cert);
+	if (has_key(sec, "tls_client_key"))
+		check_readable(L, sec, "tls_client_key", t->client_key);
+	if (has_key(sec, "tls_sni") && t->sni != NULL) {
+		if ((h = sni_name(t->sni, false)) == NULL)
+			add_error(L, key_line(sec, "tls_sni"),
+			    "[%s] tls_sni: invalid server name '%s' (a DNS "
+			    "name)",
+			    sec->title, t->sni);
+		else {
+			free(t->sni);
+			t->sni = h;
+		}
+	}
+	if ((has_key(sec, "tls_client_cert") ||
+	        has_key(sec, "tls_client_key")) &&
+	    (t->client_cert == NULL) != (t->client_key == NULL))
+		add_error(L, sec->line,
+		    "[%s]: tls_client_cert and tls_client_key must be set "
+		    "together (%s is missing)",
+		    sec->title,
+		    t->client_cert == NULL ? "tls_client_cert"
+		                           : "tls_client_key");
+	if (!version || t->enabled)
+		return;
+	for (size_t i = 0; i < 5; i++) {
+		if (has_key(sec, keys[i]))
 			add_error(L, key_line(sec, keys[i]),
-			    "[%s] %s: cannot read '%s': %s", sec->title,
-			    keys[i], paths[i], strerror(errno));
+			    "[%s] %s: has no effect without tls = yes",
+			    sec->title, keys[i]);
 	}
 }
 
@@ -2288,7 +2629,25 @@ build(struct loader *L)
 			apply_section(L, sec->def, sec, sec->title, svc);
 			if (svc->seed == NULL)
 				svc->seed = sl_xstrdup(svc->name);
+			check_origin_tls(L, sec, &svc->tls, false);
 		}
+	}
+
+	/* Certificates for SNI name listeners: after the listeners. */
+	for (size_t i = 0; i < L->nsections; i++) {
+		struct sl_cert_conf *cc;
+
+		sec = &L->sections[i];
+		if (sec->def->type != SECT_CERT)
+			continue;
+		conf->certs = sl_xreallocarray(
+		    conf->certs, conf->ncerts + 1, sizeof *conf->certs);
+		cc = &conf->certs[conf->ncerts++];
+		memset(cc, 0, sizeof *cc);
+		cc->name = sl_xstrdup(sec->name1);
+		cc->line = sec->line;
+		apply_section(L, sec->def, sec, sec->title, cc);
+		check_cert(L, sec, cc);
 	}
 
 	for (size_t i = 0; i < L->nsections; i++) {
@@ -2306,6 +2665,8 @@ build(struct loader *L)
 		v->line = sec->line;
 		L->cur_service = idx;
 		apply_section(L, sec->def, sec, sec->title, v);
+		inherit_origin_tls(sec, &v->tls, &svc->tls);
+		check_origin_tls(L, sec, &v->tls, true);
 	}
 
 	for (size_t i = 0; i < L->nsections; i++) {
@@ -2336,6 +2697,23 @@ build(struct loader *L)
 			add_error(L, key_line(sec, "version"),
 			    "[%s] version: no version '%s' in service '%s'",
 			    sec->title, pin->version, svc->name);
+	}
+
+	/* Active health checks (control/health.c) speak plain HTTP only:
+	 * against a TLS origin they would fail and take every server out. */
+	for (size_t i = 0; i < conf->nservices; i++) {
+		svc = &conf->services[i];
+		for (size_t j = 0; svc->health_path != NULL &&
+		     j < svc->nversions; j++) {
+			if (!svc->versions[j].tls.enabled)
+				continue;
+			add_error(L, key_line(L->svcs[i].sec, "health_path"),
+			    "[service:%s] health_path: active health checks "
+			    "do not speak TLS yet, and version '%s' has tls = "
+			    "yes",
+			    svc->name, svc->versions[j].name);
+			break;
+		}
 	}
 
 	/* Services without [rollout:] still get the default parameters,
@@ -2469,12 +2847,23 @@ free_addr(struct sl_addr *a)
 	free(a->text);
 }
 
+static void
+free_origin_tls(struct sl_origin_tls_conf *t)
+{
+	free(t->ca);
+	free(t->sni);
+	free(t->client_cert);
+	free(t->client_key);
+}
+
 /* Free a config and everything it owns; NULL is fine. */
 void
 sl_conf_free(struct sl_config *conf)
 {
 	if (conf == NULL)
 		return;
+	if (conf->tls_free != NULL)
+		conf->tls_free(conf);
 	free(conf->path);
 	free(conf->global.control_socket);
 	free(conf->global.control_socket_ro);
@@ -2490,8 +2879,21 @@ sl_conf_free(struct sl_config *conf)
 		free_addr(&lc->bind);
 		free(lc->tls_cert);
 		free(lc->tls_key);
+		free(lc->tls_ocsp);
+		free(lc->tls_ciphers);
 	}
 	free(conf->listeners);
+	for (size_t i = 0; i < conf->ncerts; i++) {
+		struct sl_cert_conf *cc = &conf->certs[i];
+
+		free(cc->name);
+		free(cc->cert);
+		free(cc->key);
+		free(cc->ocsp);
+		free_list(cc->names, cc->nnames);
+		free_list(cc->listeners, cc->nlisteners);
+	}
+	free(conf->certs);
 	for (size_t i = 0; i < conf->nservices; i++) {
 		struct sl_service_conf *svc = &conf->services[i];
 
@@ -2518,7 +2920,9 @@ sl_conf_free(struct sl_config *conf)
 			for (size_t k = 0; k < v->nservers; k++)
 				free_addr(&v->servers[k].addr);
 			free(v->servers);
+			free_origin_tls(&v->tls);
 		}
+		free_origin_tls(&svc->tls);
 		free(svc->versions);
 		for (size_t j = 0; j < svc->npins; j++) {
 			free(svc->pins[j].name);

@@ -8,7 +8,7 @@ PACKAGES=(
 	libevent-dev libssl-dev libinih-dev libcmocka-dev libxxhash-dev
 	libjansson-dev node-llhttp
 	varnish curl python3 python3-xxhash procps iproute2 prometheus
-	clang libclang-rt-dev
+	clang libclang-rt-dev openssl
 )
 
 missing=()

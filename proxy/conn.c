@@ -14,6 +14,15 @@
  *
  * Ownership: a connection is freed only by the worker's reap event, never
  * inside one of its own callbacks (conn_close unlinks it and defers).
+ *
+ * TLS: a connection accepted on a TLS listener starts with a handshake
+ * (bufferevent_openssl; the SSL holds its listener context, so a reload
+ * never changes a live connection). The handshake has header_timeout to
+ * finish, as a whole (a timer, so a client trickling bytes cannot stretch
+ * it); failures, timeouts and plain HTTP sent to the TLS port are counted
+ * and logged at debug level, and only ever cost that one connection.
+ * Origins with tls = yes are reached the same way (proxy/upstream.c); a
+ * handshake or certificate failure there is a 502 counted as kind "tls".
  */
 #include "config.h"
 
@@ -38,12 +47,14 @@
 #include "proxy/http1.h"
 #include "proxy/route.h"
 #include "analysis/stats.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
 #define SL_HIGH_WATER     (256 * 1024)
 #define SL_RESP_HEAD_MAX  (64 * 1024)
 #define SL_TUNNEL_IDLE_MS (3600 * 1000)
+#define SL_TLS_RECORD     16384 /* most plaintext in one TLS record */
 
 enum conn_state {
 	CONN_IDLE,     /* between requests, nothing buffered */
@@ -66,6 +77,7 @@ enum up_fail {
 	FAIL_RESET,
 	FAIL_RESPONSE_TIMEOUT,
 	FAIL_BAD_RESPONSE,
+	FAIL_TLS, /* origin TLS handshake or certificate check failed */
 };
 
 struct sl_conn {
@@ -78,7 +90,9 @@ struct sl_conn {
 	uint8_t state;
 	uint8_t resp_state;
 	bool closed;
-	bool tls;
+	bool tls;       /* came in on a TLS listener */
+	bool tls_done;  /* its handshake completed */
+	bool peer_gone; /* error on the client side: no close_notify */
 	bool client_eof;
 	bool client_keepalive;
 	bool req_body_done;
@@ -115,6 +129,7 @@ struct sl_conn {
 	struct sockaddr_storage addr;
 	uint8_t ip_len;
 	char ip[INET6_ADDRSTRLEN];
+	struct event *hs_timer; /* TLS handshake deadline, while it runs */
 };
 
 /* An output buffer over the worker's scratch space. */
@@ -155,6 +170,17 @@ static const struct sl_global_conf *
 gconf(const struct sl_conn *c)
 {
 	return &c->w->table->conf->global;
+}
+
+/* The origin TLS settings of the version serving the request, or NULL
+ * for plain HTTP. */
+static const struct sl_origin_tls_conf *
+origin_tls(const struct sl_conn *c)
+{
+	const struct sl_origin_tls_conf *t =
+	    &c->svc->conf->versions[c->ver - c->svc->versions].tls;
+
+	return t->enabled ? t : NULL;
 }
 
 /* Set a bufferevent's read and write timeouts; 0 means none. */
@@ -298,6 +324,12 @@ conn_close(struct sl_conn *c)
 	if (c->closed)
 		return;
 	c->closed = true;
+	if (c->hs_timer != NULL) {
+		event_free(c->hs_timer);
+		c->hs_timer = NULL;
+	}
+	if (c->tls_done && !c->peer_gone && !c->client_eof)
+		sl_tls_close_notify(c->bev);
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);
 		c->up = NULL;
@@ -401,21 +433,27 @@ send_error(struct sl_conn *c, int status, const char *detail)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	bool keep = c->state == CONN_UPSTREAM && c->req_body_done &&
 	    c->client_keepalive && !c->client_eof;
-	char body[256];
-	int n;
+	char body[256], msg[512];
+	int n, m;
 
 	count_status(c, status);
 	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
 	    sl_http_reason(status), detail ? ": " : "", detail ? detail : "");
 	if (n < 0 || (size_t)n >= sizeof body)
 		n = (int)sizeof body - 1;
-	evbuffer_add_printf(out,
+	/* One add, so that over TLS the answer is one record. */
+	m = snprintf(msg, sizeof msg,
 	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: %d\r\n%s\r\n",
 	    status, sl_http_reason(status), n,
 	    keep ? "" : "Connection: close\r\n");
-	if (c->req_method != HTTP_HEAD || c->state == CONN_HEAD)
-		evbuffer_add(out, body, (size_t)n);
+	if (m < 0 || (size_t)m >= sizeof msg - sizeof body)
+		m = 0; /* cannot happen: the head is short */
+	if (c->req_method != HTTP_HEAD || c->state == CONN_HEAD) {
+		memcpy(msg + m, body, (size_t)n);
+		m += n;
+	}
+	evbuffer_add(out, msg, (size_t)m);
 	sl_log_debug("client %s: %d %s", c->ip, status, detail ? detail : "");
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);
@@ -874,7 +912,8 @@ start_request(struct sl_conn *c, size_t head_len)
 		send_error(c, 431, "request head too large after rewriting");
 		return;
 	}
-	up = sl_upstream_get(w, srv, gconf(c)->connect_timeout_ms, &reused);
+	up = sl_upstream_get(
+	    w, srv, origin_tls(c), gconf(c)->connect_timeout_ms, &reused);
 	if (up == NULL) {
 		SL_STAT_INC(c->vs->err_connect_refused);
 		evbuffer_drain(in, head_len);
@@ -1033,15 +1072,28 @@ static void
 forward_response_body(struct sl_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	size_t before = evbuffer_get_length(out);
+	struct evbuffer *dst = out, *stage = c->w->tls_stage;
+	size_t before;
 	const char *why = NULL;
 	int r;
 
+	/* A TLS response head waiting in the stage: the body joins it, and
+	 * a small response goes out as one chunk, so one SSL_write makes
+	 * one record and one system call (bufferevent_openssl writes each
+	 * chunk of the output as it is added). */
+	if (evbuffer_get_length(stage) > 0)
+		dst = stage;
+	before = evbuffer_get_length(dst);
 	r = sl_http_forward_body(&c->resp_parser,
-	    bufferevent_get_input(c->up->bev), out, c->dechunk, &why);
+	    bufferevent_get_input(c->up->bev), dst, c->dechunk, &why);
 	if (c->vs != NULL)
 		SL_STAT_ADD(
-		    c->vs->bytes_out, evbuffer_get_length(out) - before);
+		    c->vs->bytes_out, evbuffer_get_length(dst) - before);
+	if (dst == stage) {
+		if (evbuffer_get_length(stage) <= SL_TLS_RECORD)
+			evbuffer_pullup(stage, -1);
+		evbuffer_add_buffer(out, stage);
+	}
 	if (r < 0) {
 		if (c->vs != NULL)
 			SL_STAT_INC(c->vs->err_bad_response);
@@ -1093,14 +1145,15 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 	    kind == FAIL_BAD_RESPONSE || w->retry_tokens < 100)
 		return false;
 	if (kind != FAIL_CONNECT_REFUSED && kind != FAIL_CONNECT_TIMEOUT &&
-	    !idempotent(c->req_method))
+	    kind != FAIL_TLS && !idempotent(c->req_method))
 		return false;
 	if (kind == FAIL_RESET && c->up_reused)
 		return false; /* a stale pooled connection: handled below */
 	srv = sl_upstream_pick(w, c->ver, now_ms(), c->srv->id);
 	if (srv == NULL)
 		return false;
-	up = sl_upstream_get(w, srv, gconf(c)->connect_timeout_ms, &reused);
+	up = sl_upstream_get(
+	    w, srv, origin_tls(c), gconf(c)->connect_timeout_ms, &reused);
 	if (up == NULL)
 		return false;
 	w->retry_tokens -= 100;
@@ -1119,12 +1172,14 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 
 /*
  * An upstream failed before the response head reached the client: retry a
- * stale pooled connection once, else answer 502/504.
+ * stale pooled connection once, else answer 502/504. WHY details a TLS
+ * failure (NULL otherwise).
  */
 static void
-upstream_fail(struct sl_conn *c, enum up_fail kind)
+upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 {
 	struct sl_worker *w = c->w;
+	char body[200];
 	bool reused;
 
 	if (c->resp_state == RESP_BODY) {
@@ -1161,8 +1216,8 @@ upstream_fail(struct sl_conn *c, enum up_fail kind)
 			w->pools[c->srv->id]->nidle--;
 			sl_upstream_free(up);
 		}
-		up = sl_upstream_get(
-		    w, c->srv, gconf(c)->connect_timeout_ms, &reused);
+		up = sl_upstream_get(w, c->srv, origin_tls(c),
+		    gconf(c)->connect_timeout_ms, &reused);
 		if (up != NULL) {
 			c->up_reused = false;
 			attach_upstream(c, up);
@@ -1199,7 +1254,20 @@ upstream_fail(struct sl_conn *c, enum up_fail kind)
 		c->client_keepalive = false;
 		send_error(c, 502, "malformed response from origin");
 		break;
+	case FAIL_TLS:
+		if (c->vs != NULL)
+			SL_STAT_INC(c->vs->err_tls);
+		snprintf(body, sizeof body, "origin TLS handshake failed: %s",
+		    why != NULL ? why : "error");
+		send_error(c, 502, body);
+		break;
 	}
+}
+
+static void
+upstream_fail(struct sl_conn *c, enum up_fail kind)
+{
+	upstream_fail_why(c, kind, NULL);
 }
 
 /* Parse response heads: interim 1xx are passed on, 101 starts a tunnel. */
@@ -1266,8 +1334,12 @@ handle_response_head(struct sl_conn *c)
 			upstream_fail(c, FAIL_BAD_RESPONSE);
 			return;
 		}
-		/* HTTP/1.0 clients get no interim responses. */
-		if (head->status >= 200 || head->status == 101 ||
+		/* HTTP/1.0 clients get no interim responses. Over TLS, a
+		 * head with a body waits for the first body bytes so that
+		 * both leave in one record (see forward_response_body). */
+		if (c->tls && head->status >= 200 && head->has_body)
+			evbuffer_add(w->tls_stage, o.p, o.len);
+		else if (head->status >= 200 || head->status == 101 ||
 		    c->req_minor > 0)
 			evbuffer_add(out, o.p, o.len);
 		if (c->vs != NULL)
@@ -1321,6 +1393,27 @@ up_write_cb(struct bufferevent *bev, void *arg)
 		forward_request_body(c);
 }
 
+/*
+ * A TLS origin connection failed before its handshake completed: a TLS
+ * failure (certificate, protocol, or the origin closing mid-handshake)
+ * becomes a 502 of kind "tls". Returns false for a plain connect failure,
+ * left to the caller.
+ */
+static bool
+origin_tls_failed(struct sl_conn *c, struct bufferevent *bev, short what)
+{
+	char why[160];
+	bool plaintext;
+
+	if (!sl_tls_error(bev, why, sizeof why, &plaintext) &&
+	    !(what & BEV_EVENT_EOF))
+		return false;
+	sl_log_debug("client %s: origin %s: TLS handshake failed: %s", c->ip,
+	    c->srv != NULL ? c->srv->addr.text : "?", why);
+	upstream_fail_why(c, FAIL_TLS, why);
+	return true;
+}
+
 static void
 up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -1351,6 +1444,9 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 			else
 				upstream_fail(c, FAIL_RESET);
 		}
+	} else if (!c->up->connected && c->up->tls_ctx != NULL &&
+	    origin_tls_failed(c, bev, what)) {
+		/* handled: 502 (kind tls) or a retry */
 	} else if (!c->up->connected) {
 		upstream_fail(c, FAIL_CONNECT_REFUSED);
 	} else {
@@ -1413,11 +1509,94 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		client_process(c);
 }
 
+/* The TLS handshake took longer than header_timeout: give up. */
+static void
+handshake_timeout(struct sl_conn *c)
+{
+	SL_STAT_INC(c->w->wstats.tls_handshake_timeouts);
+	sl_log_debug("client %s: TLS handshake timed out", c->ip);
+	c->peer_gone = true;
+	conn_close(c);
+}
+
+static void
+handshake_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	handshake_timeout(arg);
+}
+
+/*
+ * Answer plain HTTP sent to a TLS port with a plain 400, best effort: the
+ * rest of the request is read away first, so that closing does not reset
+ * the connection before the client reads the answer.
+ */
+static void
+plaintext_reply(struct sl_conn *c)
+{
+	static const char msg[] =
+	    "HTTP/1.1 400 Bad Request\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: 59\r\nConnection: close\r\n\r\n"
+	    "400 Bad Request: plain HTTP sent to a TLS port (use https)\n";
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	char sink[4096];
+	int i;
+
+	if (fd < 0)
+		return;
+	for (i = 0; i < 4; i++) {
+		if (recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+			break;
+	}
+	(void)send(fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)shutdown(fd, SHUT_WR);
+}
+
+/* An event on a TLS connection whose handshake is still running. */
+static void
+handshake_event(struct sl_conn *c, short what)
+{
+	struct sl_worker *w = c->w;
+	char why[160];
+	bool plaintext;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		c->tls_done = true;
+		event_free(c->hs_timer);
+		c->hs_timer = NULL;
+		SL_STAT_INC(w->wstats.tls_handshakes);
+		if (sl_tls_resumed(c->bev))
+			SL_STAT_INC(w->wstats.tls_resumed);
+		/* From here on, as a new plain connection: the first
+		 * request head has header_timeout. */
+		set_timeouts(c->bev, gconf(c)->header_timeout_ms,
+		    gconf(c)->body_timeout_ms);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		handshake_timeout(c);
+		return;
+	}
+	sl_tls_error(c->bev, why, sizeof why, &plaintext);
+	SL_STAT_INC(w->wstats.tls_handshake_failures);
+	if (plaintext) {
+		SL_STAT_INC(w->wstats.tls_plaintext);
+		plaintext_reply(c);
+	}
+	sl_log_debug("client %s: TLS handshake failed: %s", c->ip, why);
+	c->peer_gone = true;
+	conn_close(c);
+}
+
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct sl_conn *c = arg;
 
+	if (c->tls && !c->tls_done) {
+		handshake_event(c, what);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if ((what & BEV_EVENT_WRITING) || c->state == CONN_IDLE ||
 		    c->state == CONN_CLOSING || c->state == CONN_TUNNEL) {
@@ -1476,15 +1655,17 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	/* BEV_EVENT_ERROR: the client is gone. */
 	if (c->state == CONN_UPSTREAM || c->state == CONN_TUNNEL)
 		SL_STAT_INC(c->w->wstats.client_aborts);
+	c->peer_gone = true;
 	conn_close(c);
 }
 
 /* Take over a freshly accepted client socket. */
 void
 sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
-    const struct sockaddr *addr, int addrlen, bool tls)
+    const struct sockaddr *addr, int addrlen, struct ssl_ctx_st *tls_ctx)
 {
 	struct sl_conn *c;
+	struct timeval tv;
 	int one = 1;
 
 	c = calloc(1, sizeof *c);
@@ -1492,14 +1673,23 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (tls_ctx != NULL) {
+		c->hs_timer = event_new(w->base, -1, 0, handshake_timer_cb, c);
+		c->bev = c->hs_timer != NULL
+		    ? sl_tls_accept_bev(w->base, fd, tls_ctx)
+		    : NULL;
+	} else
+		c->bev =
+		    bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		evutil_closesocket(fd);
+		if (c->hs_timer != NULL)
+			event_free(c->hs_timer);
 		free(c);
 		return;
 	}
 	c->w = w;
-	c->tls = tls;
+	c->tls = tls_ctx != NULL;
 	c->state = CONN_IDLE;
 	if ((size_t)addrlen <= sizeof c->addr)
 		memcpy(&c->addr, addr, (size_t)addrlen);
@@ -1524,6 +1714,12 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	set_timeouts(
 	    c->bev, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);
 	bufferevent_enable(c->bev, EV_READ);
+	if (c->hs_timer != NULL) {
+		/* The whole handshake, however the bytes trickle in. */
+		tv.tv_sec = gconf(c)->header_timeout_ms / 1000;
+		tv.tv_usec = (gconf(c)->header_timeout_ms % 1000) * 1000;
+		event_add(c->hs_timer, &tv);
+	}
 }
 
 /*

@@ -11,13 +11,16 @@
 #include <event2/util.h>
 
 struct sl_worker;
+struct ssl_ctx_st;
 
 /*
- * Take over accepted socket FD from ADDR on worker W. On failure the socket
- * is closed and the failure counted.
+ * Take over accepted socket FD from ADDR on worker W. With TLS_CTX (a
+ * TLS listener's context, from the current config) the connection starts
+ * with a TLS handshake; its SSL takes its own reference on the context.
+ * On failure the socket is closed.
  */
 void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
-    const struct sockaddr *addr, int addrlen, bool tls);
+    const struct sockaddr *addr, int addrlen, struct ssl_ctx_st *tls_ctx);
 
 /* Close connections idle between requests for GRACE_MS or more (drain). */
 void sl_conn_close_idle(struct sl_worker *w, uint64_t grace_ms);

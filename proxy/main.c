@@ -22,10 +22,15 @@
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
 #include "proxy/route.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 #define SL_DEFAULT_CONFIG "/etc/sluice/sluice.ini"
 #define SL_DRAIN_MS       10000
+
+/* Session ticket key rotation (control thread). */
+static struct event *ev_tickets;
+static uint32_t ticket_rotation_ms;
 
 static void
 usage(FILE *f)
@@ -69,9 +74,44 @@ stop_signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(d->base);
 }
 
+/* Rotate the session ticket keys every tls_ticket_rotation. */
+static void
+tickets_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sl_tls_rotate_ticket_keys();
+	sl_log_debug("TLS: session ticket keys rotated");
+}
+
+/* (Re)arm the ticket rotation timer for MS, if it changed. */
+static void
+tickets_schedule(uint32_t ms)
+{
+	struct timeval tv;
+
+	if (ms == ticket_rotation_ms)
+		return;
+	ticket_rotation_ms = ms;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	event_del(ev_tickets);
+	event_add(ev_tickets, &tv);
+}
+
+/* A refused reload: logged, and recorded as an event with the reason. */
+static void
+reload_refused(struct sl_ctl *d, const char *err)
+{
+	sl_log_error("reload refused, keeping the running config and "
+	             "certificates:\n%s",
+	    err);
+	sl_event(d, NULL, "reload refused", NULL,
+	    json_pack("{s:s,s:s}", "config", d->config_path, "error", err));
+}
+
 /*
- * SIGHUP: load the config again and publish a new routing table. Listener
- * changes need a restart; an invalid file keeps the running config.
+ * SIGHUP: load the config again (certificates and keys too) and publish a
+ * new routing table. Listener changes need a restart; an invalid file or
+ * a bad certificate keeps the running config and certificates.
  */
 static void
 reload_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -83,14 +123,20 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	conf = sl_conf_load(d->config_path, &err);
 	if (conf == NULL) {
-		sl_log_error(
-		    "reload refused, keeping the running config:\n%s", err);
+		reload_refused(d, err);
 		free(err);
+		return;
+	}
+	if (sl_tls_prepare(conf, &err) != 0 ||
+	    sl_tls_check_reload(sl_route_current()->conf, conf, &err) != 0) {
+		reload_refused(d, err);
+		free(err);
+		sl_conf_free(conf);
 		return;
 	}
 	t = sl_route_build(conf, &err);
 	if (t == NULL) {
-		sl_log_error("reload refused: %s", err);
+		reload_refused(d, err);
 		free(err);
 		sl_conf_free(conf);
 		return;
@@ -107,10 +153,13 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	sl_health_apply(d, t);
 	sl_ctl_publish(d, t);
 	sl_ctl_rollouts_check(d);
+	tickets_schedule(conf->global.tls_ticket_rotation_ms);
 	sl_event(d, NULL, "reload", NULL,
-	    json_pack("{s:s}", "config", d->config_path));
-	sl_log_info(
-	    "reloaded %s (listener changes need a restart)", d->config_path);
+	    json_pack("{s:s,s:i}", "config", d->config_path, "tls_certificates",
+	        (int)sl_tls_count_certs(conf)));
+	sl_log_info("reloaded %s, %zu TLS certificates (listener changes need "
+	            "a restart)",
+	    d->config_path, sl_tls_count_certs(conf));
 }
 
 /* Free routing tables no worker holds any more. */
@@ -174,10 +223,15 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	if (sl_tls_init() != 0) {
+		fprintf(stderr, "sluice: cannot initialise OpenSSL\n");
+		return 1;
+	}
 	conf = sl_conf_load(d.config_path, &err);
-	if (conf == NULL) {
+	if (conf == NULL || sl_tls_prepare(conf, &err) != 0) {
 		fprintf(stderr, "%s\n", err);
 		free(err);
+		sl_conf_free(conf);
 		return 1;
 	}
 	if (check_only) {
@@ -186,15 +240,6 @@ main(int argc, char **argv)
 		return 0;
 	}
 
-	for (size_t i = 0; i < conf->nlisteners; i++) {
-		/* Never serve plaintext on a port configured for TLS. */
-		if (conf->listeners[i].tls_cert != NULL)
-			sl_fatal(0,
-			    "%s:%d: [listener:%s]: TLS listeners are not "
-			    "supported by this build yet",
-			    conf->path, conf->listeners[i].line,
-			    conf->listeners[i].name);
-	}
 	signal(SIGPIPE, SIG_IGN);
 	d.nworkers = worker_count(conf);
 	table = sl_route_build(conf, &err);
@@ -223,9 +268,11 @@ main(int argc, char **argv)
 	ev_int = evsignal_new(d.base, SIGINT, stop_signal_cb, &d);
 	ev_hup = evsignal_new(d.base, SIGHUP, reload_signal_cb, &d);
 	ev_reclaim = event_new(d.base, -1, EV_PERSIST, reclaim_cb, &d);
+	ev_tickets = event_new(d.base, -1, EV_PERSIST, tickets_cb, NULL);
 	if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
-	    ev_reclaim == NULL)
+	    ev_reclaim == NULL || ev_tickets == NULL)
 		sl_fatal(0, "cannot set up signal handling");
+	tickets_schedule(conf->global.tls_ticket_rotation_ms);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
@@ -250,9 +297,9 @@ main(int argc, char **argv)
 	sl_state_restore_rollouts(&d);
 	sl_health_sync(&d, sl_route_current());
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
-	            "config %s",
+	            "%zu TLS certificates, config %s",
 	    PACKAGE_VERSION, d.nworkers, conf->nlisteners, conf->nservices,
-	    d.config_path);
+	    sl_tls_count_certs(conf), d.config_path);
 
 	event_base_dispatch(d.base);
 
@@ -277,6 +324,7 @@ main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_hup);
 	event_free(ev_reclaim);
+	event_free(ev_tickets);
 	event_base_free(d.base);
 	sl_log_info("stopped");
 	return 0;

@@ -5,6 +5,10 @@
  * An idle pooled connection has its own callbacks: any byte or EOF from the
  * origin while idle means the connection is no longer usable, so it is
  * closed at once instead of being handed to the next request.
+ *
+ * TLS origin connections (proxy/tls.c) are pooled the same way, keyed by
+ * server and TLS context: a pooled connection serves only requests whose
+ * version has the very context it was made with.
  */
 #include "config.h"
 
@@ -20,7 +24,9 @@
 
 #include "conf/log.h"
 #include "conf/xmalloc.h"
+#include "conf/conf.h"
 #include "proxy/route.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -193,13 +199,21 @@ tune_socket(evutil_socket_t fd)
 /* Get a pooled connection to SRV, or start a new one. */
 struct sl_upstream *
 sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
-    uint32_t connect_timeout_ms, bool *reused)
+    const struct sl_origin_tls_conf *tls, uint32_t connect_timeout_ms,
+    bool *reused)
 {
 	struct sl_pool *pool = w->pools[srv->id];
+	const struct ssl_ctx_st *ctx = tls != NULL ? tls->ctx : NULL;
 	struct sl_upstream *up;
 	struct timeval tv;
 
-	up = TAILQ_FIRST(&pool->idle);
+	if (tls != NULL && ctx == NULL)
+		return NULL; /* never fall back to plain HTTP */
+	TAILQ_FOREACH(up, &pool->idle, idle_link)
+	{
+		if (up->tls_ctx == ctx)
+			break;
+	}
 	if (up != NULL) {
 		TAILQ_REMOVE(&pool->idle, up, idle_link);
 		pool->nidle--;
@@ -214,15 +228,19 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 		return NULL;
 	up->w = w;
 	up->server_id = srv->id;
-	up->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	up->tls_ctx = ctx;
+	up->bev = tls != NULL
+	    ? sl_tls_origin_bev(w->base, tls, srv)
+	    : bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (up->bev == NULL) {
 		free(up);
 		return NULL;
 	}
 	tv.tv_sec = connect_timeout_ms / 1000;
 	tv.tv_usec = (connect_timeout_ms % 1000) * 1000;
-	/* libevent applies the write timeout to the connect. */
-	bufferevent_set_timeouts(up->bev, NULL, &tv);
+	/* libevent applies the write timeout to the connect; a TLS
+	 * handshake mostly waits to read, so it gets both. */
+	bufferevent_set_timeouts(up->bev, tls != NULL ? &tv : NULL, &tv);
 	if (bufferevent_socket_connect(up->bev,
 	        (const struct sockaddr *)&srv->addr.ss,
 	        (int)srv->addr.len) != 0) {

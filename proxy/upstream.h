@@ -15,10 +15,17 @@ struct sl_route_server;
 struct sl_route_version;
 struct sl_worker;
 struct sl_service_conf;
+struct sl_origin_tls_conf;
+struct ssl_ctx_st;
 
 struct sl_upstream {
 	struct bufferevent *bev;
 	struct sl_worker *w;
+	/* The origin TLS context it was made with (NULL: plain HTTP); only
+	 * a request wanting the same context reuses it. Its SSL holds a
+	 * reference, so the pointer stays unique while the connection
+	 * lives. */
+	const struct ssl_ctx_st *tls_ctx;
 	uint32_t server_id;
 	uint32_t requests; /* requests sent on this connection so far */
 	bool connected;
@@ -71,11 +78,14 @@ const struct sl_route_server *sl_upstream_pick(struct sl_worker *w,
 
 /*
  * Get a connection to SRV: an idle pooled one (*REUSED = true) or a new
- * connecting one. The caller sets the callbacks. NULL on resource failure.
+ * connecting one, over TLS with settings TLS (NULL: plain HTTP; a pooled
+ * connection is reused only when made with the same TLS context). For
+ * TLS the connect timeout covers the handshake too. The caller sets the
+ * callbacks. NULL on resource failure.
  */
 struct sl_upstream *sl_upstream_get(struct sl_worker *w,
-    const struct sl_route_server *srv, uint32_t connect_timeout_ms,
-    bool *reused);
+    const struct sl_route_server *srv, const struct sl_origin_tls_conf *tls,
+    uint32_t connect_timeout_ms, bool *reused);
 
 /*
  * Give a connection back after a request. With REUSABLE it goes to the

@@ -6,16 +6,23 @@
  * the newest table it has seen); the control thread frees a retired table
  * once every worker's min_epoch is past it. Holding and releasing touch
  * only worker-local data; the one shared word is a relaxed/release store.
+ *
+ * TLS listeners: the context is looked up, per accepted connection, in
+ * the config of the current table (by listener name), so a reload with
+ * new certificates applies to the next handshake; the connection's SSL
+ * keeps its own reference to the context it started with.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -26,6 +33,7 @@
 #include "proxy/conn.h"
 #include "proxy/http1.h"
 #include "proxy/route.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -36,6 +44,8 @@
 struct sl_listener_arg {
 	struct sl_worker *w;
 	bool tls;
+	size_t index;               /* in the config it was bound from */
+	char name[SL_MAX_NAME + 1]; /* listener name, to find its context */
 };
 
 /* Recompute and publish the oldest epoch this worker holds. */
@@ -111,6 +121,33 @@ sl_worker_conn_closed(struct sl_worker *w)
 		evconnlistener_enable(w->listeners[i]);
 }
 
+/*
+ * Hand an accepted socket to a new connection: with the listener's TLS
+ * context from the current config when it is a TLS listener (never as
+ * plain HTTP: without a context the socket is closed).
+ */
+static void
+accept_one(struct sl_worker *w, const struct sl_listener_arg *la,
+    evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+	struct sl_route_table *t;
+	struct ssl_ctx_st *ctx;
+
+	if (!la->tls) {
+		sl_conn_accept(w, fd, sa, salen, NULL);
+		return;
+	}
+	t = sl_worker_hold_table(w);
+	ctx = sl_tls_listener_ctx(t->conf, la->name, la->index);
+	if (ctx != NULL)
+		sl_conn_accept(w, fd, sa, salen, ctx);
+	else {
+		BUG_ON(ctx == NULL);
+		evutil_closesocket(fd);
+	}
+	sl_worker_release_table(w, t);
+}
+
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -119,7 +156,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct sl_worker *w = la->w;
 	size_t i;
 
-	sl_conn_accept(w, fd, sa, salen, la->tls);
+	accept_one(w, la, fd, sa, salen);
 	if (w->nconns >= w->max_conns && !w->accept_paused) {
 		/* Pause accepting: the kernel's backlog holds the rest. */
 		SL_STAT_INC(w->wstats.conn_limit);
@@ -184,8 +221,8 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 			    SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (cfd < 0)
 				break;
-			sl_conn_accept(w, cfd, (struct sockaddr *)&ss, (int)len,
-			    w->listener_args[i].tls);
+			accept_one(w, &w->listener_args[i], cfd,
+			    (struct sockaddr *)&ss, (int)len);
 		}
 		evconnlistener_free(w->listeners[i]);
 	}
@@ -245,8 +282,9 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		w->scratch = sl_xmalloc(w->scratch_size);
 		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
 		w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+		w->tls_stage = evbuffer_new();
 		if (w->scratch_head == NULL || w->reap_ev == NULL ||
-		    w->stop_ev == NULL)
+		    w->stop_ev == NULL || w->tls_stage == NULL)
 			goto fail_msg;
 		w->listeners =
 		    sl_xcalloc(conf->nlisteners, sizeof *w->listeners);
@@ -258,6 +296,8 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 
 			la->w = w;
 			la->tls = lc->tls_cert != NULL;
+			la->index = j;
+			snprintf(la->name, sizeof la->name, "%s", lc->name);
 			w->listeners[j] = evconnlistener_new_bind(w->base,
 			    accept_cb, la,
 			    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
@@ -389,6 +429,8 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			free(w->vstats[k]);
 		sl_http_head_free(w->scratch_head);
 		free(w->scratch);
+		if (w->tls_stage != NULL)
+			evbuffer_free(w->tls_stage);
 		if (w->drain_ev != NULL)
 			event_free(w->drain_ev);
 		if (w->reap_ev != NULL)

@@ -17,6 +17,7 @@
 
 struct event;
 struct event_base;
+struct evbuffer;
 struct evconnlistener;
 struct sl_config;
 struct sl_conn;
@@ -67,6 +68,7 @@ struct sl_worker {
 	struct sl_http_head *scratch_head;
 	char *scratch;
 	size_t scratch_size;
+	struct evbuffer *tls_stage; /* a TLS response head, see conn.c */
 
 	struct sl_conn_list conns;
 	uint32_t nconns;

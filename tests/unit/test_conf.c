@@ -1247,6 +1247,80 @@ static const struct error_case error_cases[] = {
         "servers = 127.0.0.1:1\n",
         "t.ini:1: [listener:main]: tls_cert and tls_key must be set together "
         "(tls_cert is missing)"},
+    {"tls_min_version_bad",
+        BASE "[listener:t]\nbind = 127.0.0.1:8443\ntls_min_version = 1.1\n",
+        "t.ini:9: [listener:t] tls_min_version: invalid version '1.1': use "
+        "1.2 or 1.3"},
+    {"tls_min_version_plain",
+        BASE "[listener:t]\nbind = 127.0.0.1:8443\ntls_min_version = 1.3\n",
+        "t.ini:9: [listener:t] tls_min_version: only for TLS listeners (set "
+        "tls_cert and tls_key)"},
+    {"tls_ocsp_plain",
+        BASE "[listener:t]\nbind = 127.0.0.1:8443\ntls_ocsp = /x.der\n",
+        "t.ini:9: [listener:t] tls_ocsp: only for TLS listeners (set "
+        "tls_cert and tls_key)"},
+    {"tls_ticket_rotation_short",
+        BASE "[sluice]\ntls_ticket_rotation = 500ms\n",
+        "t.ini:8: [sluice] tls_ticket_rotation: '500ms' is too short (at "
+        "least 1s)"},
+    {"cert_missing_key", BASE "[cert:x]\ncert = /nonexistent/c.pem\n",
+        "t.ini:7: [cert:x]: missing required key 'key'"},
+    {"cert_unreadable",
+        BASE "[cert:x]\ncert = /nonexistent/c.pem\nkey = /nonexistent/k\n",
+        "t.ini:8: [cert:x] cert: cannot read '/nonexistent/c.pem': No such "
+        "file or directory"},
+    {"cert_no_tls_listener",
+        BASE "[cert:x]\ncert = /nonexistent/c.pem\nkey = /nonexistent/k\n",
+        "t.ini:7: [cert:x]: no TLS listener to serve it (set tls_cert and "
+        "tls_key on a [listener:NAME])"},
+    {"cert_plain_listener",
+        BASE "[cert:x]\ncert = /n/c.pem\nkey = /n/k\nlisteners = main\n",
+        "t.ini:10: [cert:x] listeners: [listener:main] is not a TLS "
+        "listener (set tls_cert and tls_key)"},
+    {"cert_unknown_listener",
+        BASE "[cert:x]\ncert = /n/c.pem\nkey = /n/k\nlisteners = nope\n",
+        "t.ini:10: [cert:x] listeners: no [listener:nope]"},
+    {"cert_bad_name",
+        BASE "[cert:x]\ncert = /n/c.pem\nkey = /n/k\nnames = a.example "
+             "bad/name\n",
+        "t.ini:10: [cert:x] names: invalid server name 'bad/name' (a DNS "
+        "name, or *.domain)"},
+    {"cert_wildcard_tld",
+        BASE "[cert:x]\ncert = /n/c.pem\nkey = /n/k\nnames = *.com\n",
+        "t.ini:10: [cert:x] names: invalid server name '*.com' (a DNS name, "
+        "or *.domain)"},
+    {"cert_name_twice",
+        BASE "[cert:x]\ncert = /n/c.pem\nkey = /n/k\nnames = A.example "
+             "a.example\n",
+        "t.ini:10: [cert:x] names: name 'a.example' is listed twice"},
+    {"origin_tls_sni_bad", BASE "tls = yes\ntls_sni = bad_name\n",
+        "t.ini:8: [version:shop/blue] tls_sni: invalid server name "
+        "'bad_name' (a DNS name)"},
+    {"origin_tls_verify_bad", BASE "tls = yes\ntls_verify = maybe\n",
+        "t.ini:8: [version:shop/blue] tls_verify: invalid value 'maybe': "
+        "use yes or no"},
+    {"origin_tls_without_tls", BASE "tls_sni = a.example\n",
+        "t.ini:7: [version:shop/blue] tls_sni: has no effect without tls = "
+        "yes"},
+    {"origin_tls_ca_unreadable", BASE "tls = yes\ntls_ca = /nonexistent\n",
+        "t.ini:8: [version:shop/blue] tls_ca: cannot read '/nonexistent': No "
+        "such file or directory"},
+    {"origin_client_cert_without_key",
+        BASE "tls = yes\ntls_client_cert = /nonexistent/c.pem\n",
+        "t.ini:5: [version:shop/blue]: tls_client_cert and tls_client_key "
+        "must be set together (tls_client_key is missing)"},
+    {"service_client_key_without_cert",
+        "[listener:main]\nbind = 127.0.0.1:8080\n[service:shop]\n"
+        "stable = blue\ntls = yes\ntls_client_key = /nonexistent/k\n"
+        "[version:shop/blue]\nservers = 127.0.0.1:9000\n",
+        "t.ini:3: [service:shop]: tls_client_cert and tls_client_key must be "
+        "set together (tls_client_cert is missing)"},
+    {"health_checks_tls_origin",
+        "[listener:main]\nbind = 127.0.0.1:8080\n[service:shop]\n"
+        "stable = blue\nhealth_path = /health\n[version:shop/blue]\n"
+        "servers = 127.0.0.1:9000\ntls = yes\n",
+        "t.ini:5: [service:shop] health_path: active health checks do not "
+        "speak TLS yet, and version 'blue' has tls = yes"},
     {"no_listener",
         "[service:shop]\nstable = blue\n[version:shop/blue]\n"
         "servers = 127.0.0.1:9000\n",
@@ -1256,6 +1330,136 @@ static const struct error_case error_cases[] = {
     {"empty_file", "",
         "t.ini:1: no [listener:NAME] section (at least one is required)"},
 };
+
+/* A temporary file path (the file exists, empty); caller unlinks. */
+static char *
+temp_file(const char *tag)
+{
+	char *path = sl_xasprintf("/tmp/test_conf_%s_XXXXXX", tag);
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	close(fd);
+	return path;
+}
+
+/* TLS keys: listener, [cert:], origin TLS with service defaults. */
+static void
+test_tls_keys(void **state)
+{
+	char *cert = temp_file("cert"), *key = temp_file("key");
+	char *ocsp = temp_file("ocsp"), *ca = temp_file("ca");
+	char *text;
+	struct sl_config *c;
+	const struct sl_listener_conf *l;
+	const struct sl_cert_conf *cc;
+	const struct sl_service_conf *s;
+	const struct sl_version_conf *v;
+
+	text = sl_xasprintf(
+	    "[sluice]\n"
+	    "tls_ticket_rotation = 30m\n"               /* 2 */
+	    "[listener:plain]\nbind = 127.0.0.1:8080\n" /* 3-4 */
+	    "[listener:tls]\n"                          /* 5 */
+	    "bind = 127.0.0.1:8443\n"
+	    "tls_cert = %s\n" /* 7 */
+	    "tls_key = %s\n"  /* 8 */
+	    "tls_ocsp = %s\n" /* 9 */
+	    "tls_min_version = 1.3\n"
+	    "tls_ciphers = ECDHE-RSA-AES128-GCM-SHA256\n" /* 11 */
+	    "[cert:api]\n"                                /* 12 */
+	    "cert = %s\n"
+	    "key = %s\n"
+	    "names = API.example.com\n"
+	    "  *.api.example.com\n"
+	    "listeners = tls\n"
+	    "[cert:other]\ncert = %s\nkey = %s\nocsp = %s\n" /* 18-21 */
+	    "[service:s]\n"                                  /* 22 */
+	    "stable = a\n"
+	    "tls = yes\n" /* 24 */
+	    "tls_ca = %s\n"
+	    "tls_sni = Origin.Example\n"
+	    "tls_client_cert = %s\n" /* 27 */
+	    "tls_client_key = %s\n"
+	    "[version:s/a]\nservers = 127.0.0.1:1\nweight = 100\n"
+	    "[version:s/b]\nservers = 127.0.0.1:2\n"
+	    "weight = 0\ntls_verify = no\ntls_sni = b.example\n"
+	    "[service:p]\npath_prefix = /p\nstable = a\n" /* 36 */
+	    "[version:p/a]\nservers = 127.0.0.1:3\n",
+	    cert, key, ocsp, cert, key, cert, key, ocsp, ca, cert, key);
+	c = load_ok(text);
+	assert_int_equal(c->global.tls_ticket_rotation_ms, 30 * 60 * 1000);
+	assert_null(c->listeners[0].tls_cert);
+	assert_int_equal(c->listeners[0].tls_min_version, SL_TLS_1_2);
+	l = &c->listeners[1];
+	assert_string_equal(l->tls_cert, cert);
+	assert_string_equal(l->tls_key, key);
+	assert_string_equal(l->tls_ocsp, ocsp);
+	assert_int_equal(l->tls_min_version, SL_TLS_1_3);
+	assert_string_equal(l->tls_ciphers, "ECDHE-RSA-AES128-GCM-SHA256");
+	assert_int_equal(l->tls_cert_line, 7);
+	assert_int_equal(l->tls_key_line, 8);
+	assert_int_equal(l->tls_ocsp_line, 9);
+	assert_int_equal(l->tls_ciphers_line, 11);
+	assert_null(l->tls_ctx);
+
+	assert_int_equal(c->ncerts, 2);
+	cc = &c->certs[0];
+	assert_string_equal(cc->name, "api");
+	assert_int_equal(cc->line, 12);
+	assert_int_equal(cc->cert_line, 13);
+	assert_int_equal(cc->key_line, 14);
+	assert_int_equal(cc->nnames, 2);
+	assert_string_equal(cc->names[0], "api.example.com");
+	assert_string_equal(cc->names[1], "*.api.example.com");
+	assert_int_equal(cc->nlisteners, 1);
+	assert_string_equal(cc->listeners[0], "tls");
+	assert_null(cc->ocsp);
+	cc = &c->certs[1];
+	assert_int_equal(cc->nnames, 0);
+	assert_int_equal(cc->nlisteners, 0);
+	assert_string_equal(cc->ocsp, ocsp);
+	assert_int_equal(cc->ocsp_line, 21);
+
+	s = &c->services[0];
+	assert_true(s->tls.enabled);
+	v = sl_conf_version(s, "a"); /* inherits everything */
+	assert_true(v->tls.enabled);
+	assert_true(v->tls.verify);
+	assert_string_equal(v->tls.ca, ca);
+	assert_string_equal(v->tls.sni, "origin.example");
+	assert_string_equal(v->tls.client_cert, cert);
+	assert_string_equal(v->tls.client_key, key);
+	assert_int_equal(v->tls.line, 24);
+	assert_int_equal(v->tls.client_cert_line, 27);
+	v = sl_conf_version(s, "b"); /* overrides verify and SNI */
+	assert_true(v->tls.enabled);
+	assert_false(v->tls.verify);
+	assert_string_equal(v->tls.sni, "b.example");
+	assert_string_equal(v->tls.ca, ca);
+	s = &c->services[1]; /* defaults: plain HTTP, verify on */
+	assert_false(s->tls.enabled);
+	assert_true(s->tls.verify);
+	assert_false(s->versions[0].tls.enabled);
+	assert_null(s->versions[0].tls.ca);
+	sl_conf_free(c);
+	free(text);
+
+	/* Defaults without [sluice]. */
+	c = load_ok(BASE);
+	assert_int_equal(c->global.tls_ticket_rotation_ms, 3600 * 1000);
+	assert_int_equal(c->ncerts, 0);
+	sl_conf_free(c);
+
+	unlink(cert);
+	unlink(key);
+	unlink(ocsp);
+	unlink(ca);
+	free(cert);
+	free(key);
+	free(ocsp);
+	free(ca);
+}
 
 static void
 test_error_case(void **state)
@@ -1288,6 +1492,7 @@ main(void)
 	    cmocka_unit_test(test_continuation),
 	    cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_tls_files),
+	    cmocka_unit_test(test_tls_keys),
 	    cmocka_unit_test(test_multiple_errors),
 	    cmocka_unit_test(test_sample_configs),
 	};

@@ -1,0 +1,1101 @@
+/*
+ * tls.c — TLS contexts for listeners and origins, on OpenSSL 3 and
+ * libevent's bufferevent_openssl.
+ *
+ * Listeners. Each TLS listener gets a default SSL_CTX (its tls_cert and
+ * tls_key) and one SSL_CTX per [cert:] section it serves. The default
+ * context carries, in its ex_data, the SNI map (server name -> context;
+ * exact names first, then "*.domain" wildcards) and holds a reference on
+ * every context in it; the servername callback switches the SSL to the
+ * matching context. An SSL keeps its initial (default) context for its
+ * whole life, so the map it was born with stays valid until it is freed,
+ * whichever config is current by then. Every context has the same
+ * protocol settings: TLS 1.2 and 1.3 (or 1.3 only), a modern cipher list
+ * for 1.2, ALPN "http/1.1", no renegotiation, OCSP stapling when a
+ * response file is given.
+ *
+ * Session resumption. Stateless tickets only (no server-side session
+ * cache, nothing shared between threads but the keys): tickets are
+ * encrypted with process-wide keys, so a client resumes on any worker and
+ * across reloads. The control thread rotates the keys every
+ * tls_ticket_rotation; the current key issues tickets, the two before it
+ * still decrypt them (and the ticket is then renewed), so a ticket lives
+ * at most two rotations, which is also the session lifetime announced to
+ * clients. Workers read the keys through a seqlock: no lock, no
+ * lock-prefixed atomic, never a torn key.
+ *
+ * Origins. Each version with tls = yes gets a client SSL_CTX (versions
+ * with identical settings share one): TLS 1.2+, peer verification against
+ * tls_ca (or the system store) unless tls_verify = no, the host name
+ * checked (tls_sni, else the server's host), optional client certificate.
+ * A pooled connection remembers the context it was made with, so a reload
+ * that changes the settings never reuses a connection made under the old
+ * ones.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+
+#include "conf/conf.h"
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "proxy/route.h"
+#include "proxy/tls.h"
+
+/* TLS 1.2 ciphers: forward secret AEADs only (Mozilla "intermediate"
+ * without DHE). TLS 1.3 uses OpenSSL's default suites. */
+#define SL_TLS12_CIPHERS                                                       \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"           \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"           \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+#define SL_OCSP_MAX (1024 * 1024)
+
+/* ALPN: HTTP/1.1 is the only protocol sluice speaks. */
+static const unsigned char alpn_h11[] = "\x08http/1.1";
+
+/* ---- session ticket keys ---- */
+
+#define TICKET_KEYS      3  /* current, and two that still decrypt */
+#define TICKET_KEY_WORDS 10 /* 16 name + 32 AES + 32 HMAC bytes */
+
+struct ticket_key {
+	uint64_t w[TICKET_KEY_WORDS];
+};
+
+/* Written by the control thread only; seq is odd while it writes. */
+static struct {
+	uint64_t seq;
+	struct ticket_key keys[TICKET_KEYS]; /* [0] is current */
+} ticket_ring;
+
+/* A consistent copy of the ticket keys (seqlock read side). */
+static void
+ticket_snapshot(struct ticket_key out[TICKET_KEYS])
+{
+	uint64_t s1, s2;
+	size_t i, j;
+
+	do {
+		s1 = __atomic_load_n(&ticket_ring.seq, __ATOMIC_ACQUIRE);
+		for (i = 0; i < TICKET_KEYS; i++)
+			for (j = 0; j < TICKET_KEY_WORDS; j++)
+				out[i].w[j] =
+				    __atomic_load_n(&ticket_ring.keys[i].w[j],
+				        __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(&ticket_ring.seq, __ATOMIC_RELAXED);
+	} while ((s1 & 1) != 0 || s1 != s2);
+}
+
+/* Store key K into slot I (writer side, inside the seqlock). */
+static void
+ticket_store(size_t i, const struct ticket_key *k)
+{
+	size_t j;
+
+	for (j = 0; j < TICKET_KEY_WORDS; j++)
+		__atomic_store_n(
+		    &ticket_ring.keys[i].w[j], k->w[j], __ATOMIC_RELAXED);
+}
+
+/* Rotate: shift the keys down one slot, a fresh random key on top. */
+void
+sl_tls_rotate_ticket_keys(void)
+{
+	struct ticket_key fresh, old;
+	uint64_t seq;
+	size_t i, j;
+
+	if (RAND_bytes((unsigned char *)fresh.w, sizeof fresh.w) != 1) {
+		sl_log_error("TLS: cannot make a session ticket key; keeping "
+		             "the current ones");
+		ERR_clear_error();
+		return;
+	}
+	seq = __atomic_load_n(&ticket_ring.seq, __ATOMIC_RELAXED);
+	__atomic_store_n(&ticket_ring.seq, seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (i = TICKET_KEYS - 1; i > 0; i--) {
+		for (j = 0; j < TICKET_KEY_WORDS; j++)
+			old.w[j] = __atomic_load_n(
+			    &ticket_ring.keys[i - 1].w[j], __ATOMIC_RELAXED);
+		ticket_store(i, &old);
+	}
+	ticket_store(0, &fresh);
+	__atomic_store_n(&ticket_ring.seq, seq + 2, __ATOMIC_RELEASE);
+	OPENSSL_cleanse(&fresh, sizeof fresh);
+	OPENSSL_cleanse(&old, sizeof old);
+}
+
+/*
+ * OpenSSL's ticket callback: encrypt new tickets under the current key;
+ * decrypt with whichever key named the ticket, asking for a renewal (2)
+ * when that key is no longer current. 0: unknown key, full handshake.
+ */
+static int
+ticket_key_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
+    EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	static char digest[] = "SHA256";
+	struct ticket_key keys[TICKET_KEYS];
+	const unsigned char *k;
+	OSSL_PARAM params[3];
+	size_t i = 0;
+	int ret = -1;
+
+	ticket_snapshot(keys);
+	if (enc) {
+		if (RAND_bytes(iv, 16) != 1)
+			goto out;
+		memcpy(name, keys[0].w, 16);
+	} else {
+		for (i = 0; i < TICKET_KEYS; i++) {
+			if (memcmp(name, keys[i].w, 16) == 0)
+				break;
+		}
+		if (i == TICKET_KEYS) {
+			ret = 0;
+			goto out;
+		}
+	}
+	k = (const unsigned char *)keys[i].w;
+	params[0] = OSSL_PARAM_construct_octet_string(
+	    OSSL_MAC_PARAM_KEY, (void *)(k + 48), 32);
+	params[1] =
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+		goto out;
+	if (enc) {
+		if (EVP_EncryptInit_ex(
+		        cctx, EVP_aes_256_cbc(), NULL, k + 16, iv) != 1)
+			goto out;
+		ret = 1;
+	} else {
+		if (EVP_DecryptInit_ex(
+		        cctx, EVP_aes_256_cbc(), NULL, k + 16, iv) != 1)
+			goto out;
+		ret = i == 0 ? 1 : 2;
+	}
+out:
+	OPENSSL_cleanse(keys, sizeof keys);
+	return ret;
+}
+
+/* ---- per-context data: SNI map and OCSP response ---- */
+
+struct sni_entry {
+	char *name; /* lower case; "*.example.com" matches one label */
+	SSL_CTX *ctx;
+};
+
+struct ctx_data {
+	unsigned char *ocsp; /* DER OCSP response, or NULL */
+	size_t ocsp_len;
+	struct sni_entry *sni; /* default context only */
+	size_t nsni;
+};
+
+static int ctx_index = -1;
+
+/* ex_data destructor: runs when the last reference to a context goes,
+ * on whichever thread freed the last SSL using it. */
+static void
+ctx_data_free_cb(
+    void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct ctx_data *d = ptr;
+	size_t i;
+
+	if (d == NULL)
+		return;
+	for (i = 0; i < d->nsni; i++) {
+		free(d->sni[i].name);
+		SSL_CTX_free(d->sni[i].ctx);
+	}
+	free(d->sni);
+	free(d->ocsp);
+	free(d);
+}
+
+/* A context's data (SNI map, OCSP response). */
+static struct ctx_data *
+data_of(const SSL_CTX *ctx)
+{
+	return SSL_CTX_get_ex_data(ctx, ctx_index);
+}
+
+/* Initialise OpenSSL, the ex_data index and the first ticket key. */
+int
+sl_tls_init(void)
+{
+	size_t i;
+
+	if (OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS |
+	            OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
+	        NULL) != 1)
+		return -1;
+	ctx_index =
+	    SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free_cb);
+	if (ctx_index < 0)
+		return -1;
+	for (i = 0; i < TICKET_KEYS; i++)
+		sl_tls_rotate_ticket_keys();
+	return 0;
+}
+
+/* ---- callbacks on listener contexts ---- */
+
+/* The SNI map's context for NAME: exact match, then a wildcard. */
+static SSL_CTX *
+sni_lookup(const struct ctx_data *d, const char *name)
+{
+	const char *dot = strchr(name, '.');
+	size_t i;
+
+	for (i = 0; i < d->nsni; i++) {
+		if (strcasecmp(d->sni[i].name, name) == 0)
+			return d->sni[i].ctx;
+	}
+	if (dot == NULL || dot == name)
+		return NULL;
+	for (i = 0; i < d->nsni; i++) {
+		if (d->sni[i].name[0] == '*' &&
+		    strcasecmp(d->sni[i].name + 1, dot) == 0)
+			return d->sni[i].ctx;
+	}
+	return NULL;
+}
+
+/* Servername callback (default contexts only): pick the certificate. */
+static int
+sni_cb(SSL *ssl, int *alert, void *arg)
+{
+	const struct ctx_data *d = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	SSL_CTX *ctx;
+
+	if (name == NULL || d == NULL || (ctx = sni_lookup(d, name)) == NULL)
+		return SSL_TLSEXT_ERR_NOACK; /* the listener's default */
+	if (ctx != SSL_get_SSL_CTX(ssl) && SSL_set_SSL_CTX(ssl, ctx) == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* ALPN: http/1.1 when offered; otherwise no protocol is agreed. */
+static int
+alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	unsigned char *sel;
+
+	if (SSL_select_next_proto(&sel, outlen, alpn_h11, sizeof alpn_h11 - 1,
+	        in, inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* OCSP stapling: a copy of the context's response, when it has one. */
+static int
+status_cb(SSL *ssl, void *arg)
+{
+	const struct ctx_data *d = data_of(SSL_get_SSL_CTX(ssl));
+	unsigned char *p;
+
+	if (d == NULL || d->ocsp == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	p = OPENSSL_memdup(d->ocsp, d->ocsp_len);
+	if (p == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	if (SSL_set_tlsext_status_ocsp_resp(ssl, p, (long)d->ocsp_len) != 1) {
+		OPENSSL_free(p);
+		return SSL_TLSEXT_ERR_NOACK;
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* ---- building contexts ---- */
+
+/* Errors found while preparing a config, "file:line: message" each. */
+struct errs {
+	const char *file;
+	char *text;
+};
+
+/* Add an error at LINE, with OpenSSL's last reason appended (if any). */
+static void add_err(struct errs *E, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+add_err(struct errs *E, int line, const char *fmt, ...)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+	char *msg, *all;
+	va_list ap;
+
+	va_start(ap, fmt);
+	msg = sl_xvasprintf(fmt, ap);
+	va_end(ap);
+	all = sl_xasprintf("%s%s%s:%d: %s%s%s", E->text ? E->text : "",
+	    E->text ? "\n" : "", E->file, line, msg, reason ? ": " : "",
+	    reason ? reason : "");
+	free(msg);
+	free(E->text);
+	E->text = all;
+	ERR_clear_error();
+}
+
+/* Read a whole small file; NULL with errno set. */
+static unsigned char *
+read_file(const char *path, size_t max, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf;
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	buf = sl_xmalloc(max + 1);
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f) || n > max) {
+		int err = ferror(f) ? errno : EFBIG;
+
+		fclose(f);
+		free(buf);
+		errno = err;
+		return NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+/* Did the last key operation fail because key and certificate differ? */
+static bool
+key_mismatch(void)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	return ERR_GET_LIB(e) == ERR_LIB_X509 &&
+	    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+}
+
+/* Where a certificate comes from, for messages. */
+struct cert_src {
+	const char *title; /* "listener:main", "cert:api" */
+	const char *cert_key, *key_key, *ocsp_key;
+	const char *cert, *key, *ocsp;
+	int cert_line, key_line, ocsp_line;
+};
+
+/* Load and check an OCSP response for stapling into D. */
+static int
+load_ocsp(struct errs *E, const struct cert_src *s, struct ctx_data *d)
+{
+	const unsigned char *p;
+	unsigned char *buf;
+	OCSP_RESPONSE *resp;
+	size_t len;
+	int status;
+
+	buf = read_file(s->ocsp, SL_OCSP_MAX, &len);
+	if (buf == NULL) {
+		add_err(E, s->ocsp_line, "[%s] %s: cannot read '%s': %s",
+		    s->title, s->ocsp_key, s->ocsp, strerror(errno));
+		return -1;
+	}
+	p = buf;
+	resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
+	if (resp == NULL) {
+		add_err(E, s->ocsp_line,
+		    "[%s] %s: '%s' is not a DER OCSP response", s->title,
+		    s->ocsp_key, s->ocsp);
+		free(buf);
+		return -1;
+	}
+	status = OCSP_response_status(resp);
+	OCSP_RESPONSE_free(resp);
+	if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+		add_err(E, s->ocsp_line,
+		    "[%s] %s: '%s': OCSP response status is %s", s->title,
+		    s->ocsp_key, s->ocsp, OCSP_response_status_str(status));
+		free(buf);
+		return -1;
+	}
+	d->ocsp = buf;
+	d->ocsp_len = len;
+	return 0;
+}
+
+/* Warn about a certificate that has expired or is not valid yet. */
+static void
+check_validity(SSL_CTX *ctx, const struct cert_src *s)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+
+	if (x == NULL)
+		return;
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		sl_log_warn("[%s] %s: certificate '%s' has expired", s->title,
+		    s->cert_key, s->cert);
+	else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+		sl_log_warn("[%s] %s: certificate '%s' is not valid yet",
+		    s->title, s->cert_key, s->cert);
+}
+
+/*
+ * A server context for listener LC with the certificate of S. Returns a
+ * new context (one reference, owned by the caller) or NULL with errors
+ * added to E.
+ */
+static SSL_CTX *
+server_ctx_new(struct errs *E, const struct sl_config *conf,
+    const struct sl_listener_conf *lc, const struct cert_src *s)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	struct ctx_data *d;
+	char sid[64];
+	long timeout = (long)(2 * (conf->global.tls_ticket_rotation_ms / 1000));
+
+	if (ctx == NULL) {
+		add_err(
+		    E, lc->line, "[%s]: cannot create a TLS context", s->title);
+		return NULL;
+	}
+	d = sl_xcalloc(1, sizeof *d);
+	if (SSL_CTX_set_ex_data(ctx, ctx_index, d) != 1) {
+		free(d);
+		add_err(
+		    E, lc->line, "[%s]: cannot create a TLS context", s->title);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, lc->tls_min_version);
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+	        SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx,
+	        lc->tls_ciphers ? lc->tls_ciphers : SL_TLS12_CIPHERS) != 1) {
+		add_err(E, lc->tls_ciphers_line,
+		    "[listener:%s] tls_ciphers: no usable cipher in '%s'",
+		    lc->name, lc->tls_ciphers ? lc->tls_ciphers : "");
+		goto fail;
+	}
+	/* Sessions belong to their listener; tickets only, no cache. */
+	snprintf(sid, sizeof sid, "sluice:%s", lc->name);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid,
+	    (unsigned int)(strlen(sid) > 32 ? 32 : strlen(sid)));
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_timeout(ctx, timeout > 0 ? timeout : 1);
+	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
+	if (SSL_CTX_use_certificate_chain_file(ctx, s->cert) != 1) {
+		add_err(E, s->cert_line,
+		    "[%s] %s: cannot load the certificate chain '%s'", s->title,
+		    s->cert_key, s->cert);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		if (!key_mismatch()) {
+			add_err(E, s->key_line,
+			    "[%s] %s: cannot load the key '%s'", s->title,
+			    s->key_key, s->key);
+			goto fail;
+		}
+		add_err(E, s->key_line,
+		    "[%s] %s: the key '%s' does not match the certificate "
+		    "'%s'",
+		    s->title, s->key_key, s->key, s->cert);
+		goto fail;
+	}
+	if (s->ocsp != NULL && load_ocsp(E, s, d) != 0)
+		goto fail;
+	check_validity(ctx, s);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* Add NAME (lower case, heap; taken) -> CTX to D's map; first wins. */
+static void
+sni_add(struct ctx_data *d, char *name, SSL_CTX *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < d->nsni; i++) {
+		if (strcmp(d->sni[i].name, name) == 0) {
+			free(name);
+			return;
+		}
+	}
+	d->sni = sl_xreallocarray(d->sni, d->nsni + 1, sizeof *d->sni);
+	d->sni[d->nsni].name = name;
+	d->sni[d->nsni].ctx = ctx;
+	SSL_CTX_up_ref(ctx);
+	d->nsni++;
+}
+
+/* A DNS name from a certificate, lower-cased; NULL if unusable. */
+static char *
+cert_name(const unsigned char *p, int len)
+{
+	char *s;
+	int i;
+
+	if (len <= 0 || len > 253 || memchr(p, '\0', (size_t)len) != NULL)
+		return NULL;
+	s = sl_xstrndup((const char *)p, (size_t)len);
+	for (i = 0; i < len; i++) {
+		if (s[i] >= 'A' && s[i] <= 'Z')
+			s[i] = (char)(s[i] - 'A' + 'a');
+	}
+	return s;
+}
+
+/* Map CTX under the DNS names of its certificate (SAN, else CN). */
+static size_t
+sni_add_cert_names(struct ctx_data *d, SSL_CTX *ctx)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	GENERAL_NAMES *gens;
+	size_t n = 0;
+	int i;
+	char *name;
+
+	if (x == NULL)
+		return 0;
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+
+		if (g->type != GEN_DNS)
+			continue;
+		name = cert_name(ASN1_STRING_get0_data(g->d.dNSName),
+		    ASN1_STRING_length(g->d.dNSName));
+		if (name != NULL) {
+			sni_add(d, name, ctx);
+			n++;
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	if (n == 0) {
+		X509_NAME *subj = X509_get_subject_name(x);
+		int at = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+		X509_NAME_ENTRY *e =
+		    at >= 0 ? X509_NAME_get_entry(subj, at) : NULL;
+		ASN1_STRING *cn = e ? X509_NAME_ENTRY_get_data(e) : NULL;
+
+		if (cn != NULL &&
+		    (name = cert_name(ASN1_STRING_get0_data(cn),
+		         ASN1_STRING_length(cn))) != NULL) {
+			sni_add(d, name, ctx);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Does [cert:] CC apply to listener LC? */
+static bool
+cert_serves(const struct sl_cert_conf *cc, const struct sl_listener_conf *lc)
+{
+	size_t i;
+
+	if (cc->nlisteners == 0)
+		return true;
+	for (i = 0; i < cc->nlisteners; i++) {
+		if (strcmp(cc->listeners[i], lc->name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The default context of a TLS listener, with its SNI map. */
+static SSL_CTX *
+listener_ctx_new(struct errs *E, const struct sl_config *conf,
+    const struct sl_listener_conf *lc)
+{
+	char title[SL_MAX_NAME + 16];
+	struct cert_src s = {
+	    .title = title,
+	    .cert_key = "tls_cert",
+	    .key_key = "tls_key",
+	    .ocsp_key = "tls_ocsp",
+	    .cert = lc->tls_cert,
+	    .key = lc->tls_key,
+	    .ocsp = lc->tls_ocsp,
+	    .cert_line = lc->tls_cert_line,
+	    .key_line = lc->tls_key_line,
+	    .ocsp_line = lc->tls_ocsp_line,
+	};
+	SSL_CTX *def, *ctx;
+	struct ctx_data *d;
+	size_t i, j;
+	bool ok = true;
+
+	snprintf(title, sizeof title, "listener:%s", lc->name);
+	def = server_ctx_new(E, conf, lc, &s);
+	if (def == NULL)
+		return NULL;
+	d = data_of(def);
+	for (i = 0; i < conf->ncerts; i++) {
+		const struct sl_cert_conf *cc = &conf->certs[i];
+		char ctitle[SL_MAX_NAME + 16];
+		struct cert_src cs = {
+		    .title = ctitle,
+		    .cert_key = "cert",
+		    .key_key = "key",
+		    .ocsp_key = "ocsp",
+		    .cert = cc->cert,
+		    .key = cc->key,
+		    .ocsp = cc->ocsp,
+		    .cert_line = cc->cert_line,
+		    .key_line = cc->key_line,
+		    .ocsp_line = cc->ocsp_line,
+		};
+
+		if (!cert_serves(cc, lc))
+			continue;
+		snprintf(ctitle, sizeof ctitle, "cert:%s", cc->name);
+		if ((ctx = server_ctx_new(E, conf, lc, &cs)) == NULL) {
+			ok = false;
+			continue;
+		}
+		if (cc->nnames > 0) {
+			for (j = 0; j < cc->nnames; j++)
+				sni_add(d, sl_xstrdup(cc->names[j]), ctx);
+		} else if (sni_add_cert_names(d, ctx) == 0) {
+			add_err(E, cc->line,
+			    "[cert:%s]: certificate '%s' names no DNS name "
+			    "(set names = ...)",
+			    cc->name, cc->cert);
+			ok = false;
+		}
+		SSL_CTX_free(ctx); /* the map holds it now */
+	}
+	if (!ok) {
+		SSL_CTX_free(def);
+		return NULL;
+	}
+	SSL_CTX_set_tlsext_servername_callback(def, sni_cb);
+	SSL_CTX_set_tlsext_servername_arg(def, d);
+	return def;
+}
+
+/* The client context for origins of a version (tls = yes). */
+static SSL_CTX *
+origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
+    const struct sl_version_conf *v)
+{
+	const struct sl_origin_tls_conf *t = &v->tls;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	struct stat st;
+
+	if (ctx == NULL) {
+		add_err(E, t->line,
+		    "[version:%s/%s]: cannot create a TLS "
+		    "context",
+		    svc->name, v->name);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+	        SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_alpn_protos(ctx, alpn_h11, sizeof alpn_h11 - 1);
+	if (t->ca != NULL) {
+		int r = stat(t->ca, &st) == 0 && S_ISDIR(st.st_mode)
+		    ? SSL_CTX_load_verify_locations(ctx, NULL, t->ca)
+		    : SSL_CTX_load_verify_locations(ctx, t->ca, NULL);
+
+		if (r != 1) {
+			add_err(E, t->ca_line,
+			    "[version:%s/%s] tls_ca: cannot load CA "
+			    "certificates from '%s'",
+			    svc->name, v->name, t->ca);
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		add_err(E, t->line,
+		    "[version:%s/%s]: cannot load the system CA store",
+		    svc->name, v->name);
+		goto fail;
+	}
+	SSL_CTX_set_verify(
+	    ctx, t->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	if (!t->verify)
+		sl_log_warn("[version:%s/%s]: tls_verify = no: origin "
+		            "certificates are not checked",
+		    svc->name, v->name);
+	if (t->client_cert != NULL) {
+		if (SSL_CTX_use_certificate_chain_file(ctx, t->client_cert) !=
+		    1) {
+			add_err(E, t->client_cert_line,
+			    "[version:%s/%s] tls_client_cert: cannot load "
+			    "the certificate chain '%s'",
+			    svc->name, v->name, t->client_cert);
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(
+		        ctx, t->client_key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			if (!key_mismatch()) {
+				add_err(E, t->client_key_line,
+				    "[version:%s/%s] tls_client_key: cannot "
+				    "load the key '%s'",
+				    svc->name, v->name, t->client_key);
+				goto fail;
+			}
+			add_err(E, t->client_key_line,
+			    "[version:%s/%s] tls_client_key: the key '%s' "
+			    "does not match the certificate '%s'",
+			    svc->name, v->name, t->client_key, t->client_cert);
+			goto fail;
+		}
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* Drop every context CONF holds (they live on while SSLs use them). */
+static void
+tls_free_conf(struct sl_config *conf)
+{
+	size_t i, j;
+
+	for (i = 0; i < conf->nlisteners; i++) {
+		SSL_CTX_free(conf->listeners[i].tls_ctx);
+		conf->listeners[i].tls_ctx = NULL;
+	}
+	for (i = 0; i < conf->nservices; i++) {
+		for (j = 0; j < conf->services[i].nversions; j++) {
+			struct sl_version_conf *v =
+			    &conf->services[i].versions[j];
+
+			SSL_CTX_free(v->tls.ctx);
+			v->tls.ctx = NULL;
+		}
+	}
+}
+
+static bool
+same_str(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * A context already built in CONF for identical origin settings T, to
+ * share (loading the CA store once). The SNI is part of the identity: a
+ * pooled connection is reused by any request with the same context.
+ */
+static SSL_CTX *
+same_origin_ctx(
+    const struct sl_config *conf, const struct sl_origin_tls_conf *t)
+{
+	size_t i, j;
+
+	for (i = 0; i < conf->nservices; i++) {
+		for (j = 0; j < conf->services[i].nversions; j++) {
+			const struct sl_origin_tls_conf *o =
+			    &conf->services[i].versions[j].tls;
+
+			if (o == t)
+				return NULL; /* only earlier versions */
+			if (o->ctx != NULL && o->verify == t->verify &&
+			    same_str(o->ca, t->ca) &&
+			    same_str(o->sni, t->sni) &&
+			    same_str(o->client_cert, t->client_cert) &&
+			    same_str(o->client_key, t->client_key))
+				return o->ctx;
+		}
+	}
+	return NULL;
+}
+
+/* Build CONF's contexts; all or nothing. */
+int
+sl_tls_prepare(struct sl_config *conf, char **errp)
+{
+	struct errs E = {conf->path, NULL};
+	size_t i, j;
+
+	if (conf->tls_free != NULL)
+		return 0; /* already prepared */
+	ERR_clear_error();
+	conf->tls_free = tls_free_conf;
+	for (i = 0; i < conf->nlisteners; i++) {
+		struct sl_listener_conf *lc = &conf->listeners[i];
+
+		if (lc->tls_cert != NULL)
+			lc->tls_ctx = listener_ctx_new(&E, conf, lc);
+	}
+	for (i = 0; i < conf->nservices; i++) {
+		const struct sl_service_conf *svc = &conf->services[i];
+
+		for (j = 0; j < svc->nversions; j++) {
+			struct sl_version_conf *v = &svc->versions[j];
+			SSL_CTX *same;
+
+			if (!v->tls.enabled)
+				continue;
+			if ((same = same_origin_ctx(conf, &v->tls)) != NULL) {
+				SSL_CTX_up_ref(same);
+				v->tls.ctx = same;
+			} else
+				v->tls.ctx = origin_ctx_new(&E, svc, v);
+		}
+	}
+	if (E.text == NULL)
+		return 0;
+	tls_free_conf(conf);
+	*errp = E.text;
+	return -1;
+}
+
+/* A listener of CONF by name (HINT first). */
+static const struct sl_listener_conf *
+find_listener(const struct sl_config *conf, const char *name, size_t hint)
+{
+	size_t i;
+
+	if (hint < conf->nlisteners &&
+	    strcmp(conf->listeners[hint].name, name) == 0)
+		return &conf->listeners[hint];
+	for (i = 0; i < conf->nlisteners; i++) {
+		if (strcmp(conf->listeners[i].name, name) == 0)
+			return &conf->listeners[i];
+	}
+	return NULL;
+}
+
+/* The context to accept with on listener NAME. */
+SSL_CTX *
+sl_tls_listener_ctx(const struct sl_config *conf, const char *name, size_t hint)
+{
+	const struct sl_listener_conf *lc = find_listener(conf, name, hint);
+
+	return lc != NULL ? lc->tls_ctx : NULL;
+}
+
+/* Running TLS listeners stay TLS, plain ones stay plain. */
+int
+sl_tls_check_reload(
+    const struct sl_config *cur, const struct sl_config *next, char **errp)
+{
+	size_t i;
+
+	for (i = 0; i < cur->nlisteners; i++) {
+		const struct sl_listener_conf *a = &cur->listeners[i];
+		const struct sl_listener_conf *b =
+		    find_listener(next, a->name, i);
+
+		if (a->tls_cert != NULL && (b == NULL || b->tls_cert == NULL)) {
+			*errp = sl_xasprintf("%s:%d: [listener:%s]: a running "
+			                     "TLS listener cannot %s without a "
+			                     "restart",
+			    next->path, b ? b->line : 1, a->name,
+			    b ? "lose tls_cert" : "be removed");
+			return -1;
+		}
+		if (a->tls_cert == NULL && b != NULL && b->tls_cert != NULL) {
+			*errp = sl_xasprintf("%s:%d: [listener:%s]: a running "
+			                     "plain HTTP listener cannot turn "
+			                     "to TLS without a restart",
+			    next->path, b->line, a->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Certificates CONF serves: listener defaults and [cert:] per listener. */
+size_t
+sl_tls_count_certs(const struct sl_config *conf)
+{
+	size_t i, j, n = 0;
+
+	for (i = 0; i < conf->nlisteners; i++) {
+		if (conf->listeners[i].tls_ctx == NULL)
+			continue;
+		n++;
+		for (j = 0; j < conf->ncerts; j++)
+			n += cert_serves(&conf->certs[j], &conf->listeners[i]);
+	}
+	return n;
+}
+
+/* ---- connections ---- */
+
+/* A handshaking server bufferevent on FD. */
+struct bufferevent *
+sl_tls_accept_bev(struct event_base *base, evutil_socket_t fd, SSL_CTX *ctx)
+{
+	struct bufferevent *bev;
+	SSL *ssl = SSL_new(ctx);
+
+	if (ssl == NULL) {
+		ERR_clear_error();
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(
+	    base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+/* The host part of "host:port", "[v6]:port" into BUF. */
+static const char *
+server_host(const char *text, char *buf, size_t size)
+{
+	const char *end;
+	size_t n;
+
+	if (text[0] == '[') {
+		end = strchr(text, ']');
+		text++;
+	} else
+		end = strrchr(text, ':');
+	n = end != NULL ? (size_t)(end - text) : strlen(text);
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* A connecting origin bufferevent: SNI and the name to verify set. */
+struct bufferevent *
+sl_tls_origin_bev(struct event_base *base, const struct sl_origin_tls_conf *t,
+    const struct sl_route_server *srv)
+{
+	struct bufferevent *bev;
+	char hostbuf[256];
+	const char *host;
+	unsigned char ip[16];
+	bool is_ip;
+	SSL *ssl;
+
+	if (t->ctx == NULL || (ssl = SSL_new(t->ctx)) == NULL) {
+		ERR_clear_error();
+		return NULL;
+	}
+	host = t->sni != NULL
+	    ? t->sni
+	    : server_host(srv->addr.text, hostbuf, sizeof hostbuf);
+	is_ip = inet_pton(AF_INET, host, ip) == 1 ||
+	    inet_pton(AF_INET6, host, ip) == 1;
+	if (is_ip) {
+		/* No SNI for addresses; verify the address (IP SAN). */
+		if (t->verify &&
+		    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) !=
+		        1)
+			goto fail;
+	} else {
+		if (SSL_set_tlsext_host_name(ssl, host) != 1)
+			goto fail;
+		if (t->verify) {
+			SSL_set_hostflags(
+			    ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			if (SSL_set1_host(ssl, host) != 1)
+				goto fail;
+		}
+	}
+	bev = bufferevent_openssl_socket_new(
+	    base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		goto fail;
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+fail:
+	ERR_clear_error();
+	SSL_free(ssl);
+	return NULL;
+}
+
+/* Did BEV's handshake resume a session? */
+bool
+sl_tls_resumed(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	return ssl != NULL && SSL_session_reused(ssl);
+}
+
+/* Why BEV's handshake failed; 1 for a TLS-level failure. */
+int
+sl_tls_error(struct bufferevent *bev, char *buf, size_t size, bool *plaintext)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	unsigned long e, last = 0;
+	const char *reason;
+
+	*plaintext = false;
+	/* libevent hands its recorded errors back newest first. */
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    (ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST ||
+		        ERR_GET_REASON(e) == SSL_R_HTTPS_PROXY_REQUEST))
+			*plaintext = true;
+		if (last == 0)
+			last = e;
+	}
+	if (vr != X509_V_OK) {
+		snprintf(buf, size, "certificate verify failed: %s",
+		    X509_verify_cert_error_string(vr));
+		return 1;
+	}
+	if (last != 0) {
+		reason = ERR_reason_error_string(last);
+		snprintf(buf, size, "%s", reason ? reason : "TLS error");
+		return 1;
+	}
+	snprintf(buf, size, "connection closed during the handshake");
+	return 0;
+}
+
+/* close_notify before a graceful close (never blocks). */
+void
+sl_tls_close_notify(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl != NULL && SSL_is_init_finished(ssl) &&
+	    !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+		(void)SSL_shutdown(ssl);
+	ERR_clear_error();
+}

@@ -1,0 +1,108 @@
+/*
+ * tls.h — TLS with OpenSSL 3: contexts for listeners (certificates chosen
+ * by SNI, ALPN, session tickets with rotating keys, OCSP stapling) and for
+ * origins (verification, SNI, client certificates).
+ *
+ * Contexts belong to the config they were built from: sl_tls_prepare
+ * builds them into a struct sl_config, and sl_conf_free frees them with
+ * it. A routing table owns its config, so a reload publishes new contexts
+ * with the new table and the old ones go with the old table. SSL_CTX is
+ * reference counted: every SSL holds its context, so a connection keeps
+ * its certificate, SNI map and settings until it closes, whatever was
+ * reloaded in the meantime.
+ */
+#ifndef SL_TLS_H
+#define SL_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/util.h>
+
+struct bufferevent;
+struct event_base;
+struct ssl_ctx_st;
+struct sl_config;
+struct sl_listener_conf;
+struct sl_origin_tls_conf;
+struct sl_route_server;
+
+/*
+ * Initialise OpenSSL and the session ticket keys (random, process-wide).
+ * Once, at start-up, before any other function here. Returns 0 or -1.
+ */
+int sl_tls_init(void);
+
+/*
+ * Build every TLS context CONF needs: one per TLS listener (plus one per
+ * [cert:] it serves) and one per version with tls = yes. On failure
+ * nothing is kept and *ERRP lists every problem, one "file:line: message"
+ * per line (heap, caller frees). Start-up, -t and reload (control
+ * thread).
+ */
+int sl_tls_prepare(struct sl_config *conf, char **errp);
+
+/*
+ * Before publishing NEXT in place of CUR (reload): every TLS listener of
+ * CUR must still be a TLS listener of the same name in NEXT, and no plain
+ * one may become TLS, since the sockets stay as they are until a restart.
+ * Returns 0, or -1 with *ERRP (heap).
+ */
+int sl_tls_check_reload(
+    const struct sl_config *cur, const struct sl_config *next, char **errp);
+
+/* Certificates (listener defaults plus [cert:] entries) CONF loaded. */
+size_t sl_tls_count_certs(const struct sl_config *conf);
+
+/*
+ * The context of the listener NAME in CONF (HINT: its index when the
+ * listeners have not moved); NULL when it is not a TLS listener there.
+ */
+struct ssl_ctx_st *sl_tls_listener_ctx(
+    const struct sl_config *conf, const char *name, size_t hint);
+
+/*
+ * New rotation of session ticket keys: the current key becomes the
+ * previous one (tickets under it are still accepted, and renewed), the
+ * oldest is forgotten. Control thread, every tls_ticket_rotation.
+ */
+void sl_tls_rotate_ticket_keys(void);
+
+/*
+ * A bufferevent for a TLS client connection accepted on FD, handshaking
+ * with context CTX; it owns FD and its SSL. NULL on failure (FD is then
+ * still the caller's to close).
+ */
+struct bufferevent *sl_tls_accept_bev(
+    struct event_base *base, evutil_socket_t fd, struct ssl_ctx_st *ctx);
+
+/*
+ * A connecting bufferevent for origin SERVER with the settings T (fd not
+ * yet set: call bufferevent_socket_connect). SNI and the name verified
+ * are T's tls_sni or the server's host. NULL on failure.
+ */
+struct bufferevent *sl_tls_origin_bev(struct event_base *base,
+    const struct sl_origin_tls_conf *t, const struct sl_route_server *srv);
+
+/* Did the handshake on BEV resume a session? */
+bool sl_tls_resumed(struct bufferevent *bev);
+
+/*
+ * Why the handshake on BEV failed, as text into BUF (SIZE bytes): the
+ * certificate verification result when that failed, else OpenSSL's
+ * reason. Consumes the errors libevent recorded. *PLAINTEXT is set when
+ * the peer spoke plain HTTP to a TLS port. Returns 1 for a TLS failure
+ * (protocol or certificate), 0 when the connection merely failed or
+ * closed (nothing TLS-specific to report).
+ */
+int sl_tls_error(
+    struct bufferevent *bev, char *buf, size_t size, bool *plaintext);
+
+/*
+ * Send a TLS close_notify on BEV (best effort, without blocking) before a
+ * graceful close, so the peer can tell a complete close-delimited
+ * response from a cut one.
+ */
+void sl_tls_close_notify(struct bufferevent *bev);
+
+#endif
