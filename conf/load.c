@@ -2699,23 +2699,6 @@ build(struct loader *L)
 			    sec->title, pin->version, svc->name);
 	}
 
-	/* Active health checks (control/health.c) speak plain HTTP only:
-	 * against a TLS origin they would fail and take every server out. */
-	for (size_t i = 0; i < conf->nservices; i++) {
-		svc = &conf->services[i];
-		for (size_t j = 0; svc->health_path != NULL &&
-		     j < svc->nversions; j++) {
-			if (!svc->versions[j].tls.enabled)
-				continue;
-			add_error(L, key_line(L->svcs[i].sec, "health_path"),
-			    "[service:%s] health_path: active health checks "
-			    "do not speak TLS yet, and version '%s' has tls = "
-			    "yes",
-			    svc->name, svc->versions[j].name);
-			break;
-		}
-	}
-
 	/* Services without [rollout:] still get the default parameters,
 	 * for "rollout start" from the control socket. */
 	for (size_t i = 0; i < conf->nservices; i++) {

@@ -24,6 +24,7 @@
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
 #include "proxy/route.h"
+#include "proxy/tls.h"
 
 struct sl_health {
 	struct sl_ctl *ctl;
@@ -33,7 +34,11 @@ struct sl_health {
 	char version[64];
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	char *request; /* the check's request bytes */
+	/* TLS to the origin (the version's settings), or NULL; points into
+	 * the config of the table of the last sync, which outlives it. */
+	const struct sl_origin_tls_conf *tls;
+	struct sl_route_server srv; /* for SNI and verification */
+	char *request;              /* the check's request bytes */
 	uint32_t interval_ms, timeout_ms, rise, fall;
 	uint16_t status_min, status_max;
 	struct event *timer;
@@ -175,8 +180,11 @@ health_check_start(struct sl_health *h)
 
 	if (h->bev != NULL)
 		return; /* the previous check is still running */
-	h->bev =
-	    bufferevent_socket_new(h->ctl->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (h->tls != NULL)
+		h->bev = sl_tls_origin_bev(h->ctl->base, h->tls, &h->srv);
+	else
+		h->bev = bufferevent_socket_new(
+		    h->ctl->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (h->bev == NULL)
 		return;
 	tv.tv_sec = h->timeout_ms / 1000;
@@ -227,6 +235,7 @@ sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 			continue;
 		for (j = 0; j < svc->nversions; j++) {
 			const struct sl_route_version *v = &svc->versions[j];
+			const struct sl_version_conf *vc;
 
 			for (k = 0; k < v->nservers; k++) {
 				const struct sl_route_server *s =
@@ -255,6 +264,11 @@ sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 				    v->name);
 				memcpy(&h->ss, &s->addr.ss, sizeof h->ss);
 				h->sslen = s->addr.len;
+				h->srv = *s;
+				vc = sl_conf_version(sc, v->name);
+				h->tls = vc != NULL && vc->tls.enabled
+				    ? &vc->tls
+				    : NULL;
 				h->interval_ms = sc->health_interval_ms;
 				h->timeout_ms = sc->health_timeout_ms;
 				h->rise = sc->health_rise;

@@ -198,6 +198,8 @@ good = TLSOrigin("good", "origin")
 wrong = TLSOrigin("wrong", "wrong")
 expired = TLSOrigin("expired", "expired")
 mtls = TLSOrigin("mtls", "origin", require_client=True)
+checked = TLSOrigin("checked", "origin")
+wrong2 = TLSOrigin("wrong2", "wrong")
 plain = Origin("plain")
 
 # --- the sluice under test: an HTTP and an HTTPS listener ---
@@ -239,6 +241,18 @@ stable = v1
 tls = yes
 tls_ca = {pki}/ca.pem
 
+[service:checked]
+path_prefix = /checked/
+stable = v1
+tls = yes
+tls_ca = {pki}/ca.pem
+health_path = /health
+health_interval = 200ms
+health_fall = 1
+
+[version:checked/v1]
+servers = {checked}
+
 [version:secure/v1]
 servers = {good}
 
@@ -257,6 +271,19 @@ stable = v1
 tls = yes
 tls_ca = {pki}/ca.pem
 tls_sni = localhost
+
+[service:checkwrong]
+path_prefix = /checkwrong/
+stable = v1
+tls = yes
+tls_ca = {pki}/ca.pem
+tls_sni = localhost
+health_path = /health
+health_interval = 200ms
+health_fall = 1
+
+[version:checkwrong/v1]
+servers = {wrong2}
 
 [version:wrong/v1]
 servers = {wrong}
@@ -304,7 +331,8 @@ def render(**extra):
                          admin=admin_port, pki=PKI, plain=plain.addr,
                          good=good.addr, good_port=good.port,
                          wrong=wrong.addr, expired=expired.addr,
-                         mtls=mtls.addr, **extra)
+                         mtls=mtls.addr, checked=checked.addr,
+                         wrong2=wrong2.addr, **extra)
 
 
 sl = Sluice(text=render(), port=port)
@@ -563,6 +591,19 @@ check(metric("sluice_upstream_errors_total", service="wrong",
       metric("sluice_upstream_errors_total", service="expired",
              kind="tls") == 1,
       "the failures are counted as upstream errors of kind tls")
+
+# Active health checks speak TLS to TLS origins, verified like requests.
+hs = sl.ctl("show service checked")["service"]["versions"][0]["servers"][0]
+check(hs["health"] == "up", "health checks over TLS: the good origin is up")
+deadline = time.time() + 5
+while time.time() < deadline:
+    hw = sl.ctl("show service checkwrong")["service"]["versions"][0][
+        "servers"][0]
+    if hw["health"] == "down":
+        break
+    time.sleep(0.1)
+check(hw["health"] == "down",
+      "and the wrong-host origin is down (%s)" % hw.get("health_last_failure"))
 status, resp, body = https_get("/insecure/x")
 check(status == 200 and resp.getheader("X-Origin") == "wrong",
       "tls_verify = no connects anyway (explicitly insecure)")
