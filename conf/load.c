@@ -1410,10 +1410,10 @@ parse_workers(struct loader *L, void *obj, const char *value, char **msg)
 	return 0;
 }
 
+/* A Unix socket path that fits in sun_path, into *OUT (heap). */
 static int
-parse_control_socket(struct loader *L, void *obj, const char *value, char **msg)
+parse_socket_path(const char *value, char **out, char **msg)
 {
-	struct sl_global_conf *g = obj;
 	struct sockaddr_un sun;
 
 	if (strlen(value) >= sizeof sun.sun_path) {
@@ -1422,25 +1422,23 @@ parse_control_socket(struct loader *L, void *obj, const char *value, char **msg)
 		    value, sizeof sun.sun_path - 1);
 		return -1;
 	}
-	g->control_socket = sl_xstrdup(value);
+	*out = sl_xstrdup(value);
 	return 0;
+}
+
+static int
+parse_control_socket(struct loader *L, void *obj, const char *value, char **msg)
+{
+	return parse_socket_path(value,
+	    &((struct sl_global_conf *)obj)->control_socket, msg);
 }
 
 static int
 parse_control_socket_ro(struct loader *L, void *obj, const char *value,
     char **msg)
 {
-	struct sl_global_conf *g = obj;
-	struct sockaddr_un sun;
-
-	if (strlen(value) >= sizeof sun.sun_path) {
-		*msg = sl_xasprintf("path '%s' is too long for a Unix socket "
-		                    "(at most %zu bytes)",
-		    value, sizeof sun.sun_path - 1);
-		return -1;
-	}
-	g->control_socket_ro = sl_xstrdup(value);
-	return 0;
+	return parse_socket_path(value,
+	    &((struct sl_global_conf *)obj)->control_socket_ro, msg);
 }
 
 /* A whole percentage 0..100, with or without '%'. */

@@ -1125,6 +1125,26 @@ idempotent(uint8_t method)
 	}
 }
 
+/* Send the request head kept for retries again, on a new or pooled
+ * connection to SRV. */
+static bool
+resend(struct sl_conn *c, const struct sl_route_server *srv)
+{
+	struct sl_upstream *up;
+	bool reused;
+
+	up = sl_upstream_get(
+	    c->w, srv, origin_tls(c), gconf(c)->connect_timeout_ms, &reused);
+	if (up == NULL)
+		return false;
+	c->up_reused = reused;
+	attach_upstream(c, up);
+	evbuffer_add(bufferevent_get_output(up->bev),
+	    evbuffer_pullup(c->retry_head, -1),
+	    evbuffer_get_length(c->retry_head));
+	return true;
+}
+
 /*
  * Retry a failed attempt on another server of the same version (never
  * another version: the analysis depends on it), within the worker's retry
@@ -1137,8 +1157,6 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 {
 	struct sl_worker *w = c->w;
 	const struct sl_route_server *srv;
-	struct sl_upstream *up;
-	bool reused;
 
 	if (c->srv == NULL || c->attempts > gconf(c)->retries ||
 	    c->retry_head == NULL || evbuffer_get_length(c->retry_head) == 0 ||
@@ -1150,11 +1168,7 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 	if (kind == FAIL_RESET && c->up_reused)
 		return false; /* a stale pooled connection: handled below */
 	srv = sl_upstream_pick(w, c->ver, now_ms(), c->srv->id);
-	if (srv == NULL)
-		return false;
-	up = sl_upstream_get(
-	    w, srv, origin_tls(c), gconf(c)->connect_timeout_ms, &reused);
-	if (up == NULL)
+	if (srv == NULL || !resend(c, srv))
 		return false;
 	w->retry_tokens -= 100;
 	SL_STAT_INC(w->wstats.upstream_retries);
@@ -1162,11 +1176,6 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 	c->srv = srv;
 	w->pools[srv->id]->active++;
 	c->attempts++;
-	c->up_reused = reused;
-	attach_upstream(c, up);
-	evbuffer_add(bufferevent_get_output(up->bev),
-	    evbuffer_pullup(c->retry_head, -1),
-	    evbuffer_get_length(c->retry_head));
 	return true;
 }
 
@@ -1180,7 +1189,6 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 {
 	struct sl_worker *w = c->w;
 	char body[200];
-	bool reused;
 
 	if (c->resp_state == RESP_BODY) {
 		if (kind == FAIL_RESPONSE_TIMEOUT)
@@ -1216,16 +1224,8 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 			w->pools[c->srv->id]->nidle--;
 			sl_upstream_free(up);
 		}
-		up = sl_upstream_get(w, c->srv, origin_tls(c),
-		    gconf(c)->connect_timeout_ms, &reused);
-		if (up != NULL) {
-			c->up_reused = false;
-			attach_upstream(c, up);
-			evbuffer_add(bufferevent_get_output(up->bev),
-			    evbuffer_pullup(c->retry_head, -1),
-			    evbuffer_get_length(c->retry_head));
+		if (resend(c, c->srv))
 			return;
-		}
 	}
 	switch (kind) {
 	case FAIL_CONNECT_REFUSED:
