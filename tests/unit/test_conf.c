@@ -1315,12 +1315,6 @@ static const struct error_case error_cases[] = {
         "[version:shop/blue]\nservers = 127.0.0.1:9000\n",
         "t.ini:3: [service:shop]: tls_client_cert and tls_client_key must be "
         "set together (tls_client_cert is missing)"},
-    {"health_checks_tls_origin",
-        "[listener:main]\nbind = 127.0.0.1:8080\n[service:shop]\n"
-        "stable = blue\nhealth_path = /health\n[version:shop/blue]\n"
-        "servers = 127.0.0.1:9000\ntls = yes\n",
-        "t.ini:5: [service:shop] health_path: active health checks do not "
-        "speak TLS yet, and version 'blue' has tls = yes"},
     {"no_listener",
         "[service:shop]\nstable = blue\n[version:shop/blue]\n"
         "servers = 127.0.0.1:9000\n",
