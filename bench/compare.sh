@@ -24,7 +24,7 @@
 # process started here is killed by pid when the script exits.
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
 
 rounds=3
@@ -35,7 +35,6 @@ pin=auto
 build="$top/build-bench"
 outdir="$top/bench/out"
 install=yes
-quick=no
 disturbed=10
 retries=2
 quiet_wait=20
@@ -64,7 +63,7 @@ EOF
 
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--quick) quick=yes; rounds=1; dur=3; idle_n=500 ;;
+	--quick) rounds=1; dur=3; idle_n=500 ;;
 	--rounds) rounds=$2; shift ;;
 	--duration) dur=$2; shift ;;
 	--workers) workers=$2; shift ;;
@@ -139,6 +138,7 @@ else
 	(cd "$build" && make libllhttp.a >>"$build/bench-make.log" 2>&1) ||
 		die "build of libllhttp.a failed"
 	mkdir -p "$build/bench"
+	# shellcheck disable=SC2046 # pkg-config output is meant to split
 	gcc -std=gnu11 -O2 -g -I"$top" -I"$build" -I/usr/share/include/llhttp \
 		$(pkg-config --cflags libevent_core) \
 		"$top"/bench/loadgen.c "$top"/bench/loadgen_conn.c \
@@ -148,6 +148,10 @@ else
 		die "build of sl-loadgen failed"
 fi
 SLUICE="$build/sluice"
+# What was built: the tree as it is now (the report is written at the end).
+git_rev=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git_dirty=$(git -C "$top" status --porcelain -- proxy conf analysis control llhttp.mk configure.ac 2>/dev/null |
+	grep -q . && echo " + uncommitted changes to the daemon's sources")
 ORIGIN="$build/tests/origin/sl-origin"
 LOADGEN="$build/bench/sl-loadgen"
 
@@ -243,7 +247,7 @@ start_proxy() {
 		;;
 	esac
 	PID[$name]=$!
-	pids+=($!)
+	pids+=("$!")
 	wait_port "$port" || die "$name did not start; see $run/$name.log"
 	# nginx workers are children of the master: remember them too.
 	local c
@@ -501,7 +505,7 @@ print("ready", n, "bad", bad, flush=True)
 time.sleep(3600)
 EOF
 	hp=$!
-	pids+=($hp)
+	pids+=("$hp")
 	for i in $(seq 600); do
 		grep -q ready "$run/idle.out" && break
 		kill -0 "$hp" 2>/dev/null || break
@@ -530,9 +534,9 @@ log "run dir $run; ports v1 $P_V1 v2 $P_V2 sluice $P_SLUICE haproxy $P_HAPROXY n
 log "$pin_note; load average $load_start"
 
 "${PIN_OTHER[@]}" "$ORIGIN" --listen "127.0.0.1:$P_V1" --name v1 >>"$run/origins.log" 2>&1 &
-pids+=($!)
+pids+=("$!")
 "${PIN_OTHER[@]}" "$ORIGIN" --listen "127.0.0.1:$P_V2" --name v2 >>"$run/origins.log" 2>&1 &
-pids+=($!)
+pids+=("$!")
 wait_port "$P_V1" && wait_port "$P_V2" || die "origins did not start"
 
 PROXIES=(sluice haproxy nginx)
@@ -565,7 +569,7 @@ log "throughput and CPU per request (wrk, ${dur}s runs, $rounds rounds)"
 for conns in 64 1000; do
 	for size in small 16k; do
 		path=/
-		[ "$size" = 16k ] && path=/?size=16384
+		[ "$size" = 16k ] && path='/?size=16384'
 		for r in $(seq "$rounds"); do
 			for p in "${PROXIES[@]}"; do
 				measured run_wrk "$p" "$conns" "$path" "wrk_c${conns}_$size" "$r"
@@ -629,8 +633,6 @@ cp "$results" "$outdir/report-$stamp.tsv"
 
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 sluice_v=$("$SLUICE" -V 2>&1 | head -1)
-git_rev=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git_dirty=$(git -C "$top" status --porcelain 2>/dev/null | grep -q . && echo " + uncommitted changes")
 haproxy_v=$("$HAPROXY" -v 2>&1 | head -1 | awk '{ print $3 }')
 nginx_v=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')
 wrk_v=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }')
@@ -647,6 +649,10 @@ for line in open(sys.argv[1]):
 def med(test, proxy, metric):
     v = vals.get((test, proxy, metric))
     return statistics.median(v) if v else None
+
+def best(test, proxy, metric):
+    v = vals.get((test, proxy, metric))
+    return min(v) if v else None
 
 def fmt(x, d=0):
     return "—" if x is None else f"{x:,.{d}f}"
@@ -691,16 +697,22 @@ for pct in (50, 80):
     t = f"lat_{pct}"
     rate = med(t, "all", "target_rate")
     print(f"**{pct}% of the slowest proxy's capacity: {fmt(rate)} requests/s**\n")
-    print("| | p50 | p90 | p99 | p99.9 | max | achieved req/s | errors | proxy CPU µs/req | generator CPUs busy |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| | p50 | p90 | p99 | p99.9 | max | p99, best round | achieved req/s | errors | proxy CPU µs/req | generator CPUs busy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in P:
         print(f"| {p} | " + " | ".join(fmt(med(t, p, q), 3) for q in
               ("p50", "p90", "p99", "p99.9", "max")) +
+              f" | {fmt(best(t, p, 'p99'), 3)}" +
               f" | {fmt(med(t, p, 'rate'))} | {fmt(med(t, p, 'errors'))} |"
               f" {fmt(med(t, p, 'cpu_us'), 2)} | {fmt(med(t, p, 'gen_busy'))}% |")
     s = med(t, "sluice", "p99")
     o = [x for x in (med(t, "haproxy", "p99"), med(t, "nginx", "p99")) if x is not None]
-    print(f"\np99 sluice / best other: {ratio(s, min(o) if o else None)}\n")
+    sb = best(t, "sluice", "p99")
+    ob = [x for x in (best(t, "haproxy", "p99"), best(t, "nginx", "p99")) if x is not None]
+    print(f"\np99 sluice / best other: {ratio(s, min(o) if o else None)} "
+          f"(medians), {ratio(sb, min(ob) if ob else None)} (best rounds: "
+          "the least disturbed run of each, since tails are what a busy "
+          "neighbour moves most)\n")
 
 print("## Memory per idle keep-alive client connection (fresh process), median\n")
 print("| | RSS before, KiB | RSS after, KiB | bytes / connection |")
