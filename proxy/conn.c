@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -78,6 +79,26 @@ enum up_fail {
 	FAIL_RESPONSE_TIMEOUT,
 	FAIL_BAD_RESPONSE,
 	FAIL_TLS, /* origin TLS handshake or certificate check failed */
+};
+
+/* What each failure answers and counts, indexed by enum up_fail. */
+static const struct {
+	size_t counter; /* offset of the counter in struct sl_vstats */
+	int status;
+	const char *why;
+} up_fail_answers[] = {
+    [FAIL_CONNECT_REFUSED] = {offsetof(struct sl_vstats, err_connect_refused),
+        502, "origin refused the connection"},
+    [FAIL_CONNECT_TIMEOUT] = {offsetof(struct sl_vstats, err_connect_timeout),
+        504, "origin connect timed out"},
+    [FAIL_RESET] = {offsetof(struct sl_vstats, err_reset), 502,
+        "origin closed the connection"},
+    [FAIL_RESPONSE_TIMEOUT] = {offsetof(struct sl_vstats, err_response_timeout),
+        504, "origin response timed out"},
+    [FAIL_BAD_RESPONSE] = {offsetof(struct sl_vstats, err_bad_response), 502,
+        "malformed response from origin"},
+    [FAIL_TLS] = {offsetof(struct sl_vstats, err_tls), 502,
+        "origin TLS handshake failed"},
 };
 
 struct sl_conn {
@@ -1227,41 +1248,21 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 		if (resend(c, c->srv))
 			return;
 	}
-	switch (kind) {
-	case FAIL_CONNECT_REFUSED:
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_connect_refused);
-		send_error(c, 502, "origin refused the connection");
-		break;
-	case FAIL_CONNECT_TIMEOUT:
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_connect_timeout);
-		send_error(c, 504, "origin connect timed out");
-		break;
-	case FAIL_RESET:
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_reset);
-		send_error(c, 502, "origin closed the connection");
-		break;
-	case FAIL_RESPONSE_TIMEOUT:
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_response_timeout);
-		send_error(c, 504, "origin response timed out");
-		break;
-	case FAIL_BAD_RESPONSE:
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_bad_response);
-		c->client_keepalive = false;
-		send_error(c, 502, "malformed response from origin");
-		break;
-	case FAIL_TLS:
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_tls);
-		snprintf(body, sizeof body, "origin TLS handshake failed: %s",
-		    why != NULL ? why : "error");
-		send_error(c, 502, body);
-		break;
+	if (c->vs != NULL) {
+		uint64_t *n =
+		    (uint64_t *)((char *)c->vs + up_fail_answers[kind].counter);
+
+		SL_STAT_INC(*n);
 	}
+	if (kind == FAIL_BAD_RESPONSE)
+		c->client_keepalive = false;
+	if (kind == FAIL_TLS) {
+		snprintf(body, sizeof body, "%s: %s", up_fail_answers[kind].why,
+		    why != NULL ? why : "error");
+		send_error(c, up_fail_answers[kind].status, body);
+	} else
+		send_error(
+		    c, up_fail_answers[kind].status, up_fail_answers[kind].why);
 }
 
 static void
