@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 
 #define SL_WEIGHT_TOTAL 10000 /* 100.00% */
-#define SL_MAX_NAME	63    /* service and version names */
+#define SL_MAX_NAME     63    /* service and version names */
 
 /* A resolved socket address plus the text it came from ("host:port"). */
 struct sl_addr {
@@ -39,10 +39,10 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX; built by proxy/tls.c */
 struct sl_listener_conf {
 	char *name;
 	struct sl_addr bind;
-	char *tls_cert;	    /* PEM: certificate, then its chain; NULL = plain */
-	char *tls_key;	    /* PEM private key */
-	char *tls_ocsp;	    /* DER OCSP response to staple; NULL = none */
-	char *tls_ciphers;  /* TLS 1.2 cipher list; NULL = sluice's default */
+	char *tls_cert;    /* PEM: certificate, then its chain; NULL = plain */
+	char *tls_key;     /* PEM private key */
+	char *tls_ocsp;    /* DER OCSP response to staple; NULL = none */
+	char *tls_ciphers; /* TLS 1.2 cipher list; NULL = sluice's default */
 	int tls_min_version; /* SL_TLS_1_2 (default) or SL_TLS_1_3 */
 	int tls_cert_line, tls_key_line, tls_ocsp_line, tls_ciphers_line;
 	int line; /* line of the section header, for messages */
@@ -56,7 +56,7 @@ struct sl_cert_conf {
 	char *name;
 	char *cert; /* PEM: certificate, then its chain */
 	char *key;
-	char *ocsp; /* DER OCSP response; NULL = none */
+	char *ocsp;   /* DER OCSP response; NULL = none */
 	char **names; /* lower case, "*.example.com" allowed; none = the
 	               * certificate's DNS names (SAN, else CN) */
 	size_t nnames;
@@ -71,10 +71,10 @@ struct sl_cert_conf {
  * [version:SVC/NAME] to override them.
  */
 struct sl_origin_tls_conf {
-	bool enabled;	   /* tls = yes */
-	bool verify;	   /* tls_verify, default yes */
-	char *ca;	   /* PEM CA bundle; NULL = the system store */
-	char *sni;	   /* server name and name to verify; NULL = the
+	bool enabled;      /* tls = yes */
+	bool verify;       /* tls_verify, default yes */
+	char *ca;          /* PEM CA bundle; NULL = the system store */
+	char *sni;         /* server name and name to verify; NULL = the
 	                    * server's host */
 	char *client_cert; /* PEM: client certificate for mTLS; NULL = none */
 	char *client_key;
@@ -95,7 +95,7 @@ struct sl_version_conf {
 	char *name;
 	struct sl_server_conf *servers;
 	size_t nservers;
-	uint32_t weight; /* hundredths of a percent, 0..10000 */
+	uint32_t weight;               /* hundredths of a percent, 0..10000 */
 	struct sl_origin_tls_conf tls; /* the service's, unless overridden */
 	int line;
 };
@@ -122,7 +122,7 @@ enum sl_match_op {
 struct sl_pin_conf {
 	char *name;
 	enum sl_key_source source; /* SL_KEY_HEADER or SL_KEY_COOKIE only */
-	char *field;		   /* header or cookie name */
+	char *field;               /* header or cookie name */
 	enum sl_match_op op;
 	char *value;
 	char *version; /* names a version of the same service */
@@ -141,13 +141,13 @@ struct sl_rollout_conf {
 	bool present;
 	uint32_t *steps; /* canary weights, hundredths of a percent */
 	size_t nsteps;
-	uint32_t step_time_ms;	    /* default 60s */
-	uint32_t interval_ms;	    /* default 10s */
-	uint32_t min_requests;	    /* default 200 */
-	double max_error_rate;	    /* fraction 0..1, default 0.01 */
-	double max_latency_ratio;   /* > 1.0, default 1.5 */
-	double latency_quantile;    /* (0,1), default 0.99 */
-	uint32_t guard_ms;	    /* blue/green guard after switch; 0 = off */
+	uint32_t step_time_ms;    /* default 60s */
+	uint32_t interval_ms;     /* default 10s */
+	uint32_t min_requests;    /* default 200 */
+	double max_error_rate;    /* fraction 0..1, default 0.01 */
+	double max_latency_ratio; /* > 1.0, default 1.5 */
+	double latency_quantile;  /* (0,1), default 0.99 */
+	uint32_t guard_ms;        /* blue/green guard after switch; 0 = off */
 	int line;
 };
 
@@ -158,15 +158,16 @@ struct sl_service_conf {
 	size_t nhosts;
 	char *path_prefix; /* default "/" */
 	struct sl_key_conf *keys;
-	size_t nkeys; /* default: one SL_KEY_IP */
-	char *seed;   /* default: the service name */
-	char *stable; /* names a version; required */
+	size_t nkeys;        /* default: one SL_KEY_IP */
+	char *seed;          /* default: the service name */
+	char *stable;        /* names a version; required */
 	char *sticky_cookie; /* NULL = no cookie for anonymous users */
-	bool expose_version; /* adds X-Sluice-Version to responses; default no */
+	bool
+	    expose_version; /* adds X-Sluice-Version to responses; default no */
 
 	/* Override header: honoured only with a proof. */
-	char *override_header;	      /* default "X-Sluice-Version" */
-	char *override_secret;	      /* NULL = no secret accepted */
+	char *override_header;        /* default "X-Sluice-Version" */
+	char *override_secret;        /* NULL = no secret accepted */
 	char *override_secret_header; /* default "X-Sluice-Secret" */
 	struct sl_cidr *override_networks;
 	size_t noverride_networks;
@@ -181,16 +182,16 @@ struct sl_service_conf {
 	char *health_path;
 	uint32_t health_interval_ms; /* 5s */
 	uint32_t health_timeout_ms;  /* 2s */
-	uint32_t health_rise;	     /* successes to come back up; 2 */
-	uint32_t health_fall;	     /* failures to go down; 3 */
+	uint32_t health_rise;        /* successes to come back up; 2 */
+	uint32_t health_fall;        /* failures to go down; 3 */
 	uint16_t health_status_min;  /* expected status range; 200..399 */
 	uint16_t health_status_max;
 
 	/* Passive outlier ejection. */
-	uint32_t eject_after;	   /* consecutive failures; 5, 0 = never */
-	uint32_t eject_time_ms;	   /* first ejection; doubles; 10s */
-	uint32_t eject_max_pct;	   /* share of a version's servers; 50 */
-	bool fallback_stable;	   /* no server in a version: use stable */
+	uint32_t eject_after;          /* consecutive failures; 5, 0 = never */
+	uint32_t eject_time_ms;        /* first ejection; doubles; 10s */
+	uint32_t eject_max_pct;        /* share of a version's servers; 50 */
+	bool fallback_stable;          /* no server in a version: use stable */
 	struct sl_origin_tls_conf tls; /* defaults for the versions */
 	int line;
 };
@@ -200,10 +201,10 @@ struct sl_global_conf {
 	int workers; /* 0 = auto (one per core) */
 	char *control_socket;
 	char *control_socket_ro; /* read-only socket (show/help); NULL = none */
-	uint32_t control_mode;	 /* file mode of the sockets; default 0600 */
-	char *control_group;	 /* group owning the sockets; NULL = keep */
-	char *event_log;	 /* JSON-lines event log; NULL = none */
-	char *admin_text; /* "127.0.0.1:9901" or NULL when not set */
+	uint32_t control_mode;   /* file mode of the sockets; default 0600 */
+	char *control_group;     /* group owning the sockets; NULL = keep */
+	char *event_log;         /* JSON-lines event log; NULL = none */
+	char *admin_text;        /* "127.0.0.1:9901" or NULL when not set */
 	struct sl_addr admin;
 	bool has_admin;
 	char *state_file;
@@ -214,13 +215,14 @@ struct sl_global_conf {
 	uint32_t response_timeout_ms;  /* upstream response head; 30s */
 	uint32_t body_timeout_ms;      /* idle while streaming a body; 30s */
 	uint32_t max_header_size;      /* request head bytes; 16 KiB */
-	uint32_t max_headers;	       /* header fields; 100 */
-	uint32_t max_connections;      /* client connections per process; 10000 */
-	uint32_t upstream_keepalive;   /* idle upstream conns per server per worker; 32 */
-	bool measure;		       /* latency histograms on; default yes */
-	uint32_t drain_timeout_ms;     /* SIGTERM: in-flight grace; 10s */
-	uint32_t retries;	       /* retries of a failed attempt; 1 */
-	uint32_t retry_budget_pct;     /* retries per 100 requests; 20 */
+	uint32_t max_headers;          /* header fields; 100 */
+	uint32_t max_connections;    /* client connections per process; 10000 */
+	uint32_t upstream_keepalive; /* idle upstream conns per server per
+	                                worker; 32 */
+	bool measure;                /* latency histograms on; default yes */
+	uint32_t drain_timeout_ms;   /* SIGTERM: in-flight grace; 10s */
+	uint32_t retries;            /* retries of a failed attempt; 1 */
+	uint32_t retry_budget_pct;   /* retries per 100 requests; 20 */
 	uint32_t tls_ticket_rotation_ms; /* session ticket key lifetime; 1h */
 };
 
@@ -246,8 +248,8 @@ struct sl_config {
 struct sl_config *sl_conf_load(const char *path, char **errp);
 
 /* Same, from a string; NAME stands for the file in messages (tests). */
-struct sl_config *sl_conf_load_string(const char *name, const char *text,
-    char **errp);
+struct sl_config *sl_conf_load_string(
+    const char *name, const char *text, char **errp);
 
 void sl_conf_free(struct sl_config *conf);
 
@@ -260,13 +262,12 @@ const struct sl_version_conf *sl_conf_version(
  * short reason in *why (static string).
  */
 int sl_conf_parse_duration(const char *s, uint32_t *ms, const char **why);
-int sl_conf_parse_weight(const char *s, uint32_t *hundredths,
-    const char **why);
+int sl_conf_parse_weight(const char *s, uint32_t *hundredths, const char **why);
 int sl_conf_parse_size(const char *s, uint32_t *bytes, const char **why);
 int sl_conf_parse_addr(const char *s, struct sl_addr *addr, const char **why);
 int sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why);
 /* Does the address in SS fall into CIDR? */
-bool sl_cidr_match(const struct sl_cidr *cidr,
-    const struct sockaddr_storage *ss);
+bool sl_cidr_match(
+    const struct sl_cidr *cidr, const struct sockaddr_storage *ss);
 
 #endif

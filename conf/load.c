@@ -183,8 +183,8 @@ struct loader {
 static int parse_workers(struct loader *, void *, const char *, char **);
 static int parse_control_socket(struct loader *, void *, const char *, char **);
 static int parse_admin(struct loader *, void *, const char *, char **);
-static int parse_control_socket_ro(struct loader *, void *, const char *,
-    char **);
+static int parse_control_socket_ro(
+    struct loader *, void *, const char *, char **);
 static int parse_mode(struct loader *, void *, const char *, char **);
 static int parse_health_status(struct loader *, void *, const char *, char **);
 static int parse_fallback(struct loader *, void *, const char *, char **);
@@ -202,13 +202,12 @@ static int parse_error_rate(struct loader *, void *, const char *, char **);
 static int parse_latency_ratio(struct loader *, void *, const char *, char **);
 static int parse_quantile(struct loader *, void *, const char *, char **);
 static int parse_match(struct loader *, void *, const char *, char **);
-static int parse_ticket_rotation(struct loader *, void *, const char *,
-    char **);
-static int parse_tls_min_version(struct loader *, void *, const char *,
-    char **);
+static int parse_ticket_rotation(
+    struct loader *, void *, const char *, char **);
+static int parse_tls_min_version(
+    struct loader *, void *, const char *, char **);
 static int parse_cert_names(struct loader *, void *, const char *, char **);
-static int parse_cert_listeners(struct loader *, void *, const char *,
-    char **);
+static int parse_cert_listeners(struct loader *, void *, const char *, char **);
 
 #define G(f) offsetof(struct sl_global_conf, f)
 static const struct key_def sluice_keys[] = {
@@ -227,9 +226,7 @@ static const struct key_def sluice_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "0600",
         .parse = parse_mode},
-    {.name = "control_group",
-        .type = KEY_STRING,
-        .offset = G(control_group)},
+    {.name = "control_group", .type = KEY_STRING, .offset = G(control_group)},
     {.name = "event_log", .type = KEY_STRING, .offset = G(event_log)},
     {.name = "admin", .type = KEY_CUSTOM, .parse = parse_admin},
     {.name = "state_file",
@@ -280,10 +277,7 @@ static const struct key_def sluice_keys[] = {
         .min = 0,
         .max = 10000,
         .dflt = "32"},
-    {.name = "measure",
-        .type = KEY_BOOL,
-        .offset = G(measure),
-        .dflt = "yes"},
+    {.name = "measure", .type = KEY_BOOL, .offset = G(measure), .dflt = "yes"},
     {.name = "drain_timeout",
         .type = KEY_DURATION,
         .offset = G(drain_timeout_ms),
@@ -475,9 +469,7 @@ static const struct key_def rollout_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "0.99",
         .parse = parse_quantile},
-    {.name = "guard",
-        .type = KEY_DURATION,
-        .offset = R(guard_ms)},
+    {.name = "guard", .type = KEY_DURATION, .offset = R(guard_ms)},
     {.name = NULL},
 };
 #undef R
@@ -496,8 +488,14 @@ static const struct key_def pin_keys[] = {
 
 #define C(f) offsetof(struct sl_cert_conf, f)
 static const struct key_def cert_keys[] = {
-    {.name = "cert", .type = KEY_STRING, .flags = KEY_REQUIRED, .offset = C(cert)},
-    {.name = "key", .type = KEY_STRING, .flags = KEY_REQUIRED, .offset = C(key)},
+    {.name = "cert",
+        .type = KEY_STRING,
+        .flags = KEY_REQUIRED,
+        .offset = C(cert)},
+    {.name = "key",
+        .type = KEY_STRING,
+        .flags = KEY_REQUIRED,
+        .offset = C(key)},
     {.name = "ocsp", .type = KEY_STRING, .offset = C(ocsp)},
     {.name = "names",
         .type = KEY_CUSTOM,
@@ -1429,16 +1427,16 @@ parse_socket_path(const char *value, char **out, char **msg)
 static int
 parse_control_socket(struct loader *L, void *obj, const char *value, char **msg)
 {
-	return parse_socket_path(value,
-	    &((struct sl_global_conf *)obj)->control_socket, msg);
+	return parse_socket_path(
+	    value, &((struct sl_global_conf *)obj)->control_socket, msg);
 }
 
 static int
-parse_control_socket_ro(struct loader *L, void *obj, const char *value,
-    char **msg)
+parse_control_socket_ro(
+    struct loader *L, void *obj, const char *value, char **msg)
 {
-	return parse_socket_path(value,
-	    &((struct sl_global_conf *)obj)->control_socket_ro, msg);
+	return parse_socket_path(
+	    value, &((struct sl_global_conf *)obj)->control_socket_ro, msg);
 }
 
 /* A whole percentage 0..100, with or without '%'. */
@@ -1463,16 +1461,16 @@ parse_whole_percent(const char *value, uint32_t *out, char **msg)
 static int
 parse_retry_budget(struct loader *L, void *obj, const char *value, char **msg)
 {
-	return parse_whole_percent(value,
-	    &((struct sl_global_conf *)obj)->retry_budget_pct, msg);
+	return parse_whole_percent(
+	    value, &((struct sl_global_conf *)obj)->retry_budget_pct, msg);
 }
 
 /* eject_max = PCT ([service:]) */
 static int
 parse_eject_max(struct loader *L, void *obj, const char *value, char **msg)
 {
-	return parse_whole_percent(value,
-	    &((struct sl_service_conf *)obj)->eject_max_pct, msg);
+	return parse_whole_percent(
+	    value, &((struct sl_service_conf *)obj)->eject_max_pct, msg);
 }
 
 /* Expected health-check status: "200", "2xx" or "200-399". */
@@ -1484,14 +1482,14 @@ parse_health_status(struct loader *L, void *obj, const char *value, char **msg)
 	char x1, x2;
 	int n;
 
-	if (sscanf(value, "%1u%c%c%n", &lo, &x1, &x2, &n) == 3 &&
-	    x1 == 'x' && x2 == 'x' && value[n] == '\0' && lo >= 1 && lo <= 5) {
+	if (sscanf(value, "%1u%c%c%n", &lo, &x1, &x2, &n) == 3 && x1 == 'x' &&
+	    x2 == 'x' && value[n] == '\0' && lo >= 1 && lo <= 5) {
 		sc->health_status_min = (uint16_t)(lo * 100);
 		sc->health_status_max = (uint16_t)(lo * 100 + 99);
 		return 0;
 	}
-	if (sscanf(value, "%3u-%3u%n", &lo, &hi, &n) == 2 &&
-	    value[n] == '\0' && lo >= 100 && hi <= 599 && lo <= hi) {
+	if (sscanf(value, "%3u-%3u%n", &lo, &hi, &n) == 2 && value[n] == '\0' &&
+	    lo >= 100 && hi <= 599 && lo <= hi) {
 		sc->health_status_min = (uint16_t)lo;
 		sc->health_status_max = (uint16_t)hi;
 		return 0;
@@ -1501,8 +1499,8 @@ parse_health_status(struct loader *L, void *obj, const char *value, char **msg)
 		sc->health_status_min = sc->health_status_max = (uint16_t)lo;
 		return 0;
 	}
-	*msg = sl_xasprintf("invalid status '%s': use 200, 2xx or 200-399",
-	    value);
+	*msg =
+	    sl_xasprintf("invalid status '%s': use 200, 2xx or 200-399", value);
 	return -1;
 }
 
@@ -1517,8 +1515,8 @@ parse_fallback(struct loader *L, void *obj, const char *value, char **msg)
 	else if (strcmp(value, "stable") == 0)
 		sc->fallback_stable = true;
 	else {
-		*msg = sl_xasprintf("invalid fallback '%s': none or stable",
-		    value);
+		*msg = sl_xasprintf(
+		    "invalid fallback '%s': none or stable", value);
 		return -1;
 	}
 	return 0;
@@ -2041,8 +2039,8 @@ parse_tls_min_version(
 	else if (strcmp(value, "1.3") == 0)
 		lc->tls_min_version = SL_TLS_1_3;
 	else {
-		*msg = sl_xasprintf("invalid version '%s': use 1.2 or 1.3",
-		    value);
+		*msg =
+		    sl_xasprintf("invalid version '%s': use 1.2 or 1.3", value);
 		return -1;
 	}
 	return 0;
@@ -2118,8 +2116,7 @@ fail:
 
 /* [cert:] listeners: names of listeners (checked once all are known). */
 static int
-parse_cert_listeners(
-    struct loader *L, void *obj, const char *value, char **msg)
+parse_cert_listeners(struct loader *L, void *obj, const char *value, char **msg)
 {
 	struct sl_cert_conf *cc = obj;
 	size_t n;
@@ -2127,8 +2124,8 @@ parse_cert_listeners(
 
 	for (size_t i = 0; i < n; i++) {
 		if (!valid_name(items[i])) {
-			*msg = sl_xasprintf("invalid listener name '%s'",
-			    items[i]);
+			*msg = sl_xasprintf(
+			    "invalid listener name '%s'", items[i]);
 			free_list(items, n);
 			return -1;
 		}
@@ -2299,13 +2296,14 @@ check_readable(struct loader *L, const struct section *sec, const char *key,
     const char *file)
 {
 	if (file != NULL && access(file, R_OK) == -1)
-		add_error(L, key_line(sec, key), "[%s] %s: cannot read '%s': %s",
-		    sec->title, key, file, strerror(errno));
+		add_error(L, key_line(sec, key),
+		    "[%s] %s: cannot read '%s': %s", sec->title, key, file,
+		    strerror(errno));
 }
 
 static void
-check_listener(struct loader *L, const struct section *sec,
-    struct sl_listener_conf *lc)
+check_listener(
+    struct loader *L, const struct section *sec, struct sl_listener_conf *lc)
 {
 	static const char *const tls_only[] = {
 	    "tls_ocsp", "tls_min_version", "tls_ciphers"};
@@ -2338,8 +2336,7 @@ check_listener(struct loader *L, const struct section *sec,
 
 /* [cert:NAME]: files, and listeners that exist and terminate TLS. */
 static void
-check_cert(
-    struct loader *L, const struct section *sec, struct sl_cert_conf *cc)
+check_cert(struct loader *L, const struct section *sec, struct sl_cert_conf *cc)
 {
 	const struct sl_config *conf = L->conf;
 	size_t ntls = 0;
@@ -2361,8 +2358,8 @@ check_cert(
 		const struct sl_listener_conf *lc = NULL;
 
 		for (size_t j = 0; j < conf->nlisteners; j++) {
-			if (strcmp(conf->listeners[j].name,
-			        cc->listeners[i]) == 0)
+			if (strcmp(conf->listeners[j].name, cc->listeners[i]) ==
+			    0)
 				lc = &conf->listeners[j];
 		}
 		if (lc == NULL)
