@@ -276,7 +276,7 @@ static const struct key_def sluice_keys[] = {
         .offset = G(upstream_keepalive),
         .min = 0,
         .max = 10000,
-        .dflt = "32"},
+        .dflt = "256"},
     {.name = "measure", .type = KEY_BOOL, .offset = G(measure), .dflt = "yes"},
     {.name = "drain_timeout",
         .type = KEY_DURATION,

@@ -558,7 +558,7 @@ test_defaults(void **state)
 	assert_int_equal(g->max_header_size, 16384);
 	assert_int_equal(g->max_headers, 100);
 	assert_int_equal(g->max_connections, 10000);
-	assert_int_equal(g->upstream_keepalive, 32);
+	assert_int_equal(g->upstream_keepalive, 256);
 
 	assert_int_equal(s->nhosts, 0);
 	assert_string_equal(s->path_prefix, "/");
