@@ -266,8 +266,7 @@ int sl_conf_parse_weight(const char *s, uint32_t *hundredths, const char **why);
 int sl_conf_parse_size(const char *s, uint32_t *bytes, const char **why);
 int sl_conf_parse_addr(const char *s, struct sl_addr *addr, const char **why);
 int sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why);
-/* Does the address in SS fall into CIDR? */
-bool sl_cidr_match(
-    const struct sl_cidr *cidr, const struct sockaddr_storage *ss);
+/* Does the address SA (AF_INET or AF_INET6) fall into CIDR? */
+bool sl_cidr_match(const struct sl_cidr *cidr, const struct sockaddr *sa);
 
 #endif

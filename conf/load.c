@@ -970,18 +970,18 @@ sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why)
  * matches IPv4 networks, as a dual-stack listener reports IPv4 clients so.
  */
 bool
-sl_cidr_match(const struct sl_cidr *cidr, const struct sockaddr_storage *ss)
+sl_cidr_match(const struct sl_cidr *cidr, const struct sockaddr *sa)
 {
 	const uint8_t *a;
 	uint8_t bits;
 
-	if (ss->ss_family == AF_INET && cidr->family == AF_INET)
+	if (sa->sa_family == AF_INET && cidr->family == AF_INET)
 		a = (const uint8_t *)&(
-		    (const struct sockaddr_in *)(const void *)ss)
+		    (const struct sockaddr_in *)(const void *)sa)
 		        ->sin_addr;
-	else if (ss->ss_family == AF_INET6) {
+	else if (sa->sa_family == AF_INET6) {
 		const struct in6_addr *in6 =
-		    &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
 
 		if (cidr->family == AF_INET6)
 			a = in6->s6_addr;

@@ -2,8 +2,10 @@
  * conn.c — serving one client connection.
  *
  * The connection is an explicit state machine (enum conn_state), driven by
- * the callbacks of two bufferevents: the client's and, while a request is
- * in progress, one upstream connection's. Shape as in libevent's le-proxy:
+ * the callbacks of two streams (struct sl_io, proxy/io.h): the client's
+ * and, while a request is in progress, one upstream connection's. Output
+ * added in a callback leaves in one writev at the end of the loop
+ * iteration (io.c). Shape as in libevent's le-proxy:
  * bytes move between the two with evbuffer_remove_buffer (no copies), and a
  * side whose output grows past SL_HIGH_WATER stops the other side reading
  * until it drains (backpressure), so a 100 MB body costs a few buffers.
@@ -16,8 +18,8 @@
  * inside one of its own callbacks (conn_close unlinks it and defers).
  *
  * TLS: a connection accepted on a TLS listener starts with a handshake
- * (bufferevent_openssl; the SSL holds its listener context, so a reload
- * never changes a live connection). The handshake has header_timeout to
+ * (an sl_io over bufferevent_openssl; the SSL holds its listener context, so a
+ * reload never changes a live connection). The handshake has header_timeout to
  * finish, as a whole (a timer, so a client trickling bytes cannot stretch
  * it); failures, timeouts and plain HTTP sent to the TLS port are counted
  * and logged at debug level, and only ever cost that one connection.
@@ -46,6 +48,7 @@
 #include "conf/log.h"
 #include "proxy/conn.h"
 #include "proxy/http1.h"
+#include "proxy/io.h"
 #include "proxy/route.h"
 #include "analysis/stats.h"
 #include "proxy/tls.h"
@@ -103,7 +106,6 @@ static const struct {
 
 struct sl_conn {
 	struct sl_worker *w;
-	struct bufferevent *bev;
 	struct sl_upstream *up;
 	TAILQ_ENTRY(sl_conn) link;
 	struct sl_conn *reap_next;
@@ -127,9 +129,9 @@ struct sl_conn {
 	bool up_read_paused;
 	uint8_t req_method;
 	uint8_t req_minor;
+	uint8_t attempts;       /* upstream attempts for this request */
 	uint32_t served;        /* requests started on this connection */
 	uint64_t idle_since_ms; /* when it last became idle (keep-alive) */
-	uint8_t attempts;       /* upstream attempts for this request */
 
 	size_t scan, up_scan;
 	uint64_t head_start_ms;
@@ -142,15 +144,20 @@ struct sl_conn {
 	const struct sl_route_server *srv;
 	struct sl_vstats *vs;
 	struct sl_route_pick pick;
-	struct evbuffer *retry_head; /* head kept for a stale-pool retry */
+	/* The request head as sent, kept for a retry until the request
+	 * ends (malloc'd; NULL when the request cannot be retried). */
+	char *retry_head;
+	uint32_t retry_len;
 
-	llhttp_t req_parser;
-	llhttp_t resp_parser;
-
-	struct sockaddr_storage addr;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in sin;
+		struct sockaddr_in6 sin6;
+	} addr;
 	uint8_t ip_len;
 	char ip[INET6_ADDRSTRLEN];
 	struct event *hs_timer; /* TLS handshake deadline, while it runs */
+	struct sl_io io;        /* the client socket */
 };
 
 /* An output buffer over the worker's scratch space. */
@@ -161,9 +168,9 @@ struct outbuf {
 };
 
 static void client_process(struct sl_conn *c);
-static void up_read_cb(struct bufferevent *bev, void *arg);
-static void up_write_cb(struct bufferevent *bev, void *arg);
-static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+static void up_read_cb(struct sl_io *io, void *arg);
+static void up_write_cb(struct sl_io *io, void *arg);
+static void up_event_cb(struct sl_io *io, short what, void *arg);
 
 /* Milliseconds on the monotonic clock (the same clock as now_us: a coarse
  * clock can lag it, and the difference would wrap). */
@@ -204,18 +211,11 @@ origin_tls(const struct sl_conn *c)
 	return t->enabled ? t : NULL;
 }
 
-/* Set a bufferevent's read and write timeouts; 0 means none. */
+/* Set a stream's read and write timeouts; 0 means none. */
 static void
-set_timeouts(struct bufferevent *bev, uint32_t read_ms, uint32_t write_ms)
+set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms)
 {
-	struct timeval r, w;
-
-	r.tv_sec = read_ms / 1000;
-	r.tv_usec = (read_ms % 1000) * 1000;
-	w.tv_sec = write_ms / 1000;
-	w.tv_usec = (write_ms % 1000) * 1000;
-	bufferevent_set_timeouts(
-	    bev, read_ms ? &r : NULL, write_ms ? &w : NULL);
+	sl_io_set_timeouts(io, read_ms, write_ms);
 }
 
 static void
@@ -350,7 +350,7 @@ conn_close(struct sl_conn *c)
 		c->hs_timer = NULL;
 	}
 	if (c->tls_done && !c->peer_gone && !c->client_eof)
-		sl_tls_close_notify(c->bev);
+		sl_tls_close_notify(c->io.bev);
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);
 		c->up = NULL;
@@ -367,8 +367,7 @@ conn_close(struct sl_conn *c)
 		sl_worker_release_table(w, c->table);
 		c->table = NULL;
 	}
-	bufferevent_free(c->bev);
-	c->bev = NULL;
+	sl_io_free(&c->io);
 	TAILQ_REMOVE(&w->conns, c, link);
 	w->nconns--;
 	SL_STAT_INC(w->wstats.conns_closed);
@@ -387,8 +386,7 @@ sl_conn_reap(struct sl_worker *w)
 
 	while ((c = w->graveyard) != NULL) {
 		w->graveyard = c->reap_next;
-		if (c->retry_head != NULL)
-			evbuffer_free(c->retry_head);
+		free(c->retry_head);
 		free(c);
 	}
 }
@@ -419,13 +417,15 @@ end_request(struct sl_conn *c)
 	c->svc = NULL;
 	c->ver = NULL;
 	c->resp_state = RESP_NONE;
+	free(c->retry_head);
+	c->retry_head = NULL;
 }
 
 /* After a response: wait for the next request, or close. */
 static void
 next_request_or_close(struct sl_conn *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sl_io_output(&c->io);
 
 	if (!c->client_keepalive || c->client_eof || c->w->stopping) {
 		c->state = CONN_CLOSING;
@@ -437,11 +437,11 @@ next_request_or_close(struct sl_conn *c)
 	c->idle_since_ms = now_ms();
 	c->scan = 0;
 	set_timeouts(
-	    c->bev, gconf(c)->keepalive_timeout_ms, gconf(c)->body_timeout_ms);
+	    &c->io, gconf(c)->keepalive_timeout_ms, gconf(c)->body_timeout_ms);
 	if (c->client_read_paused) {
 		c->client_read_paused = false;
 	}
-	bufferevent_enable(c->bev, EV_READ);
+	sl_io_enable_read(&c->io);
 }
 
 /*
@@ -451,7 +451,7 @@ next_request_or_close(struct sl_conn *c)
 static void
 send_error(struct sl_conn *c, int status, const char *detail)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sl_io_output(&c->io);
 	bool keep = c->state == CONN_UPSTREAM && c->req_body_done &&
 	    c->client_keepalive && !c->client_eof;
 	char body[256], msg[512];
@@ -746,51 +746,49 @@ attach_upstream(struct sl_conn *c, struct sl_upstream *up)
 	c->up_scan = 0;
 	c->up_read_paused = false;
 	up->requests++;
-	bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, c);
-	bufferevent_setwatermark(up->bev, EV_WRITE, 0, 0);
+	sl_io_setcb(&up->io, up_read_cb, up_write_cb, up_event_cb, c);
+	sl_io_set_write_low(&up->io, 0);
 	if (up->connected)
-		set_timeouts(up->bev, gconf(c)->response_timeout_ms,
+		set_timeouts(&up->io, gconf(c)->response_timeout_ms,
 		    gconf(c)->body_timeout_ms);
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	sl_io_enable_read(&up->io);
 }
 
 /* Stop reading SRC while DST's output is above the high-water mark. */
 static void
-apply_backpressure(
-    struct bufferevent *src, struct bufferevent *dst, bool *paused)
+apply_backpressure(struct sl_io *src, struct sl_io *dst, bool *paused)
 {
-	if (evbuffer_get_length(bufferevent_get_output(dst)) > SL_HIGH_WATER) {
-		bufferevent_disable(src, EV_READ);
-		bufferevent_setwatermark(dst, EV_WRITE, SL_HIGH_WATER / 2, 0);
+	if (evbuffer_get_length(sl_io_output(dst)) > SL_HIGH_WATER) {
+		sl_io_disable_read(src);
+		sl_io_set_write_low(dst, SL_HIGH_WATER / 2);
 		*paused = true;
 	}
 }
 
 /* DST drained: let SRC read again. */
 static void
-release_backpressure(
-    struct bufferevent *src, struct bufferevent *dst, bool *paused)
+release_backpressure(struct sl_io *src, struct sl_io *dst, bool *paused)
 {
 	if (!*paused)
 		return;
 	*paused = false;
-	bufferevent_setwatermark(dst, EV_WRITE, 0, 0);
-	bufferevent_enable(src, EV_READ);
+	sl_io_set_write_low(dst, 0);
+	sl_io_enable_read(src);
 }
 
 /* Forward buffered request body bytes to the upstream. */
 static void
 forward_request_body(struct sl_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = sl_io_input(&c->io);
 	size_t before = evbuffer_get_length(in);
 	const char *why = NULL;
 	int r;
 
 	if (c->req_body_done || c->up == NULL)
 		return;
-	r = sl_http_forward_body(&c->req_parser, in,
-	    bufferevent_get_output(c->up->bev), false, &why);
+	r = sl_http_forward_body(
+	    &c->up->req_parser, in, sl_io_output(&c->up->io), false, &why);
 	if (c->vs != NULL)
 		SL_STAT_ADD(c->vs->bytes_in, before - evbuffer_get_length(in));
 	if (r < 0) {
@@ -805,10 +803,10 @@ forward_request_body(struct sl_conn *c)
 	if (r == 1) {
 		c->req_body_done = true;
 		/* Only the response matters now. */
-		set_timeouts(c->bev, 0, gconf(c)->body_timeout_ms);
+		set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
 		return;
 	}
-	apply_backpressure(c->bev, c->up->bev, &c->client_read_paused);
+	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
 }
 
 /* Start a request whose head (HEAD_LEN bytes) is complete in the input. */
@@ -816,7 +814,7 @@ static void
 start_request(struct sl_conn *c, size_t head_len)
 {
 	struct sl_worker *w = c->w;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = sl_io_input(&c->io);
 	struct sl_http_head *head = w->scratch_head;
 	struct sl_route_request rr;
 	struct sl_http_error err;
@@ -838,7 +836,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->client_keepalive = false;
 	c->req_body_done = true;
 	if (sl_http_parse_head(
-	        &c->req_parser, base, head_len, -1, head, &err) != 0) {
+	        &w->req_parser, base, head_len, -1, head, &err) != 0) {
 		count_refusal(w, err.status);
 		c->state = CONN_HEAD;
 		send_error(c, err.status, err.reason);
@@ -877,7 +875,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	rr.path_len = path_len;
 	rr.client_ip = c->ip;
 	rr.client_ip_len = c->ip_len;
-	rr.client_addr = &c->addr;
+	rr.client_addr = &c->addr.sa;
 	rr.head = head;
 	rr.head_base = base;
 	sl_route_pick_version(c->svc, &rr, &w->rng, &c->pick);
@@ -944,28 +942,27 @@ start_request(struct sl_conn *c, size_t head_len)
 	}
 	c->up_reused = reused;
 	attach_upstream(c, up);
-	evbuffer_add(bufferevent_get_output(up->bev), o.p, o.len);
+	if (!c->req_body_done)
+		up->req_parser = w->req_parser; /* the body goes on from here */
+	evbuffer_add(sl_io_output(&up->io), o.p, o.len);
 	if (c->req_body_done && !c->req_upgrade &&
 	    (reused || gconf(c)->retries > 0)) {
 		/* Keep the head to retry: on a fresh connection when a
-		 * pooled one turns out closed, or on another server. */
-		if (c->retry_head == NULL)
-			c->retry_head = evbuffer_new();
+		 * pooled one turns out closed, or on another server. (No
+		 * memory for it: no retry.) */
+		c->retry_head = malloc(o.len);
 		if (c->retry_head != NULL) {
-			evbuffer_drain(
-			    c->retry_head, evbuffer_get_length(c->retry_head));
-			evbuffer_add(c->retry_head, o.p, o.len);
+			memcpy(c->retry_head, o.p, o.len);
+			c->retry_len = (uint32_t)o.len;
 		}
-	} else if (c->retry_head != NULL)
-		evbuffer_drain(
-		    c->retry_head, evbuffer_get_length(c->retry_head));
+	}
 	evbuffer_drain(in, head_len);
 	c->scan = 0;
 	c->resp_state = RESP_HEAD;
 	if (c->req_body_done)
-		set_timeouts(c->bev, 0, gconf(c)->body_timeout_ms);
+		set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
 	else {
-		set_timeouts(c->bev, gconf(c)->body_timeout_ms,
+		set_timeouts(&c->io, gconf(c)->body_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		forward_request_body(c);
 	}
@@ -979,7 +976,7 @@ client_process(struct sl_conn *c)
 	size_t len, end;
 
 	while (!c->closed && (c->state == CONN_IDLE || c->state == CONN_HEAD)) {
-		in = bufferevent_get_input(c->bev);
+		in = sl_io_input(&c->io);
 		len = evbuffer_get_length(in);
 		if (len == 0)
 			return;
@@ -989,7 +986,7 @@ client_process(struct sl_conn *c)
 			    gconf(c)->measure ? now_us() : now_ms() * 1000;
 			c->head_start_ms = c->req_start_us / 1000;
 			c->scan = 0;
-			set_timeouts(c->bev, gconf(c)->header_timeout_ms,
+			set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 			    gconf(c)->body_timeout_ms);
 		}
 		end = sl_http_find_head_end(in, &c->scan);
@@ -1017,12 +1014,10 @@ client_process(struct sl_conn *c)
 static void
 tunnel_pump(struct sl_conn *c)
 {
-	evbuffer_add_buffer(
-	    bufferevent_get_output(c->up->bev), bufferevent_get_input(c->bev));
-	evbuffer_add_buffer(
-	    bufferevent_get_output(c->bev), bufferevent_get_input(c->up->bev));
-	apply_backpressure(c->bev, c->up->bev, &c->client_read_paused);
-	apply_backpressure(c->up->bev, c->bev, &c->up_read_paused);
+	evbuffer_add_buffer(sl_io_output(&c->up->io), sl_io_input(&c->io));
+	evbuffer_add_buffer(sl_io_output(&c->io), sl_io_input(&c->up->io));
+	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
+	apply_backpressure(&c->up->io, &c->io, &c->up_read_paused);
 }
 
 /* The origin accepted an upgrade: from now on bytes flow both ways. */
@@ -1034,9 +1029,9 @@ start_tunnel(struct sl_conn *c)
 	/* The request is over as far as stats and the table go; the
 	 * upstream connection now belongs to the tunnel. */
 	end_request(c);
-	set_timeouts(c->bev, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
-	set_timeouts(c->up->bev, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
-	bufferevent_enable(c->bev, EV_READ);
+	set_timeouts(&c->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	set_timeouts(&c->up->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	sl_io_enable_read(&c->io);
 	tunnel_pump(c);
 }
 
@@ -1044,15 +1039,13 @@ start_tunnel(struct sl_conn *c)
 static void
 tunnel_end(struct sl_conn *c)
 {
-	evbuffer_add_buffer(
-	    bufferevent_get_output(c->up->bev), bufferevent_get_input(c->bev));
-	evbuffer_add_buffer(
-	    bufferevent_get_output(c->bev), bufferevent_get_input(c->up->bev));
+	evbuffer_add_buffer(sl_io_output(&c->up->io), sl_io_input(&c->io));
+	evbuffer_add_buffer(sl_io_output(&c->io), sl_io_input(&c->up->io));
 	c->client_keepalive = false;
 	sl_upstream_free(c->up);
 	c->up = NULL;
 	c->state = CONN_CLOSING;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (evbuffer_get_length(sl_io_output(&c->io)) == 0)
 		conn_close(c);
 }
 
@@ -1084,7 +1077,7 @@ abort_response(struct sl_conn *c)
 	c->client_keepalive = false;
 	end_request(c);
 	c->state = CONN_CLOSING;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (evbuffer_get_length(sl_io_output(&c->io)) == 0)
 		conn_close(c);
 }
 
@@ -1092,7 +1085,7 @@ abort_response(struct sl_conn *c)
 static void
 forward_response_body(struct sl_conn *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sl_io_output(&c->io);
 	struct evbuffer *dst = out, *stage = c->w->tls_stage;
 	size_t before;
 	const char *why = NULL;
@@ -1105,8 +1098,8 @@ forward_response_body(struct sl_conn *c)
 	if (evbuffer_get_length(stage) > 0)
 		dst = stage;
 	before = evbuffer_get_length(dst);
-	r = sl_http_forward_body(&c->resp_parser,
-	    bufferevent_get_input(c->up->bev), dst, c->dechunk, &why);
+	r = sl_http_forward_body(&c->up->resp_parser, sl_io_input(&c->up->io),
+	    dst, c->dechunk, &why);
 	if (c->vs != NULL)
 		SL_STAT_ADD(
 		    c->vs->bytes_out, evbuffer_get_length(dst) - before);
@@ -1126,7 +1119,7 @@ forward_response_body(struct sl_conn *c)
 		response_done(c);
 		return;
 	}
-	apply_backpressure(c->up->bev, c->bev, &c->up_read_paused);
+	apply_backpressure(&c->up->io, &c->io, &c->up_read_paused);
 }
 
 /* Is a request with this method safe to send twice (RFC 9110 9.2.2)? */
@@ -1160,9 +1153,7 @@ resend(struct sl_conn *c, const struct sl_route_server *srv)
 		return false;
 	c->up_reused = reused;
 	attach_upstream(c, up);
-	evbuffer_add(bufferevent_get_output(up->bev),
-	    evbuffer_pullup(c->retry_head, -1),
-	    evbuffer_get_length(c->retry_head));
+	evbuffer_add(sl_io_output(&up->io), c->retry_head, c->retry_len);
 	return true;
 }
 
@@ -1180,8 +1171,8 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 	const struct sl_route_server *srv;
 
 	if (c->srv == NULL || c->attempts > gconf(c)->retries ||
-	    c->retry_head == NULL || evbuffer_get_length(c->retry_head) == 0 ||
-	    kind == FAIL_BAD_RESPONSE || w->retry_tokens < 100)
+	    c->retry_head == NULL || kind == FAIL_BAD_RESPONSE ||
+	    w->retry_tokens < 100)
 		return false;
 	if (kind != FAIL_CONNECT_REFUSED && kind != FAIL_CONNECT_TIMEOUT &&
 	    kind != FAIL_TLS && !idempotent(c->req_method))
@@ -1231,8 +1222,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	if (retry_elsewhere(c, kind))
 		return;
 	if (kind == FAIL_RESET && c->up_reused && !c->retried &&
-	    c->retry_head != NULL && evbuffer_get_length(c->retry_head) > 0 &&
-	    c->srv != NULL) {
+	    c->retry_head != NULL && c->srv != NULL) {
 		struct sl_upstream *up;
 
 		c->retried = true;
@@ -1278,13 +1268,13 @@ handle_response_head(struct sl_conn *c)
 	struct sl_worker *w = c->w;
 	struct sl_http_head *head = w->scratch_head;
 	struct sl_http_error err;
-	struct evbuffer *in, *out = bufferevent_get_output(c->bev);
+	struct evbuffer *in, *out = sl_io_output(&c->io);
 	const char *base;
 	struct outbuf o;
 	size_t end;
 
 	for (;;) {
-		in = bufferevent_get_input(c->up->bev);
+		in = sl_io_input(&c->up->io);
 		end = sl_http_find_head_end(in, &c->up_scan);
 		if (end == 0) {
 			if (evbuffer_get_length(in) > SL_RESP_HEAD_MAX)
@@ -1293,7 +1283,7 @@ handle_response_head(struct sl_conn *c)
 		}
 		base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
 		if (base == NULL ||
-		    sl_http_parse_head(&c->resp_parser, base, end,
+		    sl_http_parse_head(&c->up->resp_parser, base, end,
 		        c->req_method, head, &err) != 0) {
 			sl_log_debug("client %s: bad response head: %s", c->ip,
 			    base ? err.reason : "no memory");
@@ -1354,7 +1344,7 @@ handle_response_head(struct sl_conn *c)
 		}
 		if (head->status < 200)
 			continue;
-		set_timeouts(c->up->bev, gconf(c)->body_timeout_ms,
+		set_timeouts(&c->up->io, gconf(c)->body_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		if (!head->has_body) {
 			response_done(c);
@@ -1367,7 +1357,7 @@ handle_response_head(struct sl_conn *c)
 }
 
 static void
-up_read_cb(struct bufferevent *bev, void *arg)
+up_read_cb(struct sl_io *io, void *arg)
 {
 	struct sl_conn *c = arg;
 
@@ -1385,11 +1375,11 @@ up_read_cb(struct bufferevent *bev, void *arg)
 
 /* The upstream drained its output: the client may send more body. */
 static void
-up_write_cb(struct bufferevent *bev, void *arg)
+up_write_cb(struct sl_io *io, void *arg)
 {
 	struct sl_conn *c = arg;
 
-	release_backpressure(c->bev, bev, &c->client_read_paused);
+	release_backpressure(&c->io, io, &c->client_read_paused);
 	if (c->state == CONN_UPSTREAM && !c->req_body_done)
 		forward_request_body(c);
 }
@@ -1401,12 +1391,12 @@ up_write_cb(struct bufferevent *bev, void *arg)
  * left to the caller.
  */
 static bool
-origin_tls_failed(struct sl_conn *c, struct bufferevent *bev, short what)
+origin_tls_failed(struct sl_conn *c, struct sl_io *io, short what)
 {
 	char why[160];
 	bool plaintext;
 
-	if (!sl_tls_error(bev, why, sizeof why, &plaintext) &&
+	if (!sl_tls_error(io->bev, why, sizeof why, &plaintext) &&
 	    !(what & BEV_EVENT_EOF))
 		return false;
 	sl_log_debug("client %s: origin %s: TLS handshake failed: %s", c->ip,
@@ -1416,13 +1406,13 @@ origin_tls_failed(struct sl_conn *c, struct bufferevent *bev, short what)
 }
 
 static void
-up_event_cb(struct bufferevent *bev, short what, void *arg)
+up_event_cb(struct sl_io *io, short what, void *arg)
 {
 	struct sl_conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->up->connected = true;
-		set_timeouts(bev, gconf(c)->response_timeout_ms,
+		set_timeouts(io, gconf(c)->response_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		return;
 	}
@@ -1440,20 +1430,20 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* A close-delimited body ends here. */
 		forward_response_body(c);
 		if (!c->closed && c->resp_state == RESP_BODY) {
-			if (sl_http_finish_body(&c->resp_parser) == 1)
+			if (sl_http_finish_body(&c->up->resp_parser) == 1)
 				response_done(c);
 			else
 				upstream_fail(c, FAIL_RESET);
 		}
 	} else if (!c->up->connected && c->up->tls_ctx != NULL &&
-	    origin_tls_failed(c, bev, what)) {
+	    origin_tls_failed(c, io, what)) {
 		/* handled: 502 (kind tls) or a retry */
 	} else if (!c->up->connected) {
 		upstream_fail(c, FAIL_CONNECT_REFUSED);
 	} else {
 		/* Bytes that came with the EOF may still complete a head. */
 		if (c->resp_state == RESP_HEAD &&
-		    evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		    evbuffer_get_length(sl_io_input(io)) > 0)
 			c->up_reused = false;
 		upstream_fail(c, FAIL_RESET);
 	}
@@ -1462,7 +1452,7 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-client_read_cb(struct bufferevent *bev, void *arg)
+client_read_cb(struct sl_io *io, void *arg)
 {
 	struct sl_conn *c = arg;
 
@@ -1474,35 +1464,34 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	case CONN_UPSTREAM:
 		if (!c->req_body_done)
 			forward_request_body(c);
-		else if (evbuffer_get_length(bufferevent_get_input(bev)) >
-		    SL_HIGH_WATER) {
+		else if (evbuffer_get_length(sl_io_input(io)) > SL_HIGH_WATER) {
 			/* Pipelined requests pile up: wait for this one. */
-			bufferevent_disable(bev, EV_READ);
+			sl_io_disable_read(io);
 		}
 		break;
 	case CONN_TUNNEL:
 		tunnel_pump(c);
 		break;
 	case CONN_CLOSING:
-		evbuffer_drain(bufferevent_get_input(bev),
-		    evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(
+		    sl_io_input(io), evbuffer_get_length(sl_io_input(io)));
 		break;
 	}
 }
 
 /* The client drained its output: resume the upstream, or finish closing. */
 static void
-client_write_cb(struct bufferevent *bev, void *arg)
+client_write_cb(struct sl_io *io, void *arg)
 {
 	struct sl_conn *c = arg;
 
 	if (c->state == CONN_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (evbuffer_get_length(sl_io_output(io)) == 0)
 			conn_close(c);
 		return;
 	}
 	if (c->up != NULL)
-		release_backpressure(c->up->bev, bev, &c->up_read_paused);
+		release_backpressure(&c->up->io, io, &c->up_read_paused);
 	if (c->state == CONN_UPSTREAM && c->resp_state == RESP_BODY &&
 	    c->up != NULL)
 		forward_response_body(c);
@@ -1539,7 +1528,7 @@ plaintext_reply(struct sl_conn *c)
 	    "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: 59\r\nConnection: close\r\n\r\n"
 	    "400 Bad Request: plain HTTP sent to a TLS port (use https)\n";
-	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	evutil_socket_t fd = sl_io_fd(&c->io);
 	char sink[4096];
 	int i;
 
@@ -1566,11 +1555,11 @@ handshake_event(struct sl_conn *c, short what)
 		event_free(c->hs_timer);
 		c->hs_timer = NULL;
 		SL_STAT_INC(w->wstats.tls_handshakes);
-		if (sl_tls_resumed(c->bev))
+		if (sl_tls_resumed(c->io.bev))
 			SL_STAT_INC(w->wstats.tls_resumed);
 		/* From here on, as a new plain connection: the first
 		 * request head has header_timeout. */
-		set_timeouts(c->bev, gconf(c)->header_timeout_ms,
+		set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		return;
 	}
@@ -1578,7 +1567,7 @@ handshake_event(struct sl_conn *c, short what)
 		handshake_timeout(c);
 		return;
 	}
-	sl_tls_error(c->bev, why, sizeof why, &plaintext);
+	sl_tls_error(c->io.bev, why, sizeof why, &plaintext);
 	SL_STAT_INC(w->wstats.tls_handshake_failures);
 	if (plaintext) {
 		SL_STAT_INC(w->wstats.tls_plaintext);
@@ -1590,7 +1579,7 @@ handshake_event(struct sl_conn *c, short what)
 }
 
 static void
-client_event_cb(struct bufferevent *bev, short what, void *arg)
+client_event_cb(struct sl_io *io, short what, void *arg)
 {
 	struct sl_conn *c = arg;
 
@@ -1615,7 +1604,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 			else
 				conn_close(c);
 		} else
-			bufferevent_enable(bev, EV_READ);
+			sl_io_enable_read(io);
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
@@ -1625,7 +1614,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 			if (c->req_body_done) {
 				/* Half-close after a full request: still
 				 * answer it, then close. */
-				bufferevent_disable(bev, EV_READ);
+				sl_io_disable_read(io);
 				c->client_keepalive = false;
 				return;
 			}
@@ -1639,9 +1628,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 			/* A response may still be on its way out: a client
 			 * that half-closed after its request still reads it.
 			 * The write callback closes once it is sent. */
-			if (evbuffer_get_length(bufferevent_get_output(bev)) >
-			    0) {
-				bufferevent_disable(bev, EV_READ);
+			if (evbuffer_get_length(sl_io_output(io)) > 0) {
+				sl_io_disable_read(io);
 				c->client_keepalive = false;
 				c->state = CONN_CLOSING;
 				return;
@@ -1668,6 +1656,7 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	struct sl_conn *c;
 	struct timeval tv;
 	int one = 1;
+	bool ok;
 
 	c = calloc(1, sizeof *c);
 	if (c == NULL) {
@@ -1675,14 +1664,16 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 		return;
 	}
 	if (tls_ctx != NULL) {
+		struct bufferevent *bev = NULL;
+
 		c->hs_timer = event_new(w->base, -1, 0, handshake_timer_cb, c);
-		c->bev = c->hs_timer != NULL
-		    ? sl_tls_accept_bev(w->base, fd, tls_ctx)
-		    : NULL;
+		if (c->hs_timer != NULL)
+			bev = sl_tls_accept_bev(w->base, fd, tls_ctx);
+		ok = bev != NULL &&
+		    sl_io_init_bev(&c->io, &w->io_loop, bev) == 0;
 	} else
-		c->bev =
-		    bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+		ok = sl_io_init_socket(&c->io, &w->io_loop, fd) == 0;
+	if (!ok) {
 		evutil_closesocket(fd);
 		if (c->hs_timer != NULL)
 			event_free(c->hs_timer);
@@ -1694,6 +1685,8 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	c->state = CONN_IDLE;
 	if ((size_t)addrlen <= sizeof c->addr)
 		memcpy(&c->addr, addr, (size_t)addrlen);
+	else
+		c->addr.sa.sa_family = AF_UNSPEC;
 	if (addr->sa_family == AF_INET)
 		inet_ntop(AF_INET,
 		    &((const struct sockaddr_in *)addr)->sin_addr, c->ip,
@@ -1704,17 +1697,15 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 		    sizeof c->ip);
 	c->ip_len = (uint8_t)strlen(c->ip);
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	sl_http_parser_init(&c->req_parser, false);
-	sl_http_parser_init(&c->resp_parser, true);
 	TAILQ_INSERT_TAIL(&w->conns, c, link);
 	w->nconns++;
 	SL_STAT_INC(w->wstats.conns_accepted);
 	SL_STAT_ADD(w->wstats.conns_active, 1);
-	bufferevent_setcb(
-	    c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	sl_io_setcb(
+	    &c->io, client_read_cb, client_write_cb, client_event_cb, c);
 	set_timeouts(
-	    c->bev, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);
-	bufferevent_enable(c->bev, EV_READ);
+	    &c->io, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);
+	sl_io_enable_read(&c->io);
 	if (c->hs_timer != NULL) {
 		/* The whole handshake, however the bytes trickle in. */
 		tv.tv_sec = gconf(c)->header_timeout_ms / 1000;

@@ -102,7 +102,7 @@ struct sl_route_request {
 	size_t path_len;
 	const char *client_ip; /* text form, as in X-Forwarded-For */
 	size_t client_ip_len;
-	const struct sockaddr_storage *client_addr;
+	const struct sockaddr *client_addr;
 	const struct sl_http_head *head; /* for headers and cookies */
 	const char *head_base;           /* bytes the head's offsets index */
 };

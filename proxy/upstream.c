@@ -170,7 +170,7 @@ sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
 
 /* An idle connection heard from its origin: it can't be reused. */
 static void
-idle_read_cb(struct bufferevent *bev, void *arg)
+idle_read_cb(struct sl_io *io, void *arg)
 {
 	struct sl_upstream *up = arg;
 
@@ -182,18 +182,9 @@ idle_read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-idle_event_cb(struct bufferevent *bev, short what, void *arg)
+idle_event_cb(struct sl_io *io, short what, void *arg)
 {
-	idle_read_cb(bev, arg);
-}
-
-/* Set socket options for a new origin connection. */
-static void
-tune_socket(evutil_socket_t fd)
-{
-	int one = 1;
-
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	idle_read_cb(io, arg);
 }
 
 /* Get a pooled connection to SRV, or start a new one. */
@@ -205,7 +196,8 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 	struct sl_pool *pool = w->pools[srv->id];
 	const struct ssl_ctx_st *ctx = tls != NULL ? tls->ctx : NULL;
 	struct sl_upstream *up;
-	struct timeval tv;
+	struct bufferevent *bev;
+	int r;
 
 	if (tls != NULL && ctx == NULL)
 		return NULL; /* never fall back to plain HTTP */
@@ -217,7 +209,7 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 	if (up != NULL) {
 		TAILQ_REMOVE(&pool->idle, up, idle_link);
 		pool->nidle--;
-		bufferevent_set_timeouts(up->bev, NULL, NULL);
+		sl_io_set_timeouts(&up->io, 0, 0);
 		*reused = true;
 		SL_STAT_INC(w->wstats.upstream_reused);
 		return up;
@@ -228,28 +220,35 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 		return NULL;
 	up->w = w;
 	up->server_id = srv->id;
+	sl_http_parser_init(&up->resp_parser, true);
 	up->tls_ctx = ctx;
-	up->bev = tls != NULL
-	    ? sl_tls_origin_bev(w->base, tls, srv)
-	    : bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (up->bev == NULL) {
+	if (tls != NULL) {
+		bev = sl_tls_origin_bev(w->base, tls, srv);
+		r = bev != NULL ? sl_io_init_bev(&up->io, &w->io_loop, bev)
+		                : -1;
+	} else
+		r = sl_io_init_socket(&up->io, &w->io_loop, -1);
+	if (r != 0) {
 		free(up);
 		return NULL;
 	}
-	tv.tv_sec = connect_timeout_ms / 1000;
-	tv.tv_usec = (connect_timeout_ms % 1000) * 1000;
-	/* libevent applies the write timeout to the connect; a TLS
-	 * handshake mostly waits to read, so it gets both. */
-	bufferevent_set_timeouts(up->bev, tls != NULL ? &tv : NULL, &tv);
-	if (bufferevent_socket_connect(up->bev,
-	        (const struct sockaddr *)&srv->addr.ss,
+	/* The write timeout covers the connect; a TLS handshake mostly
+	 * waits to read, so it gets both. */
+	sl_io_set_timeouts(
+	    &up->io, tls != NULL ? connect_timeout_ms : 0, connect_timeout_ms);
+	if (sl_io_connect(&up->io, (const struct sockaddr *)&srv->addr.ss,
 	        (int)srv->addr.len) != 0) {
 		/* Immediate failure (e.g. no fds): the caller answers 502. */
-		bufferevent_free(up->bev);
+		sl_io_free(&up->io);
 		free(up);
 		return NULL;
 	}
-	tune_socket(bufferevent_getfd(up->bev));
+	if (tls != NULL) {
+		int one = 1;
+
+		(void)setsockopt(sl_io_fd(&up->io), IPPROTO_TCP, TCP_NODELAY,
+		    &one, sizeof one);
+	}
 	SL_STAT_INC(w->wstats.upstream_opened);
 	return up;
 }
@@ -260,20 +259,17 @@ sl_upstream_release(struct sl_upstream *up, bool reusable, uint32_t max_idle,
     uint32_t idle_timeout_ms)
 {
 	struct sl_pool *pool = up->w->pools[up->server_id];
-	struct timeval tv;
 
 	if (!reusable || pool->nidle >= max_idle || up->w->stopping ||
-	    evbuffer_get_length(bufferevent_get_input(up->bev)) > 0 ||
-	    evbuffer_get_length(bufferevent_get_output(up->bev)) > 0) {
+	    evbuffer_get_length(sl_io_input(&up->io)) > 0 ||
+	    evbuffer_get_length(sl_io_output(&up->io)) > 0) {
 		sl_upstream_free(up);
 		return;
 	}
-	bufferevent_setcb(up->bev, idle_read_cb, NULL, idle_event_cb, up);
-	bufferevent_setwatermark(up->bev, EV_READ | EV_WRITE, 0, 0);
-	tv.tv_sec = idle_timeout_ms / 1000;
-	tv.tv_usec = (idle_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(up->bev, &tv, NULL);
-	bufferevent_enable(up->bev, EV_READ);
+	sl_io_setcb(&up->io, idle_read_cb, NULL, idle_event_cb, up);
+	sl_io_set_write_low(&up->io, 0);
+	sl_io_set_timeouts(&up->io, idle_timeout_ms, 0);
+	sl_io_enable_read(&up->io);
 	TAILQ_INSERT_HEAD(&pool->idle, up, idle_link);
 	pool->nidle++;
 }
@@ -284,7 +280,7 @@ sl_upstream_free(struct sl_upstream *up)
 {
 	if (up == NULL)
 		return;
-	bufferevent_free(up->bev);
+	sl_io_free(&up->io);
 	free(up);
 }
 

@@ -9,7 +9,9 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-struct bufferevent;
+#include "proxy/http1.h"
+#include "proxy/io.h"
+
 struct sl_conn;
 struct sl_route_server;
 struct sl_route_version;
@@ -19,7 +21,7 @@ struct sl_origin_tls_conf;
 struct ssl_ctx_st;
 
 struct sl_upstream {
-	struct bufferevent *bev;
+	struct sl_io io;
 	struct sl_worker *w;
 	/* The origin TLS context it was made with (NULL: plain HTTP); only
 	 * a request wanting the same context reuses it. Its SSL holds a
@@ -29,6 +31,8 @@ struct sl_upstream {
 	uint32_t server_id;
 	uint32_t requests; /* requests sent on this connection so far */
 	bool connected;
+	llhttp_t resp_parser; /* the response in progress on it */
+	llhttp_t req_parser;  /* the request body being sent on it */
 	TAILQ_ENTRY(sl_upstream) idle_link;
 };
 

@@ -278,11 +278,14 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 			w->max_conns = 1;
 		w->min_epoch = UINT64_MAX;
 		w->scratch_head = sl_http_head_new(conf->global.max_headers);
+		sl_http_parser_init(&w->req_parser, false);
 		w->scratch_size = 64 * 1024;
 		w->scratch = sl_xmalloc(w->scratch_size);
 		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
 		w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
 		w->tls_stage = evbuffer_new();
+		if (sl_io_loop_init(&w->io_loop, w->base) != 0)
+			goto fail_msg;
 		if (w->scratch_head == NULL || w->reap_ev == NULL ||
 		    w->stop_ev == NULL || w->tls_stage == NULL)
 			goto fail_msg;
@@ -437,6 +440,7 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			event_free(w->reap_ev);
 		if (w->stop_ev != NULL)
 			event_free(w->stop_ev);
+		sl_io_loop_free(&w->io_loop);
 		if (w->base != NULL)
 			event_base_free(w->base);
 		free(w);

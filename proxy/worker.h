@@ -13,6 +13,8 @@
 #include <sys/queue.h>
 
 #include "analysis/stats.h"
+#include "proxy/http1.h"
+#include "proxy/io.h"
 #include "proxy/route.h"
 
 struct event;
@@ -66,10 +68,14 @@ struct sl_worker {
 	uint64_t rng;
 	uint32_t retry_tokens; /* hundredths of a retry, see conn.c */
 	struct sl_http_head *scratch_head;
+	/* Request heads are parsed here; a request with a body hands the
+	 * parser's state on to its upstream connection (conn.c). */
+	llhttp_t req_parser;
 	char *scratch;
 	size_t scratch_size;
 	struct evbuffer *tls_stage; /* a TLS response head, see conn.c */
 
+	struct sl_io_loop io_loop; /* output flushing, see proxy/io.h */
 	struct sl_conn_list conns;
 	uint32_t nconns;
 	uint32_t max_conns;

@@ -298,7 +298,7 @@ route(const char *b, size_t len, const struct sl_http_head *h, int which)
 	rr.path_len = path_len;
 	rr.client_ip = ips[which];
 	rr.client_ip_len = strlen(ips[which]);
-	rr.client_addr = which < 3 ? &ss : NULL;
+	rr.client_addr = which < 3 ? (const struct sockaddr *)&ss : NULL;
 	rr.head = h;
 	rr.head_base = b;
 	sl_route_pick_version(svc, &rr, &rng, &pick);

@@ -328,7 +328,7 @@ matches(const char *cidr, const char *ip)
 		assert_int_equal(inet_pton(AF_INET6, ip, &sin6->sin6_addr), 1);
 		ss.ss_family = AF_INET6;
 	}
-	return sl_cidr_match(&c, &ss);
+	return sl_cidr_match(&c, (const struct sockaddr *)&ss);
 }
 
 static void

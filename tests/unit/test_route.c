@@ -128,7 +128,7 @@ fake_req_init(struct fake_req *f, const char *raw_text, const char *client_ip)
 		    inet_pton(AF_INET, client_ip, &sin->sin_addr), 1);
 		f->req.client_ip = client_ip;
 		f->req.client_ip_len = strlen(client_ip);
-		f->req.client_addr = &f->ss;
+		f->req.client_addr = (const struct sockaddr *)&f->ss;
 	}
 }
 

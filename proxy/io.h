@@ -1,0 +1,133 @@
+/*
+ * io.h — the byte streams of the request path: a client or origin socket
+ * with an input and an output evbuffer and bufferevent-style callbacks.
+ *
+ * Why not bufferevents: a socket bufferevent arms and disarms its write
+ * event around every write (two epoll_ctl and an extra epoll_wait per
+ * response) and asks FIONREAD before every read. An sl_io instead
+ *   - writes speculatively: output added during this loop iteration goes
+ *     out in one writev at the end of it, and the write event is armed only
+ *     when the kernel says EAGAIN;
+ *   - keeps its read interest registered for as long as it wants to read
+ *     (no epoll_ctl per request), reading with readv into space reserved
+ *     in the input buffer, up to 64 KiB per wake-up;
+ *   - keeps its timeouts on libevent's common-timeout queues (O(1) re-arm);
+ *   - allocates its write event only the first time it needs one, so an
+ *     idle keep-alive connection costs one event and two buffers.
+ * TLS connections keep bufferevent_openssl underneath (an sl_io in "bev"
+ * mode forwards its calls and callbacks), so conn.c has one API for both.
+ *
+ * Semantics follow bufferevents so that conn.c reads the same: the read
+ * callback runs after data arrived; the write callback runs after a write
+ * that left at most the low-water mark in the output; the event callback
+ * gets BEV_EVENT_{READING,WRITING} | BEV_EVENT_{EOF,ERROR,TIMEOUT} or
+ * BEV_EVENT_CONNECTED. EOF, errors and timeouts stop reading. Callbacks
+ * may free the sl_io.
+ */
+#ifndef SL_IO_H
+#define SL_IO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/event_struct.h>
+#include <event2/util.h>
+
+struct bufferevent;
+struct evbuffer;
+struct event_base;
+struct sl_io;
+
+typedef void (*sl_io_data_cb)(struct sl_io *io, void *arg);
+typedef void (*sl_io_event_cb)(struct sl_io *io, short what, void *arg);
+
+#define SL_IO_TIMEOUTS 8 /* distinct timeout values kept as common ones */
+
+/* One per event base: the ios with output to flush, and timeouts. */
+struct sl_io_loop {
+	struct event_base *base;
+	struct event *flush_ev;
+	TAILQ_HEAD(, sl_io) dirty;
+	struct {
+		uint32_t ms;
+		const struct timeval *tv;
+	} timeouts[SL_IO_TIMEOUTS];
+	unsigned ntimeouts;
+};
+
+struct sl_io {
+	struct evbuffer *in, *out;
+	struct bufferevent *bev; /* TLS: libevent does the I/O (bev mode) */
+	struct sl_io_loop *loop;
+	struct event rd;  /* plain mode: read interest and read timeout */
+	struct event *wr; /* plain mode: allocated on first EAGAIN/connect */
+	TAILQ_ENTRY(sl_io) dirty_link;
+	sl_io_data_cb read_cb, write_cb;
+	sl_io_event_cb event_cb;
+	void *arg;
+	bool *alive; /* set while a callback runs that may free the io */
+	uint32_t rtimeout_ms, wtimeout_ms;
+	uint32_t wlow; /* write callback when the output drains to this */
+	evutil_socket_t fd;
+	uint8_t flags;
+};
+
+/* Set up LOOP on BASE. Returns 0 or -1. */
+int sl_io_loop_init(struct sl_io_loop *loop, struct event_base *base);
+void sl_io_loop_free(struct sl_io_loop *loop);
+
+/*
+ * Make IO a plain stream on connected socket FD (taking ownership of it),
+ * or on no socket yet (FD -1: call sl_io_connect). Reading is off until
+ * sl_io_enable. Returns 0, or -1 (FD is then not closed).
+ */
+int sl_io_init_socket(
+    struct sl_io *io, struct sl_io_loop *loop, evutil_socket_t fd);
+
+/* Make IO a stream over BEV (takes ownership). Returns 0. */
+int sl_io_init_bev(
+    struct sl_io *io, struct sl_io_loop *loop, struct bufferevent *bev);
+
+/* Connect to ADDR (a plain io made with FD -1; a bev-mode io connects its
+ * bufferevent). The outcome comes as BEV_EVENT_CONNECTED, or ERROR or
+ * TIMEOUT (write timeout; with reading enabled also the read timeout)
+ * from the loop, never from inside this call. Returns 0, or -1 when no
+ * socket could be made. */
+int sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len);
+
+/* Close the socket and free the buffers; pending output is dropped. The
+ * struct itself belongs to the caller. Safe inside IO's callbacks. */
+void sl_io_free(struct sl_io *io);
+
+void sl_io_setcb(struct sl_io *io, sl_io_data_cb read_cb,
+    sl_io_data_cb write_cb, sl_io_event_cb event_cb, void *arg);
+
+/* Start (or restart the timeout of) reading; stop reading. */
+void sl_io_enable_read(struct sl_io *io);
+void sl_io_disable_read(struct sl_io *io);
+
+/* Read and write timeouts in ms; 0 is none. The read timeout runs while
+ * reading is on and restarts with every read; the write timeout runs while
+ * output waits for the socket (and during a connect). */
+void sl_io_set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms);
+
+/* The write callback runs when a write leaves at most LOW bytes. */
+void sl_io_set_write_low(struct sl_io *io, uint32_t low);
+
+static inline struct evbuffer *
+sl_io_input(const struct sl_io *io)
+{
+	return io->in;
+}
+
+static inline struct evbuffer *
+sl_io_output(const struct sl_io *io)
+{
+	return io->out;
+}
+
+evutil_socket_t sl_io_fd(const struct sl_io *io);
+
+#endif
