@@ -9,7 +9,7 @@
  *     out in one writev at the end of it, and the write event is armed only
  *     when the kernel says EAGAIN;
  *   - keeps its read interest registered for as long as it wants to read
- *     (no epoll_ctl per request), reading with readv into space reserved
+ *     (no epoll_ctl per request), reading with recv into space reserved
  *     in the input buffer, up to 64 KiB per wake-up;
  *   - keeps its timeouts on libevent's common-timeout queues (O(1) re-arm);
  *   - allocates its write event only the first time it needs one, so an

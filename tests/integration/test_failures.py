@@ -125,6 +125,33 @@ if not ASAN:
     check(rss < 64 * 1024,
           "sluice RSS stays small after aborted downloads (%d KiB)" % rss)
 
+# A client that stops reading a large response is cut off after
+# body_timeout (1 s) without progress: its output waits for the socket
+# with a write timeout, and the origin side stops reading meanwhile.
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+s.settimeout(10)
+s.connect(("127.0.0.1", sl.port))
+s.sendall(b"GET /good/big?size=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+first = s.recv(65536)
+time.sleep(3)  # not reading: well past body_timeout
+got, t0 = len(first), time.time()
+try:
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        got += len(d)
+except (ConnectionResetError, socket.timeout):
+    pass
+s.close()
+check(status_of(first) == 200 and got < 50000000,
+      "a client that stops reading gets part of the body (%d bytes)" % got)
+check(time.time() - t0 < 5,
+      "then the connection is closed (body_timeout), not held open")
+status, r, body = sl.get("/good/after-stall")
+check(status == 200, "requests work after a stalled reader was cut off")
+
 # Origin restarted: pooled connections are dead, requests still succeed.
 c = sl.conn()
 for i in range(3):
