@@ -198,9 +198,8 @@ read_ev_cb(evutil_socket_t fd, short what, void *arg)
 			fail(io, BEV_EVENT_READING | end);
 		return;
 	}
-	/* Restart the read timeout: the peer is alive. */
-	if (io->rtimeout_ms)
-		add_with_timeout(io, &io->rd, io->rtimeout_ms);
+	/* No timer work here: libevent restarts a persistent event's
+	 * timeout each time the event fires (event_persist_closure). */
 	if (io->read_cb != NULL && !IO_CALL(io, io->read_cb(io, io->arg)))
 		return;
 	/* The data came with an EOF or error: report it after the data, as
@@ -380,8 +379,6 @@ sl_io_init_socket(struct sl_io *io, struct sl_io_loop *loop, evutil_socket_t fd)
 	io->out = evbuffer_new();
 	if (io->in == NULL || io->out == NULL ||
 	    evbuffer_add_cb(io->out, out_cb, io) == NULL)
-		goto fail;
-	if (fd >= 0 && evutil_make_socket_nonblocking(fd) != 0)
 		goto fail;
 	if (fd >= 0)
 		event_assign(&io->rd, loop->base, fd, EV_READ | EV_PERSIST,

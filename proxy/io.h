@@ -79,8 +79,9 @@ int sl_io_loop_init(struct sl_io_loop *loop, struct event_base *base);
 void sl_io_loop_free(struct sl_io_loop *loop);
 
 /*
- * Make IO a plain stream on connected socket FD (taking ownership of it),
- * or on no socket yet (FD -1: call sl_io_connect). Reading is off until
+ * Make IO a plain stream on connected non-blocking socket FD (taking
+ * ownership of it; accept4 with SOCK_NONBLOCK, as the listeners do), or on
+ * no socket yet (FD -1: call sl_io_connect). Reading is off until
  * sl_io_enable. Returns 0, or -1 (FD is then not closed).
  */
 int sl_io_init_socket(
