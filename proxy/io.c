@@ -36,6 +36,7 @@
 #define IO_WRITE_IOVS 16 /* chains per send */
 
 static void write_now(struct sl_io *io);
+static void write_ev_cb(evutil_socket_t fd, short what, void *arg);
 
 /*
  * recv() and send() rather than readv()/writev(): the socket calls skip
@@ -152,9 +153,8 @@ fail(struct sl_io *io, short what)
 }
 
 static void
-read_ev_cb(evutil_socket_t fd, short what, void *arg)
+do_read(struct sl_io *io, evutil_socket_t fd, short what)
 {
-	struct sl_io *io = arg;
 	struct evbuffer_iovec vec[2];
 	size_t total = 0, room, got, take;
 	short end = 0; /* EOF or ERROR seen after data */
@@ -241,9 +241,8 @@ connect_done(struct sl_io *io, short what)
 }
 
 static void
-write_ev_cb(evutil_socket_t fd, short what, void *arg)
+do_write(struct sl_io *io, short what)
 {
-	struct sl_io *io = arg;
 
 	if (io->flags & IO_CONNECTING) {
 		connect_done(io, what);
@@ -321,19 +320,57 @@ write_now(struct sl_io *io)
 		io->write_cb(io, io->arg);
 }
 
-/* The loop's flush: write every io that got output this iteration. */
+/*
+ * Write every io that got output. Runs when the outermost io callback
+ * returns, so a request read from a client is on its way to the origin
+ * before the next ready socket is looked at (one epoll_wait can return
+ * dozens); output added outside io callbacks (timers, TLS connections'
+ * bufferevents) waits for the flush event, later in the same iteration.
+ */
 static void
-flush_ev_cb(evutil_socket_t fd, short what, void *arg)
+flush(struct sl_io_loop *loop)
 {
-	struct sl_io_loop *loop = arg;
 	struct sl_io *io;
 
+	loop->depth++;
 	while ((io = TAILQ_FIRST(&loop->dirty)) != NULL) {
 		TAILQ_REMOVE(&loop->dirty, io, dirty_link);
 		io->flags &= ~IO_DIRTY;
 		if (!(io->flags & (IO_WR_ARMED | IO_CONNECTING)))
 			write_now(io);
 	}
+	loop->depth--;
+}
+
+static void
+read_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_io *io = arg;
+	struct sl_io_loop *loop = io->loop; /* IO may be freed below */
+
+	loop->depth++;
+	do_read(io, fd, what);
+	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
+		flush(loop);
+}
+
+static void
+write_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_io *io = arg;
+	struct sl_io_loop *loop = io->loop;
+
+	loop->depth++;
+	do_write(io, what);
+	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
+		flush(loop);
+}
+
+/* The flush event: output added outside io callbacks. */
+static void
+flush_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	flush(arg);
 }
 
 /* Output was added: write it at the end of this loop iteration. */
@@ -345,7 +382,8 @@ out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 	if (info->n_added == 0 ||
 	    (io->flags & (IO_DIRTY | IO_WR_ARMED | IO_CONNECTING)))
 		return;
-	if (TAILQ_EMPTY(&io->loop->dirty))
+	/* Inside an io callback the flush follows when it returns. */
+	if (io->loop->depth == 0 && TAILQ_EMPTY(&io->loop->dirty))
 		event_active(io->loop->flush_ev, EV_TIMEOUT, 0);
 	TAILQ_INSERT_TAIL(&io->loop->dirty, io, dirty_link);
 	io->flags |= IO_DIRTY;

@@ -55,6 +55,7 @@ struct sl_io_loop {
 		const struct timeval *tv;
 	} timeouts[SL_IO_TIMEOUTS];
 	unsigned ntimeouts;
+	unsigned depth; /* io callbacks running (nested) */
 };
 
 struct sl_io {
