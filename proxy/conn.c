@@ -1042,6 +1042,9 @@ tunnel_end(struct sl_conn *c)
 	evbuffer_add_buffer(sl_io_output(&c->up->io), sl_io_input(&c->io));
 	evbuffer_add_buffer(sl_io_output(&c->io), sl_io_input(&c->up->io));
 	c->client_keepalive = false;
+	/* What the client sent last goes to the origin before its
+	 * connection closes (best effort: what the socket takes now). */
+	sl_io_try_write(&c->up->io);
 	sl_upstream_free(c->up);
 	c->up = NULL;
 	c->state = CONN_CLOSING;

@@ -119,18 +119,29 @@ add_with_timeout(struct sl_io *io, struct event *ev, uint32_t ms)
 		(void)event_add(ev, timeout_tv(io->loop, ms, &tmp));
 		return;
 	}
-	(void)event_add(ev, NULL);
-	(void)event_remove_timer(ev); /* event_add(NULL) keeps an old one */
+	/* No timeout. libevent keeps a persistent event's last timeout
+	 * through event_del and event_add(NULL) and would re-arm it on the
+	 * next activation; event_remove_timer forgets it, but only while a
+	 * timer is pending, so make one pending first. */
+	if (!event_pending(ev, EV_TIMEOUT, NULL)) {
+		tmp.tv_sec = 3600;
+		tmp.tv_usec = 0;
+		(void)event_add(ev, &tmp);
+	}
+	(void)event_remove_timer(ev);
 }
 
-/* Run a callback that may free IO; returns false when it did. */
+/* Run a callback that may free IO; returns false when it did. Nests: a
+ * guard further out learns of the free too. */
 #define IO_CALL(io, call)                                                      \
 	({                                                                     \
-		bool alive_ = true;                                            \
+		bool alive_ = true, *outer_ = (io)->alive;                     \
 		(io)->alive = &alive_;                                         \
 		call;                                                          \
 		if (alive_)                                                    \
-			(io)->alive = NULL;                                    \
+			(io)->alive = outer_;                                  \
+		else if (outer_ != NULL)                                       \
+			*outer_ = false;                                       \
 		alive_;                                                        \
 	})
 
@@ -152,7 +163,7 @@ fail(struct sl_io *io, short what)
 		io->event_cb(io, what, io->arg);
 }
 
-static void
+static short
 do_read(struct sl_io *io, evutil_socket_t fd, short what)
 {
 	struct evbuffer_iovec vec[2];
@@ -163,13 +174,13 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 
 	if (what & EV_TIMEOUT) {
 		fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
-		return;
+		return 0;
 	}
 	for (;;) {
 		nvec = evbuffer_reserve_space(io->in, IO_READ_CHUNK, vec, 2);
 		if (nvec <= 0) {
 			fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
-			return;
+			return 0;
 		}
 		n = sock_read(fd, vec, nvec);
 		if (n == 0)
@@ -196,17 +207,15 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 	if (total == 0) {
 		if (end != 0)
 			fail(io, BEV_EVENT_READING | end);
-		return;
+		return 0;
 	}
 	/* No timer work here: libevent restarts a persistent event's
 	 * timeout each time the event fires (event_persist_closure). */
 	if (io->read_cb != NULL && !IO_CALL(io, io->read_cb(io, io->arg)))
-		return;
-	/* The data came with an EOF or error: report it after the data, as
-	 * a bufferevent would on its next read. Unless the callback stopped
-	 * reading (backpressure), in which case the next enable finds it. */
-	if (end != 0 && (io->flags & IO_READING))
-		fail(io, BEV_EVENT_READING | end);
+		return 0;
+	/* The data came with an EOF or error: the caller reports it after
+	 * the data (and what it produced) went out. */
+	return end;
 }
 
 /* The connect finished (or failed, or timed out). */
@@ -347,11 +356,28 @@ read_ev_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_io *io = arg;
 	struct sl_io_loop *loop = io->loop; /* IO may be freed below */
+	bool alive = true;
+	short end;
 
+	io->alive = &alive;
 	loop->depth++;
-	do_read(io, fd, what);
+	end = do_read(io, fd, what);
 	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
 		flush(loop);
+	if (!alive)
+		return;
+	io->alive = NULL;
+	/* An EOF or error that came with data is reported once the data and
+	 * what it produced have been sent (a handler closing the other side
+	 * would drop them otherwise), as a bufferevent would on its next
+	 * read. Unless the callback stopped reading (backpressure): the next
+	 * enable finds it. */
+	if (end != 0 && (io->flags & IO_READING)) {
+		loop->depth++;
+		fail(io, BEV_EVENT_READING | end);
+		if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
+			flush(loop);
+	}
 }
 
 static void
@@ -506,6 +532,17 @@ sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len)
 		return 0;
 	}
 	return arm_write(io);
+}
+
+void
+sl_io_try_write(struct sl_io *io)
+{
+	if (io->bev != NULL || io->fd < 0 ||
+	    (io->flags & (IO_CONNECTING | IO_FAILED)))
+		return;
+	while (
+	    evbuffer_get_length(io->out) > 0 && sock_write(io->out, io->fd) > 0)
+		;
 }
 
 void

@@ -99,6 +99,10 @@ int sl_io_init_bev(
  * socket could be made. */
 int sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len);
 
+/* Send what the output holds now, as far as the socket takes it, without
+ * callbacks: before a close (plain mode only). */
+void sl_io_try_write(struct sl_io *io);
+
 /* Close the socket and free the buffers; pending output is dropped. The
  * struct itself belongs to the caller. Safe inside IO's callbacks. */
 void sl_io_free(struct sl_io *io);

@@ -2,8 +2,10 @@
 """HTTP/1.1 forwarding: keep-alive, pipelining, chunked both ways, HEAD,
 1xx, header rewriting, Upgrade tunnels, HTTP/1.0, routing misses."""
 
+import os
 import socket
 import subprocess
+import threading
 import time
 
 from harness import (Origin, Sluice, check, done, pipelined, status_of,
@@ -168,6 +170,64 @@ while len(got) < 23 and time.time() < deadline:
     got += s.recv(4096)
 check(got == b"ping through the tunnel", "bytes flow through the tunnel")
 s.close()
+
+# A tunnel client that sends its last bytes and closes at once: every byte
+# reaches the origin, whatever the size (16336 is exactly one read buffer,
+# where the EOF arrives in the same read as the data).
+counts = []
+counter = socket.socket()
+counter.bind(("127.0.0.1", 0))
+counter.listen(8)
+
+
+def count_tunnel_bytes():
+    while True:
+        c, _ = counter.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(65536)
+            if not d:
+                break
+            head += d
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\n"
+                  b"Connection: Upgrade\r\nUpgrade: x\r\n\r\n")
+        n = len(head.split(b"\r\n\r\n", 1)[1])
+        c.settimeout(5)
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                n += len(d)
+        except OSError:
+            pass
+        counts.append(n)
+        c.close()
+
+
+threading.Thread(target=count_tunnel_bytes, daemon=True).start()
+tun = Sluice({"ws": {"path_prefix": "/", "stable": "v1", "versions": {
+    "v1": (["127.0.0.1:%d" % counter.getsockname()[1]], 100)}}}, workers=1)
+for size in (1000, 16336, 32672, 100000):
+    s = socket.create_connection(("127.0.0.1", tun.port), 5)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+              b"Upgrade: x\r\n\r\n")
+    head = s.recv(4096)
+    s.sendall(os.urandom(size))
+    s.shutdown(socket.SHUT_WR)
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
+    s.close()
+    deadline = time.time() + 5
+    while len(counts) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    got = counts.pop() if counts else None
+    check(head.startswith(b"HTTP/1.1 101") and got == size,
+          "tunnel: %d bytes then close, the origin gets %r" % (size, got))
+check(tun.stop() == 0, "tunnel sluice exits 0")
 
 # Origin error status is passed through and counted by class.
 status, r, body = sl.get("/s?status=503", headers={"Host": "shop.example"})
