@@ -11,6 +11,19 @@ import time
 from harness import (Origin, Sluice, check, done, pipelined, status_of,
                      TMP)
 
+
+
+def recv_until(sock, marker):
+    """Read from SOCK until MARKER has arrived or the peer closes."""
+    got = b""
+    while marker not in got:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 blue = Origin("blue")
 green = Origin("green")
 sl = Sluice({
@@ -144,12 +157,7 @@ first = s.recv(4096)
 check(first.startswith(b"HTTP/1.1 100 Continue"),
       "Expect: 100-continue yields 100 Continue before the body is sent")
 s.sendall(b"abcde")
-rest = b""
-while b"abcde" not in rest:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    rest += chunk
+rest = recv_until(s, b"abcde")
 check(status_of(rest) == 200 and b"abcde" in rest,
       "the body sent after 100 Continue reaches the origin")
 s.close()
@@ -183,12 +191,7 @@ counter.listen(8)
 def count_tunnel_bytes():
     while True:
         c, _ = counter.accept()
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = c.recv(65536)
-            if not d:
-                break
-            head += d
+        head = recv_until(c, b"\r\n\r\n")
         c.sendall(b"HTTP/1.1 101 Switching Protocols\r\n"
                   b"Connection: Upgrade\r\nUpgrade: x\r\n\r\n")
         n = len(head.split(b"\r\n\r\n", 1)[1])
