@@ -21,8 +21,10 @@
  * callback runs after data arrived; the write callback runs after a write
  * that left at most the low-water mark in the output; the event callback
  * gets BEV_EVENT_{READING,WRITING} | BEV_EVENT_{EOF,ERROR,TIMEOUT} or
- * BEV_EVENT_CONNECTED. EOF, errors and timeouts stop reading. Callbacks
- * may free the sl_io.
+ * BEV_EVENT_CONNECTED. EOF, errors and timeouts stop reading; an EOF or
+ * error that arrives together with data is reported after the read
+ * callback and after the output it produced was flushed (so a handler that
+ * closes the other side loses nothing). Callbacks may free the sl_io.
  */
 #ifndef SL_IO_H
 #define SL_IO_H
