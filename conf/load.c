@@ -663,9 +663,10 @@ parse_decimal(const char *s, int shift, double *out)
 	return 0;
 }
 
-/* Split a list on white space and commas; returns a heap array. */
+/* Split a list on white space and commas into a heap array (free_list).
+ * Every list key needs an item: NULL and *MSG "empty list" when none. */
 static char **
-split_list(const char *value, size_t *n)
+split_list(const char *value, size_t *n, char **msg)
 {
 	char **items = NULL;
 	size_t len;
@@ -680,6 +681,8 @@ split_list(const char *value, size_t *n)
 		items[(*n)++] = sl_xstrndup(value, len);
 		value += len;
 	}
+	if (*n == 0)
+		*msg = sl_xstrdup("empty list");
 	return items;
 }
 
@@ -1612,40 +1615,53 @@ bad:
 	return NULL;
 }
 
+/*
+ * A list of distinct names into *OUT (*NOUT of them), each normalised by
+ * NORM (NULL for an invalid one). Messages: "invalid WHAT 'x'HINT" and
+ * "DUP 'x' is listed twice".
+ */
 static int
-parse_hosts(struct loader *L, void *obj, const char *value, char **msg)
+parse_distinct_names(const char *value, char *(*norm)(const char *),
+    const char *what, const char *hint, const char *dup, char ***out,
+    size_t *nout, char **msg)
 {
-	struct sl_service_conf *svc = obj;
 	size_t n;
-	char **items = split_list(value, &n);
+	char **items = split_list(value, &n, msg);
 	char *h;
 
-	svc->hosts = sl_xcalloc(n ? n : 1, sizeof *svc->hosts);
+	if (items == NULL)
+		return -1;
+	*out = sl_xcalloc(n, sizeof **out);
 	for (size_t i = 0; i < n; i++) {
-		if ((h = normal_host(items[i])) == NULL) {
-			*msg = sl_xasprintf("invalid host '%s'", items[i]);
+		if ((h = norm(items[i])) == NULL) {
+			*msg = sl_xasprintf(
+			    "invalid %s '%s'%s", what, items[i], hint);
 			goto fail;
 		}
-		for (size_t j = 0; j < svc->nhosts; j++) {
-			if (strcmp(svc->hosts[j], h) == 0) {
-				*msg = sl_xasprintf("host '%s' is listed "
-				                    "twice",
-				    h);
+		for (size_t j = 0; j < *nout; j++) {
+			if (strcmp((*out)[j], h) == 0) {
+				*msg = sl_xasprintf(
+				    "%s '%s' is listed twice", dup, h);
 				free(h);
 				goto fail;
 			}
 		}
-		svc->hosts[svc->nhosts++] = h;
+		(*out)[(*nout)++] = h;
 	}
 	free_list(items, n);
-	if (n == 0) {
-		*msg = sl_xstrdup("empty list");
-		return -1;
-	}
 	return 0;
 fail:
 	free_list(items, n);
 	return -1;
+}
+
+static int
+parse_hosts(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_service_conf *svc = obj;
+
+	return parse_distinct_names(value, normal_host, "host", "", "host",
+	    &svc->hosts, &svc->nhosts, msg);
 }
 
 static int
@@ -1696,11 +1712,13 @@ parse_sticky(struct loader *L, void *obj, const char *value, char **msg)
 	};
 	struct sl_service_conf *svc = obj;
 	size_t n;
-	char **items = split_list(value, &n);
+	char **items = split_list(value, &n, msg);
 	struct sl_key_conf k;
 	const char *name;
 
-	svc->keys = sl_xcalloc(n ? n : 1, sizeof *svc->keys);
+	if (items == NULL)
+		return -1;
+	svc->keys = sl_xcalloc(n, sizeof *svc->keys);
 	for (size_t i = 0; i < n; i++) {
 		const char *it = items[i];
 
@@ -1753,10 +1771,6 @@ parse_sticky(struct loader *L, void *obj, const char *value, char **msg)
 		svc->keys[svc->nkeys++] = k;
 	}
 	free_list(items, n);
-	if (n == 0) {
-		*msg = sl_xstrdup("empty list");
-		return -1;
-	}
 	return 0;
 fail:
 	free_list(items, n);
@@ -1768,11 +1782,12 @@ parse_networks(struct loader *L, void *obj, const char *value, char **msg)
 {
 	struct sl_service_conf *svc = obj;
 	size_t n;
-	char **items = split_list(value, &n);
+	char **items = split_list(value, &n, msg);
 	const char *why;
 
-	svc->override_networks =
-	    sl_xcalloc(n ? n : 1, sizeof *svc->override_networks);
+	if (items == NULL)
+		return -1;
+	svc->override_networks = sl_xcalloc(n, sizeof *svc->override_networks);
 	for (size_t i = 0; i < n; i++) {
 		if (sl_conf_parse_cidr(
 		        items[i], &svc->override_networks[i], &why) == -1) {
@@ -1784,10 +1799,6 @@ parse_networks(struct loader *L, void *obj, const char *value, char **msg)
 		svc->noverride_networks++;
 	}
 	free_list(items, n);
-	if (n == 0) {
-		*msg = sl_xstrdup("empty list");
-		return -1;
-	}
 	return 0;
 }
 
@@ -1796,12 +1807,14 @@ parse_servers(struct loader *L, void *obj, const char *value, char **msg)
 {
 	struct sl_version_conf *v = obj;
 	size_t n;
-	char **items = split_list(value, &n);
+	char **items = split_list(value, &n, msg);
 	const char *why;
 	char *eq;
 	struct sl_server_conf *srv;
 
-	v->servers = sl_xcalloc(n ? n : 1, sizeof *v->servers);
+	if (items == NULL)
+		return -1;
+	v->servers = sl_xcalloc(n, sizeof *v->servers);
 	for (size_t i = 0; i < n; i++) {
 		srv = &v->servers[v->nservers];
 		srv->weight = 1;
@@ -1836,10 +1849,6 @@ parse_servers(struct loader *L, void *obj, const char *value, char **msg)
 		v->nservers++;
 	}
 	free_list(items, n);
-	if (n == 0) {
-		*msg = sl_xstrdup("empty list");
-		return -1;
-	}
 	return 0;
 fail:
 	free_list(items, n);
@@ -1866,11 +1875,13 @@ parse_steps(struct loader *L, void *obj, const char *value, char **msg)
 {
 	struct sl_rollout_conf *r = obj;
 	size_t n;
-	char **items = split_list(value, &n);
+	char **items = split_list(value, &n, msg);
 	const char *why;
 	uint32_t w;
 
-	r->steps = sl_xcalloc(n ? n : 1, sizeof *r->steps);
+	if (items == NULL)
+		return -1;
+	r->steps = sl_xcalloc(n, sizeof *r->steps);
 	for (size_t i = 0; i < n; i++) {
 		if (sl_conf_parse_weight(items[i], &w, &why) == -1) {
 			*msg = sl_xasprintf(
@@ -1892,10 +1903,6 @@ parse_steps(struct loader *L, void *obj, const char *value, char **msg)
 		r->steps[r->nsteps++] = w;
 	}
 	free_list(items, n);
-	if (n == 0) {
-		*msg = sl_xstrdup("empty list");
-		return -1;
-	}
 	return 0;
 fail:
 	free_list(items, n);
@@ -2076,42 +2083,21 @@ bad:
 	return NULL;
 }
 
+/* A [cert:] name: a DNS name, or a wildcard one. */
+static char *
+cert_name(const char *item)
+{
+	return sni_name(item, true);
+}
+
 /* [cert:] names: the server names the certificate is chosen for. */
 static int
 parse_cert_names(struct loader *L, void *obj, const char *value, char **msg)
 {
 	struct sl_cert_conf *cc = obj;
-	size_t n;
-	char **items = split_list(value, &n);
-	char *h;
 
-	cc->names = sl_xcalloc(n ? n : 1, sizeof *cc->names);
-	for (size_t i = 0; i < n; i++) {
-		if ((h = sni_name(items[i], true)) == NULL) {
-			*msg = sl_xasprintf("invalid server name '%s' (a DNS "
-			                    "name, or *.domain)",
-			    items[i]);
-			goto fail;
-		}
-		for (size_t j = 0; j < cc->nnames; j++) {
-			if (strcmp(cc->names[j], h) == 0) {
-				*msg = sl_xasprintf(
-				    "name '%s' is listed twice", h);
-				free(h);
-				goto fail;
-			}
-		}
-		cc->names[cc->nnames++] = h;
-	}
-	free_list(items, n);
-	if (n == 0) {
-		*msg = sl_xstrdup("empty list");
-		return -1;
-	}
-	return 0;
-fail:
-	free_list(items, n);
-	return -1;
+	return parse_distinct_names(value, cert_name, "server name",
+	    " (a DNS name, or *.domain)", "name", &cc->names, &cc->nnames, msg);
 }
 
 /* [cert:] listeners: names of listeners (checked once all are known). */
@@ -2120,8 +2106,10 @@ parse_cert_listeners(struct loader *L, void *obj, const char *value, char **msg)
 {
 	struct sl_cert_conf *cc = obj;
 	size_t n;
-	char **items = split_list(value, &n);
+	char **items = split_list(value, &n, msg);
 
+	if (items == NULL)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		if (!valid_name(items[i])) {
 			*msg = sl_xasprintf(
@@ -2129,11 +2117,6 @@ parse_cert_listeners(struct loader *L, void *obj, const char *value, char **msg)
 			free_list(items, n);
 			return -1;
 		}
-	}
-	if (n == 0) {
-		free_list(items, n);
-		*msg = sl_xstrdup("empty list");
-		return -1;
 	}
 	cc->listeners = items;
 	cc->nlisteners = n;
