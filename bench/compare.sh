@@ -87,29 +87,14 @@ for v in rounds dur workers idle_n disturbed quiet_wait; do
 done
 case "$retries" in '' | *[!0-9]*) echo "compare.sh: bad value '$retries' for retries" >&2; exit 2 ;; esac
 
-log() { echo "[$(date +%T)] $*" >&2; }
-die() { echo "compare.sh: $*" >&2; exit 1; }
+PROG=compare.sh
+# shellcheck source=bench/lib.sh
+. "$top/bench/lib.sh"
 
 # ---------------------------------------------------------------------------
 # Tools and builds.
 
-if [ "$install" = yes ]; then
-	missing=()
-	for p in haproxy nginx wrk python3 procps util-linux; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
-			grep -q 'install ok installed' || missing+=("$p")
-	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		log "installing ${missing[*]}"
-		SUDO=""
-		[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-		export DEBIAN_FRONTEND=noninteractive
-		$SUDO apt-get update -qq &&
-			$SUDO apt-get install -y -qq --no-install-recommends \
-				"${missing[@]}" >/dev/null ||
-			die "could not install ${missing[*]}"
-	fi
-fi
+install_missing haproxy nginx wrk python3 procps util-linux
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 PY=/usr/bin/python3
@@ -117,36 +102,7 @@ PY=/usr/bin/python3
 for t in "$HAPROXY" "$NGINX" wrk "$PY" taskset; do
 	command -v "$t" >/dev/null || die "$t is missing"
 done
-
-if [ -f "$build/config.status" ] &&
-	grep -q -e '--enable-debug' -e '--enable-asan' "$build/config.status"; then
-	die "$build was configured with --enable-debug or --enable-asan; use a plain ./configure build"
-fi
-if [ ! -f "$build/Makefile" ]; then
-	log "configuring sluice in $build (plain ./configure)"
-	mkdir -p "$build"
-	(cd "$build" && "$top/configure" -q >/dev/null) || die "configure failed"
-fi
-log "building sluice, sl-origin, sl-loadgen in $build"
-(cd "$build" && make -j"$(nproc)" sluice tests/origin/sl-origin >"$build/bench-make.log" 2>&1) ||
-	die "build failed, see $build/bench-make.log"
-if grep -q 'bench/sl-loadgen' "$build/Makefile"; then
-	(cd "$build" && make bench/sl-loadgen >>"$build/bench-make.log" 2>&1) ||
-		die "build of sl-loadgen failed, see $build/bench-make.log"
-else
-	# bench/loadgen.mk not included yet: the same sources, by hand.
-	(cd "$build" && make libllhttp.a >>"$build/bench-make.log" 2>&1) ||
-		die "build of libllhttp.a failed"
-	mkdir -p "$build/bench"
-	# shellcheck disable=SC2046 # pkg-config output is meant to split
-	gcc -std=gnu11 -O2 -g -I"$top" -I"$build" -I/usr/share/include/llhttp \
-		$(pkg-config --cflags libevent_core) \
-		"$top"/bench/loadgen.c "$top"/bench/loadgen_conn.c \
-		"$top"/analysis/histogram.c "$build"/libllhttp.a \
-		-o "$build/bench/sl-loadgen" \
-		$(pkg-config --libs libevent_core) -lpthread -lm ||
-		die "build of sl-loadgen failed"
-fi
+build_plain sluice tests/origin/sl-origin bench/sl-loadgen
 SLUICE="$build/sluice"
 # What was built: the tree as it is now (the report is written at the end).
 git_rev=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -156,20 +112,7 @@ ORIGIN="$build/tests/origin/sl-origin"
 LOADGEN="$build/bench/sl-loadgen"
 
 # ---------------------------------------------------------------------------
-# Processes: started here, remembered by pid, killed on exit.
-
-run=$(mktemp -d /tmp/sluice-bench.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	sleep 0.3
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$run"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Processes: started here, remembered by pid (lib.sh kills them on exit).
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" -ge 4096 ] || die "open files limit $(ulimit -n) is too low"
@@ -203,16 +146,6 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 read -r P_V1 P_V2 P_SLUICE P_HAPROXY P_NGINX P_SLUICE_OFF <<<"$(free_ports 6)"
-
-# Waits until something accepts on 127.0.0.1:$1 (5 s at most).
-wait_port() {
-	local i
-	for i in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	return 1
-}
 
 # Fills a config template: conf NAME TEMPLATE PORT MEASURE > file
 conf() {

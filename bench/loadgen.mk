@@ -4,6 +4,6 @@ noinst_PROGRAMS += bench/sl-loadgen
 bench_sl_loadgen_SOURCES = bench/loadgen.c bench/loadgen_conn.c \
 	bench/loadgen.h
 bench_sl_loadgen_LDADD = libslanalysis.a libslconf.a libllhttp.a $(SL_LIBS)
-EXTRA_DIST += bench/compare.sh bench/README.md bench/RESULTS.md \
+EXTRA_DIST += bench/compare.sh bench/lib.sh bench/README.md bench/RESULTS.md \
 	bench/configs/sluice.ini bench/configs/haproxy.cfg \
 	bench/configs/nginx.conf

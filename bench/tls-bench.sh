@@ -81,64 +81,24 @@ done
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-log() { echo "[$(date +%T)] $*" >&2; }
-die() { echo "tls-bench.sh: $*" >&2; exit 1; }
+PROG=tls-bench.sh
+# shellcheck source=bench/lib.sh
+. "$top/bench/lib.sh"
 
 # ---------------------------------------------------------------------------
 # Tools and the build.
 
-if [ "$install" = yes ]; then
-	missing=()
-	for p in haproxy wrk openssl curl procps util-linux; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
-			grep -q 'install ok installed' || missing+=("$p")
-	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		log "installing ${missing[*]}"
-		SUDO=""
-		[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-		export DEBIAN_FRONTEND=noninteractive
-		$SUDO apt-get update -qq &&
-			$SUDO apt-get install -y -qq --no-install-recommends \
-				"${missing[@]}" >/dev/null ||
-			die "could not install ${missing[*]}"
-	fi
-fi
+install_missing haproxy wrk openssl curl procps util-linux
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 for t in "$HAPROXY" wrk openssl curl taskset; do
 	command -v "$t" >/dev/null || die "$t is missing"
 done
-
-if [ -f "$build/config.status" ] &&
-	grep -q -e '--enable-debug' -e '--enable-asan' "$build/config.status"; then
-	die "$build was configured with --enable-debug or --enable-asan; use a plain ./configure build"
-fi
-if [ ! -f "$build/Makefile" ]; then
-	log "configuring sluice in $build (plain ./configure)"
-	mkdir -p "$build"
-	(cd "$build" && "$top/configure" -q >/dev/null) || die "configure failed"
-fi
-log "building sluice and sl-origin in $build"
-(cd "$build" && make -j"$(nproc)" sluice tests/origin/sl-origin >"$build/bench-make.log" 2>&1) ||
-	die "build failed, see $build/bench-make.log"
+build_plain sluice tests/origin/sl-origin
 SLUICE="$build/sluice"
 ORIGIN="$build/tests/origin/sl-origin"
 
 # ---------------------------------------------------------------------------
-# Processes: everything started here is killed by pid on exit.
-
-run=$(mktemp -d /tmp/sluice-tls-bench.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null
-	done
-	wait 2>/dev/null
-	[ -n "${KEEP_RUN:-}" ] || rm -rf "$run"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+# Processes: everything started here is killed by pid on exit (lib.sh).
 
 ncpu=$(nproc)
 PIN_PROXY=()
@@ -154,14 +114,6 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-wait_port() {
-	local i
-	for i in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	die "nothing listening on port $1"
-}
 
 # Certificates: a CA and an ECDSA P-256 server certificate.
 log "making certificates in $run"
@@ -181,7 +133,7 @@ origin_port=$(free_port)
 "${PIN_OTHER[@]}" "$ORIGIN" --listen "127.0.0.1:$origin_port" --name o1 \
 	>"$run/origin.log" 2>&1 &
 pids+=($!)
-wait_port "$origin_port"
+wait_port "$origin_port" || die "nothing listening on port $origin_port"
 
 sl_port=$(free_port)
 sl_admin=$(free_port)
@@ -208,7 +160,7 @@ EOF
 "${PIN_PROXY[@]}" "$SLUICE" -c "$run/sluice.ini" >"$run/sluice.log" 2>&1 &
 sl_pid=$!
 pids+=($sl_pid)
-wait_port "$sl_port"
+wait_port "$sl_port" || die "nothing listening on port $sl_port"
 
 ha_port=$(free_port)
 cat >"$run/haproxy.cfg" <<EOF
@@ -235,7 +187,7 @@ EOF
 "${PIN_PROXY[@]}" "$HAPROXY" -db -f "$run/haproxy.cfg" >"$run/haproxy.log" 2>&1 &
 ha_pid=$!
 pids+=($ha_pid)
-wait_port "$ha_port"
+wait_port "$ha_port" || die "nothing listening on port $ha_port"
 
 port_of() { [ "$1" = sluice ] && echo "$sl_port" || echo "$ha_port"; }
 pid_of() { [ "$1" = sluice ] && echo "$sl_pid" || echo "$ha_pid"; }
