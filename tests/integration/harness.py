@@ -297,6 +297,18 @@ class Sluice:
         return out
 
 
+def metric_value(text, name, **labels):
+    """The value of sample NAME with LABELS (a subset of its labels) in
+    Prometheus text TEXT, or None when there is none."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(
+                ('%s="%s"' % kv) in line for kv in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+        if line.startswith(name + " ") and not labels:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def status_of(raw_response):
     """Status code of the first response in RAW_RESPONSE, or 0."""
     if not raw_response.startswith(b"HTTP/1."):

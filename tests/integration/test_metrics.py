@@ -13,7 +13,7 @@ import time
 import urllib.parse
 
 from harness import (Origin, Sluice, TMP, _procs, check, done, free_port,
-                     wait_port)
+                     metric_value, wait_port)
 
 slow = Origin("slow", "--latency", "20")
 fast = Origin("fast")
@@ -38,14 +38,11 @@ def stats(path="/stats/shop"):
 
 
 def metric(text, name, **labels):
-    want = ",".join('%s="%s"' % kv for kv in labels.items())
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(
-                ('%s="%s"' % kv) in line for kv in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-        if line.startswith(name + " ") and not labels:
-            return float(line.rsplit(" ", 1)[1])
-    raise KeyError(name + "{" + want + "}")
+    value = metric_value(text, name, **labels)
+    if value is None:
+        raise KeyError(name + "{" + ",".join(
+            '%s="%s"' % kv for kv in labels.items()) + "}")
+    return value
 
 
 status, body = admin("/healthz")

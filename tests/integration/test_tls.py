@@ -24,7 +24,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import (Origin, Sluice, SLUICE, TMP, check, done, free_port,
-                     skip)
+                     metric_value, skip)
 
 if shutil.which("openssl") is None:
     skip("the openssl command is not installed")
@@ -368,14 +368,7 @@ def admin(path):
 
 
 def metric(name, **labels):
-    text = admin("/metrics")[1]
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(
-                ('%s="%s"' % kv) in line for kv in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-        if line.startswith(name + " ") and not labels:
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return metric_value(admin("/metrics")[1], name, **labels)
 
 
 def s_client(*args):
