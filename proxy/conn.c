@@ -211,13 +211,6 @@ origin_tls(const struct sl_conn *c)
 	return t->enabled ? t : NULL;
 }
 
-/* Set a stream's read and write timeouts; 0 means none. */
-static void
-set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms)
-{
-	sl_io_set_timeouts(io, read_ms, write_ms);
-}
-
 static void
 ob_add(struct outbuf *o, const void *s, size_t n)
 {
@@ -436,7 +429,7 @@ next_request_or_close(struct sl_conn *c)
 	c->state = CONN_IDLE;
 	c->idle_since_ms = now_ms();
 	c->scan = 0;
-	set_timeouts(
+	sl_io_set_timeouts(
 	    &c->io, gconf(c)->keepalive_timeout_ms, gconf(c)->body_timeout_ms);
 	if (c->client_read_paused) {
 		c->client_read_paused = false;
@@ -749,7 +742,7 @@ attach_upstream(struct sl_conn *c, struct sl_upstream *up)
 	sl_io_setcb(&up->io, up_read_cb, up_write_cb, up_event_cb, c);
 	sl_io_set_write_low(&up->io, 0);
 	if (up->connected)
-		set_timeouts(&up->io, gconf(c)->response_timeout_ms,
+		sl_io_set_timeouts(&up->io, gconf(c)->response_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 	sl_io_enable_read(&up->io);
 }
@@ -803,7 +796,7 @@ forward_request_body(struct sl_conn *c)
 	if (r == 1) {
 		c->req_body_done = true;
 		/* Only the response matters now. */
-		set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
+		sl_io_set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
 		return;
 	}
 	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
@@ -960,9 +953,9 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->scan = 0;
 	c->resp_state = RESP_HEAD;
 	if (c->req_body_done)
-		set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
+		sl_io_set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
 	else {
-		set_timeouts(&c->io, gconf(c)->body_timeout_ms,
+		sl_io_set_timeouts(&c->io, gconf(c)->body_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		forward_request_body(c);
 	}
@@ -986,7 +979,7 @@ client_process(struct sl_conn *c)
 			    gconf(c)->measure ? now_us() : now_ms() * 1000;
 			c->head_start_ms = c->req_start_us / 1000;
 			c->scan = 0;
-			set_timeouts(&c->io, gconf(c)->header_timeout_ms,
+			sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 			    gconf(c)->body_timeout_ms);
 		}
 		end = sl_http_find_head_end(in, &c->scan);
@@ -1029,8 +1022,10 @@ start_tunnel(struct sl_conn *c)
 	/* The request is over as far as stats and the table go; the
 	 * upstream connection now belongs to the tunnel. */
 	end_request(c);
-	set_timeouts(&c->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
-	set_timeouts(&c->up->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	sl_io_set_timeouts(
+	    &c->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	sl_io_set_timeouts(
+	    &c->up->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
 	sl_io_enable_read(&c->io);
 	tunnel_pump(c);
 }
@@ -1347,7 +1342,7 @@ handle_response_head(struct sl_conn *c)
 		}
 		if (head->status < 200)
 			continue;
-		set_timeouts(&c->up->io, gconf(c)->body_timeout_ms,
+		sl_io_set_timeouts(&c->up->io, gconf(c)->body_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		if (!head->has_body) {
 			response_done(c);
@@ -1415,7 +1410,7 @@ up_event_cb(struct sl_io *io, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->up->connected = true;
-		set_timeouts(io, gconf(c)->response_timeout_ms,
+		sl_io_set_timeouts(io, gconf(c)->response_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		return;
 	}
@@ -1562,7 +1557,7 @@ handshake_event(struct sl_conn *c, short what)
 			SL_STAT_INC(w->wstats.tls_resumed);
 		/* From here on, as a new plain connection: the first
 		 * request head has header_timeout. */
-		set_timeouts(&c->io, gconf(c)->header_timeout_ms,
+		sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		return;
 	}
@@ -1706,7 +1701,7 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	SL_STAT_ADD(w->wstats.conns_active, 1);
 	sl_io_setcb(
 	    &c->io, client_read_cb, client_write_cb, client_event_cb, c);
-	set_timeouts(
+	sl_io_set_timeouts(
 	    &c->io, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);
 	sl_io_enable_read(&c->io);
 	if (c->hs_timer != NULL) {

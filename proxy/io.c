@@ -503,8 +503,13 @@ sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len)
 {
 	int one = 1;
 
-	if (io->bev != NULL)
-		return bufferevent_socket_connect(io->bev, addr, len);
+	if (io->bev != NULL) {
+		if (bufferevent_socket_connect(io->bev, addr, len) != 0)
+			return -1;
+		(void)setsockopt(bufferevent_getfd(io->bev), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof one);
+		return 0;
+	}
 	io->fd = socket(
 	    addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (io->fd < 0)

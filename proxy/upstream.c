@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -242,12 +241,6 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 		sl_io_free(&up->io);
 		free(up);
 		return NULL;
-	}
-	if (tls != NULL) {
-		int one = 1;
-
-		(void)setsockopt(sl_io_fd(&up->io), IPPROTO_TCP, TCP_NODELAY,
-		    &one, sizeof one);
 	}
 	SL_STAT_INC(w->wstats.upstream_opened);
 	return up;
