@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,14 +198,26 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(w->base);
 }
 
+/* An eventfd count at or above this means "leave the loop now". */
+#define SL_WORKER_FORCE 1000000
+
 /* Stop accepting; close idle connections; let the rest finish. */
 static void
 stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_worker *w = arg;
 	struct timeval tv = {0, 100 * 1000};
+	uint64_t count;
 	size_t i;
 
+	if (read(fd, &count, sizeof count) != (ssize_t)sizeof count)
+		return; /* spurious wake-up: nothing was written */
+	if (count >= SL_WORKER_FORCE) {
+		event_base_loopbreak(w->base);
+		return;
+	}
+	if (w->stopping)
+		return;
 	w->stopping = true;
 	for (i = 0; i < w->nlisteners; i++) {
 		evutil_socket_t lfd = evconnlistener_get_fd(w->listeners[i]);
@@ -263,11 +276,24 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 	ws = sl_xcalloc(nworkers, sizeof *ws);
 	for (i = 0; i < nworkers; i++) {
 		struct sl_worker *w = sl_xcalloc(1, sizeof *w);
+		struct event_config *ecfg;
 
 		ws[i] = w;
 		w->id = i;
-		w->base = event_base_new();
+		w->stop_fd = -1;
+		/* Only this worker's thread touches its base (stop comes
+		 * through stop_fd), so it needs no lock: libevent would take a
+		 * mutex around every event_add and loop turn. */
+		ecfg = event_config_new();
+		if (ecfg == NULL)
+			goto fail_msg;
+		event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+		w->base = event_base_new_with_config(ecfg);
+		event_config_free(ecfg);
 		if (w->base == NULL)
+			goto fail_msg;
+		w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (w->stop_fd < 0)
 			goto fail_msg;
 		w->rng = seed ^ (0x9E3779B97F4A7C15ULL * (i + 1));
 		if (w->rng == 0)
@@ -282,12 +308,14 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		w->scratch_size = 64 * 1024;
 		w->scratch = sl_xmalloc(w->scratch_size);
 		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
-		w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+		w->stop_ev = event_new(
+		    w->base, w->stop_fd, EV_READ | EV_PERSIST, stop_cb, w);
 		w->tls_stage = evbuffer_new();
 		if (sl_io_loop_init(&w->io_loop, w->base) != 0)
 			goto fail_msg;
 		if (w->scratch_head == NULL || w->reap_ev == NULL ||
-		    w->stop_ev == NULL || w->tls_stage == NULL)
+		    w->stop_ev == NULL || w->tls_stage == NULL ||
+		    event_add(w->stop_ev, NULL) != 0)
 			goto fail_msg;
 		w->listeners =
 		    sl_xcalloc(conf->nlisteners, sizeof *w->listeners);
@@ -366,6 +394,17 @@ sl_workers_start(struct sl_worker **ws, unsigned n)
 	return 0;
 }
 
+/* Wake worker W's stop_ev from another thread (see stop_fd). */
+static void
+signal_worker(struct sl_worker *w, uint64_t value)
+{
+	/* Cannot fail short of EBADF; an overflowing count (EAGAIN) would
+	 * need 2^64 stops. */
+	if (write(w->stop_fd, &value, sizeof value) != (ssize_t)sizeof value)
+		sl_log(
+		    SL_LOG_WARN, errno, "worker %u: cannot signal stop", w->id);
+}
+
 /* Stop the workers: drain for at most DRAIN_MS, then close the rest. */
 void
 sl_workers_stop(struct sl_worker **ws, unsigned n, uint32_t drain_ms)
@@ -374,7 +413,7 @@ sl_workers_stop(struct sl_worker **ws, unsigned n, uint32_t drain_ms)
 	unsigned i;
 
 	for (i = 0; i < n; i++)
-		event_active(ws[i]->stop_ev, EV_TIMEOUT, 0);
+		signal_worker(ws[i], 1);
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += drain_ms / 1000;
 	deadline.tv_nsec += (long)(drain_ms % 1000) * 1000000;
@@ -391,7 +430,7 @@ sl_workers_stop(struct sl_worker **ws, unsigned n, uint32_t drain_ms)
 				sl_log_warn("worker %u: drain timeout, closing "
 				            "%u connections",
 				    ws[i]->id, ws[i]->nconns);
-				event_base_loopbreak(ws[i]->base);
+				signal_worker(ws[i], SL_WORKER_FORCE);
 				pthread_join(ws[i]->thread, NULL);
 				break;
 			}
@@ -440,6 +479,8 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			event_free(w->reap_ev);
 		if (w->stop_ev != NULL)
 			event_free(w->stop_ev);
+		if (w->stop_fd >= 0)
+			close(w->stop_fd);
 		sl_io_loop_free(&w->io_loop);
 		if (w->base != NULL)
 			event_base_free(w->base);

@@ -81,6 +81,11 @@ struct sl_worker {
 	uint32_t max_conns;
 	struct sl_conn *graveyard; /* closed, freed by reap_ev */
 	struct event *reap_ev;
+	/* The base has no lock (EVENT_BASE_FLAG_NOLOCK): other threads talk
+	 * to the worker only through this eventfd. Writing 1 asks it to stop
+	 * accepting and drain; SL_WORKER_FORCE (a larger count) to leave its
+	 * loop now. */
+	int stop_fd;
 	struct event *stop_ev;
 	struct event *drain_ev;
 };
