@@ -149,6 +149,13 @@ sl_http_is_tchar(unsigned char c)
 	return tchar_table[c] != 0;
 }
 
+/* Bytes a header value may not hold: controls but HTAB, and DEL. */
+static const char bad_value_char[256] = {
+    [0x00 ... 0x08] = 1,
+    [0x0a ... 0x1f] = 1,
+    [0x7f] = 1,
+};
+
 /* Record a refusal and stop the parser. */
 static int
 refuse(struct parse_ctx *ctx, int status, const char *reason)
@@ -282,12 +289,12 @@ on_header_value_complete_cb(llhttp_t *p)
 	vlen = ctx->have_value ? ctx->value_len : 0;
 	v = (const unsigned char *)ctx->base + ctx->value_off;
 	for (i = 0; i < vlen; i++) {
+		if (bad_value_char[v[i]] == 0)
+			continue;
 		if (v[i] == '\r' || v[i] == '\n')
 			return refuse(
 			    ctx, 400, "obs-fold or bare CR/LF in header");
-		if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
-			return refuse(
-			    ctx, 400, "control character in header value");
+		return refuse(ctx, 400, "control character in header value");
 	}
 	while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
 		vlen--;
@@ -392,11 +399,37 @@ sl_http_parser_init(llhttp_t *parser, bool response)
 	    parser, response ? HTTP_RESPONSE : HTTP_REQUEST, &parser_settings);
 }
 
+/* sl_http_find_head_end over LEN contiguous bytes at P: memchr instead of
+ * evbuffer searches (the usual case, a head that arrived in one read). */
+static size_t
+find_head_end_flat(const char *p, size_t len, size_t *scan)
+{
+	const char *lf;
+	size_t at = *scan;
+
+	while ((lf = memchr(p + at, '\n', len - at)) != NULL) {
+		at = (size_t)(lf - p);
+		/* Same rules as below: LF LF, or LF CR and one more byte. */
+		if (at + 1 >= len || (p[at + 1] == '\r' && at + 2 >= len)) {
+			*scan = at;
+			return 0;
+		}
+		if (p[at + 1] == '\n')
+			return at + 2;
+		if (p[at + 1] == '\r')
+			return at + 3;
+		at++;
+	}
+	*scan = len;
+	return 0;
+}
+
 /* Find the end of a head in BUF, resuming the scan at *SCAN. */
 size_t
 sl_http_find_head_end(struct evbuffer *buf, size_t *scan)
 {
 	struct evbuffer_ptr pos;
+	struct evbuffer_iovec first;
 	char next[2];
 	size_t len = evbuffer_get_length(buf);
 	ev_ssize_t got;
@@ -405,6 +438,9 @@ sl_http_find_head_end(struct evbuffer *buf, size_t *scan)
 	 * llhttp skips them, so the search starts at the first LF anyway. */
 	if (*scan >= len)
 		return 0;
+	if (evbuffer_peek(buf, -1, NULL, &first, 1) == 1 &&
+	    first.iov_len == len)
+		return find_head_end_flat(first.iov_base, len, scan);
 	if (evbuffer_ptr_set(buf, &pos, *scan, EVBUFFER_PTR_SET) != 0)
 		return 0;
 	for (;;) {
