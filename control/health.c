@@ -18,7 +18,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "conf/log.h"
 #include "conf/xmalloc.h"
@@ -172,6 +174,26 @@ check_event_cb(struct bufferevent *bev, short what, void *arg)
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
+/* A connecting TLS bufferevent for a check (checks are few, so libevent's
+ * bufferevent_openssl does; the request path has io.c's TLS mode). */
+static struct bufferevent *
+tls_bev(struct sl_health *h)
+{
+	SSL *ssl = sl_tls_origin_ssl(h->tls, &h->srv);
+	struct bufferevent *bev;
+
+	if (ssl == NULL)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(h->ctl->base, -1, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
 /* Send one check. */
 static void
 health_check_start(struct sl_health *h)
@@ -181,7 +203,7 @@ health_check_start(struct sl_health *h)
 	if (h->bev != NULL)
 		return; /* the previous check is still running */
 	if (h->tls != NULL)
-		h->bev = sl_tls_origin_bev(h->ctl->base, h->tls, &h->srv);
+		h->bev = tls_bev(h);
 	else
 		h->bev = bufferevent_socket_new(
 		    h->ctl->base, -1, BEV_OPT_CLOSE_ON_FREE);

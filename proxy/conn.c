@@ -18,7 +18,7 @@
  * inside one of its own callbacks (conn_close unlinks it and defers).
  *
  * TLS: a connection accepted on a TLS listener starts with a handshake
- * (an sl_io over bufferevent_openssl; the SSL holds its listener context, so a
+ * (an sl_io in TLS mode, proxy/io.c; the SSL holds its listener context, so a
  * reload never changes a live connection). The handshake has header_timeout to
  * finish, as a whole (a timer, so a client trickling bytes cannot stretch
  * it); failures, timeouts and plain HTTP sent to the TLS port are counted
@@ -43,6 +43,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "conf/conf.h"
 #include "conf/log.h"
@@ -58,7 +59,6 @@
 #define SL_HIGH_WATER     (256 * 1024)
 #define SL_RESP_HEAD_MAX  (64 * 1024)
 #define SL_TUNNEL_IDLE_MS (3600 * 1000)
-#define SL_TLS_RECORD     16384 /* most plaintext in one TLS record */
 
 enum conn_state {
 	CONN_IDLE,     /* between requests, nothing buffered */
@@ -343,7 +343,7 @@ conn_close(struct sl_conn *c)
 		c->hs_timer = NULL;
 	}
 	if (c->tls_done && !c->peer_gone && !c->client_eof)
-		sl_tls_close_notify(c->io.bev);
+		sl_io_tls_close_notify(&c->io);
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);
 		c->up = NULL;
@@ -1084,28 +1084,15 @@ static void
 forward_response_body(struct sl_conn *c)
 {
 	struct evbuffer *out = sl_io_output(&c->io);
-	struct evbuffer *dst = out, *stage = c->w->tls_stage;
-	size_t before;
+	size_t before = evbuffer_get_length(out);
 	const char *why = NULL;
 	int r;
 
-	/* A TLS response head waiting in the stage: the body joins it, and
-	 * a small response goes out as one chunk, so one SSL_write makes
-	 * one record and one system call (bufferevent_openssl writes each
-	 * chunk of the output as it is added). */
-	if (evbuffer_get_length(stage) > 0)
-		dst = stage;
-	before = evbuffer_get_length(dst);
 	r = sl_http_forward_body(&c->up->resp_parser, sl_io_input(&c->up->io),
-	    dst, c->dechunk, &why);
+	    out, c->dechunk, &why);
 	if (c->vs != NULL)
 		SL_STAT_ADD(
-		    c->vs->bytes_out, evbuffer_get_length(dst) - before);
-	if (dst == stage) {
-		if (evbuffer_get_length(stage) <= SL_TLS_RECORD)
-			evbuffer_pullup(stage, -1);
-		evbuffer_add_buffer(out, stage);
-	}
+		    c->vs->bytes_out, evbuffer_get_length(out) - before);
 	if (r < 0) {
 		if (c->vs != NULL)
 			SL_STAT_INC(c->vs->err_bad_response);
@@ -1323,12 +1310,10 @@ handle_response_head(struct sl_conn *c)
 			upstream_fail(c, FAIL_BAD_RESPONSE);
 			return;
 		}
-		/* HTTP/1.0 clients get no interim responses. Over TLS, a
-		 * head with a body waits for the first body bytes so that
-		 * both leave in one record (see forward_response_body). */
-		if (c->tls && head->status >= 200 && head->has_body)
-			evbuffer_add(w->tls_stage, o.p, o.len);
-		else if (head->status >= 200 || head->status == 101 ||
+		/* HTTP/1.0 clients get no interim responses. (Over TLS, a
+		 * head and the body bytes that came with it leave in one
+		 * record: io.c encrypts a small output as one.) */
+		if (head->status >= 200 || head->status == 101 ||
 		    c->req_minor > 0)
 			evbuffer_add(out, o.p, o.len);
 		if (c->vs != NULL)
@@ -1394,7 +1379,7 @@ origin_tls_failed(struct sl_conn *c, struct sl_io *io, short what)
 	char why[160];
 	bool plaintext;
 
-	if (!sl_tls_error(io->bev, why, sizeof why, &plaintext) &&
+	if (!sl_tls_error(io, why, sizeof why, &plaintext) &&
 	    !(what & BEV_EVENT_EOF))
 		return false;
 	sl_log_debug("client %s: origin %s: TLS handshake failed: %s", c->ip,
@@ -1553,7 +1538,7 @@ handshake_event(struct sl_conn *c, short what)
 		event_free(c->hs_timer);
 		c->hs_timer = NULL;
 		SL_STAT_INC(w->wstats.tls_handshakes);
-		if (sl_tls_resumed(c->io.bev))
+		if (sl_tls_resumed(&c->io))
 			SL_STAT_INC(w->wstats.tls_resumed);
 		/* From here on, as a new plain connection: the first
 		 * request head has header_timeout. */
@@ -1565,7 +1550,7 @@ handshake_event(struct sl_conn *c, short what)
 		handshake_timeout(c);
 		return;
 	}
-	sl_tls_error(c->io.bev, why, sizeof why, &plaintext);
+	sl_tls_error(&c->io, why, sizeof why, &plaintext);
 	SL_STAT_INC(w->wstats.tls_handshake_failures);
 	if (plaintext) {
 		SL_STAT_INC(w->wstats.tls_plaintext);
@@ -1661,22 +1646,26 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
+	if (sl_io_init_socket(&c->io, &w->io_loop, fd) != 0) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
 	if (tls_ctx != NULL) {
-		struct bufferevent *bev = NULL;
+		SSL *ssl = NULL;
 
 		c->hs_timer = event_new(w->base, -1, 0, handshake_timer_cb, c);
 		if (c->hs_timer != NULL)
-			bev = sl_tls_accept_bev(w->base, fd, tls_ctx);
-		ok = bev != NULL &&
-		    sl_io_init_bev(&c->io, &w->io_loop, bev) == 0;
-	} else
-		ok = sl_io_init_socket(&c->io, &w->io_loop, fd) == 0;
-	if (!ok) {
-		evutil_closesocket(fd);
-		if (c->hs_timer != NULL)
-			event_free(c->hs_timer);
-		free(c);
-		return;
+			ssl = sl_tls_accept_ssl(tls_ctx);
+		ok = ssl != NULL && sl_io_start_tls(&c->io, ssl, true) == 0;
+		if (!ok) {
+			SSL_free(ssl);
+			sl_io_free(&c->io); /* closes FD */
+			if (c->hs_timer != NULL)
+				event_free(c->hs_timer);
+			free(c);
+			return;
+		}
 	}
 	c->w = w;
 	c->tls = tls_ctx != NULL;

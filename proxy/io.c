@@ -2,6 +2,11 @@
  * io.c — sockets of the request path on plain events: speculative writes
  * batched per loop iteration, persistent read interest, recv into
  * reserved buffer space. See io.h for why and for the semantics.
+ *
+ * TLS runs over the same socket code: the SSL's BIO reads ciphertext from
+ * raw_in (what recv got) and writes to raw_out (what send takes), so a
+ * TLS request costs the system calls of a plain one. The BIO never blocks;
+ * SSL_read decrypts into the input, the flush encrypts the output.
  */
 #include "config.h"
 
@@ -15,9 +20,14 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <pthread.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "proxy/io.h"
 
@@ -34,6 +44,20 @@
 #define IO_READ_MAX   (4 * IO_READ_CHUNK) /* per wake-up */
 
 #define IO_WRITE_IOVS 16 /* chains per send */
+
+#define TLS_RECORD   16384       /* most plaintext in one TLS record */
+#define TLS_WIRE_MAX (64 * 1024) /* encrypt ahead of the socket this far */
+
+/* A TLS stream's state (TLS mode). */
+struct sl_io_tls {
+	SSL *ssl;
+	struct evbuffer *raw_in;  /* ciphertext received, not yet decrypted */
+	struct evbuffer *raw_out; /* ciphertext to send */
+	unsigned long err;        /* newest OpenSSL error of a failure */
+	bool plaintext;           /* ... which was plain HTTP, not TLS */
+	bool eof;                 /* the peer's FIN came: BIO reads end */
+	bool handshaking;
+};
 
 static void write_now(struct sl_io *io);
 static void write_ev_cb(evutil_socket_t fd, short what, void *arg);
@@ -163,31 +187,30 @@ fail(struct sl_io *io, short what)
 		io->event_cb(io, what, io->arg);
 }
 
-static short
-do_read(struct sl_io *io, evutil_socket_t fd, short what)
+/*
+ * recv into BUF, 16 KiB at a time, up to IO_READ_MAX. Returns the bytes
+ * read; *END is BEV_EVENT_EOF or BEV_EVENT_ERROR when the socket ended
+ * (after those bytes), -1 when no buffer space could be had.
+ */
+static ssize_t
+recv_into(struct evbuffer *buf, evutil_socket_t fd, short *end)
 {
 	struct evbuffer_iovec vec[2];
 	size_t total = 0, room, got, take;
-	short end = 0; /* EOF or ERROR seen after data */
 	ssize_t n;
 	int nvec, i;
 
-	if (what & EV_TIMEOUT) {
-		fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
-		return 0;
-	}
+	*end = 0;
 	for (;;) {
-		nvec = evbuffer_reserve_space(io->in, IO_READ_CHUNK, vec, 2);
-		if (nvec <= 0) {
-			fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
-			return 0;
-		}
+		nvec = evbuffer_reserve_space(buf, IO_READ_CHUNK, vec, 2);
+		if (nvec <= 0)
+			return -1;
 		n = sock_read(fd, vec, nvec);
 		if (n == 0)
-			end = BEV_EVENT_EOF;
+			*end = BEV_EVENT_EOF;
 		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 		    errno != EINTR)
-			end = BEV_EVENT_ERROR;
+			*end = BEV_EVENT_ERROR;
 		if (n <= 0)
 			break;
 		total += (size_t)n;
@@ -199,11 +222,291 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 			vec[i].iov_len = take;
 			got -= take;
 		}
-		evbuffer_commit_space(io->in, vec, nvec);
+		evbuffer_commit_space(buf, vec, nvec);
 		/* A short read emptied the socket; a full one may not have. */
 		if ((size_t)n < room || total >= IO_READ_MAX)
 			break;
 	}
+	return (ssize_t)total;
+}
+
+/* Queue IO for the flush (output to send, or TLS records to send). */
+static void
+mark_dirty(struct sl_io *io)
+{
+	if (io->flags & (IO_DIRTY | IO_WR_ARMED | IO_CONNECTING))
+		return;
+	/* Inside an io callback the flush follows when it returns. */
+	if (io->loop->depth == 0 && TAILQ_EMPTY(&io->loop->dirty))
+		event_active(io->loop->flush_ev, EV_TIMEOUT, 0);
+	TAILQ_INSERT_TAIL(&io->loop->dirty, io, dirty_link);
+	io->flags |= IO_DIRTY;
+}
+
+/* ---- TLS mode ---- */
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+/* The SSL's ciphertext goes to raw_out; it never has to wait. */
+static int
+bio_write(BIO *b, const char *data, int len)
+{
+	struct sl_io_tls *t = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	return evbuffer_add(t->raw_out, data, (size_t)len) == 0 ? len : -1;
+}
+
+/* The SSL reads what recv got; "retry" when that is used up. */
+static int
+bio_read(BIO *b, char *data, int len)
+{
+	struct sl_io_tls *t = BIO_get_data(b);
+	int n;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	n = evbuffer_remove(t->raw_in, data, (size_t)len);
+	if (n > 0)
+		return n;
+	if (t->eof)
+		return 0;
+	BIO_set_retry_read(b);
+	return -1;
+}
+
+static long
+bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct sl_io_tls *t = BIO_get_data(b);
+
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+		return (long)evbuffer_get_length(t->raw_in);
+	case BIO_CTRL_WPENDING:
+		return (long)evbuffer_get_length(t->raw_out);
+	case BIO_CTRL_EOF:
+		return t->eof && evbuffer_get_length(t->raw_in) == 0;
+	default:
+		return 0;
+	}
+}
+
+static int
+bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static void
+bio_method_init(void)
+{
+	BIO_METHOD *m =
+	    BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sl_io");
+
+	if (m == NULL)
+		return;
+	if (BIO_meth_set_write(m, bio_write) != 1 ||
+	    BIO_meth_set_read(m, bio_read) != 1 ||
+	    BIO_meth_set_ctrl(m, bio_ctrl) != 1 ||
+	    BIO_meth_set_create(m, bio_create) != 1) {
+		BIO_meth_free(m);
+		return;
+	}
+	bio_method = m;
+}
+
+/* Keep why the SSL failed (the thread's error queue is emptied). */
+static void
+tls_record_error(struct sl_io_tls *t)
+{
+	unsigned long e;
+
+	while ((e = ERR_get_error()) != 0) {
+		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    (ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST ||
+		        ERR_GET_REASON(e) == SSL_R_HTTPS_PROXY_REQUEST))
+			t->plaintext = true;
+		t->err = e;
+	}
+}
+
+/* An SSL call failed with ERR (SSL_get_error): the peer's end of the
+ * stream (EOF), a failure (ERROR), or 0 when it only wants more input. */
+static short
+tls_outcome(struct sl_io_tls *t, int err)
+{
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return t->eof && evbuffer_get_length(t->raw_in) == 0
+		    ? BEV_EVENT_EOF
+		    : 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return BEV_EVENT_EOF; /* close_notify */
+	case SSL_ERROR_SYSCALL:
+		if (t->eof && ERR_peek_error() == 0)
+			return BEV_EVENT_EOF;
+		/* fall through */
+	default:
+		tls_record_error(t);
+		return BEV_EVENT_ERROR;
+	}
+}
+
+/* Give up on a TLS stream: what the SSL queued (an alert) goes out first,
+ * best effort, then WHAT is reported. */
+static void
+tls_fail(struct sl_io *io, short what)
+{
+	(void)sock_write(io->tls->raw_out, io->fd);
+	ERR_clear_error();
+	fail(io, what);
+}
+
+/*
+ * Run the handshake on what has arrived. Returns 1 when it completed
+ * (BEV_EVENT_CONNECTED was reported), 0 when it waits for more, -1 when
+ * it failed (reported) or a callback freed IO: IO is then not touched.
+ */
+static int
+tls_handshake(struct sl_io *io)
+{
+	struct sl_io_tls *t = io->tls;
+	short what;
+	int r;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(t->ssl);
+	if (r == 1) {
+		t->handshaking = false;
+		if (io->event_cb != NULL &&
+		    !IO_CALL(
+		        io, io->event_cb(io, BEV_EVENT_CONNECTED, io->arg)))
+			return -1;
+		/* Output queued during the handshake can go now. */
+		if (evbuffer_get_length(io->out) > 0)
+			mark_dirty(io);
+		return 1;
+	}
+	what = tls_outcome(t, SSL_get_error(t->ssl, r));
+	if (what == 0) {
+		if (evbuffer_get_length(t->raw_out) > 0)
+			mark_dirty(io); /* our next flight */
+		return 0;
+	}
+	tls_fail(io, BEV_EVENT_READING | what);
+	return -1;
+}
+
+/* Decrypt all of raw_in into the input. Returns 0, or BEV_EVENT_EOF or
+ * BEV_EVENT_ERROR for how the stream ended. */
+static short
+tls_decrypt(struct sl_io *io)
+{
+	struct sl_io_tls *t = io->tls;
+	struct evbuffer_iovec vec;
+	size_t n;
+
+	for (;;) {
+		if (evbuffer_reserve_space(io->in, IO_READ_CHUNK, &vec, 1) != 1)
+			return BEV_EVENT_ERROR;
+		ERR_clear_error();
+		if (SSL_read_ex(t->ssl, vec.iov_base, vec.iov_len, &n) != 1)
+			return tls_outcome(t, SSL_get_error(t->ssl, 0));
+		vec.iov_len = n;
+		evbuffer_commit_space(io->in, &vec, 1);
+	}
+}
+
+/* Encrypt output into raw_out, TLS_WIRE_MAX ahead of the socket at most,
+ * once the handshake is done. Returns 0 or -1 (a failed SSL_write). */
+static int
+tls_encrypt(struct sl_io *io)
+{
+	struct sl_io_tls *t = io->tls;
+	struct evbuffer_iovec vec;
+	size_t len, n;
+
+	if (t->handshaking)
+		return 0;
+	while ((len = evbuffer_get_length(io->out)) > 0 &&
+	    evbuffer_get_length(t->raw_out) < TLS_WIRE_MAX) {
+		/* A small response (head and body added apart) goes out as
+		 * one record; larger output one chain per record. */
+		if (len <= TLS_RECORD &&
+		    evbuffer_pullup(io->out, (ev_ssize_t)len) == NULL)
+			return -1;
+		if (evbuffer_peek(io->out, -1, NULL, &vec, 1) < 1)
+			return -1;
+		if (vec.iov_len > TLS_RECORD)
+			vec.iov_len = TLS_RECORD;
+		ERR_clear_error();
+		if (SSL_write_ex(t->ssl, vec.iov_base, vec.iov_len, &n) != 1) {
+			tls_record_error(t);
+			return -1;
+		}
+		evbuffer_drain(io->out, n);
+	}
+	return 0;
+}
+
+/* TLS data arrived in raw_in (END: the socket ended after it). */
+static short
+tls_read(struct sl_io *io, short end)
+{
+	struct sl_io_tls *t = io->tls;
+	size_t before = evbuffer_get_length(io->in);
+	short what;
+
+	if (end == BEV_EVENT_EOF)
+		t->eof = true;
+	if (t->handshaking) {
+		int r = tls_handshake(io);
+
+		if (r < 0)
+			return 0; /* failed (reported) or freed */
+		if (r == 0)
+			return end == BEV_EVENT_ERROR ? end : 0;
+	}
+	what = tls_decrypt(io);
+	if (evbuffer_get_length(t->raw_out) > 0)
+		mark_dirty(io); /* e.g. a KeyUpdate answer */
+	if (what == BEV_EVENT_ERROR) {
+		/* Bad records: nothing more can be trusted. */
+		tls_fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
+		return 0;
+	}
+	if (evbuffer_get_length(io->in) > before && io->read_cb != NULL &&
+	    !IO_CALL(io, io->read_cb(io, io->arg)))
+		return 0;
+	return end == BEV_EVENT_ERROR ? end : what;
+}
+
+static short
+do_read(struct sl_io *io, evutil_socket_t fd, short what)
+{
+	short end;
+	ssize_t total;
+
+	if (what & EV_TIMEOUT) {
+		fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+		return 0;
+	}
+	total = recv_into(io->tls != NULL ? io->tls->raw_in : io->in, fd, &end);
+	if (total < 0) {
+		fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
+		return 0;
+	}
+	if (io->tls != NULL)
+		return tls_read(io, end);
 	if (total == 0) {
 		if (end != 0)
 			fail(io, BEV_EVENT_READING | end);
@@ -243,7 +546,17 @@ connect_done(struct sl_io *io, short what)
 		fail(io, BEV_EVENT_ERROR);
 		return;
 	}
-	if (io->event_cb != NULL &&
+	if (io->tls != NULL) {
+		/* TCP is up; CONNECTED comes when the handshake ends. It
+		 * waits for the server, so it reads whether or not the user
+		 * does yet. */
+		if (!(io->flags & IO_READING)) {
+			io->flags |= IO_READING;
+			add_with_timeout(io, &io->rd, io->rtimeout_ms);
+		}
+		if (tls_handshake(io) < 0)
+			return;
+	} else if (io->event_cb != NULL &&
 	    !IO_CALL(io, io->event_cb(io, BEV_EVENT_CONNECTED, io->arg)))
 		return;
 	write_now(io);
@@ -282,49 +595,74 @@ arm_write(struct sl_io *io)
 	return 0;
 }
 
+/* Bytes not yet handed to the kernel: output, and TLS records. */
+static size_t
+unsent(const struct sl_io *io)
+{
+	size_t n = evbuffer_get_length(io->out);
+
+	if (io->tls != NULL)
+		n += evbuffer_get_length(io->tls->raw_out);
+	return n;
+}
+
+static void
+disarm_write(struct sl_io *io)
+{
+	if (io->flags & IO_WR_ARMED) {
+		(void)event_del(io->wr);
+		io->flags &= ~IO_WR_ARMED;
+	}
+}
+
 /*
- * Write the output. Stops at EAGAIN (and arms the write event) or when the
- * output is empty (and runs the write callback if it is at most the
- * low-water mark, as bufferevents do after a write).
+ * Write the output (TLS: encrypt it, then send the records). Stops at
+ * EAGAIN (and arms the write event) or when the output is empty (and runs
+ * the write callback if it is at most the low-water mark, as bufferevents
+ * do after a write).
  */
 static void
 write_now(struct sl_io *io)
 {
-	size_t before = evbuffer_get_length(io->out), left;
+	struct evbuffer *wire = io->tls != NULL ? io->tls->raw_out : io->out;
+	size_t before = unsent(io), left;
+	bool sent = false;
 	int n, tries = 0;
 
 	if (before == 0) {
-		if (io->flags & IO_WR_ARMED) {
-			(void)event_del(io->wr);
-			io->flags &= ~IO_WR_ARMED;
-		}
+		disarm_write(io);
 		return;
 	}
 	do {
-		n = sock_write(io->out, io->fd);
-		left = evbuffer_get_length(io->out);
+		if (io->tls != NULL && tls_encrypt(io) != 0) {
+			disarm_write(io);
+			tls_fail(io, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
+			return;
+		}
+		n = sock_write(wire, io->fd);
+		sent = sent || n > 0;
+		left = unsent(io);
 	} while (n > 0 && left > 0 && ++tries < 4);
 	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 	    errno != EINTR) {
-		if (io->flags & IO_WR_ARMED) {
-			(void)event_del(io->wr);
-			io->flags &= ~IO_WR_ARMED;
-		}
+		disarm_write(io);
 		fail(io, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
 		return;
 	}
-	if (left > 0) {
+	/* TLS output not yet encrypted (TLS_WIRE_MAX, or the tries ran
+	 * out) goes on when the socket is writable, as plain output does. */
+	if (evbuffer_get_length(wire) > 0 ||
+	    (io->tls != NULL && !io->tls->handshaking &&
+	        evbuffer_get_length(io->out) > 0)) {
 		/* The socket is full; a progress re-arm restarts the
 		 * timeout, a no-progress wake-up keeps it running. */
-		if ((!(io->flags & IO_WR_ARMED) || left < before) &&
+		if ((!(io->flags & IO_WR_ARMED) || sent) &&
 		    arm_write(io) != 0) {
 			fail(io, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
 			return;
 		}
-	} else if (io->flags & IO_WR_ARMED) {
-		(void)event_del(io->wr);
-		io->flags &= ~IO_WR_ARMED;
-	}
+	} else
+		disarm_write(io); /* TLS: output may wait for the handshake */
 	if (left < before && left <= io->wlow && io->write_cb != NULL)
 		io->write_cb(io, io->arg);
 }
@@ -403,16 +741,8 @@ flush_ev_cb(evutil_socket_t fd, short what, void *arg)
 static void
 out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-	struct sl_io *io = arg;
-
-	if (info->n_added == 0 ||
-	    (io->flags & (IO_DIRTY | IO_WR_ARMED | IO_CONNECTING)))
-		return;
-	/* Inside an io callback the flush follows when it returns. */
-	if (io->loop->depth == 0 && TAILQ_EMPTY(&io->loop->dirty))
-		event_active(io->loop->flush_ev, EV_TIMEOUT, 0);
-	TAILQ_INSERT_TAIL(&io->loop->dirty, io, dirty_link);
-	io->flags |= IO_DIRTY;
+	if (info->n_added > 0)
+		mark_dirty(arg);
 }
 
 int
@@ -457,45 +787,67 @@ fail:
 	return -1;
 }
 
-static void
-bev_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct sl_io *io = arg;
-
-	if (io->read_cb != NULL)
-		io->read_cb(io, io->arg);
-}
-
-static void
-bev_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct sl_io *io = arg;
-
-	if (io->write_cb != NULL)
-		io->write_cb(io, io->arg);
-}
-
-static void
-bev_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct sl_io *io = arg;
-
-	if (io->event_cb != NULL)
-		io->event_cb(io, what, io->arg);
-}
-
 int
-sl_io_init_bev(
-    struct sl_io *io, struct sl_io_loop *loop, struct bufferevent *bev)
+sl_io_start_tls(struct sl_io *io, SSL *ssl, bool accept)
 {
-	memset(io, 0, sizeof *io);
-	io->loop = loop;
-	io->fd = -1;
-	io->bev = bev;
-	io->in = bufferevent_get_input(bev);
-	io->out = bufferevent_get_output(bev);
-	bufferevent_setcb(bev, bev_read_cb, bev_write_cb, bev_event_cb, io);
+	struct sl_io_tls *t;
+	BIO *bio;
+
+	(void)pthread_once(&bio_once, bio_method_init);
+	if (bio_method == NULL || (t = calloc(1, sizeof *t)) == NULL)
+		return -1;
+	t->raw_in = evbuffer_new();
+	t->raw_out = evbuffer_new();
+	bio = BIO_new(bio_method);
+	if (t->raw_in == NULL || t->raw_out == NULL || bio == NULL) {
+		BIO_free(bio);
+		if (t->raw_in != NULL)
+			evbuffer_free(t->raw_in);
+		if (t->raw_out != NULL)
+			evbuffer_free(t->raw_out);
+		free(t);
+		return -1;
+	}
+	BIO_set_data(bio, t);
+	SSL_set_bio(ssl, bio, bio); /* one BIO both ways: one reference */
+	if (accept)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	t->ssl = ssl;
+	t->handshaking = true;
+	io->tls = t;
 	return 0;
+}
+
+SSL *
+sl_io_ssl(const struct sl_io *io)
+{
+	return io->tls != NULL ? io->tls->ssl : NULL;
+}
+
+unsigned long
+sl_io_tls_error(const struct sl_io *io, bool *plaintext)
+{
+	*plaintext = io->tls != NULL && io->tls->plaintext;
+	return io->tls != NULL ? io->tls->err : 0;
+}
+
+void
+sl_io_tls_close_notify(struct sl_io *io)
+{
+	struct sl_io_tls *t = io->tls;
+
+	if (t == NULL || t->handshaking || io->fd < 0 ||
+	    (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
+		return;
+	/* After the records already made, never after more plaintext. */
+	ERR_clear_error();
+	(void)SSL_shutdown(t->ssl);
+	ERR_clear_error();
+	while (evbuffer_get_length(t->raw_out) > 0 &&
+	    sock_write(t->raw_out, io->fd) > 0)
+		;
 }
 
 int
@@ -503,13 +855,6 @@ sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len)
 {
 	int one = 1;
 
-	if (io->bev != NULL) {
-		if (bufferevent_socket_connect(io->bev, addr, len) != 0)
-			return -1;
-		(void)setsockopt(bufferevent_getfd(io->bev), IPPROTO_TCP,
-		    TCP_NODELAY, &one, sizeof one);
-		return 0;
-	}
 	io->fd = socket(
 	    addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (io->fd < 0)
@@ -542,12 +887,17 @@ sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len)
 void
 sl_io_try_write(struct sl_io *io)
 {
-	if (io->bev != NULL || io->fd < 0 ||
-	    (io->flags & (IO_CONNECTING | IO_FAILED)))
+	struct evbuffer *wire = io->tls != NULL ? io->tls->raw_out : io->out;
+
+	if (io->fd < 0 || (io->flags & (IO_CONNECTING | IO_FAILED)))
 		return;
-	while (
-	    evbuffer_get_length(io->out) > 0 && sock_write(io->out, io->fd) > 0)
-		;
+	while (unsent(io) > 0) {
+		if (io->tls != NULL && tls_encrypt(io) != 0)
+			break;
+		if (sock_write(wire, io->fd) <= 0)
+			break;
+	}
+	ERR_clear_error();
 }
 
 void
@@ -557,11 +907,12 @@ sl_io_free(struct sl_io *io)
 		*io->alive = false;
 		io->alive = NULL;
 	}
-	if (io->bev != NULL) {
-		bufferevent_free(io->bev);
-		io->bev = NULL;
-		io->in = io->out = NULL;
-		return;
+	if (io->tls != NULL) {
+		SSL_free(io->tls->ssl); /* and its BIO */
+		evbuffer_free(io->tls->raw_in);
+		evbuffer_free(io->tls->raw_out);
+		free(io->tls);
+		io->tls = NULL;
 	}
 	if (io->flags & IO_DIRTY)
 		TAILQ_REMOVE(&io->loop->dirty, io, dirty_link);
@@ -594,10 +945,6 @@ sl_io_setcb(struct sl_io *io, sl_io_data_cb read_cb, sl_io_data_cb write_cb,
 void
 sl_io_enable_read(struct sl_io *io)
 {
-	if (io->bev != NULL) {
-		bufferevent_enable(io->bev, EV_READ);
-		return;
-	}
 	if (io->fd < 0)
 		return;
 	io->flags |= IO_READING;
@@ -607,27 +954,12 @@ sl_io_enable_read(struct sl_io *io)
 void
 sl_io_disable_read(struct sl_io *io)
 {
-	if (io->bev != NULL) {
-		bufferevent_disable(io->bev, EV_READ);
-		return;
-	}
 	stop_reading(io);
 }
 
 void
 sl_io_set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms)
 {
-	struct timeval r, w;
-
-	if (io->bev != NULL) {
-		r.tv_sec = read_ms / 1000;
-		r.tv_usec = (read_ms % 1000) * 1000;
-		w.tv_sec = write_ms / 1000;
-		w.tv_usec = (write_ms % 1000) * 1000;
-		bufferevent_set_timeouts(
-		    io->bev, read_ms ? &r : NULL, write_ms ? &w : NULL);
-		return;
-	}
 	if (read_ms != io->rtimeout_ms) {
 		io->rtimeout_ms = read_ms;
 		if (io->flags & IO_READING)
@@ -643,14 +975,11 @@ sl_io_set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms)
 void
 sl_io_set_write_low(struct sl_io *io, uint32_t low)
 {
-	if (io->bev != NULL)
-		bufferevent_setwatermark(io->bev, EV_WRITE, low, 0);
-	else
-		io->wlow = low;
+	io->wlow = low;
 }
 
 evutil_socket_t
 sl_io_fd(const struct sl_io *io)
 {
-	return io->bev != NULL ? bufferevent_getfd(io->bev) : io->fd;
+	return io->fd;
 }

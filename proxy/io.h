@@ -14,8 +14,11 @@
  *   - keeps its timeouts on libevent's common-timeout queues (O(1) re-arm);
  *   - allocates its write event only the first time it needs one, so an
  *     idle keep-alive connection costs one event and two buffers.
- * TLS connections keep bufferevent_openssl underneath (an sl_io in "bev"
- * mode forwards its calls and callbacks), so conn.c has one API for both.
+ * TLS is a mode of the same stream (sl_io_start_tls): recv and send move
+ * ciphertext through two buffers that the SSL reads and writes (a BIO of
+ * our own, never blocking), SSL_read decrypts into the input after each
+ * read, the flush encrypts the output. So a TLS stream makes the system
+ * calls of a plain one, and conn.c has one API for both.
  *
  * Semantics follow bufferevents so that conn.c reads the same: the read
  * callback runs after data arrived; the write callback runs after a write
@@ -37,8 +40,9 @@
 #include <event2/event_struct.h>
 #include <event2/util.h>
 
-struct bufferevent;
 struct evbuffer;
+struct ssl_st;
+struct sl_io_tls;
 struct event_base;
 struct sl_io;
 
@@ -62,7 +66,7 @@ struct sl_io_loop {
 
 struct sl_io {
 	struct evbuffer *in, *out;
-	struct bufferevent *bev; /* TLS: libevent does the I/O (bev mode) */
+	struct sl_io_tls *tls; /* TLS mode: the SSL and its ciphertext */
 	struct sl_io_loop *loop;
 	struct event rd;  /* plain mode: read interest and read timeout */
 	struct event *wr; /* plain mode: allocated on first EAGAIN/connect */
@@ -90,19 +94,36 @@ void sl_io_loop_free(struct sl_io_loop *loop);
 int sl_io_init_socket(
     struct sl_io *io, struct sl_io_loop *loop, evutil_socket_t fd);
 
-/* Make IO a stream over BEV (takes ownership). Returns 0. */
-int sl_io_init_bev(
-    struct sl_io *io, struct sl_io_loop *loop, struct bufferevent *bev);
+/*
+ * Make IO (fresh from sl_io_init_socket) a TLS stream over SSL, taking
+ * SSL: the server side of an accepted socket (ACCEPT), or the client side
+ * once sl_io_connect succeeds. The handshake runs as bytes arrive (a
+ * client reads for it even before sl_io_enable_read); output waits for
+ * it. Its end is BEV_EVENT_CONNECTED; a failure is BEV_EVENT_ERROR
+ * (sl_io_tls_error says why) or EOF. Returns 0, or -1 (SSL not taken).
+ */
+int sl_io_start_tls(struct sl_io *io, struct ssl_st *ssl, bool accept);
 
-/* Connect to ADDR (a plain io made with FD -1; a bev-mode io connects its
- * bufferevent). The outcome comes as BEV_EVENT_CONNECTED, or ERROR or
- * TIMEOUT (write timeout; with reading enabled also the read timeout)
- * from the loop, never from inside this call. Returns 0, or -1 when no
- * socket could be made. */
+/* The SSL of a TLS stream, else NULL. */
+struct ssl_st *sl_io_ssl(const struct sl_io *io);
+
+/* The newest OpenSSL error code of a TLS failure (0: none); *PLAINTEXT
+ * when the peer spoke plain HTTP. */
+unsigned long sl_io_tls_error(const struct sl_io *io, bool *plaintext);
+
+/* Send close_notify after the records already made, without callbacks,
+ * before a graceful close (TLS streams past their handshake; else no-op). */
+void sl_io_tls_close_notify(struct sl_io *io);
+
+/* Connect to ADDR (an io made with FD -1). The outcome comes as
+ * BEV_EVENT_CONNECTED (TLS: after the handshake), or ERROR or TIMEOUT
+ * (write timeout; with reading enabled also the read timeout) from the
+ * loop, never from inside this call. Returns 0, or -1 when no socket
+ * could be made. */
 int sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len);
 
 /* Send what the output holds now, as far as the socket takes it, without
- * callbacks: before a close (plain mode only). */
+ * callbacks: before a close. */
 void sl_io_try_write(struct sl_io *io);
 
 /* Close the socket and free the buffers; pending output is dropped. The

@@ -1,6 +1,6 @@
 /*
- * tls.c — TLS contexts for listeners and origins, on OpenSSL 3 and
- * libevent's bufferevent_openssl.
+ * tls.c — TLS contexts for listeners and origins, on OpenSSL 3; the
+ * streams themselves are sl_io's TLS mode (io.c).
  *
  * Listeners. Each TLS listener gets a default SSL_CTX (its tls_cert and
  * tls_key) and one SSL_CTX per [cert:] section it serves. The default
@@ -52,12 +52,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-
 #include "conf/conf.h"
 #include "conf/log.h"
 #include "conf/xmalloc.h"
+#include "proxy/io.h"
 #include "proxy/route.h"
 #include "proxy/tls.h"
 
@@ -956,27 +954,16 @@ sl_tls_count_certs(const struct sl_config *conf)
 
 /* ---- connections ---- */
 
-/* A handshaking server bufferevent on FD. */
-struct bufferevent *
-sl_tls_accept_bev(struct event_base *base, evutil_socket_t fd, SSL_CTX *ctx)
+/* A server SSL for an accepted connection. */
+SSL *
+sl_tls_accept_ssl(SSL_CTX *ctx)
 {
-	struct bufferevent *bev;
 	SSL *ssl = SSL_new(ctx);
 
-	if (ssl == NULL) {
+	if (ssl == NULL)
 		ERR_clear_error();
-		return NULL;
-	}
-	bev = bufferevent_openssl_socket_new(
-	    base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		return NULL;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	return ssl;
 }
-
 /* The host part of "host:port", "[v6]:port" into BUF. */
 static const char *
 server_host(const char *text, char *buf, size_t size)
@@ -997,12 +984,11 @@ server_host(const char *text, char *buf, size_t size)
 	return buf;
 }
 
-/* A connecting origin bufferevent: SNI and the name to verify set. */
-struct bufferevent *
-sl_tls_origin_bev(struct event_base *base, const struct sl_origin_tls_conf *t,
-    const struct sl_route_server *srv)
+/* A client SSL for an origin: SNI and the name to verify set. */
+SSL *
+sl_tls_origin_ssl(
+    const struct sl_origin_tls_conf *t, const struct sl_route_server *srv)
 {
-	struct bufferevent *bev;
 	char hostbuf[256];
 	const char *host;
 	unsigned char ip[16];
@@ -1034,46 +1020,31 @@ sl_tls_origin_bev(struct event_base *base, const struct sl_origin_tls_conf *t,
 				goto fail;
 		}
 	}
-	bev = bufferevent_openssl_socket_new(
-	    base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL)
-		goto fail;
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	return ssl;
 fail:
 	ERR_clear_error();
 	SSL_free(ssl);
 	return NULL;
 }
 
-/* Did BEV's handshake resume a session? */
+/* Did IO's handshake resume a session? */
 bool
-sl_tls_resumed(struct bufferevent *bev)
+sl_tls_resumed(const struct sl_io *io)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	SSL *ssl = sl_io_ssl(io);
 
 	return ssl != NULL && SSL_session_reused(ssl);
 }
 
-/* Why BEV's handshake failed; 1 for a TLS-level failure. */
+/* Why IO's handshake failed; 1 for a TLS-level failure. */
 int
-sl_tls_error(struct bufferevent *bev, char *buf, size_t size, bool *plaintext)
+sl_tls_error(const struct sl_io *io, char *buf, size_t size, bool *plaintext)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	SSL *ssl = sl_io_ssl(io);
 	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
-	unsigned long e, last = 0;
+	unsigned long last = sl_io_tls_error(io, plaintext);
 	const char *reason;
 
-	*plaintext = false;
-	/* libevent hands its recorded errors back newest first. */
-	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
-		    (ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST ||
-		        ERR_GET_REASON(e) == SSL_R_HTTPS_PROXY_REQUEST))
-			*plaintext = true;
-		if (last == 0)
-			last = e;
-	}
 	if (vr != X509_V_OK) {
 		snprintf(buf, size, "certificate verify failed: %s",
 		    X509_verify_cert_error_string(vr));
@@ -1086,16 +1057,4 @@ sl_tls_error(struct bufferevent *bev, char *buf, size_t size, bool *plaintext)
 	}
 	snprintf(buf, size, "connection closed during the handshake");
 	return 0;
-}
-
-/* close_notify before a graceful close (never blocks). */
-void
-sl_tls_close_notify(struct bufferevent *bev)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
-
-	if (ssl != NULL && SSL_is_init_finished(ssl) &&
-	    !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
-		(void)SSL_shutdown(ssl);
-	ERR_clear_error();
 }

@@ -17,10 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <event2/util.h>
-
-struct bufferevent;
-struct event_base;
+struct sl_io;
+struct ssl_st;
 struct ssl_ctx_st;
 struct sl_config;
 struct sl_listener_conf;
@@ -68,41 +66,28 @@ struct ssl_ctx_st *sl_tls_listener_ctx(
  */
 void sl_tls_rotate_ticket_keys(void);
 
-/*
- * A bufferevent for a TLS client connection accepted on FD, handshaking
- * with context CTX; it owns FD and its SSL. NULL on failure (FD is then
- * still the caller's to close).
- */
-struct bufferevent *sl_tls_accept_bev(
-    struct event_base *base, evutil_socket_t fd, struct ssl_ctx_st *ctx);
+/* An SSL for a client connection accepted on a listener with context
+ * CTX (for sl_io_start_tls). NULL on failure. */
+struct ssl_st *sl_tls_accept_ssl(struct ssl_ctx_st *ctx);
 
 /*
- * A connecting bufferevent for origin SERVER with the settings T (fd not
- * yet set: call bufferevent_socket_connect). SNI and the name verified
- * are T's tls_sni or the server's host. NULL on failure.
+ * An SSL for a connection to origin SERVER with the settings T: SNI and
+ * the name verified are T's tls_sni or the server's host. NULL on failure.
  */
-struct bufferevent *sl_tls_origin_bev(struct event_base *base,
+struct ssl_st *sl_tls_origin_ssl(
     const struct sl_origin_tls_conf *t, const struct sl_route_server *srv);
 
-/* Did the handshake on BEV resume a session? */
-bool sl_tls_resumed(struct bufferevent *bev);
+/* Did the handshake of TLS stream IO resume a session? */
+bool sl_tls_resumed(const struct sl_io *io);
 
 /*
- * Why the handshake on BEV failed, as text into BUF (SIZE bytes): the
- * certificate verification result when that failed, else OpenSSL's
- * reason. Consumes the errors libevent recorded. *PLAINTEXT is set when
- * the peer spoke plain HTTP to a TLS port. Returns 1 for a TLS failure
- * (protocol or certificate), 0 when the connection merely failed or
- * closed (nothing TLS-specific to report).
+ * Why the handshake of TLS stream IO failed, as text into BUF (SIZE
+ * bytes): the certificate verification result when that failed, else
+ * OpenSSL's reason. *PLAINTEXT is set when the peer spoke plain HTTP to a
+ * TLS port. Returns 1 for a TLS failure (protocol or certificate), 0 when
+ * the connection merely failed or closed (nothing TLS-specific to report).
  */
 int sl_tls_error(
-    struct bufferevent *bev, char *buf, size_t size, bool *plaintext);
-
-/*
- * Send a TLS close_notify on BEV (best effort, without blocking) before a
- * graceful close, so the peer can tell a complete close-delimited
- * response from a cut one.
- */
-void sl_tls_close_notify(struct bufferevent *bev);
+    const struct sl_io *io, char *buf, size_t size, bool *plaintext);
 
 #endif

@@ -20,6 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "conf/log.h"
 #include "conf/xmalloc.h"
@@ -195,7 +196,7 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 	struct sl_pool *pool = w->pools[srv->id];
 	const struct ssl_ctx_st *ctx = tls != NULL ? tls->ctx : NULL;
 	struct sl_upstream *up;
-	struct bufferevent *bev;
+	SSL *ssl;
 	int r;
 
 	if (tls != NULL && ctx == NULL)
@@ -221,15 +222,19 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 	up->server_id = srv->id;
 	sl_http_parser_init(&up->resp_parser, true);
 	up->tls_ctx = ctx;
-	if (tls != NULL) {
-		bev = sl_tls_origin_bev(w->base, tls, srv);
-		r = bev != NULL ? sl_io_init_bev(&up->io, &w->io_loop, bev)
-		                : -1;
-	} else
-		r = sl_io_init_socket(&up->io, &w->io_loop, -1);
-	if (r != 0) {
+	if (sl_io_init_socket(&up->io, &w->io_loop, -1) != 0) {
 		free(up);
 		return NULL;
+	}
+	if (tls != NULL) {
+		ssl = sl_tls_origin_ssl(tls, srv);
+		r = ssl != NULL ? sl_io_start_tls(&up->io, ssl, false) : -1;
+		if (r != 0) {
+			SSL_free(ssl);
+			sl_io_free(&up->io);
+			free(up);
+			return NULL;
+		}
 	}
 	/* The write timeout covers the connect; a TLS handshake mostly
 	 * waits to read, so it gets both. */

@@ -310,12 +310,10 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
 		w->stop_ev = event_new(
 		    w->base, w->stop_fd, EV_READ | EV_PERSIST, stop_cb, w);
-		w->tls_stage = evbuffer_new();
 		if (sl_io_loop_init(&w->io_loop, w->base) != 0)
 			goto fail_msg;
 		if (w->scratch_head == NULL || w->reap_ev == NULL ||
-		    w->stop_ev == NULL || w->tls_stage == NULL ||
-		    event_add(w->stop_ev, NULL) != 0)
+		    w->stop_ev == NULL || event_add(w->stop_ev, NULL) != 0)
 			goto fail_msg;
 		w->listeners =
 		    sl_xcalloc(conf->nlisteners, sizeof *w->listeners);
@@ -471,8 +469,6 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			free(w->vstats[k]);
 		sl_http_head_free(w->scratch_head);
 		free(w->scratch);
-		if (w->tls_stage != NULL)
-			evbuffer_free(w->tls_stage);
 		if (w->drain_ev != NULL)
 			event_free(w->drain_ev);
 		if (w->reap_ev != NULL)

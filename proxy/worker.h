@@ -73,7 +73,6 @@ struct sl_worker {
 	llhttp_t req_parser;
 	char *scratch;
 	size_t scratch_size;
-	struct evbuffer *tls_stage; /* a TLS response head, see conn.c */
 
 	struct sl_io_loop io_loop; /* output flushing, see proxy/io.h */
 	struct sl_conn_list conns;
