@@ -11,8 +11,10 @@
  * until it drains (backpressure), so a 100 MB body costs a few buffers.
  *
  * Requests on one connection are served one at a time, in order; pipelined
- * requests wait in the input buffer. A generated error closes the connection
- * unless the whole request was read.
+ * requests wait in the input buffer. A client that half-closes still gets
+ * an answer to every complete request it sent before its EOF, then the
+ * connection closes (client_finished). A generated error closes the
+ * connection unless the whole request was read.
  *
  * Ownership: a connection is freed only by the worker's reap event, never
  * inside one of its own callbacks (conn_close unlinks it and defers).
@@ -414,13 +416,27 @@ end_request(struct sl_conn *c)
 	c->retry_head = NULL;
 }
 
+/*
+ * Has the client finished: it half-closed, and no complete request head is
+ * left in the input? Requests it sent before its EOF are answered first,
+ * in order (as HAProxy and nginx do); a truncated one at the end is not.
+ */
+static bool
+client_finished(struct sl_conn *c)
+{
+	size_t scan = 0;
+
+	return c->client_eof &&
+	    sl_http_find_head_end(sl_io_input(&c->io), &scan) == 0;
+}
+
 /* After a response: wait for the next request, or close. */
 static void
 next_request_or_close(struct sl_conn *c)
 {
 	struct evbuffer *out = sl_io_output(&c->io);
 
-	if (!c->client_keepalive || c->client_eof || c->w->stopping) {
+	if (!c->client_keepalive || client_finished(c) || c->w->stopping) {
 		c->state = CONN_CLOSING;
 		if (evbuffer_get_length(out) == 0)
 			conn_close(c);
@@ -434,7 +450,9 @@ next_request_or_close(struct sl_conn *c)
 	if (c->client_read_paused) {
 		c->client_read_paused = false;
 	}
-	sl_io_enable_read(&c->io);
+	/* After an EOF only the requests already read are left. */
+	if (!c->client_eof)
+		sl_io_enable_read(&c->io);
 }
 
 /*
@@ -446,7 +464,7 @@ send_error(struct sl_conn *c, int status, const char *detail)
 {
 	struct evbuffer *out = sl_io_output(&c->io);
 	bool keep = c->state == CONN_UPSTREAM && c->req_body_done &&
-	    c->client_keepalive && !c->client_eof;
+	    c->client_keepalive && !client_finished(c);
 	char body[256], msg[512];
 	int n, m;
 
@@ -833,6 +851,19 @@ start_request(struct sl_conn *c, size_t head_len)
 		count_refusal(w, err.status);
 		c->state = CONN_HEAD;
 		send_error(c, err.status, err.reason);
+		return;
+	}
+	if (c->client_eof && head->has_body &&
+	    !sl_http_body_buffered(&w->req_parser, in, head_len)) {
+		/* Pipelined before the client's EOF, with part of its
+		 * body: it can never be complete, so it is not forwarded.
+		 * The response before it may still be on its way out. */
+		SL_STAT_INC(w->wstats.client_aborts);
+		sl_log_debug("client %s: request body cut by the EOF", c->ip);
+		c->client_keepalive = false;
+		c->state = CONN_CLOSING;
+		if (evbuffer_get_length(sl_io_output(&c->io)) == 0)
+			conn_close(c);
 		return;
 	}
 	c->req_method = head->method;
@@ -1287,7 +1318,7 @@ handle_response_head(struct sl_conn *c)
 			c->up_keepalive = head->keep_alive;
 			if (c->dechunk || c->eof_body)
 				c->client_keepalive = false;
-			if (c->client_eof || w->stopping)
+			if (client_finished(c) || w->stopping)
 				c->client_keepalive = false;
 			count_status(c, head->status);
 			if (c->srv != NULL)
@@ -1596,9 +1627,9 @@ client_event_cb(struct sl_io *io, short what, void *arg)
 		case CONN_UPSTREAM:
 			if (c->req_body_done) {
 				/* Half-close after a full request: still
-				 * answer it, then close. */
+				 * answer it and any complete ones pipelined
+				 * behind it, then close (client_finished). */
 				sl_io_disable_read(io);
-				c->client_keepalive = false;
 				return;
 			}
 			SL_STAT_INC(c->w->wstats.client_aborts);
@@ -1607,10 +1638,12 @@ client_event_cb(struct sl_io *io, short what, void *arg)
 			tunnel_end(c);
 			return;
 		case CONN_IDLE:
+		case CONN_HEAD:
 		case CONN_CLOSING:
 			/* A response may still be on its way out: a client
-			 * that half-closed after its request still reads it.
-			 * The write callback closes once it is sent. */
+			 * that half-closed after its request still reads it
+			 * (half a head after it is dropped unanswered). The
+			 * write callback closes once it is sent. */
 			if (evbuffer_get_length(sl_io_output(io)) > 0) {
 				sl_io_disable_read(io);
 				c->client_keepalive = false;

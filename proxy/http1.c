@@ -816,19 +816,20 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 	return 0;
 }
 
-/* Feed body bytes through the parser and move them on. */
-int
-sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
-    struct evbuffer *dst, bool dechunk, const char **why)
+/*
+ * Run PARSER over SRC's bytes from offset FROM on without taking them:
+ * *USED gets how many belong to the current message. Returns 1 when the
+ * message ended, 0 when SRC ran out first, -1 on a framing error (*WHY).
+ */
+static int
+run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
+    struct parse_ctx *ctx, size_t *used, const char **why)
 {
 	struct evbuffer_iovec vec[16];
-	struct parse_ctx ctx;
-	size_t consumed = 0;
+	size_t consumed = from;
 	int n, i, done = 0;
 	llhttp_errno_t e;
 
-	memset(&ctx, 0, sizeof ctx);
-	ctx.dechunk_dst = dechunk ? dst : NULL;
 	while (!done && consumed < evbuffer_get_length(src)) {
 		struct evbuffer_ptr ptr;
 
@@ -839,7 +840,7 @@ sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
 		for (i = 0; i < n; i++) {
 			const char *b = vec[i].iov_base;
 
-			parser->data = &ctx;
+			parser->data = ctx;
 			e = llhttp_execute(parser, b, vec[i].iov_len);
 			parser->data = NULL;
 			if (e == HPE_OK) {
@@ -858,11 +859,43 @@ sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
 			return -1;
 		}
 	}
+	*used = consumed - from;
+	return done;
+}
+
+/* Feed body bytes through the parser and move them on. */
+int
+sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
+    struct evbuffer *dst, bool dechunk, const char **why)
+{
+	struct parse_ctx ctx;
+	size_t consumed = 0;
+	int done;
+
+	memset(&ctx, 0, sizeof ctx);
+	ctx.dechunk_dst = dechunk ? dst : NULL;
+	done = run_body(parser, src, 0, &ctx, &consumed, why);
+	if (done < 0)
+		return -1;
 	if (dechunk)
 		evbuffer_drain(src, consumed);
 	else if (consumed > 0)
 		evbuffer_remove_buffer(src, dst, consumed);
 	return done;
+}
+
+/* Would forwarding SRC from FROM on end the message? A copy of the parser
+ * runs, so PARSER and SRC stay as they are. */
+bool
+sl_http_body_buffered(const llhttp_t *parser, struct evbuffer *src, size_t from)
+{
+	llhttp_t copy = *parser;
+	struct parse_ctx ctx;
+	const char *why = NULL;
+	size_t used;
+
+	memset(&ctx, 0, sizeof ctx);
+	return run_body(&copy, src, from, &ctx, &used, &why) != 0;
 }
 
 /* The peer closed: does that end a close-delimited body cleanly? */

@@ -108,6 +108,14 @@ int sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
     struct evbuffer *dst, bool dechunk, const char **why);
 
 /*
+ * Does SRC, from byte FROM on, hold the rest of the message PARSER (placed
+ * as sl_http_forward_body needs it) is in: its whole body, or the framing
+ * error that ends it? Neither PARSER nor SRC is changed.
+ */
+bool sl_http_body_buffered(
+    const llhttp_t *parser, struct evbuffer *src, size_t from);
+
+/*
  * Tell a close-delimited body that the peer closed: 1 if that completes the
  * message, -1 if the message was cut short.
  */

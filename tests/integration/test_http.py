@@ -252,6 +252,159 @@ answered = sum(status_of(sl.raw(b"GET /hc HTTP/1.1\r\nHost: shop.example\r\n"
 check(answered == 100, "half-closing clients get their response (%d of 100)"
       % answered)
 
+
+def half_closed(reqs, port=sl.port, timeout=10.0):
+    """Send REQS (bytes) in one write, half-close, read until sluice closes.
+    Returns (responses as (status, headers dict, body), closed by sluice,
+    bytes left over after the last whole response)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout)
+    s.sendall(b"".join(reqs))
+    s.shutdown(socket.SHUT_WR)
+    raw, closed = b"", False
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            raw += chunk
+    except OSError:
+        pass
+    s.close()
+    out = []
+    while b"\r\n\r\n" in raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for h in lines[1:]:
+            k, _, v = h.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        if len(rest) < n:
+            break
+        out.append((int(lines[0].split(" ", 2)[1]), headers, rest[:n]))
+        raw = rest[n:]
+    return out, closed, raw
+
+
+def get_request(path):
+    return ("GET %s HTTP/1.1\r\nHost: shop.example\r\n\r\n" % path).encode()
+
+
+# Pipelined requests, then a half-close: every complete request sent
+# before the EOF is answered, in order, then sluice closes. Only the last
+# response says Connection: close (a client may stop reading at one). The
+# first answer is delayed so that the EOF is in before any response.
+blue.reset()
+out, closed, left = half_closed([get_request("/hc1?echo=1&delay=200"),
+                                 get_request("/hc2?echo=1"),
+                                 get_request("/hc3?echo=1")])
+check(len(out) == 3 and all(st == 200 for st, _, _ in out),
+      "3 pipelined requests then half-close: 3 responses (got %d)" % len(out))
+check(all(b.startswith(("GET /hc%d?echo=1" % (i + 1)).encode())
+          for i, (_, _, b) in enumerate(out)),
+      "after a half-close the responses answer their requests in order")
+check(closed and left == b"", "sluice closes after the last response")
+check(len(out) == 3 and out[2][1].get("connection") == "close" and
+      all("connection" not in h for _, h, _ in out[:2]),
+      "only the last response before the close says Connection: close")
+check(blue.stats()["requests"] == 3, "the origin served the 3 requests")
+
+# The same with the last request cut off mid-head, or in its body: the
+# complete ones are answered, then sluice closes; the truncated one is
+# neither answered nor forwarded. An origin that records every byte it
+# receives shows that not even part of it went out; it answers after
+# 200 ms, so that the EOF is in before any response.
+received = []
+recorder = socket.socket()
+recorder.bind(("127.0.0.1", 0))
+recorder.listen(8)
+
+
+def record_and_answer(c):
+    """Answer each whole request with its request line; keep every byte."""
+    buf = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        received.append(d)
+        buf += d
+        while b"\r\n\r\n" in buf:
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            n = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    n = int(v)
+            if len(rest) < n:
+                break
+            line = head.split(b"\r\n", 1)[0]
+            time.sleep(0.2)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                      % (len(line), line))
+            buf = rest[n:]
+    c.close()
+
+
+def recorder_loop():
+    while True:
+        c, _ = recorder.accept()
+        threading.Thread(target=record_and_answer, args=(c,),
+                         daemon=True).start()
+
+
+threading.Thread(target=recorder_loop, daemon=True).start()
+rec = Sluice({"rec": {"path_prefix": "/", "stable": "v1", "versions": {
+    "v1": (["127.0.0.1:%d" % recorder.getsockname()[1]], 100)}}}, workers=1)
+
+out, closed, left = half_closed([get_request("/t1"), get_request("/t2"),
+                                 b"GET /t3 HTTP/1.1\r\nHost: sh"],
+                                port=rec.port)
+check(len(out) == 2 and out[0][2] == b"GET /t1 HTTP/1.1" and
+      out[1][2] == b"GET /t2 HTTP/1.1",
+      "2 complete requests and a truncated head then half-close: "
+      "2 responses (got %d)" % len(out))
+check(closed and left == b"", "then sluice closes, nothing more is sent")
+check(len(out) == 2 and out[1][1].get("connection") == "close",
+      "the last complete request's response says Connection: close")
+out, closed, left = half_closed([
+    get_request("/u1"),
+    b"POST /u2 HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 10\r\n\r\n"
+    b"abcd"], port=rec.port)
+check(len(out) == 1 and out[0][2] == b"GET /u1 HTTP/1.1" and closed and
+      left == b"",
+      "a request with a truncated body after a half-close is not answered")
+time.sleep(0.2)  # anything forwarded has reached the recorder by now
+sent = b"".join(received)
+check(b"/t1 " in sent and b"/t2 " in sent and b"/u1 " in sent,
+      "the complete requests reach the origin")
+check(b"/t3" not in sent and b"/u2" not in sent,
+      "no byte of a truncated request reaches the origin")
+check(rec.stop() == 0, "recording sluice exits 0")
+
+# Requests with bodies (Content-Length and chunked) among the pipelined
+# ones: all answered, each body reaching the origin intact.
+blue.reset()
+out, closed, left = half_closed([
+    get_request("/b1?echo=1&delay=200"),
+    b"POST /b2?echo=1 HTTP/1.1\r\nHost: shop.example\r\n"
+    b"Content-Length: 11\r\n\r\nhello world",
+    b"POST /b3?echo=1 HTTP/1.1\r\nHost: shop.example\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nchunk\r\n4\r\ned!!\r\n0\r\n\r\n",
+    get_request("/b4?echo=1")])
+check(len(out) == 4 and all(st == 200 for st, _, _ in out),
+      "pipelined requests with bodies then half-close: 4 responses (got %d)"
+      % len(out))
+check(len(out) == 4 and out[0][2].startswith(b"GET /b1?") and
+      out[1][2].startswith(b"POST /b2?") and
+      out[1][2].endswith(b"\r\n\r\nhello world") and
+      out[2][2].startswith(b"POST /b3?") and
+      out[2][2].endswith(b"\r\n\r\nchunked!!") and
+      out[3][2].startswith(b"GET /b4?"),
+      "each request and its body reach the origin, answered in order")
+check(closed and left == b"", "sluice closes after the fourth response")
+
 # curl as an external client, with keep-alive across two URLs.
 out = subprocess.run(
     ["curl", "-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n",

@@ -813,6 +813,46 @@ test_body_close_delimited(void **state)
 	evbuffer_free(dst);
 }
 
+/* sl_http_body_buffered looks ahead from an offset (the head still in
+ * front) and changes neither the parser nor the buffer. */
+static void
+test_body_buffered(void **state)
+{
+	static const char cl_head[] = "POST / HTTP/1.1\r\nHost: x\r\n"
+	                              "Content-Length: 10\r\n\r\n";
+	static const char ch_head[] = "POST / HTTP/1.1\r\nHost: x\r\n"
+	                              "Transfer-Encoding: chunked\r\n\r\n";
+	llhttp_t parser;
+	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+	const char *why = NULL;
+
+	(void)state;
+	start_request(&parser, LIT(cl_head));
+	evbuffer_add(src, cl_head, sizeof cl_head - 1);
+	add_ref(src, "0123");
+	assert_false(sl_http_body_buffered(&parser, src, sizeof cl_head - 1));
+	add_ref(src, "456789GET / HTTP/1.1\r\n");
+	assert_true(sl_http_body_buffered(&parser, src, sizeof cl_head - 1));
+	assert_int_equal(evbuffer_get_length(src), sizeof cl_head - 1 + 26);
+	/* The parser did not move: the whole body is still to come. */
+	evbuffer_drain(src, sizeof cl_head - 1);
+	assert_int_equal(
+	    sl_http_forward_body(&parser, src, dst, false, &why), 1);
+	assert_buf(dst, "0123456789");
+
+	evbuffer_drain(src, evbuffer_get_length(src));
+	start_request(&parser, LIT(ch_head));
+	add_ref(src, "5\r\nhello\r\n0\r\n");
+	assert_false(sl_http_body_buffered(&parser, src, 0));
+	add_ref(src, "\r\n");
+	assert_true(sl_http_body_buffered(&parser, src, 0));
+	evbuffer_drain(src, evbuffer_get_length(src));
+	add_ref(src, "zz\r\n"); /* a framing error ends it too */
+	assert_true(sl_http_body_buffered(&parser, src, 0));
+	evbuffer_free(src);
+	evbuffer_free(dst);
+}
+
 int
 main(void)
 {
@@ -839,6 +879,7 @@ main(void)
 	    cmocka_unit_test(test_body_bad_chunk),
 	    cmocka_unit_test(test_body_dechunk),
 	    cmocka_unit_test(test_body_close_delimited),
+	    cmocka_unit_test(test_body_buffered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
