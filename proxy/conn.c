@@ -344,7 +344,9 @@ conn_close(struct sl_conn *c)
 		event_free(c->hs_timer);
 		c->hs_timer = NULL;
 	}
-	if (c->tls_done && !c->peer_gone && !c->client_eof)
+	/* Also after the client's FIN: a client that half-closed may still
+	 * read, and close_notify tells it the answers are complete. */
+	if (c->tls_done && !c->peer_gone)
 		sl_io_tls_close_notify(&c->io);
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);

@@ -664,6 +664,59 @@ s.close()
 check(clean and data.startswith(b"HTTP/1.1 200"),
       "closing after a response sends close_notify (no ragged EOF)")
 
+# --- several TLS records in one segment, then a TCP half-close ---
+# Three requests, each its own TLS record, reach sluice in one send: one
+# read has to decrypt all three. The client then half-closes (FIN, no
+# close_notify) and still gets the three answers, in order.
+
+
+def memory_tls(sock):
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = CTX.wrap_bio(inc, out, server_hostname="a.test")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            got = sock.recv(65536)
+            if not got:
+                raise ConnectionError("closed during the handshake")
+            inc.write(got)
+    sock.sendall(out.read())
+    return obj, inc, out
+
+
+sock = socket.create_connection(("127.0.0.1", tls_port), 10)
+obj, inc, out = memory_tls(sock)
+for i in range(3):
+    obj.write(b"GET /rec%d?echo=1%s HTTP/1.1\r\nHost: a.test\r\n\r\n"
+              % (i, b"&delay=200" if i == 0 else b""))
+sock.sendall(out.read())  # three records, one send
+sock.shutdown(socket.SHUT_WR)
+answers, ended = b"", False
+while not ended:
+    got = sock.recv(65536)
+    if not got:
+        break
+    inc.write(got)
+    while True:
+        try:
+            piece = obj.read(65536)
+        except ssl.SSLWantReadError:
+            break
+        if not piece:  # close_notify
+            ended = True
+            break
+        answers += piece
+sock.close()
+order = [answers.find(b"GET /rec%d?" % i) for i in range(3)]
+check(answers.count(b"HTTP/1.1 200") == 3 and -1 not in order and
+      order == sorted(order),
+      "3 TLS records in one segment, then a half-close: 3 answers in order "
+      "(%d, at %s)" % (answers.count(b"HTTP/1.1 200"), order))
+check(ended, "and the connection ends with close_notify")
+
 # --- garbage and stalled handshakes do not affect other clients ---
 
 fails0 = metric("sluice_tls_handshake_failures_total") or 0
