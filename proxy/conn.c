@@ -436,11 +436,9 @@ client_finished(struct sl_conn *c)
 static void
 next_request_or_close(struct sl_conn *c)
 {
-	struct evbuffer *out = sl_io_output(&c->io);
-
 	if (!c->client_keepalive || client_finished(c) || c->w->stopping) {
 		c->state = CONN_CLOSING;
-		if (evbuffer_get_length(out) == 0)
+		if (sl_io_unsent(&c->io) == 0)
 			conn_close(c);
 		return;
 	}
@@ -864,7 +862,7 @@ start_request(struct sl_conn *c, size_t head_len)
 		sl_log_debug("client %s: request body cut by the EOF", c->ip);
 		c->client_keepalive = false;
 		c->state = CONN_CLOSING;
-		if (evbuffer_get_length(sl_io_output(&c->io)) == 0)
+		if (sl_io_unsent(&c->io) == 0)
 			conn_close(c);
 		return;
 	}
@@ -1076,7 +1074,7 @@ tunnel_end(struct sl_conn *c)
 	sl_upstream_free(c->up);
 	c->up = NULL;
 	c->state = CONN_CLOSING;
-	if (evbuffer_get_length(sl_io_output(&c->io)) == 0)
+	if (sl_io_unsent(&c->io) == 0)
 		conn_close(c);
 }
 
@@ -1108,7 +1106,7 @@ abort_response(struct sl_conn *c)
 	c->client_keepalive = false;
 	end_request(c);
 	c->state = CONN_CLOSING;
-	if (evbuffer_get_length(sl_io_output(&c->io)) == 0)
+	if (sl_io_unsent(&c->io) == 0)
 		conn_close(c);
 }
 
@@ -1502,7 +1500,7 @@ client_write_cb(struct sl_io *io, void *arg)
 	struct sl_conn *c = arg;
 
 	if (c->state == CONN_CLOSING) {
-		if (evbuffer_get_length(sl_io_output(io)) == 0)
+		if (sl_io_unsent(io) == 0)
 			conn_close(c);
 		return;
 	}
@@ -1646,7 +1644,7 @@ client_event_cb(struct sl_io *io, short what, void *arg)
 			 * that half-closed after its request still reads it
 			 * (half a head after it is dropped unanswered). The
 			 * write callback closes once it is sent. */
-			if (evbuffer_get_length(sl_io_output(io)) > 0) {
+			if (sl_io_unsent(io) > 0) {
 				sl_io_disable_read(io);
 				c->client_keepalive = false;
 				c->state = CONN_CLOSING;

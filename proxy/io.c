@@ -949,6 +949,12 @@ sl_io_enable_read(struct sl_io *io)
 		return;
 	io->flags |= IO_READING;
 	add_with_timeout(io, &io->rd, io->rtimeout_ms);
+	/* An EOF seen while reading was off is found again by the next read
+	 * (a FIN stays readable); a close_notify was consumed into the SSL,
+	 * so look again without waiting for the socket. */
+	if (io->tls != NULL &&
+	    (SSL_get_shutdown(io->tls->ssl) & SSL_RECEIVED_SHUTDOWN))
+		event_active(&io->rd, EV_READ, 0);
 }
 
 void
@@ -976,6 +982,12 @@ void
 sl_io_set_write_low(struct sl_io *io, uint32_t low)
 {
 	io->wlow = low;
+}
+
+size_t
+sl_io_unsent(const struct sl_io *io)
+{
+	return unsent(io);
 }
 
 evutil_socket_t

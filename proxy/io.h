@@ -33,6 +33,7 @@
 #define SL_IO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -157,6 +158,10 @@ sl_io_output(const struct sl_io *io)
 	return io->out;
 }
 
+/* Bytes not yet handed to the kernel: the output and, over TLS, records
+ * already encrypted from it. "All sent" (e.g. before closing after a last
+ * response) is sl_io_unsent() == 0, not an empty output. */
+size_t sl_io_unsent(const struct sl_io *io);
 evutil_socket_t sl_io_fd(const struct sl_io *io);
 
 #endif

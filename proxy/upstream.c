@@ -260,7 +260,7 @@ sl_upstream_release(struct sl_upstream *up, bool reusable, uint32_t max_idle,
 
 	if (!reusable || pool->nidle >= max_idle || up->w->stopping ||
 	    evbuffer_get_length(sl_io_input(&up->io)) > 0 ||
-	    evbuffer_get_length(sl_io_output(&up->io)) > 0) {
+	    sl_io_unsent(&up->io) > 0) {
 		sl_upstream_free(up);
 		return;
 	}
