@@ -22,7 +22,8 @@
  *
  * Semantics follow bufferevents so that conn.c reads the same: the read
  * callback runs after data arrived; the write callback runs after a write
- * that left at most the low-water mark in the output; the event callback
+ * that left at most the low-water mark unsent (sl_io_unsent: the output
+ * and, over TLS, the records made from it); the event callback
  * gets BEV_EVENT_{READING,WRITING} | BEV_EVENT_{EOF,ERROR,TIMEOUT} or
  * BEV_EVENT_CONNECTED. EOF, errors and timeouts stop reading; an EOF or
  * error that arrives together with data is reported after the read
@@ -143,7 +144,7 @@ void sl_io_disable_read(struct sl_io *io);
  * output waits for the socket (and during a connect). */
 void sl_io_set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms);
 
-/* The write callback runs when a write leaves at most LOW bytes. */
+/* The write callback runs when a write leaves at most LOW bytes unsent. */
 void sl_io_set_write_low(struct sl_io *io, uint32_t low);
 
 static inline struct evbuffer *
