@@ -37,6 +37,7 @@
 #define IO_CONNECTING 0x04 /* connect in progress */
 #define IO_DIRTY      0x08 /* on the loop's dirty list */
 #define IO_FAILED     0x10 /* connect failed at once: report from the loop */
+#define IO_BULK       0x20 /* reads fill chunks: recv into reserved space */
 
 /* Read this much per recv: a 16 KiB chain with libevent's chain header
  * (chains are allocated in powers of two including the header). */
@@ -187,13 +188,33 @@ fail(struct sl_io *io, short what)
 		io->event_cb(io, what, io->arg);
 }
 
+/* recv's outcome N: sets *END for an EOF or a failure; true when N > 0. */
+static bool
+recv_ok(ssize_t n, short *end)
+{
+	if (n == 0)
+		*end = BEV_EVENT_EOF;
+	else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR)
+		*end = BEV_EVENT_ERROR;
+	return n > 0;
+}
+
 /*
- * recv into BUF, 16 KiB at a time, up to IO_READ_MAX. Returns the bytes
- * read; *END is BEV_EVENT_EOF or BEV_EVENT_ERROR when the socket ended
- * (after those bytes), -1 when no buffer space could be had.
+ * recv into IO's BUF, 16 KiB at a time, up to IO_READ_MAX. Returns the
+ * bytes read; *END is BEV_EVENT_EOF or BEV_EVENT_ERROR when the socket
+ * ended (after those bytes), -1 when no buffer space could be had.
+ *
+ * A stream of small messages (requests, short responses) reads into the
+ * loop's scratch and copies what came: a right-sized chain from malloc's
+ * per-thread cache, instead of a fresh 16 KiB chain (malloc's slow path)
+ * per message. A read that fills the scratch switches the stream to bulk
+ * mode, recv straight into reserved buffer space, until a wake-up reads
+ * less than one chunk again.
  */
 static ssize_t
-recv_into(struct evbuffer *buf, evutil_socket_t fd, short *end)
+recv_into(
+    struct sl_io *io, struct evbuffer *buf, evutil_socket_t fd, short *end)
 {
 	struct evbuffer_iovec vec[2];
 	size_t total = 0, room, got, take;
@@ -201,17 +222,25 @@ recv_into(struct evbuffer *buf, evutil_socket_t fd, short *end)
 	int nvec, i;
 
 	*end = 0;
+	if (!(io->flags & IO_BULK)) {
+		char *scratch = io->loop->rbuf;
+
+		n = recv(fd, scratch, IO_READ_CHUNK, 0);
+		if (!recv_ok(n, end))
+			return 0;
+		if (evbuffer_add(buf, scratch, (size_t)n) != 0)
+			return -1;
+		if ((size_t)n < IO_READ_CHUNK)
+			return n; /* a short read emptied the socket */
+		io->flags |= IO_BULK;
+		total = (size_t)n;
+	}
 	for (;;) {
 		nvec = evbuffer_reserve_space(buf, IO_READ_CHUNK, vec, 2);
 		if (nvec <= 0)
 			return -1;
 		n = sock_read(fd, vec, nvec);
-		if (n == 0)
-			*end = BEV_EVENT_EOF;
-		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-		    errno != EINTR)
-			*end = BEV_EVENT_ERROR;
-		if (n <= 0)
+		if (!recv_ok(n, end))
 			break;
 		total += (size_t)n;
 		room = 0;
@@ -227,6 +256,8 @@ recv_into(struct evbuffer *buf, evutil_socket_t fd, short *end)
 		if ((size_t)n < room || total >= IO_READ_MAX)
 			break;
 	}
+	if (total < IO_READ_CHUNK)
+		io->flags &= ~IO_BULK;
 	return (ssize_t)total;
 }
 
@@ -500,7 +531,8 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 		fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
 		return 0;
 	}
-	total = recv_into(io->tls != NULL ? io->tls->raw_in : io->in, fd, &end);
+	total =
+	    recv_into(io, io->tls != NULL ? io->tls->raw_in : io->in, fd, &end);
 	if (total < 0) {
 		fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
 		return 0;
@@ -752,7 +784,8 @@ sl_io_loop_init(struct sl_io_loop *loop, struct event_base *base)
 	loop->base = base;
 	TAILQ_INIT(&loop->dirty);
 	loop->flush_ev = event_new(base, -1, 0, flush_ev_cb, loop);
-	return loop->flush_ev != NULL ? 0 : -1;
+	loop->rbuf = malloc(IO_READ_CHUNK);
+	return loop->flush_ev != NULL && loop->rbuf != NULL ? 0 : -1;
 }
 
 void
@@ -761,6 +794,8 @@ sl_io_loop_free(struct sl_io_loop *loop)
 	if (loop->flush_ev != NULL)
 		event_free(loop->flush_ev);
 	loop->flush_ev = NULL;
+	free(loop->rbuf);
+	loop->rbuf = NULL;
 }
 
 int

@@ -64,6 +64,7 @@ struct sl_io_loop {
 	} timeouts[SL_IO_TIMEOUTS];
 	unsigned ntimeouts;
 	unsigned depth; /* io callbacks running (nested) */
+	char *rbuf;     /* reads of small messages land here first (io.c) */
 };
 
 struct sl_io {
