@@ -630,14 +630,19 @@ for pct in (50, 80):
     t = f"lat_{pct}"
     rate = med(t, "all", "target_rate")
     print(f"**{pct}% of the slowest proxy's capacity: {fmt(rate)} requests/s**\n")
-    print("| | p50 | p90 | p99 | p99.9 | max | p99, best round | achieved req/s | errors | proxy CPU µs/req | generator CPUs busy |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| | p50 | p90 | p99 | p99.9 | max | p99, best round | generator send lag p99 | achieved req/s | errors | proxy CPU µs/req | generator CPUs busy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in P:
         print(f"| {p} | " + " | ".join(fmt(med(t, p, q), 3) for q in
               ("p50", "p90", "p99", "p99.9", "max")) +
               f" | {fmt(best(t, p, 'p99'), 3)}" +
+              f" | {fmt(med(t, p, 'lag_p99'), 3)}" +
               f" | {fmt(med(t, p, 'rate'))} | {fmt(med(t, p, 'errors'))} |"
               f" {fmt(med(t, p, 'cpu_us'), 2)} | {fmt(med(t, p, 'gen_busy'))}% |")
+    print("\n(generator send lag: how late sl-loadgen itself sent requests, "
+          "from their due time to the socket, because its core was busy; "
+          "it counts in the latency, and it is not time the proxy held "
+          "the request.)")
     s = med(t, "sluice", "p99")
     o = [x for x in (med(t, "haproxy", "p99"), med(t, "nginx", "p99")) if x is not None]
     sb = best(t, "sluice", "p99")
@@ -685,7 +690,9 @@ for test, proxy in seen:
     m = next((k for k in main if (test, proxy, k) in vals), None)
     if m is None:
         continue
-    print(f"| {test} | {proxy} | {main[m]}: {runs(test, proxy, m)} | "
+    lag = runs(test, proxy, "lag_p99")
+    lag = f"; send lag p99 ms: {lag}" if lag else ""
+    print(f"| {test} | {proxy} | {main[m]}: {runs(test, proxy, m)}{lag} | "
           f"{runs(test, proxy, 'cpu_us')} | {runs(test, proxy, 'errors')} | "
           f"{runs(test, proxy, 'foreign')} | {runs(test, proxy, 'load1')} |")
 EOF
