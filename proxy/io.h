@@ -5,12 +5,14 @@
  * Why not bufferevents: a socket bufferevent arms and disarms its write
  * event around every write (two epoll_ctl and an extra epoll_wait per
  * response) and asks FIONREAD before every read. An sl_io instead
- *   - writes speculatively: output added during this loop iteration goes
- *     out in one writev at the end of it, and the write event is armed only
- *     when the kernel says EAGAIN;
+ *   - writes speculatively: output added while handling an event goes out
+ *     in one send when the outermost io callback returns, and the write
+ *     event is armed only when the kernel says EAGAIN;
  *   - keeps its read interest registered for as long as it wants to read
- *     (no epoll_ctl per request), reading with recv into space reserved
- *     in the input buffer, up to 64 KiB per wake-up;
+ *     (no epoll_ctl per request); small messages are read into the loop's
+ *     scratch and copied into a right-sized chain, a stream whose reads
+ *     fill 16 KiB reads straight into space reserved in the input buffer,
+ *     up to 64 KiB per wake-up;
  *   - keeps its timeouts on libevent's common-timeout queues (O(1) re-arm);
  *   - allocates its write event only the first time it needs one, so an
  *     idle keep-alive connection costs one event and two buffers.
