@@ -25,50 +25,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import (Origin, Sluice, SLUICE, TMP, check, done, free_port,
                      metric_value, skip)
+from tlskit import PKI as TestPKI, memory_tls, openssl, read_tls
 
 if shutil.which("openssl") is None:
     skip("the openssl command is not installed")
 
 PKI = os.path.join(TMP, "pki")
-os.makedirs(PKI, exist_ok=True)
+pki = TestPKI(PKI)
+p, make_ca, make_cert = pki.path, pki.make_ca, pki.make_cert
 
 
 def run(*args, **kw):
     return subprocess.run(list(args), capture_output=True, text=True,
                           timeout=60, **kw)
-
-
-def openssl(*args):
-    r = run("openssl", *args)
-    if r.returncode != 0:
-        raise RuntimeError("openssl %s: %s" % (" ".join(args), r.stderr))
-    return r
-
-
-def p(name):
-    return os.path.join(PKI, name)
-
-
-def make_ca():
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("ca.key"),
-            "-out", p("ca.pem"), "-days", "30", "-subj", "/CN=sluice test CA")
-
-
-def make_cert(name, cn, sans, days=10, client=False):
-    """A certificate signed by the test CA: NAME.pem, NAME.key."""
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", p(name + ".key"), "-out", p(name + ".csr"),
-            "-subj", "/CN=" + cn)
-    with open(p(name + ".ext"), "w") as f:
-        if sans:
-            f.write("subjectAltName=%s\n" % ",".join(sans))
-        f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client
-                                           else "serverAuth"))
-    openssl("x509", "-req", "-in", p(name + ".csr"), "-CA", p("ca.pem"),
-            "-CAkey", p("ca.key"), "-CAcreateserial", "-out",
-            p(name + ".pem"), "-days", str(days), "-extfile",
-            p(name + ".ext"))
 
 
 def make_ocsp(name, cn):
@@ -668,47 +637,14 @@ check(clean and data.startswith(b"HTTP/1.1 200"),
 # Three requests, each its own TLS record, reach sluice in one send: one
 # read has to decrypt all three. The client then half-closes (FIN, no
 # close_notify) and still gets the three answers, in order.
-
-
-def memory_tls(sock):
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = CTX.wrap_bio(inc, out, server_hostname="a.test")
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            sock.sendall(out.read())
-            got = sock.recv(65536)
-            if not got:
-                raise ConnectionError("closed during the handshake")
-            inc.write(got)
-    sock.sendall(out.read())
-    return obj, inc, out
-
-
 sock = socket.create_connection(("127.0.0.1", tls_port), 10)
-obj, inc, out = memory_tls(sock)
+obj, inc, out = memory_tls(CTX, sock, "a.test")
 for i in range(3):
     obj.write(b"GET /rec%d?echo=1%s HTTP/1.1\r\nHost: a.test\r\n\r\n"
               % (i, b"&delay=200" if i == 0 else b""))
 sock.sendall(out.read())  # three records, one send
 sock.shutdown(socket.SHUT_WR)
-answers, ended = b"", False
-while not ended:
-    got = sock.recv(65536)
-    if not got:
-        break
-    inc.write(got)
-    while True:
-        try:
-            piece = obj.read(65536)
-        except ssl.SSLWantReadError:
-            break
-        if not piece:  # close_notify
-            ended = True
-            break
-        answers += piece
+answers, ended = read_tls(sock, obj, inc)
 sock.close()
 order = [answers.find(b"GET /rec%d?" % i) for i in range(3)]
 check(answers.count(b"HTTP/1.1 200") == 3 and -1 not in order and

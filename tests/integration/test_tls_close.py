@@ -13,41 +13,17 @@ import socket
 import ssl
 import shutil
 import subprocess
-import sys
 import time
 
 from harness import Origin, Sluice, TMP, check, done, free_port, skip
+from tlskit import PKI, memory_tls, read_tls
 
 if shutil.which("openssl") is None:
     skip("the openssl command is not installed")
 
-PKI = os.path.join(TMP, "pki")
-os.makedirs(PKI, exist_ok=True)
-
-
-def p(name):
-    return os.path.join(PKI, name)
-
-
-def openssl(*args):
-    r = subprocess.run(["openssl"] + list(args), capture_output=True,
-                       text=True, timeout=60)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
-
-
-openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-nodes", "-keyout", p("ca.key"), "-out", p("ca.pem"), "-days", "30",
-        "-subj", "/CN=review CA")
-openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-nodes", "-keyout", p("a.key"), "-out", p("a.csr"),
-        "-subj", "/CN=a.test")
-with open(p("a.ext"), "w") as f:
-    f.write("subjectAltName=DNS:a.test,DNS:localhost,IP:127.0.0.1\n"
-            "extendedKeyUsage=serverAuth\n")
-openssl("x509", "-req", "-in", p("a.csr"), "-CA", p("ca.pem"), "-CAkey",
-        p("ca.key"), "-CAcreateserial", "-out", p("a.pem"), "-days", "10",
-        "-extfile", p("a.ext"))
+pki = PKI(os.path.join(TMP, "pki"))
+pki.make_ca()
+pki.make_cert("a", "a.test", ["DNS:a.test", "DNS:localhost", "IP:127.0.0.1"])
 
 plain = Origin("plain")
 port, tls_port = free_port(), free_port()
@@ -75,8 +51,8 @@ stable = v1
 servers = {plain}
 """
 sl = Sluice(text=CONFIG.format(tmp=TMP, port=port, tls_port=tls_port,
-                               pki=PKI, plain=plain.addr), port=port)
-CTX = ssl.create_default_context(cafile=p("ca.pem"))
+                               pki=pki.dir, plain=plain.addr), port=port)
+CTX = ssl.create_default_context(cafile=pki.path("ca.pem"))
 
 
 def small_rcvbuf_conn(port_):
@@ -85,47 +61,6 @@ def small_rcvbuf_conn(port_):
     s.settimeout(10)
     s.connect(("127.0.0.1", port_))
     return s
-
-
-def memory_tls(sock):
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = CTX.wrap_bio(inc, out, server_hostname="a.test")
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            sock.sendall(out.read())
-            got = sock.recv(65536)
-            if not got:
-                raise ConnectionError("closed during the handshake")
-            inc.write(got)
-    sock.sendall(out.read())
-    return obj, inc, out
-
-
-def read_all_tls(sock, obj, inc):
-    """Everything until close_notify or TCP EOF; (data, clean)."""
-    data, clean = b"", False
-    while True:
-        try:
-            got = sock.recv(65536)
-        except socket.timeout:
-            break
-        if not got:
-            break
-        inc.write(got)
-        while True:
-            try:
-                piece = obj.read(65536)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLError:
-                return data, False
-            if not piece:
-                return data, True
-            data += piece
-    return data, clean
 
 
 def body_len(resp):
@@ -138,7 +73,7 @@ def ask(tls, req, pause, halfclose):
     buffers), optionally half-close, then read everything."""
     s = small_rcvbuf_conn(tls_port if tls else port)
     if tls:
-        obj, inc, out = memory_tls(s)
+        obj, inc, out = memory_tls(CTX, s, "a.test")
         obj.write(req)
         s.sendall(out.read())
     else:
@@ -147,7 +82,7 @@ def ask(tls, req, pause, halfclose):
     if halfclose:
         s.shutdown(socket.SHUT_WR)
     if tls:
-        data, clean = read_all_tls(s, obj, inc)
+        data, clean = read_tls(s, obj, inc)
     else:
         data, clean = b"", True
         while True:
@@ -165,7 +100,7 @@ def capacity():
     a 2 KiB receive buffer that does not read (its send queue plus our
     receive queue), as ss shows them."""
     s = small_rcvbuf_conn(tls_port)
-    obj, inc, out = memory_tls(s)
+    obj, inc, out = memory_tls(CTX, s, "a.test")
     obj.write(b"GET /cap?size=64000000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
     s.sendall(out.read())
     time.sleep(1.5)
@@ -181,54 +116,35 @@ def capacity():
 # made sluice stop reading (input above its high-water mark): the EOF must
 # still be seen once reading resumes, and the connection closed right after
 # the last answer, not at keepalive_timeout ---
-if True:
-    s = socket.create_connection(("127.0.0.1", tls_port), 10)
-    obj, inc, out = memory_tls(s)
-    obj.write(b"GET /b0?delay=1000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
-    s.sendall(out.read())
-    time.sleep(0.2)
-    pad = b"X-Pad: " + b"p" * 7900 + b"\r\n"
-    n = 0
-    while n < 38:
-        obj.write(b"GET /b%d HTTP/1.1\r\nHost: a.test\r\n%s\r\n" % (n + 1, pad))
-        n += 1
-    try:
-        obj.unwrap()
-    except ssl.SSLWantReadError:
-        pass
-    wire = out.read()
-    s.sendall(wire)
-    t0 = time.time()
-    s.settimeout(30)
-    answers, ended, last = b"", False, None
-    while not ended:
-        got = s.recv(65536)
-        if not got:
-            break
-        inc.write(got)
-        while True:
-            try:
-                piece = obj.read(65536)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLError:
-                ended = True
-                break
-            if not piece:
-                ended = True
-                break
-            answers += piece
-            last = time.time()
-    end = time.time()
-    s.close()
-    got_n = answers.count(b"HTTP/1.1 200")
-    check(got_n == n + 1, "pipelined requests + close_notify: all %d answers "
-          "(%d)" % (n + 1, got_n))
-    # keepalive_timeout is 20 s: a lost close_notify waits for it.
-    check(last is not None and end - last < 10,
-          "close_notify read together with requests that filled the input: "
-          "closed after the last answer (%.1f s later, not at "
-          "keepalive_timeout)" % ((end - last) if last else -1))
+s = socket.create_connection(("127.0.0.1", tls_port), 10)
+obj, inc, out = memory_tls(CTX, s, "a.test")
+obj.write(b"GET /b0?delay=1000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+s.sendall(out.read())
+time.sleep(0.2)
+pad = b"X-Pad: " + b"p" * 7900 + b"\r\n"
+n = 38  # about 300 KB: above the client side's 256 KiB high-water mark
+for i in range(n):
+    obj.write(b"GET /b%d HTTP/1.1\r\nHost: a.test\r\n%s\r\n" % (i + 1, pad))
+try:
+    obj.unwrap()  # close_notify, no FIN
+except ssl.SSLWantReadError:
+    pass
+s.sendall(out.read())
+s.settimeout(30)
+stamp = {}
+answers, ended = read_tls(s, obj, inc,
+                          on_data=lambda _: stamp.__setitem__("last", time.time()))
+end = time.time()
+last = stamp.get("last")
+s.close()
+got_n = answers.count(b"HTTP/1.1 200")
+check(got_n == n + 1, "pipelined requests + close_notify: all %d answers "
+      "(%d)" % (n + 1, got_n))
+# keepalive_timeout is 20 s: a lost close_notify waits for it.
+check(last is not None and end - last < 10,
+      "close_notify read together with requests that filled the input: "
+      "closed after the last answer (%.1f s later, not at "
+      "keepalive_timeout)" % ((end - last) if last else -1))
 
 cap = capacity()
 plain_cap = cap * 16336 // 16358  # records of one 16336-byte chain
