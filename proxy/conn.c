@@ -45,7 +45,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <openssl/ssl.h>
 
 #include "conf/conf.h"
 #include "conf/log.h"
@@ -1672,7 +1671,6 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	struct sl_conn *c;
 	struct timeval tv;
 	int one = 1;
-	bool ok;
 
 	c = calloc(1, sizeof *c);
 	if (c == NULL) {
@@ -1685,14 +1683,10 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 		return;
 	}
 	if (tls_ctx != NULL) {
-		SSL *ssl = NULL;
-
 		c->hs_timer = event_new(w->base, -1, 0, handshake_timer_cb, c);
-		if (c->hs_timer != NULL)
-			ssl = sl_tls_accept_ssl(tls_ctx);
-		ok = ssl != NULL && sl_io_start_tls(&c->io, ssl, true) == 0;
-		if (!ok) {
-			SSL_free(ssl);
+		if (c->hs_timer == NULL ||
+		    sl_io_start_tls(&c->io, sl_tls_accept_ssl(tls_ctx), true) !=
+		        0) {
 			sl_io_free(&c->io); /* closes FD */
 			if (c->hs_timer != NULL)
 				event_free(c->hs_timer);

@@ -110,6 +110,14 @@ sock_write(struct evbuffer *out, evutil_socket_t fd)
 	return (int)n;
 }
 
+/* Send BUF until it is empty or the socket is full; no callbacks. */
+static void
+send_what_fits(struct evbuffer *buf, evutil_socket_t fd)
+{
+	while (evbuffer_get_length(buf) > 0 && sock_write(buf, fd) > 0)
+		;
+}
+
 /* A timeval for MS: a common timeout of the loop when there is room. */
 static const struct timeval *
 timeout_tv(struct sl_io_loop *loop, uint32_t ms, struct timeval *tmp)
@@ -397,7 +405,7 @@ tls_outcome(struct sl_io_tls *t, int err)
 static void
 tls_fail(struct sl_io *io, short what)
 {
-	(void)sock_write(io->tls->raw_out, io->fd);
+	send_what_fits(io->tls->raw_out, io->fd);
 	ERR_clear_error();
 	fail(io, what);
 }
@@ -628,8 +636,8 @@ arm_write(struct sl_io *io)
 }
 
 /* Bytes not yet handed to the kernel: output, and TLS records. */
-static size_t
-unsent(const struct sl_io *io)
+size_t
+sl_io_unsent(const struct sl_io *io)
 {
 	size_t n = evbuffer_get_length(io->out);
 
@@ -657,7 +665,7 @@ static void
 write_now(struct sl_io *io)
 {
 	struct evbuffer *wire = io->tls != NULL ? io->tls->raw_out : io->out;
-	size_t before = unsent(io), left;
+	size_t before = sl_io_unsent(io), left;
 	bool sent = false;
 	int n, tries = 0;
 
@@ -673,7 +681,7 @@ write_now(struct sl_io *io)
 		}
 		n = sock_write(wire, io->fd);
 		sent = sent || n > 0;
-		left = unsent(io);
+		left = sl_io_unsent(io);
 	} while (n > 0 && left > 0 && ++tries < 4);
 	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 	    errno != EINTR) {
@@ -828,9 +836,13 @@ sl_io_start_tls(struct sl_io *io, SSL *ssl, bool accept)
 	struct sl_io_tls *t;
 	BIO *bio;
 
-	(void)pthread_once(&bio_once, bio_method_init);
-	if (bio_method == NULL || (t = calloc(1, sizeof *t)) == NULL)
+	if (ssl == NULL)
 		return -1;
+	(void)pthread_once(&bio_once, bio_method_init);
+	if (bio_method == NULL || (t = calloc(1, sizeof *t)) == NULL) {
+		SSL_free(ssl);
+		return -1;
+	}
 	t->raw_in = evbuffer_new();
 	t->raw_out = evbuffer_new();
 	bio = BIO_new(bio_method);
@@ -841,6 +853,7 @@ sl_io_start_tls(struct sl_io *io, SSL *ssl, bool accept)
 		if (t->raw_out != NULL)
 			evbuffer_free(t->raw_out);
 		free(t);
+		SSL_free(ssl);
 		return -1;
 	}
 	BIO_set_data(bio, t);
@@ -880,9 +893,7 @@ sl_io_tls_close_notify(struct sl_io *io)
 	ERR_clear_error();
 	(void)SSL_shutdown(t->ssl);
 	ERR_clear_error();
-	while (evbuffer_get_length(t->raw_out) > 0 &&
-	    sock_write(t->raw_out, io->fd) > 0)
-		;
+	send_what_fits(t->raw_out, io->fd);
 }
 
 int
@@ -926,7 +937,7 @@ sl_io_try_write(struct sl_io *io)
 
 	if (io->fd < 0 || (io->flags & (IO_CONNECTING | IO_FAILED)))
 		return;
-	while (unsent(io) > 0) {
+	while (sl_io_unsent(io) > 0) {
 		if (io->tls != NULL && tls_encrypt(io) != 0)
 			break;
 		if (sock_write(wire, io->fd) <= 0)
@@ -1017,12 +1028,6 @@ void
 sl_io_set_write_low(struct sl_io *io, uint32_t low)
 {
 	io->wlow = low;
-}
-
-size_t
-sl_io_unsent(const struct sl_io *io)
-{
-	return unsent(io);
 }
 
 evutil_socket_t

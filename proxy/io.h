@@ -105,7 +105,8 @@ int sl_io_init_socket(
  * once sl_io_connect succeeds. The handshake runs as bytes arrive (a
  * client reads for it even before sl_io_enable_read); output waits for
  * it. Its end is BEV_EVENT_CONNECTED; a failure is BEV_EVENT_ERROR
- * (sl_io_tls_error says why) or EOF. Returns 0, or -1 (SSL not taken).
+ * (sl_io_tls_error says why) or EOF. Takes SSL (freed on failure; NULL
+ * is a failure). Returns 0 or -1.
  */
 int sl_io_start_tls(struct sl_io *io, struct ssl_st *ssl, bool accept);
 

@@ -20,7 +20,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <openssl/ssl.h>
 
 #include "conf/log.h"
 #include "conf/xmalloc.h"
@@ -196,8 +195,6 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 	struct sl_pool *pool = w->pools[srv->id];
 	const struct ssl_ctx_st *ctx = tls != NULL ? tls->ctx : NULL;
 	struct sl_upstream *up;
-	SSL *ssl;
-	int r;
 
 	if (tls != NULL && ctx == NULL)
 		return NULL; /* never fall back to plain HTTP */
@@ -226,15 +223,11 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 		free(up);
 		return NULL;
 	}
-	if (tls != NULL) {
-		ssl = sl_tls_origin_ssl(tls, srv);
-		r = ssl != NULL ? sl_io_start_tls(&up->io, ssl, false) : -1;
-		if (r != 0) {
-			SSL_free(ssl);
-			sl_io_free(&up->io);
-			free(up);
-			return NULL;
-		}
+	if (tls != NULL &&
+	    sl_io_start_tls(&up->io, sl_tls_origin_ssl(tls, srv), false) != 0) {
+		sl_io_free(&up->io);
+		free(up);
+		return NULL;
 	}
 	/* The write timeout covers the connect; a TLS handshake mostly
 	 * waits to read, so it gets both. */
