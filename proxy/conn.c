@@ -748,6 +748,20 @@ scratch_reserve(struct sl_worker *w, size_t n)
 	return true;
 }
 
+/* Timeouts of the upstream while the response head is awaited:
+ * response_timeout runs from the end of the request; while the client's
+ * body is still coming the origin is not expected to answer (the client's
+ * body_timeout watches that side). body_timeout for the origin to take
+ * the request. */
+static void
+await_response_timeouts(struct sl_conn *c)
+{
+	const struct sl_global_conf *g = gconf(c);
+
+	sl_io_set_timeouts(&c->up->io,
+	    c->req_body_done ? g->response_timeout_ms : 0, g->body_timeout_ms);
+}
+
 /* Hand an upstream connection to this request. */
 static void
 attach_upstream(struct sl_conn *c, struct sl_upstream *up)
@@ -759,8 +773,7 @@ attach_upstream(struct sl_conn *c, struct sl_upstream *up)
 	sl_io_setcb(&up->io, up_read_cb, up_write_cb, up_event_cb, c);
 	sl_io_set_write_low(&up->io, 0);
 	if (up->connected)
-		sl_io_set_timeouts(&up->io, gconf(c)->response_timeout_ms,
-		    gconf(c)->body_timeout_ms);
+		await_response_timeouts(c);
 	sl_io_enable_read(&up->io);
 }
 
@@ -814,6 +827,8 @@ forward_request_body(struct sl_conn *c)
 		c->req_body_done = true;
 		/* Only the response matters now. */
 		sl_io_set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
+		if (c->resp_state != RESP_BODY && c->up->connected)
+			await_response_timeouts(c);
 		return;
 	}
 	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
@@ -1425,8 +1440,7 @@ up_event_cb(struct sl_io *io, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->up->connected = true;
-		sl_io_set_timeouts(io, gconf(c)->response_timeout_ms,
-		    gconf(c)->body_timeout_ms);
+		await_response_timeouts(c);
 		return;
 	}
 	if (c->state == CONN_TUNNEL) {

@@ -46,9 +46,16 @@ status, r, body = sl.get("/hole/x")
 check(status == 504, "connect to a server that never accepts: 504 (%d)" % status)
 check(b"connect timed out" in body, "504 body says the connect timed out")
 
+t0 = time.time()
 status, r, body = sl.get("/good/slow?delay=3000")
+took = time.time() - t0
 check(status == 504, "slow origin (3 s) past response_timeout (1 s): 504")
 check(b"response timed out" in body, "504 body says the response timed out")
+check(0.9 <= took < 2.5, "the 504 comes after response_timeout, not before "
+      "(%.2f s)" % took)
+status, r, body = sl.get("/good/slow?delay=500")
+check(status == 200, "an origin answering in 0.5 s is within the 1 s "
+      "response_timeout (%d)" % status)
 
 status, r, body = sl.get("/good/x?reset=1")
 check(status == 502, "origin resets before responding: 502")
@@ -67,7 +74,8 @@ check(status == 200, "the next request after a cut response is fine")
 t0 = time.time()
 raw = sl.raw(b"GET /good/x HTTP/1.1\r\nHost: a\r\n", shutdown=False, timeout=5)
 check(status_of(raw) == 408, "partial head then silence: 408 (%r)" % raw[:40])
-check(time.time() - t0 < 4, "408 arrives after about header_timeout")
+took = time.time() - t0
+check(0.9 <= took < 4, "408 arrives after about header_timeout (%.2f s)" % took)
 
 # Slowloris: one byte every 0.3 s never completes within header_timeout.
 s = socket.create_connection(("127.0.0.1", sl.port), 5)
@@ -95,6 +103,44 @@ raw = sl.raw(b"POST /good/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
              b"0123456789", shutdown=False, timeout=5)
 check(status_of(raw) == 408, "request body stalls: 408 (%r)" % raw[:30])
 
+# The body timeout is per read, not per body: 10 bytes every 0.4 s for
+# 4 s (10 x body_timeout's 1 s in total) get through.
+s = socket.create_connection(("127.0.0.1", sl.port), 5)
+s.sendall(b"POST /good/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+for i in range(10):
+    time.sleep(0.4)
+    s.sendall(b"%010d" % i)
+s.settimeout(5)
+got = b""
+try:
+    while b"\r\n\r\n" not in got:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+except socket.timeout:
+    pass
+s.close()
+check(status_of(got) == 200,
+      "a body that keeps coming (a piece every 0.4 s, body_timeout 1 s) is "
+      "forwarded whole (%r)" % got[:30])
+
+# The keep-alive timeout restarts with each request: requests every 0.5 s
+# for 3 s on one connection (keepalive_timeout 1 s) all get answers.
+c = sl.conn()
+answered = 0
+for i in range(6):
+    try:
+        c.request("GET", "/good/ka%d" % i)
+        if c.getresponse().read() is not None:
+            answered += 1
+    except (OSError, Exception):
+        break
+    time.sleep(0.5)
+c.close()
+check(answered == 6, "a connection used every 0.5 s outlives keepalive_timeout "
+      "(1 s): %d of 6 answered" % answered)
+
 # Keep-alive idle timeout closes the connection.
 s = socket.create_connection(("127.0.0.1", sl.port), 5)
 s.sendall(b"GET /good/x HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -106,8 +152,9 @@ try:
     rest = s.recv(4096)
 except socket.timeout:
     rest = None
+took = time.time() - t0
 check(rest == b"", "idle keep-alive connection closed by sluice")
-check(time.time() - t0 < 3.5, "closed after about keepalive_timeout")
+check(0.9 <= took < 3.5, "closed after about keepalive_timeout (%.2f s)" % took)
 s.close()
 
 # A client that goes away mid-download costs nothing.
