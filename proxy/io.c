@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +30,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "conf/xmalloc.h"
 #include "proxy/io.h"
 
 /* flags */
@@ -61,6 +63,7 @@ struct sl_io_tls {
 };
 
 static void write_now(struct sl_io *io);
+static void disarm_write(struct sl_io *io);
 static void write_ev_cb(evutil_socket_t fd, short what, void *arg);
 
 /*
@@ -118,50 +121,115 @@ send_what_fits(struct evbuffer *buf, evutil_socket_t fd)
 		;
 }
 
-/* A timeval for MS: a common timeout of the loop when there is room. */
-static const struct timeval *
-timeout_tv(struct sl_io_loop *loop, uint32_t ms, struct timeval *tmp)
-{
-	const struct timeval *tv;
-	unsigned i;
+/* ---- timeouts ----
+ *
+ * A read or write timeout is a deadline, now + the timeout, on the loop's
+ * queue for that duration and kind. Every deadline of a queue was set to
+ * "now + the same duration", so appending keeps the queue sorted and a
+ * restart (each read, each write that made progress) is an unlink and an
+ * append: no libevent timer work on the request path, where re-adding a
+ * timed event cost ~15% of a request's instructions. Each queue has one
+ * libevent timer, pending while the queue is not empty, for a time no
+ * later than its head's deadline; a head that moves on is not chased: the
+ * timer fires, finds nothing due and waits for the new head.
+ */
+struct sl_io_tq {
+	struct sl_io_tq *next;
+	struct event ev;
+	TAILQ_HEAD(sl_io_deadline_q, sl_io_deadline) q;
+	int64_t fire_at; /* when the timer is due; 0: not pending */
+	uint32_t ms;
+	bool write; /* write timeouts (and connects), else read timeouts */
+};
 
-	for (i = 0; i < loop->ntimeouts; i++) {
-		if (loop->timeouts[i].ms == ms)
-			return loop->timeouts[i].tv;
-	}
-	tmp->tv_sec = ms / 1000;
-	tmp->tv_usec = (ms % 1000) * 1000;
-	if (loop->ntimeouts == SL_IO_TIMEOUTS)
-		return tmp;
-	tv = event_base_init_common_timeout(loop->base, tmp);
-	if (tv == NULL)
-		return tmp;
-	loop->timeouts[loop->ntimeouts].ms = ms;
-	loop->timeouts[loop->ntimeouts].tv = tv;
-	loop->ntimeouts++;
-	return tv;
+static void tq_fire(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Deadlines are set from the coarse clock (a read costs 3 ns against 23
+ * for the precise clock in the bench VM; it ticks every few ms), plus one
+ * tick so that none expires early; expiry is judged by the precise clock.
+ * Both are CLOCK_MONOTONIC, the coarse one as of the last tick.
+ */
+static int64_t
+clock_ms(clockid_t id)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Register EV with the timeout MS (0: none). */
-static void
-add_with_timeout(struct sl_io *io, struct event *ev, uint32_t ms)
+/* The queue for MS of one kind: an existing one, an empty one taken over,
+ * or a new one (a few per process: one per timeout value in the config,
+ * and the values of past configs while connections still use them). */
+static struct sl_io_tq *
+tq_get(struct sl_io_loop *loop, uint32_t ms, bool write)
 {
-	struct timeval tmp;
+	struct sl_io_tq *tq, *spare = NULL;
 
-	if (ms != 0) {
-		(void)event_add(ev, timeout_tv(io->loop, ms, &tmp));
+	for (tq = loop->tqs; tq != NULL; tq = tq->next) {
+		if (tq->ms == ms && tq->write == write)
+			return tq;
+		if (spare == NULL && TAILQ_EMPTY(&tq->q))
+			spare = tq;
+	}
+	if ((tq = spare) == NULL) {
+		tq = sl_xcalloc(1, sizeof *tq);
+		TAILQ_INIT(&tq->q);
+		evtimer_assign(&tq->ev, loop->base, tq_fire, tq);
+		tq->next = loop->tqs;
+		loop->tqs = tq;
+	}
+	tq->ms = ms;
+	tq->write = write;
+	return tq;
+}
+
+/* Make TQ's timer due at AT. */
+static void
+tq_arm(struct sl_io_tq *tq, int64_t at)
+{
+	int64_t now = clock_ms(CLOCK_MONOTONIC);
+	int64_t ms = at > now ? at - now : 0;
+	struct timeval tv = {
+	    (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+	(void)evtimer_add(&tq->ev, &tv);
+	tq->fire_at = at;
+}
+
+static void
+deadline_stop(struct sl_io_deadline *dl)
+{
+	if (dl->tq != NULL) {
+		TAILQ_REMOVE(&dl->tq->q, dl, link);
+		dl->tq = NULL;
+	}
+}
+
+/* (Re)start IO's deadline DL to MS from now (0: stop it). */
+static void
+deadline_start(
+    struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms, bool write)
+{
+	struct sl_io_tq *tq;
+	bool empty;
+
+	if (ms == 0) {
+		deadline_stop(dl);
 		return;
 	}
-	/* No timeout. libevent keeps a persistent event's last timeout
-	 * through event_del and event_add(NULL) and would re-arm it on the
-	 * next activation; event_remove_timer forgets it, but only while a
-	 * timer is pending, so make one pending first. */
-	if (!event_pending(ev, EV_TIMEOUT, NULL)) {
-		tmp.tv_sec = 3600;
-		tmp.tv_usec = 0;
-		(void)event_add(ev, &tmp);
-	}
-	(void)event_remove_timer(ev);
+	tq = dl->tq;
+	if (tq != NULL)
+		TAILQ_REMOVE(&tq->q, dl, link);
+	if (tq == NULL || tq->ms != ms)
+		tq = dl->tq = tq_get(io->loop, ms, write);
+	/* The clock never goes back: appending keeps the queue sorted. */
+	dl->at = clock_ms(CLOCK_MONOTONIC_COARSE) + io->loop->tick_ms + ms;
+	empty = TAILQ_EMPTY(&tq->q);
+	TAILQ_INSERT_TAIL(&tq->q, dl, link);
+	if (empty && (tq->fire_at == 0 || tq->fire_at > dl->at))
+		tq_arm(tq, dl->at);
 }
 
 /* Run a callback that may free IO; returns false when it did. Nests: a
@@ -178,12 +246,24 @@ add_with_timeout(struct sl_io *io, struct event *ev, uint32_t ms)
 		alive_;                                                        \
 	})
 
+/* Start reading, or restart the read timeout. */
+static void
+start_reading(struct sl_io *io)
+{
+	if (!(io->flags & IO_READING)) {
+		(void)event_add(&io->rd, NULL);
+		io->flags |= IO_READING;
+	}
+	deadline_start(io, &io->rdl, io->rtimeout_ms, false);
+}
+
 static void
 stop_reading(struct sl_io *io)
 {
 	if (io->flags & IO_READING) {
 		io->flags &= ~IO_READING;
 		(void)event_del(&io->rd);
+		deadline_stop(&io->rdl);
 	}
 }
 
@@ -539,6 +619,8 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 		fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
 		return 0;
 	}
+	if (io->flags & IO_READING) /* the read timeout restarts */
+		deadline_start(io, &io->rdl, io->rtimeout_ms, false);
 	total =
 	    recv_into(io, io->tls != NULL ? io->tls->raw_in : io->in, fd, &end);
 	if (total < 0) {
@@ -552,8 +634,6 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 			fail(io, BEV_EVENT_READING | end);
 		return 0;
 	}
-	/* No timer work here: libevent restarts a persistent event's
-	 * timeout each time the event fires (event_persist_closure). */
 	if (io->read_cb != NULL && !IO_CALL(io, io->read_cb(io, io->arg)))
 		return 0;
 	/* The data came with an EOF or error: the caller reports it after
@@ -570,8 +650,7 @@ connect_done(struct sl_io *io, short what)
 
 	io->flags &= ~IO_CONNECTING;
 	if (what & EV_TIMEOUT) {
-		(void)event_del(io->wr);
-		io->flags &= ~IO_WR_ARMED;
+		disarm_write(io);
 		fail(io, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT);
 		return;
 	}
@@ -580,8 +659,7 @@ connect_done(struct sl_io *io, short what)
 	else if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
 		err = errno;
 	if (err != 0) {
-		(void)event_del(io->wr);
-		io->flags &= ~IO_WR_ARMED;
+		disarm_write(io);
 		errno = err;
 		fail(io, BEV_EVENT_ERROR);
 		return;
@@ -590,10 +668,8 @@ connect_done(struct sl_io *io, short what)
 		/* TCP is up; CONNECTED comes when the handshake ends. It
 		 * waits for the server, so it reads whether or not the user
 		 * does yet. */
-		if (!(io->flags & IO_READING)) {
-			io->flags |= IO_READING;
-			add_with_timeout(io, &io->rd, io->rtimeout_ms);
-		}
+		if (!(io->flags & IO_READING))
+			start_reading(io);
 		if (tls_handshake(io) < 0)
 			return;
 	} else if (io->event_cb != NULL &&
@@ -611,8 +687,7 @@ do_write(struct sl_io *io, short what)
 		return;
 	}
 	if (what & EV_TIMEOUT) {
-		(void)event_del(io->wr);
-		io->flags &= ~IO_WR_ARMED;
+		disarm_write(io);
 		fail(io, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT);
 		return;
 	}
@@ -629,9 +704,13 @@ arm_write(struct sl_io *io)
 		if (io->wr == NULL)
 			return -1;
 	}
-	/* Re-adding restarts the timeout: the socket made progress. */
-	add_with_timeout(io, io->wr, io->wtimeout_ms);
-	io->flags |= IO_WR_ARMED;
+	if (!(io->flags & IO_WR_ARMED)) {
+		if (event_add(io->wr, NULL) != 0)
+			return -1;
+		io->flags |= IO_WR_ARMED;
+	}
+	/* (Re)starts the timeout: the socket made progress. */
+	deadline_start(io, &io->wdl, io->wtimeout_ms, true);
 	return 0;
 }
 
@@ -652,6 +731,7 @@ disarm_write(struct sl_io *io)
 	if (io->flags & IO_WR_ARMED) {
 		(void)event_del(io->wr);
 		io->flags &= ~IO_WR_ARMED;
+		deadline_stop(&io->wdl);
 	}
 }
 
@@ -770,6 +850,37 @@ write_ev_cb(evutil_socket_t fd, short what, void *arg)
 		flush(loop);
 }
 
+/* A queue's timer: time out the ios whose deadlines have passed, then wait
+ * for the next. */
+static void
+tq_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_io_tq *tq = arg;
+	struct sl_io_deadline *dl;
+	struct sl_io *io;
+	int64_t now = clock_ms(CLOCK_MONOTONIC);
+
+	(void)fd;
+	(void)what;
+	tq->fire_at = 0;
+	/* A timeout may free other ios or start deadlines on this queue:
+	 * take the head afresh each time. */
+	while ((dl = TAILQ_FIRST(&tq->q)) != NULL && dl->at <= now) {
+		deadline_stop(dl);
+		if (tq->write) {
+			io = (struct sl_io *)((char *)dl -
+			    offsetof(struct sl_io, wdl));
+			write_ev_cb(io->fd, EV_TIMEOUT, io);
+		} else {
+			io = (struct sl_io *)((char *)dl -
+			    offsetof(struct sl_io, rdl));
+			read_ev_cb(io->fd, EV_TIMEOUT, io);
+		}
+	}
+	if (dl != NULL && (tq->fire_at == 0 || tq->fire_at > dl->at))
+		tq_arm(tq, dl->at);
+}
+
 /* The flush event: output added outside io callbacks. */
 static void
 flush_ev_cb(evutil_socket_t fd, short what, void *arg)
@@ -788,22 +899,35 @@ out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 int
 sl_io_loop_init(struct sl_io_loop *loop, struct event_base *base)
 {
+	struct timespec res;
+
 	memset(loop, 0, sizeof *loop);
 	loop->base = base;
 	TAILQ_INIT(&loop->dirty);
 	loop->flush_ev = event_new(base, -1, 0, flush_ev_cb, loop);
 	loop->rbuf = malloc(IO_READ_CHUNK);
+	/* The coarse clock's tick, rounded up to whole ms. */
+	loop->tick_ms = 10;
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0)
+		loop->tick_ms = (uint32_t)((res.tv_nsec + 999999) / 1000000);
 	return loop->flush_ev != NULL && loop->rbuf != NULL ? 0 : -1;
 }
 
 void
 sl_io_loop_free(struct sl_io_loop *loop)
 {
+	struct sl_io_tq *tq;
+
 	if (loop->flush_ev != NULL)
 		event_free(loop->flush_ev);
 	loop->flush_ev = NULL;
 	free(loop->rbuf);
 	loop->rbuf = NULL;
+	while ((tq = loop->tqs) != NULL) {
+		loop->tqs = tq->next;
+		(void)event_del(&tq->ev);
+		free(tq);
+	}
 }
 
 int
@@ -962,6 +1086,8 @@ sl_io_free(struct sl_io *io)
 	}
 	if (io->flags & IO_DIRTY)
 		TAILQ_REMOVE(&io->loop->dirty, io, dirty_link);
+	deadline_stop(&io->rdl);
+	deadline_stop(&io->wdl);
 	if (io->fd >= 0) {
 		(void)event_del(&io->rd);
 		if (io->wr != NULL)
@@ -993,8 +1119,7 @@ sl_io_enable_read(struct sl_io *io)
 {
 	if (io->fd < 0)
 		return;
-	io->flags |= IO_READING;
-	add_with_timeout(io, &io->rd, io->rtimeout_ms);
+	start_reading(io);
 	/* An EOF seen while reading was off is found again by the next read
 	 * (a FIN stays readable); a close_notify was consumed into the SSL,
 	 * so look again without waiting for the socket. */
@@ -1015,12 +1140,12 @@ sl_io_set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms)
 	if (read_ms != io->rtimeout_ms) {
 		io->rtimeout_ms = read_ms;
 		if (io->flags & IO_READING)
-			add_with_timeout(io, &io->rd, read_ms);
+			deadline_start(io, &io->rdl, read_ms, false);
 	}
 	if (write_ms != io->wtimeout_ms) {
 		io->wtimeout_ms = write_ms;
 		if (io->flags & IO_WR_ARMED)
-			add_with_timeout(io, io->wr, write_ms);
+			deadline_start(io, &io->wdl, write_ms, true);
 	}
 }
 

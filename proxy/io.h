@@ -13,7 +13,9 @@
  *     scratch and copied into a right-sized chain, a stream whose reads
  *     fill 16 KiB reads straight into space reserved in the input buffer,
  *     up to 64 KiB per wake-up;
- *   - keeps its timeouts on libevent's common-timeout queues (O(1) re-arm);
+ *   - keeps its timeouts as deadlines on the loop's own queues, one per
+ *     duration: a restart moves the deadline to the tail of its queue
+ *     (no libevent timer work per read), one timer per queue fires;
  *   - allocates its write event only the first time it needs one, so an
  *     idle keep-alive connection costs one event and two buffers.
  * TLS is a mode of the same stream (sl_io_start_tls): recv and send move
@@ -53,28 +55,33 @@ struct sl_io;
 typedef void (*sl_io_data_cb)(struct sl_io *io, void *arg);
 typedef void (*sl_io_event_cb)(struct sl_io *io, short what, void *arg);
 
-#define SL_IO_TIMEOUTS 8 /* distinct timeout values kept as common ones */
+struct sl_io_tq; /* a queue of deadlines of one duration (io.c) */
+
+/* When an io's read or write timeout expires. */
+struct sl_io_deadline {
+	TAILQ_ENTRY(sl_io_deadline) link;
+	struct sl_io_tq *tq; /* the queue it waits on; NULL: not running */
+	int64_t at;          /* ms, CLOCK_MONOTONIC */
+};
 
 /* One per event base: the ios with output to flush, and timeouts. */
 struct sl_io_loop {
 	struct event_base *base;
 	struct event *flush_ev;
 	TAILQ_HEAD(, sl_io) dirty;
-	struct {
-		uint32_t ms;
-		const struct timeval *tv;
-	} timeouts[SL_IO_TIMEOUTS];
-	unsigned ntimeouts;
-	unsigned depth; /* io callbacks running (nested) */
-	char *rbuf;     /* reads of small messages land here first (io.c) */
+	struct sl_io_tq *tqs; /* deadline queues, one per duration and kind */
+	uint32_t tick_ms;     /* the coarse clock's resolution (io.c) */
+	unsigned depth;       /* io callbacks running (nested) */
+	char *rbuf; /* reads of small messages land here first (io.c) */
 };
 
 struct sl_io {
 	struct evbuffer *in, *out;
 	struct sl_io_tls *tls; /* TLS mode: the SSL and its ciphertext */
 	struct sl_io_loop *loop;
-	struct event rd;  /* plain mode: read interest and read timeout */
-	struct event *wr; /* plain mode: allocated on first EAGAIN/connect */
+	struct event rd;  /* read interest */
+	struct event *wr; /* allocated on the first EAGAIN or connect */
+	struct sl_io_deadline rdl, wdl; /* read and write timeouts */
 	TAILQ_ENTRY(sl_io) dirty_link;
 	sl_io_data_cb read_cb, write_cb;
 	sl_io_event_cb event_cb;
