@@ -863,6 +863,26 @@ run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
 	return done;
 }
 
+/* Body bytes up to this are copied in behind what the destination holds
+ * (a head, usually) rather than moved as a chain of their own: a small
+ * response then leaves in one send() instead of a two-part sendmsg(). */
+#define BODY_COPY_MAX 2048
+
+/* Move N bytes from SRC to DST. */
+static void
+move_body(struct evbuffer *src, struct evbuffer *dst, size_t n)
+{
+	struct evbuffer_iovec v;
+
+	if (n <= BODY_COPY_MAX &&
+	    evbuffer_peek(src, (ev_ssize_t)n, NULL, &v, 1) == 1 &&
+	    v.iov_len >= n && evbuffer_add(dst, v.iov_base, n) == 0) {
+		evbuffer_drain(src, n);
+		return;
+	}
+	evbuffer_remove_buffer(src, dst, n);
+}
+
 /* Feed body bytes through the parser and move them on. */
 int
 sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
@@ -880,7 +900,7 @@ sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
 	if (dechunk)
 		evbuffer_drain(src, consumed);
 	else if (consumed > 0)
-		evbuffer_remove_buffer(src, dst, consumed);
+		move_body(src, dst, consumed);
 	return done;
 }
 
