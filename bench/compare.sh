@@ -18,7 +18,12 @@
 #   4. memory per idle keep-alive client connection: RSS of a freshly
 #      started proxy before and after --idle clients each made one request
 #      and stayed connected;
-#   5. sluice with measure = yes against measure = no, alternating.
+#   5. sluice with measure = yes against measure = no, alternating;
+#   6. throughput with each proxy held to --cap percent of one CPU by the
+#      kernel's CPU controller (cgroup cpu quota), wrk at 64 and 1000
+#      connections: the proxy is then the bottleneck, with the load
+#      generator and origins far from theirs, which on a 2-CPU machine is
+#      the only way the proxy's own capacity shows in a closed loop.
 # Prints a markdown report and writes it to bench/out/report-DATE.md (raw
 # numbers next to it, .tsv). Everything listens on 127.0.0.1 only; every
 # process started here is killed by pid when the script exits.
@@ -38,6 +43,7 @@ install=yes
 disturbed=10
 retries=2
 quiet_wait=20
+cap=50
 cmdline="bench/compare.sh${*:+ $*}"
 
 usage() {
@@ -58,6 +64,8 @@ usage: bench/compare.sh [options]
   --retries N      at most N more attempts per run ($retries)
   --quiet-wait S   before each run, wait up to S seconds for the machine
                    to be quiet ($quiet_wait)
+  --cap P          CPU quota for the capped throughput runs, percent of one
+                   CPU (0: skip them) ($cap)
 EOF
 }
 
@@ -75,6 +83,7 @@ while [ $# -gt 0 ]; do
 	--disturbed) disturbed=$2; shift ;;
 	--retries) retries=$2; shift ;;
 	--quiet-wait) quiet_wait=$2; shift ;;
+	--cap) cap=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
 	esac
@@ -86,6 +95,8 @@ for v in rounds dur workers idle_n disturbed quiet_wait; do
 	esac
 done
 case "$retries" in '' | *[!0-9]*) echo "compare.sh: bad value '$retries' for retries" >&2; exit 2 ;; esac
+case "$cap" in '' | *[!0-9]*) echo "compare.sh: bad value '$cap' for cap" >&2; exit 2 ;; esac
+[ "$cap" -le 100 ] || { echo "compare.sh: --cap is a percent of one CPU, at most 100" >&2; exit 2; }
 
 PROG=compare.sh
 # shellcheck source=bench/lib.sh
@@ -132,6 +143,41 @@ else
 	PIN_OTHER=()
 	pin_note="no CPU pinning"
 fi
+
+# A CPU-quota group for the capped runs (cgroup v2 cpu.max, else the v1
+# cpu controller): period 10 ms, quota $cap% of it. Sets cap_dir (the
+# group) and cap_root (where its processes go back to), or leaves them
+# empty and says why.
+cap_dir=
+cap_root=
+cap_setup() {
+	local period=10000 quota=$((cap * 100)) d
+	if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		d=/sys/fs/cgroup/sluice-bench-$$
+		grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null ||
+			echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+		mkdir "$d" 2>/dev/null && echo "$quota $period" >"$d/cpu.max" 2>/dev/null &&
+			{ cap_dir=$d; cap_root=/sys/fs/cgroup; return 0; }
+		rmdir "$d" 2>/dev/null
+	fi
+	if [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+		d=/sys/fs/cgroup/cpu/sluice-bench-$$
+		mkdir "$d" 2>/dev/null && echo "$period" >"$d/cpu.cfs_period_us" &&
+			echo "$quota" >"$d/cpu.cfs_quota_us" &&
+			{ cap_dir=$d; cap_root=/sys/fs/cgroup/cpu; return 0; }
+		rmdir "$d" 2>/dev/null
+	fi
+	log "no writable CPU controller (cgroup v2 cpu.max or v1 cpu); capped runs skipped"
+	return 1
+}
+
+cleanup_hook() { [ -z "$cap_dir" ] || rmdir "$cap_dir" 2>/dev/null; }
+
+# Moves every process of proxy $1 into cgroup directory $2.
+cap_move() {
+	local p
+	for p in $(proxy_pids "$1"); do echo "$p" >"$2/cgroup.procs" || return 1; done
+}
 
 # Free loopback ports, asked of the kernel.
 free_ports() {
@@ -538,6 +584,21 @@ for pct in 50 80; do
 	done
 done
 
+if [ "$cap" -gt 0 ] && cap_setup; then
+	log "capped throughput: each proxy held to $cap% of one CPU ($cap_dir)"
+	for conns in 64 1000; do
+		for r in $(seq "$rounds"); do
+			for p in "${PROXIES[@]}"; do
+				cap_move "$p" "$cap_dir" || { log "could not move $p into $cap_dir"; continue; }
+				measured run_wrk "$p" "$conns" / "cap_c$conns" "$r"
+				cap_move "$p" "$cap_root"
+			done
+		done
+	done
+	record cap all 0 percent "$cap"
+	rmdir "$cap_dir" 2>/dev/null
+fi
+
 log "inline measurement: sluice measure = yes vs no, alternating"
 for r in $(seq $((rounds * 2))); do
 	for p in sluice sluice_off; do
@@ -624,6 +685,21 @@ for label, t in rows:
     print(f"| {label} | " + " | ".join(fmt(m[p], 2) for p in P) +
           f" | {ratio(m['sluice'], m['haproxy'])} |")
 print()
+
+cap = med("cap", "all", "percent")
+if cap is not None:
+    print(f"## Throughput with each proxy held to {cap:.0f}% of one CPU (cgroup CPU quota), requests/s, median\n")
+    print("The proxy is the bottleneck here and the load generator is not "
+          "(it has the rest of the machine): the proxies' own capacity per "
+          "core, compared under the same closed loop (wrk -t1, 3 B).\n")
+    print(H + " sluice / best other |")
+    print("|---|---:|---:|---:|---:|")
+    for label, t in (("64 conns, 3 B", "cap_c64"), ("1000 conns, 3 B", "cap_c1000")):
+        m = {p: med(t, p, "rps") for p in P}
+        others = [m[p] for p in P[1:] if m[p] is not None]
+        print(f"| {label} | " + " | ".join(fmt(m[p]) for p in P) +
+              f" | {ratio(m['sluice'], max(others) if others else None)} |")
+    print()
 
 print("## Latency at a fixed rate (sl-loadgen, open loop, 64 connections), ms, median\n")
 for pct in (50, 80):

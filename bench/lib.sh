@@ -51,6 +51,7 @@ cleanup() {
 	sleep 0.3
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
+	! declare -F cleanup_hook >/dev/null || cleanup_hook
 	[ -n "${KEEP_RUN:-}" ] || rm -rf "$run"
 }
 trap cleanup EXIT
