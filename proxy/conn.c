@@ -1731,6 +1731,7 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	SL_STAT_ADD(w->wstats.conns_active, 1);
 	sl_io_setcb(
 	    &c->io, client_read_cb, client_write_cb, client_event_cb, c);
+	(void)sl_worker_current_table(w); /* a reload's timeouts apply */
 	sl_io_set_timeouts(
 	    &c->io, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);
 	sl_io_enable_read(&c->io);

@@ -63,17 +63,26 @@ publish_min_epoch(struct sl_worker *w)
 	__atomic_store_n(&w->min_epoch, min, __ATOMIC_RELEASE);
 }
 
-/* The table for a new request; switches to a newer one if published. */
+/* Switch the worker to the newest published table; returns it. */
 struct sl_route_table *
-sl_worker_hold_table(struct sl_worker *w)
+sl_worker_current_table(struct sl_worker *w)
 {
 	struct sl_route_table *t = sl_route_current();
-	size_t i;
 
 	if (t != w->table) {
 		w->table = t;
 		publish_min_epoch(w);
 	}
+	return t;
+}
+
+/* The table for a new request; switches to a newer one if published. */
+struct sl_route_table *
+sl_worker_hold_table(struct sl_worker *w)
+{
+	struct sl_route_table *t = sl_worker_current_table(w);
+	size_t i;
+
 	for (i = 0; i < w->nheld; i++) {
 		if (w->held[i].table == t) {
 			w->held[i].refs++;

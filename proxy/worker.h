@@ -119,6 +119,9 @@ uint64_t sl_workers_min_epoch(struct sl_worker **workers, unsigned nworkers);
 /* Worker side: the table for a new request (held until released). */
 struct sl_route_table *sl_worker_hold_table(struct sl_worker *w);
 void sl_worker_release_table(struct sl_worker *w, struct sl_route_table *t);
+/* The newest table, without holding it (valid while it is w->table): a
+ * new connection's timeouts come from it. */
+struct sl_route_table *sl_worker_current_table(struct sl_worker *w);
 
 /* Worker side: a connection closed; accept again if paused. */
 void sl_worker_conn_closed(struct sl_worker *w);

@@ -2,6 +2,8 @@
 """Timeouts and failing origins: every wait has a timeout with the right
 status, and a failing origin costs a request, never the process."""
 
+import os
+import signal
 import socket
 import time
 
@@ -211,6 +213,23 @@ for i in range(5):
     status, r, body = sl.get("/good/again%d" % i)
     ok += status == 200
 check(ok == 5, "after the origin restarts, 5 of 5 requests succeed (%d)" % ok)
+
+# A reload that changes header_timeout (1 s -> 2 s): new connections get
+# the new value (a timeout value sluice has not used before).
+with open(sl.path) as f:
+    text = f.read()
+sl.write(text.replace("header_timeout = 1s", "header_timeout = 2s"))
+reloads = sl.logtext().count("reloaded ")
+os.kill(sl.proc.pid, signal.SIGHUP)
+deadline = time.time() + 10
+while sl.logtext().count("reloaded ") == reloads and time.time() < deadline:
+    time.sleep(0.05)
+t0 = time.time()
+raw = sl.raw(b"GET /good/x HTTP/1.1\r\nHost: a\r\n", shutdown=False, timeout=6)
+took = time.time() - t0
+check(status_of(raw) == 408 and 1.9 <= took < 4.5,
+      "after a reload to header_timeout = 2s, a stalled head gets 408 after "
+      "about 2 s (%.2f s, %r)" % (took, raw[:30]))
 
 check(sl.proc.poll() is None, "sluice is still running after all failures")
 check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
