@@ -144,19 +144,38 @@ struct sl_io_tq {
 
 static void tq_fire(evutil_socket_t fd, short what, void *arg);
 
-/*
- * Deadlines are set from the coarse clock (a read costs 3 ns against 23
- * for the precise clock in the bench VM; it ticks every few ms), plus one
- * tick so that none expires early; expiry is judged by the precise clock.
- * Both are CLOCK_MONOTONIC, the coarse one as of the last tick.
- */
 static int64_t
-clock_ms(clockid_t id)
+clock_ms(void)
 {
 	struct timespec ts;
 
-	(void)clock_gettime(id, &ts);
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Now, for a deadline: read at most once per outermost io callback (a
+ * read costs ~23 ns in the bench VM, and every callback restarts a
+ * deadline). Not CLOCK_MONOTONIC_COARSE: it lagged the precise clock by
+ * up to 6 ms with its 4 ms tick, and a deadline set from it fired early.
+ */
+static int64_t
+loop_now(struct sl_io_loop *loop)
+{
+	if (loop->depth == 0)
+		return clock_ms();
+	if (loop->now == 0)
+		loop->now = clock_ms();
+	return loop->now;
+}
+
+/* Enter an io callback (leaving is loop->depth--): the clock is read
+ * again when a deadline next needs it. */
+static void
+loop_enter(struct sl_io_loop *loop)
+{
+	if (loop->depth++ == 0)
+		loop->now = 0;
 }
 
 /* The queue for MS of one kind: an existing one, an empty one taken over,
@@ -189,7 +208,7 @@ tq_get(struct sl_io_loop *loop, uint32_t ms, bool write)
 static void
 tq_arm(struct sl_io_tq *tq, int64_t at)
 {
-	int64_t now = clock_ms(CLOCK_MONOTONIC);
+	int64_t now = clock_ms();
 	int64_t ms = at > now ? at - now : 0;
 	struct timeval tv = {
 	    (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -212,8 +231,8 @@ static void
 deadline_start(
     struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms, bool write)
 {
+	struct sl_io_deadline *last;
 	struct sl_io_tq *tq;
-	bool empty;
 
 	if (ms == 0) {
 		deadline_stop(dl);
@@ -224,11 +243,15 @@ deadline_start(
 		TAILQ_REMOVE(&tq->q, dl, link);
 	if (tq == NULL || tq->ms != ms)
 		tq = dl->tq = tq_get(io->loop, ms, write);
-	/* The clock never goes back: appending keeps the queue sorted. */
-	dl->at = clock_ms(CLOCK_MONOTONIC_COARSE) + io->loop->tick_ms + ms;
-	empty = TAILQ_EMPTY(&tq->q);
+	/* The clock never goes back, so appending keeps the queue sorted.
+	 * + 1: a reading taken earlier in this callback must not make the
+	 * timeout short; the guard keeps the order whatever the clock does. */
+	dl->at = loop_now(io->loop) + ms + 1;
+	last = TAILQ_LAST(&tq->q, sl_io_deadline_q);
+	if (last != NULL && last->at > dl->at)
+		dl->at = last->at;
 	TAILQ_INSERT_TAIL(&tq->q, dl, link);
-	if (empty && (tq->fire_at == 0 || tq->fire_at > dl->at))
+	if (last == NULL && (tq->fire_at == 0 || tq->fire_at > dl->at))
 		tq_arm(tq, dl->at);
 }
 
@@ -799,7 +822,7 @@ flush(struct sl_io_loop *loop)
 {
 	struct sl_io *io;
 
-	loop->depth++;
+	loop_enter(loop);
 	while ((io = TAILQ_FIRST(&loop->dirty)) != NULL) {
 		TAILQ_REMOVE(&loop->dirty, io, dirty_link);
 		io->flags &= ~IO_DIRTY;
@@ -818,7 +841,7 @@ read_ev_cb(evutil_socket_t fd, short what, void *arg)
 	short end;
 
 	io->alive = &alive;
-	loop->depth++;
+	loop_enter(loop);
 	end = do_read(io, fd, what);
 	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
 		flush(loop);
@@ -831,7 +854,7 @@ read_ev_cb(evutil_socket_t fd, short what, void *arg)
 	 * read. Unless the callback stopped reading (backpressure): the next
 	 * enable finds it. */
 	if (end != 0 && (io->flags & IO_READING)) {
-		loop->depth++;
+		loop_enter(loop);
 		fail(io, BEV_EVENT_READING | end);
 		if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
 			flush(loop);
@@ -844,7 +867,7 @@ write_ev_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_io *io = arg;
 	struct sl_io_loop *loop = io->loop;
 
-	loop->depth++;
+	loop_enter(loop);
 	do_write(io, what);
 	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
 		flush(loop);
@@ -858,7 +881,7 @@ tq_fire(evutil_socket_t fd, short what, void *arg)
 	struct sl_io_tq *tq = arg;
 	struct sl_io_deadline *dl;
 	struct sl_io *io;
-	int64_t now = clock_ms(CLOCK_MONOTONIC);
+	int64_t now = clock_ms();
 
 	(void)fd;
 	(void)what;
@@ -899,17 +922,11 @@ out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 int
 sl_io_loop_init(struct sl_io_loop *loop, struct event_base *base)
 {
-	struct timespec res;
-
 	memset(loop, 0, sizeof *loop);
 	loop->base = base;
 	TAILQ_INIT(&loop->dirty);
 	loop->flush_ev = event_new(base, -1, 0, flush_ev_cb, loop);
 	loop->rbuf = malloc(IO_READ_CHUNK);
-	/* The coarse clock's tick, rounded up to whole ms. */
-	loop->tick_ms = 10;
-	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0)
-		loop->tick_ms = (uint32_t)((res.tv_nsec + 999999) / 1000000);
 	return loop->flush_ev != NULL && loop->rbuf != NULL ? 0 : -1;
 }
 

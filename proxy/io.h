@@ -70,7 +70,7 @@ struct sl_io_loop {
 	struct event *flush_ev;
 	TAILQ_HEAD(, sl_io) dirty;
 	struct sl_io_tq *tqs; /* deadline queues, one per duration and kind */
-	uint32_t tick_ms;     /* the coarse clock's resolution (io.c) */
+	int64_t now;          /* ms, read once per outermost callback (io.c) */
 	unsigned depth;       /* io callbacks running (nested) */
 	char *rbuf; /* reads of small messages land here first (io.c) */
 };

@@ -1,0 +1,332 @@
+/*
+ * test_io.c — the timeouts of proxy/io.c's streams: deadlines on
+ * per-duration queues. Real sockets (socketpairs) and a real event loop;
+ * timing is only ever checked from below (a timeout never fires early)
+ * and loosely from above.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "proxy/io.h"
+
+#define NIO 8
+
+/* One stream under test and what happened to it. */
+struct probe {
+	struct sl_io io;
+	int peer; /* the other end of the socketpair */
+	int64_t started_ms, fired_ms;
+	short what; /* the event callback's flags; 0: not called */
+	int reads;
+	int order; /* 1 for the first stream to time out, 2 next, ... */
+};
+
+struct fixture {
+	struct event_base *base;
+	struct sl_io_loop loop;
+	struct probe p[NIO];
+	int nfired;
+	int live; /* probes whose timeout is still expected */
+};
+
+static struct fixture *fx;
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+read_cb(struct sl_io *io, void *arg)
+{
+	struct probe *p = arg;
+	struct evbuffer *in = sl_io_input(io);
+
+	p->reads++;
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void
+event_cb(struct sl_io *io, short what, void *arg)
+{
+	struct probe *p = arg;
+
+	(void)io;
+	p->what = what;
+	p->fired_ms = mono_ms();
+	p->order = ++fx->nfired;
+	if (--fx->live == 0)
+		event_base_loopbreak(fx->base);
+}
+
+/* Probe I on a fresh socketpair, callbacks set, nothing enabled. */
+static struct probe *
+probe_new(int i)
+{
+	struct probe *p = &fx->p[i];
+	int sv[2];
+
+	memset(p, 0, sizeof *p);
+	assert_int_equal(socketpair(AF_UNIX,
+	                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+	    0);
+	assert_int_equal(sl_io_init_socket(&p->io, &fx->loop, sv[0]), 0);
+	p->peer = sv[1];
+	sl_io_setcb(&p->io, read_cb, NULL, event_cb, p);
+	return p;
+}
+
+/* Start P's read timeout of MS. */
+static void
+start_read(struct probe *p, uint32_t ms)
+{
+	sl_io_set_timeouts(&p->io, ms, 0);
+	sl_io_enable_read(&p->io);
+	p->started_ms = mono_ms();
+	fx->live++;
+}
+
+static void
+probe_free(struct probe *p)
+{
+	sl_io_free(&p->io);
+	if (p->peer >= 0)
+		close(p->peer);
+	p->peer = -1;
+}
+
+/* Run the loop until every expected timeout fired (10 s at most). */
+static void
+run(void)
+{
+	struct timeval limit = {10, 0};
+
+	event_base_loopexit(fx->base, &limit);
+	event_base_dispatch(fx->base);
+	assert_int_equal(fx->live, 0);
+}
+
+static int
+setup(void **state)
+{
+	struct event_config *cfg = event_config_new();
+
+	(void)state;
+	fx = calloc(1, sizeof *fx);
+	assert_non_null(fx);
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+	fx->base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	assert_non_null(fx->base);
+	assert_int_equal(sl_io_loop_init(&fx->loop, fx->base), 0);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	sl_io_loop_free(&fx->loop);
+	event_base_free(fx->base);
+	free(fx);
+	fx = NULL;
+	return 0;
+}
+
+/* A read timeout fires once, never before its time. */
+static void
+test_read_timeout(void **state)
+{
+	struct probe *p = probe_new(0);
+
+	(void)state;
+	start_read(p, 60);
+	run();
+	assert_int_equal(p->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+	assert_true(p->fired_ms - p->started_ms >= 60);
+	assert_true(p->fired_ms - p->started_ms < 2000);
+	probe_free(p);
+}
+
+/* Each read restarts the timeout: a byte every 20 ms for 10 reads keeps
+ * a 200 ms timeout away (the whole drip takes as long as the timeout);
+ * it fires 200 ms after the last byte. */
+static void
+drip(evutil_socket_t fd, short what, void *arg)
+{
+	struct probe *p = arg;
+	static int sent;
+
+	(void)fd;
+	(void)what;
+	if (sent++ < 10) {
+		assert_int_equal(write(p->peer, "x", 1), 1);
+		p->started_ms = mono_ms(); /* the timeout restarts from here */
+	}
+}
+
+static void
+test_read_timeout_restarts(void **state)
+{
+	struct probe *p = probe_new(0);
+	struct timeval every = {0, 20000};
+	struct event *t = event_new(fx->base, -1, EV_PERSIST, drip, p);
+
+	(void)state;
+	event_add(t, &every);
+	start_read(p, 200);
+	run();
+	event_free(t);
+	assert_int_equal(p->reads, 10);
+	assert_int_equal(p->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+	assert_true(p->fired_ms - p->started_ms >= 200);
+	probe_free(p);
+}
+
+/* Streams with different timeouts (their own queues) and equal ones (one
+ * queue) fire in the order of their deadlines, none early. */
+static void
+test_queues_in_order(void **state)
+{
+	static const uint32_t ms[] = {90, 20, 70, 40, 110, 40, 30};
+	int i, j;
+
+	(void)state;
+	for (i = 0; i < 7; i++)
+		start_read(probe_new(i), ms[i]);
+	run();
+	for (i = 0; i < 7; i++) {
+		struct probe *p = &fx->p[i];
+
+		assert_int_equal(
+		    p->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+		assert_true(p->fired_ms - p->started_ms >= (int64_t)ms[i]);
+		for (j = 0; j < 7; j++) {
+			/* Deadlines 10 ms or more apart stay in order. */
+			if (ms[j] >= ms[i] + 10)
+				assert_true(fx->p[j].order > p->order);
+		}
+	}
+	for (i = 0; i < 7; i++)
+		probe_free(&fx->p[i]);
+}
+
+/*
+ * A queue left empty with its timer still pending far ahead (a stream
+ * with a 5 s timeout, freed) is taken over by a new duration: the new,
+ * earlier deadline must not wait for the old timer.
+ */
+static void
+test_queue_taken_over(void **state)
+{
+	struct probe *p = probe_new(0), *q;
+
+	(void)state;
+	sl_io_set_timeouts(&p->io, 5000, 0);
+	sl_io_enable_read(&p->io);
+	probe_free(p);
+	q = probe_new(1);
+	start_read(q, 50);
+	run();
+	assert_int_equal(q->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+	assert_true(q->fired_ms - q->started_ms >= 50);
+	assert_true(q->fired_ms - q->started_ms < 2000);
+	probe_free(q);
+}
+
+/* Reading off: no read timeout. A 30 ms timeout with reading disabled
+ * stays quiet while another stream's 150 ms one fires. */
+static void
+test_disabled_read_no_timeout(void **state)
+{
+	struct probe *p = probe_new(0), *q = probe_new(1);
+
+	(void)state;
+	sl_io_set_timeouts(&p->io, 30, 0);
+	sl_io_enable_read(&p->io);
+	sl_io_disable_read(&p->io);
+	start_read(q, 150);
+	run();
+	assert_int_equal(p->what, 0);
+	assert_int_equal(q->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+	probe_free(p);
+	probe_free(q);
+}
+
+/* A timeout of 0 is none: changing 40 ms to 0 while reading stops it. */
+static void
+test_zero_is_none(void **state)
+{
+	struct probe *p = probe_new(0), *q = probe_new(1);
+
+	(void)state;
+	sl_io_set_timeouts(&p->io, 40, 0);
+	sl_io_enable_read(&p->io);
+	sl_io_set_timeouts(&p->io, 0, 0);
+	start_read(q, 150);
+	run();
+	assert_int_equal(p->what, 0);
+	probe_free(p);
+	probe_free(q);
+}
+
+/* Output the peer never reads: the write timeout fires once the socket
+ * is full and no progress is made for its duration. */
+static void
+test_write_timeout(void **state)
+{
+	struct probe *p = probe_new(0);
+	static char chunk[65536];
+
+	(void)state;
+	sl_io_set_timeouts(&p->io, 0, 60);
+	memset(chunk, 'y', sizeof chunk);
+	for (int i = 0; i < 64; i++)
+		evbuffer_add(sl_io_output(&p->io), chunk, sizeof chunk);
+	p->started_ms = mono_ms();
+	fx->live++;
+	run();
+	assert_int_equal(p->what, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT);
+	assert_true(p->fired_ms - p->started_ms >= 60);
+	assert_true(sl_io_unsent(&p->io) > 0);
+	probe_free(p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_read_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_read_timeout_restarts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_queues_in_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_queue_taken_over, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_disabled_read_no_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_zero_is_none, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_write_timeout, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
