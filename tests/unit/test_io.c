@@ -152,18 +152,23 @@ teardown(void **state)
 }
 
 /* A read timeout fires once, never before its time. */
+/* Start P's read timeout of MS, run, and check it fired in time. */
+static void
+expect_read_timeout(struct probe *p, uint32_t ms)
+{
+	start_read(p, ms);
+	run();
+	assert_int_equal(p->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+	assert_true(p->fired_ms - p->started_ms >= (int64_t)ms);
+	assert_true(p->fired_ms - p->started_ms < 2000);
+	probe_free(p);
+}
+
 static void
 test_read_timeout(void **state)
 {
-	struct probe *p = probe_new(0);
-
 	(void)state;
-	start_read(p, 60);
-	run();
-	assert_int_equal(p->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
-	assert_true(p->fired_ms - p->started_ms >= 60);
-	assert_true(p->fired_ms - p->started_ms < 2000);
-	probe_free(p);
+	expect_read_timeout(probe_new(0), 60);
 }
 
 /* Each read restarts the timeout: a byte every 20 ms for 10 reads keeps
@@ -237,55 +242,53 @@ test_queues_in_order(void **state)
 static void
 test_queue_taken_over(void **state)
 {
-	struct probe *p = probe_new(0), *q;
+	struct probe *p = probe_new(0);
 
 	(void)state;
 	sl_io_set_timeouts(&p->io, 5000, 0);
 	sl_io_enable_read(&p->io);
 	probe_free(p);
-	q = probe_new(1);
-	start_read(q, 50);
+	expect_read_timeout(probe_new(1), 50);
+}
+
+/* A 30 ms read timeout made void by DISARM (reading turned off, or the
+ * timeout set to 0) stays quiet while another stream's 150 ms one fires. */
+static void
+check_no_timeout(void (*disarm)(struct sl_io *io))
+{
+	struct probe *p = probe_new(0), *q = probe_new(1);
+
+	sl_io_set_timeouts(&p->io, 30, 0);
+	sl_io_enable_read(&p->io);
+	disarm(&p->io);
+	start_read(q, 150);
 	run();
+	assert_int_equal(p->what, 0);
 	assert_int_equal(q->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
-	assert_true(q->fired_ms - q->started_ms >= 50);
-	assert_true(q->fired_ms - q->started_ms < 2000);
+	probe_free(p);
 	probe_free(q);
 }
 
-/* Reading off: no read timeout. A 30 ms timeout with reading disabled
- * stays quiet while another stream's 150 ms one fires. */
+static void
+set_zero(struct sl_io *io)
+{
+	sl_io_set_timeouts(io, 0, 0);
+}
+
+/* Reading off: no read timeout. */
 static void
 test_disabled_read_no_timeout(void **state)
 {
-	struct probe *p = probe_new(0), *q = probe_new(1);
-
 	(void)state;
-	sl_io_set_timeouts(&p->io, 30, 0);
-	sl_io_enable_read(&p->io);
-	sl_io_disable_read(&p->io);
-	start_read(q, 150);
-	run();
-	assert_int_equal(p->what, 0);
-	assert_int_equal(q->what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
-	probe_free(p);
-	probe_free(q);
+	check_no_timeout(sl_io_disable_read);
 }
 
-/* A timeout of 0 is none: changing 40 ms to 0 while reading stops it. */
+/* A timeout of 0 is none, also when set while reading. */
 static void
 test_zero_is_none(void **state)
 {
-	struct probe *p = probe_new(0), *q = probe_new(1);
-
 	(void)state;
-	sl_io_set_timeouts(&p->io, 40, 0);
-	sl_io_enable_read(&p->io);
-	sl_io_set_timeouts(&p->io, 0, 0);
-	start_read(q, 150);
-	run();
-	assert_int_equal(p->what, 0);
-	probe_free(p);
-	probe_free(q);
+	check_no_timeout(set_zero);
 }
 
 /* Output the peer never reads: the write timeout fires once the socket
