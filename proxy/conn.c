@@ -417,6 +417,16 @@ end_request(struct sl_conn *c)
 	c->retry_head = NULL;
 }
 
+/* Close once everything queued for the client has been sent (now, or from
+ * client_write_cb when the socket takes the rest). */
+static void
+close_when_sent(struct sl_conn *c)
+{
+	c->state = CONN_CLOSING;
+	if (sl_io_unsent(&c->io) == 0)
+		conn_close(c);
+}
+
 /*
  * Has the client finished: it half-closed, and no complete request head is
  * left in the input? Requests it sent before its EOF are answered first,
@@ -436,9 +446,7 @@ static void
 next_request_or_close(struct sl_conn *c)
 {
 	if (!c->client_keepalive || client_finished(c) || c->w->stopping) {
-		c->state = CONN_CLOSING;
-		if (sl_io_unsent(&c->io) == 0)
-			conn_close(c);
+		close_when_sent(c);
 		return;
 	}
 	c->state = CONN_IDLE;
@@ -875,9 +883,7 @@ start_request(struct sl_conn *c, size_t head_len)
 		SL_STAT_INC(w->wstats.client_aborts);
 		sl_log_debug("client %s: request body cut by the EOF", c->ip);
 		c->client_keepalive = false;
-		c->state = CONN_CLOSING;
-		if (sl_io_unsent(&c->io) == 0)
-			conn_close(c);
+		close_when_sent(c);
 		return;
 	}
 	c->req_method = head->method;
@@ -1087,9 +1093,7 @@ tunnel_end(struct sl_conn *c)
 	sl_io_try_write(&c->up->io);
 	sl_upstream_free(c->up);
 	c->up = NULL;
-	c->state = CONN_CLOSING;
-	if (sl_io_unsent(&c->io) == 0)
-		conn_close(c);
+	close_when_sent(c);
 }
 
 /* The response is complete: pool the upstream, then next request. */
@@ -1119,9 +1123,7 @@ abort_response(struct sl_conn *c)
 	c->up = NULL;
 	c->client_keepalive = false;
 	end_request(c);
-	c->state = CONN_CLOSING;
-	if (sl_io_unsent(&c->io) == 0)
-		conn_close(c);
+	close_when_sent(c);
 }
 
 /* Stream response body bytes to the client. */

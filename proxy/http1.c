@@ -873,9 +873,10 @@ move_body(struct evbuffer *src, struct evbuffer *dst, size_t n)
 {
 	struct evbuffer_iovec v;
 
+	/* One extent: the first chain holds all N bytes. */
 	if (n <= BODY_COPY_MAX &&
 	    evbuffer_peek(src, (ev_ssize_t)n, NULL, &v, 1) == 1 &&
-	    v.iov_len >= n && evbuffer_add(dst, v.iov_base, n) == 0) {
+	    evbuffer_add(dst, v.iov_base, n) == 0) {
 		evbuffer_drain(src, n);
 		return;
 	}

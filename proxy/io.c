@@ -64,6 +64,7 @@ struct sl_io_tls {
 
 static void write_now(struct sl_io *io);
 static void disarm_write(struct sl_io *io);
+static void flush(struct sl_io_loop *loop);
 static void write_ev_cb(evutil_socket_t fd, short what, void *arg);
 
 /*
@@ -169,13 +170,21 @@ loop_now(struct sl_io_loop *loop)
 	return loop->now;
 }
 
-/* Enter an io callback (leaving is loop->depth--): the clock is read
- * again when a deadline next needs it. */
+/* Enter an io callback: the clock is read again when a deadline next
+ * needs it. */
 static void
 loop_enter(struct sl_io_loop *loop)
 {
 	if (loop->depth++ == 0)
 		loop->now = 0;
+}
+
+/* Leave an io callback; the outermost sends what the callbacks wrote. */
+static void
+loop_leave(struct sl_io_loop *loop)
+{
+	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
+		flush(loop);
 }
 
 /* The queue for MS of one kind: an existing one, an empty one taken over,
@@ -226,10 +235,10 @@ deadline_stop(struct sl_io_deadline *dl)
 	}
 }
 
-/* (Re)start IO's deadline DL to MS from now (0: stop it). */
+/* (Re)start IO's deadline DL (its rdl or wdl) to MS from now (0: stop
+ * it). */
 static void
-deadline_start(
-    struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms, bool write)
+deadline_start(struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms)
 {
 	struct sl_io_deadline *last;
 	struct sl_io_tq *tq;
@@ -242,7 +251,7 @@ deadline_start(
 	if (tq != NULL)
 		TAILQ_REMOVE(&tq->q, dl, link);
 	if (tq == NULL || tq->ms != ms)
-		tq = dl->tq = tq_get(io->loop, ms, write);
+		tq = dl->tq = tq_get(io->loop, ms, dl == &io->wdl);
 	/* The clock never goes back, so appending keeps the queue sorted.
 	 * + 1: a reading taken earlier in this callback must not make the
 	 * timeout short; the guard keeps the order whatever the clock does. */
@@ -277,7 +286,7 @@ start_reading(struct sl_io *io)
 		(void)event_add(&io->rd, NULL);
 		io->flags |= IO_READING;
 	}
-	deadline_start(io, &io->rdl, io->rtimeout_ms, false);
+	deadline_start(io, &io->rdl, io->rtimeout_ms);
 }
 
 static void
@@ -643,7 +652,7 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 		return 0;
 	}
 	if (io->flags & IO_READING) /* the read timeout restarts */
-		deadline_start(io, &io->rdl, io->rtimeout_ms, false);
+		deadline_start(io, &io->rdl, io->rtimeout_ms);
 	total =
 	    recv_into(io, io->tls != NULL ? io->tls->raw_in : io->in, fd, &end);
 	if (total < 0) {
@@ -733,7 +742,7 @@ arm_write(struct sl_io *io)
 		io->flags |= IO_WR_ARMED;
 	}
 	/* (Re)starts the timeout: the socket made progress. */
-	deadline_start(io, &io->wdl, io->wtimeout_ms, true);
+	deadline_start(io, &io->wdl, io->wtimeout_ms);
 	return 0;
 }
 
@@ -814,8 +823,8 @@ write_now(struct sl_io *io)
  * Write every io that got output. Runs when the outermost io callback
  * returns, so a request read from a client is on its way to the origin
  * before the next ready socket is looked at (one epoll_wait can return
- * dozens); output added outside io callbacks (timers, TLS connections'
- * bufferevents) waits for the flush event, later in the same iteration.
+ * dozens); output added outside io callbacks (timers) waits for the flush
+ * event, later in the same iteration.
  */
 static void
 flush(struct sl_io_loop *loop)
@@ -843,8 +852,7 @@ read_ev_cb(evutil_socket_t fd, short what, void *arg)
 	io->alive = &alive;
 	loop_enter(loop);
 	end = do_read(io, fd, what);
-	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
-		flush(loop);
+	loop_leave(loop);
 	if (!alive)
 		return;
 	io->alive = NULL;
@@ -856,8 +864,7 @@ read_ev_cb(evutil_socket_t fd, short what, void *arg)
 	if (end != 0 && (io->flags & IO_READING)) {
 		loop_enter(loop);
 		fail(io, BEV_EVENT_READING | end);
-		if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
-			flush(loop);
+		loop_leave(loop);
 	}
 }
 
@@ -869,8 +876,7 @@ write_ev_cb(evutil_socket_t fd, short what, void *arg)
 
 	loop_enter(loop);
 	do_write(io, what);
-	if (--loop->depth == 0 && !TAILQ_EMPTY(&loop->dirty))
-		flush(loop);
+	loop_leave(loop);
 }
 
 /* A queue's timer: time out the ios whose deadlines have passed, then wait
@@ -947,6 +953,14 @@ sl_io_loop_free(struct sl_io_loop *loop)
 	}
 }
 
+/* IO's read event, for its socket (added when reading starts). */
+static void
+assign_read(struct sl_io *io)
+{
+	event_assign(&io->rd, io->loop->base, io->fd, EV_READ | EV_PERSIST,
+	    read_ev_cb, io);
+}
+
 int
 sl_io_init_socket(struct sl_io *io, struct sl_io_loop *loop, evutil_socket_t fd)
 {
@@ -959,8 +973,7 @@ sl_io_init_socket(struct sl_io *io, struct sl_io_loop *loop, evutil_socket_t fd)
 	    evbuffer_add_cb(io->out, out_cb, io) == NULL)
 		goto fail;
 	if (fd >= 0)
-		event_assign(&io->rd, loop->base, fd, EV_READ | EV_PERSIST,
-		    read_ev_cb, io);
+		assign_read(io);
 	return 0;
 fail:
 	if (io->in != NULL)
@@ -1047,8 +1060,7 @@ sl_io_connect(struct sl_io *io, const struct sockaddr *addr, int len)
 	if (io->fd < 0)
 		return -1;
 	(void)setsockopt(io->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	event_assign(&io->rd, io->loop->base, io->fd, EV_READ | EV_PERSIST,
-	    read_ev_cb, io);
+	assign_read(io);
 	io->flags |= IO_CONNECTING;
 	if (connect(io->fd, addr, (socklen_t)len) != 0 &&
 	    errno != EINPROGRESS) {
@@ -1157,12 +1169,12 @@ sl_io_set_timeouts(struct sl_io *io, uint32_t read_ms, uint32_t write_ms)
 	if (read_ms != io->rtimeout_ms) {
 		io->rtimeout_ms = read_ms;
 		if (io->flags & IO_READING)
-			deadline_start(io, &io->rdl, read_ms, false);
+			deadline_start(io, &io->rdl, read_ms);
 	}
 	if (write_ms != io->wtimeout_ms) {
 		io->wtimeout_ms = write_ms;
 		if (io->flags & IO_WR_ARMED)
-			deadline_start(io, &io->wdl, write_ms, true);
+			deadline_start(io, &io->wdl, write_ms);
 	}
 }
 

@@ -964,6 +964,7 @@ sl_tls_accept_ssl(SSL_CTX *ctx)
 		ERR_clear_error();
 	return ssl;
 }
+
 /* The host part of "host:port", "[v6]:port" into BUF. */
 static const char *
 server_host(const char *text, char *buf, size_t size)
