@@ -173,25 +173,19 @@ static void up_read_cb(struct sl_io *io, void *arg);
 static void up_write_cb(struct sl_io *io, void *arg);
 static void up_event_cb(struct sl_io *io, short what, void *arg);
 
-/* Milliseconds on the monotonic clock (the same clock as now_us: a coarse
- * clock can lag it, and the difference would wrap). */
+/* Microseconds on the monotonic clock, for latency: read once per wake-up
+ * of W's loop (the time the socket was found ready, see sl_io_now_us). */
 static uint64_t
-now_ms(void)
+now_us(struct sl_worker *w)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return sl_io_now_us(&w->io_loop);
 }
 
-/* Microseconds on the monotonic clock, for latency. */
+/* Milliseconds on the same clock. */
 static uint64_t
-now_us(void)
+now_ms(struct sl_worker *w)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	return now_us(w) / 1000;
 }
 
 /* The global settings of the table the worker last saw. */
@@ -402,7 +396,7 @@ end_request(struct sl_conn *c)
 		 * goes into the version's histogram. */
 		if (c->table->conf->global.measure)
 			sl_hist_record(
-			    &c->vs->latency, now_us() - c->req_start_us);
+			    &c->vs->latency, now_us(c->w) - c->req_start_us);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}
@@ -450,7 +444,7 @@ next_request_or_close(struct sl_conn *c)
 		return;
 	}
 	c->state = CONN_IDLE;
-	c->idle_since_ms = now_ms();
+	c->idle_since_ms = now_ms(c->w);
 	c->scan = 0;
 	sl_io_set_timeouts(
 	    &c->io, gconf(c)->keepalive_timeout_ms, gconf(c)->body_timeout_ms);
@@ -1027,7 +1021,7 @@ client_process(struct sl_conn *c)
 		if (c->state == CONN_IDLE) {
 			c->state = CONN_HEAD;
 			c->req_start_us =
-			    gconf(c)->measure ? now_us() : now_ms() * 1000;
+			    now_us(c->w);
 			c->head_start_ms = c->req_start_us / 1000;
 			c->scan = 0;
 			sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
@@ -1038,7 +1032,7 @@ client_process(struct sl_conn *c)
 			if (len > gconf(c)->max_header_size) {
 				count_refusal(c->w, 431);
 				send_error(c, 431, "request head too large");
-			} else if (now_ms() >
+			} else if (now_ms(c->w) >
 			    c->head_start_ms + gconf(c)->header_timeout_ms) {
 				SL_STAT_INC(c->w->wstats.header_timeout);
 				send_error(c, 408, "request head too slow");
@@ -1211,7 +1205,7 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 		return false;
 	if (kind == FAIL_RESET && c->up_reused)
 		return false; /* a stale pooled connection: handled below */
-	srv = sl_upstream_pick(w, c->ver, now_ms(), c->srv->id);
+	srv = sl_upstream_pick(w, c->ver, now_ms(w), c->srv->id);
 	if (srv == NULL || !resend(c, srv))
 		return false;
 	w->retry_tokens -= 100;
@@ -1250,7 +1244,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 		        : kind == FAIL_RESET        ? SL_EJECT_RESET
 		        : kind == FAIL_BAD_RESPONSE ? SL_EJECT_5XX
 		                                    : SL_EJECT_CONNECT,
-		    now_ms());
+		    now_ms(w));
 	if (retry_elsewhere(c, kind))
 		return;
 	if (kind == FAIL_RESET && c->up_reused && !c->retried &&
@@ -1342,7 +1336,7 @@ handle_response_head(struct sl_conn *c)
 				    c->svc->conf,
 				    head->status >= 500 ? SL_EJECT_5XX
 				                        : SL_EJECT_NONE,
-				    now_ms());
+				    now_ms(w));
 		}
 		if (!scratch_reserve(w, end * 2 + 1024)) {
 			conn_close(c);
@@ -1757,7 +1751,7 @@ void
 sl_conn_close_idle(struct sl_worker *w, uint64_t grace_ms)
 {
 	struct sl_conn *c, *next;
-	uint64_t now = now_ms();
+	uint64_t now = now_ms(w);
 
 	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);

@@ -146,28 +146,37 @@ struct sl_io_tq {
 static void tq_fire(evutil_socket_t fd, short what, void *arg);
 
 static int64_t
-clock_ms(void)
+clock_us(void)
 {
 	struct timespec ts;
 
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t
+clock_ms(void)
+{
+	return clock_us() / 1000;
 }
 
 /*
- * Now, for a deadline: read at most once per outermost io callback (a
- * read costs ~23 ns in the bench VM, and every callback restarts a
- * deadline). Not CLOCK_MONOTONIC_COARSE: it lagged the precise clock by
- * up to 6 ms with its 4 ms tick, and a deadline set from it fired early.
+ * Now, for deadlines and the connections' timestamps: read at most once
+ * per outermost io callback, when first needed (a read costs ~23 ns in the
+ * bench VM; a request restarts deadlines and takes timestamps in several
+ * callbacks). A read callback restarts its deadline before it reads, so
+ * the time is when the socket was found ready. Not
+ * CLOCK_MONOTONIC_COARSE: it lagged the precise clock by up to 6 ms with
+ * its 4 ms tick, and a deadline set from it fired early.
  */
-static int64_t
-loop_now(struct sl_io_loop *loop)
+uint64_t
+sl_io_now_us(struct sl_io_loop *loop)
 {
 	if (loop->depth == 0)
-		return clock_ms();
-	if (loop->now == 0)
-		loop->now = clock_ms();
-	return loop->now;
+		return (uint64_t)clock_us();
+	if (loop->now_us == 0)
+		loop->now_us = clock_us();
+	return (uint64_t)loop->now_us;
 }
 
 /* Enter an io callback: the clock is read again when a deadline next
@@ -176,7 +185,7 @@ static void
 loop_enter(struct sl_io_loop *loop)
 {
 	if (loop->depth++ == 0)
-		loop->now = 0;
+		loop->now_us = 0;
 }
 
 /* Leave an io callback; the outermost sends what the callbacks wrote. */
@@ -255,7 +264,7 @@ deadline_start(struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms)
 	/* The clock never goes back, so appending keeps the queue sorted.
 	 * + 1: a reading taken earlier in this callback must not make the
 	 * timeout short; the guard keeps the order whatever the clock does. */
-	dl->at = loop_now(io->loop) + ms + 1;
+	dl->at = (int64_t)(sl_io_now_us(io->loop) / 1000) + ms + 1;
 	last = TAILQ_LAST(&tq->q, sl_io_deadline_q);
 	if (last != NULL && last->at > dl->at)
 		dl->at = last->at;

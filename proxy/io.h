@@ -70,7 +70,7 @@ struct sl_io_loop {
 	struct event *flush_ev;
 	TAILQ_HEAD(, sl_io) dirty;
 	struct sl_io_tq *tqs; /* deadline queues, one per duration and kind */
-	int64_t now;          /* ms, read once per outermost callback (io.c) */
+	int64_t now_us;       /* read once per outermost callback (io.c) */
 	unsigned depth;       /* io callbacks running (nested) */
 	char *rbuf; /* reads of small messages land here first (io.c) */
 };
@@ -96,6 +96,14 @@ struct sl_io {
 /* Set up LOOP on BASE. Returns 0 or -1. */
 int sl_io_loop_init(struct sl_io_loop *loop, struct event_base *base);
 void sl_io_loop_free(struct sl_io_loop *loop);
+
+/*
+ * CLOCK_MONOTONIC in microseconds, read once per outermost io callback
+ * (when first needed: a read callback's socket was just found ready) and
+ * afresh outside callbacks. One clock read serves every timestamp and
+ * deadline of a wake-up.
+ */
+uint64_t sl_io_now_us(struct sl_io_loop *loop);
 
 /*
  * Make IO a plain stream on connected non-blocking socket FD (taking
