@@ -1020,8 +1020,7 @@ client_process(struct sl_conn *c)
 			return;
 		if (c->state == CONN_IDLE) {
 			c->state = CONN_HEAD;
-			c->req_start_us =
-			    now_us(c->w);
+			c->req_start_us = now_us(c->w);
 			c->head_start_ms = c->req_start_us / 1000;
 			c->scan = 0;
 			sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
