@@ -40,6 +40,7 @@
 #define IO_DIRTY      0x08 /* on the loop's dirty list */
 #define IO_FAILED     0x10 /* connect failed at once: report from the loop */
 #define IO_BULK       0x20 /* reads fill chunks: recv into reserved space */
+#define IO_MORE       0x40 /* on the loop's more list */
 
 /* Read this much per recv: a 16 KiB chain with libevent's chain header
  * (chains are allocated in powers of two including the header). */
@@ -287,7 +288,31 @@ deadline_start(struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms)
 		alive_;                                                        \
 	})
 
-/* Start reading, or restart the read timeout. */
+/*
+ * Start reading, or restart the read timeout.
+ *
+ * The events are edge-triggered (EV_ET): epoll reports a socket when data
+ * arrives, not again on every wait while it stays readable, which saves
+ * the kernel a poll of each socket after each wake-up. The rules that
+ * keep an edge from being lost:
+ *   - a read callback reads until recv comes up short (the socket is
+ *     empty: later data makes a new edge) or reports EOF or an error; one
+ *     that stops at IO_READ_MAX reads on in the next iteration (read_on);
+ *   - a FIN behind the data makes no edge of its own: the event asks for
+ *     EV_CLOSED (EPOLLRDHUP), and a wake-up that has it reads on past a
+ *     short read to EAGAIN or the EOF (do_read);
+ *   - reading that stops and resumes needs nothing more: an edge that
+ *     came while reading was off, or that the stop dropped from libevent's
+ *     active queue, is found again because every stop and start reaches
+ *     epoll (libevent's changelist turns a stop and a start in one loop
+ *     iteration into EPOLL_CTL_MOD, not into nothing), and epoll_ctl
+ *     reports a socket that is ready when it is added or modified
+ *     (tests/unit/test_io.c holds libevent to this);
+ *   - a write that stops before EAGAIN with output left (the tries ran
+ *     out) runs again at once (event_active); one that hit EAGAIN gets an
+ *     edge when the socket drains (for TCP, only then: an ACK wakes a
+ *     writer that found the socket full).
+ */
 static void
 start_reading(struct sl_io *io)
 {
@@ -388,6 +413,44 @@ recv_into(
 	if (total < IO_READ_CHUNK)
 		io->flags &= ~IO_BULK;
 	return (ssize_t)total;
+}
+
+/*
+ * IO stopped reading at IO_READ_MAX: the socket may hold more, and no
+ * edge will say so. It reads on in the next loop iteration, after the
+ * sockets that became ready meanwhile and the timers (more_ev is a timer
+ * due at once), as a level-triggered event would have had it.
+ */
+static void
+read_on(struct sl_io *io)
+{
+	static const struct timeval at_once = {0, 0};
+	struct sl_io_loop *loop = io->loop;
+
+	if (io->flags & IO_MORE)
+		return;
+	if (TAILQ_EMPTY(&loop->more))
+		(void)event_add(loop->more_ev, &at_once);
+	TAILQ_INSERT_TAIL(&loop->more, io, more_link);
+	io->flags |= IO_MORE;
+}
+
+/* The more_ev timer: the ios still reading read on (read_ev_cb), to EAGAIN
+ * or EOF. Activated, not called: a read may free others on the list. */
+static void
+more_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_io_loop *loop = arg;
+	struct sl_io *io;
+
+	(void)fd;
+	(void)what;
+	while ((io = TAILQ_FIRST(&loop->more)) != NULL) {
+		TAILQ_REMOVE(&loop->more, io, more_link);
+		io->flags &= ~IO_MORE;
+		if (io->flags & IO_READING)
+			event_active(&io->rd, EV_READ | EV_CLOSED, 0);
+	}
 }
 
 /* Queue IO for the flush (output to send, or TLS records to send). */
@@ -653,8 +716,9 @@ tls_read(struct sl_io *io, short end)
 static short
 do_read(struct sl_io *io, evutil_socket_t fd, short what)
 {
+	struct evbuffer *buf;
 	short end;
-	ssize_t total;
+	ssize_t total, more;
 
 	if (what & EV_TIMEOUT) {
 		fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
@@ -662,8 +726,22 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 	}
 	if (io->flags & IO_READING) /* the read timeout restarts */
 		deadline_start(io, &io->rdl, io->rtimeout_ms);
-	total =
-	    recv_into(io, io->tls != NULL ? io->tls->raw_in : io->in, fd, &end);
+	buf = io->tls != NULL ? io->tls->raw_in : io->in;
+	total = recv_into(io, buf, fd, &end);
+	/* A short read emptied the socket, but a FIN that came with the
+	 * data makes no edge of its own: with EV_CLOSED (epoll saw the FIN,
+	 * or the wake-up is ours and cannot tell) read on to EAGAIN or EOF. */
+	while ((what & EV_CLOSED) && end == 0 && total > 0 &&
+	    total < IO_READ_MAX) {
+		more = recv_into(io, buf, fd, &end);
+		if (more <= 0) {
+			total = more < 0 ? more : total;
+			break;
+		}
+		total += more;
+	}
+	if (total >= IO_READ_MAX && end == 0)
+		read_on(io);
 	if (total < 0) {
 		fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
 		return 0;
@@ -741,7 +819,7 @@ arm_write(struct sl_io *io)
 {
 	if (io->wr == NULL) {
 		io->wr = event_new(io->loop->base, io->fd,
-		    EV_WRITE | EV_PERSIST, write_ev_cb, io);
+		    EV_WRITE | EV_PERSIST | EV_ET, write_ev_cb, io);
 		if (io->wr == NULL)
 			return -1;
 	}
@@ -822,6 +900,9 @@ write_now(struct sl_io *io)
 			fail(io, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
 			return;
 		}
+		/* The tries ran out before EAGAIN: no edge will come. */
+		if (n > 0)
+			event_active(io->wr, EV_WRITE, 0);
 	} else
 		disarm_write(io); /* TLS: output may wait for the handshake */
 	if (left < before && left <= io->wlow && io->write_cb != NULL)
@@ -850,17 +931,17 @@ flush(struct sl_io_loop *loop)
 	loop->depth--;
 }
 
+/* Data arrived (EV_READ), or the read timeout expired (EV_TIMEOUT). */
 static void
-read_ev_cb(evutil_socket_t fd, short what, void *arg)
+read_event(struct sl_io *io, short what)
 {
-	struct sl_io *io = arg;
 	struct sl_io_loop *loop = io->loop; /* IO may be freed below */
 	bool alive = true;
 	short end;
 
 	io->alive = &alive;
 	loop_enter(loop);
-	end = do_read(io, fd, what);
+	end = do_read(io, io->fd, what);
 	loop_leave(loop);
 	if (!alive)
 		return;
@@ -875,6 +956,15 @@ read_ev_cb(evutil_socket_t fd, short what, void *arg)
 		fail(io, BEV_EVENT_READING | end);
 		loop_leave(loop);
 	}
+}
+
+/* The read event: EV_READ, with EV_CLOSED when epoll saw a FIN or when
+ * more_ev_cb cannot tell. (Read timeouts are deadlines: tq_fire.) */
+static void
+read_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	read_event(arg, what & (EV_READ | EV_CLOSED));
 }
 
 static void
@@ -912,7 +1002,7 @@ tq_fire(evutil_socket_t fd, short what, void *arg)
 		} else {
 			io = (struct sl_io *)((char *)dl -
 			    offsetof(struct sl_io, rdl));
-			read_ev_cb(io->fd, EV_TIMEOUT, io);
+			read_event(io, EV_TIMEOUT);
 		}
 	}
 	if (dl != NULL && (tq->fire_at == 0 || tq->fire_at > dl->at))
@@ -940,9 +1030,14 @@ sl_io_loop_init(struct sl_io_loop *loop, struct event_base *base)
 	memset(loop, 0, sizeof *loop);
 	loop->base = base;
 	TAILQ_INIT(&loop->dirty);
+	TAILQ_INIT(&loop->more);
 	loop->flush_ev = event_new(base, -1, 0, flush_ev_cb, loop);
+	loop->more_ev = event_new(base, -1, 0, more_ev_cb, loop);
 	loop->rbuf = malloc(IO_READ_CHUNK);
-	return loop->flush_ev != NULL && loop->rbuf != NULL ? 0 : -1;
+	return loop->flush_ev != NULL && loop->more_ev != NULL &&
+	        loop->rbuf != NULL
+	    ? 0
+	    : -1;
 }
 
 void
@@ -953,6 +1048,9 @@ sl_io_loop_free(struct sl_io_loop *loop)
 	if (loop->flush_ev != NULL)
 		event_free(loop->flush_ev);
 	loop->flush_ev = NULL;
+	if (loop->more_ev != NULL)
+		event_free(loop->more_ev);
+	loop->more_ev = NULL;
 	free(loop->rbuf);
 	loop->rbuf = NULL;
 	while ((tq = loop->tqs) != NULL) {
@@ -966,8 +1064,8 @@ sl_io_loop_free(struct sl_io_loop *loop)
 static void
 assign_read(struct sl_io *io)
 {
-	event_assign(&io->rd, io->loop->base, io->fd, EV_READ | EV_PERSIST,
-	    read_ev_cb, io);
+	event_assign(&io->rd, io->loop->base, io->fd,
+	    EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, read_ev_cb, io);
 }
 
 int
@@ -1124,6 +1222,8 @@ sl_io_free(struct sl_io *io)
 	}
 	if (io->flags & IO_DIRTY)
 		TAILQ_REMOVE(&io->loop->dirty, io, dirty_link);
+	if (io->flags & IO_MORE)
+		TAILQ_REMOVE(&io->loop->more, io, more_link);
 	deadline_stop(&io->rdl);
 	deadline_stop(&io->wdl);
 	if (io->fd >= 0) {
@@ -1163,7 +1263,7 @@ sl_io_enable_read(struct sl_io *io)
 	 * so look again without waiting for the socket. */
 	if (io->tls != NULL &&
 	    (SSL_get_shutdown(io->tls->ssl) & SSL_RECEIVED_SHUTDOWN))
-		event_active(&io->rd, EV_READ, 0);
+		event_active(&io->rd, EV_READ | EV_CLOSED, 0);
 }
 
 void

@@ -9,7 +9,9 @@
  *     in one send when the outermost io callback returns, and the write
  *     event is armed only when the kernel says EAGAIN;
  *   - keeps its read interest registered for as long as it wants to read
- *     (no epoll_ctl per request); small messages are read into the loop's
+ *     (no epoll_ctl per request), edge-triggered (epoll does not poll a
+ *     socket again after each wake-up; io.c's start_reading says how no
+ *     data is left behind); small messages are read into the loop's
  *     scratch and copied into a right-sized chain, a stream whose reads
  *     fill 16 KiB reads straight into space reserved in the input buffer,
  *     up to 64 KiB per wake-up;
@@ -69,6 +71,8 @@ struct sl_io_loop {
 	struct event_base *base;
 	struct event *flush_ev;
 	TAILQ_HEAD(, sl_io) dirty;
+	struct event *more_ev; /* next iteration: read on (io.c do_read) */
+	TAILQ_HEAD(, sl_io) more;
 	struct sl_io_tq *tqs; /* deadline queues, one per duration and kind */
 	int64_t now_us;       /* read once per outermost callback (io.c) */
 	unsigned depth;       /* io callbacks running (nested) */
@@ -83,6 +87,7 @@ struct sl_io {
 	struct event *wr; /* allocated on the first EAGAIN or connect */
 	struct sl_io_deadline rdl, wdl; /* read and write timeouts */
 	TAILQ_ENTRY(sl_io) dirty_link;
+	TAILQ_ENTRY(sl_io) more_link;
 	sl_io_data_cb read_cb, write_cb;
 	sl_io_event_cb event_cb;
 	void *arg;

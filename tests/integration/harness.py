@@ -58,6 +58,19 @@ def _cleanup():
 atexit.register(_cleanup)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
 
+
+def _too_slow(*_):
+    # A stalled connection must fail the test, not hang the suite (a
+    # thread still running would keep sys.exit from returning).
+    print("FAIL: still running after %d s (a stall?)" % LIMIT, flush=True)
+    _cleanup()
+    os._exit(1)
+
+
+LIMIT = int(os.environ.get("SL_TEST_LIMIT", "600"))
+signal.signal(signal.SIGALRM, _too_slow)
+signal.alarm(LIMIT)
+
 _checks = 0
 
 

@@ -25,7 +25,7 @@ def sample():
         time.sleep(0.05)
 
 
-sampler = threading.Thread(target=sample)
+sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
 
 # Download: read slowly at first so that backpressure must engage.

@@ -1,8 +1,9 @@
 /*
- * test_io.c — the timeouts of proxy/io.c's streams: deadlines on
- * per-duration queues. Real sockets (socketpairs) and a real event loop;
- * timing is only ever checked from below (a timeout never fires early)
- * and loosely from above.
+ * test_io.c — proxy/io.c's streams: their timeouts (deadlines on
+ * per-duration queues) and their edge-triggered events (no data, EOF or
+ * write left behind without an edge to wake it). Real sockets (TCP on
+ * loopback) and a real event loop; timing is only ever checked from
+ * below (a timeout never fires early) and loosely from above.
  */
 #include "config.h"
 
@@ -13,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cmocka.h>
@@ -32,7 +36,8 @@ struct probe {
 	int64_t started_ms, fired_ms;
 	short what; /* the event callback's flags; 0: not called */
 	int reads;
-	int order; /* 1 for the first stream to time out, 2 next, ... */
+	size_t bytes; /* read by read_cb */
+	int order;    /* 1 for the first stream to time out, 2 next, ... */
 };
 
 struct fixture {
@@ -61,6 +66,7 @@ read_cb(struct sl_io *io, void *arg)
 	struct evbuffer *in = sl_io_input(io);
 
 	p->reads++;
+	p->bytes += evbuffer_get_length(in);
 	evbuffer_drain(in, evbuffer_get_length(in));
 }
 
@@ -77,7 +83,30 @@ event_cb(struct sl_io *io, short what, void *arg)
 		event_base_loopbreak(fx->base);
 }
 
-/* Probe I on a fresh socketpair, callbacks set, nothing enabled. */
+/* A connected TCP pair on loopback, both ends non-blocking: what the
+ * proxy's sockets are (a socketpair wakes a writer on every read, TCP
+ * only when a write found the socket full). */
+static void
+tcp_pair(int sv[2])
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof a;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(l >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+	sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(sv[1], (struct sockaddr *)&a, sizeof a), 0);
+	sv[0] = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	assert_true(sv[0] >= 0);
+	assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+	close(l);
+}
+
+/* Probe I on a fresh TCP pair, callbacks set, nothing enabled. */
 static struct probe *
 probe_new(int i)
 {
@@ -85,9 +114,7 @@ probe_new(int i)
 	int sv[2];
 
 	memset(p, 0, sizeof *p);
-	assert_int_equal(socketpair(AF_UNIX,
-	                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
-	    0);
+	tcp_pair(sv);
 	assert_int_equal(sl_io_init_socket(&p->io, &fx->loop, sv[0]), 0);
 	p->peer = sv[1];
 	sl_io_setcb(&p->io, read_cb, NULL, event_cb, p);
@@ -313,6 +340,177 @@ test_write_timeout(void **state)
 	probe_free(p);
 }
 
+/* ---- edge-triggered events: nothing is left behind ---- */
+
+/* Fill P's socket from the peer's side as far as it takes, then close
+ * the peer's sending side. Returns the bytes written. */
+static size_t
+fill_and_shut(struct probe *p)
+{
+	static char chunk[16384];
+	size_t total = 0;
+	ssize_t n;
+
+	memset(chunk, 'z', sizeof chunk);
+	while ((n = write(p->peer, chunk, sizeof chunk)) > 0)
+		total += (size_t)n;
+	assert_int_equal(shutdown(p->peer, SHUT_WR), 0);
+	return total;
+}
+
+/* One wake-up reads 64 KiB at most: a socket holding more (and no new
+ * data to make another edge) is read on to its end and its EOF. */
+static void
+test_reads_past_one_wakeup(void **state)
+{
+	struct probe *p = probe_new(0);
+	size_t sent = fill_and_shut(p);
+
+	(void)state;
+	assert_true(sent > 4 * 16384); /* more than one wake-up reads */
+	start_read(p, 0);
+	run();
+	assert_int_equal(p->bytes, sent);
+	assert_int_equal(p->what, BEV_EVENT_READING | BEV_EVENT_EOF);
+	probe_free(p);
+}
+
+/* The first of two streams ready in the same wake-up turns the other's
+ * reading off and on again before the other's callback ran: libevent
+ * drops the other's event from its active queue and the off/on cancels
+ * out before reaching epoll, so no edge is left to report its data. */
+static struct probe *toggled;
+
+static void
+toggle_read_cb(struct sl_io *io, void *arg)
+{
+	struct probe *p = arg;
+
+	if (toggled == NULL) {
+		toggled = p == &fx->p[0] ? &fx->p[1] : &fx->p[0];
+		sl_io_disable_read(&toggled->io);
+		sl_io_enable_read(&toggled->io);
+	}
+	read_cb(io, arg);
+}
+
+static void
+test_reading_resumed_in_same_wakeup(void **state)
+{
+	struct probe *p[2] = {probe_new(0), probe_new(1)};
+	int i;
+
+	(void)state;
+	toggled = NULL;
+	for (i = 0; i < 2; i++) {
+		sl_io_setcb(&p[i]->io, toggle_read_cb, NULL, event_cb, p[i]);
+		assert_int_equal(write(p[i]->peer, "hello", 5), 5);
+		assert_int_equal(shutdown(p[i]->peer, SHUT_WR), 0);
+		start_read(p[i], 0);
+	}
+	run();
+	assert_non_null(toggled);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(p[i]->bytes, 5);
+		assert_int_equal(p[i]->what, BEV_EVENT_READING | BEV_EVENT_EOF);
+		probe_free(p[i]);
+	}
+}
+
+/* Reading turned off while data and the EOF arrive is found again when
+ * it is turned back on from outside any io callback (a timer). */
+static void
+resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sl_io_enable_read(&((struct probe *)arg)->io);
+}
+
+static void
+pause_read_cb(struct sl_io *io, void *arg)
+{
+	struct probe *p = arg;
+
+	read_cb(io, arg);
+	if (p->reads == 1) {
+		sl_io_disable_read(io);
+		assert_int_equal(write(p->peer, "more", 4), 4);
+		assert_int_equal(shutdown(p->peer, SHUT_WR), 0);
+	}
+}
+
+static void
+test_reading_resumed_later(void **state)
+{
+	struct probe *p = probe_new(0);
+	struct timeval later = {0, 20000};
+
+	(void)state;
+	sl_io_setcb(&p->io, pause_read_cb, NULL, event_cb, p);
+	assert_int_equal(write(p->peer, "first", 5), 5);
+	start_read(p, 0);
+	assert_int_equal(
+	    event_base_once(fx->base, -1, EV_TIMEOUT, resume, p, &later), 0);
+	run();
+	assert_int_equal(p->bytes, 9);
+	assert_int_equal(p->what, BEV_EVENT_READING | BEV_EVENT_EOF);
+	probe_free(p);
+}
+
+/* Output in more pieces than one wake-up sends (16 per send, 4 sends)
+ * to a socket that takes it all: the rest must go without an edge. */
+static size_t peer_got;
+
+static void
+peer_read(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[4096];
+	ssize_t n;
+
+	(void)what;
+	(void)arg;
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		peer_got += (size_t)n;
+	if (n == 0) {
+		fx->live--;
+		event_base_loopbreak(fx->base);
+	}
+}
+
+static void
+flushed_cb(struct sl_io *io, void *arg)
+{
+	(void)arg;
+	/* Sent: the peer sees the end. */
+	assert_int_equal(shutdown(io->fd, SHUT_WR), 0);
+}
+
+static void
+test_write_in_many_pieces(void **state)
+{
+	static const char piece[10] = "0123456789";
+	struct probe *p = probe_new(0);
+	struct event *ev;
+	int i;
+
+	(void)state;
+	peer_got = 0;
+	sl_io_setcb(&p->io, read_cb, flushed_cb, event_cb, p);
+	for (i = 0; i < 300; i++)
+		assert_int_equal(evbuffer_add_reference(sl_io_output(&p->io),
+		                     piece, sizeof piece, NULL, NULL),
+		    0);
+	ev = event_new(fx->base, p->peer, EV_READ | EV_PERSIST, peer_read, p);
+	event_add(ev, NULL);
+	fx->live++;
+	run();
+	event_free(ev);
+	assert_int_equal(peer_got, 300 * sizeof piece);
+	assert_int_equal(sl_io_unsent(&p->io), 0);
+	probe_free(p);
+}
+
 int
 main(void)
 {
@@ -329,6 +527,14 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_zero_is_none, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_write_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_reads_past_one_wakeup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_reading_resumed_in_same_wakeup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_reading_resumed_later, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_write_in_many_pieces, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
