@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 
 #include <pthread.h>
@@ -69,6 +70,38 @@ static void flush(struct sl_io_loop *loop);
 static void write_ev_cb(evutil_socket_t fd, short what, void *arg);
 
 /*
+ * The socket calls of the request path, made with syscall(2) rather than
+ * through glibc's recv/send wrappers: those are cancellation points, and
+ * in a multi-threaded process each call turns the thread's asynchronous
+ * cancellation on and off around the system call, two atomic
+ * read-modify-writes (perf: ~0.13 us of a keep-alive request's four
+ * calls). Workers are never cancelled. Same results, errno included.
+ */
+static inline ssize_t
+sys_recv(int fd, void *buf, size_t len)
+{
+	return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
+}
+
+static inline ssize_t
+sys_recvmsg(int fd, struct msghdr *msg)
+{
+	return syscall(SYS_recvmsg, fd, msg, 0);
+}
+
+static inline ssize_t
+sys_send(int fd, const void *buf, size_t len)
+{
+	return syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0);
+}
+
+static inline ssize_t
+sys_sendmsg(int fd, const struct msghdr *msg)
+{
+	return syscall(SYS_sendmsg, fd, msg, MSG_NOSIGNAL);
+}
+
+/*
  * recv() and send() rather than readv()/writev(): the socket calls skip
  * the VFS layer (file position lock, fsnotify), which perf showed at 8%
  * of the worker's time at 1000 connections. Two extents only when the
@@ -80,11 +113,11 @@ sock_read(evutil_socket_t fd, struct evbuffer_iovec *vec, int nvec)
 	struct msghdr msg;
 
 	if (nvec == 1)
-		return recv(fd, vec[0].iov_base, vec[0].iov_len, 0);
+		return sys_recv(fd, vec[0].iov_base, vec[0].iov_len);
 	memset(&msg, 0, sizeof msg);
 	msg.msg_iov = (struct iovec *)vec;
 	msg.msg_iovlen = (size_t)nvec;
-	return recvmsg(fd, &msg, 0);
+	return sys_recvmsg(fd, &msg);
 }
 
 /* Send what OUT holds (up to IO_WRITE_IOVS chains) and drain what went.
@@ -103,12 +136,12 @@ sock_write(struct evbuffer *out, evutil_socket_t fd)
 	if (nvec <= 0)
 		return 0;
 	if (nvec == 1)
-		n = send(fd, vec[0].iov_base, vec[0].iov_len, MSG_NOSIGNAL);
+		n = sys_send(fd, vec[0].iov_base, vec[0].iov_len);
 	else {
 		memset(&msg, 0, sizeof msg);
 		msg.msg_iov = (struct iovec *)vec;
 		msg.msg_iovlen = (size_t)nvec;
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		n = sys_sendmsg(fd, &msg);
 	}
 	if (n > 0)
 		evbuffer_drain(out, (size_t)n);
@@ -379,7 +412,7 @@ recv_into(
 	if (!(io->flags & IO_BULK)) {
 		char *scratch = io->loop->rbuf;
 
-		n = recv(fd, scratch, IO_READ_CHUNK, 0);
+		n = sys_recv(fd, scratch, IO_READ_CHUNK);
 		if (!recv_ok(n, end))
 			return 0;
 		if (evbuffer_add(buf, scratch, (size_t)n) != 0)
