@@ -225,13 +225,17 @@ ob_str(struct outbuf *o, const char *s)
 	ob_add(o, s, strlen(s));
 }
 
+/* V in decimal (every response's status: snprintf cost ~650
+ * instructions, a twentieth of a request). */
 static void
 ob_uint(struct outbuf *o, unsigned long v)
 {
-	char num[24];
-	int n = snprintf(num, sizeof num, "%lu", v);
+	char num[24], *p = num + sizeof num;
 
-	ob_add(o, num, (size_t)n);
+	do
+		*--p = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	ob_add(o, p, (size_t)(num + sizeof num - p));
 }
 
 /* Copy header I of HEAD as "Name: value\r\n". */
