@@ -285,20 +285,27 @@ deadline_start(struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms)
 {
 	struct sl_io_deadline *last;
 	struct sl_io_tq *tq;
+	int64_t at;
 
 	if (ms == 0) {
 		deadline_stop(dl);
 		return;
 	}
+	/* + 1: a reading taken earlier in this callback must not make the
+	 * timeout short. */
+	at = (int64_t)(sl_io_now_us(io->loop) / 1000) + ms + 1;
 	tq = dl->tq;
+	/* Restarted again within the same millisecond (a request restarts a
+	 * deadline several times per wake-up): it is where it would go. */
+	if (tq != NULL && tq->ms == ms && dl->at == at)
+		return;
 	if (tq != NULL)
 		TAILQ_REMOVE(&tq->q, dl, link);
 	if (tq == NULL || tq->ms != ms)
 		tq = dl->tq = tq_get(io->loop, ms, dl == &io->wdl);
-	/* The clock never goes back, so appending keeps the queue sorted.
-	 * + 1: a reading taken earlier in this callback must not make the
-	 * timeout short; the guard keeps the order whatever the clock does. */
-	dl->at = (int64_t)(sl_io_now_us(io->loop) / 1000) + ms + 1;
+	/* The clock never goes back, so appending keeps the queue sorted;
+	 * the guard keeps the order whatever the clock does. */
+	dl->at = at;
 	last = TAILQ_LAST(&tq->q, sl_io_deadline_q);
 	if (last != NULL && last->at > dl->at)
 		dl->at = last->at;
