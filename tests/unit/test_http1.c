@@ -424,11 +424,11 @@ test_refuse_header_syntax(void **state)
 	assert_int_equal(req_status(LIT("GET / HTTP/1.1\nHost: x\n\n")), 400);
 }
 
-/* Parse a request (TYPE 0) or response (1) with a header named PREFIX,
- * byte B, "Z"; returns 0 when accepted, else the status it was refused
- * with. */
+/* Parse a request (TYPE 0) or response (1) with a header line of
+ * BEFORE, byte B, AFTER; returns 0 when accepted, else the status it was
+ * refused with. */
 static int
-name_byte_status(int type, const char *prefix, int b)
+byte_status(int type, const char *before, int b, const char *after)
 {
 	struct sl_http_head *head = sl_http_head_new(100);
 	struct sl_http_error err;
@@ -438,13 +438,20 @@ name_byte_status(int type, const char *prefix, int b)
 	assert_non_null(head);
 	n = snprintf(msg, sizeof msg, "%s%s",
 	    type ? "HTTP/1.1 200 OK\r\n" : "GET / HTTP/1.1\r\nHost: a\r\n",
-	    prefix);
+	    before);
 	msg[n++] = (char)b;
 	n += snprintf(msg + n, sizeof msg - (size_t)n,
-	    "Z: 1\r\nContent-Length: 0\r\n\r\n");
+	    "%s\r\nContent-Length: 0\r\n\r\n", after);
 	rc = parse(type == 1, HTTP_GET, msg, (size_t)n, head, &err);
 	sl_http_head_free(head);
 	return rc == 0 ? 0 : err.status;
+}
+
+/* A header named PREFIX, byte B, "Z". */
+static int
+name_byte_status(int type, const char *prefix, int b)
+{
+	return byte_status(type, prefix, b, "Z: 1");
 }
 
 /*
@@ -487,27 +494,14 @@ test_refuse_header_name_bytes(void **state)
 			}
 }
 
-/* Parse a request (TYPE 0) or response (1) with a header NAME whose
- * value is PREFIX, byte B, "z"; returns 0 when accepted, else the status
- * it was refused with. */
+/* A header NAME whose value is PREFIX, byte B, "z". */
 static int
 value_byte_status(int type, const char *name, const char *prefix, int b)
 {
-	struct sl_http_head *head = sl_http_head_new(100);
-	struct sl_http_error err;
-	char msg[256];
-	int n, rc;
+	char before[64];
 
-	assert_non_null(head);
-	n = snprintf(msg, sizeof msg, "%s%s: %s",
-	    type ? "HTTP/1.1 200 OK\r\n" : "GET / HTTP/1.1\r\nHost: a\r\n",
-	    name, prefix);
-	msg[n++] = (char)b;
-	n += snprintf(
-	    msg + n, sizeof msg - (size_t)n, "z\r\nContent-Length: 0\r\n\r\n");
-	rc = parse(type == 1, HTTP_GET, msg, (size_t)n, head, &err);
-	sl_http_head_free(head);
-	return rc == 0 ? 0 : err.status;
+	(void)snprintf(before, sizeof before, "%s: %s", name, prefix);
+	return byte_status(type, before, b, "z");
 }
 
 /*
