@@ -135,8 +135,8 @@ struct sl_conn {
 	uint64_t idle_since_ms; /* when it last became idle (keep-alive) */
 
 	size_t scan, up_scan;
-	uint64_t head_start_ms;
-	uint64_t req_start_us; /* first byte of the request, for latency */
+	uint64_t req_start_us; /* first byte of the request: latency, and the
+	                        * header timeout */
 
 	/* The request in progress (valid in CONN_UPSTREAM). */
 	struct sl_route_table *table;
@@ -1025,7 +1025,6 @@ client_process(struct sl_conn *c)
 		if (c->state == CONN_IDLE) {
 			c->state = CONN_HEAD;
 			c->req_start_us = now_us(c->w);
-			c->head_start_ms = c->req_start_us / 1000;
 			c->scan = 0;
 			sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 			    gconf(c)->body_timeout_ms);
@@ -1035,8 +1034,8 @@ client_process(struct sl_conn *c)
 			if (len > gconf(c)->max_header_size) {
 				count_refusal(c->w, 431);
 				send_error(c, 431, "request head too large");
-			} else if (now_ms(c->w) >
-			    c->head_start_ms + gconf(c)->header_timeout_ms) {
+			} else if (now_ms(c->w) > c->req_start_us / 1000 +
+			        gconf(c)->header_timeout_ms) {
 				SL_STAT_INC(c->w->wstats.header_timeout);
 				send_error(c, 408, "request head too slow");
 			}
