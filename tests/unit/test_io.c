@@ -178,7 +178,6 @@ teardown(void **state)
 	return 0;
 }
 
-/* A read timeout fires once, never before its time. */
 /* Start P's read timeout of MS, run, and check it fired in time. */
 static void
 expect_read_timeout(struct probe *p, uint32_t ms)
@@ -191,6 +190,7 @@ expect_read_timeout(struct probe *p, uint32_t ms)
 	probe_free(p);
 }
 
+/* A read timeout fires once, never before its time. */
 static void
 test_read_timeout(void **state)
 {
