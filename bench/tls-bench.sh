@@ -179,6 +179,11 @@ defaults
 
 frontend fe
     bind 127.0.0.1:$ha_port ssl crt $run/haproxy.pem alpn http/1.1
+    # the headers sluice adds, as bench/configs/haproxy.cfg
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    http-request add-header Via "1.1 haproxy"
+    http-response add-header Via "1.1 haproxy"
     default_backend be
 
 backend be
