@@ -600,6 +600,14 @@ if [ "$cap" -gt 0 ] && cap_setup; then
 fi
 
 log "inline measurement: sluice measure = yes vs no, alternating"
+# Both fresh: the instance that ran every test above keeps up to 1024 idle
+# origin connections per origin from the 1000-connection runs, and a
+# request on a pool that large touches colder sockets than on the small
+# pool of an instance that only ran the split check.
+for p in sluice sluice_off; do
+	stop_proxy "$p"
+	start_proxy "$p"
+done
 for r in $(seq $((rounds * 2))); do
 	for p in sluice sluice_off; do
 		measured run_wrk "$p" 64 / measure "$r"
