@@ -51,6 +51,7 @@
 #include "proxy/conn.h"
 #include "proxy/http1.h"
 #include "proxy/io.h"
+#include "proxy/mem.h"
 #include "proxy/route.h"
 #include "analysis/stats.h"
 #include "proxy/tls.h"
@@ -146,7 +147,7 @@ struct sl_conn {
 	struct sl_vstats *vs;
 	struct sl_route_pick pick;
 	/* The request head as sent, kept for a retry until the request
-	 * ends (malloc'd; NULL when the request cannot be retried). */
+	 * ends (sl_mem_alloc'd; NULL when the request cannot be retried). */
 	char *retry_head;
 	uint32_t retry_len;
 
@@ -380,7 +381,7 @@ sl_conn_reap(struct sl_worker *w)
 
 	while ((c = w->graveyard) != NULL) {
 		w->graveyard = c->reap_next;
-		free(c->retry_head);
+		sl_mem_free(c->retry_head);
 		free(c);
 	}
 }
@@ -411,7 +412,7 @@ end_request(struct sl_conn *c)
 	c->svc = NULL;
 	c->ver = NULL;
 	c->resp_state = RESP_NONE;
-	free(c->retry_head);
+	sl_mem_free(c->retry_head);
 	c->retry_head = NULL;
 }
 
@@ -991,8 +992,9 @@ start_request(struct sl_conn *c, size_t head_len)
 	    (reused || gconf(c)->retries > 0)) {
 		/* Keep the head to retry: on a fresh connection when a
 		 * pooled one turns out closed, or on another server. (No
-		 * memory for it: no retry.) */
-		c->retry_head = malloc(o.len);
+		 * memory for it: no retry.) At least 1 KiB: a block the
+		 * per-thread cache takes back, not a malloc per request. */
+		c->retry_head = sl_mem_alloc(o.len > 1024 ? o.len : 1024);
 		if (c->retry_head != NULL) {
 			memcpy(c->retry_head, o.p, o.len);
 			c->retry_len = (uint32_t)o.len;

@@ -22,6 +22,7 @@
 #include "conf/log.h"
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
+#include "proxy/mem.h"
 #include "proxy/route.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
@@ -190,6 +191,8 @@ main(int argc, char **argv)
 	char *err = NULL;
 	int ch;
 
+	/* Before anything allocates through libevent. */
+	(void)sl_mem_install();
 	d.config_path = SL_DEFAULT_CONFIG;
 	while ((ch = getopt_long(argc, argv, "c:tdVh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -333,6 +336,7 @@ main(int argc, char **argv)
 	event_free(ev_reclaim);
 	event_free(ev_tickets);
 	event_base_free(d.base);
+	sl_mem_thread_end();
 	sl_log_info("stopped");
 	return 0;
 }

@@ -33,6 +33,7 @@
 #include "conf/xmalloc.h"
 #include "proxy/conn.h"
 #include "proxy/http1.h"
+#include "proxy/mem.h"
 #include "proxy/route.h"
 #include "proxy/tls.h"
 #include "proxy/upstream.h"
@@ -266,6 +267,8 @@ worker_main(void *arg)
 	struct sl_worker *w = arg;
 
 	event_base_dispatch(w->base);
+	/* (What sl_workers_free frees later goes to the main thread's.) */
+	sl_mem_thread_end();
 	return NULL;
 }
 

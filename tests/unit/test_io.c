@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "proxy/io.h"
+#include "proxy/mem.h"
 
 #define NIO 8
 
@@ -537,5 +538,7 @@ main(void)
 	        test_write_in_many_pieces, setup, teardown),
 	};
 
+	/* As the daemon runs: buffers from the per-thread cache. */
+	(void)sl_mem_install();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
