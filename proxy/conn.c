@@ -788,7 +788,7 @@ attach_upstream(struct sl_conn *c, struct sl_upstream *up)
 static void
 apply_backpressure(struct sl_io *src, struct sl_io *dst, bool *paused)
 {
-	if (evbuffer_get_length(sl_io_output(dst)) > SL_HIGH_WATER) {
+	if (sl_io_output_length(dst) > SL_HIGH_WATER) {
 		sl_io_disable_read(src);
 		sl_io_set_write_low(dst, SL_HIGH_WATER / 2);
 		*paused = true;

@@ -45,6 +45,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <event2/buffer.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
 
@@ -177,10 +178,17 @@ sl_io_input(const struct sl_io *io)
 	return io->in;
 }
 
-static inline struct evbuffer *
-sl_io_output(const struct sl_io *io)
+/* The output, to add to: whatever is added by the time the outermost io
+ * callback returns goes out then (added outside io callbacks: later in
+ * this loop iteration). Output reaches the flush only through this call:
+ * never keep the buffer past the callback that took it. */
+struct evbuffer *sl_io_output(struct sl_io *io);
+
+/* Bytes in the output (not counting TLS records made from it). */
+static inline size_t
+sl_io_output_length(const struct sl_io *io)
 {
-	return io->out;
+	return evbuffer_get_length(io->out);
 }
 
 /* Bytes not yet handed to the kernel: the output and, over TLS, records
