@@ -62,6 +62,8 @@ struct sl_io_tls {
 	bool plaintext;           /* ... which was plain HTTP, not TLS */
 	bool eof;                 /* the peer's FIN came: BIO reads end */
 	bool handshaking;
+	/* An origin handshake must end by then (ms; 0: no limit): */
+	int64_t hs_deadline; /* the read timeout, once for all of it */
 };
 
 static void write_now(struct sl_io *io);
@@ -732,8 +734,18 @@ tls_read(struct sl_io *io, short end)
 	if (end == BEV_EVENT_EOF)
 		t->eof = true;
 	if (t->handshaking) {
-		int r = tls_handshake(io);
+		int r;
 
+		if (t->hs_deadline != 0 &&
+		    (int64_t)(sl_io_now_us(io->loop) / 1000) >=
+		        t->hs_deadline) {
+			/* A server trickling bytes restarts the read timeout
+			 * with each: cut it off at the first after the
+			 * handshake's own deadline. */
+			tls_fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+			return 0;
+		}
+		r = tls_handshake(io);
 		if (r < 0)
 			return 0; /* failed (reported) or freed */
 		if (r == 0)
@@ -829,6 +841,10 @@ connect_done(struct sl_io *io, short what)
 		 * does yet. */
 		if (!(io->flags & IO_READING))
 			start_reading(io);
+		if (io->rtimeout_ms > 0)
+			io->tls->hs_deadline =
+			    (int64_t)(sl_io_now_us(io->loop) / 1000) +
+			    io->rtimeout_ms;
 		if (tls_handshake(io) < 0)
 			return;
 	} else if (io->event_cb != NULL &&

@@ -171,6 +171,50 @@ checked = TLSOrigin("checked", "origin")
 wrong2 = TLSOrigin("wrong2", "wrong")
 plain = Origin("plain")
 
+
+class Trickler:
+    """A TLS origin that never finishes a handshake: after the ClientHello
+    it announces a 16 KiB handshake record and sends it one byte every
+    0.25 s, so no read timeout ever fires (for 30 s at most)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns += 1
+            threading.Thread(target=self.trickle, args=(s,),
+                             daemon=True).start()
+
+    @staticmethod
+    def trickle(s):
+        try:
+            s.recv(4096)  # the ClientHello
+            s.sendall(b"\x16\x03\x03\x40\x00")
+            end = time.time() + 30
+            while time.time() < end:
+                s.sendall(b"\x00")
+                time.sleep(0.25)
+        except OSError:
+            pass
+        s.close()
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+
+trickler = Trickler()
+
 # --- the sluice under test: an HTTP and an HTTPS listener ---
 
 port = free_port()
@@ -241,6 +285,16 @@ tls = yes
 tls_ca = {pki}/ca.pem
 tls_sni = localhost
 
+[service:trickle]
+path_prefix = /trickle/
+stable = v1
+tls = yes
+tls_ca = {pki}/ca.pem
+tls_sni = localhost
+
+[version:trickle/v1]
+servers = {trickle}
+
 [service:checkwrong]
 path_prefix = /checkwrong/
 stable = v1
@@ -301,7 +355,8 @@ def render(**extra):
                          good=good.addr, good_port=good.port,
                          wrong=wrong.addr, expired=expired.addr,
                          mtls=mtls.addr, checked=checked.addr,
-                         wrong2=wrong2.addr, **extra)
+                         wrong2=wrong2.addr, trickle=trickler.addr,
+                         **extra)
 
 
 sl = Sluice(text=render(), port=port)
@@ -574,6 +629,19 @@ check(status == 200 and resp.getheader("X-Client-CN") == "sluice-client",
       "mTLS: the origin sees sluice's client certificate")
 status, resp, body = https_get("/plain-to-tls/x")
 check(status == 502, "plain HTTP to a TLS origin (tls not set) is a 502")
+
+# An origin that trickles its handshake a byte at a time restarts the read
+# timeout with each byte; the handshake as a whole gets connect_timeout
+# (3 s by default): a 504 soon after, not when the origin gives up (30 s).
+t0 = time.time()
+status, resp, body = https_get("/trickle/x")
+took = time.time() - t0
+check(status == 504 and took < 15,
+      "an origin trickling its TLS handshake: 504 after %.1f s (%r)"
+      % (took, body.strip()))
+check(metric("sluice_upstream_errors_total", service="trickle",
+             kind="connect_timeout") >= 1,
+      "counted as a connect timeout")
 
 # --- bodies stream through TLS both ways, with backpressure ---
 
