@@ -994,7 +994,8 @@ start_request(struct sl_conn *c, size_t head_len)
 		 * pooled one turns out closed, or on another server. (No
 		 * memory for it: no retry.) At least 1 KiB: a block the
 		 * per-thread cache takes back, not a malloc per request. */
-		c->retry_head = sl_mem_alloc(o.len > 1024 ? o.len : 1024);
+		c->retry_head = sl_mem_alloc(
+		    o.len > SL_MEM_MIN_SIZE ? o.len : SL_MEM_MIN_SIZE);
 		if (c->retry_head != NULL) {
 			memcpy(c->retry_head, o.p, o.len);
 			c->retry_len = (uint32_t)o.len;
@@ -1298,7 +1299,7 @@ handle_response_head(struct sl_conn *c)
 	struct sl_worker *w = c->w;
 	struct sl_http_head *head = w->scratch_head;
 	struct sl_http_error err;
-	struct evbuffer *in, *out = sl_io_output(&c->io);
+	struct evbuffer *in;
 	const char *base;
 	struct outbuf o;
 	size_t end;
@@ -1360,7 +1361,7 @@ handle_response_head(struct sl_conn *c)
 		 * record: io.c encrypts a small output as one.) */
 		if (head->status >= 200 || head->status == 101 ||
 		    c->req_minor > 0)
-			evbuffer_add(out, o.p, o.len);
+			evbuffer_add(sl_io_output(&c->io), o.p, o.len);
 		if (c->vs != NULL)
 			SL_STAT_ADD(c->vs->bytes_out, o.len);
 		evbuffer_drain(in, end);

@@ -62,8 +62,7 @@ struct sl_io_tls {
 	bool plaintext;           /* ... which was plain HTTP, not TLS */
 	bool eof;                 /* the peer's FIN came: BIO reads end */
 	bool handshaking;
-	/* An origin handshake must end by then (ms; 0: no limit): */
-	int64_t hs_deadline; /* the read timeout, once for all of it */
+	int64_t hs_deadline; /* ms: an origin handshake's end (0: none) */
 };
 
 static void write_now(struct sl_io *io);
@@ -205,14 +204,28 @@ clock_ms(void)
  * CLOCK_MONOTONIC_COARSE: it lagged the precise clock by up to 6 ms with
  * its 4 ms tick, and a deadline set from it fired early.
  */
-uint64_t
-sl_io_now_us(struct sl_io_loop *loop)
+static inline uint64_t
+loop_now_us(struct sl_io_loop *loop)
 {
 	if (loop->depth == 0)
 		return (uint64_t)clock_us();
 	if (loop->now_us == 0)
 		loop->now_us = clock_us();
 	return (uint64_t)loop->now_us;
+}
+
+uint64_t
+sl_io_now_us(struct sl_io_loop *loop)
+{
+	return loop_now_us(loop);
+}
+
+/* The same, in ms. (io.c's own callers inline it: a call per deadline
+ * restart costs ~25 instructions per request.) */
+static inline int64_t
+now_ms(struct sl_io_loop *loop)
+{
+	return (int64_t)(loop_now_us(loop) / 1000);
 }
 
 /* Enter an io callback: the clock is read again when a deadline next
@@ -295,7 +308,7 @@ deadline_start(struct sl_io *io, struct sl_io_deadline *dl, uint32_t ms)
 	}
 	/* + 1: a reading taken earlier in this callback must not make the
 	 * timeout short. */
-	at = (int64_t)(sl_io_now_us(io->loop) / 1000) + ms + 1;
+	at = now_ms(io->loop) + ms + 1;
 	tq = dl->tq;
 	/* Restarted again within the same millisecond (a request restarts a
 	 * deadline several times per wake-up): it is where it would go. */
@@ -736,12 +749,7 @@ tls_read(struct sl_io *io, short end)
 	if (t->handshaking) {
 		int r;
 
-		if (t->hs_deadline != 0 &&
-		    (int64_t)(sl_io_now_us(io->loop) / 1000) >=
-		        t->hs_deadline) {
-			/* A server trickling bytes restarts the read timeout
-			 * with each: cut it off at the first after the
-			 * handshake's own deadline. */
+		if (t->hs_deadline != 0 && now_ms(io->loop) >= t->hs_deadline) {
 			tls_fail(io, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
 			return 0;
 		}
@@ -841,10 +849,12 @@ connect_done(struct sl_io *io, short what)
 		 * does yet. */
 		if (!(io->flags & IO_READING))
 			start_reading(io);
+		/* The handshake gets the read timeout once, as a whole: a
+		 * server trickling bytes would restart it with each, so
+		 * tls_read cuts it off at the first byte past it. */
 		if (io->rtimeout_ms > 0)
 			io->tls->hs_deadline =
-			    (int64_t)(sl_io_now_us(io->loop) / 1000) +
-			    io->rtimeout_ms;
+			    now_ms(io->loop) + io->rtimeout_ms;
 		if (tls_handshake(io) < 0)
 			return;
 	} else if (io->event_cb != NULL &&

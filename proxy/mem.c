@@ -41,7 +41,7 @@ static __thread struct mem_stack stacks[SL_MEM_CLASSES];
 static int
 class_for_size(size_t size)
 {
-	if (size < ((size_t)1 << SL_MEM_MIN_SHIFT) ||
+	if (size < SL_MEM_MIN_SIZE ||
 	    size > ((size_t)1 << (SL_MEM_MIN_SHIFT + SL_MEM_CLASSES - 1)))
 		return -1;
 	return 64 - __builtin_clzl(size - 1) - SL_MEM_MIN_SHIFT;
@@ -54,7 +54,7 @@ class_for_block(size_t usable)
 {
 	int c;
 
-	if (usable < ((size_t)1 << SL_MEM_MIN_SHIFT))
+	if (usable < SL_MEM_MIN_SIZE)
 		return -1;
 	c = 63 - __builtin_clzl(usable) - SL_MEM_MIN_SHIFT;
 	return c < SL_MEM_CLASSES ? c : -1;
@@ -85,24 +85,19 @@ sl_mem_free(void *p)
 	struct mem_block *b;
 	int c;
 
-	if (!MEM_CACHE || p == NULL) {
-		free(p);
-		return;
+	if (MEM_CACHE && p != NULL &&
+	    (c = class_for_block(malloc_usable_size(p))) >= 0) {
+		s = &stacks[c];
+		if (s->n <
+		    (uint32_t)(SL_MEM_KEEP_BYTES >> (c + SL_MEM_MIN_SHIFT))) {
+			b = p;
+			b->next = s->top;
+			s->top = b;
+			s->n++;
+			return;
+		}
 	}
-	c = class_for_block(malloc_usable_size(p));
-	if (c < 0) {
-		free(p);
-		return;
-	}
-	s = &stacks[c];
-	if (s->n >= (uint32_t)(SL_MEM_KEEP_BYTES >> (c + SL_MEM_MIN_SHIFT))) {
-		free(p);
-		return;
-	}
-	b = p;
-	b->next = s->top;
-	s->top = b;
-	s->n++;
+	free(p); /* not a cached size, or its stack is full */
 }
 
 static void *

@@ -22,9 +22,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SL_MEM_MIN_SHIFT  10           /* smallest class: 1 KiB */
-#define SL_MEM_CLASSES    7            /* 1 KiB .. 64 KiB */
-#define SL_MEM_KEEP_BYTES (256 * 1024) /* per thread and class */
+#define SL_MEM_MIN_SHIFT  10                       /* smallest class: 1 KiB */
+#define SL_MEM_MIN_SIZE   (1u << SL_MEM_MIN_SHIFT) /* in bytes */
+#define SL_MEM_CLASSES    7                        /* 1 KiB .. 64 KiB */
+#define SL_MEM_KEEP_BYTES (256 * 1024)             /* per thread and class */
 
 /* Hand libevent's allocations to the cache. Call first thing in main,
  * before anything allocates through libevent. Returns false when there is

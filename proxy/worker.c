@@ -267,7 +267,8 @@ worker_main(void *arg)
 	struct sl_worker *w = arg;
 
 	event_base_dispatch(w->base);
-	/* (What sl_workers_free frees later goes to the main thread's.) */
+	/* Free this thread's cached blocks. (The connections that
+	 * sl_workers_free closes later go to the main thread's cache.) */
 	sl_mem_thread_end();
 	return NULL;
 }
