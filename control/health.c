@@ -162,11 +162,16 @@ static void
 check_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct sl_health *h = arg;
+	char why[160];
 
 	if (what & BEV_EVENT_CONNECTED)
 		return;
 	if (what & BEV_EVENT_TIMEOUT)
 		check_done(h, false, "timeout");
+	else if (h->tls != NULL &&
+	    sl_tls_describe(bufferevent_openssl_get_ssl(bev),
+	        bufferevent_get_openssl_error(bev), why, sizeof why) == 1)
+		check_done(h, false, why);
 	else if (what & BEV_EVENT_EOF)
 		check_done(h, false, "closed before a status line");
 	else
@@ -184,6 +189,8 @@ tls_bev(struct sl_health *h)
 
 	if (ssl == NULL)
 		return NULL;
+	/* A check reads a status line only: how the stream ends is moot. */
+	SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	bev = bufferevent_openssl_socket_new(h->ctl->base, -1, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {

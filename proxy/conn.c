@@ -115,9 +115,10 @@ struct sl_conn {
 	uint8_t state;
 	uint8_t resp_state;
 	bool closed;
-	bool tls;       /* came in on a TLS listener */
-	bool tls_done;  /* its handshake completed */
-	bool peer_gone; /* error on the client side: no close_notify */
+	bool tls;      /* came in on a TLS listener */
+	bool tls_done; /* its handshake completed */
+	bool cut;      /* ends without close_notify: the client failed, or
+	                  its answer was cut (RFC 9112 section 9.8) */
 	bool client_eof;
 	bool client_keepalive;
 	bool req_body_done;
@@ -344,7 +345,7 @@ conn_close(struct sl_conn *c)
 	}
 	/* Also after the client's FIN: a client that half-closed may still
 	 * read, and close_notify tells it the answers are complete. */
-	if (c->tls_done && !c->peer_gone)
+	if (c->tls_done && !c->cut)
 		sl_io_tls_close_notify(&c->io);
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);
@@ -1121,6 +1122,7 @@ abort_response(struct sl_conn *c)
 	sl_upstream_free(c->up);
 	c->up = NULL;
 	c->client_keepalive = false;
+	c->cut = true; /* a TLS client must not take it for whole */
 	end_request(c);
 	close_when_sent(c);
 }
@@ -1455,13 +1457,23 @@ up_event_cb(struct sl_io *io, short what, void *arg)
 			upstream_fail(c, FAIL_RESPONSE_TIMEOUT);
 	} else if ((what & BEV_EVENT_EOF) && c->resp_state == RESP_BODY &&
 	    c->eof_body) {
-		/* A close-delimited body ends here. */
+		/* A close-delimited body ends here: over TLS only with a
+		 * close_notify (RFC 9112 section 9.8), else it was cut. */
 		forward_response_body(c);
 		if (!c->closed && c->resp_state == RESP_BODY) {
-			if (sl_http_finish_body(&c->up->resp_parser) == 1)
+			bool ragged = sl_io_tls_ragged(io);
+
+			if (!ragged &&
+			    sl_http_finish_body(&c->up->resp_parser) == 1) {
 				response_done(c);
-			else
+			} else {
+				sl_log_debug("client %s: close-delimited body "
+				             "cut%s",
+				    c->ip,
+				    ragged ? ": TLS EOF without close_notify"
+				           : "");
 				upstream_fail(c, FAIL_RESET);
+			}
 		}
 	} else if (!c->up->connected && c->up->tls_ctx != NULL &&
 	    origin_tls_failed(c, io, what)) {
@@ -1533,7 +1545,7 @@ handshake_timeout(struct sl_conn *c)
 {
 	SL_STAT_INC(c->w->wstats.tls_handshake_timeouts);
 	sl_log_debug("client %s: TLS handshake timed out", c->ip);
-	c->peer_gone = true;
+	c->cut = true;
 	conn_close(c);
 }
 
@@ -1602,7 +1614,7 @@ handshake_event(struct sl_conn *c, short what)
 		plaintext_reply(c);
 	}
 	sl_log_debug("client %s: TLS handshake failed: %s", c->ip, why);
-	c->peer_gone = true;
+	c->cut = true;
 	conn_close(c);
 }
 
@@ -1674,7 +1686,7 @@ client_event_cb(struct sl_io *io, short what, void *arg)
 	/* BEV_EVENT_ERROR: the client is gone. */
 	if (c->state == CONN_UPSTREAM || c->state == CONN_TUNNEL)
 		SL_STAT_INC(c->w->wstats.client_aborts);
-	c->peer_gone = true;
+	c->cut = true;
 	conn_close(c);
 }
 

@@ -61,6 +61,7 @@ struct sl_io_tls {
 	unsigned long err;        /* newest OpenSSL error of a failure */
 	bool plaintext;           /* ... which was plain HTTP, not TLS */
 	bool eof;                 /* the peer's FIN came: BIO reads end */
+	bool ragged;              /* ... and no close_notify came before it */
 	bool handshaking;
 	int64_t hs_deadline; /* ms: an origin handshake's end (0: none) */
 };
@@ -630,8 +631,22 @@ tls_outcome(struct sl_io_tls *t, int err)
 	case SSL_ERROR_ZERO_RETURN:
 		return BEV_EVENT_EOF; /* close_notify */
 	case SSL_ERROR_SYSCALL:
-		if (t->eof && ERR_peek_error() == 0)
+		if (t->eof && ERR_peek_error() == 0) {
+			t->ragged = true;
 			return BEV_EVENT_EOF;
+		}
+		tls_record_error(t);
+		return BEV_EVENT_ERROR;
+	case SSL_ERROR_SSL:
+		/* Without SSL_OP_IGNORE_UNEXPECTED_EOF (origins), a FIN
+		 * without close_notify: an end, but a ragged one. */
+		if (t->eof &&
+		    ERR_GET_REASON(ERR_peek_last_error()) ==
+		        SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			t->ragged = true;
+			return BEV_EVENT_EOF;
+		}
 		/* fall through */
 	default:
 		tls_record_error(t);
@@ -1207,6 +1222,12 @@ sl_io_tls_error(const struct sl_io *io, bool *plaintext)
 {
 	*plaintext = io->tls != NULL && io->tls->plaintext;
 	return io->tls != NULL ? io->tls->err : 0;
+}
+
+bool
+sl_io_tls_ragged(const struct sl_io *io)
+{
+	return io->tls != NULL && io->tls->ragged;
 }
 
 void

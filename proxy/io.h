@@ -138,6 +138,11 @@ struct ssl_st *sl_io_ssl(const struct sl_io *io);
  * when the peer spoke plain HTTP. */
 unsigned long sl_io_tls_error(const struct sl_io *io, bool *plaintext);
 
+/* Did a TLS stream's EOF come without close_notify (a TCP FIN alone)?
+ * RFC 9112 section 9.8: a close-delimited body is complete only with one.
+ * (A listener's SSL ignores the difference; an origin's reports it.) */
+bool sl_io_tls_ragged(const struct sl_io *io);
+
 /* Send close_notify after the records already made, without callbacks,
  * before a graceful close (TLS streams past their handshake; else no-op). */
 void sl_io_tls_close_notify(struct sl_io *io);

@@ -723,9 +723,11 @@ origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx,
-	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-	        SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* No SSL_OP_IGNORE_UNEXPECTED_EOF: an origin's FIN without
+	 * close_notify must stay visible (sl_io_tls_ragged), or a cut
+	 * close-delimited body would pass for a whole one. */
+	SSL_CTX_set_options(
+	    ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_alpn_protos(ctx, alpn_h11, sizeof alpn_h11 - 1);
 	if (t->ca != NULL) {
@@ -1041,9 +1043,15 @@ sl_tls_resumed(const struct sl_io *io)
 int
 sl_tls_error(const struct sl_io *io, char *buf, size_t size, bool *plaintext)
 {
-	SSL *ssl = sl_io_ssl(io);
-	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
 	unsigned long last = sl_io_tls_error(io, plaintext);
+
+	return sl_tls_describe(sl_io_ssl(io), last, buf, size);
+}
+
+int
+sl_tls_describe(const SSL *ssl, unsigned long last, char *buf, size_t size)
+{
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
 	const char *reason;
 
 	if (vr != X509_V_OK) {

@@ -90,4 +90,8 @@ bool sl_tls_resumed(const struct sl_io *io);
 int sl_tls_error(
     const struct sl_io *io, char *buf, size_t size, bool *plaintext);
 
+/* The same for any SSL (NULL: none) whose newest error code is ERR. */
+int sl_tls_describe(
+    const struct ssl_st *ssl, unsigned long err, char *buf, size_t size);
+
 #endif

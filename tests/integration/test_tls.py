@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import (Origin, Sluice, SLUICE, TMP, check, done, free_port,
                      metric_value, skip)
-from tlskit import PKI as TestPKI, memory_tls, openssl, read_tls
+from tlskit import (PKI as TestPKI, client_context, memory_tls, openssl,
+                    read_tls)
 
 if shutil.which("openssl") is None:
     skip("the openssl command is not installed")
@@ -113,6 +114,20 @@ class TLSOrigin:
                 self.wfile.write(body)
 
             def do_GET(self):
+                if "eof=" in self.path:
+                    # A close-delimited answer (no Content-Length, no
+                    # chunks), ended with close_notify or by a bare FIN.
+                    origin.requests += 1
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nConnection: "
+                                     b"close\r\n\r\n" + b"z" * 1000)
+                    self.close_connection = True
+                    if self.path.endswith("eof=clean"):
+                        try:
+                            self.request.unwrap()
+                        except (ssl.SSLError, OSError):
+                            pass
+                    # else the server's shutdown sends a FIN only
+                    return
                 if "size=" in self.path:
                     n = int(self.path.split("size=")[1])
                     self.send_response(200)
@@ -361,7 +376,7 @@ def render(**extra):
 
 sl = Sluice(text=render(), port=port)
 
-CTX = ssl.create_default_context(cafile=p("ca.pem"))
+CTX = client_context(p("ca.pem"))
 
 
 class Conn(http.client.HTTPSConnection):
@@ -621,6 +636,8 @@ while time.time() < deadline:
     time.sleep(0.1)
 check(hw["health"] == "down",
       "and the wrong-host origin is down (%s)" % hw.get("health_last_failure"))
+check("hostname mismatch" in (hw.get("health_last_failure") or ""),
+      "the health check says why: %s" % hw.get("health_last_failure"))
 status, resp, body = https_get("/insecure/x")
 check(status == 200 and resp.getheader("X-Origin") == "wrong",
       "tls_verify = no connects anyway (explicitly insecure)")
@@ -663,6 +680,45 @@ def read_all(s):
         data += chunk
 
 
+def read_to_end(s):
+    """Everything S sends and whether it ended with close_notify."""
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                return data, True
+            data += chunk
+    except (ssl.SSLError, ConnectionResetError):
+        return data, False
+
+
+# RFC 9112 section 9.8: over TLS, a close-delimited body is whole only
+# when the origin's close_notify ends it. A bare FIN cuts it: the client
+# must see the cut too (no close_notify), and it is counted.
+resets0 = metric("sluice_upstream_errors_total", service="secure",
+                 kind="reset") or 0
+for how in ("clean", "ragged"):
+    s = raw_tls(ragged_ok=False)
+    s.sendall(b"GET /tls/x?eof=%s HTTP/1.1\r\nHost: a.test\r\n\r\n"
+              % how.encode())
+    data, clean = read_to_end(s)
+    s.close()
+    if how == "clean":
+        check(data.startswith(b"HTTP/1.1 200") and
+              data.endswith(b"\r\n\r\n" + b"z" * 1000) and clean,
+              "a close-delimited body from a TLS origin that ends with "
+              "close_notify arrives whole, with close_notify")
+    else:
+        check(data.startswith(b"HTTP/1.1 200") and not clean,
+              "one its origin ends with a bare FIN reaches the client "
+              "without close_notify: the cut is visible (%d bytes)"
+              % len(data))
+resets = (metric("sluice_upstream_errors_total", service="secure",
+                 kind="reset") or 0) - resets0
+check(resets == 1, "the cut body is counted as an upstream reset (%d)"
+      % resets)
+
 for path, what in [("/dl?size=%d" % SIZE, "from a plain origin"),
                    ("/tls/dl?size=%d" % SIZE, "from a TLS origin")]:
     s = raw_tls()
@@ -695,7 +751,7 @@ s.sendall(b"GET /ten HTTP/1.0\r\nHost: a.test\r\n\r\n")
 try:
     data = read_all(s)
     clean = True
-except ssl.SSLEOFError:
+except ssl.SSLError:  # a ragged EOF (SSLEOFError, or SSLError on 3.11.2)
     clean = False
 s.close()
 check(clean and data.startswith(b"HTTP/1.1 200"),

@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from harness import Origin, Sluice, TMP, check, done, free_port, skip
-from tlskit import PKI, memory_tls, read_tls
+from tlskit import PKI, client_context, memory_tls, read_tls
 
 if shutil.which("openssl") is None:
     skip("the openssl command is not installed")
@@ -52,7 +52,7 @@ servers = {plain}
 """
 sl = Sluice(text=CONFIG.format(tmp=TMP, port=port, tls_port=tls_port,
                                pki=pki.dir, plain=plain.addr), port=port)
-CTX = ssl.create_default_context(cafile=pki.path("ca.pem"))
+CTX = client_context(pki.path("ca.pem"))
 
 
 def small_rcvbuf_conn(port_):
