@@ -36,32 +36,6 @@ struct parse_ctx {
 	struct evbuffer *dechunk_dst;
 };
 
-static const struct {
-	const char *name;
-	size_t len;
-	enum sl_hdr_kind kind;
-} known_hdrs[] = {
-#define H(s, k)                                                                \
-	{                                                                      \
-		s, sizeof(s) - 1, k                                            \
-	}
-    H("host", SL_HDR_HOST),
-    H("connection", SL_HDR_CONNECTION),
-    H("keep-alive", SL_HDR_KEEP_ALIVE),
-    H("proxy-connection", SL_HDR_PROXY_CONNECTION),
-    H("te", SL_HDR_TE),
-    H("trailer", SL_HDR_TRAILER),
-    H("transfer-encoding", SL_HDR_TRANSFER_ENCODING),
-    H("upgrade", SL_HDR_UPGRADE),
-    H("content-length", SL_HDR_CONTENT_LENGTH),
-    H("x-forwarded-for", SL_HDR_X_FORWARDED_FOR),
-    H("x-forwarded-proto", SL_HDR_X_FORWARDED_PROTO),
-    H("via", SL_HDR_VIA),
-    H("cookie", SL_HDR_COOKIE),
-    H("expect", SL_HDR_EXPECT),
-#undef H
-};
-
 static const char tchar_table[256] = {
     ['!'] = 1,
     ['#'] = 1,
@@ -206,22 +180,64 @@ on_header_value_cb(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
-/* Classify a header name into one of the kinds sluice acts on. The first
- * letter, lower-cased, is compared before strncasecmp is called: most
- * names of a known length are not known (User-Agent, Accept). */
+/* Is NAME (LEN bytes of tchar) the lower-case name LC, ignoring case?
+ * Or-ing 0x20 lower-cases letters and maps no other tchar onto a letter
+ * or '-' (only CR would alias '-', and no name holds one). */
+static inline bool
+name_is(const char *name, const char *lc, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if ((name[i] | 0x20) != lc[i])
+			return false;
+	}
+	return true;
+}
+
+/* Classify a header name into one of the kinds sluice acts on. Its
+ * length picks at most two candidates, so most names (User-Agent,
+ * Accept) are known not to matter without a comparison. */
 static enum sl_hdr_kind
 classify(const char *name, size_t len)
 {
-	char first = (char)(name[0] | 0x20);
-	size_t i;
-
-	for (i = 0; i < sizeof known_hdrs / sizeof known_hdrs[0]; i++) {
-		if (known_hdrs[i].len == len &&
-		    known_hdrs[i].name[0] == first &&
-		    strncasecmp(known_hdrs[i].name, name, len) == 0)
-			return known_hdrs[i].kind;
+#define IS(lc) name_is(name, lc, sizeof(lc) - 1)
+	switch (len) {
+	case 2:
+		return IS("te") ? SL_HDR_TE : SL_HDR_OTHER;
+	case 3:
+		return IS("via") ? SL_HDR_VIA : SL_HDR_OTHER;
+	case 4:
+		return IS("host") ? SL_HDR_HOST : SL_HDR_OTHER;
+	case 6:
+		return IS("cookie") ? SL_HDR_COOKIE
+		    : IS("expect")  ? SL_HDR_EXPECT
+		                    : SL_HDR_OTHER;
+	case 7:
+		return IS("trailer") ? SL_HDR_TRAILER
+		    : IS("upgrade")  ? SL_HDR_UPGRADE
+		                     : SL_HDR_OTHER;
+	case 10:
+		return IS("connection") ? SL_HDR_CONNECTION
+		    : IS("keep-alive")  ? SL_HDR_KEEP_ALIVE
+		                        : SL_HDR_OTHER;
+	case 14:
+		return IS("content-length") ? SL_HDR_CONTENT_LENGTH
+		                            : SL_HDR_OTHER;
+	case 15:
+		return IS("x-forwarded-for") ? SL_HDR_X_FORWARDED_FOR
+		                             : SL_HDR_OTHER;
+	case 16:
+		return IS("proxy-connection") ? SL_HDR_PROXY_CONNECTION
+		                              : SL_HDR_OTHER;
+	case 17:
+		return IS("transfer-encoding") ? SL_HDR_TRANSFER_ENCODING
+		    : IS("x-forwarded-proto")  ? SL_HDR_X_FORWARDED_PROTO
+		                               : SL_HDR_OTHER;
+	default:
+		return SL_HDR_OTHER;
 	}
-	return SL_HDR_OTHER;
+#undef IS
 }
 
 /* Does [S, S+LEN) equal the lower-case word W, ignoring case? */

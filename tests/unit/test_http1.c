@@ -253,6 +253,49 @@ test_find_partial_resume(void **state)
 
 /* ---- requests that parse ---- */
 
+/* Every header kind sluice acts on is known in any case; a name of the
+ * same length one byte off, or one whose bytes would fold onto the
+ * name's under a careless case fold ('^' onto '~', '_' onto DEL), is not. */
+static void
+test_header_kinds(void **state)
+{
+	static const char req[] = "GET / HTTP/1.1\r\n"
+	                          "hOST: a\r\n"
+	                          "CONNECTION: keep-alive\r\n"
+	                          "Keep-Alive: timeout=5\r\n"
+	                          "Proxy-Connection: x\r\n"
+	                          "tE: trailers\r\n"
+	                          "TRAILER: x\r\n"
+	                          "content-length: 0\r\n"
+	                          "X-FORWARDED-FOR: 1.2.3.4\r\n"
+	                          "x-forwarded-proto: http\r\n"
+	                          "VIA: 1.1 a\r\n"
+	                          "cookiE: a=1\r\n"
+	                          "Expect: 100-continue\r\n"
+	                          "Hosts: a\r\n"
+	                          "Viaa: a\r\n"
+	                          "Te_: a\r\n"
+	                          "content-lengtH_: 0\r\n"
+	                          "x-forwarded-fox: a\r\n"
+	                          "^ia: a\r\n"
+	                          "Upgrade_: a\r\n"
+	                          "\r\n";
+	static const int want[] = {SL_HDR_HOST, SL_HDR_CONNECTION,
+	    SL_HDR_KEEP_ALIVE, SL_HDR_PROXY_CONNECTION, SL_HDR_TE,
+	    SL_HDR_TRAILER, SL_HDR_CONTENT_LENGTH, SL_HDR_X_FORWARDED_FOR,
+	    SL_HDR_X_FORWARDED_PROTO, SL_HDR_VIA, SL_HDR_COOKIE, SL_HDR_EXPECT,
+	    SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_OTHER,
+	    SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_OTHER};
+	struct sl_http_head *head = req_ok(LIT(req));
+	size_t i;
+
+	(void)state;
+	assert_int_equal(head->nhdrs, sizeof want / sizeof want[0]);
+	for (i = 0; i < head->nhdrs; i++)
+		assert_int_equal(head->kinds[i], want[i]);
+	sl_http_head_free(head);
+}
+
 static void
 test_parse_get(void **state)
 {
@@ -985,6 +1028,7 @@ main(void)
 	    cmocka_unit_test(test_find_bare_lf),
 	    cmocka_unit_test(test_find_partial_resume),
 	    cmocka_unit_test(test_parse_get),
+	    cmocka_unit_test(test_header_kinds),
 	    cmocka_unit_test(test_parse_keep_alive),
 	    cmocka_unit_test(test_parse_has_body),
 	    cmocka_unit_test(test_parse_accepted_forms),
