@@ -681,18 +681,25 @@ check_request(llhttp_t *parser, const char *base, struct sl_http_head *head,
 static const char *
 check_lines(const char *p, size_t len)
 {
-	size_t i = 0;
+	const char *end = p + len, *s = p, *lf, *cr;
 
-	while (i + 1 < len && p[i] == '\r' && p[i + 1] == '\n')
-		i += 2;
-	for (; i < len; i++) {
-		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
-			return "bare LF in request head";
-		if (p[i] == '\r' && (i + 1 == len || p[i + 1] != '\n'))
+	while (end - s >= 2 && s[0] == '\r' && s[1] == '\n')
+		s += 2;
+	/* A line at a time, by memchr: a byte loop was ~5 instructions
+	 * per byte of every request head. */
+	while (s < end) {
+		lf = memchr(s, '\n', (size_t)(end - s));
+		cr = memchr(s, '\r', (size_t)((lf != NULL ? lf : end) - s));
+		/* The line's first CR must be the one right before its LF. */
+		if (cr != NULL && (lf == NULL || cr != lf - 1))
 			return "bare CR in request head";
-		if (p[i] == '\n' && i + 1 < len &&
-		    (p[i + 1] == ' ' || p[i + 1] == '\t'))
+		if (lf == NULL)
+			break;
+		if (cr == NULL)
+			return "bare LF in request head";
+		if (end - lf > 1 && (lf[1] == ' ' || lf[1] == '\t'))
 			return "obs-fold (line starting with whitespace)";
+		s = lf + 1;
 	}
 	return NULL;
 }

@@ -467,6 +467,61 @@ test_refuse_header_syntax(void **state)
 	assert_int_equal(req_status(LIT("GET / HTTP/1.1\nHost: x\n\n")), 400);
 }
 
+/* Why a request head is refused (NULL: accepted). */
+static const char *
+req_reason(const char *s, size_t len)
+{
+	struct sl_http_head *head = sl_http_head_new(100);
+	struct sl_http_error err = {0};
+
+	assert_non_null(head);
+	if (parse(false, 0, s, len, head, &err) == 0)
+		err.reason = NULL;
+	sl_http_head_free(head);
+	return err.reason;
+}
+
+/* Line endings: CR LF only, the first problem in the head named. */
+static void
+test_refuse_line_endings(void **state)
+{
+	static const char cr[] = "bare CR in request head";
+	static const char lf[] = "bare LF in request head";
+	static const char fold[] = "obs-fold (line starting with whitespace)";
+	static const struct {
+		const char *head;
+		const char *reason;
+	} cases[] = {
+	    {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", NULL},
+	    {"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", NULL},
+	    {"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\tb\r\n\r\n", NULL},
+	    {"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", cr},
+	    {"GET / HTTP/1.1\r\nX-A: a\r\rb\r\nHost: x\r\n\r\n", cr},
+	    {"GET / HTTP/1.1\r\nX-A: a\rb\nHost: x\r\n\r\n", cr},
+	    {"GET / HTTP/1.1\r\nHost: x\r\n\r\r\n", cr},
+	    {"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", lf},
+	    {"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", lf},
+	    {"GET / HTTP/1.1\r\nHost: x\r\n\n", lf},
+	    {"GET / HTTP/1.1\r\nX-A: a\n\rHost: x\r\n\r\n", lf},
+	    {"GET / HTTP/1.1\r\nHost: x\r\n\tX-A: b\r\n\r\n", fold},
+	    {"GET / HTTP/1.1\r\n Host: x\r\n\r\n", fold},
+	    {"GET / HTTP/1.1\r\nHost: x\r\n \r\n\r\n", fold},
+	};
+	const char *why;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		why = req_reason(cases[i].head, strlen(cases[i].head));
+		if (cases[i].reason == NULL
+		        ? why != NULL
+		        : (why == NULL || strcmp(why, cases[i].reason) != 0))
+			fail_msg("case %zu: %s, want %s", i,
+			    why ? why : "accepted",
+			    cases[i].reason ? cases[i].reason : "accepted");
+	}
+}
+
 /* Parse a request (TYPE 0) or response (1) with a header line of
  * BEFORE, byte B, AFTER; returns 0 when accepted, else the status it was
  * refused with. */
@@ -1029,6 +1084,7 @@ main(void)
 	    cmocka_unit_test(test_find_partial_resume),
 	    cmocka_unit_test(test_parse_get),
 	    cmocka_unit_test(test_header_kinds),
+	    cmocka_unit_test(test_refuse_line_endings),
 	    cmocka_unit_test(test_parse_keep_alive),
 	    cmocka_unit_test(test_parse_has_body),
 	    cmocka_unit_test(test_parse_accepted_forms),
