@@ -246,10 +246,18 @@ ob_header(struct outbuf *o, const struct sl_http_head *head, const char *base,
     uint32_t i)
 {
 	const struct sl_http_hdr *h = &head->hdrs[i];
+	const char *name = base + h->name_off, *value = base + h->value_off;
 
-	ob_add(o, base + h->name_off, h->name_len);
+	/* Spelled so already (one space, no trailing whitespace, CRLF),
+	 * as nearly every header is: the line in one copy, not four. */
+	if (value == name + h->name_len + 2 && value[-1] == ' ' &&
+	    value[h->value_len] == '\r' && value[h->value_len + 1] == '\n') {
+		ob_add(o, name, h->name_len + 2 + h->value_len + 2);
+		return;
+	}
+	ob_add(o, name, h->name_len);
 	OB_LIT(o, ": ");
-	ob_add(o, base + h->value_off, h->value_len);
+	ob_add(o, value, h->value_len);
 	OB_LIT(o, "\r\n");
 }
 

@@ -65,6 +65,16 @@ check("Keep-Alive" not in text and "Connection:" not in text,
 check("X-Secret-Hop" not in text,
       "headers named in Connection are removed")
 
+# Headers are forwarded as "Name: value": whitespace around a value is
+# not part of it (RFC 9110 5.5), the spelling of the name is kept.
+raw = sl.raw(b"GET /spell?echo=1 HTTP/1.1\r\nHost: shop.example\r\n"
+             b"X-Pad:   padded   \r\nx-TAB:\tt\t\r\nX-Empty:\r\n"
+             b"X-Inner: a  b\r\nX-Plain: p\r\nConnection: close\r\n\r\n")
+check(b"\r\nX-Pad: padded\r\nx-TAB: t\r\nX-Empty: \r\n"
+      b"X-Inner: a  b\r\nX-Plain: p\r\n" in raw,
+      "header lines reach the origin as 'Name: value' (padding dropped, "
+      "inner spaces and the name's case kept)")
+
 # Longest prefix wins; Host-less service matches any host.
 status, r, body = sl.get("/api/v1", headers={"Host": "other.example"})
 check(status == 200 and r.getheader("X-Origin") == "green",
