@@ -7,10 +7,14 @@ import signal
 import socket
 import time
 
-from harness import ASAN, Origin, Sluice, check, done, free_port, status_of
+from harness import ASAN, Origin, Sluice, check, done, status_of
 
 good = Origin("good")
-down_port = free_port()  # nothing listens here
+# Connects to a port that is bound but not listening are refused; the
+# socket stays open for the whole test so nothing else can take the port.
+down = socket.socket()
+down.bind(("127.0.0.1", 0))
+down_port = down.getsockname()[1]
 
 # A listener whose accept queue is full: connects to it hang.
 blackhole = socket.socket()
@@ -38,6 +42,22 @@ sl = Sluice({
                 "connect_timeout = 1s\nresponse_timeout = 1s\n"
                 "body_timeout = 1s\n")
 
+
+def wait_until(cond, timeout=10.0):
+    """Poll COND until it is true or TIMEOUT seconds pass; its last value."""
+    deadline = time.time() + timeout
+    while True:
+        value = cond()
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(0.05)
+
+
+def in_flight():
+    """Requests to the 'good' service sluice has not finished."""
+    return sl.ctl("show stats good")["versions"]["v1"]["active"]
+
+
 t0 = time.time()
 status, r, body = sl.get("/down/x")
 check(status == 502, "origin down: 502 (%d)" % status)
@@ -55,8 +75,8 @@ check(status == 504, "slow origin (3 s) past response_timeout (1 s): 504")
 check(b"response timed out" in body, "504 body says the response timed out")
 check(0.9 <= took < 2.5, "the 504 comes after response_timeout, not before "
       "(%.2f s)" % took)
-status, r, body = sl.get("/good/slow?delay=500")
-check(status == 200, "an origin answering in 0.5 s is within the 1 s "
+status, r, body = sl.get("/good/slow?delay=250")
+check(status == 200, "an origin answering in 0.25 s is within the 1 s "
       "response_timeout (%d)" % status)
 
 status, r, body = sl.get("/good/x?reset=1")
@@ -105,13 +125,13 @@ raw = sl.raw(b"POST /good/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
              b"0123456789", shutdown=False, timeout=5)
 check(status_of(raw) == 408, "request body stalls: 408 (%r)" % raw[:30])
 
-# The body timeout is per read, not per body: 10 bytes every 0.4 s for
-# 4 s (10 x body_timeout's 1 s in total) get through.
+# The body timeout is per read, not per body: 5 bytes every 0.2 s for
+# 4 s (4 x body_timeout's 1 s in total) get through.
 s = socket.create_connection(("127.0.0.1", sl.port), 5)
 s.sendall(b"POST /good/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
-for i in range(10):
-    time.sleep(0.4)
-    s.sendall(b"%010d" % i)
+for i in range(20):
+    time.sleep(0.2)
+    s.sendall(b"%05d" % i)
 s.settimeout(5)
 got = b""
 try:
@@ -124,32 +144,32 @@ except socket.timeout:
     pass
 s.close()
 check(status_of(got) == 200,
-      "a body that keeps coming (a piece every 0.4 s, body_timeout 1 s) is "
+      "a body that keeps coming (a piece every 0.2 s, body_timeout 1 s) is "
       "forwarded whole (%r)" % got[:30])
 
-# The keep-alive timeout restarts with each request: requests every 0.5 s
+# The keep-alive timeout restarts with each request: requests every 0.25 s
 # for 3 s on one connection (keepalive_timeout 1 s) all get answers.
 c = sl.conn()
 answered = 0
-for i in range(6):
+for i in range(12):
     try:
         c.request("GET", "/good/ka%d" % i)
         if c.getresponse().read() is not None:
             answered += 1
     except (OSError, Exception):
         break
-    time.sleep(0.5)
+    time.sleep(0.25)
 c.close()
-check(answered == 6, "a connection used every 0.5 s outlives keepalive_timeout "
-      "(1 s): %d of 6 answered" % answered)
+check(answered == 12, "a connection used every 0.25 s outlives "
+      "keepalive_timeout (1 s): %d of 12 answered" % answered)
 
 # Keep-alive idle timeout closes the connection.
 s = socket.create_connection(("127.0.0.1", sl.port), 5)
+t0 = time.time()  # before the response: the idle time starts after it
 s.sendall(b"GET /good/x HTTP/1.1\r\nHost: a\r\n\r\n")
 first = s.recv(4096)
 check(status_of(first) == 200, "keep-alive request answered")
 s.settimeout(4)
-t0 = time.time()
 try:
     rest = s.recv(4096)
 except socket.timeout:
@@ -166,7 +186,7 @@ for _ in range(5):
     s.sendall(b"GET /good/big?size=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
     s.recv(65536)
     s.close()
-time.sleep(0.5)
+wait_until(lambda: in_flight() == 0)  # sluice has let go of them
 status, r, body = sl.get("/good/fine")
 check(status == 200, "after 5 clients abandoned 50 MB downloads, requests work")
 rss = sl.rss_kib()
@@ -181,9 +201,12 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
 s.settimeout(10)
 s.connect(("127.0.0.1", sl.port))
+before = in_flight()
 s.sendall(b"GET /good/big?size=50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
 first = s.recv(65536)
-time.sleep(3)  # not reading: well past body_timeout
+# Not reading until sluice has given up on the response (body_timeout,
+# 1 s; 10 s at most): if it never does, the whole body arrives below.
+wait_until(lambda: in_flight() <= before)
 got, t0 = len(first), time.time()
 try:
     while True:
@@ -234,4 +257,5 @@ check(status_of(raw) == 408 and 1.9 <= took < 4.5,
 check(sl.proc.poll() is None, "sluice is still running after all failures")
 check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
 blackhole.close()
+down.close()
 done()

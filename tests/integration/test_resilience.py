@@ -7,12 +7,14 @@ connection limit pauses accepting instead of failing."""
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
 import threading
 import time
 
+import harness
 from harness import (SLUICE, Origin, Sluice, check, config, done, free_port,
                      wait_port)
 
@@ -47,6 +49,16 @@ def get(path, headers=None):
         return 0, None, str(e).encode()
 
 
+def wait_until(cond, timeout=10.0):
+    """Poll COND until it is true or TIMEOUT seconds pass; its last value."""
+    deadline = time.time() + timeout
+    while True:
+        value = cond()
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(0.05)
+
+
 def server(svc, addr):
     r = sl.ctl("show service %s" % svc)["service"]
     for v in r["versions"]:
@@ -56,11 +68,22 @@ def server(svc, addr):
     return None
 
 
-# --- Passive ejection: 'bad' answers 500 to everything.
-codes = [get("/e/x")[0] for _ in range(12)]
+# --- Passive ejection: 'bad' answers 500 to everything. Each request goes
+# to it with a chance of 1/2, so requests go on until it is ejected (at
+# most 100 requests or 10 s).
+codes = []
 s = server("eject", bad.addr)
+deadline = time.time() + 10
+while (not s.get("ejected_because") and len(codes) < 100 and
+       time.time() < deadline):
+    codes.append(get("/e/x")[0])
+    s = server("eject", bad.addr)
 check(s.get("ejected_because") == "5xx responses" and s["ejected_for"] > 20,
-      "a server failing 3 times in a row is ejected (%r)" % s)
+      "a server failing 3 times in a row is ejected (%r after %d requests)"
+      % (s, len(codes)))
+check(codes.count(500) == 3 and codes.count(200) == len(codes) - 3,
+      "until then clients got its 500 exactly 3 times, 200 from the other "
+      "server otherwise (%r)" % codes)
 bad.reset()
 good2.reset()
 codes = [get("/e/y")[0] for _ in range(20)]
@@ -70,8 +93,8 @@ check(server("eject", good2.addr).get("ejected_for") is None,
       "the cap (50%) keeps the last healthy server in")
 
 # --- Active health checks: kill 'a', traffic continues on 'b'.
-time.sleep(0.5)
-check(server("health", a.addr)["health"] == "up", "health: a starts up")
+check(wait_until(lambda: server("health", a.addr)["health"] == "up"),
+      "health: a starts up")
 errors = 0
 a.stop()
 for i in range(60):
@@ -81,6 +104,7 @@ for i in range(60):
     time.sleep(0.02)
 check(errors == 0, "origin killed: 60 requests, %d errors (retries on the "
       "other server of the same version)" % errors)
+wait_until(lambda: server("health", a.addr)["health"] == "down")
 s = server("health", a.addr)
 check(s["health"] == "down" and s.get("health_last_failure"),
       "health: a is down (%s)" % s.get("health_last_failure"))
@@ -93,10 +117,7 @@ for i in range(20):
     get("/h/y")
 check(b.stats()["requests"] == 20, "all traffic goes to b while a is down")
 a.start()
-deadline = time.time() + 5
-while time.time() < deadline and server("health", a.addr)["health"] != "up":
-    time.sleep(0.1)
-check(server("health", a.addr)["health"] == "up",
+check(wait_until(lambda: server("health", a.addr)["health"] == "up"),
       "a is re-admitted after health_rise good checks")
 a.reset()
 for i in range(40):
@@ -146,16 +167,22 @@ def load():
 threads = [threading.Thread(target=load) for _ in range(4)]
 for t in threads:
     t.start()
+reloads = sl.logtext().count("reloaded ")
 for i in range(5):
     time.sleep(0.3)
     os.kill(sl.proc.pid, signal.SIGHUP)
-time.sleep(0.5)
+    # One at a time: signals sent while a reload is pending would merge.
+    wait_until(lambda: sl.logtext().count("reloaded ") > reloads + i)
+reloads = sl.logtext().count("reloaded ") - reloads
+# Load goes on after the last reload (at least 50 more requests, 10 s cap).
+after = done_requests[0] + 50
+wait_until(lambda: done_requests[0] >= after and done_requests[0] > 100)
 stop.set()
 for t in threads:
     t.join()
-check(failures == [] and done_requests[0] > 100,
-      "5 reloads under load: %d requests, %d failed" % (done_requests[0],
-                                                       len(failures)))
+check(reloads == 5 and failures == [] and done_requests[0] > 100,
+      "%d of 5 reloads under load: %d requests, %d failed (%r)"
+      % (reloads, done_requests[0], len(failures), failures[:3]))
 w = {v["name"]: v["weight"] for v in
      sl.ctl("show service fb")["service"]["versions"]}
 check(w == {"blue": 30.0, "green": 70.0}, "runtime weights survive reloads")
@@ -170,7 +197,7 @@ check("weight = green 60.00" in saved,
 good_text = open(sl.path).read()
 sl.write(good_text + "\n[service:broken]\nstable = nope\n")
 os.kill(sl.proc.pid, signal.SIGHUP)
-time.sleep(0.5)
+wait_until(lambda: "reload refused" in sl.logtext())
 st, r, body = get("/h/after-bad-reload")
 check(st == 200, "after a bad reload the old config keeps serving")
 check("reload refused" in sl.logtext() and "broken" in sl.logtext(),
@@ -185,11 +212,15 @@ def slow(i):
     results.append(get("/h/slow?delay=1500")[0])
 
 
+def in_flight():
+    return sl.ctl("show stats health")["versions"]["v1"]["active"]
+
+
 threads = [threading.Thread(target=slow, args=(i,)) for i in range(3)]
 for t in threads:
     t.start()
-time.sleep(0.4)
-t0 = time.time()
+# SIGTERM once sluice has all 3 in flight (they take 1.5 s at the origin).
+wait_until(lambda: in_flight() >= 3)
 sl.proc.send_signal(signal.SIGTERM)
 for t in threads:
     t.join()
@@ -211,12 +242,24 @@ time.sleep(0.5)
 log2 = open(sl.logpath + ".2", "ab")
 new = subprocess.Popen([SLUICE, "--takeover", "-c", sl.path], stdout=log2,
                        stderr=log2)
-time.sleep(1.0)
-check(new.poll() is None, "the new sluice starts beside the old one")
+harness._procs.append(new)  # killed at exit if a check fails before
+
+
+def new_started():
+    # Logged once its listeners are bound and its workers run.
+    with open(sl.logpath + ".2", "rb") as f:
+        return re.search(rb"sluice \S+: \d+ workers", f.read()) is not None
+
+
+wait_until(lambda: new_started() or new.poll() is not None)
+check(new.poll() is None and new_started(),
+      "the new sluice starts beside the old one")
 old = sl.proc
 old.send_signal(signal.SIGTERM)
 check(old.wait(20) == 0, "the old sluice drains and exits 0")
-time.sleep(1.0)
+# Load goes on against the new sluice alone (50 more requests, 10 s cap).
+after = done_requests[0] + 50
+wait_until(lambda: done_requests[0] >= after)
 stop.set()
 for t in threads:
     t.join()
