@@ -9,8 +9,14 @@ import time
 
 from harness import Origin, Sluice, check, config, done, free_port
 
-blue = Origin("blue", "--latency", "3")
-teal = Origin("teal", "--latency", "3")
+# The guard compares the new version after the switch with the old one
+# before it: two time windows, so a neighbour that gets busier after the
+# switch makes the new version look slower. Each candidate is therefore
+# clearly faster than the version it replaces (blue 20 ms, teal 10 ms, bad
+# 3 ms), with room for scheduling noise (max_latency_ratio = 3): nothing
+# should switch teal back, and only its errors can switch bad back.
+blue = Origin("blue", "--latency", "20")
+teal = Origin("teal", "--latency", "10")
 bad = Origin("bad", "--latency", "3", "--error-rate", "0.10", "--seed", "3")
 port = free_port()
 text = config(port, {"bg": {
@@ -23,6 +29,7 @@ interval = 500ms
 step_time = 2s
 min_requests = 30
 max_error_rate = 1%
+max_latency_ratio = 3
 """
 sl = Sluice(text=text, port=port)
 stop = threading.Event()
@@ -43,7 +50,12 @@ def load():
 threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
 for t in threads:
     t.start()
-time.sleep(3)  # the stable's behaviour before any switch
+# The stable's behaviour before any switch: at least 3 s and 300 requests.
+started = time.time()
+deadline = started + 60
+while time.time() < deadline and (time.time() < started + 3 or
+                                  blue.stats()["requests"] < 300):
+    time.sleep(0.2)
 
 r = sl.ctl("switch bg teal")
 check(r["ok"] and r["stable"] == "teal", "switch bg teal")
@@ -51,15 +63,19 @@ g = sl.ctl("show service bg")["service"]["guard"]
 check(g is not None and g["state"] == "watching" and g["previous"] == "blue"
       and g["baseline_requests"] > 100,
       "the guard watches teal against blue's last seconds (%r)" % g)
-time.sleep(5.5)
-g = sl.ctl("show service bg")["service"]["guard"]
-check(g["state"] == "passed", "a good switch is held after the guard (%s)"
-      % g["last_verdict"])
+deadline = time.time() + 30  # the guard lasts 4 s; time to end it
+while time.time() < deadline:
+    g = sl.ctl("show service bg")["service"]["guard"]
+    if g["state"] != "watching":
+        break
+    time.sleep(0.2)
+check(g["state"] == "passed", "a good switch is held after the guard (%s: %s)"
+      % (g["state"], g["last_verdict"]))
 check(sl.ctl("show service bg")["service"]["stable"] == "teal", "teal stays")
 
 r = sl.ctl("switch bg bad")
 check(r["ok"] and r["stable"] == "bad", "switch bg bad (10% errors)")
-deadline = time.time() + 6
+deadline = time.time() + 30
 while time.time() < deadline:
     svc = sl.ctl("show service bg")["service"]
     if svc["stable"] != "bad":
@@ -70,8 +86,11 @@ check(svc["stable"] == "teal" and
       "the guard switched back to teal on its own")
 check(svc["guard"]["state"] == "switched_back", "guard state: switched_back")
 evs = sl.ctl("show events 50")["events"]
-check(any(e["command"].startswith("guard bg: switched back from bad to teal")
-          for e in evs), "the switch back is an event, with the verdict")
+back = [e["command"] for e in evs
+        if e["command"].startswith("guard bg: switched back from bad to teal")]
+check(back != [], "the switch back is an event, with the verdict")
+check("fail: error" in back[-1], "bad was switched back on its errors (%s)"
+      % back[-1])
 stop.set()
 for t in threads:
     t.join(5)

@@ -55,17 +55,27 @@ check(status == 404 and b"unknown service" in body,
 status, body = admin("/stats?seconds=abc")
 check(status == 400, "bad seconds: 400")
 
-# 100 requests to the 20 ms origin, 7 of them answered 500.
+# 100 requests to the 20 ms origin, 7 of them answered 500, each also timed
+# here: sluice sees a request after the client sent it and answers it before
+# the client has read it, so its latencies are at most the client's.
 c = sl.conn()
+took = []
 for i in range(100):
     path = "/item?status=500" if i % 14 == 3 else "/item"
+    t0 = time.monotonic()
     c.request("GET", path, headers={"X-User-Id": "u%d" % i})
     c.getresponse().read()
+    took.append((time.monotonic() - t0) * 1000)
 c.close()
+traffic_end = time.monotonic()
+client_p50 = sorted(took)[49]  # nearest rank, as sluice computes it
 s = stats()
 blue = s["services"]["shop"]["versions"]["blue"]
 p50 = blue["latency_ms"]["p50"]
-check(20.0 <= p50 <= 22.0, "20 ms origin: p50 in /stats is %.3f ms (20-22)" % p50)
+# 0.5 ms for the histogram's bucket (1/256 wide, reported at its midpoint).
+check(20.0 <= p50 <= client_p50 + 0.5,
+      "20 ms origin: p50 in /stats is %.3f ms (from 20 to the client's own "
+      "p50 %.3f ms)" % (p50, client_p50))
 check(blue["errors"] == 7, "exactly 7 of 100 errors counted (%d)" % blue["errors"])
 check(abs(blue["error_rate"] - 0.07) < 1e-9, "error rate 0.07 (%r)" % blue["error_rate"])
 check(blue["responses"]["2xx"] == 93, "93 responses 2xx")
@@ -103,9 +113,16 @@ if promtool:
 else:
     print("note: promtool missing, skipped")
 
-# Windows: traffic, then 5 s of silence.
-time.sleep(5.5)
-w3 = stats("/stats/shop?seconds=3")
+# Windows: traffic, then 5 s of silence. Counters reach the windows once a
+# second, so a late harvest on a busy machine gets a few more seconds.
+time.sleep(max(0, traffic_end + 5.5 - time.monotonic()))
+deadline = time.monotonic() + 10
+while True:
+    w3 = stats("/stats/shop?seconds=3")
+    if (w3["services"]["shop"]["versions"]["blue"]["requests"] == 0
+            or time.monotonic() > deadline):
+        break
+    time.sleep(0.2)
 w30 = stats("/stats/shop?seconds=30")
 check(w3["window_seconds"] == 3, "window_seconds echoes 3")
 check(w3["services"]["shop"]["versions"]["blue"]["requests"] == 0,
@@ -137,10 +154,13 @@ if prom:
     value = None
     deadline = time.time() + 40
     c = sl.conn()
+    slowest = 0.0  # s, the slowest of these requests as the client saw it
     while time.time() < deadline and value is None:
         for i in range(20):
+            t0 = time.monotonic()
             c.request("GET", "/p", headers={"X-User-Id": "q%d" % i})
             c.getresponse().read()
+            slowest = max(slowest, time.monotonic() - t0)
         pc = http.client.HTTPConnection("127.0.0.1", pport, timeout=5)
         pc.request("GET", "/api/v1/query?query=" + urllib.parse.quote(q))
         res = json.loads(pc.getresponse().read())
@@ -152,9 +172,20 @@ if prom:
             pass
         time.sleep(1)
     c.close()
-    check(value is not None and 0.015 <= value <= 0.03,
-          "Prometheus: histogram_quantile(0.5) for blue is %r s (about 0.02)"
-          % value)
+    # histogram_quantile interpolates inside the bucket holding the median,
+    # so it stays below the first bucket bound above every latency sluice
+    # saw: 0.03 allows for a bucket of slack, more only if the machine
+    # stalled requests (say, while Prometheus started).
+    les = sorted(float(l.split('le="', 1)[1].split('"', 1)[0])
+                 for l in mtext.splitlines()
+                 if l.startswith("sluice_request_duration_seconds_bucket{")
+                 and 'version="blue"' in l and 'le="+Inf"' not in l)
+    top = max(0.03, min([le for le in les if le >= slowest * 1.01]
+                        or les[-1:] or [0.03]))
+    check(value is not None and 0.015 <= value <= top,
+          "Prometheus: histogram_quantile(0.5) for blue is %r s (about 0.02,"
+          " at most %r: the slowest request took %.4f s)"
+          % (value, top, slowest))
     pp.terminate()
     pp.wait(15)
 else:

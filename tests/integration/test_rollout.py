@@ -78,7 +78,7 @@ def rollout(svc):
     return sl.ctl("show rollout %s" % svc)["rollout"]
 
 
-def wait_final(svc, timeout=45):
+def wait_final(svc, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         r = rollout(svc)
@@ -223,17 +223,36 @@ check(r["ok"], "and can be aborted")
 # its rollout.
 import os
 import signal
+
+
+def reload():
+    """SIGHUP, then wait for sluice to record the reload (or its refusal)
+    as an event; returns that event's command."""
+    def reloads():
+        return [e["command"] for e in sl.ctl("show events 1000")["events"]
+                if e["command"] in ("reload", "reload refused")]
+    n = len(reloads())
+    os.kill(sl.proc.pid, signal.SIGHUP)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        seen = reloads()
+        if len(seen) > n:
+            return seen[-1]
+        time.sleep(0.05)
+    return "no reload within 30 s"
+
+
 before = weights("ok")
 r = sl.ctl("rollout start err green")
 check(r["ok"], "a new rollout on err before the reload")
-os.kill(sl.proc.pid, signal.SIGHUP)
-time.sleep(0.5)
+what = reload()
+check(what == "reload", "SIGHUP reloads the config (%s)" % what)
 check(weights("ok") == before, "SIGHUP keeps the promoted weights of ok")
 check(rollout("err")["state"] == "running", "and the running rollout of err")
 sl.write(sl_text.replace("[version:err/green]\nservers = %s\nweight = 0\n"
                          % green_err.addr, ""))
-os.kill(sl.proc.pid, signal.SIGHUP)
-time.sleep(0.5)
+what = reload()
+check(what == "reload", "SIGHUP reloads the edited config (%s)" % what)
 r = rollout("err")
 check(r["state"] == "aborted" and "removed by reload" in r["reason"],
       "removing the canary by reload aborts its rollout (%s)" % r["reason"])
