@@ -451,50 +451,70 @@ check(code == 3 and "closed" in err and out.count("gone  stable") == 1,
 code, out, err = ctl("-s", missing, "watch", "shop")
 check(code == 3 and "cannot connect" in err, "watch: no daemon -> exit 3")
 
+
+def read_until(fd, enough, seconds=10):
+    """Read FD until enough(text read so far) holds, or to its end (EOF,
+    or EIO from a pty whose other side is closed). SECONDS only bounds a
+    client that never gets there: the checks then fail on what was read,
+    instead of on how fast a loaded machine ran it."""
+    data = b""
+    end = time.monotonic() + seconds
+    while not enough(data.decode("utf-8", "replace")):
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace")
+
+
 for sig in (signal.SIGINT, signal.SIGTERM):
     p = subprocess.Popen([SLUICECTL, "-s", SOCK, "watch", "shop",
                           "--interval", "0.2"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    time.sleep(0.7)
+                         stderr=subprocess.PIPE)
+    # The handlers are in place before the first frame is drawn, and a
+    # signal that came sooner would kill sluicectl: signal once two frames
+    # are out, however long a loaded machine took to draw them.
+    head = read_until(p.stdout.fileno(),
+                      lambda s: s.count("shop  stable") >= 2)
     p.send_signal(sig)
     out, err = p.communicate(timeout=10)
-    check(p.returncode == 0 and out.count("shop  stable") >= 2 and err == "",
-          "watch: %s -> exit 0" % signal.Signals(sig).name)
+    out = head + out.decode("utf-8", "replace")
+    check(p.returncode == 0 and out.count("shop  stable") >= 2 and
+          err == b"", "watch: %s -> exit 0" % signal.Signals(sig).name)
 
 
 def set_size(fd, rows, cols):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def read_pty(fd, seconds):
-    data = b""
-    end = time.time() + seconds
-    while time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.05)
-        if r:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    return data.decode("utf-8", "replace")
+def frame_drawn(s):
+    """A whole frame is on the terminal: the last thing draw() writes."""
+    return "\033[J" in s
 
 
+# The interval is far beyond read_until()'s bound, so the only redraw
+# that can come in time after SIGWINCH is the one SIGWINCH makes. SIGWINCH
+# is sent once the first frame is whole: the handler is in place by then,
+# and the narrow frame is all that is read after it.
 master, slave = pty.openpty()
 set_size(slave, 30, 120)
 p = subprocess.Popen([SLUICECTL, "-s", SOCK, "watch", "shop", "--interval",
-                      "5"], stdin=slave, stdout=slave, stderr=slave,
+                      "60"], stdin=slave, stdout=slave, stderr=slave,
                      start_new_session=True)
 os.close(slave)
-wide = read_pty(master, 1.0)
-check("\033[?25l" in wide and "\033[H" in wide,
+wide = read_until(master, frame_drawn)
+check("\033[?25l" in wide and "\033[H" in wide and frame_drawn(wide),
       "watch on a tty: hides the cursor, draws from home")
-wide_bar = max(len(m) for m in re.findall(r"\[[#-]+\]", wide))
+wide_bar = max((len(m) for m in re.findall(r"\[[#-]+\]", wide)), default=0)
 set_size(master, 30, 70)
 p.send_signal(signal.SIGWINCH)
-narrow = read_pty(master, 1.0)
+narrow = read_until(master, frame_drawn)
 narrow_bars = re.findall(r"\[[#-]+\]", narrow)
 check(narrow_bars and max(len(m) for m in narrow_bars) < wide_bar - 40,
       "watch on a tty: SIGWINCH redraws at once, bars follow the width")
@@ -502,7 +522,7 @@ check(all(len(re.sub(r"\033\[[0-9;?]*[A-Za-z]", "", line)) < 70
           for line in narrow.replace("\r", "").split("\n")),
       "watch on a tty: no line wider than the terminal")
 p.send_signal(signal.SIGINT)
-rest = read_pty(master, 1.0)
+rest = read_until(master, lambda s: False)  # to the end: sluicectl exited
 p.wait(10)
 os.close(master)
 check(p.returncode == 0 and rest.endswith("\033[?25h\r\n"),
