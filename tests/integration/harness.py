@@ -84,6 +84,17 @@ def check(cond, what):
     print("ok - " + what, flush=True)
 
 
+def wait_until(cond, timeout=10.0):
+    """Poll COND until it is true or TIMEOUT seconds pass; its last value.
+    Tests wait for what they check this way, never with a fixed sleep."""
+    deadline = time.time() + timeout
+    while True:
+        value = cond()
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(0.05)
+
+
 def done():
     print("%d passed, 0 failed" % _checks, flush=True)
     sys.exit(0)

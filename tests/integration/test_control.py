@@ -10,7 +10,7 @@ import stat
 import threading
 import time
 
-from harness import Origin, Sluice, TMP, check, done, free_port
+from harness import Origin, Sluice, TMP, check, done
 
 blue = Origin("blue")
 green = Origin("green")

@@ -7,7 +7,8 @@ import signal
 import socket
 import time
 
-from harness import ASAN, Origin, Sluice, check, done, status_of
+from harness import (ASAN, Origin, Sluice, check, done, status_of,
+                     wait_until)
 
 good = Origin("good")
 # Connects to a port that is bound but not listening are refused; the
@@ -41,16 +42,6 @@ sl = Sluice({
 }, sluice_extra="header_timeout = 1s\nkeepalive_timeout = 1s\n"
                 "connect_timeout = 1s\nresponse_timeout = 1s\n"
                 "body_timeout = 1s\n")
-
-
-def wait_until(cond, timeout=10.0):
-    """Poll COND until it is true or TIMEOUT seconds pass; its last value."""
-    deadline = time.time() + timeout
-    while True:
-        value = cond()
-        if value or time.time() >= deadline:
-            return value
-        time.sleep(0.05)
 
 
 def in_flight():

@@ -8,8 +8,7 @@ import subprocess
 import threading
 import time
 
-from harness import (Origin, Sluice, check, done, pipelined, status_of,
-                     TMP)
+from harness import Origin, Sluice, check, done, pipelined, status_of
 
 
 

@@ -9,14 +9,13 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import harness
 from harness import (SLUICE, Origin, Sluice, check, config, done, free_port,
-                     wait_port)
+                     wait_until)
 
 a = Origin("a")
 b = Origin("b")
@@ -47,16 +46,6 @@ def get(path, headers=None):
         return sl.get(path, headers=headers or {})
     except (OSError, http.client.HTTPException) as e:
         return 0, None, str(e).encode()
-
-
-def wait_until(cond, timeout=10.0):
-    """Poll COND until it is true or TIMEOUT seconds pass; its last value."""
-    deadline = time.time() + timeout
-    while True:
-        value = cond()
-        if value or time.time() >= deadline:
-            return value
-        time.sleep(0.05)
 
 
 def server(svc, addr):
@@ -295,8 +284,6 @@ check(result == [], "a 4th client waits while 3 connections are open")
 held[0].close()
 t.join(10)
 check(result == [200], "and is served once one closes (%r)" % result)
-_, m = None, sl.ctl("show stats health")
-import urllib.request  # noqa: E402
 check("max_connections reached" in sl.logtext(),
       "reaching the limit is logged")
 for c in held[1:]:

@@ -6,7 +6,7 @@ overrides with proof, and pins."""
 
 import socket
 
-from harness import Origin, Sluice, check, config, done, free_port, skip
+from harness import Origin, Sluice, check, config, done, free_port
 
 try:
     import xxhash

@@ -13,7 +13,6 @@ import pty
 import re
 import select
 import signal
-import socket
 import socketserver
 import struct
 import subprocess
