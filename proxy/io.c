@@ -622,6 +622,8 @@ tls_record_error(struct sl_io_tls *t)
 static short
 tls_outcome(struct sl_io_tls *t, int err)
 {
+	unsigned long e;
+
 	switch (err) {
 	case SSL_ERROR_WANT_READ:
 	case SSL_ERROR_WANT_WRITE:
@@ -640,9 +642,9 @@ tls_outcome(struct sl_io_tls *t, int err)
 	case SSL_ERROR_SSL:
 		/* Without SSL_OP_IGNORE_UNEXPECTED_EOF (origins), a FIN
 		 * without close_notify: an end, but a ragged one. */
-		if (t->eof &&
-		    ERR_GET_REASON(ERR_peek_last_error()) ==
-		        SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+		e = ERR_peek_last_error();
+		if (t->eof && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 			ERR_clear_error();
 			t->ragged = true;
 			return BEV_EVENT_EOF;
