@@ -73,6 +73,8 @@
 	    "requests sent on a pooled connection")                            \
 	X(upstream_retries, "upstream_retries",                                \
 	    "requests retried after a stale pooled connection")                \
+	X(upstream_tls_resumed, "upstream_tls_resumed",                        \
+	    "TLS connections to origins that resumed a session")               \
 	X(upgrades, "upgrades", "connections upgraded to tunnels")             \
 	X(tls_handshakes, "tls_handshakes",                                    \
 	    "TLS handshakes completed by clients")                             \

@@ -184,7 +184,7 @@ check_event_cb(struct bufferevent *bev, short what, void *arg)
 static struct bufferevent *
 tls_bev(struct sl_health *h)
 {
-	SSL *ssl = sl_tls_origin_ssl(h->tls, &h->srv);
+	SSL *ssl = sl_tls_origin_ssl(h->tls, &h->srv, NULL);
 	struct bufferevent *bev;
 
 	if (ssl == NULL)

@@ -1451,6 +1451,8 @@ up_event_cb(struct sl_io *io, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->up->connected = true;
+		if (c->up->tls_ctx != NULL && sl_tls_resumed(io))
+			SL_STAT_INC(c->w->wstats.upstream_tls_resumed);
 		await_response_timeouts(c);
 		return;
 	}

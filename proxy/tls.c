@@ -707,6 +707,8 @@ listener_ctx_new(struct errs *E, const struct sl_config *conf,
 }
 
 /* The client context for origins of a version (tls = yes). */
+static int origin_new_session(SSL *ssl, SSL_SESSION *sess);
+
 static SSL_CTX *
 origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
     const struct sl_version_conf *v)
@@ -728,6 +730,10 @@ origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
 	 * close-delimited body would pass for a whole one. */
 	SSL_CTX_set_options(
 	    ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* Sessions go to the worker's per-server cache, not OpenSSL's. */
+	SSL_CTX_set_session_cache_mode(
+	    ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, origin_new_session);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_alpn_protos(ctx, alpn_h11, sizeof alpn_h11 - 1);
 	if (t->ca != NULL) {
@@ -987,10 +993,46 @@ server_host(const char *text, char *buf, size_t size)
 	return buf;
 }
 
-/* A client SSL for an origin: SNI and the name to verify set. */
+void
+sl_tls_session_cache_clear(struct sl_tls_session_cache *cache)
+{
+	SSL_SESSION_free(cache->session);
+	SSL_CTX_free(cache->ctx);
+	cache->session = NULL;
+	cache->ctx = NULL;
+}
+
+/* An origin gave a session (TLS 1.2: at the handshake's end; TLS 1.3: in
+ * a ticket after it): the connection's cache keeps the newest. Returns 1
+ * when it took the reference. */
+static int
+origin_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct sl_tls_session_cache *cache = SSL_get_app_data(ssl);
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+
+	if (cache == NULL || !SSL_SESSION_is_resumable(sess) ||
+	    SSL_CTX_up_ref(ctx) != 1)
+		return 0; /* a health check's, or nothing to keep */
+	sl_tls_session_cache_clear(cache);
+	cache->session = sess;
+	cache->ctx = ctx;
+	return 1;
+}
+
+void
+sl_tls_origin_closing(SSL *ssl)
+{
+	if (ssl != NULL && SSL_is_init_finished(ssl))
+		SSL_set_shutdown(
+		    ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+}
+
+/* A client SSL for an origin: SNI and the name to verify set, a kept
+ * session offered. */
 SSL *
-sl_tls_origin_ssl(
-    const struct sl_origin_tls_conf *t, const struct sl_route_server *srv)
+sl_tls_origin_ssl(const struct sl_origin_tls_conf *t,
+    const struct sl_route_server *srv, struct sl_tls_session_cache *cache)
 {
 	char hostbuf[256];
 	const char *host;
@@ -1022,6 +1064,15 @@ sl_tls_origin_ssl(
 			if (SSL_set1_host(ssl, host) != 1)
 				goto fail;
 		}
+	}
+	if (cache != NULL) {
+		SSL_set_app_data(ssl, cache);
+		/* Offered again until the origin gives a newer one, as nginx
+		 * and HAProxy do; an origin that refuses it costs a full
+		 * handshake, no more. */
+		if (cache->session != NULL && cache->ctx == t->ctx &&
+		    SSL_set_session(ssl, cache->session) != 1)
+			ERR_clear_error();
 	}
 	return ssl;
 fail:

@@ -71,11 +71,33 @@ void sl_tls_rotate_ticket_keys(void);
 struct ssl_st *sl_tls_accept_ssl(struct ssl_ctx_st *ctx);
 
 /*
- * An SSL for a connection to origin SERVER with the settings T: SNI and
- * the name verified are T's tls_sni or the server's host. NULL on failure.
+ * The TLS session a worker keeps per origin server to resume from: the
+ * newest one the server gave, and the context it was made with (held,
+ * so the pointer cannot be reused by a later context). A session is only
+ * offered on a connection made with that very context: the same CA,
+ * verification, client certificate and server name.
  */
-struct ssl_st *sl_tls_origin_ssl(
-    const struct sl_origin_tls_conf *t, const struct sl_route_server *srv);
+struct sl_tls_session_cache {
+	struct ssl_session_st *session;
+	struct ssl_ctx_st *ctx;
+};
+
+/* Forget CACHE's session (and its context reference). */
+void sl_tls_session_cache_clear(struct sl_tls_session_cache *cache);
+
+/*
+ * An SSL for a connection to origin SERVER with the settings T: SNI and
+ * the name verified are T's tls_sni or the server's host. With CACHE
+ * (else NULL) it offers the session kept there and keeps the sessions
+ * the server gives on this connection. NULL on failure.
+ */
+struct ssl_st *sl_tls_origin_ssl(const struct sl_origin_tls_conf *t,
+    const struct sl_route_server *srv, struct sl_tls_session_cache *cache);
+
+/* Before freeing an origin connection's SSL that ends without sending
+ * close_notify: keep its session resumable (OpenSSL marks a session
+ * not resumable when its connection is freed unshut). */
+void sl_tls_origin_closing(struct ssl_st *ssl);
 
 /* Did the handshake of TLS stream IO resume a session? */
 bool sl_tls_resumed(const struct sl_io *io);

@@ -224,7 +224,8 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 		return NULL;
 	}
 	if (tls != NULL &&
-	    sl_io_start_tls(&up->io, sl_tls_origin_ssl(tls, srv), false) != 0) {
+	    sl_io_start_tls(
+	        &up->io, sl_tls_origin_ssl(tls, srv, &pool->tls), false) != 0) {
 		sl_io_free(&up->io);
 		free(up);
 		return NULL;
@@ -271,6 +272,7 @@ sl_upstream_free(struct sl_upstream *up)
 {
 	if (up == NULL)
 		return;
+	sl_tls_origin_closing(sl_io_ssl(&up->io));
 	sl_io_free(&up->io);
 	free(up);
 }

@@ -11,6 +11,7 @@
 
 #include "proxy/http1.h"
 #include "proxy/io.h"
+#include "proxy/tls.h"
 
 struct sl_conn;
 struct sl_route_server;
@@ -47,6 +48,7 @@ struct sl_pool {
 	uint32_t ejections;       /* times ejected, for the growing penalty */
 	uint64_t ejected_until;   /* monotonic ms; read by the control thread */
 	uint8_t eject_reason; /* enum sl_eject_reason of the last ejection */
+	struct sl_tls_session_cache tls; /* to resume TLS to this server */
 };
 
 /* Why an attempt on a server failed (passive outlier detection). */

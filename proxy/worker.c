@@ -476,8 +476,11 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			sl_conn_reap(w);
 			sl_upstream_close_idle(w);
 		}
-		for (k = 0; k < SL_MAX_SERVER_IDS; k++)
+		for (k = 0; k < SL_MAX_SERVER_IDS; k++) {
+			if (w->pools[k] != NULL)
+				sl_tls_session_cache_clear(&w->pools[k]->tls);
 			free(w->pools[k]);
+		}
 		for (k = 0; k < SL_MAX_VERSION_IDS; k++)
 			free(w->vstats[k]);
 		sl_http_head_free(w->scratch_head);

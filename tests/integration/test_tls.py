@@ -85,6 +85,7 @@ class TLSOrigin:
         self.conns = 0
         self.requests = 0
         self.handshake_failures = 0
+        self.resumed = 0
         origin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,6 +98,7 @@ class TLSOrigin:
                     origin.handshake_failures += 1
                     raise
                 origin.conns += 1
+                origin.resumed += self.request.session_reused
                 super().setup()
 
             def do_POST(self):
@@ -731,6 +733,25 @@ resets = (metric("sluice_upstream_errors_total", service="secure",
                  kind="reset") or 0) - resets0
 check(resets == 1, "the cut body is counted as an upstream reset (%d)"
       % resets)
+
+# New connections to a TLS origin resume the session it gave before (each
+# worker keeps one per server): a close-delimited answer ends its origin
+# connection, so each of these requests opens a new one.
+conns0, resumed0 = good.conns, good.resumed
+counted0 = metric("sluice_upstream_tls_resumed_total") or 0
+for i in range(6):
+    s = raw_tls()
+    s.sendall(b"GET /tls/r%d?eof=clean HTTP/1.1\r\nHost: a.test\r\n\r\n" % i)
+    read_to_end(s)
+    s.close()
+opened, resumed = good.conns - conns0, good.resumed - resumed0
+# A worker's first request may still find a pooled connection, and a
+# worker with an empty cache makes one full handshake (two workers).
+check(opened >= 4 and resumed >= opened - 2,
+      "new TLS connections to an origin resume a session (%d of %d)"
+      % (resumed, opened))
+check((metric("sluice_upstream_tls_resumed_total") or 0) - counted0 ==
+      resumed, "resumed origin handshakes are counted")
 
 for path, what in [("/dl?size=%d" % SIZE, "from a plain origin"),
                    ("/tls/dl?size=%d" % SIZE, "from a TLS origin")]:
