@@ -16,7 +16,12 @@
 #      connections made once, then requests back to back), and the proxy's
 #      CPU time per request;
 #   3. memory per idle keep-alive TLS connection: RSS before and after
-#      --idle clients each made one request and stayed connected.
+#      --idle clients each made one request and stayed connected;
+#   4. TLS to the origin: plain HTTP requests (`wrk -t1 -c16`) forwarded
+#      over TLS to an nginx origin that closes the connection after each
+#      answer (`keepalive_requests 1`), so every request opens a new TLS
+#      connection to it: what a proxy's origin handshakes cost, with the
+#      session resumption both do.
 # CPU time is utime + stime of the proxy process from /proc, before and
 # after each run: on a small machine the client may saturate its core
 # before the proxy does, and CPU per handshake still compares the proxies
@@ -88,9 +93,10 @@ PROG=tls-bench.sh
 # ---------------------------------------------------------------------------
 # Tools and the build.
 
-install_missing haproxy wrk openssl curl procps util-linux
+install_missing haproxy nginx wrk openssl curl procps util-linux
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-for t in "$HAPROXY" wrk openssl curl taskset; do
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+for t in "$HAPROXY" "$NGINX" wrk openssl curl taskset; do
 	command -v "$t" >/dev/null || die "$t is missing"
 done
 build_plain sluice tests/origin/sl-origin
@@ -135,7 +141,39 @@ origin_port=$(free_port)
 pids+=($!)
 wait_port "$origin_port" || die "nothing listening on port $origin_port"
 
+# The TLS origin of measurement 4: closes each connection after one answer.
+tls_origin_port=$(free_port)
+mkdir -p "$run/nginx"
+cat >"$run/nginx-origin.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $run/nginx/nginx.pid;
+error_log $run/nginx/error.log;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $run/nginx;
+    proxy_temp_path $run/nginx;
+    fastcgi_temp_path $run/nginx;
+    uwsgi_temp_path $run/nginx;
+    scgi_temp_path $run/nginx;
+    server {
+        listen 127.0.0.1:$tls_origin_port ssl;
+        ssl_certificate $run/server.pem;
+        ssl_certificate_key $run/server.key;
+        keepalive_requests 1;
+        location / { return 200 "ok"; }
+    }
+}
+EOF
+"${PIN_OTHER[@]}" "$NGINX" -p "$run/nginx" -c "$run/nginx-origin.conf" \
+	>"$run/nginx/out.log" 2>&1 &
+pids+=($!)
+wait_port "$tls_origin_port" || die "nginx (TLS origin) is not listening"
+
 sl_port=$(free_port)
+sl_plain=$(free_port)
 sl_admin=$(free_port)
 cat >"$run/sluice.ini" <<EOF
 [sluice]
@@ -151,6 +189,18 @@ bind = 127.0.0.1:$sl_port
 tls_cert = $run/server.pem
 tls_key = $run/server.key
 
+[listener:plain]
+bind = 127.0.0.1:$sl_plain
+
+[service:tlsorigin]
+path_prefix = /tlso/
+stable = v1
+tls = yes
+tls_ca = $run/ca.pem
+
+[version:tlsorigin/v1]
+servers = 127.0.0.1:$tls_origin_port
+
 [service:bench]
 stable = v1
 
@@ -163,6 +213,7 @@ pids+=($sl_pid)
 wait_port "$sl_port" || die "nothing listening on port $sl_port"
 
 ha_port=$(free_port)
+ha_plain=$(free_port)
 cat >"$run/haproxy.cfg" <<EOF
 global
     nbthread $workers
@@ -188,6 +239,19 @@ frontend fe
 
 backend be
     server o1 127.0.0.1:$origin_port
+
+# measurement 4: plain in, TLS to the origin (HAProxy resumes sessions to
+# servers by default, as sluice does)
+frontend fe_plain
+    bind 127.0.0.1:$ha_plain
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request add-header Via "1.1 haproxy"
+    http-response add-header Via "1.1 haproxy"
+    default_backend be_tls
+
+backend be_tls
+    server o2 127.0.0.1:$tls_origin_port ssl verify required ca-file $run/ca.pem
 EOF
 "${PIN_PROXY[@]}" "$HAPROXY" -db -f "$run/haproxy.cfg" >"$run/haproxy.log" 2>&1 &
 ha_pid=$!
@@ -195,6 +259,7 @@ pids+=($ha_pid)
 wait_port "$ha_port" || die "nothing listening on port $ha_port"
 
 port_of() { [ "$1" = sluice ] && echo "$sl_port" || echo "$ha_port"; }
+plain_port_of() { [ "$1" = sluice ] && echo "$sl_plain" || echo "$ha_plain"; }
 pid_of() { [ "$1" = sluice ] && echo "$sl_pid" || echo "$ha_pid"; }
 
 # utime + stime of PID, in clock ticks.
@@ -245,6 +310,26 @@ run_keepalive() {
 		'BEGIN { printf "%.0f %.1f\n", r, n ? c * 1e6 / hz / n : 0 }'
 }
 
+# TLS to an origin that closes after each answer: wrk -t1 -c16 over plain
+# HTTP. Prints "requests/s cpu_us_per_request".
+run_origin_tls() {
+	local p=$1 port pid c0 c1 out rps reqs
+	port=$(plain_port_of "$p")
+	pid=$(pid_of "$p")
+	c0=$(cpu_ticks "$pid")
+	out=$("${PIN_OTHER[@]}" wrk -t1 -c16 -d"${dur}s" "http://127.0.0.1:$port/tlso/" 2>&1)
+	c1=$(cpu_ticks "$pid")
+	rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+	reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
+	if [ -z "$rps" ] || echo "$out" | grep -q 'Non-2xx'; then
+		log "wrk failed against $p (TLS origin): $out"
+		echo "0 0"
+		return
+	fi
+	awk -v r="$rps" -v n="$reqs" -v c="$((c1 - c0))" -v hz="$hz" \
+		'BEGIN { printf "%.0f %.1f\n", r, n ? c * 1e6 / hz / n : 0 }'
+}
+
 # Memory per idle keep-alive TLS connection: N clients each make one
 # request and stay connected; (RSS after - RSS before) / N, in KiB.
 idle_mem() {
@@ -288,6 +373,8 @@ tsv="$run/results.tsv"
 : >"$tsv"
 full0=$(metric sluice_tls_handshakes_total)
 resumed0=$(metric sluice_tls_resumed_total)
+opened0=$(metric sluice_upstream_connections_opened_total)
+oresumed0=$(metric sluice_upstream_tls_resumed_total)
 for r in $(seq "$rounds"); do
 	for p in sluice haproxy; do
 		for ver in -tls1_3 -tls1_2; do
@@ -296,6 +383,8 @@ for r in $(seq "$rounds"); do
 		done
 		log "round $r: $p keep-alive HTTPS"
 		echo -e "$p\tkeepalive\t$r\t$(run_keepalive "$p" | tr ' ' '\t')" >>"$tsv"
+		log "round $r: $p to a TLS origin closing after each answer"
+		echo -e "$p\torigin_tls\t$r\t$(run_origin_tls "$p" | tr ' ' '\t')" >>"$tsv"
 	done
 done
 for p in sluice haproxy; do
@@ -304,6 +393,8 @@ for p in sluice haproxy; do
 done
 full1=$(metric sluice_tls_handshakes_total)
 resumed1=$(metric sluice_tls_resumed_total)
+opened1=$(metric sluice_upstream_connections_opened_total)
+oresumed1=$(metric sluice_upstream_tls_resumed_total)
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 
 # ---------------------------------------------------------------------------
@@ -325,11 +416,12 @@ report="$outdir/tls-$(date +%Y%m%d-%H%M%S).md"
 	echo
 	echo "| measurement | sluice | HAProxy | sluice / HAProxy |"
 	echo "|---|---:|---:|---:|"
-	for t in handshakes-tls1_3 handshakes-tls1_2 keepalive; do
+	for t in handshakes-tls1_3 handshakes-tls1_2 keepalive origin_tls; do
 		case $t in
 		handshakes-tls1_3) label="full handshakes/s, TLS 1.3 ($clients × openssl s_time -new)"; unit="µs CPU per handshake" ;;
 		handshakes-tls1_2) label="full handshakes/s, TLS 1.2 ($clients × openssl s_time -new)"; unit="µs CPU per handshake" ;;
 		keepalive) label="keep-alive HTTPS requests/s (wrk -t1 -c64)"; unit="µs CPU per request" ;;
+		origin_tls) label="requests/s to a TLS origin closing after each answer (wrk -t1 -c16, plain HTTP in)"; unit="µs CPU per request (one origin handshake each)" ;;
 		esac
 		s=$(median "$t" sluice 4)
 		h=$(median "$t" haproxy 4)
@@ -343,6 +435,7 @@ report="$outdir/tls-$(date +%Y%m%d-%H%M%S).md"
 	echo "| KiB of RSS per idle keep-alive TLS connection ($idle_n) | $s | $h | $(ratio "$s" "$h") |"
 	echo
 	echo "sluice counted $((full1 - full0)) handshakes during the runs, $((resumed1 - resumed0)) of them resumed (s_time -new never resumes; wrk resumes nothing either: it keeps its 64 connections)."
+	echo "To the TLS origin sluice opened $((opened1 - opened0)) connections, $((oresumed1 - oresumed0)) of them resumed a session."
 	echo
 	echo "Every run (proxy, test, round, rate, CPU µs per operation):"
 	echo
