@@ -295,39 +295,35 @@ run_handshakes() {
 		'BEGIN { d = t1 - t0; printf "%.0f %.1f\n", n / d, n ? c * 1e6 / hz / n : 0 }'
 }
 
-# Keep-alive HTTPS: wrk -t1 -c64. Prints "requests/s cpu_us_per_request".
-run_keepalive() {
-	local p=$1 port pid c0 c1 out rps reqs
-	port=$(port_of "$p")
+# wrk -t1 with CONNS connections against URL, while proxy P's CPU time is
+# taken. Prints "requests/s cpu_us_per_request" ("0 0" when wrk failed or
+# got anything but 2xx).
+run_wrk() {
+	local p=$1 url=$2 conns=$3 pid c0 c1 out rps reqs
 	pid=$(pid_of "$p")
 	c0=$(cpu_ticks "$pid")
-	out=$("${PIN_OTHER[@]}" wrk -t1 -c64 -d"${dur}s" "https://127.0.0.1:$port/" 2>&1)
-	c1=$(cpu_ticks "$pid")
-	rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
-	reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
-	[ -n "$rps" ] || { log "wrk failed against $p: $out"; echo "0 0"; return; }
-	awk -v r="$rps" -v n="$reqs" -v c="$((c1 - c0))" -v hz="$hz" \
-		'BEGIN { printf "%.0f %.1f\n", r, n ? c * 1e6 / hz / n : 0 }'
-}
-
-# TLS to an origin that closes after each answer: wrk -t1 -c16 over plain
-# HTTP. Prints "requests/s cpu_us_per_request".
-run_origin_tls() {
-	local p=$1 port pid c0 c1 out rps reqs
-	port=$(plain_port_of "$p")
-	pid=$(pid_of "$p")
-	c0=$(cpu_ticks "$pid")
-	out=$("${PIN_OTHER[@]}" wrk -t1 -c16 -d"${dur}s" "http://127.0.0.1:$port/tlso/" 2>&1)
+	out=$("${PIN_OTHER[@]}" wrk -t1 -c"$conns" -d"${dur}s" "$url" 2>&1)
 	c1=$(cpu_ticks "$pid")
 	rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
 	reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
 	if [ -z "$rps" ] || echo "$out" | grep -q 'Non-2xx'; then
-		log "wrk failed against $p (TLS origin): $out"
+		log "wrk failed against $p ($url): $out"
 		echo "0 0"
 		return
 	fi
 	awk -v r="$rps" -v n="$reqs" -v c="$((c1 - c0))" -v hz="$hz" \
 		'BEGIN { printf "%.0f %.1f\n", r, n ? c * 1e6 / hz / n : 0 }'
+}
+
+# Keep-alive HTTPS: 64 connections.
+run_keepalive() {
+	run_wrk "$1" "https://127.0.0.1:$(port_of "$1")/" 64
+}
+
+# TLS to an origin that closes after each answer: 16 connections of plain
+# HTTP in, a new TLS connection to the origin per request.
+run_origin_tls() {
+	run_wrk "$1" "http://127.0.0.1:$(plain_port_of "$1")/tlso/" 16
 }
 
 # Memory per idle keep-alive TLS connection: N clients each make one
