@@ -637,8 +637,7 @@ tls_outcome(struct sl_io_tls *t, int err)
 			t->ragged = true;
 			return BEV_EVENT_EOF;
 		}
-		tls_record_error(t);
-		return BEV_EVENT_ERROR;
+		/* fall through */
 	case SSL_ERROR_SSL:
 		/* Without SSL_OP_IGNORE_UNEXPECTED_EOF (origins), a FIN
 		 * without close_notify: an end, but a ragged one. */

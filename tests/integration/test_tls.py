@@ -24,7 +24,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import (Origin, Sluice, SLUICE, TMP, check, done, free_port,
-                     metric_value, skip)
+                     metric_value, skip, wait_until)
 from tlskit import (PKI as TestPKI, client_context, memory_tls, openssl,
                     read_tls)
 
@@ -536,14 +536,6 @@ check((metric("sluice_tls_plaintext_total") or 0) >= 1,
 
 # --- reload with a new certificate: new handshakes, old connections ---
 
-def wait_log(text, limit=10.0):
-    """Has TEXT appeared in sluice's log within LIMIT seconds?"""
-    deadline = time.time() + limit
-    while text not in sl.logtext() and time.time() < deadline:
-        time.sleep(0.05)
-    return text in sl.logtext()
-
-
 keep = Conn("a.test")
 keep.request("GET", "/before")
 r1 = keep.getresponse()
@@ -552,10 +544,8 @@ old_der = der_of(keep.sock)
 check(r1.status == 200, "a keep-alive HTTPS connection is open")
 make_cert("a", "a.test", ["DNS:a.test", "DNS:www.a.test"])  # new key too
 sl.proc.send_signal(signal.SIGHUP)
-deadline = time.time() + 10
-while "reloaded" not in sl.logtext() and time.time() < deadline:
-    time.sleep(0.05)
-check("reloaded" in sl.logtext(), "SIGHUP reloads the config")
+check(wait_until(lambda: "reloaded" in sl.logtext()),
+      "SIGHUP reloads the config")
 c = Conn("a.test")
 c.connect()
 new_der = der_of(c.sock)
@@ -573,9 +563,7 @@ with open(p("a.pem"), "w") as f:
     f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n"
             "-----END CERTIFICATE-----\n")
 sl.proc.send_signal(signal.SIGHUP)
-deadline = time.time() + 10
-while "reload refused" not in sl.logtext() and time.time() < deadline:
-    time.sleep(0.05)
+wait_until(lambda: "reload refused" in sl.logtext())
 log = sl.logtext()
 check("reload refused" in log and "a.pem" in log and "tls_cert" in log,
       "a bad new certificate refuses the reload, naming the file")
@@ -594,14 +582,12 @@ make_cert("a", "a.test", ["DNS:a.test", "DNS:www.a.test"])
 # Key and certificate that do not match.
 shutil.copy(p("b.key"), p("a.key"))
 sl.proc.send_signal(signal.SIGHUP)
-check(wait_log("does not match the certificate"),
+check(wait_until(lambda: "does not match the certificate" in sl.logtext()),
       "a key that does not match the certificate refuses the reload")
 make_cert("a", "a.test", ["DNS:a.test", "DNS:www.a.test"])
 n = sl.logtext().count("reloaded")
 sl.proc.send_signal(signal.SIGHUP)
-deadline = time.time() + 10
-while sl.logtext().count("reloaded") == n and time.time() < deadline:
-    time.sleep(0.05)
+wait_until(lambda: sl.logtext().count("reloaded") > n)
 check(https_get("/again")[0] == 200, "a fixed certificate reloads again")
 
 # --- origins over TLS ---
@@ -686,17 +672,10 @@ def raw_tls(port=None, ragged_ok=True):
                            suppress_ragged_eofs=ragged_ok)
 
 
-def read_all(s):
-    data = b""
-    while True:
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            return data
-        data += chunk
-
-
 def read_to_end(s):
-    """Everything S sends and whether it ended with close_notify."""
+    """Everything S sends and whether it ended with close_notify (on a
+    socket from raw_tls(ragged_ok=False); a ragged end raises SSLError on
+    Python 3.11.2, SSLEOFError on later releases)."""
     data = b""
     try:
         while True:
@@ -759,7 +738,7 @@ for path, what in [("/dl?size=%d" % SIZE, "from a plain origin"),
     s.sendall(b"GET %s HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n"
               b"\r\n" % path.encode())
     time.sleep(0.5)  # a slow reader at first: backpressure must engage
-    data = read_all(s)
+    data = read_to_end(s)[0]
     s.close()
     head, _, body = data.partition(b"\r\n\r\n")
     check(head.startswith(b"HTTP/1.1 200") and len(body) == SIZE,
@@ -772,7 +751,7 @@ s.sendall(b"POST /tls/ul HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n"
 block = b"x" * (1 << 20)
 for _ in range(SIZE // len(block)):
     s.sendall(block)
-data = read_all(s)
+data = read_to_end(s)[0]
 s.close()
 check(data.startswith(b"HTTP/1.1 200") and
       (b"received %d" % SIZE) in data,
@@ -782,11 +761,7 @@ check(data.startswith(b"HTTP/1.1 200") and
 # client can tell it from a cut connection.
 s = raw_tls(ragged_ok=False)
 s.sendall(b"GET /ten HTTP/1.0\r\nHost: a.test\r\n\r\n")
-try:
-    data = read_all(s)
-    clean = True
-except ssl.SSLError:  # a ragged EOF (SSLEOFError, or SSLError on 3.11.2)
-    clean = False
+data, clean = read_to_end(s)
 s.close()
 check(clean and data.startswith(b"HTTP/1.1 200"),
       "closing after a response sends close_notify (no ragged EOF)")
@@ -883,7 +858,8 @@ sl.write(render().replace("tls_cert = %s/a.pem\ntls_key = %s/a.key\n"
     "[cert:b]\ncert = %s/b.pem\nkey = %s/b.key\nocsp = %s/b.ocsp\n"
     % (PKI, PKI, PKI), ""))
 sl.proc.send_signal(signal.SIGHUP)
-check(wait_log("a running TLS listener cannot lose tls_cert"),
+check(wait_until(
+    lambda: "a running TLS listener cannot lose tls_cert" in sl.logtext()),
       "a reload that would turn the TLS listener plain is refused")
 check(https_get("/still")[0] == 200, "and HTTPS keeps working")
 sl.write(render())
