@@ -199,6 +199,9 @@ sl_rollout_resume(
 	}
 	ro->paused_ms += now_ms - ro->pause_began_ms;
 	ro->state = SL_RO_RUNNING;
+	/* The caller starts a fresh window (what the canary did while
+	 * nobody judged it is not this step's evidence). */
+	sl_verdict_seq_restart(ro->seq);
 	return SL_RA_NONE;
 }
 
@@ -233,6 +236,9 @@ sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
 	enter_step(ro, step < ro->nsteps ? step : ro->nsteps - 1, now, now_ms);
 	for (i = 0; i < ro->step; i++)
 		sl_verdict_seq_next_step(ro->seq);
+	/* The step began before the restart: its fresh window is a new
+	 * segment, so the budget of the one cut short is not spent twice. */
+	sl_verdict_seq_restart(ro->seq);
 	if (state == SL_RO_PAUSED)
 		ro->pause_began_ms = now_ms;
 }

@@ -43,6 +43,9 @@
 	X(err_bad_response, "upstream_errors", "kind", "bad_response", NULL)   \
 	X(err_no_server, "upstream_errors", "kind", "no_server", NULL)         \
 	X(err_tls, "upstream_errors", "kind", "tls", NULL)                     \
+	X(resp_cut, "responses_cut", NULL, NULL,                               \
+	    "Responses the origin cut short after their head (errors for "     \
+	    "the analyzer).")                                                  \
 	X(bytes_in, "received_bytes", NULL, NULL,                              \
 	    "Request bytes received from clients.")                            \
 	X(bytes_out, "sent_bytes", NULL, NULL,                                 \
@@ -85,7 +88,10 @@
 	X(tls_handshake_timeouts, "tls_handshake_timeouts",                    \
 	    "TLS handshakes not done within header_timeout")                   \
 	X(tls_plaintext, "tls_plaintext",                                      \
-	    "plain HTTP requests sent to a TLS listener (answered 400)")
+	    "plain HTTP requests sent to a TLS listener (answered 400)")       \
+	X(tls_client_cert_refused, "tls_client_cert_refused",                  \
+	    "TLS handshakes refused for a missing or unverified client "       \
+	    "certificate")
 
 struct sl_vstats {
 #define SL_X(f, fam, l, lv, h) uint64_t f;
@@ -122,11 +128,12 @@ void sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src);
 void sl_vstats_sub(struct sl_vstats *dst, const struct sl_vstats *a,
     const struct sl_vstats *b);
 
-/* Errors for analysis: 5xx sent to the client (origin's or sluice's). */
+/* Errors for analysis: 5xx sent to the client (origin's or sluice's),
+ * and responses the origin cut short after a non-5xx head. */
 static inline uint64_t
 sl_vstats_errors(const struct sl_vstats *v)
 {
-	return v->resp_5xx;
+	return v->resp_5xx + v->resp_cut;
 }
 
 /* Final responses of every class. */

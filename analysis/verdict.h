@@ -26,16 +26,18 @@
  * A check FAILs only when that happens: a canary is never reverted on a
  * point estimate. The rollout's false-revert budget `alpha` is split
  * equally between the four checks (Bonferroni); evidence is carried from
- * step to step through a weighted sum of e-processes restarted at each step,
- * so the budget holds for the whole rollout, all looks and all steps.
+ * step to step through a weighted sum of e-processes restarted at each step
+ * (and at each fresh window within one: a resume, a restore), so the
+ * budget holds for the whole rollout, all looks and all steps.
  * Nuisance quantities of the stable version (its error rate, its latency
  * quantile) enter through anytime-valid confidence bounds that take a fixed
  * share of the check's budget. One number decides each check: FAIL when
  * the e-value reaches 1/alpha_check (at any look, with no minimum of
  * requests: a few can prove a disaster); PASS when each version has
- * min_requests and the e-value is below 1 (the data favour "canary fine");
- * INCONCLUSIVE otherwise (too little data, or leaning bad but not proven:
- * the state machine should hold the step and look again).
+ * min_requests, the e-value is below 1 (the data favour "canary fine")
+ * and the canary's measured value is within its limit; INCONCLUSIVE
+ * otherwise (too little data, or leaning bad but not proven: the state
+ * machine should hold the step and look again).
  *
  * Nothing here allocates except sl_verdict_seq_new(); nothing is shared
  * between threads. Runs on the control thread.
@@ -156,6 +158,22 @@ void sl_verdict_seq_free(struct sl_verdict_seq *seq);
  * into what later steps carry.
  */
 void sl_verdict_seq_next_step(struct sl_verdict_seq *seq);
+
+/*
+ * The windows given to later judge calls start again from zero within the
+ * same step (a resumed or restored rollout): the evidence so far is
+ * carried as at a step change, with the next segment's weight.
+ */
+void sl_verdict_seq_restart(struct sl_verdict_seq *seq);
+
+/*
+ * The stable window given to every judge call is the same fixed sample
+ * (the blue/green guard's baseline: the previous stable before the
+ * switch). latency_shift then pairs every new canary request with a
+ * random value of it; otherwise it would pair only within intervals where
+ * both sides grew, i.e. in the first look alone.
+ */
+void sl_verdict_seq_fixed_stable(struct sl_verdict_seq *seq);
 
 /* 0-based index of the step seq is at. */
 uint32_t sl_verdict_seq_step(const struct sl_verdict_seq *seq);

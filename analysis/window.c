@@ -21,6 +21,7 @@ struct slot {
 struct sl_series {
 	struct sl_vstats total; /* at the last harvest */
 	bool have_total;
+	int64_t first_sec; /* the first harvest: it starts the series */
 	int64_t last_sec;
 	size_t next; /* ring index of the next slot to fill */
 	struct slot slots[SL_WINDOW_SLOTS];
@@ -72,6 +73,7 @@ sl_series_harvest(
 #undef SL_X
 		sl_hist_slot_from_delta(
 		    &slot->hist, &total->latency, &total->latency);
+		s->first_sec = now_sec;
 	}
 	slot->sec = now_sec;
 	s->total = *total;
@@ -85,7 +87,7 @@ uint32_t
 sl_series_window(
     const struct sl_series *s, uint32_t seconds, struct sl_vstats *out)
 {
-	int64_t oldest = s->last_sec;
+	int64_t oldest = s->last_sec, start;
 	size_t i;
 
 	memset(out, 0, sizeof *out);
@@ -106,9 +108,12 @@ sl_series_window(
 #undef SL_X
 		sl_hist_add_slot(&out->latency, &slot->hist);
 	}
-	/* The window covers from the harvest before the oldest slot. */
-	return (uint32_t)(s->last_sec - oldest + 1) < seconds
-	    ? (uint32_t)(s->last_sec - oldest + 1)
+	/* The window covers from the harvest before the oldest slot; the
+	 * series' first slot is that harvest itself and covers nothing (it
+	 * was counted as a second: early rates read low). */
+	start = oldest > s->first_sec ? oldest - 1 : s->first_sec;
+	return (uint32_t)(s->last_sec - start) < seconds
+	    ? (uint32_t)(s->last_sec - start)
 	    : seconds;
 }
 

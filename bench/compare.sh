@@ -179,18 +179,6 @@ cap_move() {
 	for p in $(proxy_pids "$1"); do echo "$p" >"$2/cgroup.procs" || return 1; done
 }
 
-# Free loopback ports, asked of the kernel.
-free_ports() {
-	"$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 read -r P_V1 P_V2 P_SLUICE P_HAPROXY P_NGINX P_SLUICE_OFF <<<"$(free_ports 6)"
 
 # Fills a config template: conf NAME TEMPLATE PORT MEASURE > file

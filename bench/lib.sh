@@ -5,6 +5,34 @@
 log() { echo "[$(date +%T)] $*" >&2; }
 die() { echo "$PROG: $*" >&2; exit 1; }
 
+# free_ports N: N distinct loopback ports free right now, from below the
+# kernel's ephemeral range (ip_local_port_range), so no outgoing
+# connection of the run (wrk's 1000 among them) can take one before its
+# daemon binds it; from bind(0) only if that range leaves no room.
+free_ports() {
+	"${PY:-python3}" - "$1" <<'EOF'
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 0
+ports = []
+while len(ports) < int(sys.argv[1]):
+    port = random.randint(10000, low - 1) if low > 12000 else 0
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        port = s.getsockname()[1]
+    except OSError:
+        continue
+    finally:
+        s.close()
+    if port not in ports:
+        ports.append(port)
+print(" ".join(map(str, ports)))
+EOF
+}
+
 # Installs the Debian packages given that are missing (unless --no-install).
 install_missing() {
 	local p missing=() sudo=""

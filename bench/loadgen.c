@@ -14,8 +14,8 @@
  * user number, i modulo --users, so that sticky proxies see many users.
  *
  * This file owns the command line (one table drives parsing, bounds and
- * --help), the URL, the request template, the threads and the report. The
- * engine is loadgen_conn.c.
+ * --help, through tests/tool/cliopt.c), the URL, the request template, the
+ * threads and the report. The engine is loadgen_conn.c.
  */
 #include "config.h"
 
@@ -24,7 +24,6 @@
 #include <netdb.h>
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -34,10 +33,12 @@
 #include <strings.h>
 
 #include "bench/loadgen.h"
+#include "tests/tool/cliopt.h"
 
-#define EXIT_USAGE  2
 #define MAX_HEADERS 64
 #define MAX_THREADS 64
+
+static const char *header_args[MAX_HEADERS];
 
 /* The command line, before validation. */
 static struct {
@@ -51,8 +52,7 @@ static struct {
 	uint64_t threads;
 	uint64_t users;
 	bool json;
-	const char *headers[MAX_HEADERS];
-	unsigned nheaders;
+	struct cli_list headers;
 } cl = {
     .duration = 10,
     .timeout = 10,
@@ -60,82 +60,35 @@ static struct {
     .conns = 64,
     .threads = 1,
     .users = 1000,
+    .headers = {header_args, 0, MAX_HEADERS},
 };
 
-enum opt_type { OPT_FLAG, OPT_STR, OPT_UINT, OPT_DOUBLE, OPT_HEADER };
-
-/* One command-line option: parsing, bounds and help come from here. */
-struct opt_def {
-	const char *name;
-	enum opt_type type;
-	void *target;
-	double min, max;
-	const char *arg;
-	const char *help;
-};
-
-static const struct opt_def opt_table[] = {
-    {"url", OPT_STR, &cl.url, 0, 0, "URL",
+static const struct cli_opt opt_table[] = {
+    {"url", CLI_STR, &cl.url, 0, 0, "URL",
         "http://HOST:PORT/PATH to request (required)"},
-    {"rate", OPT_DOUBLE, &cl.rate, 0.001, 1e7, "R",
+    {"rate", CLI_DOUBLE, &cl.rate, 0.001, 1e7, "R",
         "requests per second, fixed schedule (required)"},
-    {"duration", OPT_DOUBLE, &cl.duration, 0.001, 86400, "S",
+    {"duration", CLI_DOUBLE, &cl.duration, 0.001, 86400, "S",
         "measured seconds (10)"},
-    {"warmup", OPT_DOUBLE, &cl.warmup, 0, 3600, "S",
+    {"warmup", CLI_DOUBLE, &cl.warmup, 0, 3600, "S",
         "seconds run first at the same rate, not measured (0)"},
-    {"connections", OPT_UINT, &cl.conns, 1, 1000000, "C",
+    {"connections", CLI_UINT, &cl.conns, 1, 1000000, "C",
         "most connections open at once, all threads (64)"},
-    {"threads", OPT_UINT, &cl.threads, 1, MAX_THREADS, "T",
+    {"threads", CLI_UINT, &cl.threads, 1, MAX_THREADS, "T",
         "threads, each with 1/T of the rate and connections (1)"},
-    {"header", OPT_HEADER, NULL, 0, 0, "'NAME: VALUE'",
+    {"header", CLI_LIST, &cl.headers, 0, 0, "'NAME: VALUE'",
         "add a header; {n} becomes the user number (repeatable)"},
-    {"users", OPT_UINT, &cl.users, 1, 1e15, "N",
+    {"users", CLI_UINT, &cl.users, 1, 1e15, "N",
         "{n} cycles over 0..N-1, one step per request (1000)"},
-    {"timeout", OPT_DOUBLE, &cl.timeout, 0.001, 3600, "S",
+    {"timeout", CLI_DOUBLE, &cl.timeout, 0.001, 3600, "S",
         "a response not complete S after its send is an error (10)"},
-    {"grace", OPT_DOUBLE, &cl.grace, 0, 3600, "S",
+    {"grace", CLI_DOUBLE, &cl.grace, 0, 3600, "S",
         "wait this long after the schedule for late responses (2)"},
-    {"json", OPT_FLAG, &cl.json, 1, 0, NULL,
+    {"json", CLI_FLAG, &cl.json, 1, 0, NULL,
         "print one JSON object instead of the text report"},
-    {"help", OPT_FLAG, NULL, 0, 0, NULL, "show this help"},
+    {"help", CLI_FLAG, NULL, 0, 0, NULL, "show this help"},
 };
 #define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
-
-/* Prints the usage text generated from opt_table. */
-static void
-usage(FILE *f)
-{
-	char left[64];
-	size_t i;
-
-	fprintf(f, "usage: sl-loadgen --url URL --rate R [options]\n\n");
-	for (i = 0; i < NOPTS; i++) {
-		snprintf(left, sizeof(left), "--%s%s%s", opt_table[i].name,
-		    opt_table[i].arg != NULL ? " " : "",
-		    opt_table[i].arg != NULL ? opt_table[i].arg : "");
-		fprintf(f, "  %-26s %s\n", left, opt_table[i].help);
-	}
-	fprintf(f,
-	    "\nRequest i is due at start + i/R; latency runs from then to the "
-	    "last byte\nof its response (no coordinated omission). A request "
-	    "due while every\nconnection is busy waits for one, and its "
-	    "latency "
-	    "grows meanwhile.\n");
-}
-
-/* Reports a command-line error and exits with status 2. */
-static void __attribute__((noreturn, format(printf, 1, 2)))
-bad_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "sl-loadgen: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'sl-loadgen --help'.\n");
-	exit(EXIT_USAGE);
-}
 
 /* Reports a run-time error and exits with status 1. */
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -151,90 +104,38 @@ fatal(const char *fmt, ...)
 	exit(1);
 }
 
-/* Stores the argument of option d into its target, checking bounds. */
-static void
-opt_set(const struct opt_def *d, const char *arg)
-{
-	unsigned long long u;
-	double v;
-	char *end;
-
-	switch (d->type) {
-	case OPT_FLAG:
-		*(bool *)d->target = true;
-		break;
-	case OPT_STR:
-		*(const char **)d->target = arg;
-		break;
-	case OPT_HEADER:
-		if (cl.nheaders == MAX_HEADERS)
-			bad_usage("at most %d --header", MAX_HEADERS);
-		if (strchr(arg, ':') == NULL || *arg == ':' ||
-		    strpbrk(arg, "\r\n") != NULL)
-			bad_usage("--header: '%s' is not 'NAME: VALUE'", arg);
-		cl.headers[cl.nheaders++] = arg;
-		break;
-	case OPT_UINT:
-		errno = 0;
-		u = strtoull(arg, &end, 10);
-		if (*arg == '\0' || *end != '\0' || errno != 0 ||
-		    strchr(arg, '-') != NULL || (double)u < d->min ||
-		    (double)u > d->max)
-			bad_usage("--%s: '%s' is not an integer in %.0f..%.0f",
-			    d->name, arg, d->min, d->max);
-		*(uint64_t *)d->target = u;
-		break;
-	case OPT_DOUBLE:
-		errno = 0;
-		v = strtod(arg, &end);
-		if (*arg == '\0' || *end != '\0' || errno != 0 ||
-		    !isfinite(v) || v < d->min || v > d->max)
-			bad_usage("--%s: '%s' is not a number in %g..%g",
-			    d->name, arg, d->min, d->max);
-		*(double *)d->target = v;
-		break;
-	}
-}
-
 /* Parses the command line into cl. */
 static void
 opts_parse(int argc, char **argv)
 {
-	struct option lopts[NOPTS + 1];
-	size_t i;
-	int ch;
+	static const struct cli cli = {
+	    .prog = "sl-loadgen",
+	    .synopsis = "sl-loadgen --url URL --rate R [options]",
+	    .epilogue =
+	        "Request i is due at start + i/R; latency runs from then to "
+	        "the last byte\nof its response (no coordinated omission). A "
+	        "request due while every\nconnection is busy waits for one, "
+	        "and its latency grows meanwhile.\n",
+	    .opts = opt_table,
+	    .nopts = NOPTS,
+	};
 
-	memset(lopts, 0, sizeof(lopts));
-	for (i = 0; i < NOPTS; i++) {
-		lopts[i].name = opt_table[i].name;
-		lopts[i].has_arg = opt_table[i].type == OPT_FLAG
-		    ? no_argument
-		    : required_argument;
-		lopts[i].val = 256 + (int)i;
+	size_t i;
+
+	cli_parse(&cli, argc, argv);
+	for (i = 0; i < cl.headers.n; i++) {
+		const char *h = cl.headers.v[i];
+
+		if (strchr(h, ':') == NULL || *h == ':' ||
+		    strpbrk(h, "\r\n") != NULL)
+			cli_bad_usage("--header: '%s' is not 'NAME: VALUE'", h);
 	}
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
-		if (ch < 256 || ch >= 256 + (int)NOPTS) {
-			if (optopt >= 256)
-				bad_usage("--%s needs an argument",
-				    opt_table[optopt - 256].name);
-			bad_usage("unknown option '%s'", argv[optind - 1]);
-		}
-		i = (size_t)(ch - 256);
-		if (strcmp(opt_table[i].name, "help") == 0) {
-			usage(stdout);
-			exit(0);
-		}
-		opt_set(&opt_table[i], optarg);
-	}
-	if (optind < argc)
-		bad_usage("unexpected argument '%s'", argv[optind]);
 	if (cl.url == NULL)
-		bad_usage("--url is required");
+		cli_bad_usage("--url is required");
 	if (cl.rate == 0)
-		bad_usage("--rate is required");
+		cli_bad_usage("--rate is required");
 	if (cl.conns < cl.threads)
-		bad_usage("--connections must be at least --threads");
+		cli_bad_usage("--connections must be at least --threads");
 }
 
 /* Appends n bytes of s to the template's current piece. */
@@ -301,16 +202,16 @@ url_and_request(struct lg_opts *o)
 	int err;
 
 	if (strncmp(u, "http://", 7) != 0)
-		bad_usage("--url: '%s' does not start with http://", u);
+		cli_bad_usage("--url: '%s' does not start with http://", u);
 	hp = u + 7;
 	slash = strchr(hp, '/');
 	hplen = slash != NULL ? (size_t)(slash - hp) : strlen(hp);
 	if (hplen == 0 || hplen >= sizeof(host))
-		bad_usage("--url: no host in '%s'", u);
+		cli_bad_usage("--url: no host in '%s'", u);
 	if (*hp == '[') {
 		colon = memchr(hp, ']', hplen);
 		if (colon == NULL)
-			bad_usage("--url: bad IPv6 host in '%s'", u);
+			cli_bad_usage("--url: bad IPv6 host in '%s'", u);
 		hlen = (size_t)(colon - hp - 1);
 		memcpy(host, hp + 1, hlen);
 		colon = colon + 1 < hp + hplen && colon[1] == ':' ? colon + 1
@@ -325,7 +226,7 @@ url_and_request(struct lg_opts *o)
 		size_t plen = (size_t)(hp + hplen - colon - 1);
 
 		if (plen == 0 || plen >= sizeof(port))
-			bad_usage("--url: bad port in '%s'", u);
+			cli_bad_usage("--url: bad port in '%s'", u);
 		memcpy(port, colon + 1, plen);
 		port[plen] = '\0';
 	}
@@ -345,21 +246,21 @@ url_and_request(struct lg_opts *o)
 	snprintf(line, sizeof(line), "GET %s HTTP/1.1\r\n",
 	    slash != NULL ? slash : "/");
 	template_add(&o->request, line);
-	for (i = 0; i < cl.nheaders; i++) {
-		if (strncasecmp(cl.headers[i], "host:", 5) == 0)
+	for (i = 0; i < cl.headers.n; i++) {
+		if (strncasecmp(cl.headers.v[i], "host:", 5) == 0)
 			has_host = true;
 	}
 	if (!has_host) {
 		snprintf(line, sizeof(line), "Host: %.*s\r\n", (int)hplen, hp);
 		template_add(&o->request, line);
 	}
-	for (i = 0; i < cl.nheaders; i++) {
-		template_add(&o->request, cl.headers[i]);
+	for (i = 0; i < cl.headers.n; i++) {
+		template_add(&o->request, cl.headers.v[i]);
 		template_add(&o->request, "\r\n");
 	}
 	template_add(&o->request, "\r\n");
 	if (o->request.max_len > LG_MAX_REQUEST)
-		bad_usage(
+		cli_bad_usage(
 		    "the request head would exceed %d bytes", LG_MAX_REQUEST);
 }
 
@@ -486,7 +387,7 @@ main(int argc, char **argv)
 	o.warm_n = (uint64_t)llround(o.warmup * o.rate);
 	o.total = o.warm_n + (uint64_t)llround(o.duration * o.rate);
 	if (o.total == o.warm_n)
-		bad_usage("--rate x --duration is less than one request");
+		cli_bad_usage("--rate x --duration is less than one request");
 
 	ta = calloc(o.threads, sizeof(*ta));
 	tids = calloc(o.threads, sizeof(*tids));

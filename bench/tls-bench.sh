@@ -116,9 +116,7 @@ if [ "$pin" = auto ] && [ "$ncpu" -gt "$workers" ]; then
 	pin_note="proxies pinned to CPU 0-$((workers - 1)); origin and clients to CPU $workers-$((ncpu - 1))"
 fi
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+free_port() { free_ports 1; }
 
 
 # Certificates: a CA and an ECDSA P-256 server certificate.

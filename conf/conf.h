@@ -35,6 +35,12 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX; built by proxy/tls.c */
 #define SL_TLS_1_2 0x0303
 #define SL_TLS_1_3 0x0304
 
+/* tls_verify_client: a listener with tls_client_ca refuses a handshake
+ * without a valid client certificate, or takes one without any (a
+ * certificate that is presented must still verify). */
+#define SL_VERIFY_CLIENT_REQUIRED 0
+#define SL_VERIFY_CLIENT_OPTIONAL 1
+
 /* [listener:NAME] */
 struct sl_listener_conf {
 	char *name;
@@ -44,7 +50,12 @@ struct sl_listener_conf {
 	char *tls_ocsp;    /* DER OCSP response to staple; NULL = none */
 	char *tls_ciphers; /* TLS 1.2 cipher list; NULL = sluice's default */
 	int tls_min_version; /* SL_TLS_1_2 (default) or SL_TLS_1_3 */
+	/* Client certificates (mTLS): CAs that sign them (PEM bundle; NULL
+	 * = none asked for) and whether one is required or optional. */
+	char *tls_client_ca;
+	int tls_verify_client; /* SL_VERIFY_CLIENT_* */
 	int tls_cert_line, tls_key_line, tls_ocsp_line, tls_ciphers_line;
+	int tls_client_ca_line;
 	int line; /* line of the section header, for messages */
 	/* Built by sl_tls_prepare (proxy/tls.c) for TLS listeners: the
 	 * default context, which also owns the SNI map. */
@@ -211,6 +222,7 @@ struct sl_global_conf {
 
 	uint32_t header_timeout_ms;    /* whole request head; default 10s */
 	uint32_t keepalive_timeout_ms; /* idle between requests; 60s */
+	uint32_t tunnel_timeout_ms;    /* idle Upgrade tunnel; 1h */
 	uint32_t connect_timeout_ms;   /* upstream connect; 3s */
 	uint32_t response_timeout_ms;  /* upstream response head; 30s */
 	uint32_t body_timeout_ms;      /* idle while streaming a body; 30s */

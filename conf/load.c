@@ -206,6 +206,8 @@ static int parse_ticket_rotation(
     struct loader *, void *, const char *, char **);
 static int parse_tls_min_version(
     struct loader *, void *, const char *, char **);
+static int parse_tls_verify_client(
+    struct loader *, void *, const char *, char **);
 static int parse_cert_names(struct loader *, void *, const char *, char **);
 static int parse_cert_listeners(struct loader *, void *, const char *, char **);
 
@@ -253,6 +255,10 @@ static const struct key_def sluice_keys[] = {
         .type = KEY_DURATION,
         .offset = G(body_timeout_ms),
         .dflt = "30s"},
+    {.name = "tunnel_timeout",
+        .type = KEY_DURATION,
+        .offset = G(tunnel_timeout_ms),
+        .dflt = "1h"},
     {.name = "max_header_size",
         .type = KEY_SIZE,
         .offset = G(max_header_size),
@@ -314,6 +320,11 @@ static const struct key_def listener_keys[] = {
         .dflt = "1.2",
         .parse = parse_tls_min_version},
     {.name = "tls_ciphers", .type = KEY_STRING, .offset = L_(tls_ciphers)},
+    {.name = "tls_client_ca", .type = KEY_STRING, .offset = L_(tls_client_ca)},
+    {.name = "tls_verify_client",
+        .type = KEY_CUSTOM,
+        .dflt = "required",
+        .parse = parse_tls_verify_client},
     {.name = NULL},
 };
 #undef L_
@@ -2053,6 +2064,25 @@ parse_tls_min_version(
 	return 0;
 }
 
+/* "required" or "optional" (with tls_client_ca). */
+static int
+parse_tls_verify_client(
+    struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_listener_conf *lc = obj;
+
+	if (strcmp(value, "required") == 0)
+		lc->tls_verify_client = SL_VERIFY_CLIENT_REQUIRED;
+	else if (strcmp(value, "optional") == 0)
+		lc->tls_verify_client = SL_VERIFY_CLIENT_OPTIONAL;
+	else {
+		*msg = sl_xasprintf(
+		    "invalid value '%s': use required or optional", value);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * A DNS name for SNI, lower-cased: letters, digits, '-' and '.', at
  * least one dot, optionally "*." first (one label). NULL if not one.
@@ -2288,13 +2318,14 @@ static void
 check_listener(
     struct loader *L, const struct section *sec, struct sl_listener_conf *lc)
 {
-	static const char *const tls_only[] = {
-	    "tls_ocsp", "tls_min_version", "tls_ciphers"};
+	static const char *const tls_only[] = {"tls_ocsp", "tls_min_version",
+	    "tls_ciphers", "tls_client_ca", "tls_verify_client"};
 
 	lc->tls_cert_line = key_line(sec, "tls_cert");
 	lc->tls_key_line = key_line(sec, "tls_key");
 	lc->tls_ocsp_line = key_line(sec, "tls_ocsp");
 	lc->tls_ciphers_line = key_line(sec, "tls_ciphers");
+	lc->tls_client_ca_line = key_line(sec, "tls_client_ca");
 	if ((lc->tls_cert == NULL) != (lc->tls_key == NULL)) {
 		add_error(L, sec->line,
 		    "[%s]: tls_cert and tls_key must be set together (%s is "
@@ -2303,7 +2334,8 @@ check_listener(
 		return;
 	}
 	if (lc->tls_cert == NULL) {
-		for (size_t i = 0; i < 3; i++) {
+		for (size_t i = 0; i < sizeof tls_only / sizeof *tls_only;
+		     i++) {
 			if (has_key(sec, tls_only[i]))
 				add_error(L, key_line(sec, tls_only[i]),
 				    "[%s] %s: only for TLS listeners (set "
@@ -2315,6 +2347,12 @@ check_listener(
 	check_readable(L, sec, "tls_cert", lc->tls_cert);
 	check_readable(L, sec, "tls_key", lc->tls_key);
 	check_readable(L, sec, "tls_ocsp", lc->tls_ocsp);
+	check_readable(L, sec, "tls_client_ca", lc->tls_client_ca);
+	if (has_key(sec, "tls_verify_client") && lc->tls_client_ca == NULL)
+		add_error(L, key_line(sec, "tls_verify_client"),
+		    "[%s] tls_verify_client: needs tls_client_ca (the CAs "
+		    "that sign client certificates)",
+		    sec->title);
 }
 
 /* [cert:NAME]: files, and listeners that exist and terminate TLS. */
@@ -2441,13 +2479,27 @@ check_origin_tls(struct loader *L, const struct section *sec,
 	}
 }
 
+/* Has LINE (a key's) already been reported as wrong? Then checks that
+ * compare its value with others would only add noise. */
+static bool
+line_failed(const struct loader *L, int line)
+{
+	for (size_t i = 0; i < L->nerrors; i++) {
+		if (L->errors[i].line == line)
+			return true;
+	}
+	return false;
+}
+
 static void
 check_rollout(struct loader *L, const struct section *sec,
     const struct sl_rollout_conf *r)
 {
 	char a[32], b[32];
 
-	if (r->interval_ms > r->step_time_ms)
+	if (r->interval_ms > r->step_time_ms &&
+	    !line_failed(L, key_line(sec, "interval")) &&
+	    !line_failed(L, key_line(sec, "step_time")))
 		add_error(L,
 		    has_key(sec, "interval") ? key_line(sec, "interval")
 		                             : key_line(sec, "step_time"),
@@ -2461,10 +2513,26 @@ check_rollout(struct loader *L, const struct section *sec,
 static void
 check_service(struct loader *L, size_t idx)
 {
-	const struct sl_service_conf *svc = &L->conf->services[idx];
+	struct sl_service_conf *svc = &L->conf->services[idx];
 	const struct svc_state *st = &L->svcs[idx];
 	struct sl_version_conf *stable = NULL;
 	uint32_t sum = 0;
+
+	/* A client address is always there, so with ip among the sources
+	 * no request is ever without a key and the cookie never applies:
+	 * the default sources (ip) give way to the cookie, and an explicit
+	 * ip is an error. */
+	if (svc->sticky_cookie != NULL && svc->nkeys > 0 &&
+	    svc->keys[svc->nkeys - 1].source == SL_KEY_IP) {
+		if (has_key(st->sec, "sticky"))
+			add_error(L, key_line(st->sec, "sticky_cookie"),
+			    "[service:%s] sticky_cookie: never used, since "
+			    "'ip' in sticky gives every request a key (drop "
+			    "ip from sticky)",
+			    svc->name);
+		else
+			svc->nkeys--;
+	}
 
 	if (svc->nversions == 0) {
 		add_error(L, svc->line,
@@ -2659,6 +2727,16 @@ build(struct loader *L)
 			apply_section(
 			    L, sec->def, sec, sec->title, &svc->rollout);
 			check_rollout(L, sec, &svc->rollout);
+			/* The analyzer judges latencies: without them a
+			 * rollout could only ever be inconclusive. */
+			if (!conf->global.measure && sluice != NULL &&
+			    !line_failed(L, key_line(sluice, "measure")))
+				add_error(L, key_line(sluice, "measure"),
+				    "[sluice] measure: 'no' leaves the "
+				    "analyzer no latencies, so [%s] could "
+				    "never promote (set measure = yes, or "
+				    "remove the [rollout:] sections)",
+				    sec->title);
 		}
 		if (sec->def->type != SECT_PIN ||
 		    (svc = owner_service(L, sec, &idx)) == NULL)
@@ -2842,6 +2920,7 @@ sl_conf_free(struct sl_config *conf)
 		free(lc->tls_key);
 		free(lc->tls_ocsp);
 		free(lc->tls_ciphers);
+		free(lc->tls_client_ca);
 	}
 	free(conf->listeners);
 	for (size_t i = 0; i < conf->ncerts; i++) {

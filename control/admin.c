@@ -64,7 +64,7 @@ reply(struct admin_conn *ac, int status, const char *type, const void *body,
 static void
 reply_json(struct admin_conn *ac, int status, json_t *doc, bool head_only)
 {
-	char *text = json_dumps(doc, JSON_COMPACT);
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
 
 	if (text == NULL) {
 		reply(ac, 500, "text/plain", "out of memory\n", 14, head_only);

@@ -191,6 +191,15 @@ find_service(const char *name, char **errp)
 	return svc;
 }
 
+/* The refusal for touching SVC while its rollout holds it (heap). */
+static char *
+held_by_rollout(const char *svc)
+{
+	return sl_xasprintf("service '%s' is locked by 'rollout', its running "
+	                    "rollout; use rollout pause, abort or promote %s",
+	    svc, svc);
+}
+
 /* Refuse when SVC is locked by someone other than the caller. */
 static int
 check_lock(struct cmd_ctx *cx, const char *svc, char **errp)
@@ -201,6 +210,11 @@ check_lock(struct cmd_ctx *cx, const char *svc, char **errp)
 	if (rt->lock_owner[0] == '\0' || rt->lock_expires <= now ||
 	    strcmp(rt->lock_owner, cx->who->owner) == 0)
 		return 0;
+	if (strcmp(rt->lock_owner, SL_ROLLOUT_OWNER) == 0 &&
+	    sl_ctl_rollout_running(rt)) {
+		*errp = held_by_rollout(svc);
+		return -1;
+	}
 	*errp = sl_xasprintf("service '%s' is locked by '%s' until %s (%lld s "
 	                     "left); act as that owner or wait",
 	    svc, rt->lock_owner, sl_ctl_isotime(rt->lock_expires),
@@ -585,6 +599,11 @@ cmd_lock(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 		    argv[1]);
 		return NULL;
 	}
+	if (strcmp(argv[1], SL_ROLLOUT_OWNER) == 0) {
+		*errp = sl_xstrdup("owner 'rollout' is sluice's own (a running "
+		                   "rollout's); lock under another name");
+		return NULL;
+	}
 	if (parse_count(argv[2], 7 * 24 * 3600, &ttl, "TTL_SECONDS", errp) != 0)
 		return NULL;
 	rt = sl_ctl_rt(cx->ctl, svc->name);
@@ -622,6 +641,13 @@ cmd_unlock(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	if (strcmp(rt->lock_owner, argv[1]) != 0) {
 		*errp = sl_xasprintf("service '%s' is locked by '%s', not '%s'",
 		    svc->name, rt->lock_owner, argv[1]);
+		return NULL;
+	}
+	/* The rollout's lock goes with the rollout (a stale one, left by a
+	 * rollout that is over, may be removed). */
+	if (strcmp(argv[1], SL_ROLLOUT_OWNER) == 0 &&
+	    sl_ctl_rollout_running(rt)) {
+		*errp = held_by_rollout(svc->name);
 		return NULL;
 	}
 	undo = *rt;
@@ -817,6 +843,14 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 			free(copy);
 			return error_reply("usage: as OWNER COMMAND... (OWNER: "
 			                   "1-63 of A-Za-z0-9_.@:-)");
+		}
+		if (strcmp(argv[1], SL_ROLLOUT_OWNER) == 0) {
+			free(copy);
+			return error_reply(
+			    "owner 'rollout' is sluice's own: a "
+			    "running rollout holds its service "
+			    "with it; use rollout pause, abort or "
+			    "promote");
 		}
 		snprintf(who->owner, sizeof who->owner, "%s", argv[1]);
 		i = 2;

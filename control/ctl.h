@@ -50,14 +50,25 @@ struct sl_svc_rt {
 	char name[64];
 	bool touched;
 	char previous_stable[64];
-	char lock_owner[64];        /* "" = unlocked */
-	int64_t lock_expires;       /* wall-clock seconds */
+	char lock_owner[64];  /* "" = unlocked */
+	int64_t lock_expires; /* wall-clock seconds */
+	/* The lock its starter held when a rollout took the service's lock:
+	 * given back when the rollout ends, if it has not expired. */
+	char held_owner[64];
+	int64_t held_expires;
 	struct sl_rollout_run *run; /* the latest rollout, live or ended */
 	char pending_rollout[300];  /* from the state file, until restored */
 	struct sl_guard *guard;     /* blue/green guard after a switch */
 };
 
 struct sl_ctl_socket;
+
+/* The owner a running rollout holds its service's lock as: sluice's own,
+ * never taken by "as OWNER". */
+#define SL_ROLLOUT_OWNER "rollout"
+
+/* Is a rollout of RT's service running (or paused)? */
+bool sl_ctl_rollout_running(const struct sl_svc_rt *rt);
 
 struct sl_ctl {
 	struct event_base *base;
@@ -142,11 +153,22 @@ struct sl_svc_rt *sl_ctl_rt(struct sl_ctl *ctl, const char *name);
 int sl_state_load(struct sl_ctl *ctl, const char *path,
     struct sl_route_table *t, char **errp);
 
+/* Make the state file's directories; warn when they cannot be written;
+ * -1 with *ERRP when a directory stands where the file goes. */
+int sl_state_check_path(const char *path, char **errp);
+
 /* Resume the rollouts the state file held (after the first publish). */
 void sl_state_restore_rollouts(struct sl_ctl *ctl);
 
-/* Re-apply the runtime state of the current table to T (reload). */
-void sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t);
+/* Create the directories PATH lives in (/run/sluice, /var/lib/sluice),
+ * as mkdir -p does; a failure is logged (what then fails says why). */
+void sl_ctl_make_dirs(const char *path);
+
+/* Re-apply the runtime state of the current table to T (reload).
+ * Returns how many services fell back to the config's weights or stable
+ * version because theirs is gone (the state file must then be rewritten
+ * once T is published, or a restart would bring them back). */
+unsigned sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t);
 
 /*
  * Write the runtime state of T to the state file: temp file, fsync,
@@ -227,8 +249,9 @@ void sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svc,
     const char *canary, const char *baseline, const char *state, uint32_t step,
     int64_t started, int64_t ended);
 
-/* After a reload: abort rollouts whose versions are gone. */
-void sl_ctl_rollouts_check(struct sl_ctl *ctl);
+/* After a reload: abort rollouts whose versions are gone; returns how
+ * many it aborted (the state file must then be saved). */
+unsigned sl_ctl_rollouts_check(struct sl_ctl *ctl);
 
 /* Stop every rollout timer and free the rollouts (shutdown). */
 void sl_ctl_rollouts_stop(struct sl_ctl *ctl);

@@ -99,7 +99,8 @@ sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
 		ctl->nevents++;
 
 	if (ctl->event_log != NULL) {
-		char *line = json_dumps(ev, JSON_COMPACT);
+		char *line =
+		    json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(15));
 
 		if (line != NULL) {
 			if (fprintf(ctl->event_log, "%s\n", line) < 0 ||

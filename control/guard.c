@@ -161,6 +161,8 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	snprintf(g->state, sizeof g->state, "watching");
 	sl_verdict_params_from_conf(&g->params, rc);
 	g->seq = sl_verdict_seq_new();
+	if (g->seq != NULL)
+		sl_verdict_seq_fixed_stable(g->seq);
 	/* The previous stable's behaviour just before the switch. */
 	seconds = rc->guard_ms / 1000;
 	if (seconds < 10)

@@ -28,7 +28,6 @@
 #include "control/ctl.h"
 #include "proxy/route.h"
 
-#define ROLLOUT_OWNER    "rollout"
 #define ROLLOUT_LOCK_TTL (7 * 24 * 3600)
 
 struct sl_rollout_run {
@@ -104,20 +103,35 @@ table_for(
 	    cur, (size_t)(svc - cur->services), weights, stable, errp);
 }
 
+/* The rollout's lock on RT goes: the starter's own lock, set aside when
+ * the rollout began, comes back if it is still good. */
+static void
+give_back_lock(struct sl_svc_rt *rt)
+{
+	if (strcmp(rt->lock_owner, SL_ROLLOUT_OWNER) == 0) {
+		if (rt->held_owner[0] != '\0' &&
+		    rt->held_expires > (int64_t)time(NULL)) {
+			memcpy(rt->lock_owner, rt->held_owner,
+			    sizeof rt->lock_owner);
+			rt->lock_expires = rt->held_expires;
+		} else {
+			rt->lock_owner[0] = '\0';
+			rt->lock_expires = 0;
+		}
+	}
+	rt->held_owner[0] = '\0';
+	rt->held_expires = 0;
+}
+
 /* Stop the timer and release the lock of an ended rollout. */
 static void
 finish(struct sl_rollout_run *run)
 {
-	struct sl_svc_rt *rt = sl_ctl_rt(run->ctl, run->ro->service);
-
 	if (run->tick != NULL) {
 		event_free(run->tick);
 		run->tick = NULL;
 	}
-	if (strcmp(rt->lock_owner, ROLLOUT_OWNER) == 0) {
-		rt->lock_owner[0] = '\0';
-		rt->lock_expires = 0;
-	}
+	give_back_lock(sl_ctl_rt(run->ctl, run->ro->service));
 }
 
 /* The rollout as JSON. */
@@ -253,7 +267,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (ro->state != SL_RO_RUNNING)
 		return;
-	rt->lock_expires = (int64_t)time(NULL) + ROLLOUT_LOCK_TTL;
+	/* The rollout's own lock stays held while it runs; a lock someone
+	 * took after unlocking it keeps its own TTL. */
+	if (strcmp(rt->lock_owner, SL_ROLLOUT_OWNER) == 0)
+		rt->lock_expires = (int64_t)time(NULL) + ROLLOUT_LOCK_TTL;
 	sl_ctl_version_total(run->ctl, run->stable_id, &now_stable);
 	sl_ctl_version_total(run->ctl, run->canary_id, &now_canary);
 	sl_vstats_sub(&win_stable, &now_stable, &run->base_stable);
@@ -384,6 +401,13 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 		    "service '%s' has no version '%s'", svc->name, version);
 		return NULL;
 	}
+	if (!sl_route_current()->conf->global.measure) {
+		*errp = sl_xasprintf("measure = no: without latencies the "
+		                     "analyzer could never promote '%s'; set "
+		                     "measure = yes in [sluice] and reload",
+		    version);
+		return NULL;
+	}
 	if ((size_t)ci == svc->stable) {
 		*errp = sl_xasprintf("'%s' is already the stable version of "
 		                     "'%s'",
@@ -407,11 +431,20 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 	sl_ctl_guard_end(ctl, svc->name); /* the rollout takes over */
 	run_free(rt->run);
 	rt->run = run;
-	snprintf(rt->lock_owner, sizeof rt->lock_owner, "%s", ROLLOUT_OWNER);
+	/* The starter may hold the lock (a pipeline: lock, rollout start,
+	 * rollout wait, unlock): it is set aside, not lost. */
+	rt->held_owner[0] = '\0';
+	rt->held_expires = 0;
+	if (rt->lock_owner[0] != '\0' && rt->lock_expires > now &&
+	    strcmp(rt->lock_owner, SL_ROLLOUT_OWNER) != 0) {
+		memcpy(rt->held_owner, rt->lock_owner, sizeof rt->held_owner);
+		rt->held_expires = rt->lock_expires;
+	}
+	snprintf(rt->lock_owner, sizeof rt->lock_owner, "%s", SL_ROLLOUT_OWNER);
 	rt->lock_expires = now + ROLLOUT_LOCK_TTL;
 	if (apply(run, SL_RA_SET_WEIGHT, who, text, errp) != 0 ||
 	    start_timer(run) != 0) {
-		rt->lock_owner[0] = '\0';
+		give_back_lock(rt);
 		rt->run = NULL;
 		run_free(run);
 		if (*errp == NULL)
@@ -490,6 +523,7 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 		sl_log_warn("state file: rollout of %s on %s not restored: %s",
 		    canary, svcname, err);
 		free(err);
+		give_back_lock(rt); /* nothing holds the service now */
 		return;
 	}
 	for (k = 0; k < 5; k++) {
@@ -498,6 +532,7 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 	}
 	if (k == 5) {
 		run_free(run);
+		give_back_lock(rt);
 		return;
 	}
 	sl_rollout_restore(run->ro, (enum sl_rollout_state)(k + 1), step,
@@ -518,35 +553,48 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 	}
 }
 
-/* After a reload, rollouts whose versions vanished are aborted. */
-void
+bool
+sl_ctl_rollout_running(const struct sl_svc_rt *rt)
+{
+	return rt->run != NULL && !sl_rollout_final(rt->run->ro);
+}
+
+/* After a reload, rollouts whose versions vanished are aborted; returns
+ * how many (the caller saves the state file then). */
+unsigned
 sl_ctl_rollouts_check(struct sl_ctl *ctl)
 {
+	unsigned aborted = 0;
 	size_t i;
 
 	for (i = 0; i < ctl->nrt; i++) {
 		struct sl_rollout_run *run = ctl->rt[i]->run;
 		struct sl_route_service *svc;
 		char err[200], msg[240];
+		const char *why;
 
 		if (run == NULL || sl_rollout_final(run->ro))
 			continue;
 		svc = sl_route_service_by_name(
 		    sl_route_current(), run->ro->service);
-		if (svc != NULL &&
-		    sl_route_version_index(svc, run->ro->canary) >= 0 &&
-		    sl_route_version_index(svc, run->ro->baseline) >= 0)
+		if (svc == NULL ||
+		    sl_route_version_index(svc, run->ro->canary) < 0 ||
+		    sl_route_version_index(svc, run->ro->baseline) < 0)
+			why = "a version of the rollout was removed by reload";
+		else if (!sl_route_current()->conf->global.measure)
+			why = "measure = no since a reload: the analyzer has "
+			      "no latencies";
+		else
 			continue;
-		sl_rollout_abort(run->ro, (int64_t)time(NULL),
-		    "a version of the rollout was removed by reload", err,
-		    sizeof err);
+		sl_rollout_abort(
+		    run->ro, (int64_t)time(NULL), why, err, sizeof err);
 		finish(run);
-		snprintf(msg, sizeof msg,
-		    "rollout %s: aborted: %s was removed "
-		    "by reload",
-		    run->ro->service, run->ro->canary);
+		snprintf(msg, sizeof msg, "rollout %s of %s: aborted: %s",
+		    run->ro->service, run->ro->canary, why);
 		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
+		aborted++;
 	}
+	return aborted;
 }
 
 /* Free every rollout (shutdown). */

@@ -441,6 +441,15 @@ main(int argc, char **argv)
 			return SL_CLI_USAGE;
 		}
 	}
+	/* "sluicectl show services --json" means what it says: --json may
+	 * also follow the command (no command takes it as an argument). */
+	for (c = nwords = optind; c < argc; c++) {
+		if (strcmp(argv[c], "--json") == 0)
+			cli.json = true;
+		else
+			argv[nwords++] = argv[c];
+	}
+	argc = nwords;
 	if (cli.socket == NULL) {
 		env = getenv("SLUICE_SOCKET");
 		cli.socket =

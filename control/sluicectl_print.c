@@ -150,7 +150,8 @@ put_scalar(FILE *f, const json_t *v)
 		fputc('-', f);
 		break;
 	default:
-		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		s = json_dumps(v,
+		    JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 		fputs(s != NULL ? s : "?", f);
 		free(s);
 		break;
@@ -283,7 +284,8 @@ compact(const json_t *o, const char *skip, bool elide, bool *flatp)
 void
 sl_cli_print_json(const json_t *reply)
 {
-	char *s = json_dumps(reply, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	char *s = json_dumps(
+	    reply, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 
 	if (s != NULL)
 		puts(s);
@@ -345,6 +347,37 @@ rollout_text(const json_t *rollout)
 	    sl_cli_str(rollout, "state", "?"), step);
 	free(step);
 	return s;
+}
+
+/* "teal watching since blue, until 2026-...: <last verdict>" for a guard,
+ * "-" for none. Heap. */
+static char *
+guard_text(const json_t *guard)
+{
+	if (!json_is_object(guard))
+		return sl_xstrdup("-");
+	return sl_xasprintf("%s %s (switched from %s; until %s): %s",
+	    sl_cli_str(guard, "version", "?"), sl_cli_str(guard, "state", "?"),
+	    sl_cli_str(guard, "previous", "?"), sl_cli_str(guard, "until", "?"),
+	    sl_cli_str(guard, "last_verdict", "no verdict yet"));
+}
+
+/* Why a server is out of rotation: "ejected 29.9 s (resets)", its last
+ * health-check failure when down, "-" otherwise. Heap. */
+static char *
+server_note(const json_t *srv)
+{
+	json_t *ej = json_object_get(srv, "ejected_for");
+
+	if (json_is_number(ej))
+		return sl_xasprintf("ejected %.1f s (%s)",
+		    json_number_value(ej),
+		    sl_cli_str(srv, "ejected_because", "?"));
+	if (strcmp(sl_cli_str(srv, "health", ""), "down") == 0)
+		return sl_xasprintf("%s",
+		    sl_cli_str(
+		        srv, "health_last_failure", "health check failed"));
+	return sl_xstrdup("-");
 }
 
 /* "blue 90.00% green 10.00%" for a versions array. Heap. */
@@ -471,7 +504,7 @@ int
 sl_cli_print_service(json_t *reply, char **words, int nwords)
 {
 	static const char *const header[] = {"VERSION", "WEIGHT", "STABLE",
-	    "SERVER", "SERVER-WEIGHT", "STATE", NULL};
+	    "SERVER", "SERVER-WEIGHT", "STATE", "HEALTH", "NOTE", NULL};
 	json_t *svc = json_object_get(reply, "service");
 	json_t *versions = json_object_get(svc, "versions"), *v, *servers, *srv;
 	struct table t;
@@ -490,6 +523,7 @@ sl_cli_print_service(json_t *reply, char **words, int nwords)
 	kv_take("weights:", weights_text(versions));
 	kv_take("lock:", lock_text(json_object_get(svc, "lock")));
 	kv_take("rollout:", rollout_text(json_object_get(svc, "rollout")));
+	kv_take("guard:", guard_text(json_object_get(svc, "guard")));
 	putchar('\n');
 	table_init(&t, 1u << 1 | 1u << 4, header);
 	json_array_foreach(versions, i, v)
@@ -517,6 +551,8 @@ sl_cli_print_service(json_t *reply, char **words, int nwords)
 			    sl_cli_fmt_num(
 			        json_object_get(srv, "weight"), 0, ""));
 			table_cell(&t, "%s", sl_cli_str(srv, "state", "-"));
+			table_cell(&t, "%s", sl_cli_str(srv, "health", "-"));
+			table_take(&t, server_note(srv));
 		}
 	}
 	table_flush(&t, 0);

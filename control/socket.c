@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <grp.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -72,7 +71,7 @@ client_free(struct ctl_client *cc)
 static void
 send_reply(struct ctl_client *cc, json_t *reply)
 {
-	char *text = json_dumps(reply, JSON_COMPACT);
+	char *text = json_dumps(reply, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	struct evbuffer *out = bufferevent_get_output(cc->bev);
 
 	if (text != NULL) {
@@ -86,18 +85,27 @@ send_reply(struct ctl_client *cc, json_t *reply)
 	json_decref(reply);
 }
 
+/* Answer every complete line CC has sent; AT_EOF: and the rest, which
+ * the client ended by closing its side. */
 static void
-client_read_cb(struct bufferevent *bev, void *arg)
+answer_lines(struct ctl_client *cc, bool at_eof)
 {
-	struct ctl_client *cc = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = bufferevent_get_input(cc->bev);
 	size_t n;
 	char *line;
+	json_t *reply;
 
-	while (!cc->closing &&
-	    (line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
-		json_t *reply;
-
+	while (!cc->closing) {
+		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+		/* At the end of the stream, what is left is the last line. */
+		if (line == NULL && at_eof &&
+		    (n = evbuffer_get_length(in)) > 0 && n <= SL_CTL_LINE_MAX) {
+			line = sl_xmalloc(n + 1);
+			evbuffer_remove(in, line, n);
+			line[n] = '\0';
+		}
+		if (line == NULL)
+			break;
 		if (n > 0 && line[n - 1] == '\r')
 			line[--n] = '\0';
 		/* Each line starts as the connection's default owner. */
@@ -120,12 +128,29 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		        "command line too long; closing"));
 		cc->closing = true;
 	}
-	if (cc->closing) {
-		bufferevent_disable(bev, EV_READ);
-		evbuffer_drain(in, evbuffer_get_length(in));
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			client_free(cc);
-	}
+}
+
+/* CC reads no more, and goes once its replies are out. */
+static void
+close_when_sent(struct ctl_client *cc)
+{
+	struct evbuffer *in = bufferevent_get_input(cc->bev);
+
+	cc->closing = true;
+	bufferevent_disable(cc->bev, EV_READ);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if (evbuffer_get_length(bufferevent_get_output(cc->bev)) == 0)
+		client_free(cc);
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *cc = arg;
+
+	answer_lines(cc, false);
+	if (cc->closing)
+		close_when_sent(cc);
 }
 
 static void
@@ -140,8 +165,18 @@ client_write_cb(struct bufferevent *bev, void *arg)
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	/* EOF, error or idle timeout: a half-sent command is dropped. */
-	client_free(arg);
+	struct ctl_client *cc = arg;
+
+	/* The client is done sending (echo CMD | socat ...): its last line
+	 * counts even without a newline, and every reply goes out before
+	 * the connection closes. An error or a timeout closes at once. */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+	    !cc->closing) {
+		answer_lines(cc, true);
+		close_when_sent(cc);
+		return;
+	}
+	client_free(cc);
 }
 
 static void
@@ -190,6 +225,22 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	bufferevent_enable(cc->bev, EV_READ);
 }
 
+void
+sl_ctl_make_dirs(const char *path)
+{
+	char *dir = sl_xstrdup(path), *p;
+
+	for (p = strchr(dir + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+			sl_log(SL_LOG_WARN, errno, "cannot create %s", dir);
+			break;
+		}
+		*p = '/';
+	}
+	free(dir);
+}
+
 /*
  * Remove a stale socket file; refuse one another process listens on,
  * unless TAKEOVER (a zero-downtime upgrade: the running sluice keeps its
@@ -234,14 +285,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 
 	if (clear_stale(path, ctl->takeover, errp) != 0)
 		return -1;
-	{
-		/* Create the socket's directory (e.g. /run/sluice) once. */
-		char *dir = sl_xstrdup(path);
-
-		if (mkdir(dirname(dir), 0755) != 0 && errno != EEXIST)
-			sl_log(SL_LOG_WARN, errno, "cannot create %s", dir);
-		free(dir);
-	}
+	sl_ctl_make_dirs(path);
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
@@ -277,7 +321,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 		}
 	}
 	if (chmod(path,
-	        read_only ? (g->control_mode | 0044) & 0666
+	        read_only ? (g->control_mode | 0066) & 0666
 	                  : g->control_mode) != 0 ||
 	    listen(fd, 64) != 0) {
 		*errp = sl_xasprintf(

@@ -24,9 +24,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,14 +60,23 @@ struct saved_svc {
 	size_t nservers;
 	char *lock_owner;
 	int64_t lock_expires;
+	char *held_owner; /* lock_held: the rollout starter's lock */
+	int64_t held_expires;
 	char *rollout; /* "CANARY BASELINE STATE STEP STARTED ENDED" */
 	bool touched;
+	int weight_line; /* where its first weight line is (0: none) */
 };
 
 struct saved {
 	struct saved_svc *svcs;
 	size_t n;
-	char *err; /* first parse error */
+	char *err;    /* first error a key had */
+	int err_line; /* its line */
+	/* Reading: inih does not tell the handler the line number, so the
+	 * reader counts physical lines. */
+	FILE *f;
+	int line;
+	bool at_line_start;
 };
 
 static const char *state_names[] = {"ready", "drain", "maint"};
@@ -109,6 +120,7 @@ saved_free(struct saved *sv)
 		}
 		free(s->servers);
 		free(s->lock_owner);
+		free(s->held_owner);
 		free(s->rollout);
 	}
 	free(sv->svcs);
@@ -145,6 +157,37 @@ split_word(char *s)
 	return sp;
 }
 
+/* inih's reader: the next piece of a line, counting lines. */
+static char *
+state_reader(char *str, int num, void *arg)
+{
+	struct saved *sv = arg;
+	size_t n;
+
+	if (fgets(str, num, sv->f) == NULL)
+		return NULL;
+	if (sv->at_line_start)
+		sv->line++;
+	n = strlen(str);
+	sv->at_line_start = n > 0 && str[n - 1] == '\n';
+	return str;
+}
+
+/* Record the first error a key had, with its line; returns 0 for inih. */
+static int __attribute__((format(printf, 2, 3)))
+key_error(struct saved *sv, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (sv->err == NULL) {
+		va_start(ap, fmt);
+		sv->err = sl_xvasprintf(fmt, ap);
+		va_end(ap);
+		sv->err_line = sv->line;
+	}
+	return 0;
+}
+
 /* inih handler: one key of the state file. */
 static int
 state_key_cb(
@@ -156,10 +199,8 @@ state_key_cb(
 	const char *why;
 	int ok = 1;
 
-	if (strncmp(section, "service:", 8) != 0 || section[8] == '\0') {
-		sv->err = sl_xasprintf("unknown section [%s]", section);
-		return 0;
-	}
+	if (strncmp(section, "service:", 8) != 0 || section[8] == '\0')
+		return key_error(sv, "unknown section [%s]", section);
 	s = saved_svc(sv, section + 8);
 	v = sl_xstrdup(value);
 	if (strcmp(name, "stable") == 0) {
@@ -174,9 +215,10 @@ state_key_cb(
 
 		rest = split_word(v);
 		if (rest == NULL || sl_conf_parse_weight(rest, &w, &why) != 0) {
-			sv->err = sl_xasprintf("bad weight '%s'", value);
-			ok = 0;
+			ok = key_error(sv, "bad weight '%s'", value);
 		} else {
+			if (s->nweights == 0)
+				s->weight_line = sv->line;
 			s->weights = sl_xreallocarray(
 			    s->weights, s->nweights + 1, sizeof *s->weights);
 			s->weights[s->nweights].version = sl_xstrdup(v);
@@ -193,8 +235,7 @@ state_key_cb(
 				break;
 		}
 		if (rest2 == NULL || k == 3) {
-			sv->err = sl_xasprintf("bad server line '%s'", value);
-			ok = 0;
+			ok = key_error(sv, "bad server line '%s'", value);
 		} else {
 			s->servers = sl_xreallocarray(
 			    s->servers, s->nservers + 1, sizeof *s->servers);
@@ -204,15 +245,20 @@ state_key_cb(
 			    (enum sl_server_state)k;
 			s->touched = true;
 		}
-	} else if (strcmp(name, "lock") == 0) {
+	} else if (strcmp(name, "lock") == 0 ||
+	    strcmp(name, "lock_held") == 0) {
+		bool held = strcmp(name, "lock_held") == 0;
 		char *end;
 		long long exp;
 
 		rest = split_word(v);
 		exp = rest ? strtoll(rest, &end, 10) : 0;
 		if (rest == NULL || *end != '\0' || exp <= 0) {
-			sv->err = sl_xasprintf("bad lock '%s'", value);
-			ok = 0;
+			ok = key_error(sv, "bad %s '%s'", name, value);
+		} else if (held) {
+			free(s->held_owner);
+			s->held_owner = sl_xstrdup(v);
+			s->held_expires = exp;
 		} else {
 			free(s->lock_owner);
 			s->lock_owner = sl_xstrdup(v);
@@ -225,24 +271,26 @@ state_key_cb(
 
 		if (sscanf(v, "%63s %63s %15s %u %lld %lld", c, b, st, &step,
 		        &started, &ended) != 6) {
-			sv->err = sl_xasprintf("bad rollout '%s'", value);
-			ok = 0;
+			ok = key_error(sv, "bad rollout '%s'", value);
 		} else {
 			free(s->rollout);
 			s->rollout = sl_xstrdup(v);
 		}
 	} else {
-		sv->err = sl_xasprintf("unknown key '%s'", name);
-		ok = 0;
+		ok = key_error(sv, "unknown key '%s'", name);
 	}
 	free(v);
 	return ok;
 }
 
-/* Apply the saved records to T (unpublished) and CTL's runtime records. */
+/* Apply the saved records to T (unpublished) and CTL's runtime records;
+ * *DROPPED counts the services whose weights or stable version could not
+ * be (their version is gone: the config's apply). Such a service stays a
+ * changed one: its server states and the rest of its record still hold,
+ * and the next save records the weights it now has. */
 static int
 apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
-    const char *origin, bool at_start, char **errp)
+    const char *origin, bool at_start, unsigned *dropped, char **errp)
 {
 	size_t i, j;
 
@@ -272,6 +320,11 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			    s->lock_owner);
 			rt->lock_expires = s->lock_expires;
 		}
+		if (s->held_owner != NULL) {
+			snprintf(rt->held_owner, sizeof rt->held_owner, "%s",
+			    s->held_owner);
+			rt->held_expires = s->held_expires;
+		}
 		if (at_start && s->rollout != NULL)
 			snprintf(rt->pending_rollout,
 			    sizeof rt->pending_rollout, "%s", s->rollout);
@@ -282,9 +335,13 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 				weights_ok = false;
 		}
 		if (s->nweights > 0 && sum != SL_WEIGHT_TOTAL) {
-			*errp = sl_xasprintf("%s: [service:%s]: weights sum to "
-			                     "%u.%02u, must be 100.00",
-			    origin, s->name, sum / 100, sum % 100);
+			char at[16] = "";
+
+			if (s->weight_line > 0)
+				snprintf(at, sizeof at, ":%d", s->weight_line);
+			*errp = sl_xasprintf("%s%s: [service:%s]: weights sum "
+			                     "to %u.%02u, must be 100.00",
+			    origin, at, s->name, sum / 100, sum % 100);
 			return -1;
 		}
 		if (s->nweights > 0 && !weights_ok) {
@@ -292,6 +349,7 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			            "weights is no longer configured; using "
 			            "the config's weights",
 			    origin, s->name);
+			(*dropped)++;
 		} else if (s->nweights > 0) {
 			for (j = 0; j < svc->nversions; j++)
 				svc->versions[j].weight = 0;
@@ -304,12 +362,13 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 		}
 		if (s->stable != NULL) {
 			idx = sl_route_version_index(svc, s->stable);
-			if (idx < 0)
+			if (idx < 0) {
 				sl_log_warn("%s: [service:%s]: saved stable "
 				            "version '%s' is no longer "
 				            "configured",
 				    origin, s->name, s->stable);
-			else
+				(*dropped)++;
+			} else
 				svc->stable = (size_t)idx;
 		}
 		for (j = 0; j < s->nservers; j++) {
@@ -333,6 +392,32 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 	return 0;
 }
 
+/* Before the first load: the state file's directory exists (made if
+ * missing) and can be written, or the operator learns now, not at the
+ * first refused change; a directory in the file's place is an error. */
+int
+sl_state_check_path(const char *path, char **errp)
+{
+	char *dir = sl_xstrdup(path);
+	struct stat st;
+
+	sl_ctl_make_dirs(path);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		*errp = sl_xasprintf("state file %s: is a directory; set "
+		                     "state_file to a file's path",
+		    path);
+		free(dir);
+		return -1;
+	}
+	if (access(dirname(dir), W_OK) != 0)
+		sl_log(SL_LOG_WARN, errno,
+		    "state file %s: its directory %s cannot be written: "
+		    "runtime changes will be refused until it can",
+		    path, dir);
+	free(dir);
+	return 0;
+}
+
 /* Load PATH and apply it to T. */
 int
 sl_state_load(
@@ -341,10 +426,13 @@ sl_state_load(
 	struct saved sv;
 	FILE *f;
 	int line, rc;
+	unsigned dropped = 0;
 
 	memset(&sv, 0, sizeof sv);
 	free(ctl->state_path);
 	ctl->state_path = sl_xstrdup(path);
+	if (sl_state_check_path(path, errp) != 0)
+		return -1;
 	f = fopen(path, "r");
 	if (f == NULL) {
 		if (errno == ENOENT)
@@ -355,17 +443,23 @@ sl_state_load(
 		    path, strerror(errno));
 		return -1;
 	}
-	line = ini_parse_file(f, state_key_cb, &sv);
+	sv.f = f;
+	sv.at_line_start = true;
+	line = ini_parse_stream(state_reader, &sv, state_key_cb, &sv);
 	fclose(f);
 	if (line != 0) {
+		/* inih reports its first error's line: a key's (ours) or a
+		 * syntax error (no handler call) before it. */
+		bool ours = sv.err != NULL && sv.err_line == line;
+
 		*errp = sl_xasprintf("state file %s:%d: %s; fix or remove it, "
 		                     "or start with --ignore-state to start "
 		                     "from the config alone",
-		    path, line, sv.err ? sv.err : "syntax error");
+		    path, line, ours ? sv.err : "syntax error");
 		saved_free(&sv);
 		return -1;
 	}
-	rc = apply_saved(ctl, &sv, t, path, true, errp);
+	rc = apply_saved(ctl, &sv, t, path, true, &dropped, errp);
 	if (rc != 0) {
 		char *e = sl_xasprintf("state file %s; start with "
 		                       "--ignore-state to start from the "
@@ -406,6 +500,10 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 			s->lock_owner = sl_xstrdup(rt->lock_owner);
 			s->lock_expires = rt->lock_expires;
 		}
+		if (rt->held_owner[0] != '\0') {
+			s->held_owner = sl_xstrdup(rt->held_owner);
+			s->held_expires = rt->held_expires;
+		}
 		if (rt->run != NULL)
 			s->rollout = sl_xstrdup(
 			    sl_ctl_rollout_state_line(ctl, svc->name));
@@ -438,6 +536,8 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 void
 sl_state_restore_rollouts(struct sl_ctl *ctl)
 {
+	unsigned lost = 0;
+	char *err = NULL;
 	size_t i;
 
 	for (i = 0; i < ctl->nrt; i++) {
@@ -453,22 +553,31 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 			sl_ctl_rollout_restore(
 			    ctl, rt->name, c, b, st, step, started, ended);
 		rt->pending_rollout[0] = '\0';
+		lost += rt->run == NULL;
+	}
+	/* A rollout that could not come back (its version is gone) must
+	 * not stay in the file, nor its lock on the service. */
+	if (lost > 0 && sl_state_save(ctl, sl_route_current(), &err) != 0) {
+		sl_log_error("%s", err);
+		free(err);
 	}
 }
 
 /* Carry the runtime state of the current table over to T (reload). */
-void
+unsigned
 sl_state_carry(struct sl_ctl *ctl, struct sl_route_table *t)
 {
 	struct saved sv;
 	char *err = NULL;
+	unsigned dropped = 0;
 
 	capture(ctl, sl_route_current(), &sv);
-	if (apply_saved(ctl, &sv, t, "reload", false, &err) != 0) {
+	if (apply_saved(ctl, &sv, t, "reload", false, &dropped, &err) != 0) {
 		sl_log_error("%s", err);
 		free(err);
 	}
 	saved_free(&sv);
+	return dropped;
 }
 
 /* fsync the directory holding PATH, so the rename is durable. */
@@ -534,6 +643,9 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 		if (s->lock_owner != NULL)
 			fprintf(f, "lock = %s %lld\n", s->lock_owner,
 			    (long long)s->lock_expires);
+		if (s->held_owner != NULL)
+			fprintf(f, "lock_held = %s %lld\n", s->held_owner,
+			    (long long)s->held_expires);
 		if (s->rollout != NULL)
 			fprintf(f, "rollout = %s\n", s->rollout);
 	}

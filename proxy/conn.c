@@ -40,6 +40,7 @@
 #include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -58,9 +59,8 @@
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
-#define SL_HIGH_WATER     (256 * 1024)
-#define SL_RESP_HEAD_MAX  (64 * 1024)
-#define SL_TUNNEL_IDLE_MS (3600 * 1000)
+#define SL_HIGH_WATER    (256 * 1024)
+#define SL_RESP_HEAD_MAX (64 * 1024)
 
 enum conn_state {
 	CONN_IDLE,     /* between requests, nothing buffered */
@@ -130,10 +130,33 @@ struct sl_conn {
 	bool eof_body;
 	bool client_read_paused;
 	bool up_read_paused;
+	/* The response head was not a 5xx: the server is credited with a
+	 * success once the response is whole. */
+	bool resp_ok;
+	/* Between requests, with answers piling up unread: no new request
+	 * is taken until they drain (client_process). */
+	bool pipeline_paused;
+	/* Tunnels: a side that sent its EOF, and the other side's output
+	 * half-closed after it (once what came before the EOF is out). */
+	bool tun_client_eof;
+	bool tun_up_eof;
+	bool tun_client_shut;
+	bool tun_up_shut;
+	/* Expect: 100-continue, and no answer from the origin yet: the
+	 * client may be waiting for one before it sends its body. */
+	bool req_expect;
+	/* Answered and half-closed, reading away what the client still
+	 * sends (linger) until its EOF or linger_until_ms. */
+	bool lingering;
+	bool no_linger; /* a client too slow (408) is not waited for */
 	uint8_t req_method;
 	uint8_t req_minor;
-	uint8_t attempts;       /* upstream attempts for this request */
-	uint32_t served;        /* requests started on this connection */
+	uint8_t attempts; /* upstream attempts for this request */
+	uint32_t served;  /* requests started on this connection */
+	union {           /* one clock: a tunnel's is unused once it closes */
+		uint64_t tun_last_ms;     /* tunnel bytes last moved */
+		uint64_t linger_until_ms; /* CONN_CLOSING, lingering */
+	};
 	uint64_t idle_since_ms; /* when it last became idle (keep-alive) */
 
 	size_t scan, up_scan;
@@ -425,6 +448,43 @@ end_request(struct sl_conn *c)
 	c->retry_head = NULL;
 }
 
+/*
+ * The last answer is out. If the client may still be sending (the body
+ * of a request answered early, or bytes waiting in the socket), close in
+ * stages (RFC 9112 9.6): half-close, read away what comes until its EOF,
+ * for at most LINGER_MS; closing at once would answer those bytes with a
+ * reset that can destroy the answer before the client reads it.
+ */
+#define LINGER_MS      5000
+#define LINGER_IDLE_MS 2000
+
+static void
+sent_then_close(struct sl_conn *c)
+{
+	int unread = 0;
+
+	if (c->lingering || c->no_linger || c->client_eof || c->cut ||
+	    (c->req_body_done &&
+	        evbuffer_get_length(sl_io_input(&c->io)) == 0 &&
+	        (ioctl(sl_io_fd(&c->io), FIONREAD, &unread) != 0 ||
+	            unread == 0))) {
+		conn_close(c);
+		return;
+	}
+	if (c->tls_done)
+		sl_io_tls_close_notify(&c->io);
+	if (shutdown(sl_io_fd(&c->io), SHUT_WR) != 0) {
+		conn_close(c);
+		return;
+	}
+	c->lingering = true;
+	c->linger_until_ms = now_ms(c->w) + LINGER_MS;
+	evbuffer_drain(
+	    sl_io_input(&c->io), evbuffer_get_length(sl_io_input(&c->io)));
+	sl_io_set_timeouts(&c->io, LINGER_IDLE_MS, 0);
+	sl_io_enable_read(&c->io);
+}
+
 /* Close once everything queued for the client has been sent (now, or from
  * client_write_cb when the socket takes the rest). */
 static void
@@ -432,7 +492,7 @@ close_when_sent(struct sl_conn *c)
 {
 	c->state = CONN_CLOSING;
 	if (sl_io_unsent(&c->io) == 0)
-		conn_close(c);
+		sent_then_close(c);
 }
 
 /*
@@ -481,8 +541,14 @@ send_error(struct sl_conn *c, int status, const char *detail)
 	bool keep = c->state == CONN_UPSTREAM && c->req_body_done &&
 	    c->client_keepalive && !client_finished(c);
 	char body[256], msg[512];
+	const char *ver = c->state == CONN_UPSTREAM && c->svc != NULL &&
+	        c->ver != NULL && c->svc->conf->expose_version
+	    ? c->ver->name
+	    : NULL;
 	int n, m;
 
+	if (status == 408)
+		c->no_linger = true;
 	count_status(c, status);
 	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
 	    sl_http_reason(status), detail ? ": " : "", detail ? detail : "");
@@ -491,9 +557,12 @@ send_error(struct sl_conn *c, int status, const char *detail)
 	/* One add, so that over TLS the answer is one record. */
 	m = snprintf(msg, sizeof msg,
 	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-	    "Content-Length: %d\r\n%s\r\n",
-	    status, sl_http_reason(status), n,
-	    keep ? "" : "Connection: close\r\n");
+	    "Content-Length: %d\r\n%s%s%s%s\r\n",
+	    status, sl_http_reason(status), n, ver ? "X-Sluice-Version: " : "",
+	    ver ? ver : "", ver ? "\r\n" : "",
+	    !keep                   ? "Connection: close\r\n"
+	        : c->req_minor == 0 ? "Connection: keep-alive\r\n"
+	                            : "");
 	if (m < 0 || (size_t)m >= sizeof msg - sizeof body)
 		m = 0; /* cannot happen: the head is short */
 	if (c->req_method != HTTP_HEAD || c->state == CONN_HEAD) {
@@ -534,10 +603,10 @@ count_refusal(struct sl_worker *w, int status)
 
 /* Split the request target into host (absolute-form) and path. */
 static void
-target_parts(const char *t, size_t tlen, const char **auth, size_t *auth_len,
+target_parts(char *t, size_t tlen, const char **auth, size_t *auth_len,
     const char **path, size_t *path_len)
 {
-	const char *p, *end = t + tlen;
+	char *p, *a, *end = t + tlen;
 
 	*auth = NULL;
 	*auth_len = 0;
@@ -547,14 +616,23 @@ target_parts(const char *t, size_t tlen, const char **auth, size_t *auth_len,
 		return;
 	}
 	p = memchr(t, ':', tlen); /* scheme:// was checked by the parser */
-	p += 3;
-	*auth = p;
+	a = p += 3;
 	while (p < end && *p != '/' && *p != '?')
 		p++;
-	*auth_len = (size_t)(p - *auth);
+	*auth = a;
+	*auth_len = (size_t)(p - a);
 	if (p == end) {
 		*path = "/";
 		*path_len = 1;
+	} else if (*p == '?') {
+		/* "http://host?q" is "/?q" in origin-form (RFC 9112 3.2.1).
+		 * The scheme is of no further use: the authority slides one
+		 * byte into it to make room for the slash. */
+		memmove(a - 1, a, *auth_len);
+		*auth = a - 1;
+		p[-1] = '/';
+		*path = p - 1;
+		*path_len = (size_t)(end - p) + 1;
 	} else {
 		*path = p;
 		*path_len = (size_t)(end - p);
@@ -581,12 +659,14 @@ host_only(const char *h, size_t len, const char **host, size_t *host_len)
 
 /*
  * Write the request head for the upstream into O: origin-form target,
- * hop-by-hop headers removed, X-Forwarded-For/-Proto and Via added.
+ * hop-by-hop headers removed, X-Forwarded-For/-Proto and Via added, and
+ * X-Client-Cert-* replaced by sluice's own on listeners that verify
+ * client certificates (removed on all others).
  */
 static void
 build_request_head(struct sl_conn *c, const struct sl_http_head *head,
     const char *base, const char *auth, size_t auth_len, const char *path,
-    size_t path_len, struct outbuf *o)
+    size_t path_len, const struct sl_tls_cert_headers *cert, struct outbuf *o)
 {
 	const struct sl_service_conf *sc = c->svc->conf;
 	bool other = (head->conn_tokens & SL_CONN_OTHER) != 0;
@@ -616,11 +696,15 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 		case SL_HDR_PROXY_CONNECTION:
 		case SL_HDR_TE:
 		case SL_HDR_X_FORWARDED_PROTO:
+		case SL_HDR_X_CLIENT_CERT:
 			continue;
 		case SL_HDR_UPGRADE:
 			if (!head->upgrade)
 				continue;
-			break;
+			/* Named in Connection, but it is what the upgrade
+			 * asks the origin for: it goes on. */
+			ob_header(o, head, base, i);
+			continue;
 		case SL_HDR_X_FORWARDED_FOR:
 			xff = true;
 			continue;
@@ -658,9 +742,11 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 		ob_add(o, c->ip, c->ip_len);
 		OB_LIT(o, "\r\n");
 	}
-	if (c->tls)
+	if (c->tls) {
 		OB_LIT(o, "X-Forwarded-Proto: https\r\n");
-	else
+		if (cert != NULL)
+			ob_add(o, cert->text, cert->len);
+	} else
 		OB_LIT(o, "X-Forwarded-Proto: http\r\n");
 	if (via)
 		ob_merged(o, head, base, SL_HDR_VIA, "Via",
@@ -703,7 +789,8 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 		case SL_HDR_UPGRADE:
 			if (head->status != 101)
 				continue;
-			break;
+			ob_header(o, head, base, i);
+			continue;
 		case SL_HDR_TRANSFER_ENCODING:
 			if (c->dechunk)
 				continue;
@@ -774,8 +861,31 @@ await_response_timeouts(struct sl_conn *c)
 {
 	const struct sl_global_conf *g = gconf(c);
 
+	/* A client that sent Expect: 100-continue may wait for the origin
+	 * before sending its body: the origin must answer (100, or a final
+	 * status) within response_timeout, and the wait is not the
+	 * client's to time out (it got 408, the origin's hang uncounted). */
 	sl_io_set_timeouts(&c->up->io,
-	    c->req_body_done ? g->response_timeout_ms : 0, g->body_timeout_ms);
+	    c->req_body_done || c->req_expect ? g->response_timeout_ms : 0,
+	    g->body_timeout_ms);
+}
+
+/* The origin answered the client's Expect: 100-continue (or the client
+ * sent its body without waiting): from now on the body is the client's
+ * to send, on its body_timeout, and the response waits for its end. */
+static void
+expect_answered(struct sl_conn *c)
+{
+	c->req_expect = false;
+	if (c->req_body_done)
+		return;
+	sl_io_set_timeouts(
+	    &c->io, gconf(c)->body_timeout_ms, gconf(c)->body_timeout_ms);
+	/* Only while the response head is awaited: a response body
+	 * streaming already has its own timeouts (resetting them left a
+	 * stalled origin with none). */
+	if (c->up != NULL && c->up->connected && c->resp_state == RESP_HEAD)
+		await_response_timeouts(c);
 }
 
 /* Hand an upstream connection to this request. */
@@ -841,12 +951,15 @@ forward_request_body(struct sl_conn *c)
 	}
 	if (r == 1) {
 		c->req_body_done = true;
+		c->req_expect = false;
 		/* Only the response matters now. */
 		sl_io_set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
 		if (c->resp_state != RESP_BODY && c->up->connected)
 			await_response_timeouts(c);
 		return;
 	}
+	if (c->req_expect && evbuffer_get_length(in) < before)
+		expect_answered(c); /* the client did not wait */
 	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
 }
 
@@ -864,6 +977,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	const char *base, *auth, *path, *host = NULL;
 	size_t auth_len, path_len, host_len = 0;
 	struct outbuf o;
+	const struct sl_tls_cert_headers *cert;
 	bool reused;
 
 	SL_STAT_INC(w->wstats.requests);
@@ -876,6 +990,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->req_method = HTTP_GET;
 	c->client_keepalive = false;
 	c->req_body_done = true;
+	head->max_hdrs = gconf(c)->max_headers;
 	if (sl_http_parse_head(
 	        &w->req_parser, base, head_len, -1, head, &err) != 0) {
 		count_refusal(w, err.status);
@@ -899,12 +1014,15 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->client_keepalive = head->keep_alive && !w->stopping;
 	c->req_body_done = !head->has_body;
 	c->req_upgrade = head->upgrade;
+	/* HTTP/1.0 clients do not wait for 100 (RFC 9110 10.1.1). */
+	c->req_expect =
+	    head->expect_continue && head->minor > 0 && !c->req_body_done;
 	c->retried = false;
 	c->dechunk = false;
 	c->eof_body = false;
 	memset(&c->pick, 0, sizeof c->pick);
 
-	target_parts(base + head->target_off, head->target_len, &auth,
+	target_parts((char *)base + head->target_off, head->target_len, &auth,
 	    &auth_len, &path, &path_len);
 	if (auth != NULL)
 		host_only(auth, auth_len, &host, &host_len);
@@ -914,7 +1032,11 @@ start_request(struct sl_conn *c, size_t head_len)
 
 	c->state = CONN_UPSTREAM;
 	c->table = sl_worker_hold_table(w);
-	c->svc = sl_route_match(c->table, host, host_len, path, path_len);
+	/* OPTIONS * asks about the server as a whole: it goes to the
+	 * service that serves the host's root, and is forwarded as is. */
+	c->svc = path_len == 1 && path[0] == '*'
+	    ? sl_route_match(c->table, host, host_len, "/", 1)
+	    : sl_route_match(c->table, host, host_len, path, path_len);
 	if (c->svc == NULL) {
 		SL_STAT_INC(w->wstats.no_route);
 		evbuffer_drain(in, head_len);
@@ -968,7 +1090,11 @@ start_request(struct sl_conn *c, size_t head_len)
 	if (w->retry_tokens > 1000)
 		w->retry_tokens = 1000; /* at most 10 retries in a burst */
 
-	if (!scratch_reserve(w, head_len * 2 + 4096)) {
+	/* Room for the head rewritten, and sluice's own lines: a client
+	 * certificate's can be long (an escaped subject and issuer). */
+	cert = c->tls ? sl_tls_client_cert_headers(&c->io) : NULL;
+	if (!scratch_reserve(
+	        w, head_len * 2 + 4096 + (cert != NULL ? cert->len : 0))) {
 		conn_close(c);
 		return;
 	}
@@ -976,7 +1102,8 @@ start_request(struct sl_conn *c, size_t head_len)
 	o.len = 0;
 	o.cap = w->scratch_size;
 	o.overflow = false;
-	build_request_head(c, head, base, auth, auth_len, path, path_len, &o);
+	build_request_head(
+	    c, head, base, auth, auth_len, path, path_len, cert, &o);
 	if (o.overflow) {
 		count_refusal(w, 431);
 		c->client_keepalive = false;
@@ -1016,7 +1143,9 @@ start_request(struct sl_conn *c, size_t head_len)
 	if (c->req_body_done)
 		sl_io_set_timeouts(&c->io, 0, gconf(c)->body_timeout_ms);
 	else {
-		sl_io_set_timeouts(&c->io, gconf(c)->body_timeout_ms,
+		/* A client waiting for 100 Continue is not slow. */
+		sl_io_set_timeouts(&c->io,
+		    c->req_expect ? 0 : gconf(c)->body_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		forward_request_body(c);
 	}
@@ -1034,6 +1163,17 @@ client_process(struct sl_conn *c)
 		len = evbuffer_get_length(in);
 		if (len == 0)
 			return;
+		if (c->state == CONN_IDLE &&
+		    sl_io_output_length(&c->io) > SL_HIGH_WATER) {
+			/* A client that pipelines and does not read its
+			 * answers: they would pile up without bound. The
+			 * next request waits until they drain (the write
+			 * callback comes back here). */
+			sl_io_disable_read(&c->io);
+			sl_io_set_write_low(&c->io, SL_HIGH_WATER / 2);
+			c->pipeline_paused = true;
+			return;
+		}
 		if (c->state == CONN_IDLE) {
 			c->state = CONN_HEAD;
 			c->req_start_us = now_us(c->w);
@@ -1066,10 +1206,59 @@ client_process(struct sl_conn *c)
 static void
 tunnel_pump(struct sl_conn *c)
 {
+	if (evbuffer_get_length(sl_io_input(&c->io)) > 0 ||
+	    evbuffer_get_length(sl_io_input(&c->up->io)) > 0)
+		c->tun_last_ms = now_ms(c->w);
 	evbuffer_add_buffer(sl_io_output(&c->up->io), sl_io_input(&c->io));
 	evbuffer_add_buffer(sl_io_output(&c->io), sl_io_input(&c->up->io));
 	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
 	apply_backpressure(&c->up->io, &c->io, &c->up_read_paused);
+}
+
+/* End IO's output like its peer ended its input: close_notify over TLS,
+ * then a FIN; IO still reads. */
+static void
+half_close(struct sl_io *io)
+{
+	sl_io_tls_close_notify(io);
+	(void)shutdown(sl_io_fd(io), SHUT_WR);
+}
+
+static void tunnel_end(struct sl_conn *c);
+
+/*
+ * A tunnel side's EOF is passed on as an EOF, not a close (RFC 9110 9.3.6
+ * tunnels, and what WebSocket-less upgraded protocols expect): once what
+ * that side sent before it is out, the other side's output is half-closed
+ * and its answers still flow back. Both EOFs end the tunnel.
+ */
+static void
+tunnel_check(struct sl_conn *c)
+{
+	if (c->tun_client_eof && !c->tun_up_shut &&
+	    sl_io_unsent(&c->up->io) == 0) {
+		half_close(&c->up->io);
+		c->tun_up_shut = true;
+	}
+	if (c->tun_up_eof && !c->tun_client_shut && sl_io_unsent(&c->io) == 0) {
+		half_close(&c->io);
+		c->tun_client_shut = true;
+	}
+	/* Both ended, and what the client sent is out to the origin. */
+	if (c->tun_client_eof && c->tun_up_eof && c->tun_up_shut)
+		tunnel_end(c);
+}
+
+/* A read timeout of a tunnel side: the tunnel is idle only if nothing
+ * moved either way (one-way traffic restarted only the sending side's
+ * timer, and cut a busy tunnel). Returns whether it stays open. */
+static bool
+tunnel_busy(struct sl_conn *c, struct sl_io *io)
+{
+	if (now_ms(c->w) - c->tun_last_ms >= gconf(c)->tunnel_timeout_ms)
+		return false;
+	sl_io_enable_read(io); /* the timeout starts again */
+	return true;
 }
 
 /* The origin accepted an upgrade: from now on bytes flow both ways. */
@@ -1078,13 +1267,14 @@ start_tunnel(struct sl_conn *c)
 {
 	SL_STAT_INC(c->w->wstats.upgrades);
 	c->state = CONN_TUNNEL;
+	c->tun_last_ms = now_ms(c->w);
 	/* The request is over as far as stats and the table go; the
 	 * upstream connection now belongs to the tunnel. */
 	end_request(c);
 	sl_io_set_timeouts(
-	    &c->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	    &c->io, gconf(c)->tunnel_timeout_ms, gconf(c)->body_timeout_ms);
 	sl_io_set_timeouts(
-	    &c->up->io, SL_TUNNEL_IDLE_MS, gconf(c)->body_timeout_ms);
+	    &c->up->io, gconf(c)->tunnel_timeout_ms, gconf(c)->body_timeout_ms);
 	sl_io_enable_read(&c->io);
 	tunnel_pump(c);
 }
@@ -1110,6 +1300,10 @@ response_done(struct sl_conn *c)
 {
 	bool reuse = c->up_keepalive && c->req_body_done && !c->eof_body;
 
+	if (c->resp_ok && c->srv != NULL)
+		sl_upstream_report(c->w, c->ver, c->srv, c->svc->conf,
+		    SL_EJECT_NONE, now_ms(c->w));
+	c->resp_ok = false;
 	if (!c->req_body_done)
 		c->client_keepalive = false;
 	sl_upstream_release(c->up, reuse, gconf(c)->upstream_keepalive,
@@ -1135,6 +1329,31 @@ abort_response(struct sl_conn *c)
 	close_when_sent(c);
 }
 
+/*
+ * The origin failed after the response head went to the client (KIND: a
+ * reset, a timeout, a malformed body): the response is cut. That is the
+ * version's failure (the analyzer counts it as an error) and the server's
+ * (ejection) — once: a 5xx head was both already.
+ */
+static void
+response_cut(struct sl_conn *c, enum up_fail kind)
+{
+	if (c->vs != NULL) {
+		SL_STAT_INC(*(
+		    uint64_t *)((char *)c->vs + up_fail_answers[kind].counter));
+		if (c->resp_ok)
+			SL_STAT_INC(c->vs->resp_cut);
+	}
+	if (c->srv != NULL && c->resp_ok)
+		sl_upstream_report(c->w, c->ver, c->srv, c->svc->conf,
+		    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT
+		        : kind == FAIL_BAD_RESPONSE ? SL_EJECT_5XX
+		                                    : SL_EJECT_RESET,
+		    now_ms(c->w));
+	c->resp_ok = false;
+	abort_response(c);
+}
+
 /* Stream response body bytes to the client. */
 static void
 forward_response_body(struct sl_conn *c)
@@ -1150,10 +1369,8 @@ forward_response_body(struct sl_conn *c)
 		SL_STAT_ADD(
 		    c->vs->bytes_out, evbuffer_get_length(out) - before);
 	if (r < 0) {
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_bad_response);
 		sl_log_debug("client %s: bad response body: %s", c->ip, why);
-		abort_response(c);
+		response_cut(c, FAIL_BAD_RESPONSE);
 		return;
 	}
 	if (r == 1) {
@@ -1246,9 +1463,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	if (c->resp_state == RESP_BODY) {
 		if (kind == FAIL_RESPONSE_TIMEOUT)
 			SL_STAT_INC(w->wstats.body_timeout);
-		if (c->vs != NULL)
-			SL_STAT_INC(c->vs->err_reset);
-		abort_response(c);
+		response_cut(c, kind);
 		return;
 	}
 	sl_upstream_free(c->up);
@@ -1262,8 +1477,12 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 		    now_ms(w));
 	if (retry_elsewhere(c, kind))
 		return;
+	/* A pooled connection that closed under the request: sent again on
+	 * a fresh one, unless the origin may have acted on it already and
+	 * the method is not idempotent (RFC 9110 9.2.2). */
 	if (kind == FAIL_RESET && c->up_reused && !c->retried &&
-	    c->retry_head != NULL && c->srv != NULL) {
+	    c->retry_head != NULL && c->srv != NULL &&
+	    idempotent(c->req_method)) {
 		struct sl_upstream *up;
 
 		c->retried = true;
@@ -1302,6 +1521,22 @@ upstream_fail(struct sl_conn *c, enum up_fail kind)
 	upstream_fail_why(c, kind, NULL);
 }
 
+/* Is every Transfer-Encoding of HEAD exactly "chunked"? */
+static bool
+te_only_chunked(const struct sl_http_head *head, const char *base)
+{
+	size_t i;
+
+	for (i = 0; i < head->nhdrs; i++) {
+		if (head->kinds[i] == SL_HDR_TRANSFER_ENCODING &&
+		    !(head->hdrs[i].value_len == 7 &&
+		        strncasecmp(
+		            base + head->hdrs[i].value_off, "chunked", 7) == 0))
+			return false;
+	}
+	return true;
+}
+
 /* Parse response heads: interim 1xx are passed on, 101 starts a tunnel. */
 static void
 handle_response_head(struct sl_conn *c)
@@ -1323,6 +1558,7 @@ handle_response_head(struct sl_conn *c)
 			return;
 		}
 		base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
+		head->max_hdrs = SL_HTTP_MAX_FIELDS;
 		if (base == NULL ||
 		    sl_http_parse_head(&c->up->resp_parser, base, end,
 		        c->req_method, head, &err) != 0) {
@@ -1338,20 +1574,40 @@ handle_response_head(struct sl_conn *c)
 		if (head->status >= 200) {
 			c->dechunk =
 			    (head->flags & F_CHUNKED) && c->req_minor == 0;
+			if (c->req_minor == 0 && head->has_body &&
+			    !te_only_chunked(head, base)) {
+				/* gzip (chunked or not) to an HTTP/1.0
+				 * client: the coding cannot be told without
+				 * Transfer-Encoding, and 1.0 has none (the
+				 * gzip bytes went out as plain content). */
+				upstream_fail(c, FAIL_BAD_RESPONSE);
+				return;
+			}
 			c->eof_body = head->has_body &&
 			    !(head->flags & (F_CHUNKED | F_CONTENT_LENGTH));
-			c->up_keepalive = head->keep_alive;
+			/* A 204 that announces content breaks RFC 9110
+			 * 15.3.5: if the content comes anyway, it must not
+			 * reach the next request on this connection. */
+			c->up_keepalive = head->keep_alive &&
+			    !(head->status == 204 &&
+			        ((head->flags & F_CHUNKED) ||
+			            head->content_length > 0));
 			if (c->dechunk || c->eof_body)
 				c->client_keepalive = false;
-			if (client_finished(c) || w->stopping)
+			/* An answer before the whole request body: the
+			 * connection closes after it (RFC 9110 10.1.1: say
+			 * so), and lingers for the rest of the body. */
+			if (client_finished(c) || w->stopping ||
+			    !c->req_body_done)
 				c->client_keepalive = false;
 			count_status(c, head->status);
-			if (c->srv != NULL)
+			/* A 5xx counts against the server now; any other
+			 * answer counts for it once it is whole
+			 * (response_done): one cut mid-body is a failure. */
+			c->resp_ok = head->status < 500;
+			if (c->srv != NULL && !c->resp_ok)
 				sl_upstream_report(w, c->ver, c->srv,
-				    c->svc->conf,
-				    head->status >= 500 ? SL_EJECT_5XX
-				                        : SL_EJECT_NONE,
-				    now_ms(w));
+				    c->svc->conf, SL_EJECT_5XX, now_ms(w));
 		}
 		if (!scratch_reserve(w, end * 2 + 1024)) {
 			conn_close(c);
@@ -1381,8 +1637,13 @@ handle_response_head(struct sl_conn *c)
 			start_tunnel(c);
 			return;
 		}
-		if (head->status < 200)
+		if (head->status < 200) {
+			/* 100 answers the expectation; 103 does not. */
+			if (c->req_expect && head->status == 100)
+				expect_answered(c);
 			continue;
+		}
+		c->req_expect = false; /* a final answer */
 		sl_io_set_timeouts(&c->up->io, gconf(c)->body_timeout_ms,
 		    gconf(c)->body_timeout_ms);
 		if (!head->has_body) {
@@ -1421,6 +1682,8 @@ up_write_cb(struct sl_io *io, void *arg)
 	release_backpressure(&c->io, io, &c->client_read_paused);
 	if (c->state == CONN_UPSTREAM && !c->req_body_done)
 		forward_request_body(c);
+	else if (c->state == CONN_TUNNEL)
+		tunnel_check(c);
 }
 
 /*
@@ -1457,7 +1720,15 @@ up_event_cb(struct sl_io *io, short what, void *arg)
 		return;
 	}
 	if (c->state == CONN_TUNNEL) {
-		tunnel_end(c);
+		if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+			c->tun_up_eof = true;
+			sl_io_disable_read(io);
+			tunnel_pump(c);
+			tunnel_check(c);
+		} else if (!((what & BEV_EVENT_TIMEOUT) &&
+		               !(what & BEV_EVENT_WRITING) &&
+		               tunnel_busy(c, io)))
+			tunnel_end(c);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -1525,6 +1796,8 @@ client_read_cb(struct sl_io *io, void *arg)
 	case CONN_CLOSING:
 		evbuffer_drain(
 		    sl_io_input(io), evbuffer_get_length(sl_io_input(io)));
+		if (c->lingering && now_ms(c->w) >= c->linger_until_ms)
+			conn_close(c);
 		break;
 	}
 }
@@ -1537,14 +1810,24 @@ client_write_cb(struct sl_io *io, void *arg)
 
 	if (c->state == CONN_CLOSING) {
 		if (sl_io_unsent(io) == 0)
-			conn_close(c);
+			sent_then_close(c);
 		return;
 	}
 	if (c->up != NULL)
 		release_backpressure(&c->up->io, io, &c->up_read_paused);
+	if (c->state == CONN_TUNNEL) {
+		tunnel_check(c);
+		return;
+	}
 	if (c->state == CONN_UPSTREAM && c->resp_state == RESP_BODY &&
 	    c->up != NULL)
 		forward_response_body(c);
+	if (c->pipeline_paused && c->state == CONN_IDLE) {
+		c->pipeline_paused = false;
+		sl_io_set_write_low(io, 0);
+		if (!c->client_eof)
+			sl_io_enable_read(io);
+	}
 	if (!c->closed && c->state == CONN_IDLE)
 		client_process(c);
 }
@@ -1619,6 +1902,8 @@ handshake_event(struct sl_conn *c, short what)
 	}
 	sl_tls_error(&c->io, why, sizeof why, &plaintext);
 	SL_STAT_INC(w->wstats.tls_handshake_failures);
+	if (sl_tls_client_cert_failed(&c->io))
+		SL_STAT_INC(w->wstats.tls_client_cert_refused);
 	if (plaintext) {
 		SL_STAT_INC(w->wstats.tls_plaintext);
 		plaintext_reply(c);
@@ -1638,6 +1923,9 @@ client_event_cb(struct sl_io *io, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
+		if (c->state == CONN_TUNNEL && !(what & BEV_EVENT_WRITING) &&
+		    tunnel_busy(c, io))
+			return;
 		if ((what & BEV_EVENT_WRITING) || c->state == CONN_IDLE ||
 		    c->state == CONN_CLOSING || c->state == CONN_TUNNEL) {
 			if (what & BEV_EVENT_WRITING)
@@ -1671,7 +1959,10 @@ client_event_cb(struct sl_io *io, short what, void *arg)
 			SL_STAT_INC(c->w->wstats.client_aborts);
 			break;
 		case CONN_TUNNEL:
-			tunnel_end(c);
+			c->tun_client_eof = true;
+			sl_io_disable_read(io);
+			tunnel_pump(c);
+			tunnel_check(c);
 			return;
 		case CONN_IDLE:
 		case CONN_HEAD:

@@ -157,8 +157,18 @@ on_header_field_cb(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *ctx = p->data;
 
-	if (!ctx->head_mode)
+	if (!ctx->head_mode) {
+		/* A trailer field. sluice forwards chunked bodies as they
+		 * are and does not check trailers the way it checks heads
+		 * (obs-fold, framing fields), so a request with any is
+		 * refused: clients practically never send them. */
+		if (p->type == HTTP_REQUEST) {
+			llhttp_set_error_reason(
+			    p, "trailer fields in a request are not accepted");
+			return HPE_USER;
+		}
 		return 0;
+	}
 	if (ctx->name_len == 0)
 		ctx->name_off = (uint32_t)(at - ctx->base);
 	ctx->name_len += (uint32_t)len;
@@ -195,13 +205,40 @@ name_is(const char *name, const char *lc, size_t len)
 	return true;
 }
 
-/* Classify a header name into one of the kinds sluice acts on. Its
- * length picks at most two candidates, so most names (User-Agent,
- * Accept) are known not to matter without a comparison. */
+/* name_is, with '_' taken for any '-': for the names sluice sets, which
+ * CGI-style origins (WSGI, Rack, PHP) read from one variable for both
+ * spellings — a client's X_Forwarded_Proto would pass for sluice's. */
+static inline bool
+name_is_cgi(const char *name, const char *lc, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (lc[i] == '-' ? name[i] != '-' && name[i] != '_'
+		                 : (name[i] | 0x20) != lc[i])
+			return false;
+	}
+	return true;
+}
+
+/* Does NAME start with "x-client-cert-", in any case and spelling? */
+static inline bool
+cert_prefix(const char *name, size_t len)
+{
+	return len >= 14 && (name[0] | 0x20) == 'x' &&
+	    name_is_cgi(name, "x-client-cert-", 14);
+}
+
+/* Classify a header name into one of the kinds sluice acts on. Any name
+ * in sluice's X-Client-Cert- namespace first; then the length picks at
+ * most two candidates, so most names (User-Agent, Accept) are known not
+ * to matter without a comparison. */
 static enum sl_hdr_kind
 classify(const char *name, size_t len)
 {
 #define IS(lc) name_is(name, lc, sizeof(lc) - 1)
+	if (cert_prefix(name, len))
+		return SL_HDR_X_CLIENT_CERT;
 	switch (len) {
 	case 2:
 		return IS("te") ? SL_HDR_TE : SL_HDR_OTHER;
@@ -225,15 +262,17 @@ classify(const char *name, size_t len)
 		return IS("content-length") ? SL_HDR_CONTENT_LENGTH
 		                            : SL_HDR_OTHER;
 	case 15:
-		return IS("x-forwarded-for") ? SL_HDR_X_FORWARDED_FOR
-		                             : SL_HDR_OTHER;
+		return name_is_cgi(name, "x-forwarded-for", 15)
+		    ? SL_HDR_X_FORWARDED_FOR
+		    : SL_HDR_OTHER;
 	case 16:
 		return IS("proxy-connection") ? SL_HDR_PROXY_CONNECTION
 		                              : SL_HDR_OTHER;
 	case 17:
 		return IS("transfer-encoding") ? SL_HDR_TRANSFER_ENCODING
-		    : IS("x-forwarded-proto")  ? SL_HDR_X_FORWARDED_PROTO
-		                               : SL_HDR_OTHER;
+		    : name_is_cgi(name, "x-forwarded-proto", 17)
+		    ? SL_HDR_X_FORWARDED_PROTO
+		    : SL_HDR_OTHER;
 	default:
 		return SL_HDR_OTHER;
 	}
@@ -247,7 +286,10 @@ word_is(const char *s, size_t len, const char *w)
 	return strlen(w) == len && strncasecmp(s, w, len) == 0;
 }
 
-/* Parse the comma-separated tokens of a Connection header. */
+/* Parse the comma-separated tokens of a Connection header; UINT32_MAX
+ * when one names a field every recipient needs (the framing or Host):
+ * dropping it as hop-by-hop would let the next hop read the message
+ * another way (RFC 9110 7.6.1). */
 static uint32_t
 connection_tokens(const char *v, size_t len)
 {
@@ -271,6 +313,10 @@ connection_tokens(const char *v, size_t len)
 			tokens |= SL_CONN_KEEP_ALIVE;
 		else if (word_is(v + start, end - start, "upgrade"))
 			tokens |= SL_CONN_UPGRADE;
+		else if (word_is(v + start, end - start, "content-length") ||
+		    word_is(v + start, end - start, "transfer-encoding") ||
+		    word_is(v + start, end - start, "host"))
+			return UINT32_MAX;
 		else
 			tokens |= SL_CONN_OTHER;
 	}
@@ -326,7 +372,12 @@ on_header_value_complete_cb(llhttp_t *p)
 		head->host_idx = (int)head->nhdrs;
 		break;
 	case SL_HDR_CONNECTION:
-		head->conn_tokens |= connection_tokens((const char *)v, vlen);
+		if ((i = connection_tokens((const char *)v, vlen)) ==
+		    UINT32_MAX)
+			return refuse(ctx, 400,
+			    "Connection names Content-Length, "
+			    "Transfer-Encoding or Host");
+		head->conn_tokens |= i;
 		break;
 	case SL_HDR_TRANSFER_ENCODING:
 		if (!head->response) {
@@ -581,13 +632,28 @@ request_error(llhttp_t *parser, llhttp_errno_t e, const char *base,
 	}
 }
 
+/* Are S's N bytes a host and port as a Host header may hold them? */
+static bool
+host_chars_ok(const char *s, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!(tchar_table[c] || c == ':' || c == '[' || c == ']') ||
+		    c == '/' || c == '@' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
 /* Checks on a request head that need the whole head. */
 static int
 check_request(llhttp_t *parser, const char *base, struct sl_http_head *head,
     struct sl_http_error *err)
 {
 	const char *t = base + head->target_off;
-	const char *hv;
 	uint32_t i, n;
 
 	if (!request_line_ok(base)) {
@@ -624,6 +690,17 @@ check_request(llhttp_t *parser, const char *base, struct sl_http_head *head,
 			err->reason = "invalid request target";
 			return -1;
 		}
+		/* The authority is held to the rules of a Host header:
+		 * never empty, no userinfo (RFC 9110 4.2.1, 4.2.4). */
+		i = t[4] == ':' ? 7 : 8;
+		for (n = i; n < head->target_len && t[n] != '/' && t[n] != '?';)
+			n++;
+		if (n == i || !host_chars_ok(t + i, n - i)) {
+			err->status = 400;
+			err->reason = n == i ? "empty host in request target"
+			                     : "invalid host in request target";
+			return -1;
+		}
 	}
 	for (i = 0; i < head->target_len; i++) {
 		unsigned char c = (unsigned char)t[i];
@@ -639,34 +716,29 @@ check_request(llhttp_t *parser, const char *base, struct sl_http_head *head,
 		err->reason = "missing Host header";
 		return -1;
 	}
-	if (head->host_idx >= 0) {
-		n = head->hdrs[head->host_idx].value_len;
-		hv = base + head->hdrs[head->host_idx].value_off;
-		for (i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)hv[i];
-
-			if (!(tchar_table[c] || c == ':' || c == '[' ||
-			        c == ']') ||
-			    c == '/' || c == '@' || c == '\\') {
-				err->status = 400;
-				err->reason = "invalid Host header";
-				return -1;
-			}
-		}
+	if (head->host_idx >= 0 &&
+	    !host_chars_ok(base + head->hdrs[head->host_idx].value_off,
+	        head->hdrs[head->host_idx].value_len)) {
+		err->status = 400;
+		err->reason = "invalid Host header";
+		return -1;
 	}
 	if ((head->flags & F_TRANSFER_ENCODING) && head->minor == 0) {
 		err->status = 400;
 		err->reason = "Transfer-Encoding in an HTTP/1.0 request";
 		return -1;
 	}
+	head->expect_continue = false;
 	for (i = 0; i < head->nhdrs; i++) {
-		if (head->kinds[i] == SL_HDR_EXPECT &&
-		    !word_is(base + head->hdrs[i].value_off,
+		if (head->kinds[i] != SL_HDR_EXPECT)
+			continue;
+		if (!word_is(base + head->hdrs[i].value_off,
 		        head->hdrs[i].value_len, "100-continue")) {
 			err->status = 417;
 			err->reason = "unsupported expectation";
 			return -1;
 		}
+		head->expect_continue = true;
 	}
 	(void)parser;
 	return 0;
@@ -811,9 +883,29 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 			err->reason = "invalid status code from origin";
 			return -1;
 		}
+		if (head->major != 1) {
+			err->status = 502;
+			err->reason = "origin answered in another HTTP version";
+			return -1;
+		}
+		/* reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ): it is
+		 * passed on to the client, so nothing else may be in it. */
+		for (uint32_t i = 0; i < head->target_len; i++) {
+			unsigned char c =
+			    (unsigned char)base[head->target_off + i];
+
+			if ((c < 0x20 && c != '\t') || c == 0x7f) {
+				err->status = 502;
+				err->reason =
+				    "control character in reason phrase";
+				return -1;
+			}
+		}
 	} else {
+		/* RFC 9110 7.8: a server ignores Upgrade in HTTP/1.0. */
 		head->upgrade = (parser->flags & F_UPGRADE) != 0 &&
-		    (head->conn_tokens & SL_CONN_UPGRADE) != 0;
+		    (head->conn_tokens & SL_CONN_UPGRADE) != 0 &&
+		    parser->http_minor > 0;
 		head->has_body = (parser->flags & F_CHUNKED) != 0 ||
 		    ((parser->flags & F_CONTENT_LENGTH) != 0 &&
 		        parser->content_length > 0);
@@ -833,6 +925,36 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 }
 
 /*
+ * Between calls a body parser's data pointer (NULL while no callback can
+ * run) says whether the last byte it took was a CR, so that a CRLF split
+ * across two reads still reads as one.
+ */
+static char cr_taken;
+#define CR_TAG ((void *)&cr_taken)
+
+/* SRC's byte at POS (which must be there). */
+static char
+byte_at(struct evbuffer *src, size_t pos)
+{
+	struct evbuffer_ptr ptr;
+	char c = 0;
+
+	if (evbuffer_ptr_set(src, &ptr, pos, EVBUFFER_PTR_SET) == 0)
+		(void)evbuffer_copyout_from(src, &ptr, &c, 1);
+	return c;
+}
+
+/* Do the two bytes before offset POS of SRC read CRLF? PREV_CR: the
+ * byte before SRC's first was a CR. */
+static bool
+ends_crlf(struct evbuffer *src, size_t pos, bool prev_cr)
+{
+	if (pos == 0 || byte_at(src, pos - 1) != '\n')
+		return false;
+	return pos >= 2 ? byte_at(src, pos - 2) == '\r' : prev_cr;
+}
+
+/*
  * Run PARSER over SRC's bytes from offset FROM on without taking them:
  * *USED gets how many belong to the current message. Returns 1 when the
  * message ended, 0 when SRC ran out first, -1 on a framing error (*WHY).
@@ -845,6 +967,7 @@ run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
 	size_t consumed = from;
 	int n, i, done = 0;
 	llhttp_errno_t e;
+	bool prev_cr = parser->data == CR_TAG;
 
 	while (!done && consumed < evbuffer_get_length(src)) {
 		struct evbuffer_ptr ptr;
@@ -875,6 +998,19 @@ run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
 			return -1;
 		}
 	}
+	/* llhttp takes a bare LF for the empty line that ends a chunked
+	 * body's trailer section, even in strict mode: a next hop that does
+	 * not would read on into the next message. */
+	if (done && (parser->flags & F_CHUNKED) &&
+	    !ends_crlf(src, consumed, prev_cr)) {
+		*why = "chunked body not ended by CRLF";
+		return -1;
+	}
+	if (consumed > from)
+		parser->data =
+		    byte_at(src, consumed - 1) == '\r' ? CR_TAG : NULL;
+	else if (prev_cr)
+		parser->data = CR_TAG;
 	*used = consumed - from;
 	return done;
 }

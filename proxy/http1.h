@@ -23,6 +23,10 @@ struct sl_http_hdr {
 	uint32_t value_off, value_len;
 };
 
+/* The most header fields a head may have: max_headers (at most this)
+ * for requests, this for responses (origins set many cookies). */
+#define SL_HTTP_MAX_FIELDS 1000
+
 /* Header names sluice cares about, found once while parsing. */
 enum sl_hdr_kind {
 	SL_HDR_OTHER = 0,
@@ -40,6 +44,7 @@ enum sl_hdr_kind {
 	SL_HDR_VIA,
 	SL_HDR_COOKIE,
 	SL_HDR_EXPECT,
+	SL_HDR_X_CLIENT_CERT, /* X-Client-Cert-*: sluice's own (mTLS) */
 };
 
 struct sl_http_head {
@@ -48,11 +53,12 @@ struct sl_http_head {
 	uint8_t major, minor;
 	uint16_t status; /* responses */
 	uint32_t target_off, target_len;
-	uint32_t head_len; /* bytes of the head, including the empty line */
-	uint16_t flags;    /* llhttp flags after the head (F_CHUNKED, ...) */
-	bool keep_alive;   /* llhttp_should_keep_alive() after the head */
-	bool upgrade;      /* Upgrade requested (request) / 101 (response) */
-	bool has_body;     /* a body follows (chunked or length > 0) */
+	uint32_t head_len;    /* bytes of the head, including the empty line */
+	uint16_t flags;       /* llhttp flags after the head (F_CHUNKED, ...) */
+	bool keep_alive;      /* llhttp_should_keep_alive() after the head */
+	bool upgrade;         /* Upgrade requested (request) / 101 (response) */
+	bool has_body;        /* a body follows (chunked or length > 0) */
+	bool expect_continue; /* request: Expect: 100-continue */
 	uint64_t content_length;
 	uint32_t conn_tokens; /* SL_CONN_* seen in Connection headers */
 	uint32_t nhdrs, max_hdrs;

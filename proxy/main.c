@@ -38,7 +38,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: sluice [-t] [-c FILE] [-d] [-V] [--ignore-state]\n"
+	    "usage: sluice [-t] [-c FILE] [-d] [-V] [--ignore-state] "
+	    "[--takeover]\n"
 	    "  -c FILE  configuration file (default " SL_DEFAULT_CONFIG ")\n"
 	    "  -t       check the configuration and exit (0 ok, 1 errors)\n"
 	    "  -d       debug logging\n"
@@ -103,9 +104,18 @@ tickets_schedule(uint32_t ms)
 static void
 reload_refused(struct sl_ctl *d, const char *err)
 {
-	sl_log_error("reload refused, keeping the running config and "
-	             "certificates:\n%s",
-	    err);
+	const char *p = err, *nl;
+
+	/* One log line per error, each complete (log lines are events). */
+	for (;;) {
+		nl = strchr(p, '\n');
+		sl_log_error("reload refused, keeping the running config and "
+		             "certificates: %.*s",
+		    (int)(nl != NULL ? nl - p : (ptrdiff_t)strlen(p)), p);
+		if (nl == NULL || nl[1] == '\0')
+			break;
+		p = nl + 1;
+	}
 	sl_event(d, NULL, "reload refused", NULL,
 	    json_pack("{s:s,s:s}", "config", d->config_path, "error", err));
 }
@@ -122,6 +132,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct sl_route_table *t;
 	struct sl_config *conf;
 	char *err = NULL;
+	unsigned dropped;
 
 	conf = sl_conf_load(d->config_path, &err);
 	if (conf == NULL) {
@@ -146,19 +157,27 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (d->state_path != NULL &&
 	    strcmp(conf->global.state_file, d->state_path) != 0)
 		sl_log_warn("reload: state_file changed to %s; sluice keeps "
-			    "using %s until it restarts",
+		            "using %s until it restarts",
 		    conf->global.state_file, d->state_path);
 	/* Runtime decisions (weights, stable, server states) survive, and
 	 * so does what the health checks know. */
-	sl_state_carry(d, t);
+	dropped = sl_state_carry(d, t);
 	sl_health_sync(d, t);
 	sl_health_apply(d, t);
 	sl_ctl_publish(d, t);
-	sl_ctl_rollouts_check(d);
+	/* What the config took away (saved weights, a rollout's version)
+	 * goes from the state file too, or a restart would bring it back. */
+	if ((sl_ctl_rollouts_check(d) > 0 || dropped > 0) &&
+	    sl_state_save(d, t, &err) != 0) {
+		sl_log_error("reload: %s", err);
+		free(err);
+		err = NULL;
+	}
 	tickets_schedule(conf->global.tls_ticket_rotation_ms);
 	sl_event(d, NULL, "reload", NULL,
-	    json_pack("{s:s,s:i}", "config", d->config_path, "tls_certificates",
-	        (int)sl_tls_count_certs(conf)));
+	    json_pack("{s:s,s:i,s:i}", "config", d->config_path,
+	        "tls_certificates", (int)sl_tls_count_certs(conf),
+	        "runtime_state_dropped", (int)dropped));
 	sl_log_info("reloaded %s, %zu TLS certificates (listener changes need "
 	            "a restart)",
 	    d->config_path, sl_tls_count_certs(conf));
@@ -256,6 +275,8 @@ main(int argc, char **argv)
 	if (table == NULL)
 		sl_fatal(0, "%s", err);
 	if (ignore_state) {
+		if (sl_state_check_path(conf->global.state_file, &err) != 0)
+			sl_fatal(0, "%s", err);
 		d.state_path = sl_xstrdup(conf->global.state_file);
 		sl_log_warn(
 		    "--ignore-state: starting from %s alone; state file "

@@ -215,6 +215,7 @@ struct ctx_data {
 };
 
 static int ctx_index = -1;
+static int cert_hdr_index = -1; /* SSL ex_data: client cert headers */
 
 /* ex_data destructor: runs when the last reference to a context goes,
  * on whichever thread freed the last SSL using it. */
@@ -236,6 +237,23 @@ ctx_data_free_cb(
 	free(d);
 }
 
+/* ex_data destructor of a client connection's certificate headers. */
+static void
+cert_hdr_free_cb(
+    void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct sl_tls_cert_headers *h = ptr;
+
+	if (h != NULL) {
+		free(h->text);
+		free(h);
+	}
+}
+
+static char cert_none_text[] = "X-Client-Cert-Verify: NONE\r\n";
+static const struct sl_tls_cert_headers cert_headers_none = {
+    cert_none_text, sizeof cert_none_text - 1};
+
 /* A context's data (SNI map, OCSP response). */
 static struct ctx_data *
 data_of(const SSL_CTX *ctx)
@@ -256,6 +274,10 @@ sl_tls_init(void)
 	ctx_index =
 	    SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free_cb);
 	if (ctx_index < 0)
+		return -1;
+	cert_hdr_index =
+	    SSL_get_ex_new_index(0, NULL, NULL, NULL, cert_hdr_free_cb);
+	if (cert_hdr_index < 0)
 		return -1;
 	for (i = 0; i < TICKET_KEYS; i++)
 		sl_tls_rotate_ticket_keys();
@@ -350,19 +372,33 @@ add_err(struct errs *E, int line, const char *fmt, ...)
 {
 	unsigned long e = ERR_peek_last_error();
 	const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
-	char *msg, *all;
+	char *msg, *one, *all;
+	const char *p;
+	size_t n;
 	va_list ap;
 
 	va_start(ap, fmt);
 	msg = sl_xvasprintf(fmt, ap);
 	va_end(ap);
-	all = sl_xasprintf("%s%s%s:%d: %s%s%s", E->text ? E->text : "",
-	    E->text ? "\n" : "", E->file, line, msg, reason ? ": " : "",
-	    reason ? reason : "");
+	ERR_clear_error();
+	one = sl_xasprintf("%s:%d: %s%s%s", E->file, line, msg,
+	    reason ? ": " : "", reason ? reason : "");
 	free(msg);
+	/* A [cert:] serving two listeners is loaded for each: its error is
+	 * told once. */
+	n = strlen(one);
+	for (p = E->text; p != NULL && (p = strstr(p, one)) != NULL; p += n) {
+		if ((p == E->text || p[-1] == '\n') &&
+		    (p[n] == '\0' || p[n] == '\n')) {
+			free(one);
+			return;
+		}
+	}
+	all = sl_xasprintf(
+	    "%s%s%s", E->text ? E->text : "", E->text ? "\n" : "", one);
+	free(one);
 	free(E->text);
 	E->text = all;
-	ERR_clear_error();
 }
 
 /* Read a whole small file; NULL with errno set. */
@@ -463,6 +499,71 @@ check_validity(SSL_CTX *ctx, const struct cert_src *s)
 		    s->title, s->cert_key, s->cert);
 }
 
+#define SL_CLIENT_CA_MAX (4 * 1024 * 1024)
+
+/*
+ * Ask clients of listener LC for certificates signed by its tls_client_ca
+ * (mTLS) and verify them: required, or optional (a certificate that is
+ * presented must still verify). The session id context becomes a digest
+ * of the listener's name, the mode and the CA file, so a session
+ * resumes only where it was verified the same way: a reload that changes
+ * the CAs makes every client show its certificate again. Returns 0 or -1
+ * with errors added to E.
+ */
+static int
+client_verify_setup(
+    struct errs *E, SSL_CTX *ctx, const struct sl_listener_conf *lc)
+{
+	STACK_OF(X509_NAME) * names;
+	unsigned char sid[EVP_MAX_MD_SIZE], *pem;
+	unsigned int sid_len = 0;
+	size_t len;
+	EVP_MD_CTX *md;
+	int mode = SSL_VERIFY_PEER;
+	bool ok;
+
+	if ((pem = read_file(lc->tls_client_ca, SL_CLIENT_CA_MAX, &len)) ==
+	    NULL) {
+		add_err(E, lc->tls_client_ca_line,
+		    "[listener:%s] tls_client_ca: cannot read '%s': %s",
+		    lc->name, lc->tls_client_ca, strerror(errno));
+		return -1;
+	}
+	names = SSL_load_client_CA_file(lc->tls_client_ca);
+	if (names == NULL || sk_X509_NAME_num(names) == 0 ||
+	    SSL_CTX_load_verify_file(ctx, lc->tls_client_ca) != 1) {
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		free(pem);
+		add_err(E, lc->tls_client_ca_line,
+		    "[listener:%s] tls_client_ca: no CA certificate in '%s'",
+		    lc->name, lc->tls_client_ca);
+		return -1;
+	}
+	SSL_CTX_set_client_CA_list(ctx, names);
+	if (lc->tls_verify_client == SL_VERIFY_CLIENT_REQUIRED)
+		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	SSL_CTX_set_verify(ctx, mode, NULL);
+	md = EVP_MD_CTX_new();
+	ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(md, lc->name, strlen(lc->name) + 1) == 1 &&
+	    EVP_DigestUpdate(md, &mode, sizeof mode) == 1 &&
+	    EVP_DigestUpdate(md, pem, len) == 1 &&
+	    EVP_DigestFinal_ex(md, sid, &sid_len) == 1 &&
+	    SSL_CTX_set_session_id_context(ctx, sid,
+	        sid_len > SSL_MAX_SID_CTX_LENGTH ? SSL_MAX_SID_CTX_LENGTH
+	                                         : sid_len) == 1;
+	EVP_MD_CTX_free(md);
+	free(pem);
+	if (!ok) {
+		add_err(E, lc->tls_client_ca_line,
+		    "[listener:%s] tls_client_ca: cannot set up client "
+		    "verification",
+		    lc->name);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * A server context for listener LC with the certificate of S. Returns a
  * new context (one reference, owned by the caller) or NULL with errors
@@ -532,6 +633,8 @@ server_ctx_new(struct errs *E, const struct sl_config *conf,
 		goto fail;
 	}
 	if (s->ocsp != NULL && load_ocsp(E, s, d) != 0)
+		goto fail;
+	if (lc->tls_client_ca != NULL && client_verify_setup(E, ctx, lc) != 0)
 		goto fail;
 	check_validity(ctx, s);
 	return ctx;
@@ -1081,6 +1184,96 @@ fail:
 	return NULL;
 }
 
+/* NAME as one RFC 4514 line (heap; NULL without memory): the printer
+ * escapes special and non-ASCII characters; anything that is still a
+ * control byte becomes '?', so a certificate can never break a header
+ * line. */
+static char *
+dn_text(const X509_NAME *name)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *s = NULL;
+	long n;
+
+	if (b != NULL && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 &&
+	    (n = BIO_get_mem_data(b, &data)) >= 0)
+		s = strndup(data, (size_t)n);
+	BIO_free(b);
+	for (char *p = s; p != NULL && *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	}
+	return s;
+}
+
+/*
+ * The X-Client-Cert-* lines for the client of SSL (see the header); NULL
+ * without memory. On the request path: plain allocations, never the
+ * aborting sl_x* ones.
+ */
+static struct sl_tls_cert_headers *
+cert_headers_new(const SSL *ssl)
+{
+	static const char hex[] = "0123456789abcdef";
+	X509 *x = SSL_get0_peer_certificate(ssl);
+	struct sl_tls_cert_headers *h;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char fp[2 * EVP_MAX_MD_SIZE + 1], *subject, *issuer, *text = NULL;
+	unsigned int i, n = 0;
+	int len;
+
+	if (x == NULL || SSL_get_verify_result(ssl) != X509_V_OK ||
+	    X509_digest(x, EVP_sha256(), md, &n) != 1)
+		return NULL; /* the caller's "NONE" */
+	for (i = 0; i < n; i++) {
+		fp[2 * i] = hex[md[i] >> 4];
+		fp[2 * i + 1] = hex[md[i] & 15];
+	}
+	fp[2 * n] = '\0';
+	subject = dn_text(X509_get_subject_name(x));
+	issuer = dn_text(X509_get_issuer_name(x));
+	len = subject == NULL || issuer == NULL
+	    ? -1
+	    : asprintf(&text,
+	          "X-Client-Cert-Verify: SUCCESS\r\n"
+	          "X-Client-Cert-Subject: %s\r\n"
+	          "X-Client-Cert-Issuer: %s\r\n"
+	          "X-Client-Cert-SHA256: %s\r\n",
+	          subject, issuer, fp);
+	free(subject);
+	free(issuer);
+	if (len < 0 || (h = malloc(sizeof *h)) == NULL) {
+		if (len >= 0)
+			free(text);
+		return NULL;
+	}
+	h->text = text;
+	h->len = (size_t)len;
+	return h;
+}
+
+const struct sl_tls_cert_headers *
+sl_tls_client_cert_headers(const struct sl_io *io)
+{
+	SSL *ssl = sl_io_ssl(io);
+	struct sl_tls_cert_headers *h;
+
+	if (ssl == NULL || (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) == 0)
+		return NULL;
+	if ((h = SSL_get_ex_data(ssl, cert_hdr_index)) != NULL)
+		return h;
+	/* No verified certificate (optional), or no memory to describe
+	 * it: the origin is told NONE, never more than was proven. */
+	if ((h = cert_headers_new(ssl)) == NULL)
+		return &cert_headers_none;
+	if (SSL_set_ex_data(ssl, cert_hdr_index, h) != 1) {
+		free(h->text);
+		free(h);
+		return &cert_headers_none;
+	}
+	return h;
+}
+
 /* Did IO's handshake resume a session? */
 bool
 sl_tls_resumed(const struct sl_io *io)
@@ -1088,6 +1281,23 @@ sl_tls_resumed(const struct sl_io *io)
 	SSL *ssl = sl_io_ssl(io);
 
 	return ssl != NULL && SSL_session_reused(ssl);
+}
+
+bool
+sl_tls_client_cert_failed(const struct sl_io *io)
+{
+	SSL *ssl = sl_io_ssl(io);
+	unsigned long last;
+	bool plaintext;
+
+	if (ssl == NULL || !SSL_is_server(ssl) ||
+	    (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) == 0)
+		return false;
+	if (SSL_get_verify_result(ssl) != X509_V_OK)
+		return true;
+	last = sl_io_tls_error(io, &plaintext);
+	return ERR_GET_LIB(last) == ERR_LIB_SSL &&
+	    ERR_GET_REASON(last) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;
 }
 
 /* Why IO's handshake failed; 1 for a TLS-level failure. */

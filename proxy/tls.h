@@ -99,6 +99,27 @@ struct ssl_st *sl_tls_origin_ssl(const struct sl_origin_tls_conf *t,
  * not resumable when its connection is freed unshut). */
 void sl_tls_origin_closing(struct ssl_st *ssl);
 
+/*
+ * Client certificates (listeners with tls_client_ca): the header lines
+ * sluice adds to each request of the client on IO, each ending in CRLF:
+ * "X-Client-Cert-Verify: SUCCESS" with -Subject and -Issuer (RFC 4514
+ * text) and -SHA256 (the certificate's fingerprint, lower-case hex) for a
+ * verified certificate, or "X-Client-Cert-Verify: NONE" alone when the
+ * client sent none (tls_verify_client = optional). Built at the first
+ * request and kept with the connection. NULL for a connection whose
+ * listener asks for no certificate (or a plain one).
+ */
+struct sl_tls_cert_headers {
+	char *text;
+	size_t len;
+};
+const struct sl_tls_cert_headers *sl_tls_client_cert_headers(
+    const struct sl_io *io);
+
+/* Did the failed handshake of client IO fail on its certificate: none
+ * where one is required, or one that does not verify? */
+bool sl_tls_client_cert_failed(const struct sl_io *io);
+
 /* Did the handshake of TLS stream IO resume a session? */
 bool sl_tls_resumed(const struct sl_io *io);
 

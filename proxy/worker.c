@@ -316,7 +316,9 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		if (w->max_conns == 0)
 			w->max_conns = 1;
 		w->min_epoch = UINT64_MAX;
-		w->scratch_head = sl_http_head_new(conf->global.max_headers);
+		/* Room for the most fields any head may have; each parse
+		 * sets its own limit (max_headers, after a reload too). */
+		w->scratch_head = sl_http_head_new(SL_HTTP_MAX_FIELDS);
 		sl_http_parser_init(&w->req_parser, false);
 		w->scratch_size = 64 * 1024;
 		w->scratch = sl_xmalloc(w->scratch_size);

@@ -62,7 +62,7 @@ static const char route_ini[] =
     "bind = 127.0.0.1:18080\n"
     "[service:shop]\n"
     "hosts = shop.example, www.shop.example\n"
-    "sticky = header:X-User-Id cookie:uid query:uid ip\n"
+    "sticky = header:X-User-Id cookie:uid query:uid\n"
     "sticky_cookie = sl_b\n"
     "stable = blue\n"
     "override_secret = s3cret\n"

@@ -95,6 +95,20 @@ def wait_until(cond, timeout=10.0):
         time.sleep(0.05)
 
 
+def check_conf(text, expect, what):
+    """`sluice -t` on a file holding TEXT must exit 1 and print the file's
+    path followed by EXPECT (":LINE: message")."""
+    path = os.path.join(TMP, "bad-%d.ini" % free_port())
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run([SLUICE, "-t", "-c", path], capture_output=True,
+                       text=True, timeout=60)
+    out = r.stdout + r.stderr
+    check(r.returncode == 1 and (path + expect) in out,
+          "%s: %s" % (what, out.strip().splitlines()[-1] if out.strip()
+                      else "(no output)"))
+
+
 def done():
     print("%d passed, 0 failed" % _checks, flush=True)
     sys.exit(0)
@@ -105,8 +119,40 @@ def skip(reason):
     sys.exit(77)
 
 
-def free_port():
-    """A port that was free a moment ago on 127.0.0.1."""
+# Ports for daemons the tests start. A port the kernel handed out with
+# bind(0) and that was then closed sits in the ephemeral range, where any
+# process's outgoing connection may take it before the daemon binds it (a
+# CI run failed so: sluice exited "address in use"). So ports come from
+# below that range, where connect() never picks, and each is held by an
+# flock on TMPDIR/sluice-test-ports/PORT for as long as this test runs,
+# so tests running in parallel never pick the same one.
+_PORT_DIR = os.path.join(tempfile.gettempdir(), "sluice-test-ports")
+_port_locks = []
+
+
+def _unreserved_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if low - 1 - 10000 < 2000:
+        return None
+    return 10000, low - 1
+
+
+def _bindable(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _kernel_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -114,12 +160,56 @@ def free_port():
     return port
 
 
-def wait_port(port, proc=None, timeout=10.0):
+def free_port():
+    """A port on 127.0.0.1 that is free and stays this test's: outside
+    the ephemeral range and locked against other tests of the run."""
+    import fcntl
+    import random
+    span = _unreserved_range()
+    try:
+        os.makedirs(_PORT_DIR, mode=0o1777, exist_ok=True)
+    except OSError:
+        span = None
+    if span is None:
+        return _kernel_port()
+    for _ in range(200):
+        port = random.randint(*span)
+        try:
+            fd = os.open(os.path.join(_PORT_DIR, str(port)),
+                         os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if _bindable(port):
+            _port_locks.append(fd)
+            return port
+        os.close(fd)
+    return _kernel_port()
+
+
+def _log_tail(path, lines=8):
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def wait_port(port, proc=None, timeout=10.0, log=None):
+    """Wait until something listens on PORT; if PROC exits first, fail
+    with the end of its LOG (the daemon's own reason)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError("process exited with %d before listening on %d"
-                               % (proc.returncode, port))
+            raise RuntimeError(
+                "process exited with %d before listening on %d%s"
+                % (proc.returncode, port,
+                   (":\n" + _log_tail(log)) if log else ""))
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
@@ -144,7 +234,7 @@ class Origin:
              "--name", self.name] + self.args,
             stdout=self.log, stderr=self.log)
         _procs.append(self.proc)
-        wait_port(self.port, self.proc)
+        wait_port(self.port, self.proc, log=self.log.name)
 
     @property
     def addr(self):
@@ -222,7 +312,7 @@ class Sluice:
         self.proc = subprocess.Popen([SLUICE, "-c", self.path],
                                      stdout=self.log, stderr=self.log)
         _procs.append(self.proc)
-        wait_port(self.port, self.proc)
+        wait_port(self.port, self.proc, log=self.logpath)
         # Ready once the control socket answers too (when it is ours).
         with open(self.path) as f:
             ours = self.ctl_path in f.read()

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from harness import ASAN, Origin, Sluice, check, done
+from harness import ASAN, Origin, Sluice, check, done, wait_until
 
 SIZE = 100 * 1024 * 1024
 origin = Origin("big")
@@ -83,6 +83,46 @@ while True:
 s.close()
 check(b"X-Received-Bytes: %d" % SIZE in resp,
       "a 100 MB chunked upload reaches the origin whole")
+
+# A client that pipelines requests and does not read its answers: sluice
+# takes no new request while answers pile up unread (it held them all: one
+# connection grew it by 480 MB), and every answer arrives, in order, once
+# the client reads.
+N, BIG = 1500, 40000
+origin.reset()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.settimeout(60)
+s.connect(("127.0.0.1", sl.port))
+s.sendall(b"".join(b"GET /p%d?size=%d HTTP/1.1\r\nHost: a\r\n\r\n"
+                   % (i, BIG) for i in range(N)))
+last = [-1]
+
+
+def settled():
+    n = origin.stats()["requests"]
+    if n == last[0]:
+        return True
+    last[0] = n
+    time.sleep(0.5)
+    return False
+
+
+wait_until(settled, 30)
+served = origin.stats()["requests"]
+check(served < N // 2,
+      "a client that does not read: %d of %d pipelined requests taken "
+      "(the rest wait, unread, in the socket)" % (served, N))
+got, ends = b"", 0
+while ends < N:
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    got += chunk
+    ends = got.count(b"HTTP/1.1 200 ")
+s.close()
+check(ends == N and origin.stats()["requests"] == N,
+      "once it reads, all %d answers arrive (%d)" % (N, ends))
 
 stop.set()
 sampler.join()

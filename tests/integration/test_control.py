@@ -5,16 +5,23 @@ socket, locks, and garbage that must never wedge the socket."""
 
 import json
 import os
+import shutil
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 
-from harness import Origin, Sluice, TMP, check, done
+from harness import SLUICE, Origin, Sluice, TMP, check, done, wait_until
 
+# The read-only socket's directories (made by sluice) must admit other
+# users for the check below, whatever umask the test runs under.
+os.umask(0o022)
 blue = Origin("blue")
 green = Origin("green")
-ro_path = os.path.join(TMP, "ro.sock")
+ro_path = os.path.join(TMP, "ro", "nested", "ro.sock")  # dirs made by sluice
 events_path = os.path.join(TMP, "events.jsonl")
 sl = Sluice({
     "shop": {"path_prefix": "/", "stable": "blue", "sticky": "header:X-User-Id",
@@ -101,8 +108,31 @@ r = ctl("show services")
 check(r["services"][0]["versions"][1]["weight"] == 0.0,
       "after all those errors nothing changed")
 
-# Read-only socket.
+# Read-only socket: any local user may use it, the read-write one only
+# its owner (connecting to a Unix socket needs write permission).
 mode = stat.S_IMODE(os.stat(ro_path).st_mode)
+check(mode == 0o666, "read-only socket file mode is 0666 (%o)" % mode)
+if os.geteuid() == 0 and shutil.which("setpriv"):
+    os.chmod(TMP, 0o711)
+
+    def as_nobody(path):
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-c",
+             "import socket,sys; s=socket.socket(socket.AF_UNIX); "
+             "s.settimeout(10); s.connect(sys.argv[1]); "
+             "s.sendall(b'show services\\n'); print(s.recv(65536).decode())",
+             path], capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout + r.stderr
+
+    code, out = as_nobody(ro_path)
+    check(code == 0 and '"ok":true' in out,
+          "another user (nobody) can use the read-only socket (%s)"
+          % out.strip()[:80])
+    code, out = as_nobody(sl.ctl_path)
+    check(code != 0 and "Permission denied" in out,
+          "but not the read-write one (%s)" % out.strip()[-60:])
+    os.chmod(TMP, 0o700)
 check(ctl("show services", ro_path)["ok"], "read-only socket answers show")
 r = ctl("set weights shop blue=50 green=50", ro_path)
 check(not r["ok"] and "read-write" in r["error"],
@@ -191,6 +221,36 @@ check(last["command"] in acked and w == last["after"]["weights"],
       % last["command"])
 want_green = w["green"]
 
+
+def half_closed(data):
+    """Send DATA, shut the sending side (as `echo CMD | socat` does), and
+    read until the daemon closes."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sl.ctl_path)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    return out
+
+
+out = half_closed(b"show events 1000\n")
+check(len(out) > 16384 and out.endswith(b"\n") and out.count(b"\n") == 1
+      and len(json.loads(out)["events"]) == len(evs),
+      "a client that half-closes gets its whole %d-byte reply" % len(out))
+out = half_closed(b"show events 1\n" * 300 + b"show services")
+lines = out.splitlines()
+check(len(lines) == 301 and all(json.loads(l)["ok"] for l in lines) and
+      "services" in json.loads(lines[-1]),
+      "300 pipelined commands and a last one without newline, then a "
+      "half-close: 301 replies (%d)" % len(lines))
+
 # Locks.
 # Expiry is in whole seconds: a lock for 3 s ends 2 to 3 s after it was
 # taken, time enough for the checks below (one saves with fsyncs) to see it
@@ -241,6 +301,9 @@ check(r["ok"] and r["state"] == "drain", "set server ... drain")
 status, resp, body = sl.get("/x", headers={"X-User-Id": "drained-user"})
 check(status == 503 and b"no server" in body,
       "its only server drained, blue answers 503 no server available")
+check(resp.getheader("X-Sluice-Version") == "blue",
+      "and the 503 names the version, as expose_version asks (%s)"
+      % resp.getheader("X-Sluice-Version"))
 r = ctl("set server shop blue %s ready" % blue.addr)
 check(r["ok"], "set server ... ready")
 status, resp, body = sl.get("/x", headers={"X-User-Id": "drained-user"})
@@ -265,6 +328,14 @@ lines = raw_ctl(b"show services\nshow service shop\n")
 check(len(lines) == 2 and all(l["ok"] for l in lines),
       "after garbage the next client gets two pipelined replies")
 
+# Two-decimal weights read back as they were written, not as the nearest
+# double's 17 digits (33.329999999999998).
+check(ctl("set weights shop blue=66.67 green=33.33")["ok"], "set 66.67/33.33")
+out = half_closed(b"show service shop\n")
+check(b'"weight":33.33,' in out and b'"weight":66.67,' in out,
+      "replies print 33.33 and 66.67 (%s)"
+      % out[out.find(b'"versions"'):][:80])
+
 # Persistence: kill -9, restart, weights as changed.
 check(ctl("set weights shop blue=65 green=35")["ok"], "set 65/35")
 sl.proc.kill()
@@ -277,14 +348,107 @@ check(w == {"blue": 65.0, "green": 35.0},
 status, resp, body = sl.get("/p", headers={"X-User-Id": "anyone"})
 check(status == 200, "and traffic flows")
 
+# A reload that removes a version the saved weights use falls back to the
+# config's weights, and says so in the state file too: putting the version
+# back and restarting must not bring 65/35 back from the dead. The rest of
+# the service's runtime state (a drained server) stays.
+check(ctl("set server shop blue %s drain" % blue.addr)["ok"],
+      "blue's server drained")
+with open(sl.path) as f:
+    full = f.read()
+cut = full.index("[version:shop/green]")
+rest = full.find("\n[", cut + 1)
+sl.write(full[:cut] + (full[rest + 1:] if rest >= 0 else ""))
+
+
+def reloads():
+    return [e for e in ctl("show events 1000")["events"]
+            if e["command"] == "reload"]
+
+
+n = len(reloads())
+sl.proc.send_signal(signal.SIGHUP)
+check(wait_until(lambda: len(reloads()) > n),
+      "reload without version green")
+check(reloads()[-1]["after"]["runtime_state_dropped"] == 1,
+      "the reload event counts the service whose weights were dropped (%r)"
+      % reloads()[-1]["after"])
+with open(sl.state_path) as f:
+    saved = f.read()
+check("weight = blue 100.00" in saved and "65" not in saved,
+      "the state file holds the weights in force, not 65/35 (%r)" % saved)
+check("server = blue %s drain" % blue.addr in saved,
+      "and still the drained server")
+sl.write(full)
+n = len(reloads())
+sl.proc.send_signal(signal.SIGHUP)
+check(wait_until(lambda: len(reloads()) > n), "reload with green again")
+sl.stop()
+sl.start()
+r = ctl("show services")
+w = {v["name"]: v["weight"] for v in r["services"][0]["versions"]}
+check(w == {"blue": 100.0, "green": 0.0},
+      "after a restart the weights are the config's, as before it (%r)" % w)
+check(ctl("set server shop blue %s ready" % blue.addr)["ok"],
+      "blue's server ready again")
+
 # A corrupt state file refuses start, naming the file and the way out.
 sl.stop()
 with open(sl.state_path, "a") as f:
     f.write("weight = blue lots\n")
-import subprocess
-from harness import SLUICE
 p = subprocess.run([SLUICE, "-c", sl.path], capture_output=True, timeout=20)
 err = p.stderr.decode()
 check(p.returncode == 1 and sl.state_path in err and "--ignore-state" in err,
       "corrupt state file: exit 1 with the file and --ignore-state named")
+
+
+def state_error(text):
+    with open(sl.state_path, "w") as f:
+        f.write(text)
+    p = subprocess.run([SLUICE, "-c", sl.path], capture_output=True,
+                       timeout=20)
+    err = p.stderr.decode()
+    return p.returncode, err[err.find(sl.state_path) + len(sl.state_path):]
+
+
+# Each error names its own line: a syntax error before a bad key is the
+# one reported (it was reported with the later key's message), and a
+# weights sum names the service's first weight line.
+rc, err = state_error("[service:shop]\nstable = blue\n\nbogus line\n"
+                      "weight = blue zz\n")
+check(rc == 1 and err.startswith(":4: syntax error;"),
+      "state file: a syntax error on line 4 before a bad weight on line 5 "
+      "is reported as line 4's (%s)" % err[:40])
+rc, err = state_error("[service:shop]\nweight = blue zz\nbogus line\n")
+check(rc == 1 and err.startswith(":2: bad weight 'blue zz';"),
+      "state file: a bad weight before a syntax error is reported with its "
+      "line and text (%s)" % err[:40])
+rc, err = state_error("[service:shop]\nstable = blue\n\nweight = blue 50\n"
+                      "weight = green 40")
+check(rc == 1 and err.startswith(":4: [service:shop]: weights sum to "
+                                 "90.00, must be 100.00"),
+      "state file: weights that do not sum to 100 name the line of the "
+      "first (%s)" % err[:60])
+
+# A state_file whose directories do not exist yet: made at start, and the
+# first change is saved there. A directory in its place refuses start.
+with open(sl.path) as f:
+    text = f.read()
+nested = os.path.join(TMP, "state", "deeper", "state.ini")
+text = text.replace("state_file = %s" % sl.state_path,
+                    "state_file = %s" % nested)
+check(nested in text, "a config with state_file in a new directory")
+sl.write(text)
+sl.start()
+check(ctl("set weights shop blue=90 green=10")["ok"] and
+      os.path.exists(nested), "the directories are made, and the first "
+      "change is saved in them")
+sl.stop()
+os.unlink(nested)
+os.mkdir(nested)
+p = subprocess.run([SLUICE, "-c", sl.path], capture_output=True, timeout=20)
+err = p.stderr.decode()
+check(p.returncode == 1 and nested + ": is a directory" in err,
+      "a directory where the state file goes: exit 1, saying so (%s)"
+      % err.strip().splitlines()[-1:])
 done()

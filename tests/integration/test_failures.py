@@ -2,15 +2,18 @@
 """Timeouts and failing origins: every wait has a timeout with the right
 status, and a failing origin costs a request, never the process."""
 
+import http.client
 import os
 import signal
 import socket
+import threading
 import time
 
 from harness import (ASAN, Origin, Sluice, check, done, status_of,
                      wait_until)
 
 good = Origin("good")
+cutter = Origin("cutter")
 # Connects to a port that is bound but not listening are refused; the
 # socket stays open for the whole test so nothing else can take the port.
 down = socket.socket()
@@ -39,7 +42,10 @@ sl = Sluice({
              "versions": {"v1": (["127.0.0.1:%d" % down_port], 100)}},
     "hole": {"path_prefix": "/hole", "stable": "v1",
              "versions": {"v1": (["127.0.0.1:%d" % hole_port], 100)}},
-}, sluice_extra="header_timeout = 1s\nkeepalive_timeout = 1s\n"
+    "cut": {"path_prefix": "/cut", "stable": "v1", "eject_after": "3",
+            "eject_max": "100%", "eject_time": "30s",
+            "versions": {"v1": ([cutter.addr], 100)}},
+}, workers=1, sluice_extra="header_timeout = 1s\nkeepalive_timeout = 1s\n"
                 "connect_timeout = 1s\nresponse_timeout = 1s\n"
                 "body_timeout = 1s\n")
 
@@ -82,6 +88,21 @@ check(status_of(raw) == 200 and len(rest) < 1000,
       % len(rest))
 status, r, body = sl.get("/good/after")
 check(status == 200, "the next request after a cut response is fine")
+
+# A response cut after its head is the version's failure and the
+# server's: the analyzer counts it as an error (it counted a 2xx, so a
+# canary that crashed mid-body looked perfect) and three in a row eject
+# the server (the head's success reset the count every time).
+for i in range(3):
+    sl.raw(b"GET /cut/%d?partial=1 HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+v1 = sl.ctl("show stats cut")["versions"]["v1"]
+check(v1["responses_cut"] == 3 and v1["errors"] == 3 and
+      v1["responses"]["2xx"] == 3 and v1["upstream_errors"]["reset"] == 3,
+      "three cut responses: 3 errors, 3 cut, still 3 sent as 2xx (%r)"
+      % {k: v1[k] for k in ("responses_cut", "errors", "responses")})
+srv = sl.ctl("show service cut")["service"]["versions"][0]["servers"][0]
+check(srv.get("ejected_because") == "resets",
+      "and its server is ejected after eject_after = 3 of them (%r)" % srv)
 
 # Request head timeout: a partial head, then silence.
 t0 = time.time()
@@ -227,6 +248,273 @@ for i in range(5):
     status, r, body = sl.get("/good/again%d" % i)
     ok += status == 200
 check(ok == 5, "after the origin restarts, 5 of 5 requests succeed (%d)" % ok)
+
+# A pooled connection that the origin closes after reading the next
+# request on it (it may have acted on it; sluice cannot tell): a GET is
+# sent again on a fresh connection, a POST is not (RFC 9110 9.2.2).
+
+
+class RawOrigin:
+    """A keep-alive origin on raw sockets: answer(conn, n, line) is called
+    for the n-th request head (1, 2, ...) of the connection numbered conn
+    and returns the bytes to send, or None to close without an answer.
+    Records (conn, request line) in seen."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.seen = []
+        self.conns = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns += 1
+            threading.Thread(target=self.handle, args=(conn, self.conns),
+                             daemon=True).start()
+
+    def handle(self, conn, me):
+        buf, n = b"", 0
+        conn.settimeout(10)
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                line = head.split(b"\r\n")[0].decode()
+                self.seen.append((me, line))
+                n += 1
+                out = self.answer(me, n, line)
+                if out is None:
+                    return
+                conn.sendall(out)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def lines(self):
+        return [line for _, line in self.seen]
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class ClosingOrigin(RawOrigin):
+    """Answers the first request on each connection and closes without an
+    answer after reading the second."""
+
+    def answer(self, conn, n, line):
+        return OK if n == 1 else None
+
+
+class NoContentOrigin(RawOrigin):
+    """Answers every request; /204 gets a 204 that announces 5 bytes of
+    content (RFC 9110 15.3.5 says it cannot have any), /cookies 300
+    Set-Cookie fields."""
+
+    def answer(self, conn, n, line):
+        if line.startswith("GET /204"):
+            return b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
+        if line.startswith("GET /gzip"):
+            return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked"
+                    b"\r\n\r\n5\r\nGZGZG\r\n0\r\n\r\n")
+        if line.startswith("GET /cookies"):
+            return (b"HTTP/1.1 200 OK\r\n" +
+                    b"".join(b"Set-Cookie: c%d=v\r\n" % i
+                             for i in range(300)) +
+                    b"Content-Length: 2\r\n\r\nok")
+        return OK
+
+
+closer = ClosingOrigin()
+sl2 = Sluice({"c": {"path_prefix": "/", "stable": "v1",
+                    "versions": {"v1": ([closer.addr], 100)}}}, workers=1)
+status, r, body = sl2.get("/warm1")
+check(status == 200, "a first request pools the origin connection")
+status, r, body = sl2.get("/again")
+check(status == 200 and closer.lines().count("GET /again HTTP/1.1") == 2,
+      "a GET the pooled connection dropped is sent again on a fresh one "
+      "(%d, origin saw %r)" % (status, closer.lines()))
+c = sl2.conn()
+c.request("POST", "/pay", body=b"")
+r = c.getresponse()
+r.read()
+check(r.status == 502 and closer.lines().count("POST /pay HTTP/1.1") == 1,
+      "a POST it dropped is not: 502, and the origin saw it once "
+      "(%d, %r)" % (r.status, closer.lines()))
+check(sl2.stop() == 0, "that sluice stops cleanly")
+
+nocontent = NoContentOrigin()
+sl3 = Sluice({"n": {"path_prefix": "/", "stable": "v1",
+                    "versions": {"v1": ([nocontent.addr], 100)}}}, workers=1)
+for path in ("/a", "/b", "/204", "/c"):
+    status, r, body = sl3.get(path)
+conns = {line.split()[1]: n for n, line in nocontent.seen}
+check(conns["/b"] == conns["/a"],
+      "an origin connection is reused after a 200 (%r)" % nocontent.seen)
+check(conns["/204"] == conns["/b"] and conns["/c"] != conns["/204"],
+      "but not after a 204 that announced content, which may still come "
+      "(%r)" % nocontent.seen)
+http.client._MAXHEADERS = 1000  # the client's own limit is 100
+c = sl3.conn()
+c.request("GET", "/cookies")
+r = c.getresponse()
+r.read()
+check(r.status == 200 and len(r.headers.get_all("Set-Cookie")) == 300,
+      "a response with 300 header fields (more than max_headers, which "
+      "is for requests) passes whole (%d, %d)"
+      % (r.status, len(r.headers.get_all("Set-Cookie") or [])))
+# A response in a coding other than chunked: to an HTTP/1.1 client it
+# passes with its Transfer-Encoding; an HTTP/1.0 client cannot be told the
+# coding (1.0 has no Transfer-Encoding): 502, never the coded bytes as
+# plain content.
+raw = sl3.raw(b"GET /gzip HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+check(status_of(raw) == 200 and
+      b"Transfer-Encoding: gzip, chunked" in raw,
+      "gzip, chunked to an HTTP/1.1 client: passed with its coding")
+raw = sl3.raw(b"GET /gzip HTTP/1.0\r\nHost: a\r\n\r\n")
+check(status_of(raw) == 502 and b"GZGZG" not in raw,
+      "gzip, chunked to an HTTP/1.0 client: 502 (%r)" % raw[:40])
+check(sl3.stop() == 0, "that sluice stops cleanly")
+
+
+class EarlyOrigin(RawOrigin):
+    """Answers 413 as soon as it has a request head, before the body."""
+
+    def answer(self, conn, n, line):
+        return b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!"
+
+
+# An answer before the whole request body: it says Connection: close, and
+# sluice closes in stages (reading away the rest of the body), so the
+# client reads the answer instead of a reset (RFC 9112 9.6; 2 of 3 such
+# uploads got ECONNRESET). The same for sluice's own early answer (404).
+early = EarlyOrigin()
+sl4 = Sluice({"e": {"path_prefix": "/e", "stable": "v1",
+                    "versions": {"v1": ([early.addr], 100)}}}, workers=1)
+BODY = b"x" * (8 << 20)
+for path, want in (("/e/up1", 413), ("/e/up2", 413), ("/e/up3", 413),
+                   ("/nowhere", 404)):
+    c = sl4.conn()
+    try:
+        c.request("POST", path, body=BODY)
+        r = c.getresponse()
+        got = (r.status, r.getheader("Connection"), r.read())
+    except OSError as e:
+        got = (type(e).__name__,)
+    c.close()
+    check(got[0] == want and got[1] == "close",
+          "POST %s of 8 MB answered %d before its body was read: the "
+          "client reads it, with Connection: close (%r)" % (path, want,
+                                                            got[:2]))
+check(sl4.stop() == 0, "that sluice stops cleanly")
+
+
+class SilentOrigin(RawOrigin):
+    """Takes request heads and never answers (no 100 Continue either)."""
+
+    def answer(self, conn, n, line):
+        time.sleep(30)
+        return None
+
+
+# A client that sent Expect: 100-continue waits for the origin before its
+# body: an origin that never answers is the origin's timeout (504, counted
+# against the version), not the client's (it got 408 after body_timeout).
+silent = SilentOrigin()
+sl5 = Sluice({"s": {"path_prefix": "/", "stable": "v1",
+                    "versions": {"v1": ([silent.addr], 100)}}}, workers=1,
+             sluice_extra="response_timeout = 1s\nbody_timeout = 2s\n")
+t0 = time.time()
+raw = sl5.raw(b"PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
+              b"Expect: 100-continue\r\n\r\n", shutdown=False, timeout=8)
+errs = sl5.ctl("show stats s")["versions"]["v1"]["upstream_errors"]
+check(status_of(raw) == 504 and errs["response_timeout"] == 1,
+      "Expect: 100-continue to a silent origin: 504 after response_timeout, "
+      "counted as the origin's (%r, %.1f s)" % (raw[:30], time.time() - t0))
+# Without Expect, a client that stops mid-body is the slow one: 408.
+raw = sl5.raw(b"PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
+              shutdown=False, timeout=8)
+check(status_of(raw) == 408, "without Expect, a body that stops: 408 (%r)"
+      % raw[:30])
+check(sl5.stop() == 0, "that sluice stops cleanly")
+
+
+class OddOrigin(RawOrigin):
+    """/stall: a 200 head and 10 of 100000 bytes, then silence; /hints: a
+    103 and silence; /badchunk: a malformed chunked body; /gzip10: a
+    close-delimited gzip body."""
+
+    def answer(self, conn, n, line):
+        if " /stall" in line:
+            return (b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" +
+                    b"x" * 10)
+        if " /hints" in line:
+            return b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+        if " /badchunk" in line:
+            return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"5\r\nhello\r\nZZZ\r\n")
+        if " /gzip10" in line:
+            return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n"
+                    b"Connection: close\r\n\r\nGZIPBYTES")
+        return None
+
+
+odd = OddOrigin()
+sl6 = Sluice({"o": {"path_prefix": "/", "stable": "v1",
+                    "versions": {"v1": ([odd.addr], 100)}}}, workers=1,
+             sluice_extra="response_timeout = 1s\nbody_timeout = 2s\n")
+# An early final answer to an Expect request, the body sent in two parts,
+# then the origin stalls mid-response: the response is still timed out
+# (the body's arrival reset the origin's timeouts to none: a leak).
+s = socket.create_connection(("127.0.0.1", sl6.port), 5)
+s.settimeout(20)
+s.sendall(b"POST /stall HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+          b"Content-Length: 10\r\n\r\n")
+first = s.recv(4096)
+s.sendall(b"12345")
+time.sleep(0.2)
+s.sendall(b"67890")
+t0 = time.time()
+try:
+    while s.recv(65536):
+        pass
+except OSError:
+    pass
+took = time.time() - t0
+s.close()
+check(first.startswith(b"HTTP/1.1 200") and took < 10,
+      "Expect, an early answer, then an origin stalling mid-body: cut after "
+      "body_timeout (%.1f s)" % took)
+# A 103 is not the answer to Expect: a silent origin after it is still
+# the origin's timeout.
+raw = sl6.raw(b"PUT /hints HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+              b"Expect: 100-continue\r\n\r\n", shutdown=False, timeout=8)
+check(b"HTTP/1.1 504" in raw and b"408" not in raw,
+      "Expect, a 103, then silence: 504, not 408 (%r)" % raw[-40:])
+# A malformed response body is a cut response: an error, not a 2xx alone.
+before = sl6.ctl("show stats o")["versions"]["v1"]
+sl6.raw(b"GET /badchunk HTTP/1.1\r\nHost: a\r\n\r\n")
+after = sl6.ctl("show stats o")["versions"]["v1"]
+check(after["responses_cut"] == before["responses_cut"] + 1 and
+      after["errors"] == before["errors"] + 1,
+      "a malformed chunked body after a 200 head counts as a cut response "
+      "and an error")
+# A gzip coding without chunked to an HTTP/1.0 client: 502 too.
+raw = sl6.raw(b"GET /gzip10 HTTP/1.0\r\nHost: a\r\n\r\n")
+check(status_of(raw) == 502 and b"GZIPBYTES" not in raw,
+      "Transfer-Encoding: gzip (not chunked) to an HTTP/1.0 client: 502")
+check(sl6.stop() == 0, "that sluice stops cleanly")
 
 # A reload that changes header_timeout (1 s -> 2 s): new connections get
 # the new value (a timeout value sluice has not used before).

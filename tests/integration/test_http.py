@@ -58,6 +58,30 @@ check("Host: shop.example\r\n" in text, "Host is kept")
 check("X-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n" in text,
       "X-Forwarded-For appends the client address")
 check("X-Forwarded-Proto: http\r\n" in text, "X-Forwarded-Proto: http added")
+
+# OPTIONS * (a question about the server as a whole) goes to the service
+# serving the host's root, forwarded as is; it was a 404.
+raw = sl.raw(b"OPTIONS * HTTP/1.1\r\nHost: shop.example\r\n"
+             b"Connection: close\r\n\r\n")
+check(status_of(raw) not in (0, 404) and
+      blue.last().startswith(b"OPTIONS * HTTP/1.1\r\n"),
+      "OPTIONS * reaches the origin of the service at / as 'OPTIONS *' "
+      "(%r)" % raw[:20])
+
+# The underscore spellings of the X-Forwarded names are the same variable
+# to CGI-style origins (HTTP_X_FORWARDED_PROTO): a client's
+# X_Forwarded_Proto: https would make a plain request look secure.
+raw = sl.raw(b"GET /cgi?echo=1 HTTP/1.1\r\nHost: shop.example\r\n"
+             b"X_Forwarded_Proto: https\r\nx-forwarded_proto: https\r\n"
+             b"X_Forwarded_For: 198.51.100.7\r\nConnection: close\r\n\r\n")
+check(b"_Proto" not in raw and b"_proto" not in raw and
+      raw.count(b"X-Forwarded-Proto: http\r\n") == 1,
+      "a client's X_Forwarded_Proto (any spelling) is removed; only "
+      "sluice's X-Forwarded-Proto: http arrives")
+check(b"X-Forwarded-For: 198.51.100.7, 127.0.0.1\r\n" in raw and
+      b"X_Forwarded_For" not in raw,
+      "X_Forwarded_For is merged into X-Forwarded-For, like the hyphen "
+      "spelling")
 check("Via: 1.0 edge, 1.1 sluice\r\n" in text, "Via is appended")
 check("Keep-Alive" not in text and "Connection:" not in text,
       "hop-by-hop Connection and Keep-Alive are removed")
@@ -131,6 +155,27 @@ check(status_of(raw) == 200 and len(rest) == 3000,
       "HTTP/1.0 client gets the 3000-byte body without chunk framing")
 check(b"Transfer-Encoding" not in head, "no Transfer-Encoding to HTTP/1.0")
 
+# An HTTP/1.0 client asking for keep-alive: sluice's own answers say
+# Connection: keep-alive when the connection stays open (without it a 1.0
+# client takes the answer as the last one).
+s = socket.create_connection(("127.0.0.1", sl.port), 5)
+s.settimeout(5)
+answers = []
+for path in (b"/x", b"/y"):
+    s.sendall(b"GET " + path + b" HTTP/1.0\r\nHost: nowhere.example\r\n"
+              b"Connection: keep-alive\r\n\r\n")
+    resp = recv_until(s, b"\r\n\r\n")
+    head, _, body = resp.partition(b"\r\n\r\n")
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += s.recv(4096)
+    answers.append(head)
+s.close()
+check(all(h.startswith(b"HTTP/1.1 404") and
+          b"Connection: keep-alive" in h for h in answers),
+      "HTTP/1.0 keep-alive: sluice's 404s say Connection: keep-alive, and "
+      "the connection serves a second request (%r)" % answers[-1][:60])
+
 # Close-delimited origin response.
 status, r, body = sl.get("/e?eof=1&size=5000", headers={"Host": "shop.example"})
 check(status == 200 and len(body) == 5000,
@@ -171,22 +216,30 @@ check(status_of(rest) == 200 and b"abcde" in rest,
       "the body sent after 100 Continue reaches the origin")
 s.close()
 
-# Upgrade: tunnel to the origin's echo.
-s = socket.create_connection(("127.0.0.1", sl.port), 5)
-s.sendall(b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nUpgrade: websocket\r\n"
-          b"Connection: Upgrade\r\n\r\n")
-resp = b""
-while b"\r\n\r\n" not in resp:
-    resp += s.recv(4096)
-check(resp.startswith(b"HTTP/1.1 101"), "Upgrade answered 101")
-check(b"Upgrade: websocket" in resp, "101 keeps the Upgrade header")
-s.sendall(b"ping through the tunnel")
-got = b""
-deadline = time.time() + 5
-while len(got) < 23 and time.time() < deadline:
-    got += s.recv(4096)
-check(got == b"ping through the tunnel", "bytes flow through the tunnel")
-s.close()
+# Upgrade: tunnel to the origin's echo. Clients may name more tokens in
+# Connection ("keep-alive, Upgrade", "Upgrade, HTTP2-Settings"): the
+# headers those name are dropped, but Upgrade must still go on.
+for conn in (b"Upgrade", b"keep-alive, Upgrade", b"Upgrade, X-Extra"):
+    s = socket.create_connection(("127.0.0.1", sl.port), 5)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: shop.example\r\n"
+              b"Upgrade: websocket\r\nConnection: " + conn + b"\r\n\r\n")
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        resp += chunk
+    check(resp.startswith(b"HTTP/1.1 101"),
+          "Upgrade with Connection: %s answered 101 (%r)"
+          % (conn.decode(), resp[:40]))
+    check(b"Upgrade: websocket" in resp, "101 keeps the Upgrade header")
+    s.sendall(b"ping through the tunnel")
+    got = b""
+    deadline = time.time() + 5
+    while len(got) < 23 and time.time() < deadline:
+        got += s.recv(4096)
+    check(got == b"ping through the tunnel", "bytes flow through the tunnel")
+    s.close()
 
 # A tunnel client that sends its last bytes and closes at once: every byte
 # reaches the origin, whatever the size (16336 is exactly one read buffer,
@@ -214,6 +267,10 @@ def count_tunnel_bytes():
         except OSError:
             pass
         counts.append(n)
+        try:
+            c.sendall(b"got %d" % n)  # after the client's EOF
+        except OSError:
+            pass
         c.close()
 
 
@@ -227,9 +284,14 @@ for size in (1000, 16336, 32672, 100000):
     head = s.recv(4096)
     s.sendall(os.urandom(size))
     s.shutdown(socket.SHUT_WR)
+    back = b""
+    s.settimeout(10)
     try:
-        while s.recv(65536):
-            pass
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            back += d
     except OSError:
         pass
     s.close()
@@ -239,7 +301,59 @@ for size in (1000, 16336, 32672, 100000):
     got = counts.pop() if counts else None
     check(head.startswith(b"HTTP/1.1 101") and got == size,
           "tunnel: %d bytes then close, the origin gets %r" % (size, got))
+    check(back == b"got %d" % size,
+          "and its answer after the client's half-close comes back (%r)"
+          % back[:20])
 check(tun.stop() == 0, "tunnel sluice exits 0")
+
+# tunnel_timeout is idle time with no bytes either way: an origin pushing
+# every 0.5 s to a silent client keeps a 2 s tunnel open (only the
+# sending side's timer restarted, and the tunnel was cut); silence closes.
+pusher = socket.socket()
+pusher.bind(("127.0.0.1", 0))
+pusher.listen(4)
+
+
+def push_messages():
+    c, _ = pusher.accept()
+    recv_until(c, b"\r\n\r\n")
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\n"
+              b"Connection: Upgrade\r\nUpgrade: x\r\n\r\n")
+    for i in range(10):
+        time.sleep(0.5)
+        c.sendall(b"m%d;" % i)
+    time.sleep(30)
+    c.close()
+
+
+threading.Thread(target=push_messages, daemon=True).start()
+tun2 = Sluice({"ws": {"path_prefix": "/", "stable": "v1", "versions": {
+    "v1": (["127.0.0.1:%d" % pusher.getsockname()[1]], 100)}}}, workers=1,
+    sluice_extra="tunnel_timeout = 2s\n")
+s = socket.create_connection(("127.0.0.1", tun2.port), 5)
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+          b"Upgrade: x\r\n\r\n")
+s.settimeout(20)
+got, t_last = b"", time.time()
+try:
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+        t_last = time.time()
+except OSError:
+    pass
+closed_after = time.time() - t_last
+s.close()
+msgs = got.split(b"\r\n\r\n", 1)[-1]
+check(msgs == b"".join(b"m%d;" % i for i in range(10)),
+      "tunnel_timeout = 2s: 5 s of one-way traffic all arrives (%r)"
+      % msgs[-12:])
+check(1.5 < closed_after < 10,
+      "and the tunnel closes after about 2 s of silence (%.1f s)"
+      % closed_after)
+check(tun2.stop() == 0, "that sluice exits 0")
 
 # Origin error status is passed through and counted by class.
 status, r, body = sl.get("/s?status=503", headers={"Host": "shop.example"})
@@ -252,6 +366,12 @@ raw = sl.raw(b"GET http://shop.example/abs?q=1&echo=1 HTTP/1.1\r\n"
 check(status_of(raw) == 200 and b"GET /abs?q=1&echo=1 HTTP/1.1" in raw and
       b"Host: shop.example" in raw,
       "absolute-form target is routed by its authority, sent origin-form")
+raw = sl.raw(b"GET http://shop.example?q=2&echo=1 HTTP/1.1\r\n"
+             b"Host: ignored.example\r\nConnection: close\r\n\r\n")
+check(status_of(raw) == 200 and b"GET /?q=2&echo=1 HTTP/1.1" in raw and
+      b"Host: shop.example" in raw,
+      "an absolute-form target with a query but no path is sent as /?query "
+      "(RFC 9112 3.2.1)")
 
 # A client that half-closes right after its request (Connection: close,
 # then shutdown) still gets every response: 100 tries, all answered.

@@ -189,8 +189,12 @@ os.kill(sl.proc.pid, signal.SIGHUP)
 wait_until(lambda: "reload refused" in sl.logtext())
 st, r, body = get("/h/after-bad-reload")
 check(st == 200, "after a bad reload the old config keeps serving")
-check("reload refused" in sl.logtext() and "broken" in sl.logtext(),
-      "the bad reload is logged with the reason")
+refused = [l for l in sl.logtext().splitlines()
+           if "error: reload refused" in l]
+check(refused and all(sl.path + ":" in l for l in refused) and
+      any("[service:broken]" in l for l in refused),
+      "the bad reload is logged with the reason, one complete line per "
+      "error (%r)" % refused[-1:])
 sl.write(good_text)
 
 # --- SIGTERM with slow requests in flight: they complete, exit 0.

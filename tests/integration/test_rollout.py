@@ -8,7 +8,7 @@ import http.client
 import threading
 import time
 
-from harness import Origin, Sluice, check, done
+from harness import Origin, Sluice, check, done, wait_until
 
 blue = Origin("blue", "--latency", "5")
 green_ok = Origin("green-ok", "--latency", "5")
@@ -118,7 +118,10 @@ check(not r["ok"] and "locked by 'rollout'" in r["error"],
 r = sl.ctl("rollout start ok blue")
 check(not r["ok"], "rolling out the stable version is refused")
 
-# Operator commands on ops.
+# Operator commands on ops, once the analyzer has looked a few times (a
+# resume must start a fresh window the analyzer can judge).
+check(wait_until(lambda: len(rollout("ops")["verdicts"]) >= 3),
+      "ops: three verdicts before the pause")
 r = sl.ctl("rollout pause ops")
 check(r["ok"] and r["rollout"]["state"] == "paused", "rollout pause ops")
 r = sl.ctl("rollout pause ops")
@@ -128,6 +131,29 @@ check(rollout("ops")["state"] == "paused" and weights("ops")[0]["green"] == 10.0
       "a paused rollout holds its weight")
 r = sl.ctl("rollout resume ops")
 check(r["ok"] and r["rollout"]["state"] == "running", "rollout resume ops")
+
+# The rollout's lock is sluice's own: nobody acts as "rollout", unlocks it
+# or changes the weights under it; the refusal says what to use instead.
+for line, what in (("as rollout set weights ops blue=30 green=70",
+                    "acting as 'rollout'"),
+                   ("as bob unlock ops rollout", "unlocking the rollout"),
+                   ("set weights ops blue=30 green=70",
+                    "changing its weights"),
+                   ("as bob lock ok rollout 30", "taking a lock as 'rollout'")):
+    r = sl.ctl(line)
+    check(not r["ok"] and "rollout" in r["error"] and
+          ("pause" in r["error"] or "abort" in r["error"] or
+           "another name" in r["error"]),
+          "%s is refused, saying what to do (%s)" % (what, r.get("error")))
+n = len(rollout("ops")["verdicts"])
+check(wait_until(lambda: len(rollout("ops")["verdicts"]) >= n + 2),
+      "the analyzer judges twice meanwhile")
+judged = [v["summary"] for v in rollout("ops")["verdicts"][n:]]
+check(judged and not any(s.startswith("not judged") for s in judged),
+      "after the resume every look is judged (%r)" % judged[:2])
+lock = sl.ctl("show service ops")["service"]["lock"]
+check(lock["owner"] == "rollout" and lock["expires_in"] > 600000,
+      "and the rollout's lock is still held and renewed (%r)" % lock)
 
 # Outcomes of the analyzer.
 r = wait_final("ok")
@@ -219,6 +245,22 @@ check(any("resumed blue at step 1/3" in e["command"] and "fresh analysis window"
 r = sl.ctl("rollout abort ops")
 check(r["ok"], "and can be aborted")
 
+# A pipeline's own lock (lock, rollout start, rollout wait, unlock) is set
+# aside while its rollout holds the service, and given back when the
+# rollout ends, across a restart too.
+check(sl.ctl("as ci-7 lock ops ci-7 600")["ok"], "ci-7 locks ops for 600 s")
+r = sl.ctl("as ci-7 rollout start ops blue")
+check(r["ok"] and
+      sl.ctl("show service ops")["service"]["lock"]["owner"] == "rollout",
+      "ci-7 starts a rollout, which holds the lock")
+check(sl.restart() == 0, "sluice restarts mid-rollout")
+check(sl.ctl("as ci-7 rollout abort ops")["ok"], "ci-7 aborts the rollout")
+lock = sl.ctl("show service ops")["service"]["lock"]
+check(lock is not None and lock["owner"] == "ci-7" and
+      0 < lock["expires_in"] <= 600, "ci-7's lock is back (%r)" % lock)
+check(sl.ctl("as ci-7 unlock ops ci-7")["ok"],
+      "and ci-7's closing unlock succeeds")
+
 # Reload keeps runtime decisions; a reload that removes the canary aborts
 # its rollout.
 import os
@@ -257,6 +299,37 @@ r = rollout("err")
 check(r["state"] == "aborted" and "removed by reload" in r["reason"],
       "removing the canary by reload aborts its rollout (%s)" % r["reason"])
 check(weights("err")[0] == {"blue": 100.0}, "and err serves blue alone")
+with open(sl.state_path) as f:
+    saved = f.read().split("[service:err]")[-1].split("\n[")[0]
+check("lock = rollout" not in saved and " running " not in saved,
+      "and the state file says so at once: no running rollout, no lock "
+      "(%r)" % saved)
+
+# Without latency measurement the analyzer could never promote: a config
+# with [rollout:] and measure = no is refused (file:line), a reload that
+# turns measurement off aborts a running rollout, and rollout start says
+# why it cannot start.
+sl.write(sl_text)
+check(reload() == "reload", "green of err back by reload")
+check(sl.ctl("rollout start err green")["ok"], "a rollout of err again")
+sl.write(sl_text.replace("[sluice]\n", "[sluice]\nmeasure = no\n", 1))
+check(reload() == "reload refused", "measure = no with [rollout:] sections: "
+      "the reload is refused")
+err = [e for e in sl.ctl("show events 1000")["events"]
+       if e["command"] == "reload refused"][-1]["after"]["error"]
+check(":2: [sluice] measure: 'no' leaves the analyzer no latencies" in err,
+      "with the measure line and the reason (%s)" % err)
+no_sections = sl_text.split("\n[rollout:")[0] + "\n"
+sl.write(no_sections.replace("[sluice]\n", "[sluice]\nmeasure = no\n", 1))
+check(reload() == "reload", "measure = no without [rollout:] sections: "
+      "reloaded")
+r = rollout("err")
+check(r["state"] == "aborted" and "measure = no" in r["reason"],
+      "and the running rollout is aborted, saying why (%s)" % r["reason"])
+r = sl.ctl("rollout start err green")
+check(not r["ok"] and r["error"].startswith("measure = no: without "
+                                            "latencies"),
+      "rollout start is refused while measure = no (%s)" % r.get("error"))
 
 stop.set()
 for t in threads:

@@ -6,7 +6,7 @@ overrides with proof, and pins."""
 
 import socket
 
-from harness import Origin, Sluice, check, config, done, free_port
+from harness import Origin, Sluice, check, check_conf, config, done, free_port
 
 try:
     import xxhash
@@ -158,6 +158,15 @@ weight = 50
 servers = %s
 weight = 50
 
+[service:cookieonly]
+path_prefix = /cookieonly
+stable = blue
+sticky_cookie = sc
+
+[version:cookieonly/blue]
+servers = %s
+weight = 100
+
 [service:trusted]
 path_prefix = /trusted
 stable = blue
@@ -179,7 +188,7 @@ version = green
 [pin:shop/staff]
 match = cookie:email^=staff-
 version = blue
-""" % (blue.addr, green.addr, blue.addr, green.addr)
+""" % (blue.addr, green.addr, blue.addr, blue.addr, green.addr)
 sl.write(shop_config(0) + extra)
 sl.start()
 
@@ -211,6 +220,11 @@ for i in range(40):
 check(forced == {"blue", "green"},
       "override with a wrong secret is ignored (users keep their split)")
 
+status, r, body = sl.get("/cookieonly/x")
+check((r.getheader("Set-Cookie") or "").startswith("sc="),
+      "sticky_cookie without sticky: the cookie is the source, not the "
+      "client address (%s)" % r.getheader("Set-Cookie"))
+
 status, r, body = sl.get("/trusted/x", headers={"X-Sluice-Version": "green"})
 check(r.getheader("X-Sluice-Version") == "green",
       "override from a trusted network needs no secret")
@@ -229,4 +243,10 @@ check(r.getheader("X-Sluice-Version") == "blue",
       "users matching no pin follow the weights (0% green)")
 
 check(sl.stop() == 0, "sluice exits 0")
+check_conf("[listener:l]\nbind = 127.0.0.1:1\n[service:s]\nstable = v\n"
+           "sticky = header:X-User-Id ip\nsticky_cookie = sb\n"
+           "[version:s/v]\nservers = 127.0.0.1:1\n",
+           ":6: [service:s] sticky_cookie: never used, since 'ip' in sticky "
+           "gives every request a key", "sticky_cookie with ip in sticky")
+
 done()

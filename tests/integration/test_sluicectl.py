@@ -5,6 +5,7 @@ stderr, --json passes the reply through, --owner acts under locks."""
 
 import json
 import os
+import socket
 import subprocess
 
 from harness import BUILD, Origin, Sluice, check, config, done, free_port
@@ -12,10 +13,16 @@ from harness import BUILD, Origin, Sluice, check, config, done, free_port
 CTL = os.path.join(BUILD, "sluicectl")
 blue = Origin("blue")
 green = Origin("green")
+# A server that refuses connections: bound, not listening.
+dead = socket.socket()
+dead.bind(("127.0.0.1", 0))
+dead_addr = "127.0.0.1:%d" % dead.getsockname()[1]
 port = free_port()
 sl = Sluice(text=config(port, {"shop": {
     "path_prefix": "/", "stable": "blue", "sticky": "header:X-User-Id",
-    "versions": {"blue": ([blue.addr], 100), "green": ([green.addr], 0)}}})
+    "eject_after": "2", "eject_max": "100%",
+    "versions": {"blue": ([blue.addr], 100), "green": ([green.addr], 0),
+                 "dead": ([dead_addr], 0)}}})
     + "[rollout:shop]\nsteps = 10 50\nstep_time = 60s\ninterval = 1s\n",
     port=port)
 
@@ -65,10 +72,29 @@ for args, want in err_cases:
           "sluicectl %s: exit 1, stderr says %r (%r)" % (" ".join(args), want,
                                                        err.strip()))
 
+# The readable show service tells why a server is out: ejected (and for
+# how long, why), or its health; the guard line is there too.
+check(run("set", "weights", "shop", "blue=0", "green=0", "dead=100")[0] == 0,
+      "all traffic to dead")
+for i in range(3):
+    sl.get("/x%d" % i)
+check(run("set", "weights", "shop", "blue=100", "green=0", "dead=0")[0] == 0,
+      "and back to blue")
+rc, out, err = run("show", "service", "shop")
+row = [l for l in out.splitlines() if dead_addr in l]
+check(rc == 0 and "HEALTH" in out and "NOTE" in out and row and
+      "unchecked" in row[0] and "ejected " in row[0] and
+      "(connect failures)" in row[0] and "guard:" in out,
+      "sluicectl show service: a server's health and ejection, and the "
+      "guard (%r)" % row)
+
 rc, out, err = run("show", "services", json_out=True)
 doc = json.loads(out)
 check(rc == 0 and doc["ok"] is True and doc["services"][0]["name"] == "shop",
       "--json prints the daemon's reply unchanged")
+rc, out, err = run("show", "services", "--json")
+check(rc == 0 and json.loads(out)["services"][0]["name"] == "shop",
+      "--json after the command works too (%d, %s)" % (rc, err.strip()))
 
 # Locks with --owner.
 rc, out, err = run("lock", "shop", "ci", "60", owner="ci")

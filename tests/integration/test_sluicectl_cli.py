@@ -317,9 +317,9 @@ check(code == 0 and re.search(r"^stable:\s+blue$", out, re.M) and
       re.search(r"^sticky:\s+header:X-User-Id ip$", out, re.M) and
       re.search(r"^lock:\s+deploy-42 \(118 s\)$", out, re.M),
       "show service: key: value lines")
-check(re.search(r"^green\s+10\.00%\s+127\.0\.0\.1:8082\s+1\s+ready$", out,
-                re.M) and
-      re.search(r"^\s+127\.0\.0\.1:8083\s+2\s+drain$", out, re.M),
+check(re.search(r"^green\s+10\.00%\s+127\.0\.0\.1:8082\s+1\s+ready\s+-\s+-$",
+                out, re.M) and
+      re.search(r"^\s+127\.0\.0\.1:8083\s+2\s+drain\s+-\s+-$", out, re.M),
       "show service: versions and servers table")
 
 code, out, err = ctl("-s", SOCK, "show", "stats", "shop", "10")

@@ -23,8 +23,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import (Origin, Sluice, SLUICE, TMP, check, done, free_port,
-                     metric_value, skip, wait_until)
+from harness import (SLUICE, Origin, Sluice, TMP, check, check_conf, done,
+                     free_port, metric_value, skip, wait_until)
 from tlskit import (PKI as TestPKI, client_context, memory_tls, openssl,
                     read_tls)
 
@@ -870,17 +870,6 @@ check(code == 0, "sluice stops cleanly (exit %d)" % code)
 # --- config errors, with file:line ---
 
 
-def check_conf(text, expect, what):
-    path = os.path.join(TMP, "bad-%d.ini" % free_port())
-    with open(path, "w") as f:
-        f.write(text)
-    r = run(SLUICE, "-t", "-c", path)
-    out = r.stdout + r.stderr
-    check(r.returncode == 1 and (path + expect) in out,
-          "%s: %s" % (what, out.strip().splitlines()[-1] if out.strip()
-                      else "(no output)"))
-
-
 BASE = ("[listener:main]\nbind = 127.0.0.1:%d\n[service:s]\nstable = v\n"
         "[version:s/v]\nservers = 127.0.0.1:1\n" % free_port())
 check_conf(BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
@@ -916,5 +905,21 @@ check_conf(BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
                                                          p("a.key")),
            ":11: [listener:t] tls_ciphers: no usable cipher",
            "a cipher list OpenSSL cannot use")
+
+# A [cert:] serving two listeners is loaded for each; its error is told
+# once (it was printed twice, and twice in the reload event).
+two = os.path.join(TMP, "two-listeners.ini")
+with open(two, "w") as f:
+    f.write(BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
+            "tls_key = %s\n[listener:u]\nbind = 127.0.0.1:2\n"
+            "tls_cert = %s\ntls_key = %s\n[cert:x]\ncert = %s\nkey = %s\n"
+            % (p("a.pem"), p("a.key"), p("a.pem"), p("a.key"), p("b.pem"),
+               p("a.key")))
+r = subprocess.run([SLUICE, "-t", "-c", two], capture_output=True, text=True,
+                   timeout=60)
+out = r.stdout + r.stderr
+check(r.returncode == 1 and out.count(two + ":17: [cert:x] key: the key") == 1,
+      "a bad [cert:] serving two listeners: its error once (%d times)"
+      % out.count("[cert:x] key"))
 
 done()

@@ -27,27 +27,29 @@ class PKI:
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def make_ca(self):
-        """ca.pem and ca.key: an ECDSA P-256 test CA."""
+    def make_ca(self, name="ca", cn="sluice test CA"):
+        """NAME.pem and NAME.key: an ECDSA P-256 test CA."""
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
                 "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                self.path("ca.key"), "-out", self.path("ca.pem"), "-days",
-                "30", "-subj", "/CN=sluice test CA")
+                self.path(name + ".key"), "-out", self.path(name + ".pem"),
+                "-days", "30", "-subj", "/CN=" + cn)
 
-    def make_cert(self, name, cn, sans, days=10, client=False):
-        """A certificate signed by the test CA: NAME.pem, NAME.key."""
+    def make_cert(self, name, cn, sans, days=10, client=False, ca="ca",
+                  subj=None):
+        """A certificate signed by the test CA (or CA): NAME.pem,
+        NAME.key; SUBJ replaces the subject "/CN=CN"."""
         p = self.path
         openssl("req", "-newkey", "ec", "-pkeyopt",
                 "ec_paramgen_curve:P-256", "-nodes", "-keyout",
                 p(name + ".key"), "-out", p(name + ".csr"), "-subj",
-                "/CN=" + cn)
+                subj or "/CN=" + cn)
         with open(p(name + ".ext"), "w") as f:
             if sans:
                 f.write("subjectAltName=%s\n" % ",".join(sans))
             f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client
                                                else "serverAuth"))
-        openssl("x509", "-req", "-in", p(name + ".csr"), "-CA", p("ca.pem"),
-                "-CAkey", p("ca.key"), "-CAcreateserial", "-out",
+        openssl("x509", "-req", "-in", p(name + ".csr"), "-CA", p(ca + ".pem"),
+                "-CAkey", p(ca + ".key"), "-CAcreateserial", "-out",
                 p(name + ".pem"), "-days", str(days), "-extfile",
                 p(name + ".ext"))
 

@@ -3,11 +3,11 @@
  * sluice's integration tests, demo and benchmarks.
  *
  * This file owns the command line (one option table drives parsing,
- * validation and --help), the worker threads (each with its own event_base
- * and SO_REUSEPORT listener, like sluice's own workers) and shutdown: the
- * main thread waits for SIGTERM/SIGINT with sigwait(), wakes every worker
- * through a pipe, joins them and exits 0. Per-connection behaviour is in
- * origin_conn.c.
+ * validation and --help, through tests/tool/cliopt.c), the worker
+ * threads (each with its own event_base and SO_REUSEPORT listener, like
+ * sluice's own workers) and shutdown: the main thread waits for SIGTERM/SIGINT
+ * with sigwait(), wakes every worker through a pipe, joins them and exits 0.
+ * Per-connection behaviour is in origin_conn.c.
  */
 #include "config.h"
 
@@ -18,10 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
-#include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +29,10 @@
 #include <event2/listener.h>
 
 #include "tests/origin/origin.h"
+#include "tests/tool/cliopt.h"
 
 #define MAX_THREADS 256
 #define MAX_NAME    64
-#define EXIT_USAGE  2
 
 struct sl_origin_opts sl_origin_opts = {
     .threads = 1,
@@ -45,51 +42,38 @@ struct sl_origin_stats sl_origin_stats;
 struct sl_origin_worker *sl_origin_workers;
 unsigned sl_origin_nworkers;
 
-enum opt_type { OPT_FLAG, OPT_STR, OPT_UINT, OPT_DOUBLE };
-
-/* One command-line option: parsing, bounds and help come from here. */
-struct opt_def {
-	const char *name;
-	enum opt_type type;
-	void *target;
-	double min; /* OPT_UINT, OPT_DOUBLE bounds; OPT_FLAG: value set */
-	double max;
-	const char *arg;
-	const char *help;
-};
-
 #define O (&sl_origin_opts)
-static const struct opt_def opt_table[] = {
-    {"listen", OPT_STR, &O->listen, 0, 0, "HOST:PORT",
+static const struct cli_opt opt_table[] = {
+    {"listen", CLI_STR, &O->listen, 0, 0, "HOST:PORT",
         "address to listen on (required; port 0 picks one)"},
-    {"name", OPT_STR, &O->name, 0, 0, "NAME",
+    {"name", CLI_STR, &O->name, 0, 0, "NAME",
         "name sent in X-Origin and the default body (required)"},
-    {"threads", OPT_UINT, &O->threads, 1, MAX_THREADS, "N",
+    {"threads", CLI_UINT, &O->threads, 1, MAX_THREADS, "N",
         "worker threads, one SO_REUSEPORT listener each (1)"},
-    {"latency", OPT_DOUBLE, &O->latency_ms, 0, 3600000, "MS",
+    {"latency", CLI_DOUBLE, &O->latency_ms, 0, 3600000, "MS",
         "delay before each response (0)"},
-    {"jitter", OPT_DOUBLE, &O->jitter_ms, 0, 3600000, "MS",
+    {"jitter", CLI_DOUBLE, &O->jitter_ms, 0, 3600000, "MS",
         "add a uniform random 0..MS to --latency (0)"},
-    {"error-rate", OPT_DOUBLE, &O->error_rate, 0, 1, "F",
+    {"error-rate", CLI_DOUBLE, &O->error_rate, 0, 1, "F",
         "fraction of requests answered with --error-status (0)"},
-    {"error-status", OPT_UINT, &O->error_status, 200, 599, "CODE",
+    {"error-status", CLI_UINT, &O->error_status, 200, 599, "CODE",
         "status of injected errors (500)"},
-    {"error-every", OPT_UINT, &O->error_every, 0, 1e18, "N",
+    {"error-every", CLI_UINT, &O->error_every, 0, 1e18, "N",
         "every Nth request of the process gets --error-status"},
-    {"size", OPT_UINT, &O->size, 0, 1e18, "BYTES",
+    {"size", CLI_UINT, &O->size, 0, 1e18, "BYTES",
         "response body size (default: body is \"NAME\\n\")"},
-    {"chunked", OPT_FLAG, &O->chunked, 1, 0, NULL,
+    {"chunked", CLI_FLAG, &O->chunked, 1, 0, NULL,
         "send bodies chunked instead of with Content-Length"},
-    {"echo", OPT_FLAG, &O->echo, 1, 0, NULL,
+    {"echo", CLI_FLAG, &O->echo, 1, 0, NULL,
         "answer with the raw request head and body"},
-    {"seed", OPT_UINT, &O->seed, 0, 1e19, "N",
+    {"seed", CLI_UINT, &O->seed, 0, 1e19, "N",
         "random seed (default: time-based)"},
-    {"pidfile", OPT_STR, &O->pidfile, 0, 0, "FILE", "write the pid here"},
-    {"quiet", OPT_FLAG, &O->verbose, 0, 0, NULL,
+    {"pidfile", CLI_STR, &O->pidfile, 0, 0, "FILE", "write the pid here"},
+    {"quiet", CLI_FLAG, &O->verbose, 0, 0, NULL,
         "no per-request log (default)"},
-    {"verbose", OPT_FLAG, &O->verbose, 1, 0, NULL,
+    {"verbose", CLI_FLAG, &O->verbose, 1, 0, NULL,
         "log one line per request to stderr"},
-    {"help", OPT_FLAG, NULL, 0, 0, NULL, "show this help"},
+    {"help", CLI_FLAG, NULL, 0, 0, NULL, "show this help"},
 };
 #undef O
 #define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -97,81 +81,6 @@ static const struct opt_def opt_table[] = {
 static bool opt_given[NOPTS];
 static char *listen_host; /* NULL: any address */
 static char *listen_port;
-
-/* Prints the usage text generated from opt_table. */
-static void
-usage(FILE *f)
-{
-	char left[64];
-	size_t i;
-
-	fprintf(f,
-	    "usage: sl-origin --listen HOST:PORT --name NAME "
-	    "[options]\n\n");
-	for (i = 0; i < NOPTS; i++) {
-		snprintf(left, sizeof(left), "--%s%s%s", opt_table[i].name,
-		    opt_table[i].arg != NULL ? " " : "",
-		    opt_table[i].arg != NULL ? opt_table[i].arg : "");
-		fprintf(f, "  %-22s %s\n", left, opt_table[i].help);
-	}
-	fprintf(f,
-	    "\nPer request, the query may set status=, delay=, "
-	    "size=, chunked=1, close=1,\nhang=1, reset=1, partial=1, "
-	    "eof=1, echo=1. GET /__origin/stats, /__origin/reset\nand "
-	    "/__origin/last report on and reset the server.\n");
-}
-
-/* Reports a command-line error and exits with status 2. */
-static void __attribute__((noreturn, format(printf, 1, 2)))
-bad_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "sl-origin: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'sl-origin --help'.\n");
-	exit(EXIT_USAGE);
-}
-
-/* Stores the argument of option d into its target, checking bounds. */
-static void
-opt_set(const struct opt_def *d, const char *arg)
-{
-	unsigned long long u;
-	double v;
-	char *end;
-
-	switch (d->type) {
-	case OPT_FLAG:
-		if (d->target != NULL)
-			*(bool *)d->target = d->min != 0;
-		break;
-	case OPT_STR:
-		*(const char **)d->target = arg;
-		break;
-	case OPT_UINT:
-		errno = 0;
-		u = strtoull(arg, &end, 10);
-		if (*arg == '\0' || *end != '\0' || errno != 0 ||
-		    strchr(arg, '-') != NULL || (double)u < d->min ||
-		    (double)u > d->max)
-			bad_usage("--%s: '%s' is not an integer in %.0f..%.0f",
-			    d->name, arg, d->min, d->max);
-		*(uint64_t *)d->target = u;
-		break;
-	case OPT_DOUBLE:
-		errno = 0;
-		v = strtod(arg, &end);
-		if (*arg == '\0' || *end != '\0' || errno != 0 ||
-		    !isfinite(v) || v < d->min || v > d->max)
-			bad_usage("--%s: '%s' is not a number in %g..%g",
-			    d->name, arg, d->min, d->max);
-		*(double *)d->target = v;
-		break;
-	}
-}
 
 /* Looks an option up by name; true if it was on the command line. */
 static bool
@@ -196,20 +105,20 @@ listen_split(const char *s)
 	if (*s == '[') {
 		colon = strchr(s, ']');
 		if (colon == NULL || colon[1] != ':')
-			bad_usage("--listen: '%s' is not [HOST]:PORT", s);
+			cli_bad_usage("--listen: '%s' is not [HOST]:PORT", s);
 		host = s + 1;
 		hlen = colon - host;
 		colon++;
 	} else {
 		colon = strrchr(s, ':');
 		if (colon == NULL)
-			bad_usage("--listen: '%s' is not HOST:PORT", s);
+			cli_bad_usage("--listen: '%s' is not HOST:PORT", s);
 		hlen = colon - s;
 	}
 	if (colon[1] == '\0' ||
 	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
 	    atol(colon + 1) > 65535)
-		bad_usage("--listen: bad port in '%s'", s);
+		cli_bad_usage("--listen: bad port in '%s'", s);
 	listen_port = strdup(colon + 1);
 	if (hlen > 0 && !(hlen == 1 && *host == '*'))
 		listen_host = strndup(host, hlen);
@@ -219,47 +128,31 @@ listen_split(const char *s)
 static void
 opts_parse(int argc, char **argv)
 {
-	struct option lopts[NOPTS + 1];
-	size_t i, n;
-	int ch;
+	static const struct cli cli = {
+	    .prog = "sl-origin",
+	    .synopsis = "sl-origin --listen HOST:PORT --name NAME [options]",
+	    .epilogue =
+	        "Per request, the query may set status=, delay=, size=, "
+	        "chunked=1, close=1,\nhang=1, reset=1, partial=1, eof=1, "
+	        "echo=1. GET /__origin/stats, /__origin/reset\nand "
+	        "/__origin/last report on and reset the server.\n",
+	    .opts = opt_table,
+	    .nopts = NOPTS,
+	    .given = opt_given,
+	};
+	size_t n;
 
-	memset(lopts, 0, sizeof(lopts));
-	for (i = 0; i < NOPTS; i++) {
-		lopts[i].name = opt_table[i].name;
-		lopts[i].has_arg = opt_table[i].type == OPT_FLAG
-		    ? no_argument
-		    : required_argument;
-		lopts[i].val = 256 + (int)i;
-	}
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
-		if (ch < 256 || ch >= 256 + (int)NOPTS) {
-			if (optopt >= 256)
-				bad_usage("--%s needs an argument",
-				    opt_table[optopt - 256].name);
-			bad_usage("unknown option '%s'", argv[optind - 1]);
-		}
-		i = (size_t)(ch - 256);
-		if (strcmp(opt_table[i].name, "help") == 0) {
-			usage(stdout);
-			exit(0);
-		}
-		opt_set(&opt_table[i], optarg);
-		opt_given[i] = true;
-	}
-	if (optind < argc)
-		bad_usage("unexpected argument '%s'", argv[optind]);
-
+	cli_parse(&cli, argc, argv);
 	if (sl_origin_opts.listen == NULL)
-		bad_usage("--listen HOST:PORT is required");
+		cli_bad_usage("--listen HOST:PORT is required");
 	if (sl_origin_opts.name == NULL)
-		bad_usage("--name NAME is required");
+		cli_bad_usage("--name NAME is required");
 	n = strlen(sl_origin_opts.name);
 	if (n == 0 || n > MAX_NAME ||
 	    strspn(sl_origin_opts.name,
 	        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	        "0123456789._-") != n)
-		bad_usage(
+		cli_bad_usage(
 		    "--name: 1 to %d characters of [A-Za-z0-9._-]", MAX_NAME);
 	listen_split(sl_origin_opts.listen);
 	sl_origin_opts.has_size = given("size");

@@ -388,7 +388,7 @@ static const char full_config[] =
     "[service:checkout]\n"                              /* 22 */
     "hosts = Shop.Example.COM:443, www.example.com\n"   /* 23 */
     "path_prefix = /checkout\n"                         /* 24 */
-    "sticky = header:X-User-Id cookie:uid query:u ip\n" /* 25 */
+    "sticky = header:X-User-Id cookie:uid query:u\n"    /* 25 */
     "seed = checkout-2026\n"                            /* 26 */
     "stable = blue\n"                                   /* 27 */
     "sticky_cookie = sluice_b\n"                        /* 28 */
@@ -463,15 +463,13 @@ test_full_config(void **state)
 	assert_string_equal(s->hosts[0], "shop.example.com");
 	assert_string_equal(s->hosts[1], "www.example.com");
 	assert_string_equal(s->path_prefix, "/checkout");
-	assert_int_equal(s->nkeys, 4);
+	assert_int_equal(s->nkeys, 3);
 	assert_int_equal(s->keys[0].source, SL_KEY_HEADER);
 	assert_string_equal(s->keys[0].name, "X-User-Id");
 	assert_int_equal(s->keys[1].source, SL_KEY_COOKIE);
 	assert_string_equal(s->keys[1].name, "uid");
 	assert_int_equal(s->keys[2].source, SL_KEY_QUERY);
 	assert_string_equal(s->keys[2].name, "u");
-	assert_int_equal(s->keys[3].source, SL_KEY_IP);
-	assert_null(s->keys[3].name);
 	assert_string_equal(s->seed, "checkout-2026");
 	assert_string_equal(s->stable, "blue");
 	assert_string_equal(s->sticky_cookie, "sluice_b");
@@ -602,6 +600,28 @@ test_empty_rollout_section(void **state)
 	assert_true(c->services[0].rollout.present);
 	assert_int_equal(c->services[0].rollout.line, 7);
 	assert_int_equal(c->services[0].rollout.nsteps, 5);
+	sl_conf_free(c);
+}
+
+/* sticky_cookie without sticky: the cookie, not the address, keeps
+ * anonymous users (the default source ip would leave it nothing). */
+static void
+test_sticky_cookie_sources(void **state)
+{
+	struct sl_config *c;
+
+	(void)state;
+	c = load_ok("[listener:a]\nbind = 127.0.0.1:1\n"
+	            "[service:s]\nstable = v\nsticky_cookie = b\n"
+	            "[version:s/v]\nservers = 127.0.0.1:2\n");
+	assert_int_equal(c->services[0].nkeys, 0);
+	assert_string_equal(c->services[0].sticky_cookie, "b");
+	sl_conf_free(c);
+	c = load_ok("[listener:a]\nbind = 127.0.0.1:1\n"
+	            "[service:s]\nstable = v\nsticky_cookie = b\n"
+	            "sticky = header:X-A\n"
+	            "[version:s/v]\nservers = 127.0.0.1:2\n");
+	assert_int_equal(c->services[0].nkeys, 1);
 	sl_conf_free(c);
 }
 
@@ -940,7 +960,7 @@ test_sample_configs(void **state)
 	assert_int_equal(c->nlisteners, 2);
 	assert_int_equal(c->nservices, 2);
 	s = &c->services[0];
-	assert_int_equal(s->nkeys, 4);
+	assert_int_equal(s->nkeys, 3);
 	assert_int_equal(sl_conf_version(s, "green")->nservers, 2);
 	assert_int_equal(s->npins, 1);
 	assert_true(s->rollout.present);
@@ -961,7 +981,7 @@ test_sample_configs(void **state)
 	s = &c->services[0];
 	assert_string_equal(s->name, "shop");
 	assert_string_equal(s->path_prefix, "/");
-	assert_int_equal(s->nkeys, 3);
+	assert_int_equal(s->nkeys, 2);
 	assert_string_equal(s->seed, "shop-demo");
 	assert_string_equal(s->stable, "blue");
 	assert_string_equal(s->sticky_cookie, "sluice_b");
@@ -1178,6 +1198,10 @@ static const struct error_case error_cases[] = {
     {"sticky_after_ip", BASE "[service:x]\nsticky = ip cookie:uid\n",
         "t.ini:8: [service:x] sticky: 'cookie:uid' comes after 'ip', which "
         "is always present, so it would never be used"},
+    {"sticky_cookie_with_ip",
+        BASE "[service:x]\nsticky = header:X-A ip\nsticky_cookie = b\n",
+        "t.ini:9: [service:x] sticky_cookie: never used, since 'ip' in "
+        "sticky gives every request a key (drop ip from sticky)"},
     {"sticky_twice", BASE "[service:x]\nsticky = header:X-A header:x-a\n",
         "t.ini:8: [service:x] sticky: source 'header:x-a' is listed twice"},
     {"bad_path_prefix", BASE "[service:x]\npath_prefix = api\n",
@@ -1455,6 +1479,28 @@ test_tls_keys(void **state)
 	free(ca);
 }
 
+/* A step_time or interval that does not parse is reported once, not
+ * again as "interval longer than step_time". */
+static void
+test_bad_duration_reported_once(void **state)
+{
+	static const char *const texts[] = {
+	    BASE "[rollout:shop]\nstep_time = 10x\n",
+	    BASE "[rollout:shop]\nstep_time = -5s\n",
+	    BASE "[rollout:shop]\ninterval = 5q\nstep_time = 0\n",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof texts / sizeof *texts; i++) {
+		char *err = load_err(texts[i]);
+
+		if (strstr(err, "must not be longer") != NULL)
+			fail_msg("a second, confusing error:\n%s", err);
+		free(err);
+	}
+}
+
 static void
 test_error_case(void **state)
 {
@@ -1471,6 +1517,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_duration),
+	    cmocka_unit_test(test_bad_duration_reported_once),
 	    cmocka_unit_test(test_parse_weight),
 	    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_parse_addr),
@@ -1479,6 +1526,7 @@ main(void)
 	    cmocka_unit_test(test_full_config),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_empty_rollout_section),
+	    cmocka_unit_test(test_sticky_cookie_sources),
 	    cmocka_unit_test(test_weight_defaults),
 	    cmocka_unit_test(test_section_order),
 	    cmocka_unit_test(test_long_servers_line),

@@ -75,7 +75,7 @@ test_values(void **state)
 	char *err;
 	struct sl_config *c = load(
 	    "control_socket_ro = /tmp/ro.sock\ncontrol_mode = 0660\n"
-	    "control_group = adm\nevent_log = /tmp/ev.jsonl\nmeasure = no\n"
+	    "control_group = adm\nevent_log = /tmp/ev.jsonl\nmeasure = yes\n"
 	    "drain_timeout = 30s\nretries = 2\nretry_budget = 5%\n",
 	    "health_path = /ping\nhealth_interval = 250ms\n"
 	    "health_timeout = 1s\nhealth_rise = 1\nhealth_fall = 4\n"
@@ -89,7 +89,7 @@ test_values(void **state)
 	assert_int_equal(c->global.control_mode, 0660);
 	assert_string_equal(c->global.control_group, "adm");
 	assert_string_equal(c->global.event_log, "/tmp/ev.jsonl");
-	assert_false(c->global.measure);
+	assert_true(c->global.measure);
 	assert_int_equal(c->global.drain_timeout_ms, 30000);
 	assert_int_equal(c->global.retries, 2);
 	assert_int_equal(c->global.retry_budget_pct, 5);
@@ -133,6 +133,10 @@ test_errors(void **state)
 	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
 	        "", "", "too long"},
 	    {"measure = maybe\n", "", "", "t.ini:2: "},
+	    /* every config here has a [rollout:s] */
+	    {"measure = no\n", "", "",
+	        "t.ini:2: [sluice] measure: 'no' leaves the analyzer no "
+	        "latencies, so [rollout:s] could never promote"},
 	    {"drain_timeout = 0\n", "", "", "drain_timeout"},
 	    {"retries = 4\n", "", "", "from 0 to 3"},
 	    {"retry_budget = 101%\n", "", "", "invalid percentage"},

@@ -279,13 +279,32 @@ test_header_kinds(void **state)
 	                          "x-forwarded-fox: a\r\n"
 	                          "^ia: a\r\n"
 	                          "Upgrade_: a\r\n"
+	                          "X-Client-Cert-Subject: CN=x\r\n"
+	                          "x-CLIENT-cert-verify: SUCCESS\r\n"
+	                          "X-Client-Cert-: a\r\n"
+	                          "X-Client-Certs: a\r\n"
+	                          "X-Client-Cert-C: a\r\n"
+	                          "X-Client-Cert-CN: a\r\n"
+	                          "X-Client-Cert-DNS: a\r\n"
+	                          "X_Client_Cert_Verify: SUCCESS\r\n"
+	                          "x-client_cert-sha256: 00\r\n"
+	                          "X-Forwarded_For: a\r\n"
+	                          "x_forwarded_proto: https\r\n"
+	                          "Content_Length: 5\r\n"
 	                          "\r\n";
 	static const int want[] = {SL_HDR_HOST, SL_HDR_CONNECTION,
 	    SL_HDR_KEEP_ALIVE, SL_HDR_PROXY_CONNECTION, SL_HDR_TE,
 	    SL_HDR_TRAILER, SL_HDR_CONTENT_LENGTH, SL_HDR_X_FORWARDED_FOR,
 	    SL_HDR_X_FORWARDED_PROTO, SL_HDR_VIA, SL_HDR_COOKIE, SL_HDR_EXPECT,
 	    SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_OTHER,
-	    SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_OTHER};
+	    SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_OTHER, SL_HDR_X_CLIENT_CERT,
+	    SL_HDR_X_CLIENT_CERT, SL_HDR_X_CLIENT_CERT, SL_HDR_OTHER,
+	    SL_HDR_X_CLIENT_CERT, SL_HDR_X_CLIENT_CERT, SL_HDR_X_CLIENT_CERT,
+	    SL_HDR_X_CLIENT_CERT, SL_HDR_X_CLIENT_CERT,
+	    /* CGI reads these as X-Forwarded-*: sluice's own */
+	    SL_HDR_X_FORWARDED_FOR, SL_HDR_X_FORWARDED_PROTO,
+	    /* framing names are exact */
+	    SL_HDR_OTHER};
 	struct sl_http_head *head = req_ok(LIT(req));
 	size_t i;
 
@@ -358,6 +377,10 @@ test_parse_keep_alive(void **state)
 	        true, SL_CONN_UPGRADE, true},
 	    {"GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Foo\r\n\r\n",
 	        false, SL_CONN_CLOSE | SL_CONN_OTHER, false},
+	    /* RFC 9110 7.8: Upgrade in HTTP/1.0 is ignored */
+	    {"GET / HTTP/1.0\r\nConnection: upgrade\r\n"
+	     "Upgrade: websocket\r\n\r\n",
+	        false, SL_CONN_UPGRADE, false},
 	};
 	size_t i;
 
@@ -863,6 +886,16 @@ test_response_invalid_header_status(void **state)
 	    {"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", 100},
 	    {"HTTP/1.1 200 OK\r\nA: a\r\n b\r\n\r\n", 100},
 	    {"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n", 1},
+	    {"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", 100},
+	    {"HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n", 100},
+	    {"HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n", 100},
+	    /* Connection naming the framing: dropping it would reframe. */
+	    {"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\n"
+	     "Content-Length: 5\r\n\r\n",
+	        100},
+	    {"HTTP/1.1 200 OK\r\nConnection: x, transfer-encoding\r\n"
+	     "Transfer-Encoding: chunked\r\n\r\n",
+	        100},
 	};
 	size_t i;
 	int failed = 0;
@@ -938,7 +971,7 @@ test_body_chunked_raw(void **state)
 {
 	static const char body[] = "5\r\nhello\r\n"
 	                           "3;ext=1\r\nabc\r\n"
-	                           "0\r\nTrailer-A: t\r\n\r\n";
+	                           "0\r\n\r\n";
 	llhttp_t parser;
 	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
 	const char *why = NULL;
@@ -951,15 +984,85 @@ test_body_chunked_raw(void **state)
 	assert_int_equal(
 	    sl_http_forward_body(&parser, src, dst, false, &why), 0);
 	add_ref(src, "llo\r\n3;ext=1\r");
-	add_ref(src, "\nabc\r\n0\r\n");
-	evbuffer_add(src, "Trailer-A: t\r\n", 14);
-	add_ref(src, "\r\nNEXT");
+	add_ref(src, "\nabc\r\n0\r");
+	add_ref(src, "\n\r\nNEXT");
 	assert_int_equal(
 	    sl_http_forward_body(&parser, src, dst, false, &why), 1);
 	assert_buf(dst, body);
 	assert_buf(src, "NEXT");
 	evbuffer_free(src);
 	evbuffer_free(dst);
+}
+
+/* Feed FIRST, then SECOND (if any), as the body of a chunked POST, in
+ * two calls; the last call's result (*WHY on an error). */
+static int
+feed_chunked(const char *first, const char *second, const char **why)
+{
+	llhttp_t parser;
+	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+	int r;
+
+	start_request(&parser,
+	    LIT("POST / HTTP/1.1\r\nHost: x\r\n"
+	        "Transfer-Encoding: chunked\r\n\r\n"));
+	evbuffer_add(src, first, strlen(first));
+	r = sl_http_forward_body(&parser, src, dst, false, why);
+	if (second != NULL) {
+		assert_int_equal(r, 0);
+		evbuffer_add(src, second, strlen(second));
+		r = sl_http_forward_body(&parser, src, dst, false, why);
+	}
+	evbuffer_free(src);
+	evbuffer_free(dst);
+	return r;
+}
+
+/* The CRLF that ends a chunked body may come split across two reads
+ * (a TCP segment or TLS record boundary): the CR in one call, the LF in
+ * the next. A bare LF split the same way is still refused. */
+static void
+test_body_chunked_end_split(void **state)
+{
+	static const struct {
+		const char *first, *second;
+		int want;
+	} cases[] = {
+	    {"5\r\nhello\r\n0\r\n\r", "\nNEXT", 1},
+	    {"5\r\nhello\r\n0\r\n", "\r\nNEXT", 1},
+	    {"5\r\nhello\r\n0\r\n", "\nNEXT", -1},
+	};
+	const char *why = NULL;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof *cases; i++)
+		assert_int_equal(
+		    feed_chunked(cases[i].first, cases[i].second, &why),
+		    cases[i].want);
+}
+
+/* A request's trailer fields are refused (sluice does not check them
+ * the way it checks heads); so is a chunked body whose last line ends in
+ * a bare LF, which llhttp takes even in strict mode. */
+static void
+test_body_request_end_refused(void **state)
+{
+	static const char *const bad[] = {
+	    "5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+	    "5\r\nhello\r\n0\r\nContent-Length: 50\r\n\r\n",
+	    "5\r\nhello\r\n0\r\n\n",
+	    "0\r\n\n",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+		const char *why = NULL;
+
+		assert_int_equal(feed_chunked(bad[i], NULL, &why), -1);
+		assert_non_null(why);
+	}
 }
 
 static void
@@ -1101,6 +1204,8 @@ main(void)
 	    cmocka_unit_test(test_response_invalid_header_status),
 	    cmocka_unit_test(test_body_content_length),
 	    cmocka_unit_test(test_body_chunked_raw),
+	    cmocka_unit_test(test_body_request_end_refused),
+	    cmocka_unit_test(test_body_chunked_end_split),
 	    cmocka_unit_test(test_body_bad_chunk),
 	    cmocka_unit_test(test_body_dechunk),
 	    cmocka_unit_test(test_body_close_delimited),

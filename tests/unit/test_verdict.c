@@ -265,12 +265,24 @@ test_not_yet_significant(void **state)
 	    j.checks[SL_CHECK_ERROR_RATE].alpha);
 	assert_true(j.checks[SL_CHECK_ERROR_RATE].evalue >= 1);
 
-	/* 1.5% on 200 requests: a bad look, but the data favour "fine"
-	 * (e-value below 1): with min_requests met, it passes. */
+	/* 2.5% on 200 requests: the e-value is below 1 (the mixture's far
+	 * alternatives fit worse than "fine"), but the measured rate is far
+	 * over the 1% limit: held, not passed (it passed). */
 	s = win(30000, 30, NULL);
-	c = win(200, 3, NULL);
+	c = win(200, 5, NULL);
 	assert_int_equal(judge_once(&s, &c, &j), 0);
 	assert_true(j.checks[SL_CHECK_ERROR_RATE].evalue < 1);
+	assert_int_equal(
+	    j.checks[SL_CHECK_ERROR_RATE].decision, SL_INCONCLUSIVE);
+	assert_non_null(
+	    strstr(j.checks[SL_CHECK_ERROR_RATE].why, "may exceed 1%"));
+	/* Within the limit but for one error (chance, at this size): it
+	 * passes; so does a rate within it. */
+	c = win(200, 3, NULL);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_RATE].decision, SL_PASS);
+	c = win(200, 1, NULL);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
 	assert_int_equal(j.checks[SL_CHECK_ERROR_RATE].decision, SL_PASS);
 }
 
@@ -373,31 +385,50 @@ test_tail_regression(void **state)
 
 /*
  * Too few stable latencies to bound its p99 (a 50% step at low traffic):
- * the quantile test cannot run, the check passes on min_requests and says
- * so; a canary four times as slow is still caught by latency_shift.
+ * the quantile test cannot run, so the check cannot pass — it holds the
+ * step, saying how many it needs (it used to pass: a canary whose tail
+ * was 40x the stable's got promoted); a canary four times as slow is
+ * still caught by latency_shift. With enough stable latencies it passes.
  */
 static void
 test_sparse_stable_latency(void **state)
 {
 	struct sl_verdict_window s, c;
 	struct sl_judgement j;
+	const char *why = j.checks[SL_CHECK_LATENCY_QUANTILE].why;
 
 	fill_uniform(&hs, 300, 10000, 30000);
 	fill_uniform(&hc, 300, 10000, 30000);
 	s = win(300, 0, &hs);
 	c = win(300, 0, &hc);
 	assert_int_equal(judge_once(&s, &c, &j), 0);
-	assert_int_equal(j.checks[SL_CHECK_LATENCY_QUANTILE].decision, SL_PASS);
-	assert_non_null(
-	    strstr(j.checks[SL_CHECK_LATENCY_QUANTILE].why, "too few"));
-	assert_int_equal(j.decision, SL_PASS);
+	assert_int_equal(
+	    j.checks[SL_CHECK_LATENCY_QUANTILE].decision, SL_INCONCLUSIVE);
+	assert_non_null(strstr(why,
+	    "300 stable latencies, too few to bound "
+	    "its p99 ("));
+	assert_non_null(strstr(why, " needed)"));
+	assert_int_equal(j.decision, SL_INCONCLUSIVE);
 
 	sl_hist_reset(&hc);
 	fill_uniform(&hc, 300, 40000, 120000);
 	assert_int_equal(judge_once(&s, &c, &j), 0);
-	assert_int_equal(j.checks[SL_CHECK_LATENCY_QUANTILE].decision, SL_PASS);
+	assert_int_equal(
+	    j.checks[SL_CHECK_LATENCY_QUANTILE].decision, SL_INCONCLUSIVE);
 	assert_int_equal(j.checks[SL_CHECK_LATENCY_SHIFT].decision, SL_FAIL);
 	assert_int_equal(j.decision, SL_FAIL);
+
+	/* As many as the message asked for: tested, and passed. */
+	sl_hist_reset(&hc);
+	fill_uniform(&hc, 300, 10000, 30000);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	sl_hist_reset(&hs);
+	fill_uniform(
+	    &hs, strtoull(strrchr(why, '(') + 1, NULL, 10), 10000, 30000);
+	s = win(sl_hist_count(&hs), 0, &hs);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.checks[SL_CHECK_LATENCY_QUANTILE].decision, SL_PASS);
+	assert_int_equal(j.decision, SL_PASS);
 }
 
 /*
@@ -456,6 +487,53 @@ test_looks_and_steps(void **state)
 	sl_verdict_seq_free(seq);
 }
 
+/*
+ * A fresh window within a step (a resumed or restored rollout): smaller
+ * windows are judged, not refused, the step stays, and the evidence so far
+ * is carried with the next segment's weight.
+ */
+static void
+test_restart_within_step(void **state)
+{
+	struct sl_verdict_seq *seq = sl_verdict_seq_new();
+	struct sl_verdict_window s, c;
+	struct sl_judgement j;
+	double e1;
+
+	assert_non_null(seq);
+	fill_uniform(&hs, 3000, 10000, 30000);
+	fill_uniform(&hc, 300, 10000, 30000);
+	s = win(30000, 450, &hs);
+	c = win(1800, 36, &hc);
+	assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, &j), 0);
+	e1 = j.checks[SL_CHECK_ERROR_RATE].evalue;
+	assert_true(e1 > 1);
+
+	sl_verdict_seq_restart(seq);
+	assert_int_equal(sl_verdict_seq_step(seq), 0);
+	sl_hist_reset(&hs);
+	sl_hist_reset(&hc);
+	fill_uniform(&hs, 30, 10000, 30000);
+	fill_uniform(&hc, 3, 10000, 30000);
+	s = win(300, 0, &hs);
+	c = win(18, 0, &hc);
+	assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, &j), 0);
+	assert_int_equal(j.step, 0);
+	assert_int_equal(j.look, 1);
+	/* Carried: e1 (already weighted 1/2) + 1/4, times the new window's
+	 * e-value, at most 1 with no errors yet and not far below on 18
+	 * requests. */
+	assert_true(j.checks[SL_CHECK_ERROR_RATE].evalue <= e1 + 0.25);
+	assert_true(j.checks[SL_CHECK_ERROR_RATE].evalue >= (e1 + 0.25) / 2);
+
+	/* A bad canary after the restart is still caught. */
+	s = win(60000, 60, &hs);
+	c = win(3000, 300, &hc);
+	assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, &j), 0);
+	assert_int_equal(j.decision, SL_FAIL);
+	sl_verdict_seq_free(seq);
+}
+
 /* Refused input leaves the state alone and says why. */
 static void
 test_bad_input(void **state)
@@ -500,31 +578,67 @@ test_bad_input(void **state)
 	sl_verdict_seq_free(NULL);
 }
 
+/*
+ * Looks of 100 canary requests, each 30% slower than the stable's (which
+ * grows by 1000 per look when GROW_STABLE, else stays the fixed sample in
+ * hs), until latency_shift fails; returns the look it failed at. Every
+ * canary request is counted in the check's pairs.
+ */
+static int
+looks_to_fail_shift(
+    struct sl_verdict_seq *seq, bool grow_stable, struct sl_judgement *j)
+{
+	struct sl_verdict_window s, c;
+	int look;
+
+	s = win(sl_hist_count(&hs), 0, &hs);
+	for (look = 1; look <= 30; look++) {
+		if (grow_stable) {
+			fill_uniform(&hs, 1000, 10000, 30000);
+			s = win((uint64_t)look * 1000, 0, &hs);
+		}
+		fill_uniform(&hc, 100, 13000, 39000);
+		c = win((uint64_t)look * 100, 0, &hc);
+		assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, j), 0);
+		assert_int_equal(
+		    j->checks[SL_CHECK_LATENCY_SHIFT].n, (uint64_t)look * 100);
+		if (j->checks[SL_CHECK_LATENCY_SHIFT].decision == SL_FAIL)
+			return look;
+	}
+	fail_msg("latency_shift did not fail in 30 looks");
+	return 0;
+}
+
 /* Latency pairs are formed per interval: the shift check accumulates. */
 static void
 test_shift_accumulates(void **state)
 {
 	struct sl_verdict_seq *seq = sl_verdict_seq_new();
-	struct sl_verdict_window s, c;
 	struct sl_judgement j;
-	int look;
 
 	assert_non_null(seq);
 	/* Canary 30% slower on every request, 100 requests per look. */
-	for (look = 1; look <= 30; look++) {
-		fill_uniform(&hs, 1000, 10000, 30000);
-		fill_uniform(&hc, 100, 13000, 39000);
-		s = win((uint64_t)look * 1000, 0, &hs);
-		c = win((uint64_t)look * 100, 0, &hc);
-		assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, &j), 0);
-		assert_int_equal(
-		    j.checks[SL_CHECK_LATENCY_SHIFT].n, (uint64_t)look * 100);
-		if (j.checks[SL_CHECK_LATENCY_SHIFT].decision == SL_FAIL)
-			break;
-	}
-	assert_int_equal(j.checks[SL_CHECK_LATENCY_SHIFT].decision, SL_FAIL);
-	assert_true(look > 1);
+	assert_true(looks_to_fail_shift(seq, true, &j) > 1);
 	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary > 0.6);
+	sl_verdict_seq_free(seq);
+}
+
+/*
+ * The blue/green guard: the stable side is a fixed baseline that never
+ * grows. Every canary request is paired with it, so a 30% slower version
+ * is caught over the looks (pairs formed in the first look alone never
+ * reached it: the guard never switched back).
+ */
+static void
+test_shift_fixed_baseline(void **state)
+{
+	struct sl_verdict_seq *seq = sl_verdict_seq_new();
+	struct sl_judgement j;
+
+	assert_non_null(seq);
+	sl_verdict_seq_fixed_stable(seq);
+	fill_uniform(&hs, 3000, 10000, 30000);
+	assert_true(looks_to_fail_shift(seq, false, &j) > 1);
 	sl_verdict_seq_free(seq);
 }
 
@@ -625,8 +739,10 @@ main(void)
 	    cmocka_unit_test_setup(test_tail_regression, setup),
 	    cmocka_unit_test_setup(test_sparse_stable_latency, setup),
 	    cmocka_unit_test_setup(test_looks_and_steps, setup),
+	    cmocka_unit_test_setup(test_restart_within_step, setup),
 	    cmocka_unit_test_setup(test_bad_input, setup),
 	    cmocka_unit_test_setup(test_shift_accumulates, setup),
+	    cmocka_unit_test_setup(test_shift_fixed_baseline, setup),
 	    cmocka_unit_test_setup(test_format, setup),
 	    cmocka_unit_test_setup(test_aa_small, setup),
 	};

@@ -65,23 +65,49 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# A TCP port on 127.0.0.1 that was free a moment ago.
-free_port() {
+# Can a socket bind 127.0.0.1:$1 right now?
+bindable() {
 	if [ -n "$PY" ]; then
-		"$PY" -c 'import socket
+		"$PY" -c 'import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"
 		return
 	fi
-	while :; do
-		p=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 40000) }')
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-			echo "$p"
-			return
+	! ss -Htan "sport = :$1" 2>/dev/null | grep -q .
+}
+
+# claim_port FD: set $claimed to a free TCP port on 127.0.0.1 and hold it
+# with an flock on file descriptor FD (release: exec FD>&-). Ports come
+# from below the ephemeral range, where no outgoing connection can take
+# one before sluice or varnishtest binds it, and the lock keeps the
+# integration tests running in parallel (harness.free_port, same lock
+# files) off it.
+claim_port() {
+	lockdir=${TMPDIR:-/tmp}/sluice-test-ports
+	mkdir -p "$lockdir" 2>/dev/null
+	chmod 1777 "$lockdir" 2>/dev/null
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	case $low in '' | *[!0-9]*) low=32768 ;; esac
+	hi=$((low - 1))
+	tries=0
+	while [ $tries -lt 200 ] && [ $hi -gt 12000 ]; do
+		tries=$((tries + 1))
+		r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+		claimed=$((10000 + r % (hi - 10000 + 1)))
+		eval "exec $1>\"\$lockdir/\$claimed\"" 2>/dev/null || continue
+		if flock -n "$1" 2>/dev/null && bindable "$claimed"; then
+			return 0
 		fi
-		sleep 0.01
+		eval "exec $1>&-"
 	done
+	# No room below the ephemeral range: take one the kernel hands out.
+	claimed=$("${PY:-python3}" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
 }
 
 # Is something listening on 127.0.0.1:$1?
@@ -122,7 +148,7 @@ stable = v1
 servers = 127.0.0.1:$2
 weight = 100
 EOF
-	"$SLUICE" -c "$conf" >"$tmp/$1.sluice.log" 2>&1 &
+	"$SLUICE" -c "$conf" >"$tmp/$1.sluice.log" 2>&1 7>&- 8>&- &
 	sluice_pid=$!
 	i=0
 	while [ $i -lt 100 ]; do
@@ -158,11 +184,10 @@ failed=0
 failed_names=
 for f in $files; do
 	name=$(basename "$f" .vtc)
-	origin_port=$(free_port)
-	sluice_port=$(free_port)
-	while [ "$sluice_port" = "$origin_port" ]; do
-		sluice_port=$(free_port)
-	done
+	claim_port 7
+	origin_port=$claimed
+	claim_port 8
+	sluice_port=$claimed
 	if ! start_sluice "$name" "$origin_port" "$sluice_port"; then
 		echo "not ok - $name (sluice did not start)"
 		failed=$((failed + 1))
@@ -172,11 +197,12 @@ for f in $files; do
 	log=$tmp/$name.vtc.log
 	# -v: the full log goes to the file; it is printed only on failure.
 	"$VARNISHTEST" -v -t 10 -D origin_port="$origin_port" \
-	    -D sluice_port="$sluice_port" "$f" >"$log" 2>&1
+	    -D sluice_port="$sluice_port" "$f" >"$log" 2>&1 7>&- 8>&-
 	rc=$?
 	alive=yes
 	kill -0 "$sluice_pid" 2>/dev/null || alive=no
 	stop_sluice
+	exec 7>&- 8>&-
 	if [ $rc -eq 0 ] && [ $alive = yes ]; then
 		echo "ok - $name"
 		[ -n "$vflag" ] && cat "$log"
