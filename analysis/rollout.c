@@ -48,6 +48,7 @@ sl_rollout_new(const char *service, const char *canary, const char *baseline,
 	ro->nsteps = (uint32_t)rc->nsteps;
 	ro->step_time_ms = rc->step_time_ms;
 	ro->interval_ms = rc->interval_ms;
+	ro->warmup_ms = rc->warmup_ms;
 	sl_verdict_params_from_conf(&ro->params, rc);
 	if (sl_verdict_params_check(&ro->params, err, errlen) != 0) {
 		free(ro);
@@ -109,6 +110,17 @@ enter_step(struct sl_rollout *ro, uint32_t step, int64_t now, uint64_t now_ms)
 	ro->step_started = now;
 	ro->step_started_ms = now_ms;
 	ro->paused_ms = 0;
+	ro->warm = false;
+}
+
+bool
+sl_rollout_warming(struct sl_rollout *ro, uint64_t now_ms)
+{
+	if (ro->warm || ro->warmup_ms == 0 || ro->state != SL_RO_RUNNING)
+		return false;
+	if (sl_rollout_step_elapsed(ro, now_ms) >= ro->warmup_ms)
+		ro->warm = true;
+	return true;
 }
 
 /* Finish the rollout in STATE. */

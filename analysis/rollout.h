@@ -62,6 +62,8 @@ struct sl_rollout {
 	uint32_t step; /* index into steps */
 	uint32_t step_time_ms;
 	uint32_t interval_ms;
+	uint32_t warmup_ms; /* not judged at the start of each step; 0 = off */
+	bool warm;          /* this step's warm-up is over */
 	struct sl_verdict_params params;
 	struct sl_verdict_seq *seq;
 
@@ -122,6 +124,15 @@ int sl_rollout_promote(
  */
 void sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
     uint32_t step, int64_t started, int64_t now, uint64_t now_ms);
+
+/*
+ * Warm-up: true while the current step is younger than warmup_ms (pauses
+ * excluded), and once more at the first look after that, which is where
+ * the step's analysis window begins. The caller starts a fresh window and
+ * skips the verdict on every true, so nothing a warming canary did is
+ * judged. Always false without warmup_ms or unless running.
+ */
+bool sl_rollout_warming(struct sl_rollout *ro, uint64_t now_ms);
 
 /* Milliseconds spent in the current step, pauses excluded. */
 uint64_t sl_rollout_step_elapsed(const struct sl_rollout *ro, uint64_t now_ms);

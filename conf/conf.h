@@ -159,6 +159,7 @@ struct sl_rollout_conf {
 	double max_latency_ratio; /* > 1.0, default 1.5 */
 	double latency_quantile;  /* (0,1), default 0.99 */
 	uint32_t guard_ms;        /* blue/green guard after switch; 0 = off */
+	uint32_t warmup_ms;       /* start of each step not judged; 0 = off */
 	int line;
 };
 

@@ -481,6 +481,7 @@ static const struct key_def rollout_keys[] = {
         .dflt = "0.99",
         .parse = parse_quantile},
     {.name = "guard", .type = KEY_DURATION, .offset = R(guard_ms)},
+    {.name = "warmup", .type = KEY_DURATION, .offset = R(warmup_ms)},
     {.name = NULL},
 };
 #undef R
@@ -2506,6 +2507,14 @@ check_rollout(struct loader *L, const struct section *sec,
 		    "[%s]: interval (%s) must not be longer than step_time "
 		    "(%s)",
 		    sec->title, fmt_duration(r->interval_ms, a, sizeof a),
+		    fmt_duration(r->step_time_ms, b, sizeof b));
+	/* A step must have time to be judged after its warm-up. */
+	if (r->warmup_ms > 0 && r->warmup_ms >= r->step_time_ms &&
+	    !line_failed(L, key_line(sec, "warmup")) &&
+	    !line_failed(L, key_line(sec, "step_time")))
+		add_error(L, key_line(sec, "warmup"),
+		    "[%s]: warmup (%s) must be shorter than step_time (%s)",
+		    sec->title, fmt_duration(r->warmup_ms, a, sizeof a),
 		    fmt_duration(r->step_time_ms, b, sizeof b));
 }
 

@@ -165,6 +165,10 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	json_object_set_new(o, "step_time",
 	    json_integer((json_int_t)(ro->step_time_ms / 1000)));
 	json_object_set_new(o, "interval", json_real(ro->interval_ms / 1000.0));
+	json_object_set_new(o, "warmup", json_real(ro->warmup_ms / 1000.0));
+	json_object_set_new(o, "warming_up",
+	    json_boolean(
+	        !sl_rollout_final(ro) && ro->warmup_ms > 0 && !ro->warm));
 	json_object_set_new(o, "ended",
 	    ro->ended ? json_string(sl_ctl_isotime(ro->ended)) : json_null());
 	json_object_set_new(
@@ -271,6 +275,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	 * took after unlocking it keeps its own TTL. */
 	if (strcmp(rt->lock_owner, SL_ROLLOUT_OWNER) == 0)
 		rt->lock_expires = (int64_t)time(NULL) + ROLLOUT_LOCK_TTL;
+	/* Warming up: the window begins again at every look until the
+	 * warm-up is over, so the step is judged from its end. */
+	if (sl_rollout_warming(ro, mono_ms())) {
+		capture_base(run);
+		return;
+	}
 	sl_ctl_version_total(run->ctl, run->stable_id, &now_stable);
 	sl_ctl_version_total(run->ctl, run->canary_id, &now_canary);
 	sl_vstats_sub(&win_stable, &now_stable, &run->base_stable);

@@ -808,6 +808,13 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 		kv("step:", step);
 	free(step);
 	kv_take("steps:", steps_text(json_object_get(r, "steps")));
+	if (json_number_value(json_object_get(r, "warmup")) > 0)
+		kv_take("warmup:",
+		    sl_xasprintf("%g s at the start of each step, not judged%s",
+		        json_number_value(json_object_get(r, "warmup")),
+		        json_is_true(json_object_get(r, "warming_up"))
+		            ? " (warming up now)"
+		            : ""));
 	kv("started:", sl_cli_str(r, "started", "-"));
 	kv("ended:", sl_cli_str(r, "ended", "-"));
 	kv("reason:", sl_cli_str(r, "reason", "-"));

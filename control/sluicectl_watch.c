@@ -498,6 +498,8 @@ print_progress(const char *svc, const json_t *r)
 
 	printf("%s: %s: %s", svc, step, sl_cli_str(r, "state", "?"));
 	free(step);
+	if (json_is_true(json_object_get(r, "warming_up")))
+		fputs(", warming up", stdout);
 	if (json_array_size(json_object_get(r, "verdicts")) > 0) {
 		fputs(", ", stdout);
 		put_last_verdict(stdout, r);
@@ -512,6 +514,7 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 {
 	const char *svc = NULL, *value, *state, *last_state = NULL;
 	json_int_t step, last_step = -1;
+	bool warming, last_warming = false;
 	double timeout = 0, deadline, left;
 	struct timespec ts;
 	json_t *reply = NULL, *r;
@@ -568,14 +571,16 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 			break;
 		}
 		step = json_integer_value(json_object_get(r, "step"));
+		warming = json_is_true(json_object_get(r, "warming_up"));
 		if (!cli->json &&
 		    (last_state == NULL || strcmp(state, last_state) != 0 ||
-		        step != last_step))
+		        step != last_step || warming != last_warming))
 			print_progress(svc, r);
 		free(last);
 		last = sl_xstrdup(state);
 		last_state = last;
 		last_step = step;
+		last_warming = warming;
 		if (final_state(state)) {
 			if (cli->json)
 				puts(raw);

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Rollouts with the real daemon, real origins and real traffic: a healthy
 canary is promoted through every step, a canary with 5% errors and one 3x
-slower are reverted, operators pause, resume, abort and promote, a restart
-resumes the rollout at its step, and locks are respected."""
+slower are reverted, a canary that starts cold is promoted with a warm-up
+and reverted without one, operators pause, resume, abort and promote, a
+restart resumes the rollout at its step, and locks are respected."""
 
 import http.client
+import os
+import subprocess
 import threading
 import time
 
-from harness import Origin, Sluice, check, done, wait_until
+from harness import BUILD, Origin, Sluice, check, done, wait_until
+
+CTL = os.path.join(BUILD, "sluicectl")
 
 blue = Origin("blue", "--latency", "5")
 green_ok = Origin("green-ok", "--latency", "5")
@@ -17,6 +22,11 @@ green_err = Origin("green-err", "--latency", "5", "--error-rate", "0.05",
 green_slow = Origin("green-slow", "--latency", "15")
 green_ops = Origin("green-ops", "--latency", "5")
 green_down = Origin("green-down", "--latency", "5")
+# Canaries that start cold: 60 ms slower for their first 3 s of traffic.
+green_cold = Origin("green-cold", "--latency", "5", "--cold", "3000",
+                    "--cold-latency", "60")
+green_cold_nw = Origin("green-cold-nw", "--latency", "5", "--cold", "3000",
+                       "--cold-latency", "60")
 
 ROLLOUT = """
 [rollout:%s]
@@ -42,11 +52,17 @@ text = config(port, {"ok": service("ok", green_ok),
                      "err": service("err", green_err),
                      "slow": service("slow", green_slow),
                      "ops": service("ops", green_ops),
-                     "down": service("down", green_down)},
+                     "down": service("down", green_down),
+                     "cold": service("cold", green_cold),
+                     "coldnw": service("coldnw", green_cold_nw)},
               sluice_extra="admin = 127.0.0.1:%d\n" % admin_port)
 text += "".join(ROLLOUT % s for s in ("ok", "err", "slow", "down"))
 # ops: long steps so that operator commands act on a running rollout
 text += ROLLOUT.replace("step_time = 2s", "step_time = 600s") % "ops"
+# cold: half the traffic at once, judged only after a 5 s warm-up.
+COLD = ROLLOUT.replace("steps = 10 50 100", "steps = 50 100").replace(
+    "step_time = 2s", "step_time = 6s")
+text += COLD % "cold" + "warmup = 5s\n" + COLD % "coldnw"
 sl = Sluice(text=text, port=port)
 sl_text = text
 
@@ -69,7 +85,8 @@ def load(prefix, n):
 
 threads = [threading.Thread(target=load, args=(p, n), daemon=True)
            for n, p in enumerate(["/ok", "/ok", "/err", "/err", "/slow", "/slow",
-                                  "/ops", "/down"])]
+                                  "/ops", "/down", "/cold", "/cold",
+                                  "/coldnw", "/coldnw"])]
 for t in threads:
     t.start()
 
@@ -109,6 +126,18 @@ for svc in ("ok", "err", "slow", "ops", "down"):
     check(r["ok"] and r["rollout"]["state"] == "running" and
           r["rollout"]["weight"] == 10.0,
           "rollout start %s green: running at 10%%" % svc)
+for svc in ("cold", "coldnw"):
+    r = sl.ctl("rollout start %s green" % svc)
+    check(r["ok"] and r["rollout"]["weight"] == 50.0 and
+          r["rollout"]["warming_up"] == (svc == "cold") and
+          r["rollout"]["warmup"] == (5.0 if svc == "cold" else 0),
+          "rollout start %s green: 50%%, warmup %s" % (svc, r["rollout"]["warmup"]))
+check(wait_until(lambda: len(rollout("coldnw")["verdicts"]) >= 2),
+      "coldnw, without warmup, is judged at once")
+r = rollout("cold")
+check(r["state"] == "running" and r["warming_up"] and not r["verdicts"],
+      "cold, with warmup = 5s, is not judged meanwhile (%s, %d verdicts)"
+      % (r["state"], len(r["verdicts"])))
 r = sl.ctl("rollout start ok green")
 check(not r["ok"] and "already running" in r["error"],
       "a second rollout on the same service is refused")
@@ -187,6 +216,21 @@ check(r["state"] == "reverted",
 r = wait_final("slow")
 check(r["state"] == "reverted" and "latency" in r["reason"],
       "3x slower canary: reverted (%s)" % r["reason"])
+
+# A cold canary: judged like any other data without a warm-up (reverted
+# on latency), judged from the end of its warm-up with one (promoted).
+r = wait_final("coldnw")
+check(r["state"] == "reverted" and "latency" in r["reason"],
+      "a canary 60 ms slower for its first 3 s, no warmup: reverted (%s)"
+      % r["reason"])
+r = wait_final("cold")
+check(r["state"] == "promoted" and r["verdict_counts"]["fail"] == 0,
+      "with warmup = 5s it is promoted (%s)" % r["reason"])
+check(not r["warming_up"], "and is no longer warming up")
+p = subprocess.run([CTL, "-s", sl.ctl_path, "show", "rollout", "cold"],
+                   capture_output=True, text=True, timeout=30)
+check("5 s at the start of each step, not judged" in p.stdout,
+      "sluicectl show rollout shows the warm-up (%r)" % p.stdout[-300:])
 
 # ops: still running on long steps; promote it by hand.
 r = sl.ctl("rollout promote ops")

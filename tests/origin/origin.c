@@ -37,6 +37,7 @@
 struct sl_origin_opts sl_origin_opts = {
     .threads = 1,
     .error_status = 500,
+    .cold_latency_ms = 100,
 };
 struct sl_origin_stats sl_origin_stats;
 struct sl_origin_worker *sl_origin_workers;
@@ -54,6 +55,11 @@ static const struct cli_opt opt_table[] = {
         "delay before each response (0)"},
     {"jitter", CLI_DOUBLE, &O->jitter_ms, 0, 3600000, "MS",
         "add a uniform random 0..MS to --latency (0)"},
+    {"cold", CLI_DOUBLE, &O->cold_ms, 0, 3600000, "MS",
+        "warming up: for MS after the first request, answers take "
+        "--cold-latency more (0)"},
+    {"cold-latency", CLI_DOUBLE, &O->cold_latency_ms, 0, 3600000, "MS",
+        "extra delay while --cold lasts (100)"},
     {"error-rate", CLI_DOUBLE, &O->error_rate, 0, 1, "F",
         "fraction of requests answered with --error-status (0)"},
     {"error-status", CLI_UINT, &O->error_status, 200, 599, "CODE",

@@ -33,6 +33,8 @@ struct sl_origin_opts {
 	uint64_t threads;
 	double latency_ms;
 	double jitter_ms;
+	double cold_ms;
+	double cold_latency_ms;
 	double error_rate;
 	uint64_t error_status;
 	uint64_t error_every;

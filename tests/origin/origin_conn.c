@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -1008,6 +1009,26 @@ request_respond(struct sl_origin_conn *c)
 	response_send(c, &r);
 }
 
+/*
+ * True while the process is "warming up": --cold ms since its first
+ * request. The first request starts the clock (any worker's).
+ */
+static bool
+still_cold(void)
+{
+	static _Atomic uint64_t first_ms;
+	struct timespec ts;
+	uint64_t now, zero = 0;
+
+	if (sl_origin_opts.cold_ms <= 0)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
+	if (atomic_compare_exchange_strong(&first_ms, &zero, now))
+		return true;
+	return (double)(now - zero) < sl_origin_opts.cold_ms;
+}
+
 /* A message is complete: count it, then answer, delay, hang or reset. */
 static void
 request_dispatch(struct sl_origin_conn *c)
@@ -1050,6 +1071,8 @@ request_dispatch(struct sl_origin_conn *c)
 		if (sl_origin_opts.jitter_ms > 0)
 			ms += sl_origin_opts.jitter_ms *
 			    ((double)(sl_origin_rand(c->w) >> 11) * 0x1.0p-53);
+		if (still_cold())
+			ms += sl_origin_opts.cold_latency_ms;
 	}
 	if (ms > 0) {
 		tv.tv_sec = (time_t)(ms / 1000);

@@ -66,6 +66,7 @@ test_defaults(void **state)
 	assert_int_equal(s->eject_max_pct, 50);
 	assert_false(s->fallback_stable);
 	assert_int_equal(s->rollout.guard_ms, 0);
+	assert_int_equal(s->rollout.warmup_ms, 0);
 	sl_conf_free(c);
 }
 
@@ -81,7 +82,7 @@ test_values(void **state)
 	    "health_timeout = 1s\nhealth_rise = 1\nhealth_fall = 4\n"
 	    "health_status = 2xx\neject_after = 0\neject_time = 1m\n"
 	    "eject_max = 30\nfallback = stable\n",
-	    "guard = 5m\n", &err);
+	    "guard = 5m\nwarmup = 20s\n", &err);
 	const struct sl_service_conf *s;
 
 	assert_non_null(c);
@@ -105,6 +106,7 @@ test_values(void **state)
 	assert_int_equal(s->eject_max_pct, 30);
 	assert_true(s->fallback_stable);
 	assert_int_equal(s->rollout.guard_ms, 300000);
+	assert_int_equal(s->rollout.warmup_ms, 20000);
 	sl_conf_free(c);
 
 	c = load("", "health_status = 204\n", "", &err);
@@ -149,6 +151,13 @@ test_errors(void **state)
 	    {"", "eject_max = 150\n", "", "invalid percentage"},
 	    {"", "fallback = canary\n", "", "none or stable"},
 	    {"", "", "guard = forever\n", "invalid duration"},
+	    {"", "", "warmup = 1m\n",
+	        "t.ini:9: [rollout:s]: warmup (1m) must be shorter than "
+	        "step_time (1m)"},
+	    {"", "", "step_time = 10s\nwarmup = 15s\n",
+	        "t.ini:10: [rollout:s]: warmup (15s) must be shorter than "
+	        "step_time (10s)"},
+	    {"", "", "warmup = soon\n", "t.ini:9: "},
 	};
 	size_t i;
 

@@ -196,6 +196,50 @@ test_pause_resume_timing(void **state)
 	sl_rollout_free(ro);
 }
 
+/*
+ * Warm-up: warming during the first warmup of each step (pauses excluded)
+ * and at the first look after it, which begins the window; never without
+ * warmup; again at the next step.
+ */
+static void
+test_warmup(void **state)
+{
+	struct sl_rollout_conf rc;
+	struct sl_rollout *ro = start(0);
+	struct sl_judgement p = verdict(SL_PASS);
+	char err[128];
+
+	/* Off by default: the first look is judged. */
+	assert_false(sl_rollout_warming(ro, 1000));
+	sl_rollout_free(ro);
+
+	conf3(&rc);
+	rc.warmup_ms = 3000;
+	ro = sl_rollout_new(
+	    "shop", "green", "blue", &rc, 1000, 0, err, sizeof err);
+	assert_non_null(ro);
+	assert_true(sl_rollout_warming(ro, 1000));
+	assert_true(sl_rollout_warming(ro, 2000));
+	/* Paused for 10 s: 2.5 s of the step so far, still warming. */
+	assert_int_equal(
+	    sl_rollout_pause(ro, 2000, err, sizeof err), SL_RA_NONE);
+	assert_false(sl_rollout_warming(ro, 5000)); /* paused: no looks */
+	assert_int_equal(
+	    sl_rollout_resume(ro, 12000, err, sizeof err), SL_RA_NONE);
+	assert_true(sl_rollout_warming(ro, 12500));
+	/* 3 s into the step: the look that begins the window. */
+	assert_true(sl_rollout_warming(ro, 13000));
+	assert_false(sl_rollout_warming(ro, 14000));
+	assert_false(sl_rollout_warming(ro, 15000));
+	/* The next step warms up again. */
+	assert_int_equal(
+	    sl_rollout_on_verdict(ro, &p, 1, 20000), SL_RA_SET_WEIGHT);
+	assert_true(sl_rollout_warming(ro, 21000));
+	assert_true(sl_rollout_warming(ro, 23500));
+	assert_false(sl_rollout_warming(ro, 24000));
+	sl_rollout_free(ro);
+}
+
 /* Every operator command in every state. */
 static void
 test_commands_in_every_state(void **state)
@@ -290,6 +334,7 @@ main(void)
 	    cmocka_unit_test(test_fail_reverts_at_once),
 	    cmocka_unit_test(test_inconclusive_waits),
 	    cmocka_unit_test(test_pause_resume_timing),
+	    cmocka_unit_test(test_warmup),
 	    cmocka_unit_test(test_commands_in_every_state),
 	    cmocka_unit_test(test_restore),
 	    cmocka_unit_test(test_state_names),
