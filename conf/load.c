@@ -2516,6 +2516,14 @@ check_rollout(struct loader *L, const struct section *sec,
 		    "[%s]: warmup (%s) must be shorter than step_time (%s)",
 		    sec->title, fmt_duration(r->warmup_ms, a, sizeof a),
 		    fmt_duration(r->step_time_ms, b, sizeof b));
+	else if (r->warmup_ms > 0 && r->guard_ms > 0 &&
+	    r->warmup_ms >= r->guard_ms &&
+	    !line_failed(L, key_line(sec, "warmup")) &&
+	    !line_failed(L, key_line(sec, "guard")))
+		add_error(L, key_line(sec, "warmup"),
+		    "[%s]: warmup (%s) must be shorter than guard (%s)",
+		    sec->title, fmt_duration(r->warmup_ms, a, sizeof a),
+		    fmt_duration(r->guard_ms, b, sizeof b));
 }
 
 /* Versions, stable, weights: the rules that need all of a service. */

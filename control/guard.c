@@ -8,8 +8,10 @@
  * seconds before the switch (at most the 600 s the time windows keep);
  * the new version is judged on everything it served since the switch, every
  * `interval`, with the same sequential tests as a rollout (so looking often
- * does not inflate false alarms). A FAIL switches back at once; a guard
- * that ends without one is recorded as passed. The guard lives in memory
+ * does not inflate false alarms). With `warmup`, what the new version does
+ * in its first `warmup` (up to the next look) is left out, as in a
+ * rollout's step. A FAIL switches back at once; a guard that ends without
+ * one is recorded as passed. The guard lives in memory
  * only: a restart during the guard period ends it (with the switch kept).
  */
 #include "config.h"
@@ -33,7 +35,8 @@ struct sl_guard {
 	char previous[64]; /* the one switched away from */
 	uint32_t version_id;
 	int64_t started, until;
-	char state[16]; /* watching, passed, switched_back, ended */
+	uint64_t warm_until_ms; /* monotonic; 0: no warm-up, or it is over */
+	char state[16];         /* watching, passed, switched_back, ended */
 	struct sl_verdict_params params;
 	struct sl_verdict_seq *seq;
 	struct sl_vstats baseline;  /* previous stable, before the switch */
@@ -94,6 +97,16 @@ switch_back(struct sl_guard *g)
 	    g->ctl, NULL, msg, NULL, sl_ctl_guard_json(g->ctl, g->service));
 }
 
+/* Monotonic milliseconds. */
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -101,8 +114,17 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	static struct sl_vstats now_total, since;
 	struct sl_verdict_window base, cand;
 	int64_t now = (int64_t)time(NULL);
+	uint64_t now_ms = mono_ms();
 	char msg[512];
 
+	/* Warming up: the new version is judged from the first look after
+	 * the warm-up. */
+	if (g->warm_until_ms != 0) {
+		if (now_ms >= g->warm_until_ms)
+			g->warm_until_ms = 0;
+		sl_ctl_version_total(g->ctl, g->version_id, &g->at_switch);
+		return;
+	}
 	sl_ctl_version_total(g->ctl, g->version_id, &now_total);
 	sl_vstats_sub(&since, &now_total, &g->at_switch);
 	base.requests = sl_vstats_responses(&g->baseline);
@@ -173,6 +195,8 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 		    ctl->series[svc->versions[pi].id], seconds, &g->baseline);
 	}
 	sl_ctl_version_total(ctl, g->version_id, &g->at_switch);
+	if (rc->warmup_ms > 0)
+		g->warm_until_ms = mono_ms() + rc->warmup_ms;
 	g->tick = event_new(ctl->base, -1, EV_PERSIST, tick_cb, g);
 	tv.tv_sec = rc->interval_ms / 1000;
 	tv.tv_usec = (rc->interval_ms % 1000) * 1000;
@@ -213,5 +237,7 @@ sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc)
 	    json_integer((json_int_t)sl_vstats_responses(&g->baseline)));
 	json_object_set_new(o, "last_verdict",
 	    g->have_last ? json_string(g->last.summary) : json_null());
+	json_object_set_new(
+	    o, "warming_up", json_boolean(g->warm_until_ms != 0));
 	return o;
 }

@@ -359,7 +359,9 @@ guard_text(const json_t *guard)
 	return sl_xasprintf("%s %s (switched from %s; until %s): %s",
 	    sl_cli_str(guard, "version", "?"), sl_cli_str(guard, "state", "?"),
 	    sl_cli_str(guard, "previous", "?"), sl_cli_str(guard, "until", "?"),
-	    sl_cli_str(guard, "last_verdict", "no verdict yet"));
+	    json_is_true(json_object_get(guard, "warming_up"))
+	        ? "warming up, not judged yet"
+	        : sl_cli_str(guard, "last_verdict", "no verdict yet"));
 }
 
 /* Why a server is out of rotation: "ejected 29.9 s (resets)", its last

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The blue/green guard: after a switch, the new version is compared with
 the previous stable's behaviour just before the switch; a good switch is
-held, a bad one is switched back automatically."""
+held, a bad one is switched back automatically, and a version that starts
+cold is judged only after the warm-up."""
 
 import http.client
 import threading
@@ -18,15 +19,19 @@ from harness import Origin, Sluice, check, config, done, free_port
 blue = Origin("blue", "--latency", "20")
 teal = Origin("teal", "--latency", "10")
 bad = Origin("bad", "--latency", "3", "--error-rate", "0.10", "--seed", "3")
+# cold: 5 ms, but 105 ms for its first 1.5 s of traffic.
+cold = Origin("cold", "--latency", "5", "--cold", "1500", "--cold-latency",
+              "100")
 port = free_port()
 text = config(port, {"bg": {
     "path_prefix": "/", "stable": "blue", "expose_version": "yes",
     "versions": {"blue": ([blue.addr], 100), "teal": ([teal.addr], 0),
-                 "bad": ([bad.addr], 0)}}}) + """
+                 "bad": ([bad.addr], 0), "cold": ([cold.addr], 0)}}}) + """
 [rollout:bg]
-guard = 4s
+guard = 7s
+warmup = 3s
 interval = 500ms
-step_time = 2s
+step_time = 4s
 min_requests = 30
 max_error_rate = 1%
 max_latency_ratio = 3
@@ -63,7 +68,7 @@ g = sl.ctl("show service bg")["service"]["guard"]
 check(g is not None and g["state"] == "watching" and g["previous"] == "blue"
       and g["baseline_requests"] > 100,
       "the guard watches teal against blue's last seconds (%r)" % g)
-deadline = time.time() + 30  # the guard lasts 4 s; time to end it
+deadline = time.time() + 30  # the guard lasts 7 s; time to end it
 while time.time() < deadline:
     g = sl.ctl("show service bg")["service"]["guard"]
     if g["state"] != "watching":
@@ -91,6 +96,24 @@ back = [e["command"] for e in evs
 check(back != [], "the switch back is an event, with the verdict")
 check("fail: error" in back[-1], "bad was switched back on its errors (%s)"
       % back[-1])
+
+# A version 20x slower for its first 1.5 s: the 3 s warm-up is not judged.
+r = sl.ctl("switch bg cold")
+check(r["ok"] and r["stable"] == "cold", "switch bg cold")
+g = sl.ctl("show service bg")["service"]["guard"]
+check(g["state"] == "watching" and g["warming_up"] and
+      g["last_verdict"] is None,
+      "the guard warms up first, judging nothing (%r)" % g)
+deadline = time.time() + 30
+while time.time() < deadline:
+    g = sl.ctl("show service bg")["service"]["guard"]
+    if g["state"] != "watching":
+        break
+    time.sleep(0.2)
+check(g["state"] == "passed" and not g["warming_up"] and
+      sl.ctl("show service bg")["service"]["stable"] == "cold",
+      "after its warm-up cold is judged and held (%s: %s)"
+      % (g["state"], g["last_verdict"]))
 stop.set()
 for t in threads:
     t.join(5)
