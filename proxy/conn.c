@@ -341,6 +341,25 @@ ob_merged(struct outbuf *o, const struct sl_http_head *head, const char *base,
 	OB_LIT(o, "\r\n");
 }
 
+/*
+ * Via for a message sluice received as HEAD and forwards: its
+ * received-protocol is the version HEAD came with (RFC 9110 section
+ * 7.6.3), appended to the Via headers HEAD had (VIA: there were some).
+ */
+static void
+ob_via(struct outbuf *o, const struct sl_http_head *head, const char *base,
+    bool via)
+{
+	const char *mine = head->minor == 0 ? "1.0 sluice" : "1.1 sluice";
+
+	if (via)
+		ob_merged(o, head, base, SL_HDR_VIA, "Via", mine, 10);
+	else if (head->minor == 0)
+		OB_LIT(o, "Via: 1.0 sluice\r\n");
+	else
+		OB_LIT(o, "Via: 1.1 sluice\r\n");
+}
+
 /* Count a response status in the version's counters. */
 static void
 count_status(struct sl_conn *c, int status)
@@ -748,13 +767,7 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 			ob_add(o, cert->text, cert->len);
 	} else
 		OB_LIT(o, "X-Forwarded-Proto: http\r\n");
-	if (via)
-		ob_merged(o, head, base, SL_HDR_VIA, "Via",
-		    head->minor == 0 ? "1.0 sluice" : "1.1 sluice", 10);
-	else if (head->minor == 0)
-		OB_LIT(o, "Via: 1.0 sluice\r\n");
-	else
-		OB_LIT(o, "Via: 1.1 sluice\r\n");
+	ob_via(o, head, base, via);
 	OB_LIT(o, "\r\n");
 }
 
@@ -811,10 +824,7 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 		OB_LIT(o, "\r\n");
 		return;
 	}
-	if (via)
-		ob_merged(o, head, base, SL_HDR_VIA, "Via", "1.1 sluice", 10);
-	else
-		OB_LIT(o, "Via: 1.1 sluice\r\n");
+	ob_via(o, head, base, via);
 	if (c->svc != NULL && c->svc->conf->expose_version) {
 		OB_LIT(o, "X-Sluice-Version: ");
 		ob_str(o, c->ver->name);
