@@ -2529,10 +2529,9 @@ check_rollout(struct loader *L, const struct section *sec,
 		    "(%s)",
 		    sec->title, fmt_duration(r->interval_ms, a, sizeof a),
 		    fmt_duration(r->step_time_ms, b, sizeof b));
-	/* A step, and a guard, must have time to judge after the warm-up. */
-	if (!warmup_too_long(
-	        L, sec, r->warmup_ms, r->step_time_ms, "step_time"))
-		warmup_too_long(L, sec, r->warmup_ms, r->guard_ms, "guard");
+	/* A step must have time to be judged after its warm-up (a guard
+	 * lasts `guard` after it). */
+	warmup_too_long(L, sec, r->warmup_ms, r->step_time_ms, "step_time");
 }
 
 /* Versions, stable, weights: the rules that need all of a service. */

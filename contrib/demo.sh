@@ -41,7 +41,9 @@ cleanup() {
 	[ -t 1 ] && printf '\033[?25h' # the cursor, if watch was interrupted
 	return 0
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 origin() { # name port args...
 	local name=$1 port=$2
@@ -93,14 +95,22 @@ rollout() { # version
 		echo "==> $v PROMOTED: it is the stable version now, at 100%"
 		outcome[$v]=promoted
 		;;
-	1)
-		echo "==> $v REVERTED by the analyzer: back to 0%, the stable version has 100%"
-		outcome[$v]=reverted
+	1) # reverted by the analyzer, or aborted by someone
+		outcome[$v]=$("$ctl" show rollout shop | awk '$1 == "state:" { print $2 }')
+		if [ "${outcome[$v]}" = reverted ]; then
+			echo "==> $v REVERTED by the analyzer: back to 0%, the stable version has 100%"
+		else
+			echo "==> $v: rollout ${outcome[$v]}"
+		fi
 		;;
-	*)
+	2)
 		echo "==> $v: no verdict within 120 s (the analyzer held it, see the last verdicts): aborting the rollout"
 		"$ctl" rollout abort shop >/dev/null || true
 		outcome[$v]=held
+		;;
+	*)
+		echo "==> $v: sluicectl rollout wait failed (exit $rc): $(tail -n 1 "$run/wait-$v.log")"
+		outcome[$v]="unknown (sluicectl exit $rc)"
 		;;
 	esac
 	echo "---- evidence (sluicectl show rollout shop):"

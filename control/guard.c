@@ -10,9 +10,10 @@
  * `interval`, with the same sequential tests as a rollout (so looking often
  * does not inflate false alarms). With `warmup`, what the new version does
  * in its first `warmup` (up to the next look) is left out, as in a
- * rollout's step. A FAIL switches back at once; a guard that ends without
- * one is recorded as passed. The guard lives in memory
- * only: a restart during the guard period ends it (with the switch kept).
+ * rollout's step, and the guard lasts `guard` after that. A FAIL switches back
+ * at once; a guard that ends without one is recorded as passed. The guard lives
+ * in memory only: a restart during the guard period ends it (with the switch
+ * kept).
  */
 #include "config.h"
 
@@ -179,7 +180,8 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	snprintf(g->previous, sizeof g->previous, "%s", previous);
 	g->version_id = svc->versions[vi].id;
 	g->started = (int64_t)time(NULL);
-	g->until = g->started + (rc->guard_ms + 999) / 1000;
+	/* The guard judges for `guard` once its warm-up is over. */
+	g->until = g->started + (rc->warmup_ms + rc->guard_ms + 999) / 1000;
 	snprintf(g->state, sizeof g->state, "watching");
 	sl_verdict_params_from_conf(&g->params, rc);
 	g->seq = sl_verdict_seq_new();

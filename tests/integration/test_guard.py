@@ -4,6 +4,7 @@ the previous stable's behaviour just before the switch; a good switch is
 held, a bad one is switched back automatically, and a version that starts
 cold is judged only after the warm-up."""
 
+import calendar
 import http.client
 import threading
 import time
@@ -28,7 +29,7 @@ text = config(port, {"bg": {
     "versions": {"blue": ([blue.addr], 100), "teal": ([teal.addr], 0),
                  "bad": ([bad.addr], 0), "cold": ([cold.addr], 0)}}}) + """
 [rollout:bg]
-guard = 7s
+guard = 4s
 warmup = 3s
 interval = 500ms
 step_time = 4s
@@ -68,7 +69,7 @@ g = sl.ctl("show service bg")["service"]["guard"]
 check(g is not None and g["state"] == "watching" and g["previous"] == "blue"
       and g["baseline_requests"] > 100,
       "the guard watches teal against blue's last seconds (%r)" % g)
-deadline = time.time() + 30  # the guard lasts 7 s; time to end it
+deadline = time.time() + 30  # the guard lasts 3 + 4 s; time to end it
 while time.time() < deadline:
     g = sl.ctl("show service bg")["service"]["guard"]
     if g["state"] != "watching":
@@ -98,12 +99,17 @@ check("fail: error" in back[-1], "bad was switched back on its errors (%s)"
       % back[-1])
 
 # A version 20x slower for its first 1.5 s: the 3 s warm-up is not judged.
+switched = time.time()
 r = sl.ctl("switch bg cold")
 check(r["ok"] and r["stable"] == "cold", "switch bg cold")
 g = sl.ctl("show service bg")["service"]["guard"]
 check(g["state"] == "watching" and g["warming_up"] and
       g["last_verdict"] is None,
       "the guard warms up first, judging nothing (%r)" % g)
+until = calendar.timegm(time.strptime(g["until"], "%Y-%m-%dT%H:%M:%SZ"))
+check(until - switched >= 6,
+      "and then watches for the whole guard: until is warmup + guard = 7 s "
+      "after the switch (%.1f s)" % (until - switched))
 deadline = time.time() + 30
 while time.time() < deadline:
     g = sl.ctl("show service bg")["service"]["guard"]

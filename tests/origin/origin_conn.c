@@ -1026,7 +1026,9 @@ still_cold(void)
 	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
 	if (atomic_compare_exchange_strong(&first_ms, &zero, now))
 		return true;
-	return (double)(now - zero) < sl_origin_opts.cold_ms;
+	/* zero is the first request's time; another worker's may be later
+	 * than this one's now. */
+	return now < zero || (double)(now - zero) < sl_origin_opts.cold_ms;
 }
 
 /* A message is complete: count it, then answer, delay, hang or reset. */
