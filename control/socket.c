@@ -34,7 +34,10 @@
 
 #define SL_CTL_LINE_MAX    (64 * 1024)
 #define SL_CTL_MAX_CLIENTS 256
-#define SL_CTL_IDLE_S      300
+/* Clients over the limit being told so; more are closed at once. */
+#define SL_CTL_MAX_REJECTING 32
+#define SL_CTL_IDLE_S        300
+#define SL_CTL_REJECT_S      2 /* how long a refused client may linger */
 
 struct ctl_client;
 TAILQ_HEAD(ctl_client_list, ctl_client);
@@ -46,7 +49,8 @@ struct sl_ctl_socket {
 	char *path;
 	ino_t ino; /* of the socket file we created */
 	bool read_only;
-	unsigned nclients;
+	unsigned nclients;   /* served */
+	unsigned nrejecting; /* over the limit, being told so */
 };
 
 struct ctl_client {
@@ -55,13 +59,17 @@ struct ctl_client {
 	struct sl_who who;
 	char default_owner[64];
 	bool closing;
+	bool rejecting; /* over the limit: the error line, then close */
 	TAILQ_ENTRY(ctl_client) link;
 };
 
 static void
 client_free(struct ctl_client *cc)
 {
-	cc->sock->nclients--;
+	if (cc->rejecting)
+		cc->sock->nrejecting--;
+	else
+		cc->sock->nclients--;
 	TAILQ_REMOVE(&cc->sock->clients, cc, link);
 	bufferevent_free(cc->bev);
 	free(cc);
@@ -148,6 +156,12 @@ client_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_client *cc = arg;
 
+	if (cc->rejecting) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	answer_lines(cc, false);
 	if (cc->closing)
 		close_when_sent(cc);
@@ -158,6 +172,14 @@ client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_client *cc = arg;
 
+	/* The error line is out: EOF tells the client so, and what it
+	 * still sends is read and dropped until it closes (or times out),
+	 * since closing with unread input would reset the connection and
+	 * lose the line. */
+	if (cc->rejecting) {
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+		return;
+	}
 	if (cc->closing)
 		client_free(cc);
 }
@@ -167,6 +189,10 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct ctl_client *cc = arg;
 
+	if (cc->rejecting) { /* its EOF, a timeout or an error */
+		client_free(cc);
+		return;
+	}
 	/* The client is done sending (echo CMD | socat ...): its last line
 	 * counts even without a newline, and every reply goes out before
 	 * the connection closes. An error or a timeout closes at once. */
@@ -179,6 +205,9 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	client_free(cc);
 }
 
+static const char too_many[] =
+    "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -189,11 +218,9 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	socklen_t len = sizeof cred;
 	struct timeval idle = {SL_CTL_IDLE_S, 0}, wr = {30, 0};
 
-	if (sock->nclients >= SL_CTL_MAX_CLIENTS) {
-		static const char msg[] =
-		    "{\"ok\":false,\"error\":\"too many control clients\"}\n";
-
-		(void)!write(fd, msg, sizeof msg - 1);
+	if (sock->nclients >= SL_CTL_MAX_CLIENTS &&
+	    sock->nrejecting >= SL_CTL_MAX_REJECTING) {
+		(void)!write(fd, too_many, sizeof too_many - 1);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -217,10 +244,23 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(cc);
 		return;
 	}
-	sock->nclients++;
 	TAILQ_INSERT_TAIL(&sock->clients, cc, link);
 	bufferevent_setcb(
 	    cc->bev, client_read_cb, client_write_cb, client_event_cb, cc);
+	if (sock->nclients >= SL_CTL_MAX_CLIENTS) {
+		struct timeval brief = {SL_CTL_REJECT_S, 0};
+
+		cc->rejecting = true;
+		sock->nrejecting++;
+		sl_log_warn("control socket %s: %u clients, the most served: "
+		            "refusing one",
+		    sock->path, sock->nclients);
+		bufferevent_set_timeouts(cc->bev, &brief, &brief);
+		bufferevent_write(cc->bev, too_many, sizeof too_many - 1);
+		bufferevent_enable(cc->bev, EV_READ);
+		return;
+	}
+	sock->nclients++;
 	bufferevent_set_timeouts(cc->bev, &idle, &wr);
 	bufferevent_enable(cc->bev, EV_READ);
 }

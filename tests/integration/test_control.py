@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from harness import SLUICE, Origin, Sluice, TMP, check, done, wait_until
+from harness import BUILD, SLUICE, Origin, Sluice, TMP, check, done, wait_until
 
 # The read-only socket's directories (made by sluice) must admit other
 # users for the check below, whatever umask the test runs under.
@@ -327,6 +327,45 @@ s.close()
 lines = raw_ctl(b"show services\nshow service shop\n")
 check(len(lines) == 2 and all(l["ok"] for l in lines),
       "after garbage the next client gets two pipelined replies")
+
+# 256 control clients are served at once; one more is told so (the line,
+# then EOF), even when it sent its command before reading: closing with
+# its command unread would reset the connection and lose the line.
+held = []
+for _ in range(256):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sl.ctl_path)
+    held.append(s)
+check(wait_until(lambda: ctl("show services").get("error") ==
+                 "too many control clients"),
+      "with 256 control clients connected the next is refused, told so")
+# The command is in before sluice accepts: sluice is stopped meanwhile.
+os.kill(sl.proc.pid, signal.SIGSTOP)
+try:
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late.settimeout(10)
+    late.connect(sl.ctl_path)
+    late.sendall(b"show services\n")
+finally:
+    os.kill(sl.proc.pid, signal.SIGCONT)
+try:
+    got = late.makefile("rb").read()
+except OSError as e:
+    got = repr(e).encode()
+late.close()
+check(got == b'{"ok":false,"error":"too many control clients"}\n',
+      "a client over the limit that sent its command first gets the "
+      "refusal and EOF, not a reset (%r)" % got[:80])
+p = subprocess.run([os.path.join(BUILD, "sluicectl"), "-s", sl.ctl_path,
+                    "show", "services"], capture_output=True, text=True,
+                   timeout=30)
+check(p.returncode != 0 and "too many control clients" in p.stderr,
+      "sluicectl, over the limit, prints the refusal (%d: %s)"
+      % (p.returncode, p.stderr.strip()[-120:]))
+for s in held:
+    s.close()
+check(wait_until(lambda: ctl("show services")["ok"]),
+      "once they leave, commands are served again")
 
 # Two-decimal weights read back as they were written, not as the nearest
 # double's 17 digits (33.329999999999998).
