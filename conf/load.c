@@ -2492,27 +2492,6 @@ line_failed(const struct loader *L, int line)
 	return false;
 }
 
-/*
- * Is WARMUP_MS (when set) not shorter than the period KEY it starts,
- * LIMIT_MS (0: off)? Says so, once, at the warmup line.
- */
-static bool
-warmup_too_long(struct loader *L, const struct section *sec, uint32_t warmup_ms,
-    uint32_t limit_ms, const char *key)
-{
-	char a[32], b[32];
-
-	if (warmup_ms == 0 || limit_ms == 0 || warmup_ms < limit_ms ||
-	    line_failed(L, key_line(sec, "warmup")) ||
-	    line_failed(L, key_line(sec, key)))
-		return false;
-	add_error(L, key_line(sec, "warmup"),
-	    "[%s]: warmup (%s) must be shorter than %s (%s)", sec->title,
-	    fmt_duration(warmup_ms, a, sizeof a), key,
-	    fmt_duration(limit_ms, b, sizeof b));
-	return true;
-}
-
 static void
 check_rollout(struct loader *L, const struct section *sec,
     const struct sl_rollout_conf *r)
@@ -2531,7 +2510,13 @@ check_rollout(struct loader *L, const struct section *sec,
 		    fmt_duration(r->step_time_ms, b, sizeof b));
 	/* A step must have time to be judged after its warm-up (a guard
 	 * lasts `guard` after it). */
-	warmup_too_long(L, sec, r->warmup_ms, r->step_time_ms, "step_time");
+	if (r->warmup_ms > 0 && r->warmup_ms >= r->step_time_ms &&
+	    !line_failed(L, key_line(sec, "warmup")) &&
+	    !line_failed(L, key_line(sec, "step_time")))
+		add_error(L, key_line(sec, "warmup"),
+		    "[%s]: warmup (%s) must be shorter than step_time (%s)",
+		    sec->title, fmt_duration(r->warmup_ms, a, sizeof a),
+		    fmt_duration(r->step_time_ms, b, sizeof b));
 }
 
 /* Versions, stable, weights: the rules that need all of a service. */

@@ -76,7 +76,6 @@ static void
 server_ejection_json(struct sl_ctl *ctl, uint32_t id, json_t *o)
 {
 	uint64_t until = 0, now_mono;
-	struct timespec ts;
 	uint8_t reason = 0;
 	unsigned i;
 
@@ -93,8 +92,7 @@ server_ejection_json(struct sl_ctl *ctl, uint32_t id, json_t *o)
 			reason = w->pools[id]->eject_reason;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now_mono = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	now_mono = sl_ctl_mono_ms();
 	if (until > now_mono) {
 		json_object_set_new(
 		    o, "ejected_for", json_real((until - now_mono) / 1000.0));

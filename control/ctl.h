@@ -265,4 +265,7 @@ const char *sl_ctl_rollout_state_line(struct sl_ctl *ctl, const char *svc);
 /* ISO 8601 UTC time for wall-clock seconds (static buffer). */
 const char *sl_ctl_isotime(int64_t sec);
 
+/* CLOCK_MONOTONIC in milliseconds (rollout steps, warm-ups, ejections). */
+uint64_t sl_ctl_mono_ms(void);
+
 #endif

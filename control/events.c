@@ -27,6 +27,15 @@ sl_ctl_isotime(int64_t sec)
 	return buf;
 }
 
+uint64_t
+sl_ctl_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* Now, with milliseconds. */
 static json_t *
 now_json(void)

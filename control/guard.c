@@ -98,16 +98,6 @@ switch_back(struct sl_guard *g)
 	    g->ctl, NULL, msg, NULL, sl_ctl_guard_json(g->ctl, g->service));
 }
 
-/* Monotonic milliseconds. */
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -115,7 +105,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	static struct sl_vstats now_total, since;
 	struct sl_verdict_window base, cand;
 	int64_t now = (int64_t)time(NULL);
-	uint64_t now_ms = mono_ms();
+	uint64_t now_ms = sl_ctl_mono_ms();
 	char msg[512];
 
 	/* Warming up: the new version is judged from the first look after
@@ -198,7 +188,7 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	}
 	sl_ctl_version_total(ctl, g->version_id, &g->at_switch);
 	if (rc->warmup_ms > 0)
-		g->warm_until_ms = mono_ms() + rc->warmup_ms;
+		g->warm_until_ms = sl_ctl_mono_ms() + rc->warmup_ms;
 	g->tick = event_new(ctl->base, -1, EV_PERSIST, tick_cb, g);
 	tv.tv_sec = rc->interval_ms / 1000;
 	tv.tv_usec = (rc->interval_ms % 1000) * 1000;

@@ -42,16 +42,6 @@ struct sl_rollout_run {
 static const char *state_words[] = {
     "running", "paused", "promoted", "reverted", "aborted"};
 
-/* Monotonic milliseconds. */
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Capture the totals the next window starts from. */
 static void
 capture_base(struct sl_rollout_run *run)
@@ -161,7 +151,8 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	    o, "step_started", json_string(sl_ctl_isotime(ro->step_started)));
 	json_object_set_new(o, "step_elapsed",
 	    json_integer(
-	        (json_int_t)(sl_rollout_step_elapsed(ro, mono_ms()) / 1000)));
+	        (json_int_t)(sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) /
+	            1000)));
 	json_object_set_new(o, "step_time",
 	    json_integer((json_int_t)(ro->step_time_ms / 1000)));
 	json_object_set_new(o, "interval", json_real(ro->interval_ms / 1000.0));
@@ -277,7 +268,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		rt->lock_expires = (int64_t)time(NULL) + ROLLOUT_LOCK_TTL;
 	/* Warming up: the window begins again at every look until the
 	 * warm-up is over, so the step is judged from its end. */
-	if (sl_rollout_warming(ro, mono_ms())) {
+	if (sl_rollout_warming(ro, sl_ctl_mono_ms())) {
 		capture_base(run);
 		return;
 	}
@@ -293,7 +284,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	wc.latency = &win_canary.latency;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);
-	action = sl_rollout_on_verdict(ro, &j, (int64_t)time(NULL), mono_ms());
+	action = sl_rollout_on_verdict(
+	    ro, &j, (int64_t)time(NULL), sl_ctl_mono_ms());
 	sl_log_info("rollout %s: step %u/%u at %.2f%%: %s: %s", ro->service,
 	    step_before + 1, ro->nsteps, ro->steps[step_before] / 100.0,
 	    sl_decision_name(j.decision), j.summary);
@@ -369,7 +361,7 @@ new_run(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	run->ctl = ctl;
 	run->ro =
 	    sl_rollout_new(svc->name, canary, baseline, &svc->conf->rollout,
-	        (int64_t)time(NULL), mono_ms(), err, sizeof err);
+	        (int64_t)time(NULL), sl_ctl_mono_ms(), err, sizeof err);
 	if (run->ro == NULL) {
 		*errp = sl_xstrdup(err);
 		free(run);
@@ -493,9 +485,11 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 		return NULL;
 	}
 	if (strcmp(verb, "pause") == 0)
-		action = sl_rollout_pause(run->ro, mono_ms(), err, sizeof err);
+		action = sl_rollout_pause(
+		    run->ro, sl_ctl_mono_ms(), err, sizeof err);
 	else if (strcmp(verb, "resume") == 0)
-		action = sl_rollout_resume(run->ro, mono_ms(), err, sizeof err);
+		action = sl_rollout_resume(
+		    run->ro, sl_ctl_mono_ms(), err, sizeof err);
 	else if (strcmp(verb, "abort") == 0)
 		action = sl_rollout_abort(run->ro, (int64_t)time(NULL),
 		    "aborted by an operator", err, sizeof err);
@@ -546,7 +540,7 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 		return;
 	}
 	sl_rollout_restore(run->ro, (enum sl_rollout_state)(k + 1), step,
-	    started, (int64_t)time(NULL), mono_ms());
+	    started, (int64_t)time(NULL), sl_ctl_mono_ms());
 	run->ro->ended = ended;
 	rt->run = run;
 	capture_base(run);

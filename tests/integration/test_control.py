@@ -34,13 +34,18 @@ def ctl(line, path=None, timeout=10):
     return sl.ctl(line, path, timeout)
 
 
-def raw_ctl(data, path=None, timeout=10):
-    """Send raw bytes; return every line received until close/timeout."""
+def exchange(data, path=None, timeout=10, half_close=False):
+    """Send raw bytes; return the bytes received until close, timeout or
+    a reply line per line sent. With HALF_CLOSE, shut the sending side
+    after DATA (as `echo CMD | socat` does) and read until the daemon
+    closes."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(path or sl.ctl_path)
     try:
         s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
     except (BrokenPipeError, ConnectionResetError):
         pass
     out = b""
@@ -50,12 +55,19 @@ def raw_ctl(data, path=None, timeout=10):
             if not chunk:
                 break
             out += chunk
-            if out.endswith(b"\n") and out.count(b"\n") >= data.count(b"\n"):
+            if (not half_close and out.endswith(b"\n") and
+                    out.count(b"\n") >= data.count(b"\n")):
                 break
     except (socket.timeout, ConnectionResetError):
         pass
     s.close()
-    return [json.loads(l) for l in out.splitlines() if l.strip()]
+    return out
+
+
+def raw_ctl(data, path=None, timeout=10):
+    """Send raw bytes; return every line received until close/timeout."""
+    return [json.loads(l) for l in exchange(data, path, timeout).splitlines()
+            if l.strip()]
 
 
 mode = stat.S_IMODE(os.stat(sl.ctl_path).st_mode)
@@ -222,29 +234,12 @@ check(last["command"] in acked and w == last["after"]["weights"],
 want_green = w["green"]
 
 
-def half_closed(data):
-    """Send DATA, shut the sending side (as `echo CMD | socat` does), and
-    read until the daemon closes."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(sl.ctl_path)
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    return out
-
-
-out = half_closed(b"show events 1000\n")
+out = exchange(b"show events 1000\n", half_close=True)
 check(len(out) > 16384 and out.endswith(b"\n") and out.count(b"\n") == 1
       and len(json.loads(out)["events"]) == len(evs),
       "a client that half-closes gets its whole %d-byte reply" % len(out))
-out = half_closed(b"show events 1\n" * 300 + b"show services")
+out = exchange(b"show events 1\n" * 300 + b"show services",
+               half_close=True)
 lines = out.splitlines()
 check(len(lines) == 301 and all(json.loads(l)["ok"] for l in lines) and
       "services" in json.loads(lines[-1]),
@@ -370,7 +365,7 @@ check(wait_until(lambda: ctl("show services")["ok"]),
 # Two-decimal weights read back as they were written, not as the nearest
 # double's 17 digits (33.329999999999998).
 check(ctl("set weights shop blue=66.67 green=33.33")["ok"], "set 66.67/33.33")
-out = half_closed(b"show service shop\n")
+out = exchange(b"show service shop\n", half_close=True)
 check(b'"weight":33.33,' in out and b'"weight":66.67,' in out,
       "replies print 33.33 and 66.67 (%s)"
       % out[out.find(b'"versions"'):][:80])
