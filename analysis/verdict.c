@@ -251,6 +251,20 @@ count_above(const struct sl_hist *h, double limit)
 	return n;
 }
 
+/*
+ * The canary's limit at the quantile for a stable quantile of v µs:
+ * max_latency_ratio times it, but never less than latency_tolerance above
+ * it (a few µs on a fast service are not a regression).
+ */
+static double
+quantile_limit(const struct sl_verdict_params *p, double v)
+{
+	double by_ratio = p->max_latency_ratio * v;
+
+	return by_ratio > v + p->latency_tolerance ? by_ratio
+	                                           : v + p->latency_tolerance;
+}
+
 /* Weight of the e-process restarted at segment k (a step, or a fresh
  * window within one), and the share of the nuisance budget of segment k:
  * 2^-(k+1), summing to 1 over all segments. */
@@ -282,6 +296,7 @@ sl_verdict_params_default(struct sl_verdict_params *p)
 	p->error_margin = 0.001;
 	p->error_ratio = 1.5;
 	p->max_slower_prob = 0.55;
+	p->latency_tolerance = SL_LATENCY_TOLERANCE_DEFAULT;
 }
 
 void
@@ -294,6 +309,7 @@ sl_verdict_params_from_conf(
 	p->max_latency_ratio = rc->max_latency_ratio;
 	p->latency_quantile = rc->latency_quantile;
 	p->error_margin = rc->max_error_rate / 10;
+	p->latency_tolerance = (double)rc->latency_tolerance_us;
 }
 
 /* Is x in the interval (lo, hi), NaN excluded? */
@@ -325,6 +341,8 @@ sl_verdict_params_check(
 		why = "error_ratio must be >= 1";
 	else if (!(p->max_slower_prob >= 0.5) || !(p->max_slower_prob < 1))
 		why = "max_slower_prob must be in [0.5, 1)";
+	else if (!(p->latency_tolerance >= 0) || isinf(p->latency_tolerance))
+		why = "latency_tolerance must be >= 0";
 	if (why == NULL)
 		return 0;
 	if (err != NULL && errlen > 0)
@@ -438,27 +456,46 @@ hist_grew(const struct sl_hist *cur, const struct sl_hist *prev)
  * stable) of its requests, each canary request compared with a stable one
  * at random. Adds to *pairs the number of pairs and to *sum their expected
  * score: pairs times the interval's Mann-Whitney estimate of P(canary
- * slower) + P(tie) / 2, on histogram buckets. With a FIXED stable sample
- * (the guard's baseline, which does not grow), every canary request of
- * the interval is paired with a random value of the whole sample.
+ * slower) + P(tie) / 2, on histogram buckets (values at their bucket's
+ * midpoint). Two latencies no more than tol µs apart are a tie. The tie
+ * relation is symmetric, so for a canary that is the stable version's
+ * equal the expected score stays 1/2 whatever tol: the test keeps its
+ * level, and only differences larger than tol are evidence. With a FIXED
+ * stable sample (the guard's baseline, which does not grow), every canary
+ * request of the interval is paired with a random value of the whole
+ * sample.
  */
 static void
 interval_pairs(const struct sl_hist *cs, const struct sl_hist *cs_prev,
     const struct sl_hist *ss, const struct sl_hist *ss_prev, bool fixed,
-    double *pairs, double *sum)
+    double tol, double *pairs, double *sum)
 {
-	double nc = 0, ns = 0, u = 0, below = 0, c, s, m;
-	size_t i;
+	/* Stable requests in buckets [0, lo) are faster than the canary
+	 * bucket at hand by more than tol; those in [lo, hi) are ties. */
+	double nc = 0, ns = 0, u = 0, below = 0, near = 0, c, m, mid;
+	size_t i, lo = 0, hi = 0;
 
-	for (i = 0; i < SL_HIST_NBUCKETS; i++) {
+#define STABLE_AT(j)                                                           \
+	((double)(fixed ? ss->counts[j] : ss->counts[j] - ss_prev->counts[j]))
+	for (i = 0; i < SL_HIST_NBUCKETS; i++)
+		ns += STABLE_AT(i);
+	for (i = 0; i < SL_HIST_NBUCKETS && ns > 0; i++) {
 		c = (double)(cs->counts[i] - cs_prev->counts[i]);
-		s = (double)(fixed ? ss->counts[i]
-		                   : ss->counts[i] - ss_prev->counts[i]);
-		u += c * (below + s / 2);
-		below += s;
+		if (c == 0)
+			continue;
+		mid = sl_hist_bucket_mid(i);
+		for (; hi < SL_HIST_NBUCKETS &&
+		     sl_hist_bucket_mid(hi) <= mid + tol;
+		     hi++)
+			near += STABLE_AT(hi);
+		for (; sl_hist_bucket_mid(lo) < mid - tol; lo++) {
+			near -= STABLE_AT(lo);
+			below += STABLE_AT(lo);
+		}
+		u += c * (below + near / 2);
 		nc += c;
-		ns += s;
 	}
+#undef STABLE_AT
 	if (nc == 0 || ns == 0)
 		return;
 	m = fixed || nc < ns ? nc : ns;
@@ -667,13 +704,13 @@ judge_latency_quantile(const struct sl_verdict_params *p,
 	ns = sl_hist_count(st->latency);
 	c->canary = sl_hist_quantile(ca->latency, q);
 	c->stable = sl_hist_quantile(st->latency, q);
-	c->threshold = p->max_latency_ratio * c->stable;
+	c->threshold = quantile_limit(p, c->stable);
 	c->n = nc;
 	rank = rank_upper(ns, q, alpha_nuisance);
 	if (rank > 0 && nc > 0) {
-		limit = p->max_latency_ratio *
+		limit = quantile_limit(p,
 		    (double)sl_hist_bucket_hi(
-		        bucket_of_rank(st->latency, rank));
+		        bucket_of_rank(st->latency, rank)));
 		above = count_above(ca->latency, limit);
 		c->statistic = (double)above / (double)nc;
 		*le = mix_log_e((double)nc, (double)above, 1 - q, true);
@@ -719,9 +756,13 @@ judge_latency_shift(const struct sl_verdict_params *p,
     const struct sl_verdict_window *ca, double alpha, double pairs,
     double pair_sum, struct sl_check *c, double *le)
 {
-	char a[32], b[32];
+	char a[32], b[32], by[48] = "";
 	double mc = 0, ms = 0;
 
+	if (p->latency_tolerance > 0) {
+		fmt_value(a, sizeof a, "us", p->latency_tolerance);
+		snprintf(by, sizeof by, " by more than %s", a);
+	}
 	c->stable = 0.5; /* a stable request against another one */
 	c->threshold = p->max_slower_prob;
 	c->null = p->max_slower_prob;
@@ -737,7 +778,7 @@ judge_latency_shift(const struct sl_verdict_params *p,
 	fmt_value(b, sizeof b, "us", ms);
 	if (settle(c, seq->log_carry[SL_CHECK_LATENCY_SHIFT], *le, alpha))
 		say(c->why, sizeof c->why,
-		    "canary slower in %.1f%% of pairs (median %s vs %s)",
+		    "canary slower%s in %.1f%% of pairs (median %s vs %s)", by,
 		    c->canary * 100, a, b);
 	else if (st->latency == NULL || ca->latency == NULL)
 		say(c->why, sizeof c->why, "latency not measured");
@@ -748,12 +789,12 @@ judge_latency_shift(const struct sl_verdict_params *p,
 		    p->min_requests);
 	else if (!no_evidence(c))
 		say(c->why, sizeof c->why,
-		    "canary slower in %.1f%% of pairs, not yet significant",
-		    c->canary * 100);
+		    "canary slower%s in %.1f%% of pairs, not yet significant",
+		    by, c->canary * 100);
 	else {
 		c->decision = SL_PASS;
 		say(c->why, sizeof c->why,
-		    "canary slower in %.1f%% of pairs (median %s vs %s)",
+		    "canary slower%s in %.1f%% of pairs (median %s vs %s)", by,
 		    c->canary * 100, a, b);
 	}
 }
@@ -815,7 +856,7 @@ sl_verdict_judge(const struct sl_verdict_params *p, struct sl_verdict_seq *seq,
 	if (lat)
 		interval_pairs(canary->latency, &seq->prev_canary,
 		    stable->latency, &seq->prev_stable, seq->fixed_stable,
-		    &pairs, &pair_sum);
+		    p->latency_tolerance, &pairs, &pair_sum);
 
 	judge_error_rate(p, seq, stable, canary, a_check,
 	    &out->checks[SL_CHECK_ERROR_RATE], &le[SL_CHECK_ERROR_RATE]);

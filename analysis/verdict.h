@@ -12,11 +12,13 @@
  *   error_vs_stable   the canary's error rate is above
  *                     max(stable + error_margin, stable * error_ratio).
  *   latency_quantile  the canary's latency_quantile is above
- *                     max_latency_ratio x the stable's.
+ *                     max(max_latency_ratio x the stable's, the stable's +
+ *                     latency_tolerance).
  *   latency_shift     a canary request is slower than a stable one with
  *                     probability above max_slower_prob (the Mann-Whitney
- *                     effect size; ties count half): the whole
- *                     distribution moved.
+ *                     effect size; latencies within latency_tolerance of
+ *                     each other are ties, and ties count half): the
+ *                     whole distribution moved.
  *
  * Method (bench/SIMULATION.md has the justification and the measurements):
  * each check is a one-sided sequential test whose statistic is an
@@ -76,6 +78,9 @@ struct sl_verdict_window {
 	const struct sl_hist *latency;
 };
 
+/* latency_tolerance's default, µs: see sl_verdict_params. */
+#define SL_LATENCY_TOLERANCE_DEFAULT 250.0
+
 struct sl_verdict_params {
 	uint32_t min_requests;    /* per version before PASS; 200 */
 	double max_error_rate;    /* absolute guard, fraction (0,1); 0.01 */
@@ -85,6 +90,10 @@ struct sl_verdict_params {
 	double error_margin;      /* tolerated extra error rate; 0.001 */
 	double error_ratio;       /* tolerated error rate factor, >= 1; 1.5 */
 	double max_slower_prob;   /* latency_shift limit, [0.5,1); 0.55 */
+	/* µs, >= 0: latencies this close are a tie for latency_shift, and
+	 * latency_quantile's limit is at least this far above the stable's
+	 * quantile. SL_LATENCY_TOLERANCE_DEFAULT. */
+	double latency_tolerance;
 };
 
 /* One check's verdict and evidence. */
@@ -129,8 +138,8 @@ void sl_verdict_params_default(struct sl_verdict_params *p);
 
 /*
  * Fill p from a rollout section: its min_requests, max_error_rate,
- * max_latency_ratio and latency_quantile, error_margin = max_error_rate / 10
- * and the other defaults.
+ * max_latency_ratio, latency_quantile and latency_tolerance, error_margin =
+ * max_error_rate / 10 and the other defaults.
  */
 void sl_verdict_params_from_conf(
     struct sl_verdict_params *p, const struct sl_rollout_conf *rc);

@@ -85,6 +85,8 @@ struct scenario {
 	 * slower than a stable one with that probability.
 	 */
 	double p99_factor, median_factor, slower_prob;
+	/* The scenario's own stable latency (0: --median-ms, --sigma). */
+	double median_ms, sigma;
 	/* Filled from the options: */
 	struct version_model stable, canary;
 };
@@ -786,7 +788,8 @@ usage(FILE *f)
 	    "       [--median-ms MS] [--sigma S] [--canary-rps R] "
 	    "[--alpha A]\n"
 	    "       [--error-margin F] [--max-slower-prob P] "
-	    "[--flagger-limit N] [--list]\n");
+	    "[--latency-tolerance US]\n"
+	    "       [--flagger-limit N] [--list]\n");
 }
 
 /* Parse a positive number or exit. */
@@ -852,6 +855,7 @@ main(int argc, char **argv)
 	    {"flagger-limit", required_argument, NULL, 'f'},
 	    {"error-margin", required_argument, NULL, 'e'},
 	    {"max-slower-prob", required_argument, NULL, 'p'},
+	    {"latency-tolerance", required_argument, NULL, 'L'},
 	    {"list", no_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -922,6 +926,32 @@ main(int argc, char **argv)
 	        .err_stable = 0.001,
 	        .err_canary = 0.001,
 	        .median_factor = 1.2},
+	    {.name = "tiny-shift",
+	        .title = "fast service, canary +10 us (30 -> 40 us, sigma 0.2)",
+	        .canary_rps = 50,
+	        .err_stable = 0.001,
+	        .err_canary = 0.001,
+	        .median_ms = 0.03,
+	        .sigma = 0.2,
+	        .median_factor = 4.0 / 3},
+	    {.name = "fast-30",
+	        .title = "fast service, whole distribution +30% (1 -> 1.3 ms)",
+	        .canary_rps = 50,
+	        .regression = true,
+	        .err_stable = 0.001,
+	        .err_canary = 0.001,
+	        .median_ms = 1,
+	        .sigma = 0.3,
+	        .median_factor = 1.3},
+	    {.name = "fast-x2",
+	        .title = "fast service, whole distribution x2 (1 -> 2 ms)",
+	        .canary_rps = 50,
+	        .regression = true,
+	        .err_stable = 0.001,
+	        .err_canary = 0.001,
+	        .median_ms = 1,
+	        .sigma = 0.3,
+	        .median_factor = 2},
 	};
 	const size_t nsc = sizeof scenarios / sizeof scenarios[0];
 	struct opts o;
@@ -993,6 +1023,10 @@ main(int argc, char **argv)
 			o.vp.max_slower_prob =
 			    num_arg("max-slower-prob", optarg, 0.5);
 			break;
+		case 'L':
+			o.vp.latency_tolerance =
+			    num_arg("latency-tolerance", optarg, 0);
+			break;
 		case 'l':
 			for (i = 0; i < nsc; i++)
 				printf("%-8s %s\n", scenarios[i].name,
@@ -1013,18 +1047,19 @@ main(int argc, char **argv)
 	for (i = 0; i < nsc; i++) {
 		struct scenario *sc = &scenarios[i];
 
-		sc->stable = (struct version_model){
-		    sc->err_stable, o.median_ms, o.sigma};
-		sc->canary = (struct version_model){
-		    sc->err_canary, o.median_ms, o.sigma};
+		double med = sc->median_ms > 0 ? sc->median_ms : o.median_ms;
+		double sig = sc->sigma > 0 ? sc->sigma : o.sigma;
+
+		sc->stable = (struct version_model){sc->err_stable, med, sig};
+		sc->canary = (struct version_model){sc->err_canary, med, sig};
 		if (sc->p99_factor > 0)
-			sc->canary.sigma = o.sigma + log(sc->p99_factor) / Z99;
+			sc->canary.sigma = sig + log(sc->p99_factor) / Z99;
 		if (sc->median_factor > 0)
-			sc->canary.median_ms = o.median_ms * sc->median_factor;
+			sc->canary.median_ms = med * sc->median_factor;
 		/* P(canary slower) = phi(ln(factor) / (sigma sqrt 2)). */
 		if (sc->slower_prob > 0)
-			sc->canary.median_ms = o.median_ms *
-			    exp(o.sigma * M_SQRT2 * phi_inv(sc->slower_prob));
+			sc->canary.median_ms =
+			    med * exp(sig * M_SQRT2 * phi_inv(sc->slower_prob));
 	}
 
 	printf("sl-simulate: %u rollouts per scenario, seed %llu; steps",
@@ -1036,10 +1071,10 @@ main(int argc, char **argv)
 	    o.step_time, o.interval, o.median_ms, o.sigma);
 	printf("sluice: alpha %g, min_requests %u, max_error_rate %g, "
 	       "max_latency_ratio %g at q %g, max_slower_prob %g, "
-	       "hold <= %g x step_time;\n",
+	       "latency_tolerance %g us, hold <= %g x step_time;\n",
 	    o.vp.alpha, o.vp.min_requests, o.vp.max_error_rate,
 	    o.vp.max_latency_ratio, o.vp.latency_quantile, o.vp.max_slower_prob,
-	    o.max_hold);
+	    o.vp.latency_tolerance, o.max_hold);
 	printf("flagger-style: %u failed interval checks; kayenta-style: "
 	       "Mann-Whitney p < %g from 3 intervals.\n\n",
 	    o.flagger_limit, o.kayenta_alpha);

@@ -201,6 +201,8 @@ static int parse_steps(struct loader *, void *, const char *, char **);
 static int parse_error_rate(struct loader *, void *, const char *, char **);
 static int parse_latency_ratio(struct loader *, void *, const char *, char **);
 static int parse_quantile(struct loader *, void *, const char *, char **);
+static int parse_latency_tolerance(
+    struct loader *, void *, const char *, char **);
 static int parse_match(struct loader *, void *, const char *, char **);
 static int parse_ticket_rotation(
     struct loader *, void *, const char *, char **);
@@ -480,6 +482,10 @@ static const struct key_def rollout_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "0.99",
         .parse = parse_quantile},
+    {.name = "latency_tolerance",
+        .type = KEY_CUSTOM,
+        .dflt = "250us",
+        .parse = parse_latency_tolerance},
     {.name = "guard", .type = KEY_DURATION, .offset = R(guard_ms)},
     {.name = "warmup", .type = KEY_DURATION, .offset = R(warmup_ms)},
     {.name = NULL},
@@ -1961,6 +1967,47 @@ parse_latency_ratio(struct loader *L, void *obj, const char *value, char **msg)
 		return -1;
 	}
 	r->max_latency_ratio = d;
+	return 0;
+}
+
+/* "250us", "1ms", "0.5ms", "0" (off): at most 10s, kept in µs. */
+static int
+parse_latency_tolerance(
+    struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_rollout_conf *r = obj;
+	size_t n = strspn(value, "0123456789.");
+	const char *unit = value + n;
+	char num[24];
+	double d, mult = 0;
+
+	if (strcmp(unit, "us") == 0)
+		mult = 1;
+	else if (strcmp(unit, "ms") == 0)
+		mult = 1e3;
+	else if (strcmp(unit, "s") == 0)
+		mult = 1e6;
+	else if (*unit == '\0' && strcmp(value, "0") == 0)
+		mult = 1;
+	if (n > 0 && n < sizeof num) {
+		memcpy(num, value, n);
+		num[n] = '\0';
+	}
+	if (n == 0 || n >= sizeof num || mult == 0 ||
+	    parse_decimal(num, 0, &d) == -1) {
+		*msg = sl_xasprintf("invalid tolerance '%s': expected a "
+		                    "duration in us, ms or s, such as 250us, "
+		                    "or 0 for none",
+		    value);
+		return -1;
+	}
+	d = d * mult + 0.5;
+	if (d >= 10e6 + 1) {
+		*msg = sl_xasprintf(
+		    "invalid tolerance '%s': must be at most 10s", value);
+		return -1;
+	}
+	r->latency_tolerance_us = (uint32_t)d;
 	return 0;
 }
 

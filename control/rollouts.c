@@ -160,6 +160,8 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	json_object_set_new(o, "warming_up",
 	    json_boolean(
 	        !sl_rollout_final(ro) && ro->warmup_ms > 0 && !ro->warm));
+	json_object_set_new(o, "latency_tolerance_ms",
+	    json_real(ro->params.latency_tolerance / 1000.0));
 	json_object_set_new(o, "ended",
 	    ro->ended ? json_string(sl_ctl_isotime(ro->ended)) : json_null());
 	json_object_set_new(

@@ -817,6 +817,12 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 		        json_is_true(json_object_get(r, "warming_up"))
 		            ? " (warming up now)"
 		            : ""));
+	if (json_is_number(json_object_get(r, "latency_tolerance_ms")))
+		kv_take("tolerance:",
+		    sl_xasprintf("%g ms (smaller latency differences are "
+		                 "ties)",
+		        json_number_value(
+		            json_object_get(r, "latency_tolerance_ms"))));
 	kv("started:", sl_cli_str(r, "started", "-"));
 	kv("ended:", sl_cli_str(r, "ended", "-"));
 	kv("reason:", sl_cli_str(r, "reason", "-"));

@@ -2,7 +2,8 @@
 """Rollouts with the real daemon, real origins and real traffic: a healthy
 canary is promoted through every step, a canary with 5% errors and one 3x
 slower are reverted, a canary that starts cold is promoted with a warm-up
-and reverted without one, operators pause, resume, abort and promote, a
+and reverted without one, a canary 4 ms slower is reverted, and promoted
+when latency_tolerance says 4 ms do not matter, operators pause, resume, abort and promote, a
 restart resumes the rollout at its step, and locks are respected."""
 
 import http.client
@@ -27,6 +28,12 @@ green_cold = Origin("green-cold", "--latency", "5", "--cold", "3000",
                     "--cold-latency", "60")
 green_cold_nw = Origin("green-cold-nw", "--latency", "5", "--cold", "3000",
                        "--cold-latency", "60")
+# A canary 4 ms slower on every request, each service with its own stable
+# origin: reverted with latency_tolerance = 0, promoted with 10ms.
+blue_tol = Origin("blue-tol", "--latency", "5")
+green_tol = Origin("green-tol", "--latency", "9")
+blue_tol0 = Origin("blue-tol0", "--latency", "5")
+green_tol0 = Origin("green-tol0", "--latency", "9")
 
 ROLLOUT = """
 [rollout:%s]
@@ -39,10 +46,11 @@ max_latency_ratio = 1.5
 """
 
 
-def service(name, canary):
+def service(name, canary, stable=blue):
     return {"path_prefix": "/" + name, "stable": "blue",
             "sticky": "header:X-User-Id", "expose_version": "yes",
-            "versions": {"blue": ([blue.addr], 100), "green": ([canary.addr], 0)}}
+            "versions": {"blue": ([stable.addr], 100),
+                         "green": ([canary.addr], 0)}}
 
 
 from harness import config, free_port
@@ -54,7 +62,9 @@ text = config(port, {"ok": service("ok", green_ok),
                      "ops": service("ops", green_ops),
                      "down": service("down", green_down),
                      "cold": service("cold", green_cold),
-                     "coldnw": service("coldnw", green_cold_nw)},
+                     "coldnw": service("coldnw", green_cold_nw),
+                     "tol": service("tol", green_tol, blue_tol),
+                     "tol0": service("tol0", green_tol0, blue_tol0)},
               sluice_extra="admin = 127.0.0.1:%d\n" % admin_port)
 text += "".join(ROLLOUT % s for s in ("ok", "err", "slow", "down"))
 # ops: long steps so that operator commands act on a running rollout
@@ -63,6 +73,8 @@ text += ROLLOUT.replace("step_time = 2s", "step_time = 600s") % "ops"
 COLD = ROLLOUT.replace("steps = 10 50 100", "steps = 50 100").replace(
     "step_time = 2s", "step_time = 6s")
 text += COLD % "cold" + "warmup = 5s\n" + COLD % "coldnw"
+text += (COLD % "tol" + "latency_tolerance = 10ms\n" + COLD % "tol0" +
+         "latency_tolerance = 0\n")
 sl = Sluice(text=text, port=port)
 sl_text = text
 
@@ -86,7 +98,8 @@ def load(prefix, n):
 threads = [threading.Thread(target=load, args=(p, n), daemon=True)
            for n, p in enumerate(["/ok", "/ok", "/err", "/err", "/slow", "/slow",
                                   "/ops", "/down", "/cold", "/cold",
-                                  "/coldnw", "/coldnw"])]
+                                  "/coldnw", "/coldnw", "/tol", "/tol",
+                                  "/tol0", "/tol0"])]
 for t in threads:
     t.start()
 
@@ -126,14 +139,16 @@ for svc in ("ok", "err", "slow", "ops", "down"):
     check(r["ok"] and r["rollout"]["state"] == "running" and
           r["rollout"]["weight"] == 10.0,
           "rollout start %s green: running at 10%%" % svc)
-for svc in ("cold", "coldnw"):
+for svc in ("cold", "coldnw", "tol", "tol0"):
     r = sl.ctl("rollout start %s green" % svc)
     check(r["ok"] and r["rollout"]["weight"] == 50.0 and
           r["rollout"]["warming_up"] == (svc == "cold") and
           r["rollout"]["warmup"] == (5.0 if svc == "cold" else 0),
           "rollout start %s green: 50%%, warmup %s" % (svc, r["rollout"]["warmup"]))
-check(wait_until(lambda: len(rollout("coldnw")["verdicts"]) >= 2),
-      "coldnw, without warmup, is judged at once")
+check(wait_until(lambda: len(rollout("coldnw")["verdicts"]) >= 2 or
+                 rollout("coldnw")["state"] == "reverted"),
+      "coldnw, without warmup, is judged at once (%s)"
+      % rollout("coldnw")["reason"])
 r = rollout("cold")
 check(r["state"] == "running" and r["warming_up"] and not r["verdicts"],
       "cold, with warmup = 5s, is not judged meanwhile (%s, %d verdicts)"
@@ -231,6 +246,26 @@ p = subprocess.run([CTL, "-s", sl.ctl_path, "show", "rollout", "cold"],
                    capture_output=True, text=True, timeout=30)
 check("5 s at the start of each step, not judged" in p.stdout,
       "sluicectl show rollout shows the warm-up (%r)" % p.stdout[-300:])
+
+# A canary 4 ms slower than its stable version (9 against 5 ms): a
+# latency regression without a tolerance, none within 10 ms.
+r = wait_final("tol0")
+check(r["state"] == "reverted" and "latency" in r["reason"],
+      "4 ms slower, latency_tolerance = 0: reverted (%s)" % r["reason"])
+r = wait_final("tol")
+shift = [c for c in r["verdicts"][-1]["checks"] if c["name"] == "latency_shift"]
+check(r["state"] == "promoted" and r["verdict_counts"]["fail"] == 0,
+      "4 ms slower, latency_tolerance = 10ms: promoted (%s)" % r["reason"])
+check("slower by more than 10ms in" in shift[0]["why"],
+      "the verdict says which differences count (%r)" % shift[0]["why"])
+check(r["latency_tolerance_ms"] == 10 and
+      rollout("ok")["latency_tolerance_ms"] == 0.25,
+      "show rollout has latency_tolerance_ms (10, default 0.25)")
+p = subprocess.run([CTL, "-s", sl.ctl_path, "show", "rollout", "tol"],
+                   capture_output=True, text=True, timeout=30)
+check("tolerance:" in p.stdout and
+      "10 ms (smaller latency differences are ties)" in p.stdout,
+      "sluicectl show rollout prints the tolerance (%r)" % p.stdout[:600])
 
 # ops: still running on long steps; promote it by hand.
 r = sl.ctl("rollout promote ops")

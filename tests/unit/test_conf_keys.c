@@ -67,6 +67,7 @@ test_defaults(void **state)
 	assert_false(s->fallback_stable);
 	assert_int_equal(s->rollout.guard_ms, 0);
 	assert_int_equal(s->rollout.warmup_ms, 0);
+	assert_int_equal(s->rollout.latency_tolerance_us, 250);
 	sl_conf_free(c);
 }
 
@@ -108,6 +109,30 @@ test_values(void **state)
 	assert_int_equal(s->rollout.guard_ms, 300000);
 	assert_int_equal(s->rollout.warmup_ms, 20000);
 	sl_conf_free(c);
+
+	/* latency_tolerance: µs, ms or s, decimals, or 0 for none. */
+	{
+		static const struct {
+			const char *value;
+			uint32_t us;
+		} tol[] = {{"0", 0}, {"40us", 40}, {"1ms", 1000},
+		    {"1.5ms", 1500}, {"0.25ms", 250}, {"2s", 2000000},
+		    {"10s", 10000000}};
+		size_t i;
+
+		for (i = 0; i < sizeof tol / sizeof tol[0]; i++) {
+			char *r = sl_xasprintf(
+			    "latency_tolerance = %s\n", tol[i].value);
+
+			c = load("", "", r, &err);
+			free(r);
+			assert_non_null(c);
+			assert_int_equal(
+			    c->services[0].rollout.latency_tolerance_us,
+			    tol[i].us);
+			sl_conf_free(c);
+		}
+	}
 
 	c = load("", "health_status = 204\n", "", &err);
 	assert_non_null(c);
@@ -158,6 +183,14 @@ test_errors(void **state)
 	        "t.ini:10: [rollout:s]: warmup (15s) must be shorter than "
 	        "step_time (10s)"},
 	    {"", "", "warmup = soon\n", "t.ini:9: "},
+	    {"", "", "latency_tolerance = 250\n",
+	        "t.ini:9: [rollout:s] latency_tolerance: invalid tolerance "
+	        "'250': expected a duration in us, ms or s, such as 250us, "
+	        "or 0 for none"},
+	    {"", "", "latency_tolerance = -1ms\n", "invalid tolerance"},
+	    {"", "", "latency_tolerance = 1.ms\n", "invalid tolerance"},
+	    {"", "", "latency_tolerance = 2m\n", "invalid tolerance"},
+	    {"", "", "latency_tolerance = 11s\n", "must be at most 10s"},
 	};
 	size_t i;
 

@@ -105,7 +105,14 @@ test_params(void **state)
 	assert_true(p.latency_quantile == 0.95);
 	assert_true(fabs(p.error_margin - 0.002) < 1e-12);
 	assert_true(p.alpha == 0.01);
+	assert_true(p.latency_tolerance == 0);
 	assert_int_equal(sl_verdict_params_check(&p, err, sizeof err), 0);
+	rc.latency_tolerance_us = 1500;
+	sl_verdict_params_from_conf(&p, &rc);
+	assert_true(p.latency_tolerance == 1500);
+	p.latency_tolerance = -1;
+	assert_int_equal(sl_verdict_params_check(&p, err, sizeof err), -1);
+	assert_non_null(strstr(err, "latency_tolerance"));
 }
 
 /* No traffic at all: inconclusive everywhere, never a failure. */
@@ -642,6 +649,50 @@ test_shift_fixed_baseline(void **state)
 	sl_verdict_seq_free(seq);
 }
 
+/*
+ * latency_tolerance: a fast service whose canary is 10 µs slower on every
+ * request (30-50 µs against 20-40 µs) and whose p99 is 2.5x the stable's.
+ * Without a tolerance both latency checks fail it; with the default
+ * (250 µs) neither does and it passes. A canary slower by more than the
+ * tolerance (1.0-1.5 ms against 0.5-1.0 ms) still fails latency_shift.
+ */
+static void
+test_latency_tolerance(void **state)
+{
+	struct sl_verdict_window s, c;
+	struct sl_judgement j;
+
+	fill_uniform(&hs, 20000, 20, 40);
+	fill_uniform(&hc, 1000, 30, 50);
+	sl_hist_record_n(&hc, 100, 60);
+	s = win(20000, 0, &hs);
+	c = win(1060, 0, &hc);
+	params.latency_tolerance = 0;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.checks[SL_CHECK_LATENCY_SHIFT].decision, SL_FAIL);
+	assert_int_equal(j.checks[SL_CHECK_LATENCY_QUANTILE].decision, SL_FAIL);
+
+	sl_verdict_params_default(&params);
+	assert_true(params.latency_tolerance == 250);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.decision, SL_PASS);
+	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary == 0.5);
+	/* The quantile's limit is the stable's p99 + 250 µs. */
+	assert_true(
+	    fabs(j.checks[SL_CHECK_LATENCY_QUANTILE].threshold -
+	        (j.checks[SL_CHECK_LATENCY_QUANTILE].stable + 250)) < 1e-6);
+
+	sl_hist_reset(&hs);
+	sl_hist_reset(&hc);
+	fill_uniform(&hs, 20000, 500, 1000);
+	fill_uniform(&hc, 1000, 1000, 1500);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.checks[SL_CHECK_LATENCY_SHIFT].decision, SL_FAIL);
+	/* Pairs closer than 250 µs are ties, the rest slower. */
+	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary > 0.8);
+	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary < 1);
+}
+
 /* The text form names every check and reports truncation. */
 static void
 test_format(void **state)
@@ -743,6 +794,7 @@ main(void)
 	    cmocka_unit_test_setup(test_bad_input, setup),
 	    cmocka_unit_test_setup(test_shift_accumulates, setup),
 	    cmocka_unit_test_setup(test_shift_fixed_baseline, setup),
+	    cmocka_unit_test_setup(test_latency_tolerance, setup),
 	    cmocka_unit_test_setup(test_format, setup),
 	    cmocka_unit_test_setup(test_aa_small, setup),
 	};
