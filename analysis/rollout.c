@@ -95,6 +95,10 @@ sl_rollout_step_elapsed(const struct sl_rollout *ro, uint64_t now_ms)
 {
 	uint64_t paused = ro->paused_ms;
 
+	if (sl_rollout_final(ro))
+		return ro->ended > ro->step_started
+		    ? (uint64_t)(ro->ended - ro->step_started) * 1000
+		    : 0;
 	if (ro->state == SL_RO_PAUSED)
 		paused += now_ms - ro->pause_began_ms;
 	if (now_ms < ro->step_started_ms + paused)

@@ -134,7 +134,9 @@ void sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
  */
 bool sl_rollout_warming(struct sl_rollout *ro, uint64_t now_ms);
 
-/* Milliseconds spent in the current step, pauses excluded. */
+/* Milliseconds spent in the current step, pauses excluded; once the
+ * rollout has ended, from the step's start to the end (wall clock, whole
+ * seconds), so that it no longer grows. */
 uint64_t sl_rollout_step_elapsed(const struct sl_rollout *ro, uint64_t now_ms);
 
 const char *sl_rollout_state_name(enum sl_rollout_state s);

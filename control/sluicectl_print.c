@@ -804,7 +804,10 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 	step = sl_cli_rollout_step(r);
 	if (json_is_number(elapsed))
 		kv_take("step:",
-		    sl_xasprintf("%s, %.0f s at this step", step,
+		    sl_xasprintf("%s, %s%.0f s at this step", step,
+		        json_is_string(json_object_get(r, "ended"))
+		            ? "ended after "
+		            : "",
 		        json_number_value(elapsed)));
 	else
 		kv("step:", step);

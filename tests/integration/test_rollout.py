@@ -266,6 +266,12 @@ p = subprocess.run([CTL, "-s", sl.ctl_path, "show", "rollout", "tol"],
 check("tolerance:" in p.stdout and
       "10 ms (smaller latency differences are ties)" in p.stdout,
       "sluicectl show rollout prints the tolerance (%r)" % p.stdout[:600])
+check("ended after" in p.stdout,
+      "an ended rollout's step time says so (%r)" % p.stdout[:300])
+e1 = rollout("tol")["step_elapsed"]
+time.sleep(1.5)
+check(rollout("tol")["step_elapsed"] == e1,
+      "an ended rollout's step_elapsed no longer grows (%s s)" % e1)
 
 # ops: still running on long steps; promote it by hand.
 r = sl.ctl("rollout promote ops")

@@ -120,6 +120,8 @@ test_promote_at_last_step_below_100(void **state)
 	assert_int_equal(ro->state, SL_RO_PROMOTED);
 	assert_true(sl_rollout_final(ro));
 	assert_int_equal(ro->ended, 2);
+	/* The step's clock stopped at the end (step 2 began at 1 s). */
+	assert_int_equal(sl_rollout_step_elapsed(ro, 999999), 1000);
 	/* Verdicts after the end are ignored. */
 	assert_int_equal(sl_rollout_on_verdict(ro, &p, 3, 30000), SL_RA_NONE);
 	sl_rollout_free(ro);
