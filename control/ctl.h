@@ -58,7 +58,8 @@ struct sl_svc_rt {
 	int64_t held_expires;
 	struct sl_rollout_run *run; /* the latest rollout, live or ended */
 	char pending_rollout[300];  /* from the state file, until restored */
-	struct sl_guard *guard;     /* blue/green guard after a switch */
+	struct sl_guard_saved *pending_guard; /* the same, for the guard */
+	struct sl_guard *guard; /* blue/green guard after a switch */
 };
 
 struct sl_ctl_socket;
@@ -157,7 +158,8 @@ int sl_state_load(struct sl_ctl *ctl, const char *path,
  * -1 with *ERRP when a directory stands where the file goes. */
 int sl_state_check_path(const char *path, char **errp);
 
-/* Resume the rollouts the state file held (after the first publish). */
+/* Resume the rollouts and guards the state file held (after the first
+ * publish). */
 void sl_state_restore_rollouts(struct sl_ctl *ctl);
 
 /* Create the directories PATH lives in (/run/sluice, /var/lib/sluice),
@@ -233,6 +235,27 @@ void sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
     const char *previous, const char *version);
 void sl_ctl_guard_end(struct sl_ctl *ctl, const char *svc);
 json_t *sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc);
+
+/* A watching guard as the state file keeps it (about 20 KiB). */
+struct sl_guard_saved {
+	char version[64];       /* the new stable */
+	char previous[64];      /* the one switched away from */
+	int64_t started, until; /* wall-clock seconds */
+	/* The baseline: the previous stable before the switch. */
+	uint64_t requests, errors;
+	struct sl_hist latency;
+};
+
+/* Fill OUT from SVC's guard; false unless one is watching. */
+bool sl_ctl_guard_capture(
+    struct sl_ctl *ctl, const char *svc, struct sl_guard_saved *out);
+
+/* Resume SVC's guard from SAVED (after the first publish): until the
+ * same end, against the same baseline, with a fresh window for the new
+ * version. Not when the period is over, the guard is off in the config
+ * or the service's stable version is another (logged). */
+void sl_ctl_guard_restore(
+    struct sl_ctl *ctl, const char *svc, const struct sl_guard_saved *saved);
 
 /* --- rollouts (control/rollouts.c) --- */
 

@@ -11,9 +11,10 @@
  * does not inflate false alarms). With `warmup`, what the new version does
  * in its first `warmup` (up to the next look) is left out, as in a
  * rollout's step, and the guard lasts `guard` after that. A FAIL switches back
- * at once; a guard that ends without one is recorded as passed. The guard lives
- * in memory only: a restart during the guard period ends it (with the switch
- * kept).
+ * at once; a guard that ends without one is recorded as passed. A watching
+ * guard is kept in the state file (its times and the baseline's counts and
+ * latencies), so a restart resumes it until the same end, with a fresh
+ * window for the new version (and its warm-up again), as a rollout resumes.
  */
 #include "config.h"
 
@@ -40,8 +41,13 @@ struct sl_guard {
 	char state[16];         /* watching, passed, switched_back, ended */
 	struct sl_verdict_params params;
 	struct sl_verdict_seq *seq;
-	struct sl_vstats baseline;  /* previous stable, before the switch */
-	struct sl_vstats at_switch; /* new version's totals at the switch */
+	/* The previous stable before the switch: answered requests, errors
+	 * and latencies. */
+	uint64_t base_requests, base_errors;
+	struct sl_hist base_latency;
+	/* The new version's totals where its window begins (the switch, the
+	 * end of its warm-up, a restart). */
+	struct sl_vstats at_switch;
 	struct sl_judgement last;
 	bool have_last;
 	struct event *tick;
@@ -98,6 +104,19 @@ switch_back(struct sl_guard *g)
 	    g->ctl, NULL, msg, NULL, sl_ctl_guard_json(g->ctl, g->service));
 }
 
+/* Write the state file, which keeps a watching guard; failures are
+ * logged (the guard itself goes on). */
+static void
+save_state(struct sl_ctl *ctl, const char *svc)
+{
+	char *err = NULL;
+
+	if (sl_state_save(ctl, sl_route_current(), &err) != 0) {
+		sl_log_error("guard %s: %s", svc, err);
+		free(err);
+	}
+}
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -118,9 +137,9 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	sl_ctl_version_total(g->ctl, g->version_id, &now_total);
 	sl_vstats_sub(&since, &now_total, &g->at_switch);
-	base.requests = sl_vstats_responses(&g->baseline);
-	base.errors = sl_vstats_errors(&g->baseline);
-	base.latency = &g->baseline.latency;
+	base.requests = g->base_requests;
+	base.errors = g->base_errors;
+	base.latency = &g->base_latency;
 	cand.requests = sl_vstats_responses(&since);
 	cand.errors = sl_vstats_errors(&since);
 	cand.latency = &since.latency;
@@ -141,51 +160,40 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		    g->service, g->version, g->last.summary);
 		sl_event(g->ctl, NULL, msg, NULL,
 		    sl_ctl_guard_json(g->ctl, g->service));
+		save_state(g->ctl, g->service); /* the guard leaves the file */
 	}
 }
 
-/* Start guarding SVC after a switch from PREVIOUS to VERSION. */
-void
-sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
-    const char *previous, const char *version)
+/*
+ * A guard of SVC from PREVIOUS to VERSION, watching until UNTIL: its
+ * verdict state, its new version's window from now (after its warm-up,
+ * if any) and its tick. The caller fills the baseline. NULL when a
+ * version is not configured or memory ran out.
+ */
+static struct sl_guard *
+guard_new(struct sl_ctl *ctl, const struct sl_route_service *svc,
+    const char *previous, const char *version, int64_t started, int64_t until)
 {
 	const struct sl_rollout_conf *rc = &svc->conf->rollout;
-	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc->name);
 	struct sl_guard *g;
 	struct timeval tv;
-	uint32_t seconds;
-	int pi, vi;
+	int vi = sl_route_version_index(svc, version);
 
-	sl_ctl_guard_end(ctl, svc->name);
-	if (rc->guard_ms == 0)
-		return;
-	pi = sl_route_version_index(svc, previous);
-	vi = sl_route_version_index(svc, version);
-	if (pi < 0 || vi < 0)
-		return;
+	if (sl_route_version_index(svc, previous) < 0 || vi < 0)
+		return NULL;
 	g = sl_xcalloc(1, sizeof *g);
 	g->ctl = ctl;
 	snprintf(g->service, sizeof g->service, "%s", svc->name);
 	snprintf(g->version, sizeof g->version, "%s", version);
 	snprintf(g->previous, sizeof g->previous, "%s", previous);
 	g->version_id = svc->versions[vi].id;
-	g->started = (int64_t)time(NULL);
-	/* The guard judges for `guard` once its warm-up is over. */
-	g->until = g->started + (rc->warmup_ms + rc->guard_ms + 999) / 1000;
+	g->started = started;
+	g->until = until;
 	snprintf(g->state, sizeof g->state, "watching");
 	sl_verdict_params_from_conf(&g->params, rc);
 	g->seq = sl_verdict_seq_new();
 	if (g->seq != NULL)
 		sl_verdict_seq_fixed_stable(g->seq);
-	/* The previous stable's behaviour just before the switch. */
-	seconds = rc->guard_ms / 1000;
-	if (seconds < 10)
-		seconds = 10;
-	if (ctl->series[svc->versions[pi].id] != NULL) {
-		sl_ctl_harvest(ctl);
-		sl_series_window(
-		    ctl->series[svc->versions[pi].id], seconds, &g->baseline);
-	}
 	sl_ctl_version_total(ctl, g->version_id, &g->at_switch);
 	if (rc->warmup_ms > 0)
 		g->warm_until_ms = sl_ctl_mono_ms() + rc->warmup_ms;
@@ -195,9 +203,111 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	if (g->seq == NULL || g->tick == NULL || event_add(g->tick, &tv) != 0) {
 		guard_stop(g);
 		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+/* Start guarding SVC after a switch from PREVIOUS to VERSION. */
+void
+sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
+    const char *previous, const char *version)
+{
+	const struct sl_rollout_conf *rc = &svc->conf->rollout;
+	static struct sl_vstats base;
+	struct sl_guard *g;
+	int64_t now = (int64_t)time(NULL);
+	uint32_t seconds;
+	int pi;
+
+	sl_ctl_guard_end(ctl, svc->name);
+	if (rc->guard_ms == 0)
+		return;
+	/* The guard judges for `guard` once its warm-up is over. */
+	g = guard_new(ctl, svc, previous, version, now,
+	    now + (rc->warmup_ms + rc->guard_ms + 999) / 1000);
+	if (g == NULL)
+		return;
+	/* The previous stable's behaviour just before the switch. */
+	seconds = rc->guard_ms / 1000;
+	if (seconds < 10)
+		seconds = 10;
+	pi = sl_route_version_index(svc, previous);
+	memset(&base, 0, sizeof base);
+	if (ctl->series[svc->versions[pi].id] != NULL) {
+		sl_ctl_harvest(ctl);
+		sl_series_window(
+		    ctl->series[svc->versions[pi].id], seconds, &base);
+	}
+	g->base_requests = sl_vstats_responses(&base);
+	g->base_errors = sl_vstats_errors(&base);
+	g->base_latency = base.latency;
+	sl_ctl_rt(ctl, svc->name)->guard = g;
+	save_state(ctl, svc->name); /* so that a restart resumes it */
+}
+
+bool
+sl_ctl_guard_capture(
+    struct sl_ctl *ctl, const char *svc, struct sl_guard_saved *out)
+{
+	const struct sl_guard *g = sl_ctl_rt(ctl, svc)->guard;
+
+	if (g == NULL || g->tick == NULL)
+		return false;
+	snprintf(out->version, sizeof out->version, "%s", g->version);
+	snprintf(out->previous, sizeof out->previous, "%s", g->previous);
+	out->started = g->started;
+	out->until = g->until;
+	out->requests = g->base_requests;
+	out->errors = g->base_errors;
+	out->latency = g->base_latency;
+	return true;
+}
+
+void
+sl_ctl_guard_restore(
+    struct sl_ctl *ctl, const char *name, const struct sl_guard_saved *saved)
+{
+	const struct sl_route_service *svc =
+	    sl_route_service_by_name(sl_route_current(), name);
+	int64_t now = (int64_t)time(NULL);
+	struct sl_guard *g;
+	char msg[400];
+
+	if (svc == NULL)
+		return;
+	if (now >= saved->until) {
+		sl_log_info("guard %s: its period ended while sluice was "
+		            "stopped; %s stays stable",
+		    name, saved->version);
 		return;
 	}
-	rt->guard = g;
+	if (svc->conf->rollout.guard_ms == 0 ||
+	    strcmp(svc->versions[svc->stable].name, saved->version) != 0) {
+		sl_log_warn("guard %s: not resumed: %s", name,
+		    svc->conf->rollout.guard_ms == 0
+		        ? "guard is off in the config"
+		        : "its version is no longer the stable one");
+		return;
+	}
+	sl_ctl_guard_end(ctl, name);
+	g = guard_new(ctl, svc, saved->previous, saved->version, saved->started,
+	    saved->until);
+	if (g == NULL) {
+		sl_log_warn("guard %s: not resumed: version %s is no longer "
+		            "configured",
+		    name, saved->previous);
+		return;
+	}
+	g->base_requests = saved->requests;
+	g->base_errors = saved->errors;
+	g->base_latency = saved->latency;
+	sl_ctl_rt(ctl, name)->guard = g;
+	snprintf(msg, sizeof msg,
+	    "guard %s: resumed after a restart: %s watched against %s "
+	    "until %s, with a fresh window",
+	    name, g->version, g->previous, sl_ctl_isotime(g->until));
+	sl_event(ctl, NULL, msg, NULL, sl_ctl_guard_json(ctl, name));
 }
 
 /* End SVC's guard (a new switch, a rollout, shutdown). */
@@ -225,8 +335,8 @@ sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc)
 		return json_null();
 	o = json_pack("{s:s,s:s,s:s,s:s}", "version", g->version, "previous",
 	    g->previous, "state", g->state, "until", sl_ctl_isotime(g->until));
-	json_object_set_new(o, "baseline_requests",
-	    json_integer((json_int_t)sl_vstats_responses(&g->baseline)));
+	json_object_set_new(
+	    o, "baseline_requests", json_integer((json_int_t)g->base_requests));
 	json_object_set_new(o, "last_verdict",
 	    g->have_last ? json_string(g->last.summary) : json_null());
 	json_object_set_new(

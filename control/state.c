@@ -15,6 +15,14 @@
  *   weight = blue 0.00          (one line per version)
  *   server = blue 10.0.0.1:8080 drain
  *   lock = deploy-42 1763830800 (owner, expiry in Unix seconds)
+ *   rollout = green blue running 2 1763830000 0
+ *   guard = green blue 1763830800 1763831100 5321 12
+ *   guard_latency = 1203:5 1210:17 ...
+ *
+ * A watching blue/green guard is VERSION PREVIOUS STARTED UNTIL, then the
+ * baseline's answered requests and errors, and its latency histogram as
+ * BUCKET:COUNT pairs over as many guard_latency lines as it takes (inih
+ * reads lines of at most 200 bytes).
  *
  * Loading and carrying over on reload share one representation (struct
  * saved), applied by apply_saved().
@@ -63,6 +71,7 @@ struct saved_svc {
 	char *held_owner; /* lock_held: the rollout starter's lock */
 	int64_t held_expires;
 	char *rollout; /* "CANARY BASELINE STATE STEP STARTED ENDED" */
+	struct sl_guard_saved *guard; /* heap; NULL: none */
 	bool touched;
 	int weight_line; /* where its first weight line is (0: none) */
 };
@@ -122,6 +131,7 @@ saved_free(struct saved *sv)
 		free(s->lock_owner);
 		free(s->held_owner);
 		free(s->rollout);
+		free(s->guard);
 	}
 	free(sv->svcs);
 	free(sv->err);
@@ -186,6 +196,55 @@ key_error(struct saved *sv, const char *fmt, ...)
 		sv->err_line = sv->line;
 	}
 	return 0;
+}
+
+/* "guard = VERSION PREVIOUS STARTED UNTIL REQUESTS ERRORS". */
+static int
+parse_guard(struct saved *sv, struct saved_svc *s, const char *value)
+{
+	struct sl_guard_saved g;
+	long long started, until;
+	unsigned long long req, err;
+	int end = 0;
+
+	memset(&g, 0, sizeof g);
+	if (sscanf(value, "%63s %63s %lld %lld %llu %llu%n", g.version,
+	        g.previous, &started, &until, &req, &err, &end) != 6 ||
+	    value[end] != '\0' || started <= 0 || until < started || err > req)
+		return key_error(sv, "bad guard '%s'", value);
+	if (s->guard != NULL)
+		return key_error(sv, "a second guard line");
+	s->guard = sl_xmalloc(sizeof *s->guard);
+	*s->guard = g;
+	s->guard->started = started;
+	s->guard->until = until;
+	s->guard->requests = req;
+	s->guard->errors = err;
+	return 1;
+}
+
+/* "guard_latency = BUCKET:COUNT ...", after the guard line. */
+static int
+parse_guard_latency(struct saved *sv, struct saved_svc *s, const char *value)
+{
+	const char *p = value;
+	unsigned long long idx, n;
+	int used;
+
+	if (s->guard == NULL)
+		return key_error(sv, "guard_latency before its guard line");
+	while (*p != '\0') {
+		if (sscanf(p, "%llu:%llu%n", &idx, &n, &used) != 2 ||
+		    idx >= SL_HIST_NBUCKETS || n == 0 ||
+		    (p[used] != ' ' && p[used] != '\0'))
+			return key_error(sv, "bad guard_latency '%s'", value);
+		sl_hist_record_n(&s->guard->latency,
+		    sl_hist_bucket_lo((size_t)idx), (uint64_t)n);
+		p += used;
+		while (*p == ' ')
+			p++;
+	}
+	return 1;
 }
 
 /* inih handler: one key of the state file. */
@@ -276,6 +335,10 @@ state_key_cb(
 			free(s->rollout);
 			s->rollout = sl_xstrdup(v);
 		}
+	} else if (strcmp(name, "guard") == 0) {
+		ok = parse_guard(sv, s, value);
+	} else if (strcmp(name, "guard_latency") == 0) {
+		ok = parse_guard_latency(sv, s, value);
 	} else {
 		ok = key_error(sv, "unknown key '%s'", name);
 	}
@@ -328,6 +391,11 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 		if (at_start && s->rollout != NULL)
 			snprintf(rt->pending_rollout,
 			    sizeof rt->pending_rollout, "%s", s->rollout);
+		if (at_start && s->guard != NULL) {
+			free(rt->pending_guard);
+			rt->pending_guard = s->guard;
+			s->guard = NULL;
+		}
 		for (j = 0; j < s->nweights; j++) {
 			sum += s->weights[j].weight;
 			if (sl_route_version_index(svc, s->weights[j].version) <
@@ -490,7 +558,8 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 		struct saved_svc *s;
 
 		if (!rt->touched && rt->lock_owner[0] == '\0' &&
-		    rt->previous_stable[0] == '\0' && rt->run == NULL)
+		    rt->previous_stable[0] == '\0' && rt->run == NULL &&
+		    rt->guard == NULL)
 			continue;
 		s = saved_svc(sv, svc->name);
 		s->touched = rt->touched;
@@ -507,6 +576,11 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 		if (rt->run != NULL)
 			s->rollout = sl_xstrdup(
 			    sl_ctl_rollout_state_line(ctl, svc->name));
+		s->guard = sl_xmalloc(sizeof *s->guard);
+		if (!sl_ctl_guard_capture(ctl, svc->name, s->guard)) {
+			free(s->guard);
+			s->guard = NULL;
+		}
 		if (!rt->touched)
 			continue;
 		s->stable = sl_xstrdup(svc->versions[svc->stable].name);
@@ -532,7 +606,7 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 	}
 }
 
-/* Resume the rollouts read from the state file. */
+/* Resume the rollouts and guards read from the state file. */
 void
 sl_state_restore_rollouts(struct sl_ctl *ctl)
 {
@@ -546,6 +620,12 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 		unsigned step;
 		long long started, ended;
 
+		if (rt->pending_guard != NULL) {
+			sl_ctl_guard_restore(ctl, rt->name, rt->pending_guard);
+			free(rt->pending_guard);
+			rt->pending_guard = NULL;
+			lost += rt->guard == NULL;
+		}
 		if (rt->pending_rollout[0] == '\0')
 			continue;
 		if (sscanf(rt->pending_rollout, "%63s %63s %15s %u %lld %lld",
@@ -556,7 +636,8 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 		lost += rt->run == NULL;
 	}
 	/* A rollout that could not come back (its version is gone) must
-	 * not stay in the file, nor its lock on the service. */
+	 * not stay in the file, nor its lock on the service; nor a guard
+	 * that ended. */
 	if (lost > 0 && sl_state_save(ctl, sl_route_current(), &err) != 0) {
 		sl_log_error("%s", err);
 		free(err);
@@ -594,6 +675,31 @@ sync_dir(const char *path)
 		close(fd);
 	free(copy);
 	return rc;
+}
+
+/* The guard lines of G, each well under inih's 200 bytes. */
+static void
+write_guard(FILE *f, const struct sl_guard_saved *g)
+{
+	size_t i, len = 0;
+
+	fprintf(f, "guard = %s %s %lld %lld %llu %llu\n", g->version,
+	    g->previous, (long long)g->started, (long long)g->until,
+	    (unsigned long long)g->requests, (unsigned long long)g->errors);
+	for (i = 0; i < SL_HIST_NBUCKETS; i++) {
+		if (g->latency.counts[i] == 0)
+			continue;
+		if (len == 0)
+			len = (size_t)fprintf(f, "guard_latency =");
+		len += (size_t)fprintf(f, " %zu:%llu", i,
+		    (unsigned long long)g->latency.counts[i]);
+		if (len > 150) {
+			fputc('\n', f);
+			len = 0;
+		}
+	}
+	if (len > 0)
+		fputc('\n', f);
 }
 
 /* Write the runtime state of T atomically. */
@@ -648,6 +754,8 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 			    (long long)s->held_expires);
 		if (s->rollout != NULL)
 			fprintf(f, "rollout = %s\n", s->rollout);
+		if (s->guard != NULL)
+			write_guard(f, s->guard);
 	}
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
 		err = errno;

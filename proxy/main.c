@@ -342,8 +342,10 @@ main(int argc, char **argv)
 	    sl_route_current()->conf->global.drain_timeout_ms);
 	sl_ctl_metrics_stop(&d);
 	sl_events_close(&d);
-	for (size_t i = 0; i < d.nrt; i++)
+	for (size_t i = 0; i < d.nrt; i++) {
+		free(d.rt[i]->pending_guard);
 		free(d.rt[i]);
+	}
 	free(d.rt);
 	free(d.state_path);
 	sl_workers_free(d.workers, d.nworkers);

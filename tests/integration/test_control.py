@@ -463,6 +463,16 @@ check(rc == 1 and err.startswith(":4: [service:shop]: weights sum to "
                                  "90.00, must be 100.00"),
       "state file: weights that do not sum to 100 name the line of the "
       "first (%s)" % err[:60])
+rc, err = state_error("[service:shop]\nguard = green blue 100 200 5 9\n")
+check(rc == 1 and err.startswith(":2: bad guard 'green blue 100 200 5 9';"),
+      "state file: a guard with more errors than requests (%s)" % err[:60])
+rc, err = state_error("[service:shop]\nguard = green blue 100 200 9 1\n"
+                      "guard_latency = 12:3 99999:1\n")
+check(rc == 1 and err.startswith(":3: bad guard_latency"),
+      "state file: a guard latency bucket out of range (%s)" % err[:60])
+rc, err = state_error("[service:shop]\nguard_latency = 12:3\n")
+check(rc == 1 and err.startswith(":2: guard_latency before its guard line"),
+      "state file: guard_latency without a guard (%s)" % err[:60])
 
 # A state_file whose directories do not exist yet: made at start, and the
 # first change is saved there. A directory in its place refuses start.

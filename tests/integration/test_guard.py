@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The blue/green guard: after a switch, the new version is compared with
 the previous stable's behaviour just before the switch; a good switch is
-held, a bad one is switched back automatically, and a version that starts
-cold is judged only after the warm-up."""
+held, a bad one is switched back automatically, a version that starts
+cold is judged only after the warm-up, and a restart during a guard
+resumes it (same end, same baseline) while an ended guard stays ended."""
 
 import calendar
 import http.client
@@ -23,11 +24,23 @@ bad = Origin("bad", "--latency", "3", "--error-rate", "0.10", "--seed", "3")
 # cold: 5 ms, but 105 ms for its first 1.5 s of traffic.
 cold = Origin("cold", "--latency", "5", "--cold", "1500", "--cold-latency",
               "100")
+# rs: a guard of 30 s, its first 5 s not judged, across a restart.
+rs_a = Origin("rs-a", "--latency", "5")
+rs_b = Origin("rs-b", "--latency", "5", "--error-rate", "0.10", "--seed", "5")
 port = free_port()
 text = config(port, {"bg": {
     "path_prefix": "/", "stable": "blue", "expose_version": "yes",
     "versions": {"blue": ([blue.addr], 100), "teal": ([teal.addr], 0),
-                 "bad": ([bad.addr], 0), "cold": ([cold.addr], 0)}}}) + """
+                 "bad": ([bad.addr], 0), "cold": ([cold.addr], 0)}},
+    "rs": {"path_prefix": "/rs", "stable": "a",
+           "versions": {"a": ([rs_a.addr], 100), "b": ([rs_b.addr], 0)}}}) + """
+[rollout:rs]
+guard = 30s
+warmup = 5s
+interval = 500ms
+step_time = 10s
+min_requests = 30
+
 [rollout:bg]
 guard = 4s
 warmup = 3s
@@ -41,11 +54,11 @@ sl = Sluice(text=text, port=port)
 stop = threading.Event()
 
 
-def load():
+def load(path="/x"):
     c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=10)
     while not stop.is_set():
         try:
-            c.request("GET", "/x")
+            c.request("GET", path)
             c.getresponse().read()
         except (OSError, http.client.HTTPException):
             c.close()
@@ -54,6 +67,8 @@ def load():
 
 
 threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
+threads += [threading.Thread(target=load, args=("/rs/x",), daemon=True)
+            for _ in range(2)]
 for t in threads:
     t.start()
 # The stable's behaviour before any switch: at least 3 s and 300 requests.
@@ -120,6 +135,52 @@ check(g["state"] == "passed" and not g["warming_up"] and
       sl.ctl("show service bg")["service"]["stable"] == "cold",
       "after its warm-up cold is judged and held (%s: %s)"
       % (g["state"], g["last_verdict"]))
+with open(sl.state_path) as f:
+    check("guard =" not in f.read(), "a passed guard leaves the state file")
+
+
+def guard_rs():
+    return sl.ctl("show service rs")["service"]["guard"]
+
+
+# A restart while a guard watches: it resumes, with the same end and
+# baseline, and still switches back a bad version (10% errors; nothing
+# is judged in its 5 s warm-up, before and again after the restart).
+r = sl.ctl("switch rs b")
+check(r["ok"] and r["stable"] == "b", "switch rs b (10% errors)")
+before = guard_rs()
+check(before["state"] == "watching" and before["warming_up"] and
+      before["baseline_requests"] >= 30,
+      "rs's guard watches b against a (%r)" % before)
+with open(sl.state_path) as f:
+    saved = f.read()
+check("guard = b a " in saved and "guard_latency = " in saved,
+      "the watching guard is in the state file")
+check(sl.restart() == 0, "restart during the guard: sluice exits 0")
+after = guard_rs()
+check(after is not None and after["state"] == "watching" and
+      after["previous"] == "a" and after["until"] == before["until"] and
+      after["baseline_requests"] == before["baseline_requests"],
+      "after the restart the guard watches on: same end, same baseline "
+      "(%r)" % after)
+# bg's guard had ended (passed): a restart does not bring it back.
+check(sl.ctl("show service bg")["service"]["guard"] is None and
+      sl.ctl("show service bg")["service"]["stable"] == "cold",
+      "after the restart cold is still stable, its ended guard not resumed")
+evs = [e["command"] for e in sl.ctl("show events 20")["events"]]
+check(any(e.startswith("guard rs: resumed after a restart") for e in evs),
+      "the resumption is an event")
+deadline = time.time() + 40
+while time.time() < deadline:
+    svc = sl.ctl("show service rs")["service"]
+    if svc["stable"] != "b":
+        break
+    time.sleep(0.2)
+check(svc["stable"] == "a" and svc["guard"]["state"] == "switched_back",
+      "the resumed guard switched b back to a (%s: %s)"
+      % (svc["guard"]["state"], svc["guard"]["last_verdict"]))
+with open(sl.state_path) as f:
+    check("guard =" not in f.read(), "and the state file has no guard left")
 stop.set()
 for t in threads:
     t.join(5)
