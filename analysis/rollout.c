@@ -117,12 +117,27 @@ enter_step(struct sl_rollout *ro, uint32_t step, int64_t now, uint64_t now_ms)
 	ro->warm = false;
 }
 
+uint64_t
+sl_rollout_look_slack(uint32_t interval_ms)
+{
+	return interval_ms / 10 < 1000 ? interval_ms / 10 : 1000;
+}
+
+/* Has the current step lasted MS, give or take a look's slack? */
+static bool
+step_lasted(const struct sl_rollout *ro, uint64_t now_ms, uint32_t ms)
+{
+	return sl_rollout_step_elapsed(ro, now_ms) +
+	    sl_rollout_look_slack(ro->interval_ms) >=
+	    ms;
+}
+
 bool
 sl_rollout_warming(struct sl_rollout *ro, uint64_t now_ms)
 {
 	if (ro->warm || ro->warmup_ms == 0 || ro->state != SL_RO_RUNNING)
 		return false;
-	if (sl_rollout_step_elapsed(ro, now_ms) >= ro->warmup_ms)
+	if (step_lasted(ro, now_ms, ro->warmup_ms))
 		ro->warm = true;
 	return true;
 }
@@ -163,7 +178,7 @@ sl_rollout_on_verdict(struct sl_rollout *ro, const struct sl_judgement *j,
 		return SL_RA_REVERT;
 	}
 	if (j->decision != SL_PASS ||
-	    sl_rollout_step_elapsed(ro, now_ms) < ro->step_time_ms)
+	    !step_lasted(ro, now_ms, ro->step_time_ms))
 		return SL_RA_NONE;
 	/* A step at 100% leaves nothing to compare against: reaching it is
 	 * the promotion. */

@@ -134,6 +134,16 @@ void sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
  */
 bool sl_rollout_warming(struct sl_rollout *ro, uint64_t now_ms);
 
+/*
+ * How early a look may land and still count as the end of a step_time or
+ * a warmup: a tenth of the interval, at most 1 s. Looks are timed from the
+ * timer's schedule while a step's clock starts when the look that began
+ * it ran, a few ms later; without the slack a step_time that is a
+ * multiple of interval (60s and 10s) ended one look late about half the
+ * time (70 s).
+ */
+uint64_t sl_rollout_look_slack(uint32_t interval_ms);
+
 /* Milliseconds spent in the current step, pauses excluded; once the
  * rollout has ended, from the step's start to the end (wall clock, whole
  * seconds), so that it no longer grows. */

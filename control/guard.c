@@ -24,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "analysis/rollout.h"
 #include "analysis/verdict.h"
 #include "conf/log.h"
 #include "conf/xmalloc.h"
@@ -38,6 +39,7 @@ struct sl_guard {
 	uint32_t version_id;
 	int64_t started, until;
 	uint64_t warm_until_ms; /* monotonic; 0: no warm-up, or it is over */
+	uint32_t interval_ms;   /* between looks */
 	char state[16];         /* watching, passed, switched_back, ended */
 	struct sl_verdict_params params;
 	struct sl_verdict_seq *seq;
@@ -130,7 +132,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	/* Warming up: the new version is judged from the first look after
 	 * the warm-up. */
 	if (g->warm_until_ms != 0) {
-		if (now_ms >= g->warm_until_ms)
+		if (now_ms + sl_rollout_look_slack(g->interval_ms) >=
+		    g->warm_until_ms)
 			g->warm_until_ms = 0;
 		sl_ctl_version_total(g->ctl, g->version_id, &g->at_switch);
 		return;
@@ -198,6 +201,7 @@ guard_new(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	if (rc->warmup_ms > 0)
 		g->warm_until_ms = sl_ctl_mono_ms() + rc->warmup_ms;
 	g->tick = event_new(ctl->base, -1, EV_PERSIST, tick_cb, g);
+	g->interval_ms = rc->interval_ms;
 	tv.tv_sec = rc->interval_ms / 1000;
 	tv.tv_usec = (rc->interval_ms % 1000) * 1000;
 	if (g->seq == NULL || g->tick == NULL || event_add(g->tick, &tv) != 0) {

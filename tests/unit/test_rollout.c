@@ -242,6 +242,30 @@ test_warmup(void **state)
 	sl_rollout_free(ro);
 }
 
+/*
+ * A look that lands a few ms before step_time ends the step (looks follow
+ * the timer's schedule, the step's clock the look that began it); one
+ * more than a tenth of the interval early does not. It used to hold the
+ * step for one more look about half the time.
+ */
+static void
+test_step_time_slack(void **state)
+{
+	struct sl_rollout *ro = start(0);
+	struct sl_judgement p = verdict(SL_PASS);
+
+	assert_int_equal(sl_rollout_look_slack(1000), 100);
+	assert_int_equal(sl_rollout_look_slack(10000), 1000);
+	assert_int_equal(sl_rollout_look_slack(60000), 1000);
+	/* step_time 10 s, interval 1 s: slack 100 ms. */
+	assert_int_equal(sl_rollout_on_verdict(ro, &p, 1, 9899), SL_RA_NONE);
+	assert_int_equal(ro->step, 0);
+	assert_int_equal(
+	    sl_rollout_on_verdict(ro, &p, 1, 9997), SL_RA_SET_WEIGHT);
+	assert_int_equal(ro->step, 1);
+	sl_rollout_free(ro);
+}
+
 /* Every operator command in every state. */
 static void
 test_commands_in_every_state(void **state)
@@ -337,6 +361,7 @@ main(void)
 	    cmocka_unit_test(test_inconclusive_waits),
 	    cmocka_unit_test(test_pause_resume_timing),
 	    cmocka_unit_test(test_warmup),
+	    cmocka_unit_test(test_step_time_slack),
 	    cmocka_unit_test(test_commands_in_every_state),
 	    cmocka_unit_test(test_restore),
 	    cmocka_unit_test(test_state_names),
