@@ -96,9 +96,7 @@ sl_rollout_step_elapsed(const struct sl_rollout *ro, uint64_t now_ms)
 	uint64_t paused = ro->paused_ms;
 
 	if (sl_rollout_final(ro))
-		return ro->ended > ro->step_started
-		    ? (uint64_t)(ro->ended - ro->step_started) * 1000
-		    : 0;
+		return ro->ended_elapsed_ms;
 	if (ro->state == SL_RO_PAUSED)
 		paused += now_ms - ro->pause_began_ms;
 	if (now_ms < ro->step_started_ms + paused)
@@ -145,8 +143,9 @@ sl_rollout_warming(struct sl_rollout *ro, uint64_t now_ms)
 /* Finish the rollout in STATE. */
 static void
 end(struct sl_rollout *ro, enum sl_rollout_state state, int64_t now,
-    const char *why)
+    uint64_t now_ms, const char *why)
 {
+	ro->ended_elapsed_ms = sl_rollout_step_elapsed(ro, now_ms);
 	ro->state = state;
 	ro->ended = now;
 	snprintf(ro->reason, sizeof ro->reason, "%s", why);
@@ -174,7 +173,7 @@ sl_rollout_on_verdict(struct sl_rollout *ro, const struct sl_judgement *j,
 		char why[200];
 
 		snprintf(why, sizeof why, "analyzer: %.180s", j->summary);
-		end(ro, SL_RO_REVERTED, now, why);
+		end(ro, SL_RO_REVERTED, now, now_ms, why);
 		return SL_RA_REVERT;
 	}
 	if (j->decision != SL_PASS ||
@@ -184,7 +183,7 @@ sl_rollout_on_verdict(struct sl_rollout *ro, const struct sl_judgement *j,
 	 * the promotion. */
 	if (ro->step + 1 >= ro->nsteps ||
 	    ro->steps[ro->step + 1] >= SL_WEIGHT_TOTAL) {
-		end(ro, SL_RO_PROMOTED, now,
+		end(ro, SL_RO_PROMOTED, now, now_ms,
 		    "every step passed: canary promoted to stable");
 		return SL_RA_PROMOTE;
 	}
@@ -237,21 +236,22 @@ sl_rollout_resume(
 }
 
 int
-sl_rollout_abort(struct sl_rollout *ro, int64_t now, const char *why, char *err,
-    size_t errlen)
+sl_rollout_abort(struct sl_rollout *ro, int64_t now, uint64_t now_ms,
+    const char *why, char *err, size_t errlen)
 {
 	if (sl_rollout_final(ro))
 		return refuse_final(ro, "abort", err, errlen);
-	end(ro, SL_RO_ABORTED, now, why);
+	end(ro, SL_RO_ABORTED, now, now_ms, why);
 	return SL_RA_REVERT;
 }
 
 int
-sl_rollout_promote(struct sl_rollout *ro, int64_t now, char *err, size_t errlen)
+sl_rollout_promote(struct sl_rollout *ro, int64_t now, uint64_t now_ms,
+    char *err, size_t errlen)
 {
 	if (sl_rollout_final(ro))
 		return refuse_final(ro, "promote", err, errlen);
-	end(ro, SL_RO_PROMOTED, now, "promoted by an operator");
+	end(ro, SL_RO_PROMOTED, now, now_ms, "promoted by an operator");
 	return SL_RA_PROMOTE;
 }
 
@@ -272,6 +272,8 @@ sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
 	sl_verdict_seq_restart(ro->seq);
 	if (state == SL_RO_PAUSED)
 		ro->pause_began_ms = now_ms;
+	/* How long its last step lasted was not saved. */
+	ro->ended_elapsed_ms = SL_ROLLOUT_ELAPSED_UNKNOWN;
 }
 
 const struct sl_rollout_verdict *

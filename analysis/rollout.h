@@ -72,6 +72,9 @@ struct sl_rollout {
 	int64_t step_started;     /* wall-clock seconds, for display */
 	uint64_t paused_ms;       /* time paused within this step */
 	uint64_t pause_began_ms;
+	/* Once ended: the time its last step lasted, pauses excluded
+	 * (SL_ROLLOUT_ELAPSED_UNKNOWN when it ended before a restart). */
+	uint64_t ended_elapsed_ms;
 	char reason[200]; /* why it ended */
 
 	struct sl_rollout_verdict verdicts[SL_ROLLOUT_KEEP_VERDICTS];
@@ -113,10 +116,10 @@ int sl_rollout_pause(
     struct sl_rollout *ro, uint64_t now_ms, char *err, size_t errlen);
 int sl_rollout_resume(
     struct sl_rollout *ro, uint64_t now_ms, char *err, size_t errlen);
-int sl_rollout_abort(struct sl_rollout *ro, int64_t now, const char *why,
+int sl_rollout_abort(struct sl_rollout *ro, int64_t now, uint64_t now_ms,
+    const char *why, char *err, size_t errlen);
+int sl_rollout_promote(struct sl_rollout *ro, int64_t now, uint64_t now_ms,
     char *err, size_t errlen);
-int sl_rollout_promote(
-    struct sl_rollout *ro, int64_t now, char *err, size_t errlen);
 
 /*
  * Resume a rollout restored from the state file at STEP (fresh analysis
@@ -145,8 +148,9 @@ bool sl_rollout_warming(struct sl_rollout *ro, uint64_t now_ms);
 uint64_t sl_rollout_look_slack(uint32_t interval_ms);
 
 /* Milliseconds spent in the current step, pauses excluded; once the
- * rollout has ended, from the step's start to the end (wall clock, whole
- * seconds), so that it no longer grows. */
+ * rollout has ended, what its last step lasted, so that it no longer
+ * grows (SL_ROLLOUT_ELAPSED_UNKNOWN for one restored already ended). */
+#define SL_ROLLOUT_ELAPSED_UNKNOWN UINT64_MAX
 uint64_t sl_rollout_step_elapsed(const struct sl_rollout *ro, uint64_t now_ms);
 
 const char *sl_rollout_state_name(enum sl_rollout_state s);

@@ -413,6 +413,12 @@ sl_verdict_seq_restart(struct sl_verdict_seq *seq)
 	seq_fold(seq);
 }
 
+uint32_t
+sl_verdict_seq_segment(const struct sl_verdict_seq *seq)
+{
+	return seq->segment;
+}
+
 void
 sl_verdict_seq_fixed_stable(struct sl_verdict_seq *seq)
 {

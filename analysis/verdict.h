@@ -175,6 +175,10 @@ void sl_verdict_seq_next_step(struct sl_verdict_seq *seq);
  */
 void sl_verdict_seq_restart(struct sl_verdict_seq *seq);
 
+/* How many fresh windows seq has begun after its first (steps, restarts):
+ * what a restored seq must restart past to keep its budget. */
+uint32_t sl_verdict_seq_segment(const struct sl_verdict_seq *seq);
+
 /*
  * The stable window given to every judge call is the same fixed sample
  * (the blue/green guard's baseline: the previous stable before the

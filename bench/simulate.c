@@ -1067,7 +1067,8 @@ main(int argc, char **argv)
 	for (i = 0; i < o.nsteps; i++)
 		printf(" %u", o.steps[i]);
 	printf(" (then 100 = promote), step_time %u s, interval %u s; "
-	       "latency lognormal median %g ms sigma %g;\n",
+	       "latency lognormal median %g ms sigma %g (but the fast-service "
+	       "scenarios, which keep their own);\n",
 	    o.step_time, o.interval, o.median_ms, o.sigma);
 	printf("sluice: alpha %g, min_requests %u, max_error_rate %g, "
 	       "max_latency_ratio %g at q %g, max_slower_prob %g, "

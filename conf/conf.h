@@ -158,7 +158,7 @@ struct sl_rollout_conf {
 	double max_error_rate;    /* fraction 0..1, default 0.01 */
 	double max_latency_ratio; /* > 1.0, default 1.5 */
 	double latency_quantile;  /* (0,1), default 0.99 */
-	/* Latencies closer than this are a tie; default 250us, 0 = off. */
+	/* Latencies this close or closer tie; default 250us, 0 = off. */
 	uint32_t latency_tolerance_us;
 	uint32_t guard_ms;  /* blue/green guard after switch; 0 = off */
 	uint32_t warmup_ms; /* start of each step not judged; 0 = off */

@@ -2001,6 +2001,12 @@ parse_latency_tolerance(
 		    value);
 		return -1;
 	}
+	if (d > 0 && d * mult < 0.5) {
+		*msg = sl_xasprintf("invalid tolerance '%s': less than 1us; "
+		                    "use 0 for none",
+		    value);
+		return -1;
+	}
 	d = d * mult + 0.5;
 	if (d >= 10e6 + 1) {
 		*msg = sl_xasprintf(

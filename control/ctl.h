@@ -244,6 +244,8 @@ struct sl_guard_saved {
 	/* The baseline: the previous stable before the switch. */
 	uint64_t requests, errors;
 	struct sl_hist latency;
+	/* Windows begun before (each spent a share of the budget). */
+	uint32_t segment;
 };
 
 /* Fill OUT from SVC's guard; false unless one is watching. */

@@ -130,7 +130,20 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	char msg[512];
 
 	/* Warming up: the new version is judged from the first look after
-	 * the warm-up. */
+	 * the warm-up. A guard resumed near its end may run out first: it
+	 * ends then, having judged nothing since the restart. */
+	if (g->warm_until_ms != 0 && now >= g->until) {
+		snprintf(g->state, sizeof g->state, "ended");
+		guard_stop(g);
+		snprintf(msg, sizeof msg,
+		    "guard %s: ended during its warm-up after a restart; %s "
+		    "was not judged since",
+		    g->service, g->version);
+		sl_event(g->ctl, NULL, msg, NULL,
+		    sl_ctl_guard_json(g->ctl, g->service));
+		save_state(g->ctl, g->service);
+		return;
+	}
 	if (g->warm_until_ms != 0) {
 		if (now_ms + sl_rollout_look_slack(g->interval_ms) >=
 		    g->warm_until_ms)
@@ -219,19 +232,23 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 {
 	const struct sl_rollout_conf *rc = &svc->conf->rollout;
 	static struct sl_vstats base;
-	struct sl_guard *g;
+	struct sl_guard *g = sl_ctl_rt(ctl, svc->name)->guard;
+	bool was_watching = g != NULL && g->tick != NULL;
 	int64_t now = (int64_t)time(NULL);
 	uint32_t seconds;
 	int pi;
 
 	sl_ctl_guard_end(ctl, svc->name);
-	if (rc->guard_ms == 0)
-		return;
 	/* The guard judges for `guard` once its warm-up is over. */
-	g = guard_new(ctl, svc, previous, version, now,
-	    now + (rc->warmup_ms + rc->guard_ms + 999) / 1000);
-	if (g == NULL)
+	g = rc->guard_ms == 0
+	    ? NULL
+	    : guard_new(ctl, svc, previous, version, now,
+	          now + (rc->warmup_ms + rc->guard_ms + 999) / 1000);
+	if (g == NULL) {
+		if (was_watching) /* it leaves the state file */
+			save_state(ctl, svc->name);
 		return;
+	}
 	/* The previous stable's behaviour just before the switch. */
 	seconds = rc->guard_ms / 1000;
 	if (seconds < 10)
@@ -265,6 +282,7 @@ sl_ctl_guard_capture(
 	out->requests = g->base_requests;
 	out->errors = g->base_errors;
 	out->latency = g->base_latency;
+	out->segment = sl_verdict_seq_segment(g->seq);
 	return true;
 }
 
@@ -277,6 +295,7 @@ sl_ctl_guard_restore(
 	int64_t now = (int64_t)time(NULL);
 	struct sl_guard *g;
 	char msg[400];
+	uint32_t i;
 
 	if (svc == NULL)
 		return;
@@ -284,6 +303,13 @@ sl_ctl_guard_restore(
 		sl_log_info("guard %s: its period ended while sluice was "
 		            "stopped; %s stays stable",
 		    name, saved->version);
+		return;
+	}
+	if (now + (int64_t)(svc->conf->rollout.warmup_ms / 1000) >=
+	    saved->until) {
+		sl_log_info("guard %s: not resumed: less than its warm-up "
+		            "was left",
+		    name);
 		return;
 	}
 	if (svc->conf->rollout.guard_ms == 0 ||
@@ -306,6 +332,10 @@ sl_ctl_guard_restore(
 	g->base_requests = saved->requests;
 	g->base_errors = saved->errors;
 	g->base_latency = saved->latency;
+	/* Its windows before the restart each had a share of the budget;
+	 * the fresh one takes the next (the evidence so far is lost). */
+	for (i = 0; i <= saved->segment; i++)
+		sl_verdict_seq_restart(g->seq);
 	sl_ctl_rt(ctl, name)->guard = g;
 	snprintf(msg, sizeof msg,
 	    "guard %s: resumed after a restart: %s watched against %s "

@@ -131,6 +131,7 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	const struct sl_rollout *ro = run->ro;
 	json_t *o, *steps = json_array(), *vs = json_array(), *counts;
 	uint32_t i, n;
+	uint64_t elapsed;
 
 	for (i = 0; i < ro->nsteps; i++)
 		json_array_append_new(steps, json_real(ro->steps[i] / 100.0));
@@ -149,10 +150,11 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	    "started", sl_ctl_isotime(ro->started));
 	json_object_set_new(
 	    o, "step_started", json_string(sl_ctl_isotime(ro->step_started)));
+	elapsed = sl_rollout_step_elapsed(ro, sl_ctl_mono_ms());
 	json_object_set_new(o, "step_elapsed",
-	    json_integer(
-	        (json_int_t)(sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) /
-	            1000)));
+	    elapsed == SL_ROLLOUT_ELAPSED_UNKNOWN
+	        ? json_null()
+	        : json_integer((json_int_t)(elapsed / 1000)));
 	json_object_set_new(o, "step_time",
 	    json_integer((json_int_t)(ro->step_time_ms / 1000)));
 	json_object_set_new(o, "interval", json_real(ro->interval_ms / 1000.0));
@@ -494,10 +496,11 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 		    run->ro, sl_ctl_mono_ms(), err, sizeof err);
 	else if (strcmp(verb, "abort") == 0)
 		action = sl_rollout_abort(run->ro, (int64_t)time(NULL),
-		    "aborted by an operator", err, sizeof err);
+		    sl_ctl_mono_ms(), "aborted by an operator", err,
+		    sizeof err);
 	else
-		action = sl_rollout_promote(
-		    run->ro, (int64_t)time(NULL), err, sizeof err);
+		action = sl_rollout_promote(run->ro, (int64_t)time(NULL),
+		    sl_ctl_mono_ms(), err, sizeof err);
 	if (action < 0) {
 		*errp = sl_xstrdup(err);
 		return NULL;
@@ -592,8 +595,8 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 			      "no latencies";
 		else
 			continue;
-		sl_rollout_abort(
-		    run->ro, (int64_t)time(NULL), why, err, sizeof err);
+		sl_rollout_abort(run->ro, (int64_t)time(NULL), sl_ctl_mono_ms(),
+		    why, err, sizeof err);
 		finish(run);
 		snprintf(msg, sizeof msg, "rollout %s of %s: aborted: %s",
 		    run->ro->service, run->ro->canary, why);

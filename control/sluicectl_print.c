@@ -787,7 +787,7 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 {
 	json_t *r = json_object_get(reply, "rollout");
 	json_t *verdicts = json_object_get(r, "verdicts");
-	json_t *elapsed = json_object_get(r, "step_elapsed");
+	json_t *elapsed = json_object_get(r, "step_elapsed"), *tol;
 	char *step;
 	size_t n, i;
 
@@ -820,12 +820,14 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 		        json_is_true(json_object_get(r, "warming_up"))
 		            ? " (warming up now)"
 		            : ""));
-	if (json_is_number(json_object_get(r, "latency_tolerance_ms")))
+	tol = json_object_get(r, "latency_tolerance_ms");
+	if (json_is_number(tol) && json_number_value(tol) > 0)
 		kv_take("tolerance:",
-		    sl_xasprintf("%g ms (smaller latency differences are "
+		    sl_xasprintf("%g ms (latencies no further apart are "
 		                 "ties)",
-		        json_number_value(
-		            json_object_get(r, "latency_tolerance_ms"))));
+		        json_number_value(tol)));
+	else if (json_is_number(tol))
+		kv("tolerance:", "none (every latency difference counts)");
 	kv("started:", sl_cli_str(r, "started", "-"));
 	kv("ended:", sl_cli_str(r, "ended", "-"));
 	kv("reason:", sl_cli_str(r, "reason", "-"));

@@ -16,13 +16,16 @@
  *   server = blue 10.0.0.1:8080 drain
  *   lock = deploy-42 1763830800 (owner, expiry in Unix seconds)
  *   rollout = green blue running 2 1763830000 0
- *   guard = green blue 1763830800 1763831100 5321 12
+ *   guard = green blue 1763830800 1763831100 0
+ *   guard_baseline = 5321 12
  *   guard_latency = 1203:5 1210:17 ...
  *
- * A watching blue/green guard is VERSION PREVIOUS STARTED UNTIL, then the
- * baseline's answered requests and errors, and its latency histogram as
- * BUCKET:COUNT pairs over as many guard_latency lines as it takes (inih
- * reads lines of at most 200 bytes).
+ * A watching blue/green guard is VERSION PREVIOUS STARTED UNTIL and the
+ * windows it began before (restarts: each spent a share of its budget);
+ * then its baseline's answered requests and errors, and the baseline's
+ * latency histogram as BUCKET:COUNT pairs over as many guard_latency
+ * lines as it takes. inih reads lines of at most 200 bytes: every line
+ * written stays under that (two 63-byte names and three numbers: 172).
  *
  * Loading and carrying over on reload share one representation (struct
  * saved), applied by apply_saved().
@@ -72,6 +75,7 @@ struct saved_svc {
 	int64_t held_expires;
 	char *rollout; /* "CANARY BASELINE STATE STEP STARTED ENDED" */
 	struct sl_guard_saved *guard; /* heap; NULL: none */
+	bool guard_baseline;          /* its guard_baseline line was read */
 	bool touched;
 	int weight_line; /* where its first weight line is (0: none) */
 };
@@ -198,28 +202,90 @@ key_error(struct saved *sv, const char *fmt, ...)
 	return 0;
 }
 
-/* "guard = VERSION PREVIOUS STARTED UNTIL REQUESTS ERRORS". */
+/*
+ * The next unsigned decimal of *P (digits only: no sign, no space), at
+ * most MAX; advances *P past it. -1 when there is none or it is larger.
+ */
+static int
+take_uint(const char **p, uint64_t max, uint64_t *out)
+{
+	uint64_t n = 0;
+	const char *s = *p;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (n > (max - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*s - '0');
+	}
+	*out = n;
+	*p = s;
+	return 0;
+}
+
+/* Wall-clock seconds a state file may name: up to the year 9999. */
+#define STATE_TIME_MAX UINT64_C(253402300799)
+
+/* N space-separated unsigned decimals of VALUE, each at most its MAX,
+ * and nothing else. */
+static int
+take_uints(const char *value, size_t n, const uint64_t *max, uint64_t *out)
+{
+	const char *p = value;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (take_uint(&p, max[i], &out[i]) != 0 ||
+		    *p != (i + 1 < n ? ' ' : '\0'))
+			return -1;
+		if (i + 1 < n)
+			p++;
+	}
+	return 0;
+}
+
+/* "guard = VERSION PREVIOUS STARTED UNTIL SEGMENT". */
 static int
 parse_guard(struct saved *sv, struct saved_svc *s, const char *value)
 {
+	static const uint64_t max[3] = {
+	    STATE_TIME_MAX, STATE_TIME_MAX, UINT32_MAX};
 	struct sl_guard_saved g;
-	long long started, until;
-	unsigned long long req, err;
+	uint64_t n[3];
 	int end = 0;
 
 	memset(&g, 0, sizeof g);
-	if (sscanf(value, "%63s %63s %lld %lld %llu %llu%n", g.version,
-	        g.previous, &started, &until, &req, &err, &end) != 6 ||
-	    value[end] != '\0' || started <= 0 || until < started || err > req)
+	/* A guard lasts at most warmup + guard: two days. */
+	if (sscanf(value, "%63s %63s %n", g.version, g.previous, &end) != 2 ||
+	    end == 0 || strcmp(g.version, g.previous) == 0 ||
+	    take_uints(value + end, 3, max, n) != 0 || n[0] == 0 ||
+	    n[1] < n[0] || n[1] - n[0] > 2 * 86400 + 1)
 		return key_error(sv, "bad guard '%s'", value);
 	if (s->guard != NULL)
 		return key_error(sv, "a second guard line");
 	s->guard = sl_xmalloc(sizeof *s->guard);
 	*s->guard = g;
-	s->guard->started = started;
-	s->guard->until = until;
-	s->guard->requests = req;
-	s->guard->errors = err;
+	s->guard->started = (int64_t)n[0];
+	s->guard->until = (int64_t)n[1];
+	s->guard->segment = (uint32_t)n[2];
+	return 1;
+}
+
+/* "guard_baseline = REQUESTS ERRORS", after the guard line. */
+static int
+parse_guard_baseline(struct saved *sv, struct saved_svc *s, const char *value)
+{
+	static const uint64_t max[2] = {UINT64_MAX, UINT64_MAX};
+	uint64_t n[2];
+
+	if (s->guard == NULL)
+		return key_error(sv, "guard_baseline before its guard line");
+	if (take_uints(value, 2, max, n) != 0 || n[1] > n[0])
+		return key_error(sv, "bad guard_baseline '%s'", value);
+	s->guard->requests = n[0];
+	s->guard->errors = n[1];
+	s->guard_baseline = true;
 	return 1;
 }
 
@@ -228,19 +294,17 @@ static int
 parse_guard_latency(struct saved *sv, struct saved_svc *s, const char *value)
 {
 	const char *p = value;
-	unsigned long long idx, n;
-	int used;
+	uint64_t idx, n;
 
 	if (s->guard == NULL)
 		return key_error(sv, "guard_latency before its guard line");
 	while (*p != '\0') {
-		if (sscanf(p, "%llu:%llu%n", &idx, &n, &used) != 2 ||
-		    idx >= SL_HIST_NBUCKETS || n == 0 ||
-		    (p[used] != ' ' && p[used] != '\0'))
+		if (take_uint(&p, SL_HIST_NBUCKETS - 1, &idx) != 0 ||
+		    *p++ != ':' || take_uint(&p, UINT64_MAX, &n) != 0 ||
+		    n == 0 || (*p != ' ' && *p != '\0'))
 			return key_error(sv, "bad guard_latency '%s'", value);
-		sl_hist_record_n(&s->guard->latency,
-		    sl_hist_bucket_lo((size_t)idx), (uint64_t)n);
-		p += used;
+		sl_hist_record_n(
+		    &s->guard->latency, sl_hist_bucket_lo((size_t)idx), n);
 		while (*p == ' ')
 			p++;
 	}
@@ -337,6 +401,8 @@ state_key_cb(
 		}
 	} else if (strcmp(name, "guard") == 0) {
 		ok = parse_guard(sv, s, value);
+	} else if (strcmp(name, "guard_baseline") == 0) {
+		ok = parse_guard_baseline(sv, s, value);
 	} else if (strcmp(name, "guard_latency") == 0) {
 		ok = parse_guard_latency(sv, s, value);
 	} else {
@@ -391,6 +457,12 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 		if (at_start && s->rollout != NULL)
 			snprintf(rt->pending_rollout,
 			    sizeof rt->pending_rollout, "%s", s->rollout);
+		if (s->guard != NULL && !s->guard_baseline) {
+			*errp = sl_xasprintf("%s: [service:%s]: a guard line "
+			                     "without its guard_baseline",
+			    origin, s->name);
+			return -1;
+		}
 		if (at_start && s->guard != NULL) {
 			free(rt->pending_guard);
 			rt->pending_guard = s->guard;
@@ -577,6 +649,7 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 			s->rollout = sl_xstrdup(
 			    sl_ctl_rollout_state_line(ctl, svc->name));
 		s->guard = sl_xmalloc(sizeof *s->guard);
+		s->guard_baseline = true;
 		if (!sl_ctl_guard_capture(ctl, svc->name, s->guard)) {
 			free(s->guard);
 			s->guard = NULL;
@@ -683,8 +756,9 @@ write_guard(FILE *f, const struct sl_guard_saved *g)
 {
 	size_t i, len = 0;
 
-	fprintf(f, "guard = %s %s %lld %lld %llu %llu\n", g->version,
-	    g->previous, (long long)g->started, (long long)g->until,
+	fprintf(f, "guard = %s %s %lld %lld %u\n", g->version, g->previous,
+	    (long long)g->started, (long long)g->until, g->segment);
+	fprintf(f, "guard_baseline = %llu %llu\n",
 	    (unsigned long long)g->requests, (unsigned long long)g->errors);
 	for (i = 0; i < SL_HIST_NBUCKETS; i++) {
 		if (g->latency.counts[i] == 0)

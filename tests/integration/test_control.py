@@ -463,16 +463,30 @@ check(rc == 1 and err.startswith(":4: [service:shop]: weights sum to "
                                  "90.00, must be 100.00"),
       "state file: weights that do not sum to 100 name the line of the "
       "first (%s)" % err[:60])
-rc, err = state_error("[service:shop]\nguard = green blue 100 200 5 9\n")
-check(rc == 1 and err.startswith(":2: bad guard 'green blue 100 200 5 9';"),
-      "state file: a guard with more errors than requests (%s)" % err[:60])
-rc, err = state_error("[service:shop]\nguard = green blue 100 200 9 1\n"
-                      "guard_latency = 12:3 99999:1\n")
-check(rc == 1 and err.startswith(":3: bad guard_latency"),
-      "state file: a guard latency bucket out of range (%s)" % err[:60])
-rc, err = state_error("[service:shop]\nguard_latency = 12:3\n")
-check(rc == 1 and err.startswith(":2: guard_latency before its guard line"),
-      "state file: guard_latency without a guard (%s)" % err[:60])
+# A guard as the state file keeps it, and each way it can be malformed.
+G = "[service:shop]\nguard = green blue 100 200 0\n"
+for text, want, what in [
+        (G + "guard_baseline = 5 9\n", ":3: bad guard_baseline '5 9';",
+         "more errors than requests"),
+        (G + "guard_baseline = -1 0\n", ":3: bad guard_baseline",
+         "a signed count"),
+        (G + "guard_baseline = 9 1\nguard_latency = 12:3 99999:1\n",
+         ":4: bad guard_latency", "a latency bucket out of range"),
+        (G + "guard_baseline = 9 1\nguard_latency = 12:-1\n",
+         ":4: bad guard_latency", "a negative bucket count"),
+        ("[service:shop]\nguard_latency = 12:3\n",
+         ":2: guard_latency before its guard line", "latencies without a guard"),
+        ("[service:shop]\nguard = green green 100 200 0\n",
+         ":2: bad guard", "a guard of a version against itself"),
+        ("[service:shop]\nguard = green blue 100 9000000000 0\n",
+         ":2: bad guard", "a guard lasting centuries"),
+        ("[service:shop]\nguard = green blue 99999999999999999999 2 0\n",
+         ":2: bad guard", "a time past the year 9999"),
+        (G, ": [service:shop]: a guard line without its guard_baseline",
+         "a guard without its baseline")]:
+    rc, err = state_error(text)
+    check(rc == 1 and err.startswith(want),
+          "state file: %s is refused (%s)" % (what, err[:70]))
 
 # A state_file whose directories do not exist yet: made at start, and the
 # first change is saved there. A directory in its place refuses start.

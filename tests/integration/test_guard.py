@@ -152,10 +152,19 @@ before = guard_rs()
 check(before["state"] == "watching" and before["warming_up"] and
       before["baseline_requests"] >= 30,
       "rs's guard watches b against a (%r)" % before)
-with open(sl.state_path) as f:
-    saved = f.read()
-check("guard = b a " in saved and "guard_latency = " in saved,
-      "the watching guard is in the state file")
+
+
+def guard_lines():
+    with open(sl.state_path) as f:
+        return [ln.strip() for ln in f if ln.startswith("guard")]
+
+
+saved = guard_lines()
+check(len(saved) >= 3 and saved[0].startswith("guard = b a ") and
+      saved[0].endswith(" 0") and
+      saved[1] == "guard_baseline = %d 0" % before["baseline_requests"] and
+      saved[2].startswith("guard_latency = "),
+      "the watching guard is in the state file (%r)" % saved[:2])
 check(sl.restart() == 0, "restart during the guard: sluice exits 0")
 after = guard_rs()
 check(after is not None and after["state"] == "watching" and
@@ -163,6 +172,15 @@ check(after is not None and after["state"] == "watching" and
       after["baseline_requests"] == before["baseline_requests"],
       "after the restart the guard watches on: same end, same baseline "
       "(%r)" % after)
+# Any change rewrites the state file: the guard read back is written
+# back unchanged, its baseline's latencies bucket for bucket, one more
+# window begun.
+check(sl.ctl("lock rs tester 60")["ok"], "a change after the restart")
+again = guard_lines()
+check(again[0] == saved[0][:-2] + " 1" and again[1:] == saved[1:],
+      "the guard's baseline survives the round trip, one window more "
+      "(%r)" % again[:2])
+check(sl.ctl("unlock rs tester")["ok"], "unlock")
 # bg's guard had ended (passed): a restart does not bring it back.
 check(sl.ctl("show service bg")["service"]["guard"] is None and
       sl.ctl("show service bg")["service"]["stable"] == "cold",

@@ -29,7 +29,7 @@ green_cold = Origin("green-cold", "--latency", "5", "--cold", "3000",
 green_cold_nw = Origin("green-cold-nw", "--latency", "5", "--cold", "3000",
                        "--cold-latency", "60")
 # A canary 4 ms slower on every request, each service with its own stable
-# origin: reverted with latency_tolerance = 0, promoted with 10ms.
+# origin: reverted with latency_tolerance = 0, promoted with 20ms.
 blue_tol = Origin("blue-tol", "--latency", "5")
 green_tol = Origin("green-tol", "--latency", "9")
 blue_tol0 = Origin("blue-tol0", "--latency", "5")
@@ -73,7 +73,7 @@ text += ROLLOUT.replace("step_time = 2s", "step_time = 600s") % "ops"
 COLD = ROLLOUT.replace("steps = 10 50 100", "steps = 50 100").replace(
     "step_time = 2s", "step_time = 6s")
 text += COLD % "cold" + "warmup = 5s\n" + COLD % "coldnw"
-text += (COLD % "tol" + "latency_tolerance = 10ms\n" + COLD % "tol0" +
+text += (COLD % "tol" + "latency_tolerance = 20ms\n" + COLD % "tol0" +
          "latency_tolerance = 0\n")
 sl = Sluice(text=text, port=port)
 sl_text = text
@@ -248,23 +248,23 @@ check("5 s at the start of each step, not judged" in p.stdout,
       "sluicectl show rollout shows the warm-up (%r)" % p.stdout[-300:])
 
 # A canary 4 ms slower than its stable version (9 against 5 ms): a
-# latency regression without a tolerance, none within 10 ms.
+# latency regression without a tolerance, none within 20 ms.
 r = wait_final("tol0")
 check(r["state"] == "reverted" and "latency" in r["reason"],
       "4 ms slower, latency_tolerance = 0: reverted (%s)" % r["reason"])
 r = wait_final("tol")
 shift = [c for c in r["verdicts"][-1]["checks"] if c["name"] == "latency_shift"]
 check(r["state"] == "promoted" and r["verdict_counts"]["fail"] == 0,
-      "4 ms slower, latency_tolerance = 10ms: promoted (%s)" % r["reason"])
-check("slower by more than 10ms in" in shift[0]["why"],
+      "4 ms slower, latency_tolerance = 20ms: promoted (%s)" % r["reason"])
+check("slower by more than 20ms in" in shift[0]["why"],
       "the verdict says which differences count (%r)" % shift[0]["why"])
-check(r["latency_tolerance_ms"] == 10 and
+check(r["latency_tolerance_ms"] == 20 and
       rollout("ok")["latency_tolerance_ms"] == 0.25,
-      "show rollout has latency_tolerance_ms (10, default 0.25)")
+      "show rollout has latency_tolerance_ms (20, default 0.25)")
 p = subprocess.run([CTL, "-s", sl.ctl_path, "show", "rollout", "tol"],
                    capture_output=True, text=True, timeout=30)
 check("tolerance:" in p.stdout and
-      "10 ms (smaller latency differences are ties)" in p.stdout,
+      "20 ms (latencies no further apart are ties)" in p.stdout,
       "sluicectl show rollout prints the tolerance (%r)" % p.stdout[:600])
 check("ended after" in p.stdout,
       "an ended rollout's step time says so (%r)" % p.stdout[:300])

@@ -191,6 +191,7 @@ test_errors(void **state)
 	    {"", "", "latency_tolerance = 1.ms\n", "invalid tolerance"},
 	    {"", "", "latency_tolerance = 2m\n", "invalid tolerance"},
 	    {"", "", "latency_tolerance = 11s\n", "must be at most 10s"},
+	    {"", "", "latency_tolerance = 0.4us\n", "less than 1us"},
 	};
 	size_t i;
 

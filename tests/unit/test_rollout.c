@@ -120,8 +120,8 @@ test_promote_at_last_step_below_100(void **state)
 	assert_int_equal(ro->state, SL_RO_PROMOTED);
 	assert_true(sl_rollout_final(ro));
 	assert_int_equal(ro->ended, 2);
-	/* The step's clock stopped at the end (step 2 began at 1 s). */
-	assert_int_equal(sl_rollout_step_elapsed(ro, 999999), 1000);
+	/* The step's clock stopped at the end (step 2 began at 10 s). */
+	assert_int_equal(sl_rollout_step_elapsed(ro, 999999), 10000);
 	/* Verdicts after the end are ignored. */
 	assert_int_equal(sl_rollout_on_verdict(ro, &p, 3, 30000), SL_RA_NONE);
 	sl_rollout_free(ro);
@@ -300,7 +300,7 @@ test_commands_in_every_state(void **state)
 		/* abort */
 		ro = start(0);
 		ro->state = s;
-		r = sl_rollout_abort(ro, 9, "operator", err, sizeof err);
+		r = sl_rollout_abort(ro, 9, 9000, "operator", err, sizeof err);
 		assert_int_equal(r, final ? -1 : SL_RA_REVERT);
 		assert_int_equal(ro->state, final ? s : SL_RO_ABORTED);
 		if (final)
@@ -309,7 +309,7 @@ test_commands_in_every_state(void **state)
 		/* promote */
 		ro = start(0);
 		ro->state = s;
-		r = sl_rollout_promote(ro, 9, err, sizeof err);
+		r = sl_rollout_promote(ro, 9, 9000, err, sizeof err);
 		assert_int_equal(r, final ? -1 : SL_RA_PROMOTE);
 		assert_int_equal(ro->state, final ? s : SL_RO_PROMOTED);
 		sl_rollout_free(ro);
@@ -338,6 +338,30 @@ test_restore(void **state)
 	assert_int_equal(ro->step, 2); /* clamped to the last step */
 	assert_int_equal(ro->state, SL_RO_PAUSED);
 	sl_rollout_free(ro);
+
+	/* Ended before the restart: how long its last step lasted is not
+	 * known (it used to read as 0 s). */
+	ro = start(0);
+	sl_rollout_restore(ro, SL_RO_PROMOTED, 1, 500, 2000, 50000);
+	assert_true(
+	    sl_rollout_step_elapsed(ro, 60000) == SL_ROLLOUT_ELAPSED_UNKNOWN);
+	sl_rollout_free(ro);
+}
+
+/* Aborted while paused: the step's time excludes the pause. */
+static void
+test_ended_elapsed_excludes_pause(void **state)
+{
+	struct sl_rollout *ro = start(0);
+	char err[128];
+
+	assert_int_equal(
+	    sl_rollout_pause(ro, 5000, err, sizeof err), SL_RA_NONE);
+	assert_int_equal(
+	    sl_rollout_abort(ro, 3605, 3605000, "operator", err, sizeof err),
+	    SL_RA_REVERT);
+	assert_int_equal(sl_rollout_step_elapsed(ro, 9999999), 5000);
+	sl_rollout_free(ro);
 }
 
 static void
@@ -364,6 +388,7 @@ main(void)
 	    cmocka_unit_test(test_step_time_slack),
 	    cmocka_unit_test(test_commands_in_every_state),
 	    cmocka_unit_test(test_restore),
+	    cmocka_unit_test(test_ended_elapsed_excludes_pause),
 	    cmocka_unit_test(test_state_names),
 	};
 

@@ -688,9 +688,36 @@ test_latency_tolerance(void **state)
 	fill_uniform(&hc, 1000, 1000, 1500);
 	assert_int_equal(judge_once(&s, &c, &j), 0);
 	assert_int_equal(j.checks[SL_CHECK_LATENCY_SHIFT].decision, SL_FAIL);
-	/* Pairs closer than 250 µs are ties, the rest slower. */
-	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary > 0.8);
-	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary < 1);
+	/* Pairs at most 250 µs apart are ties (1/8 of them for these two
+	 * uniforms), the rest slower: 7/8 + 1/16. Without the tolerance
+	 * nearly every pair is slower. */
+	assert_true(
+	    fabs(j.checks[SL_CHECK_LATENCY_SHIFT].canary - 0.9375) < 0.01);
+	params.latency_tolerance = 0;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary > 0.99);
+}
+
+/* The tie boundary: latencies exactly the tolerance apart (at their
+ * buckets' midpoints) tie; one µs more tolerance needed and they don't. */
+static void
+test_latency_tolerance_boundary(void **state)
+{
+	struct sl_verdict_window s, c;
+	struct sl_judgement j;
+	double gap = sl_hist_bucket_mid(sl_hist_index(1250)) -
+	    sl_hist_bucket_mid(sl_hist_index(1000));
+
+	sl_hist_record_n(&hs, 1000, 2000);
+	sl_hist_record_n(&hc, 1250, 500);
+	s = win(2000, 0, &hs);
+	c = win(500, 0, &hc);
+	params.latency_tolerance = gap;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary == 0.5);
+	params.latency_tolerance = gap - 1;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_true(j.checks[SL_CHECK_LATENCY_SHIFT].canary == 1);
 }
 
 /* The text form names every check and reports truncation. */
@@ -795,6 +822,7 @@ main(void)
 	    cmocka_unit_test_setup(test_shift_accumulates, setup),
 	    cmocka_unit_test_setup(test_shift_fixed_baseline, setup),
 	    cmocka_unit_test_setup(test_latency_tolerance, setup),
+	    cmocka_unit_test_setup(test_latency_tolerance_boundary, setup),
 	    cmocka_unit_test_setup(test_format, setup),
 	    cmocka_unit_test_setup(test_aa_small, setup),
 	};
