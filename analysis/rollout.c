@@ -258,7 +258,8 @@ sl_rollout_promote(struct sl_rollout *ro, int64_t now, uint64_t now_ms,
 /* Resume a restored rollout at STEP with a fresh window. */
 void
 sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
-    uint32_t step, int64_t started, int64_t now, uint64_t now_ms)
+    uint32_t step, uint32_t windows, int64_t started, int64_t now,
+    uint64_t now_ms)
 {
 	uint32_t i;
 
@@ -268,8 +269,12 @@ sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
 	for (i = 0; i < ro->step; i++)
 		sl_verdict_seq_next_step(ro->seq);
 	/* The step began before the restart: its fresh window is a new
-	 * segment, so the budget of the one cut short is not spent twice. */
+	 * segment, so the budget of the one cut short is not spent twice;
+	 * nor that of any window before (resumes, earlier restarts). */
 	sl_verdict_seq_restart(ro->seq);
+	while (sl_verdict_seq_segment(ro->seq) <= windows &&
+	    sl_verdict_seq_segment(ro->seq) < 1000)
+		sl_verdict_seq_restart(ro->seq);
 	if (state == SL_RO_PAUSED)
 		ro->pause_began_ms = now_ms;
 	/* How long its last step lasted was not saved. */

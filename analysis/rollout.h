@@ -123,10 +123,13 @@ int sl_rollout_promote(struct sl_rollout *ro, int64_t now, uint64_t now_ms,
 
 /*
  * Resume a rollout restored from the state file at STEP (fresh analysis
- * window, evidence restarted).
+ * window, evidence restarted). WINDOWS: the analysis windows it had begun
+ * after its first (sl_verdict_seq_segment); the fresh window takes the
+ * next share of the budget, so restarts never add to it.
  */
 void sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
-    uint32_t step, int64_t started, int64_t now, uint64_t now_ms);
+    uint32_t step, uint32_t windows, int64_t started, int64_t now,
+    uint64_t now_ms);
 
 /*
  * Warm-up: true while the current step is younger than warmup_ms (pauses

@@ -269,10 +269,11 @@ json_t *sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 /* The rollout of a service as JSON (null when none). */
 json_t *sl_ctl_rollout_json(struct sl_ctl *ctl, const char *svc, bool full);
 
-/* Restore a rollout saved in the state file (start-up). */
+/* Restore a rollout saved in the state file (start-up); WINDOWS: the
+ * analysis windows it had begun (0 when the file predates them). */
 void sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svc,
     const char *canary, const char *baseline, const char *state, uint32_t step,
-    int64_t started, int64_t ended);
+    int64_t started, int64_t ended, uint32_t windows);
 
 /* After a reload: abort rollouts whose versions are gone; returns how
  * many it aborted (the state file must then be saved). */

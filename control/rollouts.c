@@ -516,7 +516,7 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 void
 sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
     const char *canary, const char *baseline, const char *state, uint32_t step,
-    int64_t started, int64_t ended)
+    int64_t started, int64_t ended, uint32_t windows)
 {
 	struct sl_route_service *svc =
 	    sl_route_service_by_name(sl_route_current(), svcname);
@@ -545,7 +545,7 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 		return;
 	}
 	sl_rollout_restore(run->ro, (enum sl_rollout_state)(k + 1), step,
-	    started, (int64_t)time(NULL), sl_ctl_mono_ms());
+	    windows, started, (int64_t)time(NULL), sl_ctl_mono_ms());
 	run->ro->ended = ended;
 	rt->run = run;
 	capture_base(run);
@@ -631,9 +631,10 @@ sl_ctl_rollout_state_line(struct sl_ctl *ctl, const char *svc)
 	if (rt->run == NULL)
 		return line;
 	ro = rt->run->ro;
-	snprintf(line, sizeof line, "%s %s %s %u %lld %lld", ro->canary,
+	snprintf(line, sizeof line, "%s %s %s %u %lld %lld %u", ro->canary,
 	    ro->baseline, sl_rollout_state_name(ro->state), ro->step,
-	    (long long)ro->started, (long long)ro->ended);
+	    (long long)ro->started, (long long)ro->ended,
+	    sl_verdict_seq_segment(ro->seq));
 	return line;
 }
 

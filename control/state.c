@@ -15,7 +15,9 @@
  *   weight = blue 0.00          (one line per version)
  *   server = blue 10.0.0.1:8080 drain
  *   lock = deploy-42 1763830800 (owner, expiry in Unix seconds)
- *   rollout = green blue running 2 1763830000 0
+ *   rollout = green blue running 2 1763830000 0 3
+ *             (canary, baseline, state, step, started, ended, and the
+ *             analysis windows begun before: steps, resumes, restarts)
  *   guard = green blue 1763830800 1763831100 0
  *   guard_baseline = 5321 12
  *   guard_latency = 1203:5 1210:17 ...
@@ -389,11 +391,13 @@ state_key_cb(
 		}
 	} else if (strcmp(name, "rollout") == 0) {
 		char c[64], b[64], st[16];
-		unsigned step;
+		unsigned step, windows;
 		long long started, ended;
+		int n = sscanf(v, "%63s %63s %15s %u %lld %lld %u", c, b, st,
+		    &step, &started, &ended, &windows);
 
-		if (sscanf(v, "%63s %63s %15s %u %lld %lld", c, b, st, &step,
-		        &started, &ended) != 6) {
+		/* WINDOWS, the 7th, came in session 11. */
+		if (n != 6 && n != 7) {
 			ok = key_error(sv, "bad rollout '%s'", value);
 		} else {
 			free(s->rollout);
@@ -690,7 +694,7 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 	for (i = 0; i < ctl->nrt; i++) {
 		struct sl_svc_rt *rt = ctl->rt[i];
 		char c[64], b[64], st[16];
-		unsigned step;
+		unsigned step, windows;
 		long long started, ended;
 
 		if (rt->pending_guard != NULL) {
@@ -701,10 +705,12 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 		}
 		if (rt->pending_rollout[0] == '\0')
 			continue;
-		if (sscanf(rt->pending_rollout, "%63s %63s %15s %u %lld %lld",
-		        c, b, st, &step, &started, &ended) == 6)
-			sl_ctl_rollout_restore(
-			    ctl, rt->name, c, b, st, step, started, ended);
+		windows = 0;
+		if (sscanf(rt->pending_rollout,
+		        "%63s %63s %15s %u %lld %lld %u", c, b, st, &step,
+		        &started, &ended, &windows) >= 6)
+			sl_ctl_rollout_restore(ctl, rt->name, c, b, st, step,
+			    started, ended, windows);
 		rt->pending_rollout[0] = '\0';
 		lost += rt->run == NULL;
 	}

@@ -323,6 +323,13 @@ check(r is not None and r["state"] == "paused" and r["step"] == 1 and
       r["canary"] == "blue", "after a restart the rollout is back, paused at step 1")
 check(weights("ops")[0]["blue"] == 10.0, "and the canary keeps its 10%")
 check(sl.ctl("rollout resume ops")["ok"], "it resumes")
+# Its windows so far: the first, the restart's, the resume's: the state
+# file counts the two begun after the first, so that another restart
+# takes a fresh share of the budget.
+with open(sl.state_path) as f:
+    line = [ln for ln in f if ln.startswith("rollout = blue ")]
+check(len(line) == 1 and line[0].split()[-1] == "2",
+      "the state file counts the analysis windows begun (%r)" % line)
 evs = sl.ctl("show events 100")["events"]
 check(any("resumed blue at step 1/3" in e["command"] and "fresh analysis window"
           in e["command"] for e in evs),

@@ -323,26 +323,35 @@ test_restore(void **state)
 	struct sl_rollout *ro = start(0);
 	struct sl_judgement p = verdict(SL_PASS);
 
-	sl_rollout_restore(ro, SL_RO_RUNNING, 1, 500, 2000, 50000);
+	sl_rollout_restore(ro, SL_RO_RUNNING, 1, 0, 500, 2000, 50000);
 	assert_int_equal(ro->step, 1);
 	assert_int_equal(sl_rollout_weight(ro), 5000);
 	assert_int_equal(ro->started, 500);
 	assert_int_equal(sl_rollout_step_elapsed(ro, 50000), 0);
+	/* Step 2 after one step: its window is the third. */
+	assert_int_equal(sl_verdict_seq_segment(ro->seq), 2);
 	assert_int_equal(sl_rollout_on_verdict(ro, &p, 1, 55000), SL_RA_NONE);
 	assert_int_equal(
 	    sl_rollout_on_verdict(ro, &p, 1, 60000), SL_RA_PROMOTE);
 	sl_rollout_free(ro);
 
 	ro = start(0);
-	sl_rollout_restore(ro, SL_RO_PAUSED, 99, 500, 2000, 50000);
+	sl_rollout_restore(ro, SL_RO_PAUSED, 99, 0, 500, 2000, 50000);
 	assert_int_equal(ro->step, 2); /* clamped to the last step */
 	assert_int_equal(ro->state, SL_RO_PAUSED);
+	sl_rollout_free(ro);
+
+	/* Five windows begun before (resumes, restarts): the fresh one is
+	 * the sixth's, whatever the step. */
+	ro = start(0);
+	sl_rollout_restore(ro, SL_RO_RUNNING, 1, 5, 500, 2000, 50000);
+	assert_int_equal(sl_verdict_seq_segment(ro->seq), 6);
 	sl_rollout_free(ro);
 
 	/* Ended before the restart: how long its last step lasted is not
 	 * known (it used to read as 0 s). */
 	ro = start(0);
-	sl_rollout_restore(ro, SL_RO_PROMOTED, 1, 500, 2000, 50000);
+	sl_rollout_restore(ro, SL_RO_PROMOTED, 1, 0, 500, 2000, 50000);
 	assert_true(
 	    sl_rollout_step_elapsed(ro, 60000) == SL_ROLLOUT_ELAPSED_UNKNOWN);
 	sl_rollout_free(ro);
