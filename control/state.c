@@ -19,15 +19,17 @@
  *             (canary, baseline, state, step, started, ended, and the
  *             analysis windows begun before: steps, resumes, restarts)
  *   guard = green blue 1763830800 1763831100 0
- *   guard_baseline = 5321 12
+ *   guard_baseline = 5321 12 106420000 1830 91200 0
  *   guard_latency = 1203:5 1210:17 ...
  *
  * A watching blue/green guard is VERSION PREVIOUS STARTED UNTIL and the
  * windows it began before (restarts: each spent a share of its budget);
- * then its baseline's answered requests and errors, and the baseline's
- * latency histogram as BUCKET:COUNT pairs over as many guard_latency
- * lines as it takes. inih reads lines of at most 200 bytes: every line
- * written stays under that (two 63-byte names and three numbers: 172).
+ * then its baseline's answered requests and errors and its latencies'
+ * sum, smallest, largest and clamped count (µs), and the latency
+ * histogram's buckets as BUCKET:COUNT pairs over as many guard_latency
+ * lines as it takes: the baseline comes back exactly. inih reads lines of at
+ * most 200 bytes: every line written stays under that (two 63-byte names and
+ * three numbers: 172).
  *
  * Loading and carrying over on reload share one representation (struct
  * saved), applied by apply_saved().
@@ -78,6 +80,9 @@ struct saved_svc {
 	char *rollout; /* "CANARY BASELINE STATE STEP STARTED ENDED" */
 	struct sl_guard_saved *guard; /* heap; NULL: none */
 	bool guard_baseline;          /* its guard_baseline line was read */
+	/* Its latencies' sum, min, max and clamped count: set once the
+	 * buckets are in (recording them moves these). */
+	uint64_t guard_lat[4];
 	bool touched;
 	int weight_line; /* where its first weight line is (0: none) */
 };
@@ -274,19 +279,22 @@ parse_guard(struct saved *sv, struct saved_svc *s, const char *value)
 	return 1;
 }
 
-/* "guard_baseline = REQUESTS ERRORS", after the guard line. */
+/* "guard_baseline = REQUESTS ERRORS SUM MIN MAX CLAMPED", after the
+ * guard line. */
 static int
 parse_guard_baseline(struct saved *sv, struct saved_svc *s, const char *value)
 {
-	static const uint64_t max[2] = {UINT64_MAX, UINT64_MAX};
-	uint64_t n[2];
+	static const uint64_t max[6] = {UINT64_MAX, UINT64_MAX, UINT64_MAX,
+	    SL_HIST_MAX_VALUE, SL_HIST_MAX_VALUE, UINT64_MAX};
+	uint64_t n[6];
 
 	if (s->guard == NULL)
 		return key_error(sv, "guard_baseline before its guard line");
-	if (take_uints(value, 2, max, n) != 0 || n[1] > n[0])
+	if (take_uints(value, 6, max, n) != 0 || n[1] > n[0] || n[3] > n[4])
 		return key_error(sv, "bad guard_baseline '%s'", value);
 	s->guard->requests = n[0];
 	s->guard->errors = n[1];
+	memcpy(s->guard_lat, n + 2, sizeof s->guard_lat);
 	s->guard_baseline = true;
 	return 1;
 }
@@ -468,6 +476,12 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			return -1;
 		}
 		if (at_start && s->guard != NULL) {
+			struct sl_hist *h = &s->guard->latency;
+
+			h->sum = s->guard_lat[0];
+			h->min_inv = h->count > 0 ? ~s->guard_lat[1] : 0;
+			h->max = h->count > 0 ? s->guard_lat[2] : 0;
+			h->clamped = s->guard_lat[3];
 			free(rt->pending_guard);
 			rt->pending_guard = s->guard;
 			s->guard = NULL;
@@ -764,8 +778,12 @@ write_guard(FILE *f, const struct sl_guard_saved *g)
 
 	fprintf(f, "guard = %s %s %lld %lld %u\n", g->version, g->previous,
 	    (long long)g->started, (long long)g->until, g->segment);
-	fprintf(f, "guard_baseline = %llu %llu\n",
-	    (unsigned long long)g->requests, (unsigned long long)g->errors);
+	fprintf(f, "guard_baseline = %llu %llu %llu %llu %llu %llu\n",
+	    (unsigned long long)g->requests, (unsigned long long)g->errors,
+	    (unsigned long long)sl_hist_sum(&g->latency),
+	    (unsigned long long)sl_hist_min(&g->latency),
+	    (unsigned long long)sl_hist_max(&g->latency),
+	    (unsigned long long)sl_hist_clamped(&g->latency));
 	for (i = 0; i < SL_HIST_NBUCKETS; i++) {
 		if (g->latency.counts[i] == 0)
 			continue;

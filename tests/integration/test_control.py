@@ -466,13 +466,16 @@ check(rc == 1 and err.startswith(":4: [service:shop]: weights sum to "
 # A guard as the state file keeps it, and each way it can be malformed.
 G = "[service:shop]\nguard = green blue 100 200 0\n"
 for text, want, what in [
-        (G + "guard_baseline = 5 9\n", ":3: bad guard_baseline '5 9';",
-         "more errors than requests"),
-        (G + "guard_baseline = -1 0\n", ":3: bad guard_baseline",
+        (G + "guard_baseline = 5 9 0 0 0 0\n",
+         ":3: bad guard_baseline '5 9 0 0 0 0';", "more errors than requests"),
+        (G + "guard_baseline = -1 0 0 0 0 0\n", ":3: bad guard_baseline",
          "a signed count"),
-        (G + "guard_baseline = 9 1\nguard_latency = 12:3 99999:1\n",
+        (G + "guard_baseline = 9 1 90 30 20 0\n", ":3: bad guard_baseline",
+         "a smallest latency above the largest"),
+        (G + "guard_baseline = 9 1 90 5 20 0\n"
+         "guard_latency = 12:3 99999:1\n",
          ":4: bad guard_latency", "a latency bucket out of range"),
-        (G + "guard_baseline = 9 1\nguard_latency = 12:-1\n",
+        (G + "guard_baseline = 9 1 90 5 20 0\nguard_latency = 12:-1\n",
          ":4: bad guard_latency", "a negative bucket count"),
         ("[service:shop]\nguard_latency = 12:3\n",
          ":2: guard_latency before its guard line", "latencies without a guard"),
