@@ -4,7 +4,8 @@
  * has behind them.
  *
  * Set up once, as proxy/main.c does: a routing table from a fixed config
- * (two services, one with three versions, servers and a rollout section),
+ * (two services, one with three versions, servers and a rollout section
+ * with a blue/green guard),
  * one worker that is created but never started (it needs no listening
  * socket, so its listeners are hidden while it is created), counters and a
  * harvested time series, an event_base for the rollout timers (never run),
@@ -17,10 +18,17 @@
  * object with a boolean "ok"; a refusal must carry a non-empty "error";
  * the read-only socket must refuse every command "help" lists as write.
  *
+ * An input that starts with "#state\n" is a state file instead
+ * (control/state.c), loaded as at start-up: it either loads, or fails with
+ * an error naming the file; once loaded and its rollouts and guards
+ * restored, what sluice writes back has no line inih cannot read (200
+ * bytes) and loads again to the same file, but for the analysis windows a
+ * restart adds (the last word of rollout and guard lines).
+ *
  * Nothing carries over from one input to the next: afterwards the
- * rollouts, runtime records and events are dropped and a fresh copy of the
- * original table is published (the old ones are reclaimed at once, since
- * the worker holds none).
+ * rollouts, guards, runtime records and events are dropped and a fresh copy
+ * of the original table is published (the old ones are reclaimed at once,
+ * since the worker holds none).
  */
 #include "config.h"
 
@@ -76,6 +84,7 @@ static const char ctl_ini[] = "[sluice]\n"
                               "steps = 10 50 100\n"
                               "step_time = 10s\n"
                               "interval = 2s\n"
+                              "guard = 5m\n"
                               "[service:api]\n"
                               "path_prefix = /api\n"
                               "stable = v1\n"
@@ -186,7 +195,7 @@ setup(void)
 	if (ctl.base == NULL)
 		abort();
 	ctl.config_path = "fuzz-control.ini";
-	ctl.state_path = state_path;
+	ctl.state_path = strdup(state_path); /* sl_state_load replaces it */
 	ctl.started = (int64_t)time(NULL);
 	publish_pristine();
 	sl_ctl_harvest(&ctl);
@@ -230,8 +239,10 @@ reset(void)
 	size_t i;
 
 	sl_ctl_rollouts_stop(&ctl);
-	for (i = 0; i < ctl.nrt; i++)
+	for (i = 0; i < ctl.nrt; i++) {
+		free(ctl.rt[i]->pending_guard);
 		free(ctl.rt[i]);
+	}
 	free(ctl.rt);
 	ctl.rt = NULL;
 	ctl.nrt = 0;
@@ -273,6 +284,89 @@ run_line(const char *line, size_t len, bool read_only)
 	free(exact);
 }
 
+/* The state file as sluice wrote it, with the last word of its rollout
+ * and guard lines (the windows begun, which every restart moves) cut;
+ * every line shorter than inih's 200 bytes. Heap. */
+static char *
+saved_state(void)
+{
+	FILE *f = fopen(state_path, "r");
+	char line[4096], *out = NULL;
+	size_t len = 0;
+	FILE *o = open_memstream(&out, &len);
+
+	CHECK(f != NULL && o != NULL);
+	while (fgets(line, sizeof line, f) != NULL) {
+		size_t n = strlen(line);
+
+		CHECK(n > 0 && n < 200 && line[n - 1] == '\n');
+		if (strncmp(line, "rollout = ", 10) == 0 ||
+		    strncmp(line, "guard = ", 8) == 0)
+			strcpy(strrchr(line, ' '), "\n");
+		fputs(line, o);
+	}
+	fclose(f);
+	fclose(o);
+	return out;
+}
+
+/* Load the state file TEXT as at start-up; false if it was refused. */
+static bool
+load_state(const char *text, size_t len)
+{
+	struct sl_route_table *t = sl_route_clone(pristine);
+	FILE *f = fopen(state_path, "w");
+	char *err = NULL;
+
+	CHECK(t != NULL && f != NULL);
+	CHECK(fwrite(text, 1, len, f) == len);
+	CHECK(fclose(f) == 0);
+	if (sl_state_load(&ctl, state_path, t, &err) != 0) {
+		CHECK(err != NULL && strncmp(err, "state file ", 11) == 0);
+		free(err);
+		sl_route_free(t);
+		return false;
+	}
+	sl_ctl_publish(&ctl, t);
+	sl_route_reclaim(sl_workers_min_epoch(ctl.workers, ctl.nworkers));
+	sl_state_restore_rollouts(&ctl);
+	CHECK(sl_state_save(&ctl, sl_route_current(), &err) == 0);
+	return true;
+}
+
+/* A state file: loaded, written back, loaded again to the same. */
+static void
+run_state(const char *text, size_t len)
+{
+	char *first, *second;
+	size_t n;
+
+	if (!load_state(text, len))
+		return;
+	first = saved_state();
+	reset();
+	{
+		FILE *f = fopen(state_path, "r");
+		char *copy;
+
+		CHECK(f != NULL && fseek(f, 0, SEEK_END) == 0);
+		n = (size_t)ftell(f);
+		rewind(f);
+		copy = malloc(n + 1);
+		CHECK(copy != NULL && fread(copy, 1, n, f) == n);
+		fclose(f);
+		CHECK(load_state(copy, n));
+		free(copy);
+	}
+	second = saved_state();
+	if (strcmp(first, second) != 0) {
+		fprintf(stderr, "first:\n%s\nsecond:\n%s\n", first, second);
+		CHECK(strcmp(first, second) == 0);
+	}
+	free(first);
+	free(second);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -282,6 +376,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (pristine == NULL)
 		setup();
+	if (size >= 7 && memcmp(p, "#state\n", 7) == 0) {
+		run_state(p + 7, size - 7);
+		reset();
+		return 0;
+	}
 	if (p < end && *p == '!') {
 		read_only = true;
 		p++;
