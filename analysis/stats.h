@@ -143,6 +143,17 @@ sl_vstats_responses(const struct sl_vstats *v)
 	return v->resp_1xx + v->resp_2xx + v->resp_3xx + v->resp_4xx +
 	    v->resp_5xx;
 }
+
+/* Errors of a window of time, at most its responses: a response counts
+ * when its head arrives and a cut one again when it is cut, so a window
+ * can hold the cut of a response whose head came before it. */
+static inline uint64_t
+sl_vstats_window_errors(const struct sl_vstats *v)
+{
+	uint64_t e = sl_vstats_errors(v), n = sl_vstats_responses(v);
+
+	return e < n ? e : n;
+}
 void sl_wstats_merge(struct sl_wstats *dst, const struct sl_wstats *src);
 
 #endif

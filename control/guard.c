@@ -157,7 +157,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	base.errors = g->base_errors;
 	base.latency = &g->base_latency;
 	cand.requests = sl_vstats_responses(&since);
-	cand.errors = sl_vstats_errors(&since);
+	cand.errors = sl_vstats_window_errors(&since);
 	cand.latency = &since.latency;
 	sl_verdict_judge(&g->params, g->seq, &base, &cand, &g->last);
 	g->have_last = true;
@@ -261,7 +261,7 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 		    ctl->series[svc->versions[pi].id], seconds, &base);
 	}
 	g->base_requests = sl_vstats_responses(&base);
-	g->base_errors = sl_vstats_errors(&base);
+	g->base_errors = sl_vstats_window_errors(&base);
 	g->base_latency = base.latency;
 	sl_ctl_rt(ctl, svc->name)->guard = g;
 	save_state(ctl, svc->name); /* so that a restart resumes it */
@@ -333,8 +333,9 @@ sl_ctl_guard_restore(
 	g->base_errors = saved->errors;
 	g->base_latency = saved->latency;
 	/* Its windows before the restart each had a share of the budget;
-	 * the fresh one takes the next (the evidence so far is lost). */
-	for (i = 0; i <= saved->segment; i++)
+	 * the fresh one takes the next (the evidence so far is lost). Past
+	 * a thousand a share is 2^-1000: nothing left to keep apart. */
+	for (i = 0; i <= saved->segment && i < 1000; i++)
 		sl_verdict_seq_restart(g->seq);
 	sl_ctl_rt(ctl, name)->guard = g;
 	snprintf(msg, sizeof msg,

@@ -281,10 +281,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	sl_vstats_sub(&win_stable, &now_stable, &run->base_stable);
 	sl_vstats_sub(&win_canary, &now_canary, &run->base_canary);
 	ws.requests = sl_vstats_responses(&win_stable);
-	ws.errors = sl_vstats_errors(&win_stable);
+	ws.errors = sl_vstats_window_errors(&win_stable);
 	ws.latency = &win_stable.latency;
 	wc.requests = sl_vstats_responses(&win_canary);
-	wc.errors = sl_vstats_errors(&win_canary);
+	wc.errors = sl_vstats_window_errors(&win_canary);
 	wc.latency = &win_canary.latency;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);

@@ -27,9 +27,9 @@
  * then its baseline's answered requests and errors and its latencies'
  * sum, smallest, largest and clamped count (µs), and the latency
  * histogram's buckets as BUCKET:COUNT pairs over as many guard_latency
- * lines as it takes: the baseline comes back exactly. inih reads lines of at
- * most 200 bytes: every line written stays under that (two 63-byte names and
- * three numbers: 172).
+ * lines as it takes: the baseline comes back exactly. inih reads lines of
+ * at most 200 bytes; a longer one (a server with a long host name)
+ * reaches it as a placeholder, its key and value kept by state_reader.
  *
  * Loading and carrying over on reload share one representation (struct
  * saved), applied by apply_saved().
@@ -93,10 +93,14 @@ struct saved {
 	char *err;    /* first error a key had */
 	int err_line; /* its line */
 	/* Reading: inih does not tell the handler the line number, so the
-	 * reader counts physical lines. */
+	 * reader counts physical lines. A line too long for inih's buffer
+	 * (INI_MAX_LINE, 200 bytes: a long server address) reaches inih as
+	 * the placeholder "\001=\001"; its key and value wait here. */
 	FILE *f;
 	int line;
-	bool at_line_start;
+	char *buf;
+	size_t cap;
+	char *long_key, *long_value;
 };
 
 static const char *state_names[] = {"ready", "drain", "maint"};
@@ -146,6 +150,9 @@ saved_free(struct saved *sv)
 	}
 	free(sv->svcs);
 	free(sv->err);
+	free(sv->buf);
+	free(sv->long_key);
+	free(sv->long_value);
 }
 
 /* The saved record for section NAME (added when absent). */
@@ -178,19 +185,46 @@ split_word(char *s)
 	return sp;
 }
 
-/* inih's reader: the next piece of a line, counting lines. */
+/* A copy of S[0..N) without white space at either end. */
+static char *
+dup_trimmed(const char *s, size_t n)
+{
+	while (n > 0 && strchr(" \t\r\n", *s) != NULL) {
+		s++;
+		n--;
+	}
+	while (n > 0 && strchr(" \t\r\n", s[n - 1]) != NULL)
+		n--;
+	return sl_xstrndup(s, n);
+}
+
+/* inih's reader: the next line, counted; one too long for inih's NUM
+ * bytes becomes the placeholder "\001=\001" (see struct saved). */
 static char *
 state_reader(char *str, int num, void *arg)
 {
 	struct saved *sv = arg;
-	size_t n;
+	ssize_t n = getline(&sv->buf, &sv->cap, sv->f);
+	char *eq;
 
-	if (fgets(str, num, sv->f) == NULL)
+	free(sv->long_key);
+	free(sv->long_value);
+	sv->long_key = sv->long_value = NULL;
+	if (n < 0)
 		return NULL;
-	if (sv->at_line_start)
-		sv->line++;
-	n = strlen(str);
-	sv->at_line_start = n > 0 && str[n - 1] == '\n';
+	sv->line++;
+	if (n + 2 <= num) {
+		memcpy(str, sv->buf, (size_t)n + 1);
+		return str;
+	}
+	eq = memchr(sv->buf, '=', (size_t)n);
+	if (eq == NULL) {
+		snprintf(str, (size_t)num, "\001\n"); /* a syntax error */
+		return str;
+	}
+	sv->long_key = dup_trimmed(sv->buf, (size_t)(eq - sv->buf));
+	sv->long_value = dup_trimmed(eq + 1, (size_t)(n - (eq + 1 - sv->buf)));
+	snprintf(str, (size_t)num, "\001=\001\n");
 	return str;
 }
 
@@ -313,12 +347,36 @@ parse_guard_latency(struct saved *sv, struct saved_svc *s, const char *value)
 		    *p++ != ':' || take_uint(&p, UINT64_MAX, &n) != 0 ||
 		    n == 0 || (*p != ' ' && *p != '\0'))
 			return key_error(sv, "bad guard_latency '%s'", value);
+		if (s->guard->latency.count + n < n)
+			return key_error(sv, "guard_latency counts overflow");
 		sl_hist_record_n(
 		    &s->guard->latency, sl_hist_bucket_lo((size_t)idx), n);
 		while (*p == ' ')
 			p++;
 	}
 	return 1;
+}
+
+/* "CANARY BASELINE STATE STEP STARTED ENDED [WINDOWS]" (WINDOWS came
+ * in session 11: digits only). */
+static bool
+rollout_line_ok(const char *v)
+{
+	char c[64], b[64], st[16];
+	unsigned step;
+	long long started, ended;
+	uint64_t windows;
+	const char *p;
+	int end = 0;
+
+	if (sscanf(v, "%63s %63s %15s %u %lld %lld%n", c, b, st, &step,
+	        &started, &ended, &end) != 6)
+		return false;
+	if (v[end] == '\0')
+		return true;
+	p = v + end + 1;
+	return v[end] == ' ' && take_uint(&p, UINT32_MAX, &windows) == 0 &&
+	    *p == '\0';
 }
 
 /* inih handler: one key of the state file. */
@@ -332,6 +390,10 @@ state_key_cb(
 	const char *why;
 	int ok = 1;
 
+	if (sv->long_key != NULL && strcmp(name, "\001") == 0) {
+		name = sv->long_key;
+		value = sv->long_value;
+	}
 	if (strncmp(section, "service:", 8) != 0 || section[8] == '\0')
 		return key_error(sv, "unknown section [%s]", section);
 	s = saved_svc(sv, section + 8);
@@ -398,14 +460,7 @@ state_key_cb(
 			s->lock_expires = exp;
 		}
 	} else if (strcmp(name, "rollout") == 0) {
-		char c[64], b[64], st[16];
-		unsigned step, windows;
-		long long started, ended;
-		int n = sscanf(v, "%63s %63s %15s %u %lld %lld %u", c, b, st,
-		    &step, &started, &ended, &windows);
-
-		/* WINDOWS, the 7th, came in session 11. */
-		if (n != 6 && n != 7) {
+		if (!rollout_line_ok(v)) {
 			ok = key_error(sv, "bad rollout '%s'", value);
 		} else {
 			free(s->rollout);
@@ -422,6 +477,22 @@ state_key_cb(
 	}
 	free(v);
 	return ok;
+}
+
+/* Do the guard baseline's smallest and largest latencies lie in its
+ * lowest and highest buckets (both 0 when it has none)? */
+static bool
+latency_stats_fit(const struct saved_svc *s)
+{
+	const struct sl_hist *h = &s->guard->latency;
+	uint64_t min = s->guard_lat[1], max = s->guard_lat[2];
+
+	if (h->count == 0)
+		return min == 0 && max == 0;
+	return min >= sl_hist_bucket_lo(sl_hist_index(sl_hist_min(h))) &&
+	    min <= sl_hist_bucket_hi(sl_hist_index(sl_hist_min(h))) &&
+	    max >= sl_hist_bucket_lo(sl_hist_index(sl_hist_max(h))) &&
+	    max <= sl_hist_bucket_hi(sl_hist_index(sl_hist_max(h)));
 }
 
 /* Apply the saved records to T (unpublished) and CTL's runtime records;
@@ -472,6 +543,14 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 		if (s->guard != NULL && !s->guard_baseline) {
 			*errp = sl_xasprintf("%s: [service:%s]: a guard line "
 			                     "without its guard_baseline",
+			    origin, s->name);
+			return -1;
+		}
+		if (s->guard != NULL && !latency_stats_fit(s)) {
+			*errp = sl_xasprintf("%s: [service:%s]: "
+			                     "guard_baseline's smallest or "
+			                     "largest latency is outside its "
+			                     "guard_latency buckets",
 			    origin, s->name);
 			return -1;
 		}
@@ -602,7 +681,6 @@ sl_state_load(
 		return -1;
 	}
 	sv.f = f;
-	sv.at_line_start = true;
 	line = ini_parse_stream(state_reader, &sv, state_key_cb, &sv);
 	fclose(f);
 	if (line != 0) {
@@ -701,7 +779,7 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 void
 sl_state_restore_rollouts(struct sl_ctl *ctl)
 {
-	unsigned lost = 0;
+	unsigned changed = 0;
 	char *err = NULL;
 	size_t i;
 
@@ -715,7 +793,7 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 			sl_ctl_guard_restore(ctl, rt->name, rt->pending_guard);
 			free(rt->pending_guard);
 			rt->pending_guard = NULL;
-			lost += rt->guard == NULL;
+			changed++;
 		}
 		if (rt->pending_rollout[0] == '\0')
 			continue;
@@ -726,12 +804,13 @@ sl_state_restore_rollouts(struct sl_ctl *ctl)
 			sl_ctl_rollout_restore(ctl, rt->name, c, b, st, step,
 			    started, ended, windows);
 		rt->pending_rollout[0] = '\0';
-		lost += rt->run == NULL;
+		changed++;
 	}
 	/* A rollout that could not come back (its version is gone) must
 	 * not stay in the file, nor its lock on the service; nor a guard
-	 * that ended. */
-	if (lost > 0 && sl_state_save(ctl, sl_route_current(), &err) != 0) {
+	 * that ended; and one that did has begun a window more, which the
+	 * next restart must not reuse. */
+	if (changed > 0 && sl_state_save(ctl, sl_route_current(), &err) != 0) {
 		sl_log_error("%s", err);
 		free(err);
 	}

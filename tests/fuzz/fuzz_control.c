@@ -21,9 +21,10 @@
  * An input that starts with "#state\n" is a state file instead
  * (control/state.c), loaded as at start-up: it either loads, or fails with
  * an error naming the file; once loaded and its rollouts and guards
- * restored, what sluice writes back has no line inih cannot read (200
- * bytes) and loads again to the same file, but for the analysis windows a
- * restart adds (the last word of rollout and guard lines).
+ * restored, what sluice writes back loads again to the same file, but
+ * for the analysis windows a restart adds (the last word of rollout and
+ * guard lines) and unless a guard's end is so near that it could pass
+ * between the two loads.
  *
  * Nothing carries over from one input to the next: afterwards the
  * rollouts, guards, runtime records and events are dropped and a fresh copy
@@ -285,10 +286,10 @@ run_line(const char *line, size_t len, bool read_only)
 }
 
 /* The state file as sluice wrote it, with the last word of its rollout
- * and guard lines (the windows begun, which every restart moves) cut;
- * every line shorter than inih's 200 bytes. Heap. */
+ * and guard lines (the windows begun, which every restart moves) cut.
+ * *NEAR tells whether a guard in it ends within a minute. Heap. */
 static char *
-saved_state(void)
+saved_state(bool *near)
 {
 	FILE *f = fopen(state_path, "r");
 	char line[4096], *out = NULL;
@@ -299,7 +300,13 @@ saved_state(void)
 	while (fgets(line, sizeof line, f) != NULL) {
 		size_t n = strlen(line);
 
-		CHECK(n > 0 && n < 200 && line[n - 1] == '\n');
+		long long started, until;
+
+		CHECK(n > 0 && line[n - 1] == '\n');
+		if (sscanf(line, "guard = %*s %*s %lld %lld", &started,
+		        &until) == 2 &&
+		    until < (long long)time(NULL) + 60)
+			*near = true;
 		if (strncmp(line, "rollout = ", 10) == 0 ||
 		    strncmp(line, "guard = ", 8) == 0)
 			strcpy(strrchr(line, ' '), "\n");
@@ -339,11 +346,12 @@ static void
 run_state(const char *text, size_t len)
 {
 	char *first, *second;
+	bool near = false;
 	size_t n;
 
 	if (!load_state(text, len))
 		return;
-	first = saved_state();
+	first = saved_state(&near);
 	reset();
 	{
 		FILE *f = fopen(state_path, "r");
@@ -358,8 +366,8 @@ run_state(const char *text, size_t len)
 		CHECK(load_state(copy, n));
 		free(copy);
 	}
-	second = saved_state();
-	if (strcmp(first, second) != 0) {
+	second = saved_state(&near);
+	if (!near && strcmp(first, second) != 0) {
 		fprintf(stderr, "first:\n%s\nsecond:\n%s\n", first, second);
 		CHECK(strcmp(first, second) == 0);
 	}

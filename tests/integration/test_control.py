@@ -488,7 +488,19 @@ for text, want, what in [
         ("[service:shop]\nguard = green blue 99999999999999999999 2 0\n",
          ":2: bad guard", "a time past the year 9999"),
         (G, ": [service:shop]: a guard line without its guard_baseline",
-         "a guard without its baseline")]:
+         "a guard without its baseline"),
+        (G + "guard_baseline = 9 1 90 5 20 0\nguard_latency = 1000:9\n",
+         ": [service:shop]: guard_baseline's smallest or largest latency "
+         "is outside its guard_latency buckets",
+         "latency bounds that contradict the buckets"),
+        ("[service:shop]\nrollout = green blue running 0 100 0 -1\n",
+         ":2: bad rollout", "a signed WINDOWS"),
+        # A line longer than inih's 200 bytes (a server with a long host
+        # name) is one key: the error is the next line's (it used to be
+        # "bad server line" on a line cut at 199 bytes).
+        ("[service:shop]\nserver = blue %s:80 drain\nweight = blue zz\n"
+         % ("h" * 240), ":3: bad weight 'blue zz'",
+         "a bad line after a 270-byte server line")]:
     rc, err = state_error(text)
     check(rc == 1 and err.startswith(want),
           "state file: %s is refused (%s)" % (what, err[:70]))
