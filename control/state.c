@@ -357,26 +357,21 @@ parse_guard_latency(struct saved *sv, struct saved_svc *s, const char *value)
 	return 1;
 }
 
-/* "CANARY BASELINE STATE STEP STARTED ENDED [WINDOWS]" (WINDOWS came
- * in session 11: digits only). */
+/* "CANARY BASELINE STATE STEP STARTED ENDED [WINDOWS]", the numbers
+ * digits only (WINDOWS came in session 11). */
 static bool
 rollout_line_ok(const char *v)
 {
+	static const uint64_t max[4] = {
+	    UINT32_MAX, STATE_TIME_MAX, STATE_TIME_MAX, UINT32_MAX};
 	char c[64], b[64], st[16];
-	unsigned step;
-	long long started, ended;
-	uint64_t windows;
-	const char *p;
+	uint64_t n[4];
 	int end = 0;
 
-	if (sscanf(v, "%63s %63s %15s %u %lld %lld%n", c, b, st, &step,
-	        &started, &ended, &end) != 6)
+	if (sscanf(v, "%63s %63s %15s %n", c, b, st, &end) != 3 || end == 0)
 		return false;
-	if (v[end] == '\0')
-		return true;
-	p = v + end + 1;
-	return v[end] == ' ' && take_uint(&p, UINT32_MAX, &windows) == 0 &&
-	    *p == '\0';
+	return take_uints(v + end, 3, max, n) == 0 ||
+	    take_uints(v + end, 4, max, n) == 0;
 }
 
 /* inih handler: one key of the state file. */

@@ -495,6 +495,8 @@ for text, want, what in [
          "latency bounds that contradict the buckets"),
         ("[service:shop]\nrollout = green blue running 0 100 0 -1\n",
          ":2: bad rollout", "a signed WINDOWS"),
+        ("[service:shop]\nrollout = green blue running -1 100 0\n",
+         ":2: bad rollout", "a signed step"),
         # A line longer than inih's 200 bytes (a server with a long host
         # name) is one key: the error is the next line's (it used to be
         # "bad server line" on a line cut at 199 bytes).
