@@ -59,7 +59,8 @@ struct sl_svc_rt {
 	struct sl_rollout_run *run; /* the latest rollout, live or ended */
 	char pending_rollout[300];  /* from the state file, until restored */
 	struct sl_guard_saved *pending_guard; /* the same, for the guard */
-	struct sl_guard *guard; /* blue/green guard after a switch */
+	struct sl_guard *guard;      /* blue/green guard after a switch */
+	uint64_t guard_switch_backs; /* by the guard, since start */
 };
 
 struct sl_ctl_socket;
@@ -235,6 +236,10 @@ void sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
     const char *previous, const char *version);
 void sl_ctl_guard_end(struct sl_ctl *ctl, const char *svc);
 json_t *sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc);
+
+/* The guard metric families (sluice_guard_state, sluice_guard_switch_backs
+ * _total) in Prometheus text format. */
+void sl_ctl_guard_metrics(struct sl_ctl *ctl, struct evbuffer *out);
 
 /* A watching guard as the state file keeps it (about 20 KiB). */
 struct sl_guard_saved {

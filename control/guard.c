@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "analysis/rollout.h"
@@ -92,6 +93,7 @@ switch_back(struct sl_guard *g)
 	snprintf(
 	    rt->previous_stable, sizeof rt->previous_stable, "%s", g->version);
 	rt->touched = true;
+	rt->guard_switch_backs++;
 	if (sl_state_save(g->ctl, t, &err) != 0) {
 		sl_log_error("guard %s: %s", g->service, err);
 		free(err);
@@ -377,4 +379,52 @@ sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc)
 	json_object_set_new(
 	    o, "warming_up", json_boolean(g->warm_until_ms != 0));
 	return o;
+}
+
+/* Guard states as sluice_guard_state's values. */
+static const char *const guard_states[] = {
+    "watching", "passed", "switched_back", "ended"};
+
+void
+sl_ctl_guard_metrics(struct sl_ctl *ctl, struct evbuffer *out)
+{
+	const struct sl_route_table *t = sl_route_current();
+	struct evbuffer *backs = evbuffer_new();
+	size_t i, k;
+
+	if (backs == NULL)
+		return;
+	evbuffer_add_printf(out,
+	    "# HELP sluice_guard_state State of the service's blue/green "
+	    "guard: 1 watching, 2 passed, 3 switched_back, 4 ended.\n"
+	    "# TYPE sluice_guard_state gauge\n");
+	evbuffer_add_printf(backs,
+	    "# HELP sluice_guard_switch_backs_total Switches back to the "
+	    "previous stable version by the guard.\n"
+	    "# TYPE sluice_guard_switch_backs_total counter\n");
+	/* Every service with a guard in its config, and any that has one
+	 * running (its config lost the key in a reload). */
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_svc_rt *rt =
+		    sl_ctl_rt(ctl, t->services[i].name);
+		const struct sl_guard *g = rt->guard;
+
+		if (t->services[i].conf->rollout.guard_ms == 0 && g == NULL &&
+		    rt->guard_switch_backs == 0)
+			continue;
+		evbuffer_add_printf(backs,
+		    "sluice_guard_switch_backs_total{service=\"%s\"} %llu\n",
+		    rt->name, (unsigned long long)rt->guard_switch_backs);
+		if (g == NULL)
+			continue;
+		for (k = 0; k < 4 && strcmp(g->state, guard_states[k]) != 0;
+		     k++)
+			;
+		evbuffer_add_printf(out,
+		    "sluice_guard_state{service=\"%s\",version=\"%s\","
+		    "previous=\"%s\"} %zu\n",
+		    g->service, g->version, g->previous, k + 1);
+	}
+	evbuffer_add_buffer(out, backs);
+	evbuffer_free(backs);
 }

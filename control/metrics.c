@@ -400,6 +400,7 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 	}
 
 	sl_ctl_rollout_metrics(ctl, out);
+	sl_ctl_guard_metrics(ctl, out);
 	sl_ctl_worker_total(ctl, &ws);
 #define SL_X(f, name, help)                                                    \
 	evbuffer_add_printf(out,                                               \

@@ -7,8 +7,11 @@ resumes it (same end, same baseline) while an ended guard stays ended."""
 
 import calendar
 import http.client
+import shutil
+import subprocess
 import threading
 import time
+import urllib.request
 
 from harness import Origin, Sluice, check, config, done, free_port
 
@@ -28,12 +31,14 @@ cold = Origin("cold", "--latency", "5", "--cold", "1500", "--cold-latency",
 rs_a = Origin("rs-a", "--latency", "5")
 rs_b = Origin("rs-b", "--latency", "5", "--error-rate", "0.10", "--seed", "5")
 port = free_port()
+admin_port = free_port()
 text = config(port, {"bg": {
     "path_prefix": "/", "stable": "blue", "expose_version": "yes",
     "versions": {"blue": ([blue.addr], 100), "teal": ([teal.addr], 0),
                  "bad": ([bad.addr], 0), "cold": ([cold.addr], 0)}},
     "rs": {"path_prefix": "/rs", "stable": "a",
-           "versions": {"a": ([rs_a.addr], 100), "b": ([rs_b.addr], 0)}}}) + """
+           "versions": {"a": ([rs_a.addr], 100), "b": ([rs_b.addr], 0)}}},
+              sluice_extra="admin = 127.0.0.1:%d\n" % admin_port) + """
 [rollout:rs]
 guard = 30s
 warmup = 5s
@@ -112,6 +117,24 @@ back = [e["command"] for e in evs
 check(back != [], "the switch back is an event, with the verdict")
 check("fail: error" in back[-1], "bad was switched back on its errors (%s)"
       % back[-1])
+
+
+def metrics():
+    return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                                  timeout=10).read().decode()
+
+
+# For alerts: the guard's state and its switch-backs, as Prometheus text.
+m = metrics()
+check('sluice_guard_state{service="bg",version="bad",previous="teal"} 3'
+      in m and 'sluice_guard_switch_backs_total{service="bg"} 1' in m and
+      'sluice_guard_switch_backs_total{service="rs"} 0' in m,
+      "/metrics: bg's guard switched back (3), once; rs none yet")
+if shutil.which("promtool"):
+    p = subprocess.run(["promtool", "check", "metrics"], input=m.encode(),
+                       capture_output=True, timeout=30)
+    check(p.returncode == 0, "promtool accepts /metrics with guards (%s)"
+          % (p.stdout + p.stderr).decode().strip()[:200])
 
 # A version 20x slower for its first 1.5 s: the 3 s warm-up is not judged.
 switched = time.time()
