@@ -271,10 +271,7 @@ sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
 	/* The step began before the restart: its fresh window is a new
 	 * segment, so the budget of the one cut short is not spent twice;
 	 * nor that of any window before (resumes, earlier restarts). */
-	sl_verdict_seq_restart(ro->seq);
-	while (sl_verdict_seq_segment(ro->seq) <= windows &&
-	    sl_verdict_seq_segment(ro->seq) < 1000)
-		sl_verdict_seq_restart(ro->seq);
+	sl_verdict_seq_resume(ro->seq, windows);
 	if (state == SL_RO_PAUSED)
 		ro->pause_began_ms = now_ms;
 	/* How long its last step lasted was not saved. */

@@ -420,6 +420,14 @@ sl_verdict_seq_segment(const struct sl_verdict_seq *seq)
 }
 
 void
+sl_verdict_seq_resume(struct sl_verdict_seq *seq, uint32_t windows)
+{
+	do
+		seq_fold(seq);
+	while (seq->segment <= windows && seq->segment < 1000);
+}
+
+void
 sl_verdict_seq_fixed_stable(struct sl_verdict_seq *seq)
 {
 	seq->fixed_stable = true;

@@ -180,6 +180,15 @@ void sl_verdict_seq_restart(struct sl_verdict_seq *seq);
 uint32_t sl_verdict_seq_segment(const struct sl_verdict_seq *seq);
 
 /*
+ * A restored seq (after a restart) begins a fresh window, and one past
+ * the WINDOWS the process before had begun (sl_verdict_seq_segment), so
+ * that no share of the budget is spent twice. The evidence gathered
+ * before is lost. Past a thousand windows a share is 2^-1000: they are
+ * no longer kept apart.
+ */
+void sl_verdict_seq_resume(struct sl_verdict_seq *seq, uint32_t windows);
+
+/*
  * The stable window given to every judge call is the same fixed sample
  * (the blue/green guard's baseline: the previous stable before the
  * switch). latency_shift then pairs every new canary request with a

@@ -161,7 +161,7 @@ int sl_state_check_path(const char *path, char **errp);
 
 /* Resume the rollouts and guards the state file held (after the first
  * publish). */
-void sl_state_restore_rollouts(struct sl_ctl *ctl);
+void sl_state_restore_runs(struct sl_ctl *ctl);
 
 /* Create the directories PATH lives in (/run/sluice, /var/lib/sluice),
  * as mkdir -p does; a failure is logged (what then fails says why). */

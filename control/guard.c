@@ -32,6 +32,12 @@
 #include "control/ctl.h"
 #include "proxy/route.h"
 
+enum guard_state { WATCHING, PASSED, SWITCHED_BACK, ENDED };
+
+/* Their names (JSON) and, 1-based, sluice_guard_state's values. */
+static const char *const guard_states[] = {
+    "watching", "passed", "switched_back", "ended"};
+
 struct sl_guard {
 	struct sl_ctl *ctl;
 	char service[64];
@@ -41,7 +47,7 @@ struct sl_guard {
 	int64_t started, until;
 	uint64_t warm_until_ms; /* monotonic; 0: no warm-up, or it is over */
 	uint32_t interval_ms;   /* between looks */
-	char state[16];         /* watching, passed, switched_back, ended */
+	enum guard_state state;
 	struct sl_verdict_params params;
 	struct sl_verdict_seq *seq;
 	/* The previous stable before the switch: answered requests, errors
@@ -134,8 +140,16 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	/* Warming up: the new version is judged from the first look after
 	 * the warm-up. A guard resumed near its end may run out first: it
 	 * ends then, having judged nothing since the restart. */
-	if (g->warm_until_ms != 0 && now >= g->until) {
-		snprintf(g->state, sizeof g->state, "ended");
+	if (g->warm_until_ms != 0) {
+		if (now < g->until) {
+			if (now_ms + sl_rollout_look_slack(g->interval_ms) >=
+			    g->warm_until_ms)
+				g->warm_until_ms = 0;
+			sl_ctl_version_total(
+			    g->ctl, g->version_id, &g->at_switch);
+			return;
+		}
+		g->state = ENDED;
 		guard_stop(g);
 		snprintf(msg, sizeof msg,
 		    "guard %s: ended during its warm-up after a restart; %s "
@@ -144,13 +158,6 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		sl_event(g->ctl, NULL, msg, NULL,
 		    sl_ctl_guard_json(g->ctl, g->service));
 		save_state(g->ctl, g->service);
-		return;
-	}
-	if (g->warm_until_ms != 0) {
-		if (now_ms + sl_rollout_look_slack(g->interval_ms) >=
-		    g->warm_until_ms)
-			g->warm_until_ms = 0;
-		sl_ctl_version_total(g->ctl, g->version_id, &g->at_switch);
 		return;
 	}
 	sl_ctl_version_total(g->ctl, g->version_id, &now_total);
@@ -164,13 +171,13 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	sl_verdict_judge(&g->params, g->seq, &base, &cand, &g->last);
 	g->have_last = true;
 	if (g->last.decision == SL_FAIL) {
-		snprintf(g->state, sizeof g->state, "switched_back");
+		g->state = SWITCHED_BACK;
 		guard_stop(g);
 		switch_back(g);
 		return;
 	}
 	if (now >= g->until) {
-		snprintf(g->state, sizeof g->state, "passed");
+		g->state = PASSED;
 		guard_stop(g);
 		snprintf(msg, sizeof msg,
 		    "guard %s: %s held for the guard "
@@ -207,7 +214,7 @@ guard_new(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	g->version_id = svc->versions[vi].id;
 	g->started = started;
 	g->until = until;
-	snprintf(g->state, sizeof g->state, "watching");
+	g->state = WATCHING;
 	sl_verdict_params_from_conf(&g->params, rc);
 	g->seq = sl_verdict_seq_new();
 	if (g->seq != NULL)
@@ -235,7 +242,7 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	const struct sl_rollout_conf *rc = &svc->conf->rollout;
 	static struct sl_vstats base;
 	struct sl_guard *g = sl_ctl_rt(ctl, svc->name)->guard;
-	bool was_watching = g != NULL && g->tick != NULL;
+	bool was_watching = g != NULL && g->state == WATCHING;
 	int64_t now = (int64_t)time(NULL);
 	uint32_t seconds;
 	int pi;
@@ -275,7 +282,7 @@ sl_ctl_guard_capture(
 {
 	const struct sl_guard *g = sl_ctl_rt(ctl, svc)->guard;
 
-	if (g == NULL || g->tick == NULL)
+	if (g == NULL || g->state != WATCHING)
 		return false;
 	snprintf(out->version, sizeof out->version, "%s", g->version);
 	snprintf(out->previous, sizeof out->previous, "%s", g->previous);
@@ -297,7 +304,6 @@ sl_ctl_guard_restore(
 	int64_t now = (int64_t)time(NULL);
 	struct sl_guard *g;
 	char msg[400];
-	uint32_t i;
 
 	if (svc == NULL)
 		return;
@@ -334,11 +340,7 @@ sl_ctl_guard_restore(
 	g->base_requests = saved->requests;
 	g->base_errors = saved->errors;
 	g->base_latency = saved->latency;
-	/* Its windows before the restart each had a share of the budget;
-	 * the fresh one takes the next (the evidence so far is lost). Past
-	 * a thousand a share is 2^-1000: nothing left to keep apart. */
-	for (i = 0; i <= saved->segment && i < 1000; i++)
-		sl_verdict_seq_restart(g->seq);
+	sl_verdict_seq_resume(g->seq, saved->segment);
 	sl_ctl_rt(ctl, name)->guard = g;
 	snprintf(msg, sizeof msg,
 	    "guard %s: resumed after a restart: %s watched against %s "
@@ -371,7 +373,8 @@ sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc)
 	if (g == NULL)
 		return json_null();
 	o = json_pack("{s:s,s:s,s:s,s:s}", "version", g->version, "previous",
-	    g->previous, "state", g->state, "until", sl_ctl_isotime(g->until));
+	    g->previous, "state", guard_states[g->state], "until",
+	    sl_ctl_isotime(g->until));
 	json_object_set_new(
 	    o, "baseline_requests", json_integer((json_int_t)g->base_requests));
 	json_object_set_new(o, "last_verdict",
@@ -381,16 +384,12 @@ sl_ctl_guard_json(struct sl_ctl *ctl, const char *svc)
 	return o;
 }
 
-/* Guard states as sluice_guard_state's values. */
-static const char *const guard_states[] = {
-    "watching", "passed", "switched_back", "ended"};
-
 void
 sl_ctl_guard_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 {
 	const struct sl_route_table *t = sl_route_current();
 	struct evbuffer *backs = evbuffer_new();
-	size_t i, k;
+	size_t i;
 
 	if (backs == NULL)
 		return;
@@ -417,13 +416,10 @@ sl_ctl_guard_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 		    rt->name, (unsigned long long)rt->guard_switch_backs);
 		if (g == NULL)
 			continue;
-		for (k = 0; k < 4 && strcmp(g->state, guard_states[k]) != 0;
-		     k++)
-			;
 		evbuffer_add_printf(out,
 		    "sluice_guard_state{service=\"%s\",version=\"%s\","
-		    "previous=\"%s\"} %zu\n",
-		    g->service, g->version, g->previous, k + 1);
+		    "previous=\"%s\"} %d\n",
+		    g->service, g->version, g->previous, (int)g->state + 1);
 	}
 	evbuffer_add_buffer(out, backs);
 	evbuffer_free(backs);

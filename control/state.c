@@ -772,7 +772,7 @@ capture(struct sl_ctl *ctl, const struct sl_route_table *cur, struct saved *sv)
 
 /* Resume the rollouts and guards read from the state file. */
 void
-sl_state_restore_rollouts(struct sl_ctl *ctl)
+sl_state_restore_runs(struct sl_ctl *ctl)
 {
 	unsigned changed = 0;
 	char *err = NULL;

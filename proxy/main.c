@@ -325,7 +325,7 @@ main(int argc, char **argv)
 	sl_event(&d, NULL, "start", NULL,
 	    json_pack("{s:s,s:i}", "config", d.config_path, "workers",
 	        (int)d.nworkers));
-	sl_state_restore_rollouts(&d);
+	sl_state_restore_runs(&d);
 	sl_health_sync(&d, sl_route_current());
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
 	            "%zu TLS certificates, config %s",

@@ -336,7 +336,7 @@ load_state(const char *text, size_t len)
 	}
 	sl_ctl_publish(&ctl, t);
 	sl_route_reclaim(sl_workers_min_epoch(ctl.workers, ctl.nworkers));
-	sl_state_restore_rollouts(&ctl);
+	sl_state_restore_runs(&ctl);
 	CHECK(sl_state_save(&ctl, sl_route_current(), &err) == 0);
 	return true;
 }
