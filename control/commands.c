@@ -554,9 +554,8 @@ cmd_set_server(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	    argv[1], "server", argv[2], "state", server_states[state]);
 }
 
-/* Is NAME a valid owner (1-63 of A-Za-z0-9_.@:-)? */
-static bool
-valid_owner(const char *name)
+bool
+sl_ctl_valid_owner(const char *name)
 {
 	size_t i, n = strlen(name);
 
@@ -591,7 +590,7 @@ cmd_lock(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 
 	if (svc == NULL)
 		return NULL;
-	if (!valid_owner(argv[1])) {
+	if (!sl_ctl_valid_owner(argv[1])) {
 		*errp = sl_xasprintf("invalid owner '%s' (1-63 of "
 		                     "A-Za-z0-9_.@:-)",
 		    argv[1]);
@@ -837,7 +836,7 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 	}
 	i = 0;
 	if (strcmp(argv[0], "as") == 0) {
-		if (argc < 3 || !valid_owner(argv[1])) {
+		if (argc < 3 || !sl_ctl_valid_owner(argv[1])) {
 			free(copy);
 			return error_reply("usage: as OWNER COMMAND... (OWNER: "
 			                   "1-63 of A-Za-z0-9_.@:-)");

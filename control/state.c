@@ -438,21 +438,25 @@ state_key_cb(
 	} else if (strcmp(name, "lock") == 0 ||
 	    strcmp(name, "lock_held") == 0) {
 		bool held = strcmp(name, "lock_held") == 0;
-		char *end;
-		long long exp;
+		const char *p;
+		uint64_t exp = 0;
 
+		/* An owner as a command would take it: anything else (a
+		 * ';' reads as a comment) would not read back the same. */
 		rest = split_word(v);
-		exp = rest ? strtoll(rest, &end, 10) : 0;
-		if (rest == NULL || *end != '\0' || exp <= 0) {
+		p = rest;
+		if (rest == NULL || !sl_ctl_valid_owner(v) ||
+		    take_uint(&p, STATE_TIME_MAX, &exp) != 0 || *p != '\0' ||
+		    exp == 0) {
 			ok = key_error(sv, "bad %s '%s'", name, value);
 		} else if (held) {
 			free(s->held_owner);
 			s->held_owner = sl_xstrdup(v);
-			s->held_expires = exp;
+			s->held_expires = (int64_t)exp;
 		} else {
 			free(s->lock_owner);
 			s->lock_owner = sl_xstrdup(v);
-			s->lock_expires = exp;
+			s->lock_expires = (int64_t)exp;
 		}
 	} else if (strcmp(name, "rollout") == 0) {
 		if (!rollout_line_ok(v)) {

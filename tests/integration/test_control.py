@@ -497,6 +497,11 @@ for text, want, what in [
          ":2: bad rollout", "a signed WINDOWS"),
         ("[service:shop]\nrollout = green blue running -1 100 0\n",
          ":2: bad rollout", "a signed step"),
+        # Owners as commands take them: a ';' would read back as a comment.
+        ("[service:shop]\nlock =;ci 4102444800\n", ":2: bad lock",
+         "a lock owner no command could set"),
+        ("[service:shop]\nlock = ci +4102444800\n", ":2: bad lock",
+         "a signed lock expiry"),
         # A line longer than inih's 200 bytes (a server with a long host
         # name) is one key: the error is the next line's (it used to be
         # "bad server line" on a line cut at 199 bytes).
