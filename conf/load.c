@@ -2596,6 +2596,18 @@ check_service(struct loader *L, size_t idx)
 		else
 			svc->nkeys--;
 	}
+	/* The cookie holds a bucket; read as a user key as well, its number
+	 * would be hashed into another bucket, and a user would change
+	 * version on their second request. */
+	for (size_t k = 0; svc->sticky_cookie != NULL && k < svc->nkeys; k++) {
+		if (svc->keys[k].source == SL_KEY_COOKIE &&
+		    strcmp(svc->keys[k].name, svc->sticky_cookie) == 0)
+			add_error(L, key_line(st->sec, "sticky_cookie"),
+			    "[service:%s] sticky_cookie: '%s' is also "
+			    "cookie:%s in sticky, a user key; the sticky "
+			    "cookie holds a bucket (use another name)",
+			    svc->name, svc->sticky_cookie, svc->keys[k].name);
+	}
 
 	if (svc->nversions == 0) {
 		add_error(L, svc->line,

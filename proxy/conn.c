@@ -2043,10 +2043,19 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 		inet_ntop(AF_INET,
 		    &((const struct sockaddr_in *)addr)->sin_addr, c->ip,
 		    sizeof c->ip);
-	else if (addr->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)addr)->sin6_addr, c->ip,
-		    sizeof c->ip);
+	else if (addr->sa_family == AF_INET6) {
+		const struct in6_addr *a6 =
+		    &((const struct sockaddr_in6 *)addr)->sin6_addr;
+
+		/* An IPv4 client of a dual-stack listener is still the same
+		 * IPv4 user: the same sticky key and X-Forwarded-For as on an
+		 * IPv4 listener, not ::ffff:a.b.c.d. */
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			inet_ntop(
+			    AF_INET, &a6->s6_addr[12], c->ip, sizeof c->ip);
+		else
+			inet_ntop(AF_INET6, a6, c->ip, sizeof c->ip);
+	}
 	c->ip_len = (uint8_t)strlen(c->ip);
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	TAILQ_INSERT_TAIL(&w->conns, c, link);

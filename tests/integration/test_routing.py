@@ -248,5 +248,55 @@ check_conf("[listener:l]\nbind = 127.0.0.1:1\n[service:s]\nstable = v\n"
            "[version:s/v]\nservers = 127.0.0.1:1\n",
            ":6: [service:s] sticky_cookie: never used, since 'ip' in sticky "
            "gives every request a key", "sticky_cookie with ip in sticky")
+check_conf("[listener:l]\nbind = 127.0.0.1:1\n[service:s]\nstable = v\n"
+           "sticky = header:X-User-Id cookie:sb\nsticky_cookie = sb\n"
+           "[version:s/v]\nservers = 127.0.0.1:1\n",
+           ":6: [service:s] sticky_cookie: 'sb' is also cookie:sb in sticky, "
+           "a user key; the sticky cookie holds a bucket",
+           "sticky_cookie named like a cookie: key source")
+
+# An IPv4 client reaching a dual-stack listener (IPv4-mapped IPv6) is the
+# same user as on an IPv4 listener: same 'ip' key, same X-Forwarded-For.
+try:
+    probe = socket.socket(socket.AF_INET6)
+    probe.bind(("::ffff:127.0.0.1", 0))
+    probe.close()
+    mapped_ok = True
+except OSError:
+    mapped_ok = False
+if mapped_ok:
+    echo = Origin("echo", "--echo")
+    port4, port6 = free_port(), free_port()
+    text = config(port4, {"m": {
+        "stable": "blue", "sticky": "ip", "seed": "mapped",
+        "expose_version": "yes",
+        "versions": {"blue": ([echo.addr], 50),
+                     "green": ([echo.addr], 50)}}}, workers=1)
+    text = text.replace("[service:m]", "[listener:mapped]\n"
+                        "bind = [::ffff:127.0.0.1]:%d\n\n[service:m]" % port6)
+    sl = Sluice(text=text, port=port4)
+    seen = []
+    for port in (port4, port6):
+        s = socket.create_connection(("127.0.0.1", port), 10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            part = s.recv(65536)
+            if not part:
+                break
+            data += part
+        s.close()
+        ver = [ln for ln in data.split(b"\r\n")
+               if ln.lower().startswith(b"x-sluice-version:")]
+        xff = [ln for ln in data.split(b"\r\n")
+               if ln.lower().startswith(b"x-forwarded-for:")]
+        seen.append((ver, xff))
+    check(seen[0][1] == seen[1][1] == [b"X-Forwarded-For: 127.0.0.1"],
+          "X-Forwarded-For is 127.0.0.1 on the IPv4 and the dual-stack "
+          "listener alike (%r)" % [x for _, x in seen])
+    check(seen[0][0] == seen[1][0] and len(seen[0][0]) == 1,
+          "sticky ip: one IPv4 client, one version on both listeners (%r)"
+          % [v for v, _ in seen])
+    check(sl.stop() == 0, "sluice exits 0")
 
 done()
