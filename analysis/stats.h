@@ -75,7 +75,8 @@
 	X(upstream_reused, "upstream_connections_reused",                      \
 	    "requests sent on a pooled connection")                            \
 	X(upstream_retries, "upstream_retries",                                \
-	    "requests retried after a stale pooled connection")                \
+	    "requests retried on another server or after a stale pooled "      \
+	    "connection")                                                      \
 	X(upstream_tls_resumed, "upstream_tls_resumed",                        \
 	    "TLS connections to origins that resumed a session")               \
 	X(upgrades, "upgrades", "connections upgraded to tunnels")             \

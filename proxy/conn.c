@@ -1440,7 +1440,7 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 
 	if (c->srv == NULL || c->attempts > gconf(c)->retries ||
 	    c->retry_head == NULL || kind == FAIL_BAD_RESPONSE ||
-	    w->retry_tokens < 100)
+	    w->retry_tokens < 100 || gconf(c)->retry_budget_pct == 0)
 		return false;
 	if (kind != FAIL_CONNECT_REFUSED && kind != FAIL_CONNECT_TIMEOUT &&
 	    kind != FAIL_TLS && !idempotent(c->req_method))

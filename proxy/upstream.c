@@ -76,19 +76,21 @@ weighted_index(struct sl_worker *w, const struct sl_route_version *v)
 const char *const sl_eject_reason_names[] = {
     "", "connect failures", "resets", "timeouts", "5xx responses"};
 
-/* Can S take a new request: ready, healthy, not ejected, not excluded? */
+/* Can S take a new request: ready, healthy, not excluded, and not ejected
+ * (unless EJECTED_OK)? */
 static bool
 available(struct sl_worker *w, const struct sl_route_server *s, uint64_t now,
-    uint32_t exclude_id)
+    uint32_t exclude_id, bool ejected_ok)
 {
 	return s->state == SL_SERVER_READY && s->healthy &&
-	    s->id != exclude_id && w->pools[s->id]->ejected_until <= now;
+	    s->id != exclude_id &&
+	    (ejected_ok || w->pools[s->id]->ejected_until <= now);
 }
 
 /* First available server at or after index I (wrapping), or NULL. */
 static const struct sl_route_server *
 ready_from(struct sl_worker *w, const struct sl_route_version *v, size_t i,
-    uint64_t now, uint32_t exclude_id)
+    uint64_t now, uint32_t exclude_id, bool ejected_ok)
 {
 	size_t k;
 
@@ -96,25 +98,37 @@ ready_from(struct sl_worker *w, const struct sl_route_version *v, size_t i,
 		const struct sl_route_server *s =
 		    &v->servers[(i + k) % v->nservers];
 
-		if (available(w, s, now, exclude_id))
+		if (available(w, s, now, exclude_id, ejected_ok))
 			return s;
 	}
 	return NULL;
 }
 
-/* Least-loaded of two weighted random choices among available servers. */
+/*
+ * Least-loaded of two weighted random choices among available servers.
+ * Ejection never empties a version: eject_max caps what a version's own
+ * failures eject, and a server shared with another service or version may
+ * have been ejected by that one's failures, so when only ejected servers
+ * are left, they are used.
+ */
 const struct sl_route_server *
 sl_upstream_pick(struct sl_worker *w, const struct sl_route_version *v,
     uint64_t now, uint32_t exclude_id)
 {
 	const struct sl_route_server *a, *b;
+	bool ejected_ok = false;
 
 	if (v->nservers == 0)
 		return NULL;
-	a = ready_from(w, v, weighted_index(w, v), now, exclude_id);
+	a = ready_from(w, v, weighted_index(w, v), now, exclude_id, false);
+	if (a == NULL) {
+		ejected_ok = true;
+		a = ready_from(
+		    w, v, weighted_index(w, v), now, exclude_id, true);
+	}
 	if (a == NULL || v->nservers == 1)
 		return a;
-	b = ready_from(w, v, weighted_index(w, v), now, exclude_id);
+	b = ready_from(w, v, weighted_index(w, v), now, exclude_id, ejected_ok);
 	if (b == NULL || b == a)
 		return a;
 	return less_loaded(w, a, b) ? a : b;

@@ -9,8 +9,8 @@ import socket
 import threading
 import time
 
-from harness import (ASAN, Origin, Sluice, check, done, status_of,
-                     wait_until)
+from harness import (ASAN, Origin, Sluice, check, done, free_port,
+                     metric_value, status_of, wait_until)
 
 good = Origin("good")
 cutter = Origin("cutter")
@@ -35,9 +35,13 @@ for _ in range(4):
         pass
     fillers.append(f)
 
+admin_port = free_port()
 sl = Sluice({
     "good": {"path_prefix": "/good", "stable": "v1",
              "versions": {"v1": ([good.addr], 100)}},
+    "half": {"path_prefix": "/half", "stable": "v1", "eject_after": "1",
+             "versions": {"v1": ([good.addr, "127.0.0.1:%d" % down_port],
+                                 100)}},
     "down": {"path_prefix": "/down", "stable": "v1",
              "versions": {"v1": (["127.0.0.1:%d" % down_port], 100)}},
     "hole": {"path_prefix": "/hole", "stable": "v1",
@@ -45,7 +49,8 @@ sl = Sluice({
     "cut": {"path_prefix": "/cut", "stable": "v1", "eject_after": "3",
             "eject_max": "100%", "eject_time": "30s",
             "versions": {"v1": ([cutter.addr], 100)}},
-}, workers=1, sluice_extra="header_timeout = 1s\nkeepalive_timeout = 1s\n"
+}, workers=1, sluice_extra="admin = 127.0.0.1:%d\n" % admin_port +
+                "header_timeout = 1s\nkeepalive_timeout = 1s\n"
                 "connect_timeout = 1s\nresponse_timeout = 1s\n"
                 "body_timeout = 1s\n")
 
@@ -54,6 +59,28 @@ def in_flight():
     """Requests to the 'good' service sluice has not finished."""
     return sl.ctl("show stats good")["versions"]["v1"]["active"]
 
+
+# The retry budget starts full: a process that has just started retries
+# a refused connect on the version's other server (before, its first
+# requests to a dead server failed until 5 others had filled the budget).
+codes = [sl.get("/half/x")[0] for _ in range(8)]
+check(codes == [200] * 8, "fresh process, one of two servers refusing: 8 of "
+      "8 requests answered 200 by retries (%r)" % codes)
+c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+c.request("GET", "/metrics")
+retries = metric_value(c.getresponse().read().decode(),
+                       "sluice_upstream_retries_total")
+c.close()
+check(retries is not None and retries >= 1,
+      "and the retries are counted (%r)" % retries)
+dead = [srv for srv in sl.ctl("show service half")["service"]["versions"][0]
+        ["servers"] if srv["address"].endswith(":%d" % down_port)]
+check(len(dead) == 1 and dead[0].get("ejected_because") == "connect failures",
+      "the refusing server is ejected (eject_after = 1): %r" % dead)
+
+# That server is also the only one of service 'down': ejected by 'half',
+# it is still used there (a version is never emptied by ejection), so the
+# answer says what is wrong with it (502 refused), not 503 no server.
 
 t0 = time.time()
 status, r, body = sl.get("/down/x")
