@@ -522,7 +522,16 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 		}
 		rt = sl_ctl_rt(ctl, s->name);
 		rt->touched = s->touched;
-		if (s->previous_stable != NULL)
+		/* What 'switch back' would return to: only a version the
+		 * service still has. */
+		if (s->previous_stable != NULL &&
+		    sl_route_version_index(svc, s->previous_stable) < 0) {
+			sl_log_warn("%s: [service:%s]: saved previous_stable "
+			            "version '%s' is no longer configured",
+			    origin, s->name, s->previous_stable);
+			rt->previous_stable[0] = '\0';
+			(*dropped)++;
+		} else if (s->previous_stable != NULL)
 			snprintf(rt->previous_stable,
 			    sizeof rt->previous_stable, "%s",
 			    s->previous_stable);

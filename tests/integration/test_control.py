@@ -404,9 +404,11 @@ n = len(reloads())
 sl.proc.send_signal(signal.SIGHUP)
 check(wait_until(lambda: len(reloads()) > n),
       "reload without version green")
-check(reloads()[-1]["after"]["runtime_state_dropped"] == 1,
-      "the reload event counts the service whose weights were dropped (%r)"
-      % reloads()[-1]["after"])
+check(reloads()[-1]["after"]["runtime_state_dropped"] == 2,
+      "the reload event counts what was dropped: the weights and the "
+      "previous_stable naming green (%r)" % reloads()[-1]["after"])
+check(ctl("show service shop")["service"]["previous_stable"] is None,
+      "no previous_stable names the removed version")
 with open(sl.state_path) as f:
     saved = f.read()
 # (not "65" alone: the server's port may contain it)
@@ -511,6 +513,18 @@ for text, want, what in [
     rc, err = state_error(text)
     check(rc == 1 and err.startswith(want),
           "state file: %s is refused (%s)" % (what, err[:70]))
+
+# A previous_stable that is not a version of the service (any more) is
+# dropped with a warning, like a saved stable: 'switch back' never points
+# at a version that does not exist (it was kept verbatim, even "a b c").
+with open(sl.state_path, "w") as f:
+    f.write("[service:shop]\nstable = blue\nprevious_stable = gre en 12\n")
+sl.start()
+check(ctl("show service shop")["service"]["previous_stable"] is None,
+      "state file: an unknown previous_stable is dropped")
+check("saved previous_stable version 'gre en 12' is no longer configured"
+      in sl.logtext(), "and the log says so")
+sl.stop()
 
 # A state_file whose directories do not exist yet: made at start, and the
 # first change is saved there. A directory in its place refuses start.
