@@ -589,6 +589,8 @@ send_error(struct sl_conn *c, int status, const char *detail)
 		m += n;
 	}
 	evbuffer_add(out, msg, (size_t)m);
+	if (c->vs != NULL)
+		SL_STAT_ADD(c->vs->bytes_out, (uint64_t)m);
 	sl_log_debug("client %s: %d %s", c->ip, status, detail ? detail : "");
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);

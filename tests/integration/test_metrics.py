@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -18,9 +19,17 @@ from harness import (Origin, Sluice, TMP, _procs, check, done, free_port,
 slow = Origin("slow", "--latency", "20")
 fast = Origin("fast")
 admin_port = free_port()
+# Bound, never listening: connects to it are refused.
+refuser = socket.socket()
+refuser.bind(("127.0.0.1", 0))
 sl = Sluice({
     "shop": {"path_prefix": "/", "stable": "blue", "sticky": "header:X-User-Id",
              "versions": {"blue": ([slow.addr], 100), "green": ([fast.addr], 0)}},
+    "bytes": {"path_prefix": "/bytes", "stable": "v",
+              "versions": {"v": ([fast.addr], 100)}},
+    "dead": {"path_prefix": "/dead", "stable": "v",
+             "versions": {"v": (["127.0.0.1:%d" % refuser.getsockname()[1]],
+                                100)}},
 }, sluice_extra="admin = 127.0.0.1:%d\n" % admin_port)
 
 
@@ -190,6 +199,48 @@ if prom:
     pp.wait(15)
 else:
     print("note: prometheus missing, scrape test skipped")
+
+
+
+def exchange(req):
+    """Send REQ on a new connection; every byte that comes back."""
+    s = socket.create_connection(("127.0.0.1", sl.port), 10)
+    s.sendall(req)
+    data = b""
+    while True:
+        part = s.recv(65536)
+        if not part:
+            break
+        data += part
+    s.close()
+    return data
+
+
+# Bytes in and out, to the byte: an origin's answer, and sluice's own 502
+# for a server that refuses (its bytes reach the client too).
+for svc in ("bytes", "dead"):
+    sent = received = 0
+    for i in range(3):
+        req = (b"GET /%s/x?n=%d HTTP/1.1\r\nHost: m\r\nConnection: close"
+               b"\r\n\r\n" % (svc.encode(), i))
+        got = exchange(req)
+        sent += len(req)
+        received += len(got)
+    want = b"HTTP/1.1 502" if svc == "dead" else b"HTTP/1.1 200"
+    check(got.startswith(want), "%s: %r" % (svc, got[:12]))
+    _, mtext = admin("/metrics")
+    mtext = mtext.decode()
+    m_in = metric(mtext, "sluice_received_bytes_total", service=svc,
+                  version="v")
+    m_out = metric(mtext, "sluice_sent_bytes_total", service=svc,
+                   version="v")
+    v = stats("/stats/%s" % svc)["services"][svc]["versions"]["v"]
+    check(m_in == sent and m_out == received,
+          "%s: received_bytes %r and sent_bytes %r are what the client sent "
+          "(%d) and got (%d)" % (svc, m_in, m_out, sent, received))
+    check(v.get("received_bytes") == sent and v.get("sent_bytes") == received,
+          "%s: /stats agrees (%r, %r)" % (svc, v.get("received_bytes"),
+                                         v.get("sent_bytes")))
 
 status, r, body = sl.get("/metrics")
 check(r.getheader("X-Origin") == "slow",
