@@ -692,6 +692,7 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 	const struct sl_service_conf *sc = c->svc->conf;
 	bool other = (head->conn_tokens & SL_CONN_OTHER) != 0;
 	bool host_done = false, xff = false, via = false;
+	bool xff_hop = false, via_hop = false;
 	size_t secret_len = sc->override_secret != NULL
 	    ? strlen(sc->override_secret_header)
 	    : 0;
@@ -727,10 +728,14 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 			ob_header(o, head, base, i);
 			continue;
 		case SL_HDR_X_FORWARDED_FOR:
+			/* Merged below, unless Connection names it: then it
+			 * is hop-by-hop, and only sluice's goes on. */
 			xff = true;
+			xff_hop |= other && named_in_connection(head, base, i);
 			continue;
 		case SL_HDR_VIA:
 			via = true;
+			via_hop |= other && named_in_connection(head, base, i);
 			continue;
 		default:
 			break;
@@ -755,7 +760,7 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 	}
 	if (head->upgrade)
 		OB_LIT(o, "Connection: upgrade\r\n");
-	if (xff)
+	if (xff && !xff_hop)
 		ob_merged(o, head, base, SL_HDR_X_FORWARDED_FOR,
 		    "X-Forwarded-For", c->ip, c->ip_len);
 	else {
@@ -769,7 +774,7 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 			ob_add(o, cert->text, cert->len);
 	} else
 		OB_LIT(o, "X-Forwarded-Proto: http\r\n");
-	ob_via(o, head, base, via);
+	ob_via(o, head, base, via && !via_hop);
 	OB_LIT(o, "\r\n");
 }
 
@@ -783,7 +788,7 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
     const char *base, struct outbuf *o)
 {
 	bool other = (head->conn_tokens & SL_CONN_OTHER) != 0;
-	bool via = false;
+	bool via = false, via_hop = false;
 	uint32_t i;
 
 	OB_LIT(o, "HTTP/1.1 ");
@@ -811,7 +816,9 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 				continue;
 			break;
 		case SL_HDR_VIA:
+			/* Named in Connection: hop-by-hop, not merged. */
 			via = true;
+			via_hop |= other && named_in_connection(head, base, i);
 			continue;
 		default:
 			break;
@@ -826,7 +833,7 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 		OB_LIT(o, "\r\n");
 		return;
 	}
-	ob_via(o, head, base, via);
+	ob_via(o, head, base, via && !via_hop);
 	if (c->svc != NULL && c->svc->conf->expose_version) {
 		OB_LIT(o, "X-Sluice-Version: ");
 		ob_str(o, c->ver->name);

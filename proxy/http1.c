@@ -11,6 +11,8 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -543,20 +545,23 @@ first_line(const char *base)
 	return base;
 }
 
-/* Is the request line's version exactly "HTTP/" DIGIT "." DIGIT? */
-static bool
-version_well_formed(const char *line)
+/* The request line's major version digit if its version is exactly
+ * "HTTP/" DIGIT "." DIGIT, else 0. */
+static char
+version_major(const char *line)
 {
 	const char *eol, *v;
 
 	line = first_line(line);
 	eol = strchr(line, '\r');
 	if (eol == NULL)
-		return false;
+		return 0;
 	for (v = eol; v > line && v[-1] != ' '; v--)
 		;
-	return eol - v == 8 && memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' &&
-	    v[5] <= '9' && v[6] == '.' && v[7] >= '0' && v[7] <= '9';
+	if (eol - v == 8 && memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' &&
+	    v[5] <= '9' && v[6] == '.' && v[7] >= '0' && v[7] <= '9')
+		return v[5];
+	return 0;
 }
 
 /*
@@ -580,6 +585,29 @@ request_line_ok(const char *line)
 	return spaces == 2;
 }
 
+/*
+ * A request line llhttp refused for its version: a well-formed version we
+ * don't speak is 505, anything else a malformed request line (400). But
+ * llhttp takes the method PRI only as HTTP/2's preface: in an HTTP/1.x
+ * request, it is the method that is not implemented (501).
+ */
+static void
+version_error(const char *base, struct sl_http_error *err)
+{
+	char major = version_major(base);
+
+	if (major == '1' && strncmp(first_line(base), "PRI ", 4) == 0) {
+		err->status = 501;
+		err->reason = "method not implemented";
+	} else if (major != 0) {
+		err->status = 505;
+		err->reason = "HTTP version not supported";
+	} else {
+		err->status = 400;
+		err->reason = "malformed HTTP version";
+	}
+}
+
 /* Map an llhttp error on a request to a status. */
 static void
 request_error(llhttp_t *parser, llhttp_errno_t e, const char *base,
@@ -601,15 +629,7 @@ request_error(llhttp_t *parser, llhttp_errno_t e, const char *base,
 		}
 		return;
 	case HPE_INVALID_VERSION:
-		/* A well-formed version we don't speak is 505; anything
-		 * else is a malformed request line. */
-		if (version_well_formed(base)) {
-			err->status = 505;
-			err->reason = "HTTP version not supported";
-		} else {
-			err->status = 400;
-			err->reason = "malformed HTTP version";
-		}
+		version_error(base, err);
 		return;
 	case HPE_UNEXPECTED_CONTENT_LENGTH:
 		err->status = 400;
@@ -632,17 +652,90 @@ request_error(llhttp_t *parser, llhttp_errno_t e, const char *base,
 	}
 }
 
-/* Are S's N bytes a host and port as a Host header may hold them? */
+/* Bytes of a host name: RFC 3986's reg-name without "(),;=" ('%' apart). */
+static const char host_table[256] = {
+    ['a' ... 'z'] = 1,
+    ['A' ... 'Z'] = 1,
+    ['0' ... '9'] = 1,
+    ['-'] = 1,
+    ['.'] = 1,
+    ['_'] = 1,
+    ['~'] = 1,
+    ['!'] = 1,
+    ['$'] = 1,
+    ['&'] = 1,
+    ['\''] = 1,
+    ['*'] = 1,
+    ['+'] = 1,
+};
+
+/* Is S (N bytes) an IP-literal's inside: an IPv6 address, or IPvFuture
+ * ("v" HEXDIG+ "." then unreserved, sub-delims or ":"; RFC 3986 3.2.2)? */
+static bool
+ip_literal_ok(const char *s, size_t n)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct in6_addr a;
+	size_t i;
+
+	if (n > 0 && (s[0] == 'v' || s[0] == 'V')) {
+		for (i = 1; i < n && isxdigit((unsigned char)s[i]); i++)
+			;
+		if (i == 1 || i + 1 >= n || s[i] != '.')
+			return false;
+		for (i++; i < n; i++) {
+			if (!isalnum((unsigned char)s[i]) &&
+			    strchr("-._~!$&'()*+,;=:", s[i]) == NULL)
+				return false;
+		}
+		return true;
+	}
+	if (n == 0 || n >= sizeof buf)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/*
+ * Is S (N bytes) a Host value: uri-host [":" port] (RFC 9110 7.2)? The host
+ * is an IP-literal in brackets, or a name (or IPv4 address) of letters,
+ * digits, "-._~!$&'*+" and %HH escapes: RFC 3986's reg-name without the
+ * list-like "(),;=", and never userinfo or a path. The port is digits.
+ * Empty is allowed (RFC 9112 3.2). A Host that two parsers could split
+ * two ways (first or last colon, unbalanced brackets) is refused.
+ */
 static bool
 host_chars_ok(const char *s, uint32_t n)
 {
-	uint32_t i;
+	uint32_t i = 0;
 
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	if (n > 0 && s[0] == '[') {
+		const char *end = memchr(s, ']', n);
 
-		if (!(tchar_table[c] || c == ':' || c == '[' || c == ']') ||
-		    c == '/' || c == '@' || c == '\\')
+		if (end == NULL || !ip_literal_ok(s + 1, (size_t)(end - s) - 1))
+			return false;
+		i = (uint32_t)(end - s) + 1;
+	} else {
+		for (; i < n; i++) {
+			unsigned char c = (unsigned char)s[i];
+
+			if (host_table[c])
+				continue;
+			if (c != '%')
+				break;
+			if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+			    !isxdigit((unsigned char)s[i + 2]))
+				return false;
+			i += 2;
+		}
+	}
+	if (i == n)
+		return true;
+	if (s[i] != ':')
+		return false;
+	for (i++; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
 			return false;
 	}
 	return true;
@@ -844,6 +937,10 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 			if (head->response) {
 				err->status = 502;
 				err->reason = "malformed response from origin";
+			} else if (strncmp(first_line(base), "PRI ", 4) == 0) {
+				/* llhttp reads PRI only as HTTP/2's preface
+				 * (RFC 9113 3.4) and stops after its line. */
+				version_error(base, err);
 			} else if (e == HPE_OK) {
 				err->status = 400;
 				err->reason = "incomplete request head";

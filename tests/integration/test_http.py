@@ -87,6 +87,16 @@ check("Keep-Alive" not in text and "Connection:" not in text,
       "hop-by-hop Connection and Keep-Alive are removed")
 check("X-Secret-Hop" not in text,
       "headers named in Connection are removed")
+# Connection may name X-Forwarded-For and Via too: then the client's are
+# hop-by-hop and only sluice's reach the origin (they were merged).
+raw = sl.raw(b"GET /hop?echo=1 HTTP/1.1\r\nHost: shop.example\r\n"
+             b"Connection: X-Forwarded-For, via\r\nVia: 1.0 edge\r\n"
+             b"X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n")
+check(b"\r\nX-Forwarded-For: 127.0.0.1\r\n" in raw and
+      b"203.0.113.9" not in raw and b"edge" not in raw and
+      raw.count(b"Via: 1.1 sluice\r\n") == 2,
+      "X-Forwarded-For and Via named in Connection are dropped: the origin "
+      "gets sluice's alone (%r)" % raw[raw.find(b"\r\n\r\n"):][:300])
 
 # Headers are forwarded as "Name: value": whitespace around a value is
 # not part of it (RFC 9110 5.5), the spelling of the name is kept.

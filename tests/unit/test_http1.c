@@ -490,6 +490,82 @@ test_refuse_header_syntax(void **state)
 	assert_int_equal(req_status(LIT("GET / HTTP/1.1\nHost: x\n\n")), 400);
 }
 
+/* Host = uri-host [":" port] (RFC 9110 7.2): what is accepted, and what
+ * two parsers could split two ways. */
+static void
+test_parse_host_values(void **state)
+{
+	static const struct {
+		const char *host;
+		int status;
+	} cases[] = {
+	    {"shop.example", 0},
+	    {"shop.example:8080", 0},
+	    {"shop.example:", 0}, /* port = *DIGIT */
+	    {"", 0},              /* RFC 9112 3.2 */
+	    {"10.0.0.1:80", 0},
+	    {"[::1]", 0},
+	    {"[2001:db8::1]:443", 0},
+	    {"[::ffff:10.0.0.1]:80", 0},
+	    {"[v1.fe:x]", 0}, /* IPvFuture */
+	    {"a%41b", 0},
+	    {"under_score~tilde", 0},
+	    {"shop.example:abc", 400},
+	    {"shop.example:80:80", 400},
+	    {"shop.example:+80", 400},
+	    {"shop.example:-1", 400},
+	    {"[::1", 400},
+	    {"[zz]", 400},
+	    {"[::1]x", 400},
+	    {"[::1]:8a", 400},
+	    {"[]", 400},
+	    {"[v.x]", 400},
+	    {"a%4", 400},
+	    {"a%zz", 400},
+	    {"a,b", 400},
+	    {"a;b", 400},
+	    {"a|b", 400},
+	    {"u@a", 400},
+	    {"a/b", 400},
+	};
+	char req[256];
+	size_t i;
+	int n;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		n = snprintf(req, sizeof req,
+		    "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", cases[i].host);
+		if (req_status(req, (size_t)n) != cases[i].status)
+			fail_msg("Host: '%s': want %d", cases[i].host,
+			    cases[i].status);
+		n = snprintf(req, sizeof req,
+		    "GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n",
+		    cases[i].host);
+		/* (in a target, '/' starts the path) */
+		if (cases[i].host[0] != '\0' &&
+		    strchr(cases[i].host, '/') == NULL &&
+		    req_status(req, (size_t)n) != cases[i].status)
+			fail_msg("authority '%s': want %d", cases[i].host,
+			    cases[i].status);
+	}
+}
+
+/* PRI is HTTP/2's preface: in an HTTP/1.x request the method is what is
+ * wrong (501); the preface itself asks for another version (505). */
+static void
+test_parse_pri(void **state)
+{
+	(void)state;
+	assert_int_equal(
+	    req_status(LIT("PRI / HTTP/1.1\r\nHost: x\r\n\r\n")), 501);
+	assert_int_equal(req_status(LIT("PRI /x HTTP/1.0\r\n\r\n")), 501);
+	assert_int_equal(
+	    req_status(LIT("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")), 505);
+	assert_int_equal(
+	    req_status(LIT("GET / HTTP/2.0\r\nHost: x\r\n\r\n")), 505);
+}
+
 /* Why a request head is refused (NULL: accepted). */
 static const char *
 req_reason(const char *s, size_t len)
@@ -1210,6 +1286,8 @@ main(void)
 	    cmocka_unit_test(test_body_dechunk),
 	    cmocka_unit_test(test_body_close_delimited),
 	    cmocka_unit_test(test_body_buffered),
+	    cmocka_unit_test(test_parse_host_values),
+	    cmocka_unit_test(test_parse_pri),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
