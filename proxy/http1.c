@@ -585,6 +585,18 @@ request_line_ok(const char *line)
 	return spaces == 2;
 }
 
+/* Does the request line (past any empty lines) start with "PRI "? The
+ * head may be nothing but empty lines: LEN bounds the look. */
+static bool
+is_pri(const char *base, size_t len)
+{
+	size_t i = 0;
+
+	while (i + 1 < len && base[i] == '\r' && base[i + 1] == '\n')
+		i += 2;
+	return len - i >= 4 && memcmp(base + i, "PRI ", 4) == 0;
+}
+
 /*
  * A request line llhttp refused for its version: a well-formed version we
  * don't speak is 505, anything else a malformed request line (400). But
@@ -937,7 +949,7 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 			if (head->response) {
 				err->status = 502;
 				err->reason = "malformed response from origin";
-			} else if (strncmp(first_line(base), "PRI ", 4) == 0) {
+			} else if (is_pri(base, len)) {
 				/* llhttp reads PRI only as HTTP/2's preface
 				 * (RFC 9113 3.4) and stops after its line. */
 				version_error(base, err);
