@@ -81,7 +81,7 @@ switch_back(struct sl_guard *g)
 	    sl_route_service_by_name(cur, g->service);
 	struct sl_svc_rt *rt = sl_ctl_rt(g->ctl, g->service);
 	uint32_t weights[256];
-	char *err = NULL, msg[400];
+	char *err = NULL, *m;
 	int idx;
 
 	if (svc == NULL || svc->nversions > 256 ||
@@ -100,18 +100,18 @@ switch_back(struct sl_guard *g)
 	    rt->previous_stable, sizeof rt->previous_stable, "%s", g->version);
 	rt->touched = true;
 	rt->guard_switch_backs++;
-	if (sl_state_save(g->ctl, t, &err) != 0) {
+	/* A failing version leaves at once, even if the state file cannot
+	 * be written (like a rollout's revert): the event says so. */
+	if (sl_state_save(g->ctl, t, &err) != 0)
 		sl_log_error("guard %s: %s", g->service, err);
-		free(err);
-		sl_route_free(t);
-		return;
-	}
 	sl_ctl_publish(g->ctl, t);
-	snprintf(msg, sizeof msg,
-	    "guard %s: switched back from %s to %s: %.200s", g->service,
-	    g->version, g->previous, g->last.summary);
-	sl_event(
-	    g->ctl, NULL, msg, NULL, sl_ctl_guard_json(g->ctl, g->service));
+	m = sl_xasprintf("guard %s: switched back from %s to %s: %.200s%s%s%s",
+	    g->service, g->version, g->previous, g->last.summary,
+	    err != NULL ? " (state file not written: " : "",
+	    err != NULL ? err : "", err != NULL ? ")" : "");
+	free(err);
+	sl_event(g->ctl, NULL, m, NULL, sl_ctl_guard_json(g->ctl, g->service));
+	free(m);
 }
 
 /* Write the state file, which keeps a watching guard; failures are

@@ -214,7 +214,48 @@ sl_ctl_rollout_json(struct sl_ctl *ctl, const char *svc, bool full)
 	return rollout_json(rt->run, full);
 }
 
-/* Apply ACTION: new table, state file, event. */
+/* What apply() changes in a service's runtime record, to undo it. */
+struct rt_undo {
+	bool touched;
+	char previous_stable[64];
+	char lock_owner[64];
+	int64_t lock_expires;
+	char held_owner[64];
+	int64_t held_expires;
+};
+
+static void
+rt_keep(struct rt_undo *u, const struct sl_svc_rt *rt)
+{
+	u->touched = rt->touched;
+	memcpy(
+	    u->previous_stable, rt->previous_stable, sizeof u->previous_stable);
+	memcpy(u->lock_owner, rt->lock_owner, sizeof u->lock_owner);
+	u->lock_expires = rt->lock_expires;
+	memcpy(u->held_owner, rt->held_owner, sizeof u->held_owner);
+	u->held_expires = rt->held_expires;
+}
+
+static void
+rt_undo(struct sl_svc_rt *rt, const struct rt_undo *u)
+{
+	rt->touched = u->touched;
+	memcpy(rt->previous_stable, u->previous_stable,
+	    sizeof rt->previous_stable);
+	memcpy(rt->lock_owner, u->lock_owner, sizeof rt->lock_owner);
+	rt->lock_expires = u->lock_expires;
+	memcpy(rt->held_owner, u->held_owner, sizeof rt->held_owner);
+	rt->held_expires = u->held_expires;
+}
+
+/*
+ * Apply ACTION, which the rollout's state machine has just decided: new
+ * table, state file, event. If the state file cannot be written, nothing
+ * is published and the service's record is as before; the caller puts the
+ * rollout back as it was (rollback()). Except for the analyzer's revert
+ * (WHO NULL): a failing canary leaves at once, saved or not; then the
+ * error is returned all the same, for the log, and the event says so.
+ */
 static int
 apply(struct sl_rollout_run *run, enum sl_rollout_action action,
     const struct sl_who *who, const char *what, char **errp)
@@ -222,32 +263,61 @@ apply(struct sl_rollout_run *run, enum sl_rollout_action action,
 	struct sl_ctl *ctl = run->ctl;
 	struct sl_svc_rt *rt = sl_ctl_rt(ctl, run->ro->service);
 	struct sl_route_table *t;
+	struct rt_undo undo;
+	bool final = sl_rollout_final(run->ro), unsaved = false;
 	json_t *after;
 
-	if (sl_rollout_final(run->ro))
-		finish(run);
+	rt_keep(&undo, rt);
+	if (final)
+		give_back_lock(rt);
 	if (action == SL_RA_NONE) {
-		if (sl_state_save(ctl, sl_route_current(), errp) != 0)
+		if (sl_state_save(ctl, sl_route_current(), errp) != 0) {
+			rt_undo(rt, &undo);
 			return -1;
+		}
+		if (final)
+			finish(run);
 		sl_event(ctl, who, what, NULL, rollout_json(run, false));
 		return 0;
 	}
 	t = table_for(run, action, errp);
-	if (t == NULL)
+	if (t == NULL) {
+		rt_undo(rt, &undo);
 		return -1;
+	}
 	rt->touched = true;
 	if (action == SL_RA_PROMOTE)
 		snprintf(rt->previous_stable, sizeof rt->previous_stable, "%s",
 		    run->ro->baseline);
 	if (sl_state_save(ctl, t, errp) != 0) {
-		sl_route_free(t);
-		return -1;
+		if (who != NULL || action != SL_RA_REVERT) {
+			rt_undo(rt, &undo);
+			sl_route_free(t);
+			return -1;
+		}
+		unsaved = true;
 	}
 	sl_ctl_publish(ctl, t);
 	capture_base(run);
+	if (final)
+		finish(run);
 	after = rollout_json(run, false);
-	sl_event(ctl, who, what, NULL, after);
-	return 0;
+	if (unsaved) {
+		char *msg = sl_xasprintf(
+		    "%s (state file not written: %s)", what, *errp);
+
+		sl_event(ctl, who, msg, NULL, after);
+		free(msg);
+	} else
+		sl_event(ctl, who, what, NULL, after);
+	return unsaved ? -1 : 0;
+}
+
+/* Put RUN's rollout back as SAVED had it, after apply() failed. */
+static void
+rollback(struct sl_rollout_run *run, const struct sl_rollout *saved)
+{
+	*run->ro = *saved;
 }
 
 /* One look of the analyzer. */
@@ -262,6 +332,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	enum sl_rollout_action action;
 	struct sl_svc_rt *rt = sl_ctl_rt(run->ctl, ro->service);
 	uint32_t step_before = ro->step;
+	struct sl_rollout before;
 	char *err = NULL, msg[400];
 
 	if (ro->state != SL_RO_RUNNING)
@@ -288,6 +359,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	wc.latency = &win_canary.latency;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);
+	before = *ro;
 	action = sl_rollout_on_verdict(
 	    ro, &j, (int64_t)time(NULL), sl_ctl_mono_ms());
 	sl_log_info("rollout %s: step %u/%u at %.2f%%: %s: %s", ro->service,
@@ -316,6 +388,15 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		    ro->service, ro->canary, j.summary);
 	if (apply(run, action, NULL, msg, &err) != 0) {
 		sl_log_error("rollout %s: %s", ro->service, err);
+		if (action != SL_RA_REVERT) {
+			/* Not advanced: the next look judges again. */
+			rollback(run, &before);
+			snprintf(msg, sizeof msg,
+			    "rollout %s: held at step %u: %s", ro->service,
+			    step_before + 1, err);
+			sl_event(run->ctl, NULL, msg, NULL,
+			    rollout_json(run, false));
+		}
 		free(err);
 	}
 }
@@ -383,7 +464,9 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 {
 	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc->name);
 	const char *stable = svc->versions[svc->stable].name;
-	struct sl_rollout_run *run;
+	struct sl_rollout_run *run, *old;
+	struct sl_guard *guard;
+	struct rt_undo undo;
 	int64_t now = (int64_t)time(NULL);
 	size_t i;
 	int ci;
@@ -434,8 +517,12 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 	run = new_run(ctl, svc, version, stable, errp);
 	if (run == NULL)
 		return NULL;
-	sl_ctl_guard_end(ctl, svc->name); /* the rollout takes over */
-	run_free(rt->run);
+	/* The rollout takes over from a guard, and replaces the record of
+	 * the last rollout; both only once it has started. */
+	old = rt->run;
+	guard = rt->guard;
+	rt->guard = NULL; /* saved without it */
+	rt_keep(&undo, rt);
 	rt->run = run;
 	/* The starter may hold the lock (a pipeline: lock, rollout start,
 	 * rollout wait, unlock): it is set aside, not lost. */
@@ -450,13 +537,17 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 	rt->lock_expires = now + ROLLOUT_LOCK_TTL;
 	if (apply(run, SL_RA_SET_WEIGHT, who, text, errp) != 0 ||
 	    start_timer(run) != 0) {
-		give_back_lock(rt);
-		rt->run = NULL;
+		rt_undo(rt, &undo);
+		rt->run = old;
+		rt->guard = guard;
 		run_free(run);
 		if (*errp == NULL)
 			*errp = sl_xstrdup("cannot start the analyzer timer");
 		return NULL;
 	}
+	rt->guard = guard;
+	sl_ctl_guard_end(ctl, svc->name);
+	run_free(old);
 	return json_pack("{s:o}", "rollout", rollout_json(run, true));
 }
 
@@ -470,6 +561,7 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 	    sl_route_service_by_name(sl_route_current(), svcname);
 	struct sl_svc_rt *rt;
 	struct sl_rollout_run *run;
+	struct sl_rollout before;
 	char err[200];
 	int action;
 
@@ -488,6 +580,7 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 		*errp = sl_xasprintf("no rollout on '%s'", svc->name);
 		return NULL;
 	}
+	before = *run->ro;
 	if (strcmp(verb, "pause") == 0)
 		action = sl_rollout_pause(
 		    run->ro, sl_ctl_mono_ms(), err, sizeof err);
@@ -507,8 +600,10 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 	}
 	if (strcmp(verb, "resume") == 0)
 		capture_base(run); /* a fresh window after a pause */
-	if (apply(run, (enum sl_rollout_action)action, who, text, errp) != 0)
+	if (apply(run, (enum sl_rollout_action)action, who, text, errp) != 0) {
+		rollback(run, &before); /* the command changed nothing */
 		return NULL;
+	}
 	return json_pack("{s:o}", "rollout", rollout_json(run, true));
 }
 

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""A state file that cannot be written: an operator's rollout command
+fails and changes nothing (neither the rollout nor the routing), the
+analyzer holds a canary it would advance instead of advancing it on paper
+only, and its revert of a canary that starts failing still takes the
+canary out (the event says the state file was not written). Once the file
+can be written again, everything goes on."""
+
+import http.client
+import os
+import shutil
+import threading
+import time
+
+from harness import Origin, Sluice, check, config, done, free_port, wait_until
+
+blue = Origin("blue", "--latency", "2")
+green = Origin("green", "--latency", "2")
+# rev's canary: healthy until it is stopped, once the file is unwritable.
+rev_green = Origin("rev-green", "--latency", "2")
+
+ROLLOUT = """
+[rollout:%s]
+steps = 10 50 100
+step_time = %s
+interval = 300ms
+min_requests = 20
+max_error_rate = 1%%
+max_latency_ratio = 3
+"""
+
+
+def service(name, canary):
+    return {"path_prefix": "/" + name, "stable": "blue",
+            "sticky": "header:X-User-Id",
+            "versions": {"blue": ([blue.addr], 100),
+                         "green": ([canary.addr], 0)}}
+
+
+port = free_port()
+text = config(port, {"ops": service("ops", green),
+                     "adv": service("adv", green),
+                     "rev": service("rev", rev_green)}, workers=1)
+text += ROLLOUT % ("ops", "600s") + ROLLOUT % ("adv", "1s") + \
+    ROLLOUT % ("rev", "600s")
+sl = Sluice(text=text, port=port)
+stop = threading.Event()
+
+
+def load(prefix):
+    c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=10)
+    i = 0
+    while not stop.is_set():
+        try:
+            c.request("GET", "%s/x" % prefix,
+                      headers={"X-User-Id": "u%d" % i})
+            c.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            c.close()
+            c = http.client.HTTPConnection("127.0.0.1", sl.port, timeout=10)
+        i += 1
+        time.sleep(0.003)
+
+
+threads = [threading.Thread(target=load, args=(p,), daemon=True)
+           for p in ("/ops", "/adv", "/rev")]
+for t in threads:
+    t.start()
+
+
+def rollout(svc):
+    return sl.ctl("show rollout %s" % svc)["rollout"]
+
+
+def routing(svc):
+    r = sl.ctl("show service %s" % svc)["service"]
+    return {v["name"]: v["weight"] for v in r["versions"]}, r["stable"]
+
+
+def events(text):
+    return [e for e in sl.ctl("show events 1000")["events"]
+            if text in e["command"]]
+
+
+def break_state():
+    """Put a directory where the state file goes: writes fail."""
+    os.rename(sl.state_path, sl.state_path + ".kept")
+    os.mkdir(sl.state_path)
+
+
+def mend_state():
+    os.rmdir(sl.state_path)
+    os.rename(sl.state_path + ".kept", sl.state_path)
+
+
+for svc in ("ops", "adv", "rev"):
+    check(sl.ctl("rollout start %s green" % svc)["ok"],
+          "rollout of %s started" % svc)
+check(wait_until(lambda: rollout("adv")["step"] >= 2, 60),
+      "adv advances while the state file can be written (step %r)"
+      % rollout("adv")["step"])
+# Hold adv below its last step: pause it while we break the file.
+check(sl.ctl("rollout pause adv")["ok"], "adv paused")
+adv_before = rollout("adv")
+break_state()
+
+# --- Operator commands: refused, nothing changed.
+before = rollout("ops"), routing("ops")
+for verb in ("pause", "promote", "abort"):
+    r = sl.ctl("rollout %s ops" % verb)
+    check(not r["ok"] and "cannot write state file" in r.get("error", ""),
+          "rollout %s with the state file unwritable fails (%s)"
+          % (verb, r.get("error")))
+    after = rollout("ops"), routing("ops")
+    check(after[0]["state"] == "running" and
+          after[0]["step"] == before[0]["step"] and after[1] == before[1],
+          "and changes nothing: rollout %s at step %d, weights %r, stable "
+          "%s" % (after[0]["state"], after[0]["step"], after[1][0],
+                  after[1][1]))
+r = sl.ctl("rollout resume adv")
+check(not r["ok"] and rollout("adv")["state"] == "paused",
+      "resume fails too, and adv stays paused")
+lock = sl.ctl("show service ops")["service"]["lock"]
+check(lock is not None and lock["owner"] == "rollout",
+      "the running rollout still holds its lock (%r)" % lock)
+
+# --- The analyzer's revert still takes a failing canary out.
+rev_green.stop()
+check(wait_until(lambda: rollout("rev")["state"] == "reverted", 60),
+      "rev: the failing canary is reverted (%s)" % rollout("rev")["state"])
+w, stable = routing("rev")
+check(w["green"] == 0 and w["blue"] == 100 and stable == "blue",
+      "and routed to 0%% at once, state file or not (%r)" % w)
+check(any("state file not written" in e["command"]
+          for e in events("rollout rev: reverted")),
+      "the revert's event says the state file was not written")
+
+# --- Advancing needs the file: held, not advanced on paper.
+mend_state()
+check(sl.ctl("rollout resume adv")["ok"], "adv resumed (file writable)")
+step = rollout("adv")["step"]
+w_before = routing("adv")
+break_state()
+check(wait_until(lambda: events("rollout adv: held at step"), 60),
+      "when the analyzer would advance adv, an event says it is held, and "
+      "why (%r)" % [e["command"] for e in events("adv")][-3:])
+r = rollout("adv")
+check(r["state"] == "running" and r["step"] == step and
+      routing("adv") == w_before,
+      "adv is held at its step while the file is unwritable (step %d -> "
+      "%d, %r)" % (step, r["step"], routing("adv")[0]))
+
+# --- Mended: everything goes on, and the file is what runs.
+mend_state()
+check(wait_until(lambda: rollout("adv")["state"] == "promoted", 60),
+      "adv promoted once the file is writable (%s)" % rollout("adv")["state"])
+check(sl.ctl("rollout abort ops")["ok"] and
+      routing("ops")[0]["green"] == 0, "ops aborted now, canary at 0%")
+with open(sl.state_path) as f:
+    saved = f.read()
+rev = saved.split("[service:rev]")[-1].split("\n[")[0]
+check("weight = green 0.00" in rev and " reverted " in rev,
+      "the state file caught up with rev's revert (%r)" % rev)
+
+stop.set()
+for t in threads:
+    t.join(5)
+check(sl.stop() == 0, "sluice exits 0")
+done()
