@@ -38,6 +38,14 @@
 #define SL_CTL_MAX_REJECTING 32
 #define SL_CTL_IDLE_S        300
 #define SL_CTL_REJECT_S      2 /* how long a refused client may linger */
+/* One user (uid) holds at most this many of a socket's clients, so one
+ * local user cannot lock the others out; root is not limited. */
+#define SL_CTL_MAX_PER_UID 64
+/* A client that does not read its replies: no more of its commands are
+ * answered while this much is waiting for it, until it is down to
+ * SL_CTL_OUT_LOW (and it is dropped when nothing moves for 30 s). */
+#define SL_CTL_OUT_HIGH (256 * 1024)
+#define SL_CTL_OUT_LOW  (64 * 1024)
 
 struct ctl_client;
 TAILQ_HEAD(ctl_client_list, ctl_client);
@@ -60,6 +68,8 @@ struct ctl_client {
 	char default_owner[64];
 	bool closing;
 	bool rejecting; /* over the limit: the error line, then close */
+	bool blocked;   /* replies waiting above SL_CTL_OUT_HIGH */
+	bool at_eof;    /* the client closed its side */
 	TAILQ_ENTRY(ctl_client) link;
 };
 
@@ -104,6 +114,14 @@ answer_lines(struct ctl_client *cc, bool at_eof)
 	json_t *reply;
 
 	while (!cc->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(cc->bev)) >
+		    SL_CTL_OUT_HIGH) {
+			cc->blocked = true;
+			bufferevent_disable(cc->bev, EV_READ);
+			bufferevent_setwatermark(
+			    cc->bev, EV_WRITE, SL_CTL_OUT_LOW, 0);
+			return;
+		}
 		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
 		/* At the end of the stream, what is left is the last line. */
 		if (line == NULL && at_eof &&
@@ -180,6 +198,17 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		shutdown(bufferevent_getfd(bev), SHUT_WR);
 		return;
 	}
+	if (cc->blocked) {
+		/* Down to SL_CTL_OUT_LOW: answer the commands waiting. */
+		cc->blocked = false;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		if (!cc->at_eof)
+			bufferevent_enable(bev, EV_READ);
+		answer_lines(cc, cc->at_eof);
+		if (cc->closing || (cc->at_eof && !cc->blocked))
+			close_when_sent(cc);
+		return;
+	}
 	if (cc->closing)
 		client_free(cc);
 }
@@ -198,8 +227,10 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	 * the connection closes. An error or a timeout closes at once. */
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
 	    !cc->closing) {
+		cc->at_eof = true;
 		answer_lines(cc, true);
-		close_when_sent(cc);
+		if (!cc->blocked)
+			close_when_sent(cc);
 		return;
 	}
 	client_free(cc);
@@ -207,6 +238,21 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static const char too_many[] =
     "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+static const char too_many_uid[] =
+    "{\"ok\":false,\"error\":\"too many control clients of this "
+    "user\"}\n";
+
+/* Clients of SOCK served for UID. */
+static unsigned
+uid_clients(const struct sl_ctl_socket *sock, long uid)
+{
+	const struct ctl_client *c;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(c, &sock->clients, link)
+	n += !c->rejecting && c->who.uid == uid;
+	return n;
+}
 
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -217,6 +263,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct ucred cred;
 	socklen_t len = sizeof cred;
 	struct timeval idle = {SL_CTL_IDLE_S, 0}, wr = {30, 0};
+	unsigned mine;
 
 	if (sock->nclients >= SL_CTL_MAX_CLIENTS &&
 	    sock->nrejecting >= SL_CTL_MAX_REJECTING) {
@@ -244,19 +291,31 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(cc);
 		return;
 	}
+	mine = uid_clients(sock, cc->who.uid);
 	TAILQ_INSERT_TAIL(&sock->clients, cc, link);
 	bufferevent_setcb(
 	    cc->bev, client_read_cb, client_write_cb, client_event_cb, cc);
-	if (sock->nclients >= SL_CTL_MAX_CLIENTS) {
+	if (sock->nclients >= SL_CTL_MAX_CLIENTS ||
+	    (cc->who.uid != 0 && mine >= SL_CTL_MAX_PER_UID)) {
 		struct timeval brief = {SL_CTL_REJECT_S, 0};
 
 		cc->rejecting = true;
 		sock->nrejecting++;
-		sl_log_warn("control socket %s: %u clients, the most served: "
-		            "refusing one",
-		    sock->path, sock->nclients);
+		if (sock->nclients >= SL_CTL_MAX_CLIENTS) {
+			sl_log_warn("control socket %s: %u clients, the most "
+			            "served: refusing one",
+			    sock->path, sock->nclients);
+			bufferevent_write(
+			    cc->bev, too_many, sizeof too_many - 1);
+		} else {
+			sl_log_warn("control socket %s: uid %ld has %u "
+			            "clients, the most one user may have: "
+			            "refusing one",
+			    sock->path, cc->who.uid, mine);
+			bufferevent_write(
+			    cc->bev, too_many_uid, sizeof too_many_uid - 1);
+		}
 		bufferevent_set_timeouts(cc->bev, &brief, &brief);
-		bufferevent_write(cc->bev, too_many, sizeof too_many - 1);
 		bufferevent_enable(cc->bev, EV_READ);
 		return;
 	}

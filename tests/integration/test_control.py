@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 
-from harness import BUILD, SLUICE, Origin, Sluice, TMP, check, done, wait_until
+from harness import (ASAN, BUILD, SLUICE, Origin, Sluice, TMP, check, done,
+                     wait_until)
 
 # The read-only socket's directories (made by sluice) must admit other
 # users for the check below, whatever umask the test runs under.
@@ -144,8 +145,63 @@ if os.geteuid() == 0 and shutil.which("setpriv"):
     code, out = as_nobody(sl.ctl_path)
     check(code != 0 and "Permission denied" in out,
           "but not the read-write one (%s)" % out.strip()[-60:])
+    # One user cannot take every client slot of a socket: nobody's 65th
+    # connection is refused, while root is served all along.
+    child = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-c",
+         "import socket, sys\n"
+         "held = []\n"
+         "for i in range(64):\n"
+         "    s = socket.socket(socket.AF_UNIX)\n"
+         "    s.settimeout(10)\n"
+         "    s.connect(sys.argv[1])\n"
+         "    s.sendall(b'help\\n')\n"
+         "    assert s.recv(1) == b'{'\n"
+         "    held.append(s)\n"
+         "s = socket.socket(socket.AF_UNIX)\n"
+         "s.settimeout(10)\n"
+         "s.connect(sys.argv[1])\n"
+         "print(s.recv(200).decode(), flush=True)\n"
+         "sys.stdin.read()\n",
+         ro_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    line = child.stdout.readline()
+    check("too many control clients of this user" in line,
+          "a user's 65th control connection is refused (%s)" % line.strip())
+    check(ctl("show services", ro_path)["ok"],
+          "while root is still served on the same socket")
+    child.stdin.close()
+    child.wait(30)
     os.chmod(TMP, 0o700)
 check(ctl("show services", ro_path)["ok"], "read-only socket answers show")
+
+# A client that sends many commands and reads nothing: the daemon stops
+# answering it above 256 KiB of waiting replies, so its memory does not
+# grow with them, and answers every one, in order, once it reads.
+N = 6000  # about 12 MB of replies to "help"
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sl.ctl_path)
+rss0 = sl.rss_kib()
+sender = threading.Thread(target=s.sendall, args=(b"help\n" * N,),
+                          daemon=True)
+sender.start()
+time.sleep(1.5)
+rss1 = sl.rss_kib()
+f = s.makefile("rb")
+answered = 0
+for i in range(N):
+    if f.readline().startswith(b'{"ok":true,"commands":'):
+        answered += 1
+sender.join(10)
+s.close()
+check(answered == N, "a client that read nothing for 1.5 s gets all %d "
+      "replies once it reads (%d)" % (N, answered))
+if not ASAN:  # (ASan's quarantine keeps freed replies resident)
+    check(rss1 - rss0 < 6 * 1024,
+          "and meanwhile the daemon's RSS grew %d KiB, not by the ~12 MB "
+          "of replies it would have buffered" % (rss1 - rss0))
 r = ctl("set weights shop blue=50 green=50", ro_path)
 check(not r["ok"] and "read-write" in r["error"],
       "read-only socket refuses set weights")
