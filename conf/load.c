@@ -45,6 +45,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -189,6 +190,7 @@ static int parse_mode(struct loader *, void *, const char *, char **);
 static int parse_health_status(struct loader *, void *, const char *, char **);
 static int parse_fallback(struct loader *, void *, const char *, char **);
 static int parse_retry_budget(struct loader *, void *, const char *, char **);
+static int parse_control_group(struct loader *, void *, const char *, char **);
 static int parse_eject_max(struct loader *, void *, const char *, char **);
 static int parse_bind(struct loader *, void *, const char *, char **);
 static int parse_hosts(struct loader *, void *, const char *, char **);
@@ -230,7 +232,7 @@ static const struct key_def sluice_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "0600",
         .parse = parse_mode},
-    {.name = "control_group", .type = KEY_STRING, .offset = G(control_group)},
+    {.name = "control_group", .type = KEY_CUSTOM, .parse = parse_control_group},
     {.name = "event_log", .type = KEY_STRING, .offset = G(event_log)},
     {.name = "admin", .type = KEY_CUSTOM, .parse = parse_admin},
     {.name = "state_file",
@@ -1458,6 +1460,22 @@ parse_control_socket_ro(
 {
 	return parse_socket_path(
 	    value, &((struct sl_global_conf *)obj)->control_socket_ro, msg);
+}
+
+/* control_group = GROUP: a group this system has (sluice -t says so, not
+ * the first start). */
+static int
+parse_control_group(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_global_conf *g = obj;
+
+	if (getgrnam(value) == NULL) {
+		*msg = sl_xasprintf("no group '%s' on this system", value);
+		return -1;
+	}
+	free(g->control_group);
+	g->control_group = sl_xstrdup(value);
+	return 0;
 }
 
 /* A whole percentage 0..100, with or without '%'. */

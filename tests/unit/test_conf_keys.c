@@ -155,6 +155,9 @@ test_errors(void **state)
 	    {"control_mode = 0644x\n", "", "", "t.ini:2: "},
 	    {"control_mode = 0400\n", "", "", "owner read and write"},
 	    {"control_mode = 1777\n", "", "", "invalid file mode"},
+	    /* sluice -t catches it, not the first start */
+	    {"control_group = no-such-group-x\n", "", "",
+	        "t.ini:2: [sluice] control_group: no group 'no-such-group-x'"},
 	    {"control_socket_ro = /tmp/"
 	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
