@@ -237,7 +237,8 @@ admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_enable(ac->bev, EV_READ);
 }
 
-/* Listen on ADDR for admin requests. */
+/* Listen on ADDR for admin requests. SO_REUSEPORT, like the listeners:
+ * a sluice started with --takeover binds it beside the running one. */
 int
 sl_admin_start(
     struct sl_ctl *ctl, const struct sockaddr *addr, int addrlen, char **errp)
@@ -247,10 +248,11 @@ sl_admin_start(
 	admin->ctl = ctl;
 	admin->head = sl_http_head_new(64);
 	sl_http_parser_init(&admin->parser, false);
-	admin->listener = evconnlistener_new_bind(ctl->base, admin_accept_cb,
-	    admin,
-	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-	    64, addr, addrlen);
+	admin->listener =
+	    evconnlistener_new_bind(ctl->base, admin_accept_cb, admin,
+	        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+	            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	        64, addr, addrlen);
 	if (admin->listener == NULL) {
 		*errp = sl_xasprintf("cannot listen: %s", strerror(errno));
 		sl_http_head_free(admin->head);

@@ -24,6 +24,7 @@ good2 = Origin("good2")
 canary = Origin("canary")
 
 port = free_port()
+admin_port = free_port()  # the upgrade below takes it over too
 text = config(port, {
     "health": {"path_prefix": "/h", "stable": "v1",
                "health_path": "/__origin/stats", "health_interval": "200ms",
@@ -37,7 +38,8 @@ text = config(port, {
     "fb": {"path_prefix": "/f", "stable": "blue", "fallback": "stable",
            "sticky": "header:X-User-Id", "expose_version": "yes",
            "versions": {"blue": ([good2.addr], 0), "green": ([canary.addr], 100)}},
-}, workers=1, sluice_extra="retry_budget = 100%\n")
+}, workers=1, sluice_extra="retry_budget = 100%%\nadmin = 127.0.0.1:%d\n"
+    % admin_port)
 sl = Sluice(text=text, port=port)
 
 
@@ -262,6 +264,11 @@ check(failures == [] and done_requests[0] > 100,
 sl.proc = new
 r = sl.ctl("show services")
 check(r["ok"], "the control socket now belongs to the new sluice")
+c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+c.request("GET", "/healthz")
+check(c.getresponse().status == 200,
+      "and so does the admin endpoint (it was bound beside the old one)")
+c.close()
 
 # --- Connection limit: accepting pauses, nothing fails.
 sl.stop()
