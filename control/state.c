@@ -85,6 +85,7 @@ struct saved_svc {
 	uint64_t guard_lat[4];
 	bool touched;
 	int weight_line; /* where its first weight line is (0: none) */
+	unsigned seen;   /* keys of once[] already read */
 };
 
 struct saved {
@@ -104,6 +105,34 @@ struct saved {
 };
 
 static const char *state_names[] = {"ready", "drain", "maint"};
+
+/* Keys a service's section holds at most once (bits of saved_svc.seen). */
+static const char *const once[] = {"stable", "previous_stable", "lock",
+    "lock_held", "rollout", "guard", "guard_baseline", "guard_latency"};
+
+/* Has S a server line for ADDR of VERSION already? */
+static bool
+saved_server_of(
+    const struct saved_svc *s, const char *version, const char *addr)
+{
+	for (size_t i = 0; i < s->nservers; i++) {
+		if (strcmp(s->servers[i].version, version) == 0 &&
+		    strcmp(s->servers[i].addr, addr) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The saved weight of VERSION in S, or NULL. */
+static const struct saved_weight *
+saved_weight_of(const struct saved_svc *s, const char *version)
+{
+	for (size_t i = 0; i < s->nweights; i++) {
+		if (strcmp(s->weights[i].version, version) == 0)
+			return &s->weights[i];
+	}
+	return NULL;
+}
 
 /* The runtime record of a service, created when absent. */
 struct sl_svc_rt *
@@ -370,6 +399,13 @@ rollout_line_ok(const char *v)
 
 	if (sscanf(v, "%63s %63s %15s %n", c, b, st, &end) != 3 || end == 0)
 		return false;
+	/* A rollout of a version against itself, or in a state sluice
+	 * never writes, is no rollout sluice saved. */
+	if (strcmp(c, b) == 0 ||
+	    (strcmp(st, "running") != 0 && strcmp(st, "paused") != 0 &&
+	        strcmp(st, "promoted") != 0 && strcmp(st, "reverted") != 0 &&
+	        strcmp(st, "aborted") != 0))
+		return false;
 	return take_uints(v + end, 3, max, n) == 0 ||
 	    take_uints(v + end, 4, max, n) == 0;
 }
@@ -392,6 +428,19 @@ state_key_cb(
 	if (strncmp(section, "service:", 8) != 0 || section[8] == '\0')
 		return key_error(sv, "unknown section [%s]", section);
 	s = saved_svc(sv, section + 8);
+	/* sluice writes each of these once per service: a second one is a
+	 * file edited by hand or corrupt, and which one wins would be a
+	 * guess. */
+	for (size_t k = 0; k < sizeof once / sizeof once[0]; k++) {
+		if (strcmp(name, once[k]) != 0)
+			continue;
+		if (s->seen & (1u << k))
+			return key_error(sv,
+			    "a second '%s' line in "
+			    "[service:%s]",
+			    name, s->name);
+		s->seen |= 1u << k;
+	}
 	v = sl_xstrdup(value);
 	if (strcmp(name, "stable") == 0) {
 		free(s->stable);
@@ -406,6 +455,8 @@ state_key_cb(
 		rest = split_word(v);
 		if (rest == NULL || sl_conf_parse_weight(rest, &w, &why) != 0) {
 			ok = key_error(sv, "bad weight '%s'", value);
+		} else if (saved_weight_of(s, v) != NULL) {
+			ok = key_error(sv, "a second weight for '%s'", v);
 		} else {
 			if (s->nweights == 0)
 				s->weight_line = sv->line;
@@ -426,6 +477,9 @@ state_key_cb(
 		}
 		if (rest2 == NULL || k == 3) {
 			ok = key_error(sv, "bad server line '%s'", value);
+		} else if (saved_server_of(s, v, rest)) {
+			ok = key_error(
+			    sv, "a second server line for %s %s", v, rest);
 		} else {
 			s->servers = sl_xreallocarray(
 			    s->servers, s->nservers + 1, sizeof *s->servers);

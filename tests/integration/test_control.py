@@ -555,6 +555,20 @@ for text, want, what in [
          ":2: bad rollout", "a signed WINDOWS"),
         ("[service:shop]\nrollout = green blue running -1 100 0\n",
          ":2: bad rollout", "a signed step"),
+        # What sluice writes once per service, twice: a guess either way.
+        ("[service:shop]\nweight = blue 30\nweight = green 20\n"
+         "weight = green 50\n", ":4: a second weight for 'green'",
+         "two weights for one version (30 + 50 routed as if 80 were 100)"),
+        ("[service:shop]\nstable = blue\nstable = green\n",
+         ":3: a second 'stable' line in [service:shop]", "two stable lines"),
+        ("[service:shop]\nserver = blue 127.0.0.1:1 drain\n"
+         "server = blue 127.0.0.1:1 ready\n",
+         ":3: a second server line for blue 127.0.0.1:1",
+         "two states for one server"),
+        ("[service:shop]\nrollout = green blue bogus 0 100 0\n",
+         ":2: bad rollout", "a rollout state sluice never writes"),
+        ("[service:shop]\nrollout = blue blue running 0 100 0\n",
+         ":2: bad rollout", "a rollout of a version against itself"),
         # Owners as commands take them: a ';' would read back as a comment.
         ("[service:shop]\nlock =;ci 4102444800\n", ":2: bad lock",
          "a lock owner no command could set"),
