@@ -88,7 +88,8 @@ struct sl_ctl {
 	/* Runtime state per service, persisted to state_path. */
 	struct sl_svc_rt **rt; /* each allocated alone: pointers stay valid */
 	size_t nrt;
-	char *state_path; /* owned: configs come and go with reloads */
+	char *state_path;       /* owned: configs come and go with reloads */
+	unsigned state_dropped; /* saved state the config had no room for */
 
 	/* Recent events, oldest first from events_next. */
 	json_t *events[SL_EVENTS_MAX];

@@ -673,17 +673,30 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 		for (j = 0; j < s->nservers; j++) {
 			struct sl_route_version *v;
 			size_t k;
+			bool found = false;
 
 			idx =
 			    sl_route_version_index(svc, s->servers[j].version);
-			if (idx < 0)
-				continue;
-			v = &svc->versions[idx];
-			for (k = 0; k < v->nservers; k++) {
+			v = idx < 0 ? NULL : &svc->versions[idx];
+			for (k = 0; v != NULL && k < v->nservers; k++) {
 				if (strcmp(v->servers[k].addr.text,
-				        s->servers[j].addr) == 0)
+				        s->servers[j].addr) == 0) {
 					v->servers[k].state =
 					    s->servers[j].state;
+					found = true;
+				}
+			}
+			/* A server the config dropped starts afresh (ready)
+			 * if it comes back: the file must not keep its old
+			 * state for the next restart to bring back. */
+			if (!found && s->servers[j].state != SL_SERVER_READY) {
+				sl_log_warn("%s: [service:%s]: server %s of "
+				            "'%s' is no longer configured; its "
+				            "state '%s' is dropped",
+				    origin, s->name, s->servers[j].addr,
+				    s->servers[j].version,
+				    state_names[s->servers[j].state]);
+				(*dropped)++;
 			}
 		}
 		sl_route_layout(svc);
@@ -758,6 +771,7 @@ sl_state_load(
 		return -1;
 	}
 	rc = apply_saved(ctl, &sv, t, path, true, &dropped, errp);
+	ctl->state_dropped = dropped;
 	if (rc != 0) {
 		char *e = sl_xasprintf("state file %s; start with "
 		                       "--ignore-state to start from the "
@@ -872,7 +886,9 @@ sl_state_restore_runs(struct sl_ctl *ctl)
 	 * not stay in the file, nor its lock on the service; nor a guard
 	 * that ended; and one that did has begun a window more, which the
 	 * next restart must not reuse. */
-	if (changed > 0 && sl_state_save(ctl, sl_route_current(), &err) != 0) {
+	/* Nor what the config no longer has: the file says what runs. */
+	if ((changed > 0 || ctl->state_dropped > 0) &&
+	    sl_state_save(ctl, sl_route_current(), &err) != 0) {
 		sl_log_error("%s", err);
 		free(err);
 	}

@@ -323,8 +323,9 @@ main(int argc, char **argv)
 	if (sl_workers_start(d.workers, d.nworkers) != 0)
 		sl_fatal(errno, "cannot start worker threads");
 	sl_event(&d, NULL, "start", NULL,
-	    json_pack("{s:s,s:i}", "config", d.config_path, "workers",
-	        (int)d.nworkers));
+	    json_pack("{s:s,s:i,s:i}", "config", d.config_path, "workers",
+	        (int)d.nworkers, "runtime_state_dropped",
+	        (int)d.state_dropped));
 	sl_state_restore_runs(&d);
 	sl_health_sync(&d, sl_route_current());
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "

@@ -587,13 +587,28 @@ for text, want, what in [
 # A previous_stable that is not a version of the service (any more) is
 # dropped with a warning, like a saved stable: 'switch back' never points
 # at a version that does not exist (it was kept verbatim, even "a b c").
+# The same for a server the config no longer has; and what was dropped at
+# start leaves the file at once (a restart after the config got the
+# version or server back must not bring the old decision back).
 with open(sl.state_path, "w") as f:
-    f.write("[service:shop]\nstable = blue\nprevious_stable = gre en 12\n")
+    f.write("[service:shop]\nstable = blue\nprevious_stable = gre en 12\n"
+            "server = blue 127.0.0.9:1 maint\n")
 sl.start()
 check(ctl("show service shop")["service"]["previous_stable"] is None,
       "state file: an unknown previous_stable is dropped")
 check("saved previous_stable version 'gre en 12' is no longer configured"
       in sl.logtext(), "and the log says so")
+check("server 127.0.0.9:1 of 'blue' is no longer configured; its state "
+      "'maint' is dropped" in sl.logtext(),
+      "a saved server state for a server the config dropped: warned")
+start = [e for e in ctl("show events 1000")["events"]
+         if e["command"] == "start"][-1]
+check(start["after"].get("runtime_state_dropped") == 2,
+      "the start event counts both (%r)" % start["after"])
+with open(sl.state_path) as f:
+    saved = f.read()
+check("gre en" not in saved and "127.0.0.9" not in saved,
+      "and the state file is rewritten at once without them (%r)" % saved)
 sl.stop()
 
 # A state_file whose directories do not exist yet: made at start, and the
