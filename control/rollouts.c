@@ -607,6 +607,32 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 	return json_pack("{s:o}", "rollout", rollout_json(run, true));
 }
 
+/*
+ * The step a live rollout restored at STEP goes on from, when its canary
+ * is routed at WEIGHT: the config's steps may have changed since the state
+ * file was written (or the step is past their end). Then it is the last
+ * step not above WEIGHT, and that step takes WEIGHT, so the rollout says
+ * what routing does and grows from there (never moving a canary user
+ * back). Steps stay increasing.
+ */
+static uint32_t
+align_step(struct sl_rollout *ro, uint32_t step, uint32_t weight)
+{
+	uint32_t i;
+
+	if ((step < ro->nsteps && ro->steps[step] == weight) || weight == 0)
+		return step;
+	for (i = 0; i + 1 < ro->nsteps && ro->steps[i + 1] <= weight; i++)
+		;
+	sl_log_warn("rollout %s: saved at step %u, but the canary is routed "
+	            "at %.2f%%: steps changed; going on from step %u/%u at "
+	            "%.2f%%",
+	    ro->service, step + 1, weight / 100.0, i + 1, ro->nsteps,
+	    weight / 100.0);
+	ro->steps[i] = weight;
+	return i;
+}
+
 /* Restore a rollout from the state file. */
 void
 sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
@@ -619,6 +645,7 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 	struct sl_rollout_run *run;
 	char *err = NULL, msg[200];
 	size_t k;
+	int ci;
 
 	if (svc == NULL)
 		return;
@@ -639,6 +666,9 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 		give_back_lock(rt);
 		return;
 	}
+	ci = sl_route_version_index(svc, canary);
+	if (k < 2 && ci >= 0)
+		step = align_step(run->ro, step, svc->versions[ci].weight);
 	sl_rollout_restore(run->ro, (enum sl_rollout_state)(k + 1), step,
 	    windows, started, (int64_t)time(NULL), sl_ctl_mono_ms());
 	run->ro->ended = ended;

@@ -4,7 +4,8 @@ fails and changes nothing (neither the rollout nor the routing), the
 analyzer holds a canary it would advance instead of advancing it on paper
 only, and its revert of a canary that starts failing still takes the
 canary out (the event says the state file was not written). Once the file
-can be written again, everything goes on."""
+can be written again, everything goes on. And a rollout restored at a step
+the config's steps no longer have goes on from its routed weight."""
 
 import http.client
 import os
@@ -166,4 +167,29 @@ stop.set()
 for t in threads:
     t.join(5)
 check(sl.stop() == 0, "sluice exits 0")
+
+# --- A rollout saved at a step the config's steps no longer have (they
+# changed between stop and start): it goes on from the weight the canary
+# is routed at, and says so, instead of showing one weight and routing
+# another.
+steps_text = config(port, {"steps": service("steps", green)}, workers=1)
+for steps, saved_step, want_step in (("10 100", 1, 1), ("5 20 100", 1, 2)):
+    sl.write(steps_text + (ROLLOUT % ("steps", "600s")).replace(
+        "steps = 10 50 100", "steps = " + steps))
+    with open(sl.state_path, "w") as f:
+        f.write("[service:steps]\nweight = blue 50.00\nweight = green 50.00\n"
+                "rollout = green blue paused %d %d 0\n"
+                % (saved_step, int(time.time()) - 60))
+    sl.start()
+    r = rollout("steps")
+    w, _ = routing("steps")
+    check(r["state"] == "paused" and r["weight"] == 50.0 and
+          w["green"] == 50.0 and r["step"] == want_step,
+          "steps now %s, saved at step %d of 10 50 100: paused at step %d "
+          "with the routed 50%% (%s, step %r, weight %r, routed %r)"
+          % (steps, saved_step + 1, want_step, r["state"], r["step"],
+             r["weight"], w["green"]))
+    check("steps changed; going on from step %d/" % want_step in sl.logtext(),
+          "and the log says why")
+    check(sl.stop() == 0, "sluice exits 0")
 done()
