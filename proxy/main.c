@@ -120,6 +120,39 @@ reload_refused(struct sl_ctl *d, const char *err)
 	    json_pack("{s:s,s:s}", "config", d->config_path, "error", err));
 }
 
+/* Keys of [sluice] a reload does not apply: say so, not nothing. */
+static void
+warn_restart_only(
+    const struct sl_global_conf *old, const struct sl_global_conf *new)
+{
+	const struct {
+		const char *key, *was, *now;
+	} keys[] = {
+	    {"control_socket", old->control_socket, new->control_socket},
+	    {"control_socket_ro", old->control_socket_ro,
+	        new->control_socket_ro},
+	    {"control_group", old->control_group, new->control_group},
+	    {"event_log", old->event_log, new->event_log},
+	    {"admin", old->admin_text, new->admin_text},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const char *a = keys[i].was ? keys[i].was : "";
+		const char *b = keys[i].now ? keys[i].now : "";
+
+		if (strcmp(a, b) != 0)
+			sl_log_warn("reload: %s changed to '%s'; it takes "
+			            "effect when sluice restarts ('%s' until "
+			            "then)",
+			    keys[i].key, b, a);
+	}
+	if (old->control_mode != new->control_mode ||
+	    old->workers != new->workers)
+		sl_log_warn("reload: control_mode and workers take effect when "
+		            "sluice restarts");
+}
+
 /*
  * SIGHUP: load the config again (certificates and keys too) and publish a
  * new routing table. Listener changes need a restart; an invalid file or
@@ -159,6 +192,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		sl_log_warn("reload: state_file changed to %s; sluice keeps "
 		            "using %s until it restarts",
 		    conf->global.state_file, d->state_path);
+	warn_restart_only(&sl_route_current()->conf->global, &conf->global);
 	/* Runtime decisions (weights, stable, server states) survive, and
 	 * so does what the health checks know. */
 	dropped = sl_state_carry(d, t);

@@ -477,6 +477,16 @@ sl.write(full)
 n = len(reloads())
 sl.proc.send_signal(signal.SIGHUP)
 check(wait_until(lambda: len(reloads()) > n), "reload with green again")
+# A key a reload cannot apply is named in the log, not ignored.
+sl.write(full.replace("event_log = %s" % events_path,
+                      "event_log = %s.new" % events_path))
+n = len(reloads())
+sl.proc.send_signal(signal.SIGHUP)
+check(wait_until(lambda: len(reloads()) > n) and
+      "reload: event_log changed to '%s.new'; it takes effect when sluice "
+      "restarts" % events_path in sl.logtext(),
+      "a reload that changes event_log says it needs a restart")
+sl.write(full)
 sl.stop()
 sl.start()
 r = ctl("show services")
