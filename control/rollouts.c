@@ -679,8 +679,11 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 			sl_log_error(
 			    "rollout %s: cannot start the timer", svcname);
 		snprintf(msg, sizeof msg,
-		    "rollout %s: resumed %s at step %u/%u (%.2f%%) after a "
-		    "restart, with a fresh analysis window",
+		    run->ro->state == SL_RO_PAUSED
+		        ? "rollout %s: restored %s, paused at step %u/%u "
+		          "(%.2f%%), after a restart"
+		        : "rollout %s: resumed %s at step %u/%u (%.2f%%) "
+		          "after a restart, with a fresh analysis window",
 		    svcname, canary, run->ro->step + 1, run->ro->nsteps,
 		    sl_rollout_weight(run->ro) / 100.0);
 		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));

@@ -191,5 +191,8 @@ for steps, saved_step, want_step in (("10 100", 1, 1), ("5 20 100", 1, 2)):
              r["weight"], w["green"]))
     check("steps changed; going on from step %d/" % want_step in sl.logtext(),
           "and the log says why")
+    check(events("rollout steps: restored green, paused at step %d/"
+                 % want_step),
+          "the event says it was restored paused (not 'resumed')")
     check(sl.stop() == 0, "sluice exits 0")
 done()
