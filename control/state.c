@@ -106,9 +106,10 @@ struct saved {
 
 static const char *state_names[] = {"ready", "drain", "maint"};
 
-/* Keys a service's section holds at most once (bits of saved_svc.seen). */
+/* Keys a service's section holds at most once (bits of saved_svc.seen);
+ * not guard_latency, whose buckets take as many lines as they need. */
 static const char *const once[] = {"stable", "previous_stable", "lock",
-    "lock_held", "rollout", "guard", "guard_baseline", "guard_latency"};
+    "lock_held", "rollout", "guard", "guard_baseline"};
 
 /* Has S a server line for ADDR of VERSION already? */
 static bool

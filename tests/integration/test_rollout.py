@@ -331,9 +331,8 @@ with open(sl.state_path) as f:
 check(len(line) == 1 and line[0].split()[-1] == "2",
       "the state file counts the analysis windows begun (%r)" % line)
 evs = sl.ctl("show events 100")["events"]
-check(any("resumed blue at step 1/3" in e["command"] and "fresh analysis window"
-          in e["command"] for e in evs),
-      "the restart is recorded as an event")
+check(any("restored blue, paused at step 1/3" in e["command"] for e in evs),
+      "the restart is recorded as an event (restored, paused)")
 r = sl.ctl("rollout abort ops")
 check(r["ok"], "and can be aborted")
 
