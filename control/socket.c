@@ -263,11 +263,23 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct ucred cred;
 	socklen_t len = sizeof cred;
 	struct timeval idle = {SL_CTL_IDLE_S, 0}, wr = {30, 0};
-	unsigned mine;
+	long uid = -1, pid = -1;
+	bool full, over_uid;
 
-	if (sock->nclients >= SL_CTL_MAX_CLIENTS &&
-	    sock->nrejecting >= SL_CTL_MAX_REJECTING) {
-		(void)!write(fd, too_many, sizeof too_many - 1);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		uid = (long)cred.uid;
+		pid = (long)cred.pid;
+	}
+	full = sock->nclients >= SL_CTL_MAX_CLIENTS;
+	over_uid =
+	    !full && uid != 0 && uid_clients(sock, uid) >= SL_CTL_MAX_PER_UID;
+	/* Refused clients linger to read their error line, but only so
+	 * many: past that, the line and close at once. */
+	if ((full || over_uid) && sock->nrejecting >= SL_CTL_MAX_REJECTING) {
+		if (full)
+			(void)!write(fd, too_many, sizeof too_many - 1);
+		else
+			(void)!write(fd, too_many_uid, sizeof too_many_uid - 1);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -277,11 +289,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	cc->sock = sock;
-	cc->who.uid = cc->who.pid = -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-		cc->who.uid = (long)cred.uid;
-		cc->who.pid = (long)cred.pid;
-	}
+	cc->who.uid = uid;
+	cc->who.pid = pid;
 	snprintf(cc->default_owner, sizeof cc->default_owner, "uid:%ld",
 	    cc->who.uid);
 	cc->bev =
@@ -291,17 +300,15 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(cc);
 		return;
 	}
-	mine = uid_clients(sock, cc->who.uid);
 	TAILQ_INSERT_TAIL(&sock->clients, cc, link);
 	bufferevent_setcb(
 	    cc->bev, client_read_cb, client_write_cb, client_event_cb, cc);
-	if (sock->nclients >= SL_CTL_MAX_CLIENTS ||
-	    (cc->who.uid != 0 && mine >= SL_CTL_MAX_PER_UID)) {
+	if (full || over_uid) {
 		struct timeval brief = {SL_CTL_REJECT_S, 0};
 
 		cc->rejecting = true;
 		sock->nrejecting++;
-		if (sock->nclients >= SL_CTL_MAX_CLIENTS) {
+		if (full) {
 			sl_log_warn("control socket %s: %u clients, the most "
 			            "served: refusing one",
 			    sock->path, sock->nclients);
@@ -311,7 +318,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 			sl_log_warn("control socket %s: uid %ld has %u "
 			            "clients, the most one user may have: "
 			            "refusing one",
-			    sock->path, cc->who.uid, mine);
+			    sock->path, uid, SL_CTL_MAX_PER_UID);
 			bufferevent_write(
 			    cc->bev, too_many_uid, sizeof too_many_uid - 1);
 		}
