@@ -105,6 +105,7 @@ build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
 		v->id = registry_id(&version_names, &nversion_names, id_name);
 		free(id_name);
 		v->weight = vc->weight;
+		v->may_eject_all = sc->eject_max_pct >= 100;
 		v->nservers = vc->nservers;
 		v->servers = sl_xcalloc(vc->nservers, sizeof *v->servers);
 		for (j = 0; j < vc->nservers; j++) {

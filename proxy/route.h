@@ -51,6 +51,9 @@ struct sl_route_version {
 	struct sl_route_server *servers;
 	size_t nservers;
 	uint32_t total_server_weight;
+	/* eject_max is 100%: ejection may leave no server (else a version
+	 * whose servers were all ejected by others' failures uses them). */
+	bool may_eject_all;
 };
 
 struct sl_route_pin {

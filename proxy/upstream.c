@@ -106,10 +106,12 @@ ready_from(struct sl_worker *w, const struct sl_route_version *v, size_t i,
 
 /*
  * Least-loaded of two weighted random choices among available servers.
- * Ejection never empties a version: eject_max caps what a version's own
- * failures eject, and a server shared with another service or version may
- * have been ejected by that one's failures, so when only ejected servers
- * are left, they are used.
+ * Ejection never empties a version (unless eject_max is 100%): eject_max
+ * caps what a version's own failures eject, but a server shared with
+ * another service or version may have been ejected by that one's
+ * failures, so when every server left is ejected, they are used. Not when
+ * a live one is only excluded (a retry's failed server): a retry never
+ * goes to an ejected server.
  */
 const struct sl_route_server *
 sl_upstream_pick(struct sl_worker *w, const struct sl_route_version *v,
@@ -121,7 +123,9 @@ sl_upstream_pick(struct sl_worker *w, const struct sl_route_version *v,
 	if (v->nservers == 0)
 		return NULL;
 	a = ready_from(w, v, weighted_index(w, v), now, exclude_id, false);
-	if (a == NULL) {
+	if (a == NULL && !v->may_eject_all &&
+	    (exclude_id == SL_NO_SERVER ||
+	        ready_from(w, v, 0, now, SL_NO_SERVER, false) == NULL)) {
 		ejected_ok = true;
 		a = ready_from(
 		    w, v, weighted_index(w, v), now, exclude_id, true);

@@ -78,6 +78,14 @@ dead = [srv for srv in sl.ctl("show service half")["service"]["versions"][0]
 check(len(dead) == 1 and dead[0].get("ejected_because") == "connect failures",
       "the refusing server is ejected (eject_after = 1): %r" % dead)
 
+# A retry never goes to an ejected server: the live server resets (not
+# retried elsewhere, since the other one is ejected), and the answer is
+# its 502, not a connect to the ejected one.
+status, r, body = sl.get("/half/x?reset=1")
+check(status == 502 and b"refused" not in body,
+      "the live server resets, the other is ejected: 502 for the reset, no "
+      "retry on the ejected server (%d %r)" % (status, body[:60]))
+
 # That server is also the only one of service 'down': ejected by 'half',
 # it is still used there (a version is never emptied by ejection), so the
 # answer says what is wrong with it (502 refused), not 503 no server.
