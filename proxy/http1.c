@@ -702,6 +702,31 @@ ip_literal_ok(const char *s, size_t n)
 		}
 		return true;
 	}
+	/* An IPv6 zone (RFC 6874): "%25" then unreserved or %HH. */
+	for (i = 0; i + 2 < n; i++) {
+		if (s[i] == '%' && s[i + 1] == '2' && s[i + 2] == '5')
+			break;
+	}
+	if (i + 2 < n) {
+		size_t z = i + 3;
+
+		if (z == n)
+			return false;
+		for (; z < n; z++) {
+			unsigned char c = (unsigned char)s[z];
+
+			if (c == '%') {
+				if (z + 2 >= n ||
+				    !isxdigit((unsigned char)s[z + 1]) ||
+				    !isxdigit((unsigned char)s[z + 2]))
+					return false;
+				z += 2;
+			} else if (!isalnum(c) && strchr("-._~", c) == NULL) {
+				return false;
+			}
+		}
+		n = i;
+	}
 	if (n == 0 || n >= sizeof buf)
 		return false;
 	memcpy(buf, s, n);

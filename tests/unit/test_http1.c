@@ -507,7 +507,11 @@ test_parse_host_values(void **state)
 	    {"[::1]", 0},
 	    {"[2001:db8::1]:443", 0},
 	    {"[::ffff:10.0.0.1]:80", 0},
-	    {"[v1.fe:x]", 0}, /* IPvFuture */
+	    {"[v1.fe:x]", 0},           /* IPvFuture */
+	    {"[fe80::1%25eth0]:80", 0}, /* zone (RFC 6874) */
+	    {"[fe80::1%25]", 400},
+	    {"[fe80::1%eth0]", 400},
+	    {"[fe80::1%25e/x]", 400},
 	    {"a%41b", 0},
 	    {"under_score~tilde", 0},
 	    {"shop.example:abc", 400},
