@@ -365,6 +365,13 @@ seq_start_step(struct sl_verdict_seq *seq)
 	sl_hist_reset(&seq->prev_canary);
 }
 
+void
+sl_verdict_seq_copy(
+    struct sl_verdict_seq *dst, const struct sl_verdict_seq *src)
+{
+	*dst = *src;
+}
+
 struct sl_verdict_seq *
 sl_verdict_seq_new(void)
 {

@@ -161,6 +161,11 @@ struct sl_verdict_seq *sl_verdict_seq_new(void);
 /* Free seq (NULL is fine). */
 void sl_verdict_seq_free(struct sl_verdict_seq *seq);
 
+/* Make DST what SRC is (both from sl_verdict_seq_new): a copy to put a
+ * sequence back after a decision that could not be carried out. */
+void sl_verdict_seq_copy(
+    struct sl_verdict_seq *dst, const struct sl_verdict_seq *src);
+
 /*
  * The rollout moved to its next step: the windows given to later judge
  * calls start again from zero. Folds the evidence of the step that ended

@@ -90,6 +90,10 @@ struct sl_ctl {
 	size_t nrt;
 	char *state_path;       /* owned: configs come and go with reloads */
 	unsigned state_dropped; /* saved state the config had no room for */
+	/* What runs was published without being saved (a revert or a
+	 * switch-back while the file could not be written): saving is tried
+	 * again every second until it works. */
+	bool state_unsaved;
 
 	/* Recent events, oldest first from events_next. */
 	json_t *events[SL_EVENTS_MAX];

@@ -102,8 +102,10 @@ switch_back(struct sl_guard *g)
 	rt->guard_switch_backs++;
 	/* A failing version leaves at once, even if the state file cannot
 	 * be written (like a rollout's revert): the event says so. */
-	if (sl_state_save(g->ctl, t, &err) != 0)
+	if (sl_state_save(g->ctl, t, &err) != 0) {
 		sl_log_error("guard %s: %s", g->service, err);
+		g->ctl->state_unsaved = true;
+	}
 	sl_ctl_publish(g->ctl, t);
 	m = sl_xasprintf("guard %s: switched back from %s to %s: %.200s%s%s%s",
 	    g->service, g->version, g->previous, g->last.summary,

@@ -37,6 +37,9 @@ struct sl_rollout_run {
 	uint32_t stable_id, canary_id;
 	struct sl_vstats base_stable; /* totals when the step began */
 	struct sl_vstats base_canary;
+	/* The sequence as it was before the latest decision, to put back
+	 * with the rollout if the decision cannot be carried out. */
+	struct sl_verdict_seq *seq_undo;
 };
 
 static const char *state_words[] = {
@@ -282,7 +285,12 @@ apply(struct sl_rollout_run *run, enum sl_rollout_action action,
 	}
 	t = table_for(run, action, errp);
 	if (t == NULL) {
-		rt_undo(rt, &undo);
+		/* A version is gone: nothing to route. The analyzer's revert
+		 * still ends the rollout (the caller keeps it ended). */
+		if (who == NULL && action == SL_RA_REVERT && final)
+			finish(run);
+		else
+			rt_undo(rt, &undo);
 		return -1;
 	}
 	rt->touched = true;
@@ -296,6 +304,7 @@ apply(struct sl_rollout_run *run, enum sl_rollout_action action,
 			return -1;
 		}
 		unsaved = true;
+		ctl->state_unsaved = true;
 	}
 	sl_ctl_publish(ctl, t);
 	capture_base(run);
@@ -313,11 +322,23 @@ apply(struct sl_rollout_run *run, enum sl_rollout_action action,
 	return unsaved ? -1 : 0;
 }
 
-/* Put RUN's rollout back as SAVED had it, after apply() failed. */
+/* Keep RUN's rollout and its sequence in SAVED and run->seq_undo, before
+ * its state machine decides. */
+static void
+keep(struct sl_rollout_run *run, struct sl_rollout *saved)
+{
+	*saved = *run->ro;
+	sl_verdict_seq_copy(run->seq_undo, run->ro->seq);
+}
+
+/* Put RUN's rollout back as keep() had it, after apply() failed: the
+ * sequence too (a step change folds its evidence, a resume restarts it),
+ * or the same requests would count twice. */
 static void
 rollback(struct sl_rollout_run *run, const struct sl_rollout *saved)
 {
-	*run->ro = *saved;
+	*run->ro = *saved; /* (the same seq pointer) */
+	sl_verdict_seq_copy(run->ro->seq, run->seq_undo);
 }
 
 /* One look of the analyzer. */
@@ -359,7 +380,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	wc.latency = &win_canary.latency;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);
-	before = *ro;
+	keep(run, &before);
 	action = sl_rollout_on_verdict(
 	    ro, &j, (int64_t)time(NULL), sl_ctl_mono_ms());
 	sl_log_info("rollout %s: step %u/%u at %.2f%%: %s: %s", ro->service,
@@ -423,6 +444,7 @@ run_free(struct sl_rollout_run *run)
 	if (run->tick != NULL)
 		event_free(run->tick);
 	sl_rollout_free(run->ro);
+	sl_verdict_seq_free(run->seq_undo);
 	free(run);
 }
 
@@ -447,8 +469,11 @@ new_run(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	run->ro =
 	    sl_rollout_new(svc->name, canary, baseline, &svc->conf->rollout,
 	        (int64_t)time(NULL), sl_ctl_mono_ms(), err, sizeof err);
-	if (run->ro == NULL) {
-		*errp = sl_xstrdup(err);
+	run->seq_undo = sl_verdict_seq_new();
+	if (run->ro == NULL || run->seq_undo == NULL) {
+		*errp = sl_xstrdup(run->ro == NULL ? err : "out of memory");
+		sl_rollout_free(run->ro);
+		sl_verdict_seq_free(run->seq_undo);
 		free(run);
 		return NULL;
 	}
@@ -580,7 +605,7 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 		*errp = sl_xasprintf("no rollout on '%s'", svc->name);
 		return NULL;
 	}
-	before = *run->ro;
+	keep(run, &before);
 	if (strcmp(verb, "pause") == 0)
 		action = sl_rollout_pause(
 		    run->ro, sl_ctl_mono_ms(), err, sizeof err);

@@ -1032,6 +1032,10 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 		    "state file %s: cannot sync its "
 		    "directory",
 		    ctl->state_path);
+	if (ctl->state_unsaved)
+		sl_log_info("state file %s: written again, with what runs",
+		    ctl->state_path);
+	ctl->state_unsaved = false;
 	free(tmp);
 	saved_free(&sv);
 	return 0;

@@ -120,6 +120,40 @@ reload_refused(struct sl_ctl *d, const char *err)
 	    json_pack("{s:s,s:s}", "config", d->config_path, "error", err));
 }
 
+/* The [sluice] keys a reload does not apply, as the process started with
+ * them (what runs, whatever reloads said since). */
+static struct sl_global_conf started;
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? sl_xstrdup(s) : NULL;
+}
+
+/* Copies: the config they come from is freed after a reload. */
+static void
+keep_started(const struct sl_global_conf *g)
+{
+	started.workers = g->workers;
+	started.control_mode = g->control_mode;
+	started.control_socket = dup_or_null(g->control_socket);
+	started.control_socket_ro = dup_or_null(g->control_socket_ro);
+	started.control_group = dup_or_null(g->control_group);
+	started.event_log = dup_or_null(g->event_log);
+	started.admin_text = dup_or_null(g->admin_text);
+}
+
+static void
+free_started(void)
+{
+	free(started.control_socket);
+	free(started.control_socket_ro);
+	free(started.control_group);
+	free(started.event_log);
+	free(started.admin_text);
+	memset(&started, 0, sizeof started);
+}
+
 /* Keys of [sluice] a reload does not apply: say so, not nothing. */
 static void
 warn_restart_only(
@@ -192,7 +226,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		sl_log_warn("reload: state_file changed to %s; sluice keeps "
 		            "using %s until it restarts",
 		    conf->global.state_file, d->state_path);
-	warn_restart_only(&sl_route_current()->conf->global, &conf->global);
+	warn_restart_only(&started, &conf->global);
 	/* Runtime decisions (weights, stable, server states) survive, and
 	 * so does what the health checks know. */
 	dropped = sl_state_carry(d, t);
@@ -217,13 +251,23 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	    d->config_path, sl_tls_count_certs(conf));
 }
 
-/* Free routing tables no worker holds any more. */
+/* Every second: free routing tables no worker holds any more, and write
+ * the state file if what runs could not be saved. */
 static void
 reclaim_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_ctl *d = arg;
 
 	sl_route_reclaim(sl_workers_min_epoch(d->workers, d->nworkers));
+	/* A revert published while the file could not be written: the file
+	 * catches up as soon as it can be (a restart must not bring the
+	 * failing version back). */
+	if (d->state_unsaved) {
+		char *err = NULL;
+
+		if (sl_state_save(d, sl_route_current(), &err) != 0)
+			free(err);
+	}
 }
 
 int
@@ -308,6 +352,7 @@ main(int argc, char **argv)
 	table = sl_route_build(conf, &err);
 	if (table == NULL)
 		sl_fatal(0, "%s", err);
+	keep_started(&conf->global);
 	if (ignore_state) {
 		if (sl_state_check_path(conf->global.state_file, &err) != 0)
 			sl_fatal(0, "%s", err);
@@ -383,6 +428,7 @@ main(int argc, char **argv)
 	}
 	free(d.rt);
 	free(d.state_path);
+	free_started();
 	sl_workers_free(d.workers, d.nworkers);
 	sl_route_reclaim(UINT64_MAX);
 	table = sl_route_current();

@@ -138,6 +138,17 @@ check(any("state file not written" in e["command"]
 
 # --- Advancing needs the file: held, not advanced on paper.
 mend_state()
+
+
+def rev_saved():
+    with open(sl.state_path) as f:
+        rev = f.read().split("[service:rev]")[-1].split("\n[")[0]
+    return "weight = green 0.00" in rev and " reverted " in rev
+
+
+check(wait_until(rev_saved, 10),
+      "once the file can be written, it catches up with the revert by "
+      "itself, before any other change")
 check(sl.ctl("rollout resume adv")["ok"], "adv resumed (file writable)")
 step = rollout("adv")["step"]
 w_before = routing("adv")
@@ -157,11 +168,7 @@ check(wait_until(lambda: rollout("adv")["state"] == "promoted", 60),
       "adv promoted once the file is writable (%s)" % rollout("adv")["state"])
 check(sl.ctl("rollout abort ops")["ok"] and
       routing("ops")[0]["green"] == 0, "ops aborted now, canary at 0%")
-with open(sl.state_path) as f:
-    saved = f.read()
-rev = saved.split("[service:rev]")[-1].split("\n[")[0]
-check("weight = green 0.00" in rev and " reverted " in rev,
-      "the state file caught up with rev's revert (%r)" % rev)
+check(rev_saved(), "and the state file still has rev's revert")
 
 stop.set()
 for t in threads:
