@@ -391,9 +391,11 @@ class Sluice:
         c.close()
         return r.status, r, data
 
-    def raw(self, data, timeout=5.0, shutdown=True):
-        """Send raw bytes; return everything read until close or timeout."""
-        s = socket.create_connection(("127.0.0.1", self.port), timeout)
+    def raw(self, data, timeout=5.0, shutdown=True, port=None):
+        """Send raw bytes (to PORT, by default the first listener's);
+        return everything read until close or timeout."""
+        s = socket.create_connection(("127.0.0.1", port or self.port),
+                                     timeout)
         s.sendall(data)
         if shutdown:
             s.shutdown(socket.SHUT_WR)

@@ -202,20 +202,6 @@ else:
 
 
 
-def exchange(req):
-    """Send REQ on a new connection; every byte that comes back."""
-    s = socket.create_connection(("127.0.0.1", sl.port), 10)
-    s.sendall(req)
-    data = b""
-    while True:
-        part = s.recv(65536)
-        if not part:
-            break
-        data += part
-    s.close()
-    return data
-
-
 # Bytes in and out, to the byte: an origin's answer, and sluice's own 502
 # for a server that refuses (its bytes reach the client too).
 for svc in ("bytes", "dead"):
@@ -223,7 +209,7 @@ for svc in ("bytes", "dead"):
     for i in range(3):
         req = (b"GET /%s/x?n=%d HTTP/1.1\r\nHost: m\r\nConnection: close"
                b"\r\n\r\n" % (svc.encode(), i))
-        got = exchange(req)
+        got = sl.raw(req, timeout=10, shutdown=False)
         sent += len(req)
         received += len(got)
     want = b"HTTP/1.1 502" if svc == "dead" else b"HTTP/1.1 200"

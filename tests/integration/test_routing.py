@@ -277,15 +277,8 @@ if mapped_ok:
     sl = Sluice(text=text, port=port4)
     seen = []
     for port in (port4, port6):
-        s = socket.create_connection(("127.0.0.1", port), 10)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            part = s.recv(65536)
-            if not part:
-                break
-            data += part
-        s.close()
+        data = sl.raw(b"GET / HTTP/1.1\r\nHost: m\r\nConnection: close"
+                      b"\r\n\r\n", timeout=10, shutdown=False, port=port)
         ver = [ln for ln in data.split(b"\r\n")
                if ln.lower().startswith(b"x-sluice-version:")]
         xff = [ln for ln in data.split(b"\r\n")
