@@ -278,6 +278,10 @@ const struct sl_version_conf *sl_conf_version(
  */
 int sl_conf_parse_duration(const char *s, uint32_t *ms, const char **why);
 int sl_conf_parse_weight(const char *s, uint32_t *hundredths, const char **why);
+
+/* Is NAME a lock owner the control socket takes (1-63 of A-Za-z0-9_.@:-)?
+ * Shared by the daemon's commands, its state file and sluicectl. */
+bool sl_conf_valid_owner(const char *name);
 int sl_conf_parse_size(const char *s, uint32_t *bytes, const char **why);
 int sl_conf_parse_addr(const char *s, struct sl_addr *addr, const char **why);
 int sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why);

@@ -804,6 +804,17 @@ sl_conf_parse_duration(const char *s, uint32_t *ms, const char **why)
 }
 
 /* "12.34", "0.01", "100", "12.5%": 0..100 with at most two decimals. */
+bool
+sl_conf_valid_owner(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 1 && n <= 63 &&
+	    strspn(name,
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	        "0123456789_.@:-") == n;
+}
+
 int
 sl_conf_parse_weight(const char *s, uint32_t *hundredths, const char **why)
 {

@@ -14,7 +14,6 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -554,21 +553,6 @@ cmd_set_server(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	    argv[1], "server", argv[2], "state", server_states[state]);
 }
 
-bool
-sl_ctl_valid_owner(const char *name)
-{
-	size_t i, n = strlen(name);
-
-	if (n == 0 || n > 63)
-		return false;
-	for (i = 0; i < n; i++) {
-		if (!isalnum((unsigned char)name[i]) &&
-		    strchr("_.@:-", name[i]) == NULL)
-			return false;
-	}
-	return true;
-}
-
 /* Save the state after a lock change; undo RT on failure. */
 static int
 save_lock(struct cmd_ctx *cx, struct sl_svc_rt *rt,
@@ -590,7 +574,7 @@ cmd_lock(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 
 	if (svc == NULL)
 		return NULL;
-	if (!sl_ctl_valid_owner(argv[1])) {
+	if (!sl_conf_valid_owner(argv[1])) {
 		*errp = sl_xasprintf("invalid owner '%s' (1-63 of "
 		                     "A-Za-z0-9_.@:-)",
 		    argv[1]);
@@ -836,7 +820,7 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 	}
 	i = 0;
 	if (strcmp(argv[0], "as") == 0) {
-		if (argc < 3 || !sl_ctl_valid_owner(argv[1])) {
+		if (argc < 3 || !sl_conf_valid_owner(argv[1])) {
 			free(copy);
 			return error_reply("usage: as OWNER COMMAND... (OWNER: "
 			                   "1-63 of A-Za-z0-9_.@:-)");

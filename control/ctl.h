@@ -164,10 +164,6 @@ int sl_state_load(struct sl_ctl *ctl, const char *path,
  * -1 with *ERRP when a directory stands where the file goes. */
 int sl_state_check_path(const char *path, char **errp);
 
-/* Is NAME a valid lock owner (1-63 of A-Za-z0-9_.@:-)? Commands and the
- * state file take no other. */
-bool sl_ctl_valid_owner(const char *name);
-
 /* Resume the rollouts and guards the state file held (after the first
  * publish). */
 void sl_state_restore_runs(struct sl_ctl *ctl);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/conf.h"
 #include "conf/xmalloc.h"
 #include "control/sluicectl.h"
 
@@ -312,18 +313,6 @@ run_help(struct sl_cli *cli, char **args, int nargs)
 	return SL_CLI_OK;
 }
 
-/* True if NAME is a valid owner: 1-63 of A-Za-z0-9_.@:- */
-static bool
-valid_owner(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n >= 1 && n <= 63 &&
-	    strspn(name,
-	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	        "0123456789_.@:-") == n;
-}
-
 /*
  * Split ARGV[0..ARGC) at spaces into *WORDS (a heap array of pointers into
  * the heap string *BUF; the caller frees both). Returns the word count, or
@@ -404,7 +393,7 @@ main(int argc, char **argv)
 			cli.json = true;
 			break;
 		case 'o':
-			if (!valid_owner(optarg)) {
+			if (!sl_conf_valid_owner(optarg)) {
 				sl_cli_warn("bad --owner \"%s\": 1 to 63 of "
 				            "A-Z a-z 0-9 _ . @ : -",
 				    optarg);

@@ -500,7 +500,7 @@ state_key_cb(
 		 * ';' reads as a comment) would not read back the same. */
 		rest = split_word(v);
 		p = rest;
-		if (rest == NULL || !sl_ctl_valid_owner(v) ||
+		if (rest == NULL || !sl_conf_valid_owner(v) ||
 		    take_uint(&p, STATE_TIME_MAX, &exp) != 0 || *p != '\0' ||
 		    exp == 0) {
 			ok = key_error(sv, "bad %s '%s'", name, value);
