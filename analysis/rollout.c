@@ -21,6 +21,16 @@ sl_rollout_state_name(enum sl_rollout_state s)
 	    : "unknown";
 }
 
+enum sl_rollout_state
+sl_rollout_state_by_name(const char *name)
+{
+	for (int s = SL_RO_RUNNING; s <= SL_RO_ABORTED; s++) {
+		if (strcmp(state_names[s], name) == 0)
+			return (enum sl_rollout_state)s;
+	}
+	return 0;
+}
+
 /* Start a rollout. */
 struct sl_rollout *
 sl_rollout_new(const char *service, const char *canary, const char *baseline,

@@ -158,6 +158,9 @@ uint64_t sl_rollout_step_elapsed(const struct sl_rollout *ro, uint64_t now_ms);
 
 const char *sl_rollout_state_name(enum sl_rollout_state s);
 
+/* The state sl_rollout_state_name() calls NAME, or 0 for none. */
+enum sl_rollout_state sl_rollout_state_by_name(const char *name);
+
 /* The most recent verdict (NULL when none yet). */
 const struct sl_rollout_verdict *sl_rollout_last_verdict(
     const struct sl_rollout *ro);

@@ -42,9 +42,6 @@ struct sl_rollout_run {
 	struct sl_verdict_seq *seq_undo;
 };
 
-static const char *state_words[] = {
-    "running", "paused", "promoted", "reverted", "aborted"};
-
 /* Capture the totals the next window starts from. */
 static void
 capture_base(struct sl_rollout_run *run)
@@ -217,40 +214,6 @@ sl_ctl_rollout_json(struct sl_ctl *ctl, const char *svc, bool full)
 	return rollout_json(rt->run, full);
 }
 
-/* What apply() changes in a service's runtime record, to undo it. */
-struct rt_undo {
-	bool touched;
-	char previous_stable[64];
-	char lock_owner[64];
-	int64_t lock_expires;
-	char held_owner[64];
-	int64_t held_expires;
-};
-
-static void
-rt_keep(struct rt_undo *u, const struct sl_svc_rt *rt)
-{
-	u->touched = rt->touched;
-	memcpy(
-	    u->previous_stable, rt->previous_stable, sizeof u->previous_stable);
-	memcpy(u->lock_owner, rt->lock_owner, sizeof u->lock_owner);
-	u->lock_expires = rt->lock_expires;
-	memcpy(u->held_owner, rt->held_owner, sizeof u->held_owner);
-	u->held_expires = rt->held_expires;
-}
-
-static void
-rt_undo(struct sl_svc_rt *rt, const struct rt_undo *u)
-{
-	rt->touched = u->touched;
-	memcpy(rt->previous_stable, u->previous_stable,
-	    sizeof rt->previous_stable);
-	memcpy(rt->lock_owner, u->lock_owner, sizeof rt->lock_owner);
-	rt->lock_expires = u->lock_expires;
-	memcpy(rt->held_owner, u->held_owner, sizeof rt->held_owner);
-	rt->held_expires = u->held_expires;
-}
-
 /*
  * Apply ACTION, which the rollout's state machine has just decided: new
  * table, state file, event. If the state file cannot be written, nothing
@@ -266,16 +229,15 @@ apply(struct sl_rollout_run *run, enum sl_rollout_action action,
 	struct sl_ctl *ctl = run->ctl;
 	struct sl_svc_rt *rt = sl_ctl_rt(ctl, run->ro->service);
 	struct sl_route_table *t;
-	struct rt_undo undo;
+	struct sl_svc_rt undo = *rt; /* what a failure puts back */
 	bool final = sl_rollout_final(run->ro), unsaved = false;
 	json_t *after;
 
-	rt_keep(&undo, rt);
 	if (final)
 		give_back_lock(rt);
 	if (action == SL_RA_NONE) {
 		if (sl_state_save(ctl, sl_route_current(), errp) != 0) {
-			rt_undo(rt, &undo);
+			*rt = undo;
 			return -1;
 		}
 		if (final)
@@ -290,7 +252,7 @@ apply(struct sl_rollout_run *run, enum sl_rollout_action action,
 		if (who == NULL && action == SL_RA_REVERT && final)
 			finish(run);
 		else
-			rt_undo(rt, &undo);
+			*rt = undo;
 		return -1;
 	}
 	rt->touched = true;
@@ -299,7 +261,7 @@ apply(struct sl_rollout_run *run, enum sl_rollout_action action,
 		    run->ro->baseline);
 	if (sl_state_save(ctl, t, errp) != 0) {
 		if (who != NULL || action != SL_RA_REVERT) {
-			rt_undo(rt, &undo);
+			*rt = undo;
 			sl_route_free(t);
 			return -1;
 		}
@@ -489,9 +451,8 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 {
 	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc->name);
 	const char *stable = svc->versions[svc->stable].name;
-	struct sl_rollout_run *run, *old;
-	struct sl_guard *guard;
-	struct rt_undo undo;
+	struct sl_rollout_run *run;
+	struct sl_svc_rt undo;
 	int64_t now = (int64_t)time(NULL);
 	size_t i;
 	int ci;
@@ -544,10 +505,8 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 		return NULL;
 	/* The rollout takes over from a guard, and replaces the record of
 	 * the last rollout; both only once it has started. */
-	old = rt->run;
-	guard = rt->guard;
+	undo = *rt;
 	rt->guard = NULL; /* saved without it */
-	rt_keep(&undo, rt);
 	rt->run = run;
 	/* The starter may hold the lock (a pipeline: lock, rollout start,
 	 * rollout wait, unlock): it is set aside, not lost. */
@@ -562,17 +521,15 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 	rt->lock_expires = now + ROLLOUT_LOCK_TTL;
 	if (apply(run, SL_RA_SET_WEIGHT, who, text, errp) != 0 ||
 	    start_timer(run) != 0) {
-		rt_undo(rt, &undo);
-		rt->run = old;
-		rt->guard = guard;
+		*rt = undo;
 		run_free(run);
 		if (*errp == NULL)
 			*errp = sl_xstrdup("cannot start the analyzer timer");
 		return NULL;
 	}
-	rt->guard = guard;
+	rt->guard = undo.guard;
 	sl_ctl_guard_end(ctl, svc->name);
-	run_free(old);
+	run_free(undo.run);
 	return json_pack("{s:o}", "rollout", rollout_json(run, true));
 }
 
@@ -669,7 +626,7 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svcname);
 	struct sl_rollout_run *run;
 	char *err = NULL, msg[200];
-	size_t k;
+	enum sl_rollout_state st = sl_rollout_state_by_name(state);
 	int ci;
 
 	if (svc == NULL)
@@ -682,20 +639,16 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 		give_back_lock(rt); /* nothing holds the service now */
 		return;
 	}
-	for (k = 0; k < 5; k++) {
-		if (strcmp(state, state_words[k]) == 0)
-			break;
-	}
-	if (k == 5) {
+	if (st == 0) {
 		run_free(run);
 		give_back_lock(rt);
 		return;
 	}
 	ci = sl_route_version_index(svc, canary);
-	if (k < 2 && ci >= 0)
+	if ((st == SL_RO_RUNNING || st == SL_RO_PAUSED) && ci >= 0)
 		step = align_step(run->ro, step, svc->versions[ci].weight);
-	sl_rollout_restore(run->ro, (enum sl_rollout_state)(k + 1), step,
-	    windows, started, (int64_t)time(NULL), sl_ctl_mono_ms());
+	sl_rollout_restore(run->ro, st, step, windows, started,
+	    (int64_t)time(NULL), sl_ctl_mono_ms());
 	run->ro->ended = ended;
 	rt->run = run;
 	capture_base(run);

@@ -265,6 +265,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct timeval idle = {SL_CTL_IDLE_S, 0}, wr = {30, 0};
 	long uid = -1, pid = -1;
 	bool full, over_uid;
+	const char *refusal;
+	size_t refusal_len;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
 		uid = (long)cred.uid;
@@ -273,13 +275,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	full = sock->nclients >= SL_CTL_MAX_CLIENTS;
 	over_uid =
 	    !full && uid != 0 && uid_clients(sock, uid) >= SL_CTL_MAX_PER_UID;
+	refusal = full ? too_many : too_many_uid;
+	refusal_len = full ? sizeof too_many - 1 : sizeof too_many_uid - 1;
 	/* Refused clients linger to read their error line, but only so
 	 * many: past that, the line and close at once. */
 	if ((full || over_uid) && sock->nrejecting >= SL_CTL_MAX_REJECTING) {
-		if (full)
-			(void)!write(fd, too_many, sizeof too_many - 1);
-		else
-			(void)!write(fd, too_many_uid, sizeof too_many_uid - 1);
+		(void)!write(fd, refusal, refusal_len);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -308,20 +309,16 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 
 		cc->rejecting = true;
 		sock->nrejecting++;
-		if (full) {
+		if (full)
 			sl_log_warn("control socket %s: %u clients, the most "
 			            "served: refusing one",
 			    sock->path, sock->nclients);
-			bufferevent_write(
-			    cc->bev, too_many, sizeof too_many - 1);
-		} else {
+		else
 			sl_log_warn("control socket %s: uid %ld has %u "
 			            "clients, the most one user may have: "
 			            "refusing one",
 			    sock->path, uid, SL_CTL_MAX_PER_UID);
-			bufferevent_write(
-			    cc->bev, too_many_uid, sizeof too_many_uid - 1);
-		}
+		bufferevent_write(cc->bev, refusal, refusal_len);
 		bufferevent_set_timeouts(cc->bev, &brief, &brief);
 		bufferevent_enable(cc->bev, EV_READ);
 		return;

@@ -49,6 +49,7 @@
 
 #include <ini.h>
 
+#include "analysis/rollout.h"
 #include "conf/log.h"
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
@@ -402,10 +403,7 @@ rollout_line_ok(const char *v)
 		return false;
 	/* A rollout of a version against itself, or in a state sluice
 	 * never writes, is no rollout sluice saved. */
-	if (strcmp(c, b) == 0 ||
-	    (strcmp(st, "running") != 0 && strcmp(st, "paused") != 0 &&
-	        strcmp(st, "promoted") != 0 && strcmp(st, "reverted") != 0 &&
-	        strcmp(st, "aborted") != 0))
+	if (strcmp(c, b) == 0 || sl_rollout_state_by_name(st) == 0)
 		return false;
 	return take_uints(v + end, 3, max, n) == 0 ||
 	    take_uints(v + end, 4, max, n) == 0;
@@ -886,8 +884,8 @@ sl_state_restore_runs(struct sl_ctl *ctl)
 	/* A rollout that could not come back (its version is gone) must
 	 * not stay in the file, nor its lock on the service; nor a guard
 	 * that ended; and one that did has begun a window more, which the
-	 * next restart must not reuse. */
-	/* Nor what the config no longer has: the file says what runs. */
+	 * next restart must not reuse; nor what the config no longer has
+	 * (state_dropped): the file says what runs. */
 	if ((changed > 0 || ctl->state_dropped > 0) &&
 	    sl_state_save(ctl, sl_route_current(), &err) != 0) {
 		sl_log_error("%s", err);

@@ -1106,8 +1106,8 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->attempts = 1;
 	w->pools[srv->id]->active++;
 	w->retry_tokens += gconf(c)->retry_budget_pct;
-	if (w->retry_tokens > 1000)
-		w->retry_tokens = 1000; /* at most 10 retries in a burst */
+	if (w->retry_tokens > SL_RETRY_TOKENS_MAX)
+		w->retry_tokens = SL_RETRY_TOKENS_MAX;
 
 	/* Room for the head rewritten, and sluice's own lines: a client
 	 * certificate's can be long (an escaped subject and issuer). */

@@ -681,6 +681,14 @@ static const char host_table[256] = {
     ['+'] = 1,
 };
 
+/* Is S[I] the '%' of a %HH escape within S's N bytes? */
+static bool
+pct_escape_at(const char *s, size_t n, size_t i)
+{
+	return s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+	    isxdigit((unsigned char)s[i + 2]);
+}
+
 /* Is S (N bytes) an IP-literal's inside: an IPv6 address, or IPvFuture
  * ("v" HEXDIG+ "." then unreserved, sub-delims or ":"; RFC 3986 3.2.2)? */
 static bool
@@ -715,15 +723,10 @@ ip_literal_ok(const char *s, size_t n)
 		for (; z < n; z++) {
 			unsigned char c = (unsigned char)s[z];
 
-			if (c == '%') {
-				if (z + 2 >= n ||
-				    !isxdigit((unsigned char)s[z + 1]) ||
-				    !isxdigit((unsigned char)s[z + 2]))
-					return false;
+			if (pct_escape_at(s, n, z))
 				z += 2;
-			} else if (!isalnum(c) && strchr("-._~", c) == NULL) {
+			else if (!isalnum(c) && strchr("-._~", c) == NULL)
 				return false;
-			}
 		}
 		n = i;
 	}
@@ -761,8 +764,7 @@ host_chars_ok(const char *s, uint32_t n)
 				continue;
 			if (c != '%')
 				break;
-			if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
-			    !isxdigit((unsigned char)s[i + 2]))
+			if (!pct_escape_at(s, n, i))
 				return false;
 			i += 2;
 		}

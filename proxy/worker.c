@@ -296,7 +296,7 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		w->stop_fd = -1;
 		/* The retry budget starts full: a fresh process facing a
 		 * dead server retries its first requests too. */
-		w->retry_tokens = 1000;
+		w->retry_tokens = SL_RETRY_TOKENS_MAX;
 		/* Only this worker's thread touches its base (stop comes
 		 * through stop_fd), so it needs no lock: libevent would take a
 		 * mutex around every event_add and loop turn. */

@@ -66,7 +66,8 @@ struct sl_worker {
 	struct sl_wstats wstats;
 
 	uint64_t rng;
-	uint32_t retry_tokens; /* hundredths of a retry, see conn.c */
+	uint32_t retry_tokens;   /* hundredths of a retry, see conn.c */
+#define SL_RETRY_TOKENS_MAX 1000 /* a burst of 10 retries; the start */
 	struct sl_http_head *scratch_head;
 	/* Request heads are parsed here; a request with a body hands the
 	 * parser's state on to its upstream connection (conn.c). */
