@@ -23,7 +23,11 @@
 #      kernel's CPU controller (cgroup cpu quota), wrk at 64 and 1000
 #      connections: the proxy is then the bottleneck, with the load
 #      generator and origins far from theirs, which on a 2-CPU machine is
-#      the only way the proxy's own capacity shows in a closed loop.
+#      the only way the proxy's own capacity shows in a closed loop;
+#   7. latency as in 3, under the same quota, at 50% and 80% of the slowest
+#      proxy's capped throughput: each proxy loaded relative to what it
+#      can serve on the same share of a CPU, with the generator's core
+#      short of saturation (uncapped, it is the bottleneck at 80%).
 # Prints a markdown report and writes it to bench/out/report-DATE.md (raw
 # numbers next to it, .tsv). Everything listens on 127.0.0.1 only; every
 # process started here is killed by pid when the script exits.
@@ -64,8 +68,8 @@ usage: bench/compare.sh [options]
   --retries N      at most N more attempts per run ($retries)
   --quiet-wait S   before each run, wait up to S seconds for the machine
                    to be quiet ($quiet_wait)
-  --cap P          CPU quota for the capped throughput runs, percent of one
-                   CPU (0: skip them) ($cap)
+  --cap P          CPU quota for the capped throughput and latency runs,
+                   percent of one CPU (0: skip them) ($cap)
 EOF
 }
 
@@ -545,19 +549,24 @@ for conns in 64 1000; do
 	done
 done
 
+# The slowest proxy's median requests/s in test $1 (whole number).
+median_min() {
+	awk -F'\t' -v t="$1" '$1 == t && $4 == "rps" { print $2, $5 }' "$results" |
+		sort -k1,1 -k2,2g | awk '
+		{ v[$1] = v[$1] " " $2; n[$1]++ }
+		END {
+			min = -1
+			for (p in v) {
+				split(substr(v[p], 2), a, " ")
+				m = (n[p] % 2) ? a[(n[p] + 1) / 2] : (a[n[p] / 2] + a[n[p] / 2 + 1]) / 2
+				if (min < 0 || m < min) min = m
+			}
+			if (min >= 0) printf "%.0f", min
+		}'
+}
+
 # Capacity: the slowest proxy's median at 64 connections, small responses.
-capacity=$(awk -F'\t' '$1 == "wrk_c64_small" && $4 == "rps" { print $2, $5 }' "$results" |
-	sort -k1,1 -k2,2g | awk '
-	{ v[$1] = v[$1] " " $2; n[$1]++ }
-	END {
-		min = -1
-		for (p in v) {
-			split(substr(v[p], 2), a, " ")
-			m = (n[p] % 2) ? a[(n[p] + 1) / 2] : (a[n[p] / 2] + a[n[p] / 2 + 1]) / 2
-			if (min < 0 || m < min) min = m
-		}
-		printf "%.0f", min
-	}')
+capacity=$(median_min wrk_c64_small)
 [ -n "$capacity" ] && [ "$capacity" -gt 0 ] 2>/dev/null || die "no throughput measured"
 log "slowest proxy's capacity: $capacity req/s"
 
@@ -584,6 +593,25 @@ if [ "$cap" -gt 0 ] && cap_setup; then
 		done
 	done
 	record cap all 0 percent "$cap"
+	# Latency under the same quota, at 50% and 80% of the slowest capped
+	# proxy's capacity: load relative to what each proxy can do on its
+	# share of a CPU, while the generator's core stays far from saturation
+	# (the uncapped latency runs above saturate it at 80%).
+	cap_capacity=$(median_min cap_c64)
+	if [ -n "$cap_capacity" ] && [ "$cap_capacity" -gt 0 ] 2>/dev/null; then
+		log "capped latency: $cap% of one CPU each, slowest capped capacity $cap_capacity req/s"
+		for pct in 50 80; do
+			rate=$((cap_capacity * pct / 100))
+			record "cap_lat_$pct" all 0 target_rate "$rate"
+			for r in $(seq "$rounds"); do
+				for p in "${PROXIES[@]}"; do
+					cap_move "$p" "$cap_dir" || { log "could not move $p into $cap_dir"; continue; }
+					measured run_loadgen "$p" "$rate" "cap_lat_$pct" "$r"
+					cap_move "$p" "$cap_root"
+				done
+			done
+		done
+	fi
 	rmdir "$cap_dir" 2>/dev/null
 fi
 
@@ -697,32 +725,45 @@ if cap is not None:
               f" | {ratio(m['sluice'], max(others) if others else None)} |")
     print()
 
+def latency_tables(prefix, what):
+    for pct in (50, 80):
+        t = f"{prefix}_{pct}"
+        rate = med(t, "all", "target_rate")
+        print(f"**{pct}% of the slowest {what}capacity: {fmt(rate)} requests/s**\n")
+        print("| | p50 | p90 | p99 | p99.9 | max | p99, best round | generator send lag p99 | achieved req/s | errors | proxy CPU µs/req | generator CPUs busy |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for p in P:
+            print(f"| {p} | " + " | ".join(fmt(med(t, p, q), 3) for q in
+                  ("p50", "p90", "p99", "p99.9", "max")) +
+                  f" | {fmt(best(t, p, 'p99'), 3)}" +
+                  f" | {fmt(med(t, p, 'lag_p99'), 3)}" +
+                  f" | {fmt(med(t, p, 'rate'))} | {fmt(med(t, p, 'errors'))} |"
+                  f" {fmt(med(t, p, 'cpu_us'), 2)} | {fmt(med(t, p, 'gen_busy'))}% |")
+        print("\n(generator send lag: how late sl-loadgen itself sent requests, "
+              "from their due time to the socket, because its core was busy; "
+              "it counts in the latency, and it is not time the proxy held "
+              "the request.)")
+        s = med(t, "sluice", "p99")
+        o = [x for x in (med(t, "haproxy", "p99"), med(t, "nginx", "p99")) if x is not None]
+        sb = best(t, "sluice", "p99")
+        ob = [x for x in (best(t, "haproxy", "p99"), best(t, "nginx", "p99")) if x is not None]
+        print(f"\np99 sluice / best other: {ratio(s, min(o) if o else None)} "
+              f"(medians), {ratio(sb, min(ob) if ob else None)} (best rounds: "
+              "the least disturbed run of each, since tails are what a busy "
+              "neighbour moves most)\n")
+
 print("## Latency at a fixed rate (sl-loadgen, open loop, 64 connections), ms, median\n")
-for pct in (50, 80):
-    t = f"lat_{pct}"
-    rate = med(t, "all", "target_rate")
-    print(f"**{pct}% of the slowest proxy's capacity: {fmt(rate)} requests/s**\n")
-    print("| | p50 | p90 | p99 | p99.9 | max | p99, best round | generator send lag p99 | achieved req/s | errors | proxy CPU µs/req | generator CPUs busy |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for p in P:
-        print(f"| {p} | " + " | ".join(fmt(med(t, p, q), 3) for q in
-              ("p50", "p90", "p99", "p99.9", "max")) +
-              f" | {fmt(best(t, p, 'p99'), 3)}" +
-              f" | {fmt(med(t, p, 'lag_p99'), 3)}" +
-              f" | {fmt(med(t, p, 'rate'))} | {fmt(med(t, p, 'errors'))} |"
-              f" {fmt(med(t, p, 'cpu_us'), 2)} | {fmt(med(t, p, 'gen_busy'))}% |")
-    print("\n(generator send lag: how late sl-loadgen itself sent requests, "
-          "from their due time to the socket, because its core was busy; "
-          "it counts in the latency, and it is not time the proxy held "
-          "the request.)")
-    s = med(t, "sluice", "p99")
-    o = [x for x in (med(t, "haproxy", "p99"), med(t, "nginx", "p99")) if x is not None]
-    sb = best(t, "sluice", "p99")
-    ob = [x for x in (best(t, "haproxy", "p99"), best(t, "nginx", "p99")) if x is not None]
-    print(f"\np99 sluice / best other: {ratio(s, min(o) if o else None)} "
-          f"(medians), {ratio(sb, min(ob) if ob else None)} (best rounds: "
-          "the least disturbed run of each, since tails are what a busy "
-          "neighbour moves most)\n")
+latency_tables("lat", "proxy's ")
+
+if cap is not None and med("cap_lat_50", "all", "target_rate") is not None:
+    print(f"## Latency at a fixed rate, each proxy held to {cap:.0f}% of one CPU, ms, median\n")
+    print("The same open-loop runs with each proxy under the CPU quota of the "
+          "capped throughput runs, at 50% and 80% of the slowest proxy's capped "
+          "capacity: load relative to what each proxy can serve on the same "
+          "share of a CPU, with the generator's core well short of saturation. "
+          "A proxy that needs more CPU per request runs closer to its quota "
+          "and is throttled (held for the rest of a 10 ms period) more often.\n")
+    latency_tables("cap_lat", "capped proxy's ")
 
 print("## Memory per idle keep-alive client connection (fresh process), median\n")
 print("| | RSS before, KiB | RSS after, KiB | bytes / connection |")
