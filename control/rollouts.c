@@ -687,14 +687,17 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 		struct sl_route_service *svc;
 		char err[200], msg[240];
 		const char *why;
+		char *e = NULL;
+		bool gone;
 
 		if (run == NULL || sl_rollout_final(run->ro))
 			continue;
 		svc = sl_route_service_by_name(
 		    sl_route_current(), run->ro->service);
-		if (svc == NULL ||
+		gone = svc == NULL ||
 		    sl_route_version_index(svc, run->ro->canary) < 0 ||
-		    sl_route_version_index(svc, run->ro->baseline) < 0)
+		    sl_route_version_index(svc, run->ro->baseline) < 0;
+		if (gone)
 			why = "a version of the rollout was removed by reload";
 		else if (!sl_route_current()->conf->global.measure)
 			why = "measure = no since a reload: the analyzer has "
@@ -703,11 +706,21 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 			continue;
 		sl_rollout_abort(run->ro, (int64_t)time(NULL), sl_ctl_mono_ms(),
 		    why, err, sizeof err);
-		finish(run);
 		snprintf(msg, sizeof msg, "rollout %s of %s: aborted: %s",
 		    run->ro->service, run->ro->canary, why);
-		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
 		aborted++;
+		/* Both versions still there: the canary goes to 0%, as an
+		 * operator's abort does (apply records the event). */
+		if (!gone) {
+			if (apply(run, SL_RA_REVERT, NULL, msg, &e) != 0) {
+				sl_log_error(
+				    "rollout %s: %s", run->ro->service, e);
+				free(e);
+			}
+			continue;
+		}
+		finish(run);
+		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
 	}
 	return aborted;
 }

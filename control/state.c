@@ -547,6 +547,24 @@ latency_stats_fit(const struct saved_svc *s)
 	    max <= sl_hist_bucket_hi(sl_hist_index(sl_hist_max(h)));
 }
 
+/* A service a reload removed: its record goes (weights, server states,
+ * lock, guard), so that it starts afresh if a later reload brings it
+ * back, as the config has it. An ended rollout stays for show rollout; a
+ * live one is aborted by sl_ctl_rollouts_check. */
+static void
+forget_service(struct sl_ctl *ctl, const char *name)
+{
+	struct sl_svc_rt *rt = sl_ctl_rt(ctl, name);
+
+	rt->touched = false;
+	rt->previous_stable[0] = '\0';
+	rt->lock_owner[0] = '\0';
+	rt->lock_expires = 0;
+	rt->held_owner[0] = '\0';
+	rt->held_expires = 0;
+	sl_ctl_guard_end(ctl, name);
+}
+
 /* Apply the saved records to T (unpublished) and CTL's runtime records;
  * *DROPPED counts the services whose weights or stable version could not
  * be (their version is gone: the config's apply). Such a service stays a
@@ -571,6 +589,9 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			sl_log_warn("%s: service '%s' is no longer configured; "
 			            "its runtime state is dropped",
 			    origin, s->name);
+			if (!at_start)
+				forget_service(ctl, s->name);
+			(*dropped)++;
 			continue;
 		}
 		rt = sl_ctl_rt(ctl, s->name);

@@ -236,7 +236,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	/* What the config took away (saved weights, a rollout's version)
 	 * goes from the state file too, or a restart would bring it back. */
 	if ((sl_ctl_rollouts_check(d) > 0 || dropped > 0) &&
-	    sl_state_save(d, t, &err) != 0) {
+	    sl_state_save(d, sl_route_current(), &err) != 0) {
 		sl_log_error("reload: %s", err);
 		free(err);
 		err = NULL;

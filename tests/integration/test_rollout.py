@@ -417,6 +417,14 @@ check(reload() == "reload", "measure = no without [rollout:] sections: "
 r = rollout("err")
 check(r["state"] == "aborted" and "measure = no" in r["reason"],
       "and the running rollout is aborted, saying why (%s)" % r["reason"])
+w, stable = weights("err")
+check(w == {"blue": 100.0, "green": 0.0} and stable == "blue",
+      "and its canary is routed no more, as an operator's abort does "
+      "(%r, stable %s)" % (w, stable))
+with open(sl.state_path) as f:
+    saved = f.read().split("[service:err]")[-1].split("\n[")[0]
+check("weight = green 0.00" in saved and " aborted " in saved,
+      "and the state file says so: green at 0%% (%r)" % saved)
 r = sl.ctl("rollout start err green")
 check(not r["ok"] and r["error"].startswith("measure = no: without "
                                             "latencies"),

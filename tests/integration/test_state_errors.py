@@ -10,6 +10,7 @@ the config's steps no longer have goes on from its routed weight."""
 import http.client
 import os
 import shutil
+import signal
 import threading
 import time
 
@@ -202,4 +203,48 @@ for steps, saved_step, want_step in (("10 100", 1, 1), ("5 20 100", 1, 2)):
                  % want_step),
           "the event says it was restored paused (not 'resumed')")
     check(sl.stop() == 0, "sluice exits 0")
+
+# --- A service a reload removes takes its runtime state with it: out of
+# the state file at once (a restart must not bring a drained server or a
+# lock back), and out of the running process (a reload that brings the
+# service back starts it afresh, as the config has it).
+two = {"a": service("a", green), "b": service("b", green)}
+two_text = config(port, two, workers=1)
+sl.write(two_text)
+os.unlink(sl.state_path)
+sl.start()
+check(sl.ctl("set server b blue %s drain" % blue.addr)["ok"] and
+      sl.ctl("as ops lock b ops 600")["ok"], "b's blue drained and locked")
+
+
+def reload_event():
+    n = len(sl.ctl("show events 1000")["events"])
+    sl.proc.send_signal(signal.SIGHUP)
+    check(wait_until(lambda: len(sl.ctl("show events 1000")["events"]) > n),
+          "the reload is done")
+    return sl.ctl("show events 1000")["events"][-1]
+
+
+e = reload_event() if sl.write(config(port, {"a": two["a"]}, workers=1)) \
+    is None else None
+check(e["command"] == "reload" and e["after"]["runtime_state_dropped"] == 1,
+      "removing b: the reload counts its state as dropped (%r)" % e)
+with open(sl.state_path) as f:
+    saved = f.read()
+check("[service:b]" not in saved,
+      "and the state file no longer holds it (%r)" % saved)
+sl.write(two_text)
+check(reload_event()["command"] == "reload", "b back by reload")
+svc = sl.ctl("show service b")["service"]
+states = [srv["state"] for v in svc["versions"] for srv in v["servers"]]
+check(svc.get("lock") is None and all(st == "ready" for st in states),
+      "b comes back afresh: not locked, its servers ready (%r, %r)"
+      % (svc.get("lock"), states))
+check(sl.get("/b/x")[0] == 200, "and b serves")
+check(sl.restart() == 0, "sluice exits 0")
+svc = sl.ctl("show service b")["service"]
+states = [srv["state"] for v in svc["versions"] for srv in v["servers"]]
+check(all(st == "ready" for st in states) and sl.get("/b/x")[0] == 200,
+      "and a restart does not bring the drained server back (%r)" % states)
+check(sl.stop() == 0, "sluice exits 0")
 done()
