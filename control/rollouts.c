@@ -533,6 +533,29 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 	return json_pack("{s:o}", "rollout", rollout_json(run, true));
 }
 
+/* A rollout's pause, resume, abort and promote obey the service's lock
+ * as every mutating command does: a rollout started under a lock holds
+ * the service as 'rollout' and keeps its starter's lock aside, and only
+ * that owner (or anyone once it has expired) may steer it. */
+static bool
+refuse_locked(const struct sl_svc_rt *rt, const struct sl_who *who, char **errp)
+{
+	int64_t now = (int64_t)time(NULL);
+	const char *owner = rt->lock_owner;
+	int64_t until = rt->lock_expires;
+
+	if (strcmp(owner, SL_ROLLOUT_OWNER) == 0) {
+		owner = rt->held_owner;
+		until = rt->held_expires;
+	}
+	if (owner[0] == '\0' || until <= now || strcmp(owner, who->owner) == 0)
+		return false;
+	*errp = sl_xasprintf("service '%s' is locked by '%s' until %s (%lld s "
+	                     "left); act as that owner or wait",
+	    rt->name, owner, sl_ctl_isotime(until), (long long)(until - now));
+	return true;
+}
+
 /* Dispatch the rollout commands. */
 json_t *
 sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
@@ -562,6 +585,8 @@ sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 		*errp = sl_xasprintf("no rollout on '%s'", svc->name);
 		return NULL;
 	}
+	if (refuse_locked(rt, who, errp))
+		return NULL;
 	keep(run, &before);
 	if (strcmp(verb, "pause") == 0)
 		action = sl_rollout_pause(

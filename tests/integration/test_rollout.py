@@ -281,13 +281,28 @@ r = sl.ctl("rollout abort ops")
 check(not r["ok"] and "already promoted" in r["error"],
       "abort after the end is refused")
 
-# Abort: a new rollout of blue on ops (green is stable now), then abort.
-r = sl.ctl("rollout start ops blue")
-check(r["ok"], "a new rollout after the last one ended")
-r = sl.ctl("rollout abort ops")
+# A rollout started under its starter's lock obeys that lock: nobody
+# else pauses, promotes or aborts it (the error names the owner); the
+# owner does. Here a new rollout of blue on ops (green is stable now).
+check(sl.ctl("as job1 lock ops job1 600")["ok"], "job1 locks ops")
+r = sl.ctl("as job1 rollout start ops blue")
+check(r["ok"], "job1 starts a new rollout after the last one ended")
+for verb in ("pause", "promote", "abort"):
+    r = sl.ctl("as intruder rollout %s ops" % verb)
+    check(not r["ok"] and "locked by 'job1'" in r["error"],
+          "rollout %s by another owner is refused (%r)" % (verb, r))
+check(rollout("ops")["state"] == "running" and weights("ops")[1] == "green",
+      "and the rollout runs on, green stable")
+check(sl.ctl("as job1 rollout pause ops")["ok"] and
+      sl.ctl("as job1 rollout resume ops")["ok"],
+      "the lock's owner pauses and resumes it")
+# Abort by its owner; the lock goes back to job1, who releases it.
+r = sl.ctl("as job1 rollout abort ops")
 check(r["ok"] and r["rollout"]["state"] == "aborted", "rollout abort ops")
 w, stable = weights("ops")
 check(stable == "green" and w["blue"] == 0.0, "abort puts the canary back to 0%")
+check(sl.ctl("as job1 unlock ops job1")["ok"], "job1 has its lock back and "
+      "releases it")
 
 # Rollout metrics: valid Prometheus text with the three families.
 import shutil
