@@ -872,6 +872,17 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 		free(copy);
 		return reply;
 	}
+	if (best->write && ctl->passive) {
+		char *msg = sl_xasprintf("'%s' refused: pid %ld is taking "
+		                         "over from this sluice (--takeover); "
+		                         "send commands to it",
+		    best->words, ctl->handover_pid);
+
+		reply = error_reply(msg);
+		free(msg);
+		free(copy);
+		return reply;
+	}
 	if (best->write && read_only) {
 		char *msg = sl_xasprintf("'%s' changes state: use the "
 		                         "read-write control socket",

@@ -102,6 +102,15 @@ struct sl_ctl {
 
 	/* Control sockets (read-write and read-only). */
 	bool takeover; /* --takeover: replace a running sluice's socket */
+	/* A new sluice started with --takeover is taking over from this one
+	 * ("takeover begin" on the control socket, from handover_client):
+	 * meanwhile this one is passive, making no decisions (analyzer,
+	 * guard, lock expiry) and writing no state file, so that one process
+	 * alone decides. If that client goes before "takeover done", the new
+	 * sluice failed to start and this one decides again. */
+	bool passive, handed_over;
+	long handover_pid;
+	void *handover_client;
 	struct sl_ctl_socket *socks[2];
 	size_t nsocks;
 	struct event *lock_ev; /* expires locks */
@@ -190,6 +199,25 @@ int sl_state_save(
 /* Open the event log (NULL: none). */
 int sl_events_open(struct sl_ctl *ctl, const char *path, char **errp);
 void sl_events_close(struct sl_ctl *ctl);
+
+/* The control socket's takeover handshake ("takeover begin|done"), for
+ * client CLIENT: the reply. */
+json_t *sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client,
+    const struct sl_who *who, bool read_only, const char *verb);
+
+/* CLIENT is gone: if it was taking over and had not finished, this
+ * sluice decides again. */
+void sl_ctl_takeover_gone(struct sl_ctl *ctl, void *client);
+
+/* --takeover, the new sluice's side, before it reads the state file:
+ * "takeover begin" to the sluice on control socket PATH. Returns the
+ * connection to keep until sl_takeover_done, with the old sluice's *PID;
+ * -1 when none answers or it predates the handshake (*errp NULL: start
+ * anyway), or when it refused (*errp says why: do not start). */
+int sl_takeover_begin(const char *path, long *pid, char **errp);
+
+/* Up and serving: "takeover done" on FD, then close it. */
+void sl_takeover_done(int fd, long pid);
 
 /* Record an event; steals the references to BEFORE and AFTER (may be
  * NULL). WHO NULL means sluice itself. */

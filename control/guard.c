@@ -139,6 +139,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t now_ms = sl_ctl_mono_ms();
 	char msg[512];
 
+	if (g->ctl->passive) /* a new sluice is taking over: it judges */
+		return;
 	/* Warming up: the new version is judged from the first look after
 	 * the warm-up. A guard resumed near its end may run out first: it
 	 * ends then, having judged nothing since the restart. */

@@ -318,7 +318,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_rollout before;
 	char *err = NULL, msg[400];
 
-	if (ro->state != SL_RO_RUNNING)
+	if (ro->state != SL_RO_RUNNING || run->ctl->passive)
 		return;
 	/* The rollout's own lock stays held while it runs; a lock someone
 	 * took after unlocking it keeps its own TTL. */

@@ -76,6 +76,7 @@ struct ctl_client {
 static void
 client_free(struct ctl_client *cc)
 {
+	sl_ctl_takeover_gone(cc->sock->ctl, cc);
 	if (cc->rejecting)
 		cc->sock->nrejecting--;
 	else
@@ -140,6 +141,16 @@ answer_lines(struct ctl_client *cc, bool at_eof)
 			reply = json_pack("{s:b,s:s}", "ok", 0, "error",
 			    "command line too long");
 			cc->closing = true;
+		} else if (strcmp(line, "takeover begin") == 0 ||
+		    strcmp(line, "takeover done") == 0) {
+			struct sl_ctl *ctl = cc->sock->ctl;
+
+			reply = sl_ctl_takeover_cmd(
+			    ctl, cc, &cc->who, cc->sock->read_only, line + 9);
+			/* The new sluice may take its time to start: its
+			 * connection never idles out. */
+			if (ctl->handover_client == cc)
+				bufferevent_set_timeouts(cc->bev, NULL, NULL);
 		} else {
 			reply = sl_ctl_dispatch(cc->sock->ctl, &cc->who,
 			    cc->sock->read_only, line, n);
@@ -468,6 +479,8 @@ lock_tick_cb(evutil_socket_t fd, short what, void *arg)
 	char *err = NULL;
 	size_t i;
 
+	if (ctl->passive) /* the sluice taking over expires them */
+		return;
 	for (i = 0; i < ctl->nrt; i++) {
 		struct sl_svc_rt *rt = ctl->rt[i];
 		char cmd[160];
@@ -516,6 +529,7 @@ sl_ctl_sockets_stop(struct sl_ctl *ctl)
 {
 	size_t i;
 
+	ctl->handover_client = NULL; /* stopping: nothing to decide again */
 	for (i = 0; i < ctl->nsocks; i++) {
 		struct ctl_client *cc;
 

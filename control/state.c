@@ -989,6 +989,12 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 
 	if (ctl->state_path == NULL)
 		return 0;
+	if (ctl->passive) {
+		*errp = sl_xasprintf("state file %s not written: pid %ld has "
+		                     "taken over from this sluice (--takeover)",
+		    ctl->state_path, ctl->handover_pid);
+		return -1;
+	}
 	capture(ctl, t, &sv);
 	tmp = sl_xasprintf("%s.tmp.%d", ctl->state_path, (int)getpid());
 	f = fopen(tmp, "w");

@@ -262,7 +262,7 @@ reclaim_cb(evutil_socket_t fd, short what, void *arg)
 	/* A revert published while the file could not be written: the file
 	 * catches up as soon as it can be (a restart must not bring the
 	 * failing version back). */
-	if (d->state_unsaved) {
+	if (d->state_unsaved && !d->passive) {
 		char *err = NULL;
 
 		if (sl_state_save(d, sl_route_current(), &err) != 0)
@@ -279,6 +279,8 @@ main(int argc, char **argv)
 	struct event *ev_term, *ev_int, *ev_hup, *ev_reclaim;
 	struct timeval one_second = {1, 0};
 	bool check_only = false, ignore_state = false;
+	int handover_fd = -1;
+	long handover_pid = 0;
 	static const struct option longopts[] = {
 	    {"ignore-state", no_argument, NULL, 'I'},
 	    {"takeover", no_argument, NULL, 'T'},
@@ -353,6 +355,14 @@ main(int argc, char **argv)
 	if (table == NULL)
 		sl_fatal(0, "%s", err);
 	keep_started(&conf->global);
+	/* --takeover: the running sluice stops deciding before this one
+	 * reads the state file, so what it reads is final. */
+	if (d.takeover) {
+		handover_fd = sl_takeover_begin(
+		    conf->global.control_socket, &handover_pid, &err);
+		if (handover_fd < 0 && err != NULL)
+			sl_fatal(0, "--takeover: %s", err);
+	}
 	if (ignore_state) {
 		if (sl_state_check_path(conf->global.state_file, &err) != 0)
 			sl_fatal(0, "%s", err);
@@ -407,6 +417,8 @@ main(int argc, char **argv)
 	        (int)d.state_dropped));
 	sl_state_restore_runs(&d);
 	sl_health_sync(&d, sl_route_current());
+	if (handover_fd >= 0)
+		sl_takeover_done(handover_fd, handover_pid);
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
 	            "%zu TLS certificates, config %s",
 	    PACKAGE_VERSION, d.nworkers, conf->nlisteners, conf->nservices,

@@ -1,0 +1,220 @@
+/*
+ * takeover.c — the handshake of a zero-downtime upgrade (--takeover), both
+ * sides of it.
+ *
+ * Between the start of a new sluice and the end of the old one, both
+ * accept connections (SO_REUSEPORT). Only one may decide: two analyzers
+ * judging one rollout, or two processes writing one state file, undo each
+ * other (an operator's abort sent to the new one, promoted by the old
+ * one's analyzer, and restored as promoted by the next start). So the new
+ * process, before it reads the state file, connects to the old one's
+ * control socket and sends "takeover begin": from then on the old one is
+ * passive (no analyzer verdicts, no guard, no lock expiry, no state file,
+ * no mutating command) and serves with the routing it has. Once the new
+ * one is up it sends "takeover done" and closes. If that connection goes
+ * before "done", the new one failed to start, and the old one decides
+ * again, as if nothing had happened.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "conf/log.h"
+#include "conf/xmalloc.h"
+#include "control/ctl.h"
+
+#define TAKEOVER_WAIT_S 10 /* for the old sluice's answer */
+
+/* ---- the running (old) sluice's side ---- */
+
+json_t *
+sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
+    bool read_only, const char *verb)
+{
+	char msg[200];
+
+	if (read_only)
+		return json_pack("{s:b,s:s}", "ok", 0, "error",
+		    "'takeover' changes state: use the read-write control "
+		    "socket");
+	/* The new sluice runs as the old one's user (or root). */
+	if (who->uid != 0 && who->uid != (long)getuid())
+		return json_pack("{s:b,s:s}", "ok", 0, "error",
+		    "takeover: only root or sluice's own user may take over");
+	if (strcmp(verb, "begin") == 0) {
+		if (ctl->passive || ctl->handed_over) {
+			snprintf(msg, sizeof msg,
+			    "takeover: pid %ld is already taking over",
+			    ctl->handover_pid);
+			return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+		}
+		ctl->passive = true;
+		ctl->handover_client = client;
+		ctl->handover_pid = who->pid;
+		snprintf(msg, sizeof msg,
+		    "takeover begin: pid %ld is taking over; this sluice "
+		    "makes no more decisions and writes no state",
+		    who->pid);
+		sl_event(ctl, who, msg, NULL, NULL);
+		return json_pack(
+		    "{s:b,s:I}", "ok", 1, "pid", (json_int_t)getpid());
+	}
+	if (client != ctl->handover_client)
+		return json_pack("{s:b,s:s}", "ok", 0, "error",
+		    "takeover done: no takeover begun on this connection");
+	ctl->handed_over = true;
+	snprintf(msg, sizeof msg,
+	    "takeover done: pid %ld has taken over; stop this sluice "
+	    "(SIGTERM)",
+	    ctl->handover_pid);
+	sl_event(ctl, who, msg, NULL, NULL);
+	return json_pack("{s:b,s:I}", "ok", 1, "pid", (json_int_t)getpid());
+}
+
+void
+sl_ctl_takeover_gone(struct sl_ctl *ctl, void *client)
+{
+	char msg[160];
+
+	if (client == NULL || client != ctl->handover_client)
+		return;
+	ctl->handover_client = NULL;
+	if (ctl->handed_over)
+		return;
+	ctl->passive = false;
+	snprintf(msg, sizeof msg,
+	    "takeover abandoned: pid %ld went before it was up; this sluice "
+	    "decides again",
+	    ctl->handover_pid);
+	sl_event(ctl, NULL, msg, NULL, NULL);
+}
+
+/* ---- the new sluice's side ---- */
+
+/* Send LINE on FD and read one reply line into a JSON object. */
+static json_t *
+exchange(int fd, const char *line, char **errp)
+{
+	char buf[1024];
+	size_t len = 0;
+	ssize_t n;
+	json_t *r;
+
+	if (send(fd, line, strlen(line), MSG_NOSIGNAL) !=
+	    (ssize_t)strlen(line)) {
+		*errp = sl_xasprintf("cannot send: %s", strerror(errno));
+		return NULL;
+	}
+	while (len < sizeof buf - 1) {
+		n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+		if (n <= 0) {
+			*errp = sl_xasprintf("no answer: %s",
+			    n == 0 ? "connection closed" : strerror(errno));
+			return NULL;
+		}
+		len += (size_t)n;
+		if (memchr(buf, '\n', len) != NULL)
+			break;
+	}
+	buf[len] = '\0';
+	r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	if (!json_is_object(r)) {
+		json_decref(r);
+		*errp = sl_xstrdup("not a control socket reply");
+		return NULL;
+	}
+	return r;
+}
+
+int
+sl_takeover_begin(const char *path, long *pid, char **errp)
+{
+	struct sockaddr_un sun;
+	struct timeval wait = {TAKEOVER_WAIT_S, 0};
+	const char *e;
+	json_t *r;
+	int fd;
+
+	*errp = NULL;
+	if (path == NULL || strlen(path) >= sizeof sun.sun_path)
+		return -1;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		sl_log_info("--takeover: no sluice answers on %s (%s); "
+		            "starting on its own",
+		    path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	r = exchange(fd, "takeover begin\n", errp);
+	if (r == NULL) {
+		char *m = sl_xasprintf("the sluice on %s: %s", path, *errp);
+
+		free(*errp);
+		*errp = m;
+		close(fd);
+		return -1;
+	}
+	if (!json_is_true(json_object_get(r, "ok"))) {
+		e = json_string_value(json_object_get(r, "error"));
+		if (e != NULL && strncmp(e, "unknown command", 15) == 0) {
+			/* A sluice from before the handshake: both decide
+			 * until it stops. */
+			sl_log_warn("--takeover: the sluice on %s does not "
+			            "know the takeover handshake; stop it "
+			            "soon, until then both make decisions",
+			    path);
+		} else {
+			*errp = sl_xasprintf("the sluice on %s refused: %s",
+			    path, e != NULL ? e : "no reason given");
+		}
+		json_decref(r);
+		close(fd);
+		return -1;
+	}
+	*pid = (long)json_integer_value(json_object_get(r, "pid"));
+	json_decref(r);
+	sl_log_info("--takeover: pid %ld on %s hands over: it makes no more "
+	            "decisions",
+	    *pid, path);
+	return fd;
+}
+
+void
+sl_takeover_done(int fd, long pid)
+{
+	char *err = NULL;
+	json_t *r = exchange(fd, "takeover done\n", &err);
+	const char *why = err;
+
+	if (r != NULL && !json_is_true(json_object_get(r, "ok")))
+		why = json_string_value(json_object_get(r, "error"));
+	if (r == NULL || !json_is_true(json_object_get(r, "ok"))) {
+		sl_log_warn("--takeover: pid %ld did not confirm the end of "
+		            "the takeover (%s); stop it now",
+		    pid, why != NULL ? why : "no reason given");
+	} else {
+		sl_log_info("--takeover: took over from pid %ld; stop it "
+		            "(SIGTERM) once this one answers",
+		    pid);
+	}
+	free(err);
+	json_decref(r);
+	close(fd);
+}
