@@ -74,6 +74,9 @@
 	    "upstream connections opened")                                     \
 	X(upstream_reused, "upstream_connections_reused",                      \
 	    "requests sent on a pooled connection")                            \
+	X(upstream_idle_dead, "upstream_pooled_found_closed",                  \
+	    "pooled connections found closed by a check before a request "     \
+	    "that could not be sent again")                                    \
 	X(upstream_retries, "upstream_retries",                                \
 	    "requests retried on another server or after a stale pooled "      \
 	    "connection")                                                      \

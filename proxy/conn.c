@@ -194,6 +194,7 @@ struct outbuf {
 };
 
 static void client_process(struct sl_conn *c);
+static bool idempotent(uint8_t method);
 static void up_read_cb(struct sl_io *io, void *arg);
 static void up_write_cb(struct sl_io *io, void *arg);
 static void up_event_cb(struct sl_io *io, short what, void *arg);
@@ -397,6 +398,14 @@ conn_close(struct sl_conn *c)
 	 * read, and close_notify tells it the answers are complete. */
 	if (c->tls_done && !c->cut)
 		sl_io_tls_close_notify(&c->io);
+	/* A cut body whose end is the close (close-delimited, or de-chunked
+	 * for HTTP/1.0) would look whole after a FIN: reset instead. */
+	if (c->cut && (c->eof_body || c->dechunk)) {
+		struct linger reset = {1, 0};
+
+		(void)setsockopt(sl_io_fd(&c->io), SOL_SOCKET, SO_LINGER,
+		    &reset, sizeof reset);
+	}
 	if (c->up != NULL) {
 		sl_upstream_free(c->up);
 		c->up = NULL;
@@ -1129,8 +1138,12 @@ start_request(struct sl_conn *c, size_t head_len)
 		send_error(c, 431, "request head too large after rewriting");
 		return;
 	}
-	up = sl_upstream_get(
-	    w, srv, origin_tls(c), gconf(c)->connect_timeout_ms, &reused);
+	/* A request that cannot be sent again takes a pooled connection
+	 * only once it is known open. */
+	up = sl_upstream_get(w, srv, origin_tls(c),
+	    gconf(c)->connect_timeout_ms,
+	    !c->req_body_done || c->req_upgrade || !idempotent(c->req_method),
+	    &reused);
 	if (up == NULL) {
 		SL_STAT_INC(c->vs->err_connect_refused);
 		evbuffer_drain(in, head_len);
@@ -1424,8 +1437,8 @@ resend(struct sl_conn *c, const struct sl_route_server *srv)
 	struct sl_upstream *up;
 	bool reused;
 
-	up = sl_upstream_get(
-	    c->w, srv, origin_tls(c), gconf(c)->connect_timeout_ms, &reused);
+	up = sl_upstream_get(c->w, srv, origin_tls(c),
+	    gconf(c)->connect_timeout_ms, !idempotent(c->req_method), &reused);
 	if (up == NULL)
 		return false;
 	c->up_reused = reused;

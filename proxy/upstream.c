@@ -204,22 +204,48 @@ idle_event_cb(struct sl_io *io, short what, void *arg)
 	idle_read_cb(io, arg);
 }
 
-/* Get a pooled connection to SRV, or start a new one. */
+/*
+ * Is idle pooled connection UP still open? Its read event notices a close
+ * while it idles, but an origin's reset that arrives together with the
+ * end of the last response makes no event of its own (edge-triggered
+ * reads, and libevent reports EPOLLHUP without EV_CLOSED), so it can sit
+ * in the pool dead. One non-blocking peek tells: nothing to read (EAGAIN)
+ * is the only answer of a live idle connection.
+ */
+static bool
+idle_alive(struct sl_upstream *up)
+{
+	char b;
+
+	return recv(sl_io_fd(&up->io), &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Get a pooled connection to SRV, or start a new one. CHECK_ALIVE: a
+ * request that could not be sent again if the pooled connection turned
+ * out closed (not idempotent, or with a body) takes one only after a
+ * peek says it is open, at the cost of a system call. */
 struct sl_upstream *
 sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
     const struct sl_origin_tls_conf *tls, uint32_t connect_timeout_ms,
-    bool *reused)
+    bool check_alive, bool *reused)
 {
 	struct sl_pool *pool = w->pools[srv->id];
 	const struct ssl_ctx_st *ctx = tls != NULL ? tls->ctx : NULL;
-	struct sl_upstream *up;
+	struct sl_upstream *up, *next;
 
 	if (tls != NULL && ctx == NULL)
 		return NULL; /* never fall back to plain HTTP */
-	TAILQ_FOREACH(up, &pool->idle, idle_link)
-	{
-		if (up->tls_ctx == ctx)
+	for (up = TAILQ_FIRST(&pool->idle); up != NULL; up = next) {
+		next = TAILQ_NEXT(up, idle_link);
+		if (up->tls_ctx != ctx)
+			continue;
+		if (!check_alive || idle_alive(up))
 			break;
+		TAILQ_REMOVE(&pool->idle, up, idle_link);
+		pool->nidle--;
+		SL_STAT_INC(w->wstats.upstream_idle_dead);
+		sl_upstream_free(up);
 	}
 	if (up != NULL) {
 		TAILQ_REMOVE(&pool->idle, up, idle_link);

@@ -86,12 +86,14 @@ const struct sl_route_server *sl_upstream_pick(struct sl_worker *w,
  * Get a connection to SRV: an idle pooled one (*REUSED = true) or a new
  * connecting one, over TLS with settings TLS (NULL: plain HTTP; a pooled
  * connection is reused only when made with the same TLS context). For
- * TLS the connect timeout covers the handshake too. The caller sets the
- * callbacks. NULL on resource failure.
+ * TLS the connect timeout covers the handshake too. CHECK_ALIVE: take a
+ * pooled one only after a peek says it is still open (for requests that
+ * cannot be sent twice). The caller sets the callbacks. NULL on resource
+ * failure.
  */
 struct sl_upstream *sl_upstream_get(struct sl_worker *w,
     const struct sl_route_server *srv, const struct sl_origin_tls_conf *tls,
-    uint32_t connect_timeout_ms, bool *reused);
+    uint32_t connect_timeout_ms, bool check_alive, bool *reused);
 
 /*
  * Give a connection back after a request. With REUSABLE it goes to the

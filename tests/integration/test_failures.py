@@ -551,6 +551,110 @@ check(status_of(raw) == 502 and b"GZIPBYTES" not in raw,
       "Transfer-Encoding: gzip (not chunked) to an HTTP/1.0 client: 502")
 check(sl6.stop() == 0, "that sluice stops cleanly")
 
+# An origin that resets its connection right after each answer: the reset
+# arrives with the answer's last bytes and makes no event of its own, so
+# the dead connection sits in the pool. A request that cannot be sent
+# twice (a POST with a body) checks a pooled connection before it takes
+# it and opens a fresh one: every POST gets through, each seen once.
+
+
+class ResetOrigin(RawOrigin):
+    """Answers, then resets the connection (SO_LINGER 0); /cut* paths
+    get a cut body instead: chunked without its last chunk (then a FIN),
+    or close-delimited (then a reset)."""
+
+    def handle(self, conn, me):
+        buf = b""
+        conn.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in buf:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            head, body = buf.split(b"\r\n\r\n", 1)
+            length = 0
+            for field in head.split(b"\r\n")[1:]:
+                name, _, value = field.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(body) < length:  # the whole request, then answer
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                body += chunk
+            line = head.split(b"\r\n")[0].decode()
+            self.seen.append((me, line))
+            if " /cutchunk" in line:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+                             b"chunked\r\n\r\n3\r\nabc\r\n")
+                return  # a FIN: the last chunk never comes
+            if " /cuteof" in line:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n\r\nabc")
+                time.sleep(0.3)
+            else:
+                conn.sendall(OK)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+resetter = ResetOrigin()
+sl7 = Sluice({"r": {"path_prefix": "/", "stable": "v1", "eject_after": "0",
+                    "versions": {"v1": ([resetter.addr], 100)}}}, workers=1,
+             sluice_extra="retries = 0\n")
+statuses = []
+for i in range(10):
+    sl7.get("/warm%d" % i)  # pools a connection, which the origin resets
+    time.sleep(0.05)
+    c = sl7.conn()
+    c.request("POST", "/pay%d" % i, body=b"abc")
+    r = c.getresponse()
+    r.read()
+    c.close()
+    statuses.append(r.status)
+posts = [line for line in resetter.lines() if line.startswith("POST")]
+check(statuses == [200] * 10 and len(posts) == 10,
+      "POSTs after the origin reset the pooled connection: all 200, each "
+      "seen once (%r, %d seen)" % (statuses, len(posts)))
+
+
+def read_to_end(port, data):
+    """Send DATA, read to the end: (bytes, True when the end was a
+    reset rather than a clean close)."""
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out, False
+            out += chunk
+    except ConnectionResetError:
+        return out, True
+    finally:
+        s.close()
+
+
+# A cut body must never look whole to the client: when its end is the
+# close (an HTTP/1.0 client of a chunked answer, or a close-delimited
+# answer), the client connection is reset, not closed.
+out, reset = read_to_end(sl7.port, b"GET /cutchunk HTTP/1.0\r\nHost: a\r\n\r\n")
+check(reset and b"abc\r\n0\r\n" not in out,
+      "a chunked answer cut before its last chunk, to an HTTP/1.0 client: "
+      "the connection is reset (%r)" % out[-40:])
+out, reset = read_to_end(sl7.port, b"GET /cuteof HTTP/1.1\r\nHost: a\r\n\r\n")
+check(reset, "a close-delimited answer the origin resets: the client's "
+      "connection is reset too (%r)" % out[-40:])
+out, reset = read_to_end(sl7.port, b"GET /whole HTTP/1.0\r\nHost: a\r\n\r\n")
+check(not reset and out.endswith(b"ok"),
+      "a whole answer still ends with a clean close (%r)" % out[-20:])
+check(sl7.stop() == 0, "that sluice stops cleanly")
+
 # A reload that changes header_timeout (1 s -> 2 s): new connections get
 # the new value (a timeout value sluice has not used before).
 with open(sl.path) as f:
