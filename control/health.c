@@ -45,6 +45,8 @@ struct sl_health {
 	uint16_t status_min, status_max;
 	struct event *timer;
 	struct bufferevent *bev; /* the check in flight */
+	uint64_t deadline_ms;    /* its end: timeout_ms in total, however
+	                            slowly its status line trickles in */
 	uint32_t ok_in_row, fail_in_row;
 	bool down;
 	char why[128]; /* last failure */
@@ -142,6 +144,8 @@ check_read_cb(struct bufferevent *bev, void *arg)
 	if (line == NULL) {
 		if (evbuffer_get_length(in) > 4096)
 			check_done(h, false, "status line too long");
+		else if (sl_ctl_mono_ms() >= h->deadline_ms)
+			check_done(h, false, "timeout");
 		return;
 	}
 	if (sscanf(line, "HTTP/1.%*1d %3u", &status) != 1) {
@@ -219,6 +223,7 @@ health_check_start(struct sl_health *h)
 	tv.tv_sec = h->timeout_ms / 1000;
 	tv.tv_usec = (h->timeout_ms % 1000) * 1000;
 	bufferevent_set_timeouts(h->bev, &tv, &tv);
+	h->deadline_ms = sl_ctl_mono_ms() + h->timeout_ms;
 	bufferevent_setcb(h->bev, check_read_cb, NULL, check_event_cb, h);
 	bufferevent_enable(h->bev, EV_READ | EV_WRITE);
 	evbuffer_add(

@@ -156,6 +156,9 @@ struct sl_conn {
 	union {           /* one clock: a tunnel's is unused once it closes */
 		uint64_t tun_last_ms;     /* tunnel bytes last moved */
 		uint64_t linger_until_ms; /* CONN_CLOSING, lingering */
+		/* RESP_HEAD: response_timeout is for the whole head (interim
+		 * 1xx included), not between its bytes (0: none). */
+		uint64_t resp_deadline_ms;
 	};
 	uint64_t idle_since_ms; /* when it last became idle (keep-alive) */
 
@@ -896,6 +899,10 @@ await_response_timeouts(struct sl_conn *c)
 	sl_io_set_timeouts(&c->up->io,
 	    c->req_body_done || c->req_expect ? g->response_timeout_ms : 0,
 	    g->body_timeout_ms);
+	c->resp_deadline_ms =
+	    (c->req_body_done || c->req_expect) && g->response_timeout_ms > 0
+	    ? now_ms(c->w) + g->response_timeout_ms
+	    : 0;
 }
 
 /* The origin answered the client's Expect: 100-continue (or the client
@@ -1569,6 +1576,23 @@ te_only_chunked(const struct sl_http_head *head, const char *base)
 	return true;
 }
 
+/* Can what has come of a response head so far start "HTTP/" (after
+ * empty lines, which the parser judges)? An origin that answers something
+ * else gets a 502 now, not after waiting for a blank line until
+ * response_timeout. */
+static bool
+looks_like_status_line(struct evbuffer *in)
+{
+	char b[16];
+	ev_ssize_t n = evbuffer_copyout(in, b, sizeof b), i = 0;
+
+	while (i < n && (b[i] == '\r' || b[i] == '\n'))
+		i++;
+	if (i == n)
+		return true;
+	return memcmp(b + i, "HTTP/", (size_t)(n - i < 5 ? n - i : 5)) == 0;
+}
+
 /* Parse response heads: interim 1xx are passed on, 101 starts a tunnel. */
 static void
 handle_response_head(struct sl_conn *c)
@@ -1585,8 +1609,12 @@ handle_response_head(struct sl_conn *c)
 		in = sl_io_input(&c->up->io);
 		end = sl_http_find_head_end(in, &c->up_scan);
 		if (end == 0) {
-			if (evbuffer_get_length(in) > SL_RESP_HEAD_MAX)
+			if (evbuffer_get_length(in) > SL_RESP_HEAD_MAX ||
+			    !looks_like_status_line(in))
 				upstream_fail(c, FAIL_BAD_RESPONSE);
+			else if (c->resp_deadline_ms != 0 &&
+			    now_ms(w) >= c->resp_deadline_ms)
+				upstream_fail(c, FAIL_RESPONSE_TIMEOUT);
 			return;
 		}
 		base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);

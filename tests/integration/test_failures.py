@@ -585,6 +585,22 @@ class ResetOrigin(RawOrigin):
                 body += chunk
             line = head.split(b"\r\n")[0].decode()
             self.seen.append((me, line))
+            if " /trickle" in line or " /hints" in line:
+                # 6 s of a head that never ends: a byte, or a 103, at a
+                # time, each well within response_timeout of the last.
+                piece = [b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"]
+                if " /trickle" in line:
+                    piece = [bytes([b]) for b in OK]
+                t0 = time.time()
+                while time.time() - t0 < 6:
+                    for p in piece:
+                        conn.sendall(p)
+                        time.sleep(0.3)
+                return
+            if " /hello" in line:
+                conn.sendall(b"hello world\r\n")
+                time.sleep(3)
+                return
             if " /cutchunk" in line:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
                              b"chunked\r\n\r\n3\r\nabc\r\n")
@@ -603,9 +619,16 @@ class ResetOrigin(RawOrigin):
 
 
 resetter = ResetOrigin()
+checked = ResetOrigin()  # its own server: health state is per server
 sl7 = Sluice({"r": {"path_prefix": "/", "stable": "v1", "eject_after": "0",
-                    "versions": {"v1": ([resetter.addr], 100)}}}, workers=1,
-             sluice_extra="retries = 0\n")
+                    "versions": {"v1": ([resetter.addr], 100)}},
+              # health_timeout is for the whole check too
+              "hc": {"path_prefix": "/hc", "stable": "v1",
+                     "health_path": "/trickle", "health_interval": "300ms",
+                     "health_timeout": "1s", "health_fall": "2",
+                     "versions": {"v1": ([checked.addr], 100)}}},
+             workers=1,
+             sluice_extra="retries = 0\nresponse_timeout = 2s\n")
 statuses = []
 for i in range(10):
     sl7.get("/warm%d" % i)  # pools a connection, which the origin resets
@@ -653,6 +676,31 @@ check(reset, "a close-delimited answer the origin resets: the client's "
 out, reset = read_to_end(sl7.port, b"GET /whole HTTP/1.0\r\nHost: a\r\n\r\n")
 check(not reset and out.endswith(b"ok"),
       "a whole answer still ends with a clean close (%r)" % out[-20:])
+# response_timeout is for the whole response head, however it trickles
+# in (a byte at a time, or 103s); an answer that is not HTTP is a 502 at
+# once, not a wait for its blank line.
+for path in ("/trickle", "/hints"):
+    t0 = time.time()
+    raw = sl7.raw(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path.encode(),
+                  timeout=10)
+    took = time.time() - t0
+    check(b"HTTP/1.1 504" in raw and took < 4.5,
+          "a head that trickles in (%s) for longer than response_timeout "
+          "(2 s): 504 after %.1f s" % (path, took))
+before = sl7.ctl("show stats r")["versions"]["v1"]["upstream_errors"]
+t0 = time.time()
+raw = sl7.raw(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n", timeout=10)
+took = time.time() - t0
+after = sl7.ctl("show stats r")["versions"]["v1"]["upstream_errors"]
+check(status_of(raw) == 502 and took < 1.5 and
+      after["bad_response"] == before["bad_response"] + 1,
+      "an answer that does not start with HTTP/: 502 at once, counted as a "
+      "bad response (%.1f s, %r)" % (took, raw[:30]))
+check(wait_until(lambda: any(
+    "health: hc/v1 %s down after 2 failed checks: timeout" % checked.addr
+    in e["command"] for e in sl7.ctl("show events 100")["events"])),
+    "a health check whose status line trickles in for longer than "
+    "health_timeout fails as a timeout")
 check(sl7.stop() == 0, "that sluice stops cleanly")
 
 # A reload that changes header_timeout (1 s -> 2 s): new connections get
