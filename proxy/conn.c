@@ -801,6 +801,9 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 {
 	bool other = (head->conn_tokens & SL_CONN_OTHER) != 0;
 	bool via = false, via_hop = false;
+	/* RFC 9110 8.6, RFC 9112 6.1: a 1xx or 204 has no content and must
+	 * not carry framing headers, whatever the origin sent. */
+	bool no_framing = head->status < 200 || head->status == 204;
 	uint32_t i;
 
 	OB_LIT(o, "HTTP/1.1 ");
@@ -824,7 +827,11 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 			ob_header(o, head, base, i);
 			continue;
 		case SL_HDR_TRANSFER_ENCODING:
-			if (c->dechunk)
+			if (c->dechunk || no_framing)
+				continue;
+			break;
+		case SL_HDR_CONTENT_LENGTH:
+			if (no_framing)
 				continue;
 			break;
 		case SL_HDR_VIA:

@@ -34,6 +34,8 @@ struct parse_ctx {
 	uint32_t name_off, name_len, value_off, value_len;
 	bool have_value;
 	bool overflow;
+	uint8_t
+	    chunked; /* "chunked" codings in a response's Transfer-Encoding */
 	/* body mode */
 	struct evbuffer *dechunk_dst;
 };
@@ -288,6 +290,27 @@ word_is(const char *s, size_t len, const char *w)
 	return strlen(w) == len && strncasecmp(s, w, len) == 0;
 }
 
+/* How many of the comma-separated codings in [V, V+LEN) are chunked? */
+static unsigned
+chunked_codings(const char *v, size_t len)
+{
+	size_t i = 0, start, end;
+	unsigned n = 0;
+
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		start = i;
+		while (i < len && v[i] != ',')
+			i++;
+		end = i;
+		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+			end--;
+		n += word_is(v + start, end - start, "chunked");
+	}
+	return n;
+}
+
 /* Parse the comma-separated tokens of a Connection header; UINT32_MAX
  * when one names a field every recipient needs (the framing or Host):
  * dropping it as hop-by-hop would let the next hop read the message
@@ -391,6 +414,13 @@ on_header_value_complete_cb(llhttp_t *p)
 			if (!word_is((const char *)v, vlen, "chunked"))
 				return refuse(
 				    ctx, 501, "unsupported transfer coding");
+		} else {
+			/* RFC 9112 6.1: chunked is applied once, last. */
+			ctx->chunked +=
+			    (uint8_t)chunked_codings((const char *)v, vlen);
+			if (ctx->chunked > 1)
+				return refuse(ctx, 502,
+				    "Transfer-Encoding applies chunked twice");
 		}
 		break;
 	default:

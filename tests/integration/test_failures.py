@@ -360,6 +360,12 @@ class NoContentOrigin(RawOrigin):
     def answer(self, conn, n, line):
         if line.startswith("GET /204"):
             return b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
+        if line.startswith("GET /te204"):
+            return (b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked"
+                    b"\r\nX-A: 1\r\n\r\n")
+        if line.startswith("GET /twice"):
+            return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
         if line.startswith("GET /gzip"):
             return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked"
                     b"\r\n\r\n5\r\nGZGZG\r\n0\r\n\r\n")
@@ -400,6 +406,20 @@ check(conns["/b"] == conns["/a"],
 check(conns["/204"] == conns["/b"] and conns["/c"] != conns["/204"],
       "but not after a 204 that announced content, which may still come "
       "(%r)" % nocontent.seen)
+# A 204 never carries framing headers to the client (RFC 9110 8.6, RFC
+# 9112 6.1), whatever the origin sent; chunked applied twice is a
+# malformed response.
+for path in ("/204", "/te204"):
+    raw = sl3.raw(b"GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                  % path.encode())
+    head = raw.split(b"\r\n\r\n")[0].lower()
+    check(status_of(raw) == 204 and b"content-length" not in head and
+          b"transfer-encoding" not in head,
+          "a 204 from the origin with framing headers (%s) reaches the "
+          "client without them (%r)" % (path, head))
+raw = sl3.raw(b"GET /twice HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+check(status_of(raw) == 502,
+      "Transfer-Encoding: chunked twice in a response: 502 (%r)" % raw[:40])
 http.client._MAXHEADERS = 1000  # the client's own limit is 100
 c = sl3.conn()
 c.request("GET", "/cookies")
