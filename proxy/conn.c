@@ -1375,6 +1375,15 @@ abort_response(struct sl_conn *c)
 	close_when_sent(c);
 }
 
+/* One upstream failure of KIND for the request's version. */
+static void
+count_up_fail(struct sl_conn *c, enum up_fail kind)
+{
+	if (c->vs != NULL)
+		SL_STAT_INC(*(
+		    uint64_t *)((char *)c->vs + up_fail_answers[kind].counter));
+}
+
 /*
  * The origin failed after the response head went to the client (KIND: a
  * reset, a timeout, a malformed body): the response is cut. That is the
@@ -1384,12 +1393,9 @@ abort_response(struct sl_conn *c)
 static void
 response_cut(struct sl_conn *c, enum up_fail kind)
 {
-	if (c->vs != NULL) {
-		SL_STAT_INC(*(
-		    uint64_t *)((char *)c->vs + up_fail_answers[kind].counter));
-		if (c->resp_ok)
-			SL_STAT_INC(c->vs->resp_cut);
-	}
+	count_up_fail(c, kind);
+	if (c->vs != NULL && c->resp_ok)
+		SL_STAT_INC(c->vs->resp_cut);
 	if (c->srv != NULL && c->resp_ok)
 		sl_upstream_report(c->w, c->ver, c->srv, c->svc->conf,
 		    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT
@@ -1514,6 +1520,12 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	}
 	sl_upstream_free(c->up);
 	c->up = NULL;
+	/* Every attempt the origin failed counts for its version, retried
+	 * or not (a dead server shows even while retries hide it from the
+	 * clients); a pooled connection found closed only if it ends the
+	 * request. */
+	if (!(kind == FAIL_RESET && c->up_reused))
+		count_up_fail(c, kind);
 	if (!(kind == FAIL_RESET && c->up_reused) && c->srv != NULL)
 		sl_upstream_report(w, c->ver, c->srv, c->svc->conf,
 		    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT
@@ -1544,12 +1556,8 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 		if (resend(c, c->srv))
 			return;
 	}
-	if (c->vs != NULL) {
-		uint64_t *n =
-		    (uint64_t *)((char *)c->vs + up_fail_answers[kind].counter);
-
-		SL_STAT_INC(*n);
-	}
+	if (kind == FAIL_RESET && c->up_reused)
+		count_up_fail(c, kind);
 	if (kind == FAIL_BAD_RESPONSE)
 		c->client_keepalive = false;
 	if (kind == FAIL_TLS) {

@@ -73,6 +73,11 @@ retries = metric_value(c.getresponse().read().decode(),
 c.close()
 check(retries is not None and retries >= 1,
       "and the retries are counted (%r)" % retries)
+refused = sl.ctl("show stats half")["versions"]["v1"]["upstream_errors"][
+    "connect_refused"]
+check(refused == retries,
+      "and so is each refused connect, for the version, though every "
+      "client got its 200 (%r refused, %r retries)" % (refused, retries))
 dead = [srv for srv in sl.ctl("show service half")["service"]["versions"][0]
         ["servers"] if srv["address"].endswith(":%d" % down_port)]
 check(len(dead) == 1 and dead[0].get("ejected_because") == "connect failures",
