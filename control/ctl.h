@@ -57,7 +57,7 @@ struct sl_svc_rt {
 	char held_owner[64];
 	int64_t held_expires;
 	struct sl_rollout_run *run; /* the latest rollout, live or ended */
-	char pending_rollout[300];  /* from the state file, until restored */
+	char pending_rollout[512];  /* from the state file, until restored */
 	struct sl_guard_saved *pending_guard; /* the same, for the guard */
 	struct sl_guard *guard;      /* blue/green guard after a switch */
 	uint64_t guard_switch_backs; /* by the guard, since start */
@@ -308,10 +308,11 @@ json_t *sl_ctl_rollout_cmd(struct sl_ctl *ctl, const struct sl_who *who,
 json_t *sl_ctl_rollout_json(struct sl_ctl *ctl, const char *svc, bool full);
 
 /* Restore a rollout saved in the state file (start-up); WINDOWS: the
- * analysis windows it had begun (0 when the file predates them). */
+ * analysis windows it had begun (0 when the file predates them); REASON:
+ * why an ended one ended ("" when the file predates it). */
 void sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svc,
     const char *canary, const char *baseline, const char *state, uint32_t step,
-    int64_t started, int64_t ended, uint32_t windows);
+    int64_t started, int64_t ended, uint32_t windows, const char *reason);
 
 /* After a reload: abort rollouts whose versions are gone; returns how
  * many it aborted (the state file must then be saved). */

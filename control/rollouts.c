@@ -148,9 +148,13 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	        ? 100.0
 	        : (sl_rollout_final(ro) ? 0.0 : sl_rollout_weight(ro) / 100.0),
 	    "started", sl_ctl_isotime(ro->started));
-	json_object_set_new(
-	    o, "step_started", json_string(sl_ctl_isotime(ro->step_started)));
 	elapsed = sl_rollout_step_elapsed(ro, sl_ctl_mono_ms());
+	/* Unknown for a rollout that had ended before a restart, as its
+	 * step_elapsed (the restart is not when its last step began). */
+	json_object_set_new(o, "step_started",
+	    elapsed == SL_ROLLOUT_ELAPSED_UNKNOWN
+	        ? json_null()
+	        : json_string(sl_ctl_isotime(ro->step_started)));
 	json_object_set_new(o, "step_elapsed",
 	    elapsed == SL_ROLLOUT_ELAPSED_UNKNOWN
 	        ? json_null()
@@ -644,7 +648,7 @@ align_step(struct sl_rollout *ro, uint32_t step, uint32_t weight)
 void
 sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
     const char *canary, const char *baseline, const char *state, uint32_t step,
-    int64_t started, int64_t ended, uint32_t windows)
+    int64_t started, int64_t ended, uint32_t windows, const char *reason)
 {
 	struct sl_route_service *svc =
 	    sl_route_service_by_name(sl_route_current(), svcname);
@@ -675,6 +679,8 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 	sl_rollout_restore(run->ro, st, step, windows, started,
 	    (int64_t)time(NULL), sl_ctl_mono_ms());
 	run->ro->ended = ended;
+	if (sl_rollout_final(run->ro))
+		snprintf(run->ro->reason, sizeof run->ro->reason, "%s", reason);
 	rt->run = run;
 	capture_base(run);
 	if (!sl_rollout_final(run->ro)) {
@@ -767,9 +773,10 @@ sl_ctl_rollouts_stop(struct sl_ctl *ctl)
 const char *
 sl_ctl_rollout_state_line(struct sl_ctl *ctl, const char *svc)
 {
-	static char line[300];
+	static char line[512];
 	struct sl_svc_rt *rt = sl_ctl_rt(ctl, svc);
 	const struct sl_rollout *ro;
+	size_t n;
 
 	line[0] = '\0';
 	if (rt->run == NULL)
@@ -779,6 +786,16 @@ sl_ctl_rollout_state_line(struct sl_ctl *ctl, const char *svc)
 	    ro->baseline, sl_rollout_state_name(ro->state), ro->step,
 	    (long long)ro->started, (long long)ro->ended,
 	    sl_verdict_seq_segment(ro->seq));
+	/* An ended rollout's reason, on one line of printable characters
+	 * (show rollout and rollout wait give it after a restart). */
+	if (sl_rollout_final(ro) && ro->reason[0] != '\0') {
+		n = strlen(line);
+		snprintf(line + n, sizeof line - n, " %s", ro->reason);
+		for (; line[n] != '\0'; n++) {
+			if ((unsigned char)line[n] < 0x20 || line[n] == 0x7f)
+				line[n] = ' ';
+		}
+	}
 	return line;
 }
 

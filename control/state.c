@@ -388,8 +388,9 @@ parse_guard_latency(struct saved *sv, struct saved_svc *s, const char *value)
 	return 1;
 }
 
-/* "CANARY BASELINE STATE STEP STARTED ENDED [WINDOWS]", the numbers
- * digits only (WINDOWS came in session 11). */
+/* "CANARY BASELINE STATE STEP STARTED ENDED [WINDOWS [REASON]]", the
+ * numbers digits only (WINDOWS came in session 11; REASON, the rest of
+ * the line, in session 13, for an ended rollout). */
 static bool
 rollout_line_ok(const char *v)
 {
@@ -397,16 +398,28 @@ rollout_line_ok(const char *v)
 	    UINT32_MAX, STATE_TIME_MAX, STATE_TIME_MAX, UINT32_MAX};
 	char c[64], b[64], st[16];
 	uint64_t n[4];
+	const char *p;
 	int end = 0;
+	enum sl_rollout_state state;
 
 	if (sscanf(v, "%63s %63s %15s %n", c, b, st, &end) != 3 || end == 0)
 		return false;
 	/* A rollout of a version against itself, or in a state sluice
 	 * never writes, is no rollout sluice saved. */
-	if (strcmp(c, b) == 0 || sl_rollout_state_by_name(st) == 0)
+	state = sl_rollout_state_by_name(st);
+	if (strcmp(c, b) == 0 || state == 0)
 		return false;
-	return take_uints(v + end, 3, max, n) == 0 ||
-	    take_uints(v + end, 4, max, n) == 0;
+	if (take_uints(v + end, 3, max, n) == 0 ||
+	    take_uints(v + end, 4, max, n) == 0)
+		return true;
+	if (state == SL_RO_RUNNING || state == SL_RO_PAUSED)
+		return false;
+	p = v + end;
+	for (size_t i = 0; i < 4; i++) {
+		if (take_uint(&p, max[i], &n[i]) != 0 || *p++ != ' ')
+			return false;
+	}
+	return *p != '\0' && *p != ' ';
 }
 
 /* inih handler: one key of the state file. */
@@ -884,6 +897,7 @@ sl_state_restore_runs(struct sl_ctl *ctl)
 		char c[64], b[64], st[16];
 		unsigned step, windows;
 		long long started, ended;
+		int end;
 
 		if (rt->pending_guard != NULL) {
 			sl_ctl_guard_restore(ctl, rt->name, rt->pending_guard);
@@ -894,11 +908,15 @@ sl_state_restore_runs(struct sl_ctl *ctl)
 		if (rt->pending_rollout[0] == '\0')
 			continue;
 		windows = 0;
+		end = 0;
 		if (sscanf(rt->pending_rollout,
-		        "%63s %63s %15s %u %lld %lld %u", c, b, st, &step,
-		        &started, &ended, &windows) >= 6)
+		        "%63s %63s %15s %u %lld %lld %u%n", c, b, st, &step,
+		        &started, &ended, &windows, &end) >= 6)
 			sl_ctl_rollout_restore(ctl, rt->name, c, b, st, step,
-			    started, ended, windows);
+			    started, ended, windows,
+			    end > 0 && rt->pending_rollout[end] == ' '
+			        ? rt->pending_rollout + end + 1
+			        : "");
 		rt->pending_rollout[0] = '\0';
 		changed++;
 	}

@@ -138,6 +138,10 @@ check(r["state"] == "aborted" and svc["stable"] == "blue" and
       w == {"blue": 100.0, "green": 0.0},
       "after a restart the rollout is still aborted, blue stable at 100%% "
       "(%s, %s, %r)" % (r["state"], svc["stable"], w))
+check(r["reason"] == "aborted by an operator" and r["step_started"] is None
+      and r["ended"] is not None,
+      "with its reason kept by the state file, and no made-up step start "
+      "(%r, %r)" % (r["reason"], r["step_started"]))
 
 # A takeover whose new sluice dies before it is up: the running one
 # decides again. (Here its event log cannot be opened: below a file.)
