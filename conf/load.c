@@ -1051,6 +1051,70 @@ sl_conf_version(const struct sl_service_conf *svc, const char *name)
 static void add_error(struct loader *L, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * The length of the printable UTF-8 character at S (N bytes left), or 0:
+ * a C1 control (U+0080..U+009F, which terminals act on like ESC), an
+ * overlong form, a surrogate or a byte that starts no character.
+ */
+static size_t
+utf8_printable(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < 0xa0 || (len == 3 && cp < 0x800) ||
+	    (len == 4 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) ||
+	    cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+/*
+ * MSG (heap, taken) with every byte a terminal could act on written as
+ * \xNN: control characters, DEL, and bytes that are not printable UTF-8.
+ * Messages echo names and values from the file; an escape sequence in
+ * one must reach the operator as text, not clear their screen.
+ */
+static char *
+escape_unprintable(char *msg)
+{
+	const unsigned char *s = (const unsigned char *)msg;
+	size_t n = strlen(msg), len, o = 0;
+	char *out = sl_xmalloc(4 * n + 1);
+
+	for (size_t i = 0; i < n; i += len) {
+		len = 1;
+		if (s[i] >= 0x20 && s[i] < 0x7f)
+			out[o++] = (char)s[i];
+		else if (s[i] >= 0x80 &&
+		    (len = utf8_printable(s + i, n - i)) > 0) {
+			memcpy(out + o, s + i, len);
+			o += len;
+		} else {
+			len = 1;
+			o += (size_t)snprintf(out + o, 5, "\\x%02x", s[i]);
+		}
+	}
+	out[o] = '\0';
+	free(msg);
+	return out;
+}
+
 /* Keep one error about LINE (0: the whole file). */
 static void
 add_error(struct loader *L, int line, const char *fmt, ...)
@@ -1064,7 +1128,7 @@ add_error(struct loader *L, int line, const char *fmt, ...)
 	e->line = line;
 	e->seq = L->nerrors++;
 	va_start(ap, fmt);
-	e->msg = sl_xvasprintf(fmt, ap);
+	e->msg = escape_unprintable(sl_xvasprintf(fmt, ap));
 	va_end(ap);
 }
 

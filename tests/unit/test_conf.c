@@ -1347,6 +1347,19 @@ static const struct error_case error_cases[] = {
         "t.ini:3: no [service:NAME] section (at least one is required)"},
     {"empty_file", "",
         "t.ini:1: no [listener:NAME] section (at least one is required)"},
+    /* What a message echoes from the file cannot drive a terminal: control
+     * characters, C1 controls in UTF-8 and stray bytes are written as
+     * \xNN; printable UTF-8 stays as it is. */
+    {"escape_control_in_key", BASE "x\033[2J = 1\n",
+        "t.ini:7: unknown key 'x\\x1b[2J' in [version:shop/blue]"},
+    {"escape_c1_and_stray_bytes",
+        BASE "[sluice]\nworkers = a\xc2\x9b"
+             "b\xff\x7f\n",
+        "t.ini:8: [sluice] workers: invalid value 'a\\xc2\\x9bb\\xff\\x7f': "
+        "use auto or a number from 1 to 256"},
+    {"escape_keeps_utf8", BASE "[sluice]\nworkers = d\xc3\xa9j\xc3\xa0\n",
+        "t.ini:8: [sluice] workers: invalid value 'd\xc3\xa9j\xc3\xa0': use "
+        "auto or a number from 1 to 256"},
 };
 
 /* A temporary file path (the file exists, empty); caller unlinks. */
