@@ -195,6 +195,7 @@ static int parse_eject_max(struct loader *, void *, const char *, char **);
 static int parse_bind(struct loader *, void *, const char *, char **);
 static int parse_hosts(struct loader *, void *, const char *, char **);
 static int parse_path_prefix(struct loader *, void *, const char *, char **);
+static int parse_health_path(struct loader *, void *, const char *, char **);
 static int parse_sticky(struct loader *, void *, const char *, char **);
 static int parse_networks(struct loader *, void *, const char *, char **);
 static int parse_servers(struct loader *, void *, const char *, char **);
@@ -373,7 +374,7 @@ static const struct key_def service_keys[] = {
         .type = KEY_CUSTOM,
         .flags = KEY_LIST,
         .parse = parse_networks},
-    {.name = "health_path", .type = KEY_STRING, .offset = S(health_path)},
+    {.name = "health_path", .type = KEY_CUSTOM, .parse = parse_health_path},
     {.name = "health_interval",
         .type = KEY_DURATION,
         .offset = S(health_interval_ms),
@@ -1794,6 +1795,32 @@ parse_path_prefix(struct loader *L, void *obj, const char *value, char **msg)
 		}
 	}
 	svc->path_prefix = sl_xstrdup(value);
+	return 0;
+}
+
+/* health_path: the request target of every check, sent as written, so
+ * only what may stand in a request line ("GET PATH HTTP/1.1"). */
+static int
+parse_health_path(struct loader *L, void *obj, const char *value, char **msg)
+{
+	struct sl_service_conf *svc = obj;
+
+	if (value[0] != '/') {
+		*msg = sl_xasprintf("'%s' must start with '/'", value);
+		return -1;
+	}
+	for (const char *c = value; *c != '\0'; c++) {
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f ||
+		    *c == '#') {
+			*msg =
+			    sl_xasprintf("'%s' may not contain white space, "
+			                 "control characters, '#' or bytes "
+			                 "outside ASCII (percent-encode them)",
+			        value);
+			return -1;
+		}
+	}
+	svc->health_path = sl_xstrdup(value);
 	return 0;
 }
 

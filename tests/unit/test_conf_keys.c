@@ -143,6 +143,11 @@ test_values(void **state)
 	assert_non_null(c);
 	assert_int_equal(c->services[0].health_status_max, 299);
 	sl_conf_free(c);
+	/* A query string is part of the request target. */
+	c = load("", "health_path = /ready?deep=1&x=%41\n", "", &err);
+	assert_non_null(c);
+	assert_string_equal(c->services[0].health_path, "/ready?deep=1&x=%41");
+	sl_conf_free(c);
 }
 
 /* Each bad value is an error naming the file and the line. */
@@ -171,6 +176,18 @@ test_errors(void **state)
 	    {"retries = 4\n", "", "", "from 0 to 3"},
 	    {"retry_budget = 101%\n", "", "", "invalid percentage"},
 	    {"retry_budget = x\n", "", "", "invalid percentage"},
+	    /* sent as "GET PATH HTTP/1.1": a path, and one word */
+	    {"", "health_path = x\n", "",
+	        "t.ini:8: [service:s] health_path: 'x' must start with '/'"},
+	    {"", "health_path = /a b\n", "",
+	        "t.ini:8: [service:s] health_path: '/a b' may not contain "
+	        "white space, control characters, '#' or bytes outside ASCII "
+	        "(percent-encode them)"},
+	    {"", "health_path = /a\tb\n", "",
+	        "t.ini:8: [service:s] health_path: "
+	        "'/a\\x09b' may not contain"},
+	    {"", "health_path = /a#b\n", "", "may not contain"},
+	    {"", "health_path = /caf\xc3\xa9\n", "", "may not contain"},
 	    {"", "health_status = 2yy\n", "", "invalid status"},
 	    {"", "health_status = 600\n", "", "invalid status"},
 	    {"", "health_status = 300-200\n", "", "invalid status"},
