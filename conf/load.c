@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -2761,6 +2762,42 @@ check_service(struct loader *L, size_t idx)
 		    svc->name, sum / 100, sum % 100);
 }
 
+/*
+ * The control sockets: two paths, and neither an existing file that is
+ * not a socket (sluice replaces a stale socket there at start, and would
+ * otherwise refuse to start on it; sluice -t says so first).
+ */
+static void
+check_control_sockets(struct loader *L, const struct section *sluice)
+{
+	const struct sl_global_conf *g = &L->conf->global;
+	const char *keys[] = {"control_socket", "control_socket_ro"};
+	const char *paths[] = {g->control_socket, g->control_socket_ro};
+	struct stat st;
+
+	for (size_t i = 0; i < 2; i++) {
+		if (paths[i] != NULL && lstat(paths[i], &st) == 0 &&
+		    !S_ISSOCK(st.st_mode))
+			add_error(L, sluice ? key_line(sluice, keys[i]) : 0,
+			    "[sluice] %s: '%s' exists and is not a socket; "
+			    "sluice will not remove it (choose another path)",
+			    keys[i], paths[i]);
+	}
+	if (paths[0] == NULL || paths[1] == NULL ||
+	    strcmp(paths[0], paths[1]) != 0)
+		return;
+	if (has_key(sluice, "control_socket"))
+		add_error(L, key_line(sluice, "control_socket_ro"),
+		    "[sluice] control_socket_ro: '%s' is control_socket too "
+		    "(line %d); the read-only socket needs a path of its own",
+		    paths[1], key_line(sluice, "control_socket"));
+	else
+		add_error(L, key_line(sluice, "control_socket_ro"),
+		    "[sluice] control_socket_ro: '%s' is control_socket's "
+		    "default; the read-only socket needs a path of its own",
+		    paths[1]);
+}
+
 /* Do two services claim the same requests? */
 static bool
 same_route(const struct sl_service_conf *a, const struct sl_service_conf *b)
@@ -2849,6 +2886,7 @@ build(struct loader *L)
 	}
 	apply_section(
 	    L, &sect_defs[SECT_SLUICE], sluice, "sluice", &conf->global);
+	check_control_sockets(L, sluice);
 
 	/* Listeners and services first: the rest refer to services. */
 	for (size_t i = 0; i < L->nsections; i++) {

@@ -358,16 +358,35 @@ sl_ctl_make_dirs(const char *path)
 /*
  * Remove a stale socket file; refuse one another process listens on,
  * unless TAKEOVER (a zero-downtime upgrade: the running sluice keeps its
- * socket open but the path now leads to us).
+ * socket open but the path now leads to us). Anything at PATH that is not
+ * a socket (a mistyped path naming the config file, say) is refused and
+ * left alone, and so is the socket CTL opened a moment ago.
  */
 static int
-clear_stale(const char *path, bool takeover, char **errp)
+clear_stale(struct sl_ctl *ctl, const char *path, char **errp)
 {
 	struct sockaddr_un sun;
+	struct stat st;
 	int fd, rc;
 
-	if (access(path, F_OK) != 0)
-		return 0;
+	if (lstat(path, &st) != 0)
+		return 0; /* nothing there (or bind says why not) */
+	if (!S_ISSOCK(st.st_mode)) {
+		*errp = sl_xasprintf("control socket %s: exists and is not a "
+		                     "socket; not removing it (set "
+		                     "control_socket to another path)",
+		    path);
+		return -1;
+	}
+	for (size_t i = 0; i < ctl->nsocks; i++) {
+		if (ctl->socks[i]->ino == st.st_ino) {
+			*errp = sl_xasprintf("control socket %s: is the "
+			                     "socket %s already (each control "
+			                     "socket needs a path of its own)",
+			    path, ctl->socks[i]->path);
+			return -1;
+		}
+	}
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
@@ -376,7 +395,7 @@ clear_stale(const char *path, bool takeover, char **errp)
 		return 0;
 	rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
 	close(fd);
-	if (rc == 0 && !takeover) {
+	if (rc == 0 && !ctl->takeover) {
 		*errp = sl_xasprintf("control socket %s is in use by another "
 		                     "process (to replace a running sluice, "
 		                     "start with --takeover)",
@@ -397,7 +416,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	mode_t old;
 	int fd;
 
-	if (clear_stale(path, ctl->takeover, errp) != 0)
+	if (clear_stale(ctl, path, errp) != 0)
 		return -1;
 	sl_ctl_make_dirs(path);
 	memset(&sun, 0, sizeof sun);

@@ -5,12 +5,17 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -150,6 +155,56 @@ test_values(void **state)
 	sl_conf_free(c);
 }
 
+/* control_socket may name a stale socket (replaced at start) or nothing
+ * yet; a regular file there, such as the config itself, is an error. */
+static void
+test_control_socket_files(void **state)
+{
+	char dir[] = "/tmp/sl-test-conf-XXXXXX";
+	char *file, *sock, *none, *sluice, *err;
+	struct sockaddr_un sun;
+	struct sl_config *c;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	file = sl_xasprintf("%s/sluice.ini", dir);
+	sock = sl_xasprintf("%s/stale.sock", dir);
+	none = sl_xasprintf("%s/none.sock", dir);
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sock);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+	close(fd); /* a socket file nobody listens on: stale */
+
+	sluice = sl_xasprintf(
+	    "control_socket = %s\ncontrol_socket_ro = %s\n", sock, none);
+	c = load(sluice, "", "", &err);
+	assert_non_null(c);
+	sl_conf_free(c);
+	free(sluice);
+
+	sluice = sl_xasprintf("control_socket = %s\n", file);
+	c = load(sluice, "", "", &err);
+	assert_null(c);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "t.ini:2: [sluice] control_socket: '"));
+	assert_non_null(strstr(err, "sluice.ini' exists and is not a socket"));
+	free(err);
+	free(sluice);
+
+	unlink(file);
+	unlink(sock);
+	rmdir(dir);
+	free(file);
+	free(sock);
+	free(none);
+}
+
 /* Each bad value is an error naming the file and the line. */
 static void
 test_errors(void **state)
@@ -167,6 +222,23 @@ test_errors(void **state)
 	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
 	        "", "", "too long"},
+	    /* one socket per path: start would find its own socket there */
+	    {"control_socket = /tmp/x.sock\ncontrol_socket_ro = /tmp/x.sock\n",
+	        "", "",
+	        "t.ini:3: [sluice] control_socket_ro: '/tmp/x.sock' is "
+	        "control_socket too (line 2); the read-only socket needs a "
+	        "path of its own"},
+	    {"control_socket_ro = /run/sluice/control.sock\n", "", "",
+	        "t.ini:2: [sluice] control_socket_ro: "
+	        "'/run/sluice/control.sock' is control_socket's default; the "
+	        "read-only socket needs a path of its own"},
+	    /* a file that is there and not a socket is never removed */
+	    {"control_socket = /dev/null\n", "", "",
+	        "t.ini:2: [sluice] control_socket: '/dev/null' exists and is "
+	        "not a socket; sluice will not remove it (choose another "
+	        "path)"},
+	    {"control_socket_ro = /dev/null\n", "", "",
+	        "t.ini:2: [sluice] control_socket_ro: '/dev/null' exists"},
 	    {"measure = maybe\n", "", "", "t.ini:2: "},
 	    /* every config here has a [rollout:s] */
 	    {"measure = no\n", "", "",
@@ -237,6 +309,7 @@ main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_values),
 	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_control_socket_files),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""What sluice refuses at start, and what it warns about: a control socket
+path that names a file (it was deleted), two control sockets on one path,
+a listener or admin address another process already listens on (traffic
+was split silently between two daemons), a state directory that cannot be
+written, and listeners a reload adds, removes or moves (which only a
+restart applies)."""
+
+import os
+import signal
+import subprocess
+
+from harness import (SLUICE, TMP, Origin, Sluice, check, check_conf, config,
+                     done, free_port)
+
+blue = Origin("blue")
+green = Origin("green")
+
+
+def base(port, extra=""):
+    """The reviewer's base config: one worker, one listener, service s
+    with blue at 100% and green at 0%."""
+    return config(port, {"s": {"stable": "blue", "versions": {
+        "blue": ([blue.addr], 100), "green": ([green.addr], 0)}}},
+        sluice_extra=extra, workers=1)
+
+
+def write(name, text):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def start_fails(path, *args):
+    """Start sluice on config PATH; it must exit non-zero by itself.
+    Returns (exited, its output)."""
+    try:
+        r = subprocess.run([SLUICE, "-c", path] + list(args),
+                           capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired as e:  # it started: run() killed it
+        out = e.stderr or b""
+        return False, out.decode("utf-8", "replace") if isinstance(
+            out, bytes) else out
+    return r.returncode != 0, r.stdout + r.stderr
+
+
+# --- control_socket naming a file that is not a socket: refused, kept.
+port = free_port()
+cfg = os.path.join(TMP, "self.ini")
+text = base(port, "control_socket = %s\n" % cfg)
+write("self.ini", text)
+r = subprocess.run([SLUICE, "-t", "-c", cfg], capture_output=True,
+                   text=True, timeout=60)
+out = r.stdout + r.stderr
+check(r.returncode == 1 and
+      "%s:3: [sluice] control_socket: '%s' exists and is not a socket; "
+      "sluice will not remove it" % (cfg, cfg) in out,
+      "sluice -t: control_socket naming the config file is an error with "
+      "its line (%s)" % out.strip())
+exited, out = start_fails(cfg)
+check(exited and "exists and is not a socket" in out,
+      "and sluice refuses to start on it (%s)" % out.strip()[-200:])
+with open(cfg) as f:
+    check(f.read() == text, "the config file is still there, unchanged")
+
+# --- control_socket_ro: a path of its own.
+port = free_port()
+ctl = os.path.join(TMP, "ctl-%d.sock" % port)
+check_conf(base(port, "control_socket = %s\ncontrol_socket_ro = %s\n"
+                % (ctl, ctl)),
+           ":4: [sluice] control_socket_ro: '%s' is control_socket too "
+           "(line 3); the read-only socket needs a path of its own" % ctl,
+           "sluice -t: control_socket_ro equal to control_socket")
+# The same file under another spelling passes -t, and start says why.
+path = write("ro-%d.ini" % port, base(
+    port, "control_socket = %s\ncontrol_socket_ro = %s\n"
+    % (ctl, ctl.replace("/ctl-", "//ctl-"))))
+exited, out = start_fails(path)
+check(exited and "needs a path of its own" in out and
+      "in use by another process" not in out,
+      "the same socket spelled twice: start refused, saying so (%s)"
+      % out.strip()[-200:])
+
+done()
