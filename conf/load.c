@@ -769,6 +769,69 @@ same_sockaddr(
 	return false;
 }
 
+/* A bound address as sockets see it: the family (an IPv4-mapped IPv6
+ * address is IPv4), the port, the address bytes, wildcard or not. */
+struct bind_key {
+	int family;
+	uint16_t port;
+	uint32_t scope;
+	uint8_t addr[16];
+	bool any;
+};
+
+static void
+bind_key(const struct sockaddr_storage *ss, struct bind_key *k)
+{
+	memset(k, 0, sizeof *k);
+	k->family = ss->ss_family;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)ss;
+
+		k->port = sin->sin_port;
+		memcpy(k->addr, &sin->sin_addr, 4);
+		k->any = sin->sin_addr.s_addr == htonl(INADDR_ANY);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)ss;
+
+		k->port = sin6->sin6_port;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			k->family = AF_INET;
+			memcpy(k->addr, sin6->sin6_addr.s6_addr + 12, 4);
+			k->any = memcmp(k->addr, "\0\0\0\0", 4) == 0;
+		} else {
+			k->scope = sin6->sin6_scope_id;
+			memcpy(k->addr, &sin6->sin6_addr, 16);
+			k->any = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+		}
+	}
+}
+
+/*
+ * Would sockets bound to A and B take each other's connections? With
+ * SO_REUSEPORT both bind, and the kernel splits the connections between
+ * them. So: the same port, and the same address, or a wildcard covering
+ * the other: 0.0.0.0 every IPv4 address, [::] every address (sluice
+ * leaves IPV6_V6ONLY off, so it takes IPv4 too).
+ */
+static bool
+binds_overlap(
+    const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	struct bind_key x, y;
+
+	bind_key(a, &x);
+	bind_key(b, &y);
+	if (x.port != y.port || x.port == 0)
+		return false;
+	if ((x.any && x.family == AF_INET6) || (y.any && y.family == AF_INET6))
+		return true;
+	if (x.family != y.family)
+		return false;
+	if (x.any || y.any)
+		return true;
+	return x.scope == y.scope && memcmp(x.addr, y.addr, 16) == 0;
+}
+
 /* ---- value parsers (public, shared with the control socket) ---- */
 
 /* "250ms", "10s", "2m", "1h", or bare seconds; 1ms..24h. */
@@ -2815,8 +2878,22 @@ same_route(const struct sl_service_conf *a, const struct sl_service_conf *b)
 	return false;
 }
 
+/* Why two addresses that are not the same overlap (binds_overlap). */
+static const char *
+overlap_why(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	struct bind_key x, y;
+
+	bind_key(a, &x);
+	bind_key(b, &y);
+	if (x.any || y.any)
+		return "a wildcard address takes its port on every address "
+		       "(0.0.0.0 on every IPv4 one, [::] on every one)";
+	return "an IPv4-mapped IPv6 address is that IPv4 address";
+}
+
 static void
-check_routes_and_binds(struct loader *L)
+check_routes_and_binds(struct loader *L, const struct section *sluice)
 {
 	struct sl_config *conf = L->conf;
 
@@ -2841,14 +2918,48 @@ check_routes_and_binds(struct loader *L)
 			const struct sl_listener_conf *b = &conf->listeners[j];
 
 			if (a->bind.text == NULL || b->bind.text == NULL ||
-			    !same_sockaddr(&a->bind.ss, &b->bind.ss))
+			    !binds_overlap(&a->bind.ss, &b->bind.ss))
 				continue;
-			add_error(L, key_line(L->listener_secs[j], "bind"),
-			    "[listener:%s] bind: address '%s' is already "
-			    "bound by [listener:%s] (line %d)",
-			    b->name, b->bind.text, a->name, a->line);
+			if (same_sockaddr(&a->bind.ss, &b->bind.ss))
+				add_error(L,
+				    key_line(L->listener_secs[j], "bind"),
+				    "[listener:%s] bind: address '%s' is "
+				    "already bound by [listener:%s] (line %d)",
+				    b->name, b->bind.text, a->name, a->line);
+			else
+				add_error(L,
+				    key_line(L->listener_secs[j], "bind"),
+				    "[listener:%s] bind: address '%s' "
+				    "overlaps '%s' of [listener:%s] (line %d): "
+				    "%s",
+				    b->name, b->bind.text, a->bind.text,
+				    a->name, a->line,
+				    overlap_why(&a->bind.ss, &b->bind.ss));
 			break;
 		}
+	}
+	/* The admin endpoint binds with SO_REUSEPORT too: on a listener's
+	 * address, requests would land on either at random. */
+	for (size_t i = 0; conf->global.has_admin && i < conf->nlisteners;
+	     i++) {
+		const struct sl_listener_conf *a = &conf->listeners[i];
+		const struct sl_addr *adm = &conf->global.admin;
+
+		if (a->bind.text == NULL ||
+		    !binds_overlap(&a->bind.ss, &adm->ss))
+			continue;
+		if (same_sockaddr(&a->bind.ss, &adm->ss))
+			add_error(L, key_line(sluice, "admin"),
+			    "[sluice] admin: address '%s' is already bound by "
+			    "[listener:%s] (line %d)",
+			    conf->global.admin_text, a->name, a->line);
+		else
+			add_error(L, key_line(sluice, "admin"),
+			    "[sluice] admin: address '%s' overlaps '%s' of "
+			    "[listener:%s] (line %d): %s",
+			    conf->global.admin_text, a->bind.text, a->name,
+			    a->line, overlap_why(&a->bind.ss, &adm->ss));
+		break;
 	}
 }
 
@@ -2997,7 +3108,7 @@ build(struct loader *L)
 		check_service(L, i);
 	}
 	free(has_rollout);
-	check_routes_and_binds(L);
+	check_routes_and_binds(L, sluice);
 
 	if (conf->nlisteners == 0)
 		add_error(L, L->lineno > 0 ? L->lineno : 1,

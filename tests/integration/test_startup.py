@@ -82,4 +82,12 @@ check(exited and "needs a path of its own" in out and
       "the same socket spelled twice: start refused, saying so (%s)"
       % out.strip()[-200:])
 
+# --- admin on a listener's address: both bound with SO_REUSEPORT, so
+# requests landed on either at random. A config error now.
+port = free_port()
+check_conf(base(port, "admin = 127.0.0.1:%d\n" % port),
+           ":3: [sluice] admin: address '127.0.0.1:%d' is already bound by "
+           "[listener:main] (line " % port,
+           "sluice -t: admin on the listener's address")
+
 done()

@@ -1149,6 +1149,37 @@ static const struct error_case error_cases[] = {
         "[version:shop/b]\nservers = 127.0.0.1:1\n",
         "t.ini:4: [listener:b] bind: address '0.0.0.0:80' is already bound "
         "by [listener:a] (line 1)"},
+    /* SO_REUSEPORT lets overlapping binds share a port: refused. */
+    {"bind_overlaps_wildcard",
+        "[listener:a]\nbind = 0.0.0.0:80\n[listener:b]\n"
+        "bind = 127.0.0.1:80\n[service:shop]\nstable = b\n"
+        "[version:shop/b]\nservers = 127.0.0.1:1\n",
+        "t.ini:4: [listener:b] bind: address '127.0.0.1:80' overlaps "
+        "'0.0.0.0:80' of [listener:a] (line 1): a wildcard address takes "
+        "its port on every address (0.0.0.0 on every IPv4 one, [::] on "
+        "every one)"},
+    {"bind_overlaps_v6_wildcard",
+        "[listener:a]\nbind = 127.0.0.1:80\n[listener:b]\n"
+        "bind = [::]:80\n[service:shop]\nstable = b\n"
+        "[version:shop/b]\nservers = 127.0.0.1:1\n",
+        "t.ini:4: [listener:b] bind: address '[::]:80' overlaps "
+        "'127.0.0.1:80' of [listener:a] (line 1): a wildcard address takes "
+        "its port on every address (0.0.0.0 on every IPv4 one, [::] on "
+        "every one)"},
+    {"bind_overlaps_v4_mapped",
+        "[listener:a]\nbind = 127.0.0.1:80\n[listener:b]\n"
+        "bind = [::ffff:127.0.0.1]:80\n[service:shop]\nstable = b\n"
+        "[version:shop/b]\nservers = 127.0.0.1:1\n",
+        "t.ini:4: [listener:b] bind: address '[::ffff:127.0.0.1]:80' "
+        "overlaps '127.0.0.1:80' of [listener:a] (line 1): an IPv4-mapped "
+        "IPv6 address is that IPv4 address"},
+    {"admin_on_listener", BASE "[sluice]\nadmin = 127.0.0.1:8080\n",
+        "t.ini:8: [sluice] admin: address '127.0.0.1:8080' is already bound "
+        "by [listener:main] (line 1)"},
+    {"admin_overlaps_listener", BASE "[sluice]\nadmin = *:8080\n",
+        "t.ini:8: [sluice] admin: address '*:8080' overlaps '127.0.0.1:8080' "
+        "of [listener:main] (line 1): a wildcard address takes its port on "
+        "every address (0.0.0.0 on every IPv4 one, [::] on every one)"},
     {"bind_missing", BASE "[listener:x]\n",
         "t.ini:7: [listener:x]: missing required key 'bind'"},
     {"bad_duration", BASE "[sluice]\nheader_timeout = 10x\n",
@@ -1374,6 +1405,34 @@ temp_file(const char *tag)
 	return path;
 }
 
+/* Binds that do not overlap: other addresses or ports, or IPv4's
+ * wildcard beside an IPv6 address. */
+static void
+test_binds_apart(void **state)
+{
+	static const char *const pairs[][2] = {
+	    {"127.0.0.1:80", "127.0.0.2:80"},
+	    {"127.0.0.1:80", "127.0.0.1:81"},
+	    {"0.0.0.0:80", "[::1]:80"},
+	    {"0.0.0.0:80", "0.0.0.0:81"},
+	    {"[::]:80", "127.0.0.1:81"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+		char *text = sl_xasprintf("[sluice]\nadmin = 127.0.0.1:9901\n"
+		                          "[listener:a]\nbind = %s\n"
+		                          "[listener:b]\nbind = %s\n"
+		                          "[service:shop]\nstable = b\n"
+		                          "[version:shop/b]\n"
+		                          "servers = 127.0.0.1:1\n",
+		    pairs[i][0], pairs[i][1]);
+
+		sl_conf_free(load_ok(text));
+		free(text);
+	}
+}
+
 /* TLS keys: listener, [cert:], origin TLS with service defaults. */
 static void
 test_tls_keys(void **state)
@@ -1549,6 +1608,7 @@ main(void)
 	    cmocka_unit_test(test_tls_files),
 	    cmocka_unit_test(test_tls_keys),
 	    cmocka_unit_test(test_multiple_errors),
+	    cmocka_unit_test(test_binds_apart),
 	    cmocka_unit_test(test_sample_configs),
 	};
 	size_t n = sizeof error_cases / sizeof error_cases[0];
