@@ -355,6 +355,9 @@ main(int argc, char **argv)
 	if (table == NULL)
 		sl_fatal(0, "%s", err);
 	keep_started(&conf->global);
+	/* Before anything is written (state file, sockets). */
+	if (!d.takeover && sl_workers_check_binds(conf, &err) != 0)
+		sl_fatal(0, "%s", err);
 	/* --takeover: the running sluice stops deciding before this one
 	 * reads the state file, so what it reads is final. */
 	if (d.takeover) {

@@ -273,6 +273,51 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* Can ADDR be bound without SO_REUSEPORT? 0, or the bind's errno. */
+static int
+probe_bind(const struct sl_addr *addr)
+{
+	int fd, one = 1, err = 0;
+
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0; /* the real bind will say why */
+	/* SO_REUSEADDR, as the listeners have it: connections a sluice
+	 * that just stopped left in TIME_WAIT do not count. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0)
+		err = errno;
+	close(fd);
+	return err;
+}
+
+/* Is every address CONF listens on (listeners, admin) free? See
+ * worker.h. */
+int
+sl_workers_check_binds(const struct sl_config *conf, char **errp)
+{
+	static const char hint[] = "address already in use (to replace a "
+	                           "running sluice, start with --takeover)";
+
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		const struct sl_listener_conf *lc = &conf->listeners[i];
+
+		if (probe_bind(&lc->bind) == EADDRINUSE) {
+			*errp = sl_xasprintf(
+			    "%s: [listener:%s]: cannot listen on %s: %s",
+			    conf->path, lc->name, lc->bind.text, hint);
+			return -1;
+		}
+	}
+	if (conf->global.has_admin &&
+	    probe_bind(&conf->global.admin) == EADDRINUSE) {
+		*errp = sl_xasprintf("%s: admin %s: cannot listen: %s",
+		    conf->path, conf->global.admin.text, hint);
+		return -1;
+	}
+	return 0;
+}
+
 /* Create the workers and bind their listeners. */
 struct sl_worker **
 sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)

@@ -91,6 +91,16 @@ struct sl_worker {
 };
 
 /*
+ * Before the first start (not with --takeover): is every address CONF
+ * listens on, its listeners' and the admin endpoint's, free? Those
+ * sockets are bound with SO_REUSEPORT, which would silently share a port
+ * with another sluice already there (traffic split between two processes
+ * with different runtime state); a plain bind fails instead. Returns 0,
+ * or -1 with *errp naming the first address in use (heap, caller frees).
+ */
+int sl_workers_check_binds(const struct sl_config *conf, char **errp);
+
+/*
  * Create NWORKERS workers for CONF: event bases and listening sockets
  * (bound here, so bind errors are reported at start-up). Returns NULL with
  * *errp set on failure.

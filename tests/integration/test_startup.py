@@ -10,8 +10,9 @@ import os
 import signal
 import subprocess
 
+import harness
 from harness import (SLUICE, TMP, Origin, Sluice, check, check_conf, config,
-                     done, free_port)
+                     done, free_port, wait_until)
 
 blue = Origin("blue")
 green = Origin("green")
@@ -89,5 +90,52 @@ check_conf(base(port, "admin = 127.0.0.1:%d\n" % port),
            ":3: [sluice] admin: address '127.0.0.1:%d' is already bound by "
            "[listener:main] (line " % port,
            "sluice -t: admin on the listener's address")
+
+# --- A second sluice (no --takeover) on addresses a running one listens
+# on: refused. With SO_REUSEPORT alone it started, and the kernel split
+# the connections between two daemons with different runtime state.
+port, admin = free_port(), free_port()
+a = Sluice(text=base(port, "admin = 127.0.0.1:%d\n" % admin), port=port)
+check("cannot be written" not in a.logtext(),
+      "a state directory that can be written is not warned about")
+
+
+def other(name, listen, extra=""):
+    """A config of another sluice: its own control socket and state."""
+    return write(name + ".ini", base(listen, (
+        "control_socket = %s/%s.sock\nstate_file = %s/%s-state.ini\n"
+        % (TMP, name, TMP, name)) + extra))
+
+
+exited, out = start_fails(other("same-listener", port))
+check(exited and ("[listener:main]: cannot listen on 127.0.0.1:%d: address "
+                  "already in use (to replace a running sluice, start with "
+                  "--takeover)" % port) in out,
+      "a second sluice on the listener's address is refused (%s)"
+      % out.strip()[-300:])
+check(not os.path.exists(os.path.join(TMP, "same-listener.sock")),
+      "before it opened its control socket")
+exited, out = start_fails(other("same-admin", free_port(),
+                                "admin = 127.0.0.1:%d\n" % admin))
+check(exited and ("admin 127.0.0.1:%d: cannot listen: address already in "
+                  "use (to replace a running sluice, start with --takeover)"
+                  % admin) in out,
+      "a second sluice on the admin address is refused (%s)"
+      % out.strip()[-300:])
+statuses = [a.get("/n%d" % i)[0] for i in range(20)]
+check(a.proc.poll() is None and statuses == [200] * 20,
+      "the running sluice serves every request (%r)" % statuses)
+# --takeover is how a second one starts beside it (test_resilience has
+# the whole upgrade).
+path = other("takeover", port)
+log = open(os.path.join(TMP, "takeover.log"), "ab")
+b = subprocess.Popen([SLUICE, "--takeover", "-c", path], stdout=log,
+                     stderr=log)
+harness._procs.append(b)  # killed at exit if the test fails
+check(wait_until(lambda: b.poll() is not None or os.path.exists(
+    os.path.join(TMP, "takeover.sock")), 20) and b.poll() is None,
+      "with --takeover a second sluice starts on the same address")
+b.send_signal(signal.SIGTERM)
+check(b.wait(30) == 0, "and stops cleanly")
 
 done()
