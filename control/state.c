@@ -737,29 +737,58 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 	return 0;
 }
 
-/* Before the first load: the state file's directory exists (made if
+/*
+ * Before the first load: the state file's directory exists (made if
  * missing) and can be written, or the operator learns now, not at the
- * first refused change; a directory in the file's place is an error. */
+ * first refused change; a directory in the file's place is an error.
+ * "Can be written" is tried, not asked: access(W_OK) says yes to root on
+ * a read-only file system, and to a regular file standing where the
+ * directory should be. Saves write PATH.tmp.PID and rename it, so a file
+ * made and removed next to PATH is the real test.
+ */
 int
 sl_state_check_path(const char *path, char **errp)
 {
-	char *dir = sl_xstrdup(path);
+	char *copy = sl_xstrdup(path), *probe;
+	const char *dir;
 	struct stat st;
+	int fd, err = 0;
 
 	sl_ctl_make_dirs(path);
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
 		*errp = sl_xasprintf("state file %s: is a directory; set "
 		                     "state_file to a file's path",
 		    path);
-		free(dir);
+		free(copy);
 		return -1;
 	}
-	if (access(dirname(dir), W_OK) != 0)
-		sl_log(SL_LOG_WARN, errno,
+	dir = dirname(copy);
+	if (stat(dir, &st) != 0)
+		err = errno;
+	else if (!S_ISDIR(st.st_mode))
+		err = ENOTDIR;
+	else {
+		probe = sl_xasprintf("%s.check.XXXXXX", path);
+		fd = mkostemp(probe, O_CLOEXEC);
+		if (fd < 0)
+			err = errno;
+		else {
+			close(fd);
+			unlink(probe);
+		}
+		free(probe);
+	}
+	if (err == ENOTDIR)
+		sl_log_warn("state file %s: its directory %s is not a "
+		            "directory (a file stands there or above it): "
+		            "runtime changes will be refused until it is one",
+		    path, dir);
+	else if (err != 0)
+		sl_log(SL_LOG_WARN, err,
 		    "state file %s: its directory %s cannot be written: "
 		    "runtime changes will be refused until it can",
 		    path, dir);
-	free(dir);
+	free(copy);
 	return 0;
 }
 

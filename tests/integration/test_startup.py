@@ -6,13 +6,15 @@ was split silently between two daemons), a state directory that cannot be
 written, and listeners a reload adds, removes or moves (which only a
 restart applies)."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 
 import harness
 from harness import (SLUICE, TMP, Origin, Sluice, check, check_conf, config,
-                     done, free_port, wait_until)
+                     done, free_port, wait_port, wait_until)
 
 blue = Origin("blue")
 green = Origin("green")
@@ -44,6 +46,22 @@ def start_fails(path, *args):
         return False, out.decode("utf-8", "replace") if isinstance(
             out, bytes) else out
     return r.returncode != 0, r.stdout + r.stderr
+
+
+def ctl_command(path, line):
+    """One control command on the socket at PATH; the decoded reply."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(line.encode() + b"\n")
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return json.loads(data)
 
 
 # --- control_socket naming a file that is not a socket: refused, kept.
@@ -137,5 +155,45 @@ check(wait_until(lambda: b.poll() is not None or os.path.exists(
       "with --takeover a second sluice starts on the same address")
 b.send_signal(signal.SIGTERM)
 check(b.wait(30) == 0, "and stops cleanly")
+
+# --- A state directory that cannot be written is warned about at start
+# (sluice still starts; changes are refused until it can be written).
+# access(W_OK) said yes to a regular file standing where the directory
+# should be, and to root on a read-only file system. (Such a state file
+# cannot be read either: only --ignore-state starts.)
+plain = write("plain-file", "not a directory\n")
+port = free_port()
+path = write("plain-%d.ini" % port,
+             base(port, "state_file = %s/state.ini\n" % plain))
+logpath = os.path.join(TMP, "plain-%d.log" % port)
+with open(logpath, "ab") as log:
+    p = subprocess.Popen([SLUICE, "--ignore-state", "-c", path], stdout=log,
+                         stderr=log)
+harness._procs.append(p)
+wait_port(port, p, log=logpath)
+with open(logpath) as f:
+    text = f.read()
+check(("state file %s/state.ini: its directory %s is not a directory (a "
+       "file stands there or above it)" % (plain, plain)) in text,
+      "a regular file where the state directory should be is warned about")
+ctl = os.path.join(TMP, "ctl-%d.sock" % port)
+check(wait_until(lambda: os.path.exists(ctl)), "sluice started")
+r = ctl_command(ctl, "set weights s blue=50 green=50")
+check(not r["ok"] and "cannot write state file" in r.get("error", ""),
+      "and a change is refused, as the warning said (%s)" % r.get("error"))
+p.terminate()
+check(p.wait(30) == 0, "sluice stops cleanly")
+if os.path.isdir("/sys/kernel"):
+    # sysfs takes no new files, not even from root.
+    port = free_port()
+    sl = Sluice(text=base(port, "state_file = /sys/sluice-test-state.ini\n"),
+                port=port)
+    check("state file /sys/sluice-test-state.ini: its directory /sys cannot "
+          "be written" in sl.logtext(),
+          "/sys as the state directory is warned about (uid %d)"
+          % os.geteuid())
+    check(sl.stop() == 0, "and sluice ran")
+check(not [f for f in os.listdir(TMP) if ".check." in f],
+      "the check leaves no file behind")
 
 done()
