@@ -285,6 +285,10 @@ bool sl_conf_valid_owner(const char *name);
 int sl_conf_parse_size(const char *s, uint32_t *bytes, const char **why);
 int sl_conf_parse_addr(const char *s, struct sl_addr *addr, const char **why);
 int sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why);
+/* Do A and B (resolved by sl_conf_parse_addr) name the same address and
+ * port? */
+bool sl_conf_same_sockaddr(
+    const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 /* Does the address SA (AF_INET or AF_INET6) fall into CIDR? */
 bool sl_cidr_match(const struct sl_cidr *cidr, const struct sockaddr *sa);
 

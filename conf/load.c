@@ -744,9 +744,10 @@ fmt_size(uint32_t n, char *buf, size_t size)
 	return buf;
 }
 
-/* Do two resolved addresses name the same address and port? */
-static bool
-same_sockaddr(
+/* Do two resolved addresses name the same address and port? (Public:
+ * a reload compares the listeners' binds with it.) */
+bool
+sl_conf_same_sockaddr(
     const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
@@ -2038,7 +2039,7 @@ parse_servers(struct loader *L, void *obj, const char *value, char **msg)
 			goto fail;
 		}
 		for (size_t j = 0; j < v->nservers; j++) {
-			if (same_sockaddr(
+			if (sl_conf_same_sockaddr(
 			        &v->servers[j].addr.ss, &srv->addr.ss)) {
 				*msg = sl_xasprintf("server '%s' is listed "
 				                    "twice",
@@ -2920,7 +2921,7 @@ check_routes_and_binds(struct loader *L, const struct section *sluice)
 			if (a->bind.text == NULL || b->bind.text == NULL ||
 			    !binds_overlap(&a->bind.ss, &b->bind.ss))
 				continue;
-			if (same_sockaddr(&a->bind.ss, &b->bind.ss))
+			if (sl_conf_same_sockaddr(&a->bind.ss, &b->bind.ss))
 				add_error(L,
 				    key_line(L->listener_secs[j], "bind"),
 				    "[listener:%s] bind: address '%s' is "
@@ -2948,7 +2949,7 @@ check_routes_and_binds(struct loader *L, const struct section *sluice)
 		if (a->bind.text == NULL ||
 		    !binds_overlap(&a->bind.ss, &adm->ss))
 			continue;
-		if (same_sockaddr(&a->bind.ss, &adm->ss))
+		if (sl_conf_same_sockaddr(&a->bind.ss, &adm->ss))
 			add_error(L, key_line(sluice, "admin"),
 			    "[sluice] admin: address '%s' is already bound by "
 			    "[listener:%s] (line %d)",

@@ -227,6 +227,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		            "using %s until it restarts",
 		    conf->global.state_file, d->state_path);
 	warn_restart_only(&started, &conf->global);
+	sl_workers_warn_listeners(d->workers, d->nworkers, conf);
 	/* Runtime decisions (weights, stable, server states) survive, and
 	 * so does what the health checks know. */
 	dropped = sl_state_carry(d, t);

@@ -48,6 +48,10 @@ struct sl_listener_arg {
 	bool tls;
 	size_t index;               /* in the config it was bound from */
 	char name[SL_MAX_NAME + 1]; /* listener name, to find its context */
+	/* What it was bound to, as written: a reload that moves it names
+	 * both (the config it came from is freed after a reload). */
+	struct sockaddr_storage bind;
+	char *bind_text;
 };
 
 /* Recompute and publish the oldest epoch this worker holds. */
@@ -382,6 +386,7 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		    sl_xcalloc(conf->nlisteners, sizeof *w->listeners);
 		w->listener_args =
 		    sl_xcalloc(conf->nlisteners, sizeof *w->listener_args);
+		w->nlistener_args = conf->nlisteners;
 		for (j = 0; j < conf->nlisteners; j++) {
 			const struct sl_listener_conf *lc = &conf->listeners[j];
 			struct sl_listener_arg *la = &w->listener_args[j];
@@ -390,6 +395,8 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 			la->tls = lc->tls_cert != NULL;
 			la->index = j;
 			snprintf(la->name, sizeof la->name, "%s", lc->name);
+			la->bind = lc->bind.ss;
+			la->bind_text = sl_xstrdup(lc->bind.text);
 			w->listeners[j] = evconnlistener_new_bind(w->base,
 			    accept_cb, la,
 			    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
@@ -416,6 +423,63 @@ fail_msg:
 	*errp = sl_xstrdup("cannot create worker event loops");
 	sl_workers_free(ws, i + 1);
 	return NULL;
+}
+
+/* The listener named NAME in CONF, or NULL. */
+static const struct sl_listener_conf *
+listener_named(const struct sl_config *conf, const char *name)
+{
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		if (strcmp(conf->listeners[i].name, name) == 0)
+			return &conf->listeners[i];
+	}
+	return NULL;
+}
+
+/* A reload to CONF: a warning for each listener it adds, removes, moves or
+ * turns to TLS, against the sockets bound at start (see worker.h). */
+void
+sl_workers_warn_listeners(
+    struct sl_worker **ws, unsigned n, const struct sl_config *conf)
+{
+	const struct sl_worker *w = n > 0 ? ws[0] : NULL;
+	const struct sl_listener_conf *lc;
+	size_t i, j;
+
+	if (w == NULL)
+		return;
+	for (j = 0; j < w->nlistener_args; j++) {
+		const struct sl_listener_arg *la = &w->listener_args[j];
+
+		if ((lc = listener_named(conf, la->name)) == NULL)
+			sl_log_warn("reload: [listener:%s] was removed; it "
+			            "keeps listening on %s until sluice "
+			            "restarts",
+			    la->name, la->bind_text);
+		else if (!sl_conf_same_sockaddr(&lc->bind.ss, &la->bind))
+			sl_log_warn("reload: [listener:%s] bind changed from "
+			            "%s to %s; it keeps listening on %s until "
+			            "sluice restarts",
+			    la->name, la->bind_text, lc->bind.text,
+			    la->bind_text);
+		else if (!la->tls && lc->tls_cert != NULL)
+			sl_log_warn("reload: [listener:%s] has tls_cert now; "
+			            "it serves plain HTTP on %s until sluice "
+			            "restarts",
+			    la->name, la->bind_text);
+	}
+	for (i = 0; i < conf->nlisteners; i++) {
+		lc = &conf->listeners[i];
+		for (j = 0; j < w->nlistener_args; j++) {
+			if (strcmp(w->listener_args[j].name, lc->name) == 0)
+				break;
+		}
+		if (j == w->nlistener_args)
+			sl_log_warn("reload: [listener:%s] is new; it takes "
+			            "effect (listening on %s) when sluice "
+			            "restarts",
+			    lc->name, lc->bind.text);
+	}
 }
 
 /* Allocate counters for the version ids of a table, in every worker. */
@@ -520,6 +584,8 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 		for (j = 0; j < w->nlisteners; j++)
 			evconnlistener_free(w->listeners[j]);
 		free(w->listeners);
+		for (j = 0; j < w->nlistener_args; j++)
+			free(w->listener_args[j].bind_text);
 		free(w->listener_args);
 		if (w->base != NULL) {
 			sl_conn_close_all(w);

@@ -46,6 +46,7 @@ struct sl_worker {
 	struct evconnlistener **listeners;
 	size_t nlisteners;
 	struct sl_listener_arg *listener_args; /* one per listener */
+	size_t nlistener_args; /* as bound at start (stop zeroes nlisteners) */
 	bool accept_paused;
 	bool stopping;
 
@@ -107,6 +108,16 @@ int sl_workers_check_binds(const struct sl_config *conf, char **errp);
  */
 struct sl_worker **sl_workers_create(
     const struct sl_config *conf, unsigned nworkers, char **errp);
+
+/*
+ * A reload to CONF (control thread): listeners are bound once, at start,
+ * so log a warning naming each listener CONF adds, removes, binds to
+ * another address or turns to TLS; the sockets bound at start stay as
+ * they are until sluice restarts. Compared with what the workers bound,
+ * not with the config of the last reload.
+ */
+void sl_workers_warn_listeners(struct sl_worker **workers, unsigned nworkers,
+    const struct sl_config *conf);
 
 /* Start the threads. */
 int sl_workers_start(struct sl_worker **workers, unsigned nworkers);

@@ -15,6 +15,7 @@ import subprocess
 import harness
 from harness import (SLUICE, TMP, Origin, Sluice, check, check_conf, config,
                      done, free_port, wait_port, wait_until)
+from tlskit import PKI
 
 blue = Origin("blue")
 green = Origin("green")
@@ -195,5 +196,62 @@ if os.path.isdir("/sys/kernel"):
     check(sl.stop() == 0, "and sluice ran")
 check(not [f for f in os.listdir(TMP) if ".check." in f],
       "the check leaves no file behind")
+
+# --- Reload: listeners are bound at start only. A reload that adds,
+# removes or moves one names it in a warning (it was ignored silently),
+# compared with what runs, not with the last reload.
+port, old_port, moved, new_port = (free_port() for _ in range(4))
+started = base(port) + "[listener:old]\nbind = 127.0.0.1:%d\n" % old_port
+sl = Sluice(text=started, port=port)
+
+
+def reload(text):
+    n = sl.logtext().count("reloaded ")
+    sl.write(text)
+    sl.proc.send_signal(signal.SIGHUP)
+    check(wait_until(lambda: sl.logtext().count("reloaded ") > n, 20),
+          "reload %d done" % (n + 1))
+
+
+def listener_warnings():
+    return [line.split(" warn: ", 1)[1] for line in sl.logtext().splitlines()
+            if " warn: reload: [listener:" in line]
+
+
+reload(base(port).replace("bind = 127.0.0.1:%d\n" % port,
+                          "bind = 127.0.0.1:%d\n" % moved) +
+       "[listener:new]\nbind = 127.0.0.1:%d\n" % new_port)
+want = [
+    "reload: [listener:main] bind changed from 127.0.0.1:%d to 127.0.0.1:%d; "
+    "it keeps listening on 127.0.0.1:%d until sluice restarts"
+    % (port, moved, port),
+    "reload: [listener:old] was removed; it keeps listening on "
+    "127.0.0.1:%d until sluice restarts" % old_port,
+    "reload: [listener:new] is new; it takes effect (listening on "
+    "127.0.0.1:%d) when sluice restarts" % new_port]
+got = listener_warnings()
+check(sorted(got) == sorted(want),
+      "a listener moved, removed and added: one warning each (%r)" % got)
+check(sl.get("/")[0] == 200 and
+      sl.raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             port=old_port).startswith(b"HTTP/1.1 200"),
+      "both listeners bound at start still serve")
+reload(started)
+check(listener_warnings() == got,
+      "back to the listeners it runs: no warning (%r)"
+      % listener_warnings()[len(got):])
+# A plain listener can come back with TLS (removed by one reload, back by
+# the next): its socket still serves plain HTTP, and the warning says so.
+reload(base(port))
+pki = PKI(os.path.join(TMP, "pki"))
+pki.make_ca()
+reload(started + "tls_cert = %s\ntls_key = %s\n"
+       % (pki.path("ca.pem"), pki.path("ca.key")))
+check(listener_warnings()[-1] ==
+      "reload: [listener:old] has tls_cert now; it serves plain HTTP on "
+      "127.0.0.1:%d until sluice restarts" % old_port,
+      "a listener turned to TLS by reloads is named (%r)"
+      % listener_warnings()[len(got):])
+check(sl.stop() == 0, "sluice stops cleanly")
 
 done()
