@@ -43,7 +43,16 @@ struct admin_conn {
 	bool done;
 };
 
-/* Write a complete response and close once it is sent. */
+/* The reason phrase of STATUS: the proxy's table, plus the statuses only
+ * the admin endpoint sends. */
+static const char *
+admin_reason(int status)
+{
+	return status == 405 ? "Method Not Allowed" : sl_http_reason(status);
+}
+
+/* Write a complete response and close once it is sent. A 405 names the
+ * methods there are (RFC 9110 section 15.5.6: it must). */
 static void
 reply(struct admin_conn *ac, int status, const char *type, const void *body,
     size_t len, bool head_only)
@@ -52,8 +61,9 @@ reply(struct admin_conn *ac, int status, const char *type, const void *body,
 
 	evbuffer_add_printf(out,
 	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	    "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-	    status, sl_http_reason(status), type, len);
+	    "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+	    status, admin_reason(status), type, len,
+	    status == 405 ? "Allow: GET, HEAD\r\n" : "");
 	if (!head_only)
 		evbuffer_add(out, body, len);
 	ac->done = true;

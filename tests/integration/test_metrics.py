@@ -64,6 +64,18 @@ check(status == 404 and b"unknown service" in body,
 status, body = admin("/stats?seconds=abc")
 check(status == 400, "bad seconds: 400")
 
+# RFC 9110 15.5.6: a 405 says which methods there are.
+for req in (b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 0\r\n\r\n",
+            b"DELETE /stats HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"):
+    answer = sl.raw(req, port=admin_port)
+    head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    check(head[0] == b"HTTP/1.1 405 Method Not Allowed" and
+          b"Allow: GET, HEAD" in head[1:],
+          "%s to the admin endpoint: 405 Method Not Allowed with Allow: "
+          "GET, HEAD (%r)" % (req.split(b" ")[0].decode(), head[0]))
+
 # 100 requests to the 20 ms origin, 7 of them answered 500, each also timed
 # here: sluice sees a request after the client sent it and answers it before
 # the client has read it, so its latencies are at most the client's.
