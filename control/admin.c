@@ -25,7 +25,6 @@
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
 #include "proxy/http1.h"
-#include "proxy/route.h"
 
 #define ADMIN_HEAD_MAX 8192
 
@@ -97,27 +96,43 @@ reply_error(struct admin_conn *ac, int status, const char *msg, bool head_only)
 	reply_json(ac, status, doc, head_only);
 }
 
-/* Parse "?seconds=N" (1..600); 0 when absent. -1 when invalid. */
+/*
+ * The window "?seconds=N" asks for (1..600) into *SECONDS; 0 when the
+ * query names no seconds. -1 when it does but N is not such a number:
+ * "seconds=" and a bare "seconds" included (sl_route_query skips those as
+ * absent, which would answer with all-time stats), and so is a second
+ * "seconds" (which one was meant?). Other parameters are ignored.
+ */
 static int
 window_seconds(const char *path, size_t len, uint32_t *seconds)
 {
-	const char *v;
-	size_t vlen, i;
-	uint32_t n = 0;
+	const char *q = memchr(path, '?', len), *end = path + len;
+	bool found = false;
 
 	*seconds = 0;
-	if (!sl_route_query(path, len, "seconds", 7, &v, &vlen))
-		return 0;
-	if (vlen == 0 || vlen > 4)
-		return -1;
-	for (i = 0; i < vlen; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-		n = n * 10 + (uint32_t)(v[i] - '0');
+	for (q = q != NULL ? q + 1 : end; q < end;) {
+		const char *amp = memchr(q, '&', (size_t)(end - q)), *v;
+		uint32_t n = 0;
+
+		if (amp == NULL)
+			amp = end;
+		if (amp - q >= 7 && memcmp(q, "seconds", 7) == 0 &&
+		    ((v = q + 7) == amp || *v == '=')) {
+			/* Again, no '=', no digits, more than 4 digits. */
+			if (found || v == amp || amp - v == 1 || amp - v > 5)
+				return -1;
+			for (v++; v < amp; v++) {
+				if (*v < '0' || *v > '9')
+					return -1;
+				n = n * 10 + (uint32_t)(*v - '0');
+			}
+			if (n == 0 || n > SL_WINDOW_SLOTS)
+				return -1;
+			*seconds = n;
+			found = true;
+		}
+		q = amp + 1;
 	}
-	if (n == 0 || n > SL_WINDOW_SLOTS)
-		return -1;
-	*seconds = n;
 	return 0;
 }
 

@@ -63,6 +63,15 @@ check(status == 404 and b"unknown service" in body,
       "unknown service in /stats: 404 with a reason")
 status, body = admin("/stats?seconds=abc")
 check(status == 400, "bad seconds: 400")
+# An empty or bare seconds is a bad one too, not "all time" (README: a
+# bad seconds is 400), and so is a second one.
+for q in ("/stats?seconds=", "/stats?seconds", "/stats/shop?seconds=",
+          "/stats/shop?x=1&seconds", "/stats?seconds=5&seconds=6"):
+    status, body = admin(q)
+    check(status == 400 and b"seconds must be" in body,
+          "%s: 400 (%d)" % (q, status))
+check(admin("/stats?x=1&seconds=5")[0] == 200,
+      "seconds after another parameter still counts")
 
 # RFC 9110 15.5.6: a 405 says which methods there are.
 for req in (b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
