@@ -50,6 +50,7 @@
 #include <openssl/ocsp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/ui.h>
 #include <openssl/x509v3.h>
 
 #include "conf/conf.h"
@@ -271,6 +272,9 @@ sl_tls_init(void)
 	            OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
 	        NULL) != 1)
 		return -1;
+	/* No prompts, ever: a PEM read without sluice's passphrase callback
+	 * (a CA file) falls back to OpenSSL's UI, which gets nothing. */
+	UI_set_default_method(UI_null());
 	ctx_index =
 	    SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free_cb);
 	if (ctx_index < 0)
@@ -426,14 +430,66 @@ read_file(const char *path, size_t max, size_t *len)
 	return buf;
 }
 
-/* Did the last key operation fail because key and certificate differ? */
-static bool
-key_mismatch(void)
+/*
+ * The passphrase callback of every key and certificate sluice loads: it
+ * never gives one. OpenSSL's default asks on the terminal (or reads
+ * stdin), which would hang start-up, -t and, on a reload, the whole
+ * control thread. *U (a bool, when given) is set: the file asked for a
+ * passphrase, so it is encrypted.
+ */
+static int
+no_passphrase_cb(char *buf, int size, int rwflag, void *u)
 {
-	unsigned long e = ERR_peek_last_error();
+	if (u != NULL)
+		*(bool *)u = true;
+	return 0;
+}
 
-	return ERR_GET_LIB(e) == ERR_LIB_X509 &&
-	    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+/*
+ * Load the private key KEY into CTX, which holds the certificate CERT;
+ * TITLE and NAME (the section and its key) and LINE are for messages.
+ * The key is compared with the certificate before it goes in: a context
+ * keeps a key in the slot of its type, so one of another type than the
+ * certificate would only fail later as "no certificate assigned". Returns
+ * 0, or -1 with the error added to E: an encrypted key (sluice never asks
+ * for a passphrase), no key in the file, or not the certificate's key.
+ */
+static int
+use_key(struct errs *E, SSL_CTX *ctx, int line, const char *title,
+    const char *name, const char *key, const char *cert)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	BIO *in = BIO_new_file(key, "r");
+	EVP_PKEY *pkey = NULL;
+	bool encrypted = false;
+	int ret = -1;
+
+	if (in != NULL)
+		pkey = PEM_read_bio_PrivateKey(
+		    in, NULL, no_passphrase_cb, &encrypted);
+	BIO_free(in);
+	if (encrypted) {
+		ERR_clear_error(); /* "bad decrypt": not the reason */
+		add_err(E, line,
+		    "[%s] %s: the key '%s' is encrypted; sluice does not read "
+		    "passphrases: store it unencrypted (mode 0600)",
+		    title, name, key);
+	} else if (pkey == NULL) {
+		add_err(E, line, "[%s] %s: cannot load the key '%s'", title,
+		    name, key);
+	} else if (x == NULL || X509_check_private_key(x, pkey) != 1) {
+		add_err(E, line,
+		    "[%s] %s: the key '%s' does not match the certificate "
+		    "'%s'",
+		    title, name, key, cert);
+	} else if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		add_err(E, line, "[%s] %s: cannot load the key '%s'", title,
+		    name, key);
+	} else
+		ret = 0;
+	EVP_PKEY_free(pkey);
+	return ret;
 }
 
 /* Where a certificate comes from, for messages. */
@@ -591,6 +647,7 @@ server_ctx_new(struct errs *E, const struct sl_config *conf,
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase_cb);
 	SSL_CTX_set_min_proto_version(ctx, lc->tls_min_version);
 	SSL_CTX_set_options(ctx,
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
@@ -618,20 +675,9 @@ server_ctx_new(struct errs *E, const struct sl_config *conf,
 		    s->cert_key, s->cert);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		if (!key_mismatch()) {
-			add_err(E, s->key_line,
-			    "[%s] %s: cannot load the key '%s'", s->title,
-			    s->key_key, s->key);
-			goto fail;
-		}
-		add_err(E, s->key_line,
-		    "[%s] %s: the key '%s' does not match the certificate "
-		    "'%s'",
-		    s->title, s->key_key, s->key, s->cert);
+	if (use_key(E, ctx, s->key_line, s->title, s->key_key, s->key,
+	        s->cert) != 0)
 		goto fail;
-	}
 	if (s->ocsp != NULL && load_ocsp(E, s, d) != 0)
 		goto fail;
 	if (lc->tls_client_ca != NULL && client_verify_setup(E, ctx, lc) != 0)
@@ -818,6 +864,7 @@ origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
 {
 	const struct sl_origin_tls_conf *t = &v->tls;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	char title[2 * SL_MAX_NAME + 16];
 	struct stat st;
 
 	if (ctx == NULL) {
@@ -827,6 +874,7 @@ origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
 		    svc->name, v->name);
 		return NULL;
 	}
+	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase_cb);
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* No SSL_OP_IGNORE_UNEXPECTED_EOF: an origin's FIN without
 	 * close_notify must stay visible (sl_io_tls_ragged), or a cut
@@ -872,22 +920,11 @@ origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
 			    svc->name, v->name, t->client_cert);
 			goto fail;
 		}
-		if (SSL_CTX_use_PrivateKey_file(
-		        ctx, t->client_key, SSL_FILETYPE_PEM) != 1 ||
-		    SSL_CTX_check_private_key(ctx) != 1) {
-			if (!key_mismatch()) {
-				add_err(E, t->client_key_line,
-				    "[version:%s/%s] tls_client_key: cannot "
-				    "load the key '%s'",
-				    svc->name, v->name, t->client_key);
-				goto fail;
-			}
-			add_err(E, t->client_key_line,
-			    "[version:%s/%s] tls_client_key: the key '%s' "
-			    "does not match the certificate '%s'",
-			    svc->name, v->name, t->client_key, t->client_cert);
+		snprintf(
+		    title, sizeof title, "version:%s/%s", svc->name, v->name);
+		if (use_key(E, ctx, t->client_key_line, title, "tls_client_key",
+		        t->client_key, t->client_cert) != 0)
 			goto fail;
-		}
 	}
 	return ctx;
 fail:

@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -921,5 +922,123 @@ out = r.stdout + r.stderr
 check(r.returncode == 1 and out.count(two + ":17: [cert:x] key: the key") == 1,
       "a bad [cert:] serving two listeners: its error once (%d times)"
       % out.count("[cert:x] key"))
+
+# --- keys sluice cannot use: encrypted, or of another type ---
+
+# An encrypted key: sluice never asks for a passphrase. OpenSSL's default
+# prompts on the terminal, else reads stdin: with stdin a pipe left open
+# (and no terminal), -t, the start and a reload (the control thread) would
+# wait for ever.
+openssl("pkey", "-in", p("a.key"), "-aes256", "-passout", "pass:x",
+        "-out", p("enc.key"))
+openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+        p("rsa.key"), "-out", p("rsa.pem"), "-days", "30", "-subj",
+        "/CN=rsa.test")
+
+
+def run_stdin_open(*args):
+    """sluice ARGS with stdin a pipe that stays open and no controlling
+    terminal: (exit code, None if it still ran after 20 s; output)."""
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen([SLUICE] + list(args), stdin=subprocess.PIPE,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        proc.stdin.close()
+        out.seek(0)
+        return code, out.read().decode("utf-8", "replace")
+
+
+ENCRYPTED = "is encrypted; sluice does not read passphrases"
+ORIGIN_MTLS = ("[service:m]\npath_prefix = /m/\nstable = v\n[version:m/v]\n"
+               "servers = 127.0.0.1:1\ntls = yes\ntls_ca = %s\n"
+               "tls_client_cert = %s\ntls_client_key = %s\n")
+for what, text, line, where in [
+        ("a listener's tls_key",
+         BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
+         "tls_key = %s\n" % (p("a.pem"), p("enc.key")),
+         10, "[listener:t] tls_key"),
+        ("a [cert:]'s key",
+         BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
+         "tls_key = %s\n[cert:x]\ncert = %s\nkey = %s\n"
+         % (p("b.pem"), p("b.key"), p("a.pem"), p("enc.key")),
+         13, "[cert:x] key"),
+        ("an origin's tls_client_key",
+         BASE + ORIGIN_MTLS % (p("ca.pem"), p("a.pem"), p("enc.key")),
+         15, "[version:m/v] tls_client_key")]:
+    path = os.path.join(TMP, "encrypted-%d.ini" % line)
+    with open(path, "w") as f:
+        f.write(text)
+    want = "%s:%d: %s: the key '%s' %s" % (path, line, where, p("enc.key"),
+                                          ENCRYPTED)
+    for args, how in [(("-t", "-c", path), "sluice -t"),
+                      (("-c", path), "the start")]:
+        code, out = run_stdin_open(*args)
+        check(code == 1 and want in out and "pass phrase" not in out,
+              "%s with an encrypted key in %s: no prompt, exit 1 with "
+              "file:line and why (%s: %s)" % (how, what, code,
+                                             out.strip()[-160:]))
+
+# A key of another type than its certificate (RSA certificate, EC key) is
+# a mismatch too, and said so: not "no certificate assigned".
+check_conf(BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
+           "tls_key = %s\n" % (p("rsa.pem"), p("a.key")),
+           ":10: [listener:t] tls_key: the key '%s' does not match the "
+           "certificate '%s': key type mismatch" % (p("a.key"), p("rsa.pem")),
+           "an EC key for an RSA certificate")
+check_conf(BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
+           "tls_key = %s\n" % (p("a.pem"), p("rsa.key")),
+           ":10: [listener:t] tls_key: the key '%s' does not match the "
+           "certificate '%s': key type mismatch" % (p("rsa.key"), p("a.pem")),
+           "an RSA key for an EC certificate")
+check_conf(BASE + ORIGIN_MTLS % (p("ca.pem"), p("rsa.pem"), p("client.key")),
+           ":15: [version:m/v] tls_client_key: the key '%s' does not match "
+           "the certificate '%s': key type mismatch"
+           % (p("client.key"), p("rsa.pem")),
+           "an origin client key of another type than its certificate")
+
+# A reload that finds an encrypted key is refused at once; the control
+# thread goes on serving (it used to wait on stdin for a passphrase). The
+# daemon's stdin is a pipe left open, as a terminal would be.
+rk_port, rk_tls = free_port(), free_port()
+shutil.copy(p("a.key"), p("reload.key"))
+rk_conf = ("[sluice]\ncontrol_socket = {tmp}/ctl-{port}.sock\n"
+           "state_file = {tmp}/state-{port}.ini\n"
+           "[listener:main]\nbind = 127.0.0.1:{port}\n"
+           "[listener:tls]\nbind = 127.0.0.1:{tls}\ntls_cert = {pki}/a.pem\n"
+           "tls_key = {pki}/reload.key\n"
+           "[service:s]\npath_prefix = /\nstable = v\n[version:s/v]\n"
+           "servers = {plain}\n").format(tmp=TMP, port=rk_port, tls=rk_tls,
+                                         pki=PKI, plain=plain.addr)
+stdin_r, stdin_w = os.pipe()
+saved_stdin = os.dup(0)
+os.dup2(stdin_r, 0)
+try:
+    rk = Sluice(text=rk_conf, port=rk_port)
+finally:
+    os.dup2(saved_stdin, 0)
+    os.close(saved_stdin)
+    os.close(stdin_r)
+shutil.copy(p("enc.key"), p("reload.key"))
+rk.proc.send_signal(signal.SIGHUP)
+check(wait_until(lambda: ENCRYPTED in rk.logtext()),
+      "a reload that finds an encrypted key is refused at once, saying why")
+ev = rk.ctl("show events 5", timeout=5)
+check(any(e.get("command") == "reload refused" and ENCRYPTED in
+          json.dumps(e) for e in ev.get("events", [])),
+      "and the control thread answers (the refusal is an event)")
+c = socket.create_connection(("127.0.0.1", rk_tls), 10)
+t = CTX.wrap_socket(c, server_hostname="a.test")
+t.sendall(b"GET /rk HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+check(read_to_end(t)[0].startswith(b"HTTP/1.1 200"),
+      "the running certificate keeps serving")
+t.close()
+check(rk.stop() == 0, "that sluice stops cleanly")
+os.close(stdin_w)
 
 done()
