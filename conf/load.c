@@ -57,6 +57,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "conf/conf.h"
 #include "conf/xmalloc.h"
 
@@ -2553,6 +2557,76 @@ check_readable(struct loader *L, const struct section *sec, const char *key,
 		    strerror(errno));
 }
 
+/* The TLS checks' passphrase callback: none is ever given (OpenSSL's
+ * default would prompt and wait); *U is set: the key is encrypted. */
+static int
+no_passphrase_cb(char *buf, int size, int rwflag, void *u)
+{
+	*(bool *)u = true;
+	return 0;
+}
+
+/* A PEM file to read, or NULL. Regular files only: a device the loader
+ * is pointed at (/dev/zero, /dev/stdin) would never end or never come. */
+static BIO *
+open_pem(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return NULL;
+	return BIO_new_file(path, "r");
+}
+
+/*
+ * The private key KEY (key KEY_KEY of SEC) and the certificate CERT it
+ * serves: a key that asks for a passphrase is refused (sluice never reads
+ * one), and a key and certificate that both load must belong together.
+ * proxy/tls.c loads them again into its contexts, with the same messages,
+ * and reports files that do not load at all, and the rest (chains, OCSP,
+ * CAs); these two are checked here so that -t and a reload report them
+ * with every other error of the file, not only once the others are fixed.
+ */
+static void
+check_key_pair(struct loader *L, const struct section *sec, const char *key_key,
+    const char *key, const char *cert)
+{
+	BIO *in = open_pem(key);
+	EVP_PKEY *pkey = NULL;
+	X509 *x = NULL;
+	bool encrypted = false;
+	unsigned long e;
+
+	if (in != NULL)
+		pkey = PEM_read_bio_PrivateKey(
+		    in, NULL, no_passphrase_cb, &encrypted);
+	BIO_free(in);
+	if (encrypted)
+		add_error(L, key_line(sec, key_key),
+		    "[%s] %s: the key '%s' is encrypted; sluice does not read "
+		    "passphrases: store it unencrypted (mode 0600)",
+		    sec->title, key_key, key);
+	else if (pkey != NULL && (in = open_pem(cert)) != NULL) {
+		x = PEM_read_bio_X509_AUX(
+		    in, NULL, no_passphrase_cb, &encrypted);
+		BIO_free(in);
+		ERR_clear_error();
+		if (x != NULL && X509_check_private_key(x, pkey) != 1) {
+			e = ERR_peek_last_error();
+			add_error(L, key_line(sec, key_key),
+			    "[%s] %s: the key '%s' does not match the "
+			    "certificate '%s': %s",
+			    sec->title, key_key, key, cert,
+			    e != 0 && ERR_reason_error_string(e) != NULL
+			        ? ERR_reason_error_string(e)
+			        : "key values mismatch");
+		}
+	}
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+}
+
 static void
 check_listener(
     struct loader *L, const struct section *sec, struct sl_listener_conf *lc)
@@ -2587,6 +2661,7 @@ check_listener(
 	check_readable(L, sec, "tls_key", lc->tls_key);
 	check_readable(L, sec, "tls_ocsp", lc->tls_ocsp);
 	check_readable(L, sec, "tls_client_ca", lc->tls_client_ca);
+	check_key_pair(L, sec, "tls_key", lc->tls_key, lc->tls_cert);
 	if (has_key(sec, "tls_verify_client") && lc->tls_client_ca == NULL)
 		add_error(L, key_line(sec, "tls_verify_client"),
 		    "[%s] tls_verify_client: needs tls_client_ca (the CAs "
@@ -2607,6 +2682,8 @@ check_cert(struct loader *L, const struct section *sec, struct sl_cert_conf *cc)
 	check_readable(L, sec, "cert", cc->cert);
 	check_readable(L, sec, "key", cc->key);
 	check_readable(L, sec, "ocsp", cc->ocsp);
+	if (cc->cert != NULL && cc->key != NULL)
+		check_key_pair(L, sec, "key", cc->key, cc->cert);
 	for (size_t i = 0; i < conf->nlisteners; i++)
 		ntls += conf->listeners[i].tls_cert != NULL;
 	if (cc->nlisteners == 0 && ntls == 0)

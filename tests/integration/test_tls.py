@@ -923,6 +923,25 @@ check(r.returncode == 1 and out.count(two + ":17: [cert:x] key: the key") == 1,
       "a bad [cert:] serving two listeners: its error once (%d times)"
       % out.count("[cert:x] key"))
 
+# Every error at once: key errors are found with the file's other errors
+# (a bad names used to hide the key's: the certificates were only loaded
+# once the rest was right).
+every = os.path.join(TMP, "every-error.ini")
+with open(every, "w") as f:
+    f.write(BASE + "[listener:t]\nbind = 127.0.0.1:1\ntls_cert = %s\n"
+            "tls_key = %s\n[cert:x]\ncert = %s\nkey = %s\nnames = *.*.x\n"
+            % (p("a.pem"), p("b.key"), p("b.pem"), p("a.key")))
+r = subprocess.run([SLUICE, "-t", "-c", every], capture_output=True,
+                   text=True, timeout=60)
+out = r.stdout + r.stderr
+for want in (":10: [listener:t] tls_key: the key '%s' does not match the "
+             "certificate '%s': key values mismatch" % (p("b.key"), p("a.pem")),
+             ":13: [cert:x] key: the key '%s' does not match the "
+             "certificate '%s': key values mismatch" % (p("a.key"), p("b.pem")),
+             ":14: [cert:x] names: invalid server name '*.*.x'"):
+    check(r.returncode == 1 and every + want in out,
+          "sluice -t reports every error at once: %s" % want.split(": ")[1])
+
 # --- keys sluice cannot use: encrypted, or of another type ---
 
 # An encrypted key: sluice never asks for a passphrase. OpenSSL's default
