@@ -1926,7 +1926,8 @@ handshake_timer_cb(evutil_socket_t fd, short what, void *arg)
 /*
  * Answer plain HTTP sent to a TLS port with a plain 400, best effort: the
  * rest of the request is read away first, so that closing does not reset
- * the connection before the client reads the answer.
+ * the connection before the client reads the answer. A HEAD gets the head
+ * alone (RFC 9110 section 9.3.2).
  */
 static void
 plaintext_reply(struct sl_conn *c)
@@ -1936,6 +1937,9 @@ plaintext_reply(struct sl_conn *c)
 	    "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: 59\r\nConnection: close\r\n\r\n"
 	    "400 Bad Request: plain HTTP sent to a TLS port (use https)\n";
+	size_t len = sl_tls_plaintext_head(&c->io)
+	    ? (size_t)(strstr(msg, "\r\n\r\n") + 4 - msg)
+	    : sizeof msg - 1;
 	evutil_socket_t fd = sl_io_fd(&c->io);
 	char sink[4096];
 	int i;
@@ -1946,7 +1950,7 @@ plaintext_reply(struct sl_conn *c)
 		if (recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
 			break;
 	}
-	(void)send(fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)send(fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)shutdown(fd, SHUT_WR);
 }
 

@@ -216,7 +216,8 @@ struct ctx_data {
 };
 
 static int ctx_index = -1;
-static int cert_hdr_index = -1; /* SSL ex_data: client cert headers */
+static int cert_hdr_index = -1;    /* SSL ex_data: client cert headers */
+static int first_bytes_index = -1; /* SSL ex_data: see first_record_cb */
 
 /* ex_data destructor: runs when the last reference to a context goes,
  * on whichever thread freed the last SSL using it. */
@@ -283,6 +284,9 @@ sl_tls_init(void)
 	    SSL_get_ex_new_index(0, NULL, NULL, NULL, cert_hdr_free_cb);
 	if (cert_hdr_index < 0)
 		return -1;
+	first_bytes_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (first_bytes_index < 0)
+		return -1;
 	for (i = 0; i < TICKET_KEYS; i++)
 		sl_tls_rotate_ticket_keys();
 	return 0;
@@ -338,6 +342,42 @@ alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		return SSL_TLSEXT_ERR_NOACK;
 	*out = sel;
 	return SSL_TLSEXT_ERR_OK;
+}
+
+/* An RFC 9110 token character (tchar): what a method is made of. */
+static bool
+tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') ||
+	    (c != 0 && c < 0x80 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/*
+ * Message callback of client connections, for their first record only:
+ * it takes itself off at once, so it costs one call per connection. A
+ * TLS record starts with a content type (20..23) and an SSLv2 hello with
+ * the high bit set, never with a token character: when the first bytes
+ * are one, they are kept (packed into the ex_data pointer: no memory) for
+ * sl_tls_error, which tells plain HTTP from garbage by them. OpenSSL's
+ * own check knows five methods (GET, POST, HEAD, PUT, CONNECT) only.
+ */
+static void
+first_record_cb(int write_p, int version, int content_type, const void *buf,
+    size_t len, SSL *ssl, void *arg)
+{
+	const unsigned char *p = buf;
+	uintptr_t packed = 0;
+	size_t i;
+
+	SSL_set_msg_callback(ssl, NULL);
+	if (write_p || content_type != SSL3_RT_HEADER ||
+	    len < SSL3_RT_HEADER_LENGTH || !tchar(p[0]))
+		return;
+	for (i = 0; i < SSL3_RT_HEADER_LENGTH; i++)
+		packed |= (uintptr_t)p[i] << (8 * i);
+	if (SSL_set_ex_data(ssl, first_bytes_index, (void *)packed) != 1)
+		ERR_clear_error();
 }
 
 /* OCSP stapling: a copy of the context's response, when it has one. */
@@ -648,6 +688,7 @@ server_ctx_new(struct errs *E, const struct sl_config *conf,
 		return NULL;
 	}
 	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase_cb);
+	SSL_CTX_set_msg_callback(ctx, first_record_cb);
 	SSL_CTX_set_min_proto_version(ctx, lc->tls_min_version);
 	SSL_CTX_set_options(ctx,
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
@@ -1337,13 +1378,51 @@ sl_tls_client_cert_failed(const struct sl_io *io)
 	    ERR_GET_REASON(last) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;
 }
 
+/*
+ * The method of the plain HTTP request a client sent instead of a
+ * ClientHello, from the first bytes first_record_cb kept: a token, then
+ * a space (as far as five bytes go: "DELET" is taken for a method too).
+ * Returns its length (up to 5) into METHOD, 0 when the bytes are not one.
+ */
+static size_t
+plaintext_method(const SSL *ssl, char method[SSL3_RT_HEADER_LENGTH])
+{
+	uintptr_t packed = ssl != NULL && SSL_is_server(ssl)
+	    ? (uintptr_t)SSL_get_ex_data(ssl, first_bytes_index)
+	    : 0;
+	size_t n;
+
+	for (n = 0; n < SSL3_RT_HEADER_LENGTH && packed != 0; n++) {
+		unsigned char c = (unsigned char)(packed >> (8 * n));
+
+		if (c == ' ')
+			return n; /* n > 0: the first byte is a tchar */
+		if (!tchar(c))
+			return 0;
+		method[n] = (char)c;
+	}
+	return n;
+}
+
 /* Why IO's handshake failed; 1 for a TLS-level failure. */
 int
 sl_tls_error(const struct sl_io *io, char *buf, size_t size, bool *plaintext)
 {
 	unsigned long last = sl_io_tls_error(io, plaintext);
+	char method[SSL3_RT_HEADER_LENGTH];
 
+	if (plaintext_method(sl_io_ssl(io), method) > 0)
+		*plaintext = true;
 	return sl_tls_describe(sl_io_ssl(io), last, buf, size);
+}
+
+bool
+sl_tls_plaintext_head(const struct sl_io *io)
+{
+	char method[SSL3_RT_HEADER_LENGTH];
+
+	return plaintext_method(sl_io_ssl(io), method) == 4 &&
+	    memcmp(method, "HEAD", 4) == 0;
 }
 
 int

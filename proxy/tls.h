@@ -127,11 +127,17 @@ bool sl_tls_resumed(const struct sl_io *io);
  * Why the handshake of TLS stream IO failed, as text into BUF (SIZE
  * bytes): the certificate verification result when that failed, else
  * OpenSSL's reason. *PLAINTEXT is set when the peer spoke plain HTTP to a
- * TLS port. Returns 1 for a TLS failure (protocol or certificate), 0 when
- * the connection merely failed or closed (nothing TLS-specific to report).
+ * TLS port: its first bytes were a request line's (a token method, then
+ * a space), whatever the method. Returns 1 for a TLS failure (protocol or
+ * certificate), 0 when the connection merely failed or closed (nothing
+ * TLS-specific to report).
  */
 int sl_tls_error(
     const struct sl_io *io, char *buf, size_t size, bool *plaintext);
+
+/* Was the plain HTTP request of client IO (sl_tls_error's *PLAINTEXT) a
+ * HEAD, whose answer has no body? */
+bool sl_tls_plaintext_head(const struct sl_io *io);
 
 /* The same for any SSL (NULL: none) whose newest error code is ERR. */
 int sl_tls_describe(

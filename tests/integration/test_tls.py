@@ -534,6 +534,33 @@ check(data.startswith(b"HTTP/1.1 400") and b"TLS port" in data,
       "plain HTTP sent to the TLS port gets a plain 400 saying why")
 check((metric("sluice_tls_plaintext_total") or 0) >= 1,
       "plaintext on the TLS port is counted")
+# Any method, not only the five OpenSSL knows (GET, POST, HEAD, PUT,
+# CONNECT): the others were closed silently, counted as handshake
+# failures.
+plain0 = metric("sluice_tls_plaintext_total") or 0
+methods = ("DELETE", "OPTIONS", "PATCH", "TRACE", "PROPFIND", "M-SEARCH")
+for m in methods:
+    data = sl.raw(b"%s /x HTTP/1.1\r\nHost: a.test\r\n\r\n" % m.encode(),
+                  port=tls_port)
+    check(data.startswith(b"HTTP/1.1 400") and b"TLS port" in data,
+          "plain HTTP %s to the TLS port gets the plain 400 too" % m)
+check(wait_until(lambda: (metric("sluice_tls_plaintext_total") or 0) -
+                 plain0 == len(methods)),
+      "and is counted as plaintext (%d of %d)"
+      % ((metric("sluice_tls_plaintext_total") or 0) - plain0, len(methods)))
+# RFC 9110 9.3.2: the answer to a HEAD is its head alone.
+data = sl.raw(b"HEAD /x HTTP/1.1\r\nHost: a.test\r\n\r\n", port=tls_port)
+check(data.startswith(b"HTTP/1.1 400") and data.endswith(b"\r\n\r\n"),
+      "a plain HEAD to the TLS port gets the 400's head, no body (%r)"
+      % data[-20:])
+# Bytes that are no request line still end silently (a token, then
+# something else than a space).
+try:
+    data = sl.raw(b"GET\x01/ HTTP/1.1\r\n\r\n", port=tls_port)
+except ConnectionResetError:
+    data = b""
+check(data == b"", "non-HTTP bytes on the TLS port get no answer (%r)"
+      % data[:20])
 
 # --- reload with a new certificate: new handshakes, old connections ---
 
