@@ -22,7 +22,8 @@
  * still decrypt them (and the ticket is then renewed), so a ticket lives
  * at most two rotations, which is also the session lifetime announced to
  * clients. Workers read the keys through a seqlock: no lock, no
- * lock-prefixed atomic, never a torn key.
+ * lock-prefixed atomic, never a torn key. A session resumes only under the
+ * server name it was made for (ticket_decrypt_cb, RFC 6066 section 3).
  *
  * Origins. Each version with tls = yes gets a client SSL_CTX (versions
  * with identical settings share one): TLS 1.2+, peer verification against
@@ -315,7 +316,12 @@ sni_lookup(const struct ctx_data *d, const char *name)
 	return NULL;
 }
 
-/* Servername callback (default contexts only): pick the certificate. */
+/*
+ * Servername callback (default contexts only): pick the certificate. The
+ * name is acknowledged also when the listener's default serves it: only
+ * an acknowledged name is recorded in the session, and resumption is
+ * bound to it (ticket_decrypt_cb).
+ */
 static int
 sni_cb(SSL *ssl, int *alert, void *arg)
 {
@@ -323,11 +329,71 @@ sni_cb(SSL *ssl, int *alert, void *arg)
 	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	SSL_CTX *ctx;
 
-	if (name == NULL || d == NULL || (ctx = sni_lookup(d, name)) == NULL)
-		return SSL_TLSEXT_ERR_NOACK; /* the listener's default */
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	if (d == NULL || (ctx = sni_lookup(d, name)) == NULL)
+		return SSL_TLSEXT_ERR_OK; /* the listener's default */
 	if (ctx != SSL_get_SSL_CTX(ssl) && SSL_set_SSL_CTX(ssl, ctx) == NULL)
 		return SSL_TLSEXT_ERR_NOACK;
 	return SSL_TLSEXT_ERR_OK;
+}
+
+/*
+ * The server name of the ClientHello being processed (the first entry of
+ * its server_name extension, as OpenSSL reads it), as a pointer into the
+ * hello and a length; false when there is none. Only while OpenSSL is
+ * processing the hello, before it parsed that extension itself.
+ */
+static bool
+hello_server_name(SSL *ssl, const unsigned char **name, size_t *len)
+{
+	const unsigned char *p;
+	size_t n, list;
+
+	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &n) !=
+	        1 ||
+	    n < 5)
+		return false;
+	list = (size_t)p[0] << 8 | p[1];
+	*len = (size_t)p[3] << 8 | p[4];
+	if (list > n - 2 || list < 3 || *len > list - 3 ||
+	    p[2] != TLSEXT_NAMETYPE_host_name)
+		return false;
+	*name = p + 5;
+	return true;
+}
+
+/*
+ * Called for each ticket a client offers, once it is decrypted (or not):
+ * a session is resumed only under the server name it was made for (RFC
+ * 6066 section 3: a server MUST NOT resume when the name differs, and
+ * does a full handshake instead), else its certificate would serve
+ * another name. SSL_get_servername cannot tell yet (the ticket is read
+ * before the extension), so the name comes from the hello itself. Other
+ * outcomes stay OpenSSL's: a new ticket replaces one that did not
+ * decrypt, and one under an older key is renewed.
+ */
+static SSL_TICKET_RETURN
+ticket_decrypt_cb(SSL *ssl, SSL_SESSION *ss, const unsigned char *keyname,
+    size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+	const unsigned char *name;
+	const char *made_for;
+	size_t len;
+	bool same;
+
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return SSL_TICKET_RETURN_IGNORE_RENEW; /* no session */
+	made_for = SSL_SESSION_get0_hostname(ss);
+	if (hello_server_name(ssl, &name, &len))
+		same = made_for != NULL && strlen(made_for) == len &&
+		    strncasecmp(made_for, (const char *)name, len) == 0;
+	else
+		same = made_for == NULL;
+	if (!same)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE
+	                                    : SSL_TICKET_RETURN_USE_RENEW;
 }
 
 /* ALPN: http/1.1 when offered; otherwise no protocol is agreed. */
@@ -708,6 +774,7 @@ server_ctx_new(struct errs *E, const struct sl_config *conf,
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_timeout(ctx, timeout > 0 ? timeout : 1);
 	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
+	SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_decrypt_cb, NULL);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
 	SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
 	if (SSL_CTX_use_certificate_chain_file(ctx, s->cert) != 1) {

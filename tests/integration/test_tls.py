@@ -516,6 +516,41 @@ for v in ("-tls1_2", "-tls1_3"):
 check((metric("sluice_tls_resumed_total") or 0) >= 12,
       "resumed handshakes are counted")
 
+
+# RFC 6066 section 3: a session resumes only under the server name it was
+# made for. Offered under another name (even one the same certificate
+# serves), or with none, it gets a full handshake with the certificate of
+# the name asked for; a session made without a name resumes only without.
+def sni(name):
+    return ["-servername", name] if name else ["-noservername"]
+
+
+for v in ("-tls1_2", "-tls1_3"):
+    for made, offers in [
+            ("a.test", [("b.test", "b.test"), ("www.a.test", "a.test"),
+                        ("unknown.test", "a.test"), (None, "a.test"),
+                        ("A.Test", None)]),
+            ("b.test", [("a.test", "a.test"), ("x.b.test", "b.test"),
+                        ("b.test", None)]),
+            (None, [("a.test", "a.test"), (None, None)])]:
+        sess = os.path.join(TMP, "sni%s-%s.pem" % (v, made))
+        rc, out = s_client(v, *sni(made), "-sess_out", sess)
+        check(rc == 0 and "New, TLSv1." in out,
+              "%s: a session made for %s" % (v[1:], made or "no name"))
+        for name, want in offers:
+            rc, out = s_client(v, *sni(name), "-sess_in", sess)
+            if want is None:
+                check(rc == 0 and "Reused, TLSv1." in out,
+                      "%s: offered under %s again, it resumes"
+                      % (v[1:], name or "no name"))
+            else:
+                check(rc == 0 and "New, TLSv1." in out and
+                      subject(out) == want,
+                      "%s: a session made for %s, offered under %s: full "
+                      "handshake with the certificate of %s (%s)"
+                      % (v[1:], made or "no name", name or "no name", want,
+                         "resumed" if "Reused" in out else subject(out)))
+
 # --- plain HTTP to the TLS port ---
 
 s = socket.create_connection(("127.0.0.1", tls_port), 5)
