@@ -38,7 +38,11 @@ text = config(port, {
               "versions": {"blue": ([blue2.addr], 100),
                            "green": ([bad.addr], 0)}},
 }, sluice_extra="admin = 127.0.0.1:%d\n" % admin)
-text += ROLLOUT % "shop" + ROLLOUT % "risky"
+# On a machine loaded by other work, an origin preempted for tens of ms
+# still shifts a window's p90 (23.5 against 7.5 ms, seen): the healthy
+# canary's pipeline is about the CD step, not about latency, so latencies
+# within 50 ms are a tie there (latency_tolerance).
+text += ROLLOUT % "shop" + "latency_tolerance = 50ms\n" + ROLLOUT % "risky"
 sl = Sluice(text=text, port=port)
 
 stop = threading.Event()
