@@ -66,6 +66,13 @@ void sl_cli_set_waitmask(const sigset_t *sigmask);
 struct sl_cli_conn *sl_cli_conn_open(
     const char *path, double timeout, char **errp);
 
+/*
+ * True if PATH now names another socket file than the one CONN connected
+ * to: another sluice took the path over (`--takeover`) while the one CONN
+ * reaches still runs. False when PATH is missing or unknown.
+ */
+bool sl_cli_conn_replaced(const struct sl_cli_conn *conn, const char *path);
+
 /* Close and free a connection; NULL is ignored. */
 void sl_cli_conn_free(struct sl_cli_conn *conn);
 
@@ -79,14 +86,30 @@ void sl_cli_conn_free(struct sl_cli_conn *conn);
 int sl_cli_conn_exchange(struct sl_cli_conn *conn, const char *line,
     double timeout, char **replyp, char **errp);
 
+/* Why sl_cli_try() failed. */
+enum sl_cli_fail {
+	SL_CLI_FAIL_CONNECT, /* could not connect to the socket */
+	SL_CLI_FAIL_LOST,    /* the connection closed before a whole reply */
+	SL_CLI_FAIL_OTHER,   /* no reply in time, interrupted, a bad reply */
+};
+
 /*
  * Send COMMAND (prefixed with "as OWNER " when cli->owner is set) on the
  * client's connection, opening it if need be, and parse the reply.
  * Returns 0 with the reply in *replyp (a JSON object holding a boolean
  * "ok", which may be false; caller json_decref()s it) and, if rawp is not
  * NULL, the raw reply line in *rawp (heap, caller frees). Returns -1 when
- * the daemon cannot be reached or the reply is not a valid reply; the
- * reason has been printed unless sl_cli_stop is set.
+ * the daemon cannot be reached or the reply is not a valid reply, with
+ * the reason in *errp (heap, caller frees; it names the socket) and its
+ * kind in *failp. After a failed exchange the connection is closed, so
+ * the next call connects again.
+ */
+int sl_cli_try(struct sl_cli *cli, const char *command, json_t **replyp,
+    char **rawp, char **errp, enum sl_cli_fail *failp);
+
+/*
+ * sl_cli_try() that prints the reason of a failure (unless the exchange
+ * was cut short because sl_cli_stop is set) instead of returning it.
  */
 int sl_cli_call(
     struct sl_cli *cli, const char *command, json_t **replyp, char **rawp);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@
 
 struct sl_cli_conn {
 	int fd;
+	dev_t dev; /* the socket file connected to (ino 0: unknown) */
+	ino_t ino;
 	char *buf;  /* bytes read and not yet returned */
 	size_t len; /* bytes in buf */
 	size_t cap; /* size of buf */
@@ -134,6 +137,7 @@ sl_cli_conn_open(const char *path, double timeout, char **errp)
 	struct sl_cli_conn *conn;
 	double deadline = deadline_in(timeout);
 	struct timespec pause = {0, 10 * 1000 * 1000};
+	struct stat st;
 	int fd, err;
 	socklen_t errlen = sizeof err;
 
@@ -142,6 +146,13 @@ sl_cli_conn_open(const char *path, double timeout, char **errp)
 		return NULL;
 	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
+	/*
+	 * Which file the path names, taken before connecting: if another
+	 * sluice takes the path over in between, sl_cli_conn_replaced() says
+	 * so once too often, never once too few.
+	 */
+	if (stat(path, &st) != 0)
+		st.st_ino = 0;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		*errp = sl_xstrdup(strerror(errno));
@@ -179,6 +190,8 @@ sl_cli_conn_open(const char *path, double timeout, char **errp)
 	}
 	conn = sl_xcalloc(1, sizeof *conn);
 	conn->fd = fd;
+	conn->dev = st.st_dev;
+	conn->ino = st.st_ino;
 	return conn;
 
 fail:
@@ -187,6 +200,17 @@ fail:
 	*errp = sl_xstrdup(strerror(err));
 	errno = err;
 	return NULL;
+}
+
+/* Does PATH now name another socket file than the one CONN reached? */
+bool
+sl_cli_conn_replaced(const struct sl_cli_conn *conn, const char *path)
+{
+	struct stat st;
+
+	if (conn->ino == 0 || stat(path, &st) != 0)
+		return false;
+	return st.st_ino != conn->ino || st.st_dev != conn->dev;
 }
 
 /* Close CONN and free it. */
@@ -333,20 +357,23 @@ excerpt(const char *raw)
 
 /* Send one command (connecting on first use) and parse the reply. */
 int
-sl_cli_call(
-    struct sl_cli *cli, const char *command, json_t **replyp, char **rawp)
+sl_cli_try(struct sl_cli *cli, const char *command, json_t **replyp,
+    char **rawp, char **errp, enum sl_cli_fail *failp)
 {
 	char *line, *raw = NULL, *err = NULL, *ex;
 	json_error_t jerr;
 	json_t *reply;
+	bool lost;
 	int rc;
 
 	if (cli->conn == NULL) {
 		cli->conn = sl_cli_conn_open(cli->socket, cli->timeout, &err);
 		if (cli->conn == NULL) {
-			sl_cli_warn("cannot connect to %s: %s (is sluice "
-			            "running? set -s or SLUICE_SOCKET)",
+			*errp = sl_xasprintf("cannot connect to %s: %s (is "
+			                     "sluice running? set -s or "
+			                     "SLUICE_SOCKET)",
 			    cli->socket, err);
+			*failp = SL_CLI_FAIL_CONNECT;
 			free(err);
 			return -1;
 		}
@@ -356,11 +383,15 @@ sl_cli_call(
 	else
 		line = sl_xstrdup(command);
 	rc = sl_cli_conn_exchange(cli->conn, line, cli->timeout, &raw, &err);
+	lost = rc == -1 && (errno == ECONNRESET || errno == EPIPE);
 	free(line);
 	if (rc == -1) {
-		if (!sl_cli_stop)
-			sl_cli_warn("%s: %s", cli->socket, err);
+		*failp = lost ? SL_CLI_FAIL_LOST : SL_CLI_FAIL_OTHER;
+		*errp = sl_xasprintf("%s: %s", cli->socket, err);
 		free(err);
+		/* What the connection still holds is not a whole reply. */
+		sl_cli_conn_free(cli->conn);
+		cli->conn = NULL;
 		return -1;
 	}
 	reply = json_loads(raw, JSON_REJECT_DUPLICATES, &jerr);
@@ -368,12 +399,14 @@ sl_cli_call(
 	    !json_is_boolean(json_object_get(reply, "ok"))) {
 		ex = excerpt(raw);
 		if (reply == NULL)
-			sl_cli_warn("bad reply from %s: not JSON (%s): %s",
+			*errp = sl_xasprintf("bad reply from %s: not JSON "
+			                     "(%s): %s",
 			    cli->socket, jerr.text, ex);
 		else
-			sl_cli_warn("bad reply from %s: not an object with "
-			            "\"ok\": %s",
+			*errp = sl_xasprintf("bad reply from %s: not an "
+			                     "object with \"ok\": %s",
 			    cli->socket, ex);
+		*failp = SL_CLI_FAIL_OTHER;
 		free(ex);
 		json_decref(reply);
 		free(raw);
@@ -385,4 +418,21 @@ sl_cli_call(
 	else
 		free(raw);
 	return 0;
+}
+
+/* sl_cli_try(), printing the reason of a failure. */
+int
+sl_cli_call(
+    struct sl_cli *cli, const char *command, json_t **replyp, char **rawp)
+{
+	enum sl_cli_fail fail;
+	char *err;
+
+	if (sl_cli_try(cli, command, replyp, rawp, &err, &fail) == 0)
+		return 0;
+	/* An exchange cut short by a stop signal is not a failure to report. */
+	if (fail == SL_CLI_FAIL_CONNECT || !sl_cli_stop)
+		sl_cli_warn("%s", err);
+	free(err);
+	return -1;
 }

@@ -11,6 +11,7 @@
  *   rollout wait SVC [--timeout S]
  *	polls `show rollout SVC` until the rollout is final; the exit code
  *	says how it ended (0 promoted, 1 reverted or aborted, 2 timed out).
+ *	It reconnects when sluice restarts or is replaced meanwhile.
  *
  * Signals for watch are blocked except inside ppoll(), so SIGINT, SIGTERM
  * and SIGWINCH are seen at once and never lost between a check and a wait.
@@ -20,6 +21,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +33,11 @@
 #include "conf/xmalloc.h"
 #include "control/sluicectl.h"
 
-#define WATCH_WINDOW       10  /* seconds of stats each frame shows */
-#define WATCH_BAR_MIN      10  /* narrowest weight bar */
-#define WAIT_POLL_INTERVAL 0.5 /* seconds between `show rollout`s */
+#define WATCH_WINDOW       10   /* seconds of stats each frame shows */
+#define WATCH_BAR_MIN      10   /* narrowest weight bar */
+#define WAIT_POLL_INTERVAL 0.5  /* seconds between `show rollout`s */
+#define WAIT_RETRY_FIRST   0.05 /* first pause before connecting again */
+#define WAIT_RETRY_MAX     1.0  /* longest pause between reconnections */
 
 /* ANSI escapes. */
 #define ESC_HOME        "\033[H"
@@ -114,7 +118,7 @@ parse_seconds(const char *s, double *out)
 /*
  * If ARGS[*I] is option NAME ("--name V" or "--name=V"), point *VALUE at
  * its value, step *I past it and return 1; return 0 if it is not NAME; -1
- * (message printed) if the value is missing.
+ * if the value is missing (nothing printed).
  */
 static int
 option(char **args, int nargs, int *i, const char *name, const char **value)
@@ -129,10 +133,8 @@ option(char **args, int nargs, int *i, const char *name, const char **value)
 	}
 	if (args[*i][n] != '\0')
 		return 0;
-	if (*i + 1 >= nargs) {
-		sl_cli_warn("%s needs a value", name);
+	if (*i + 1 >= nargs)
 		return -1;
-	}
 	*value = args[++*i];
 	return 1;
 }
@@ -419,6 +421,7 @@ sl_cli_watch(struct sl_cli *cli, char **args, int nargs)
 				return SL_CLI_USAGE;
 			}
 		} else if (o == -1) {
+			sl_cli_warn("%s needs a value", args[i]);
 			return SL_CLI_USAGE;
 		} else if (args[i][0] == '-' || w.svc != NULL) {
 			sl_cli_warn("watch: unexpected argument: %s", args[i]);
@@ -508,74 +511,158 @@ print_progress(const char *svc, const json_t *r)
 	fflush(stdout);
 }
 
-/* `rollout wait SVC`: poll until the rollout is final. */
+/* One `rollout wait`: what it waits for and what it last saw. */
+struct wait {
+	struct sl_cli *cli;
+	const char *svc; /* NULL until parsed */
+	json_t *last;    /* the rollout object last seen, or NULL */
+};
+
+/* End a wait that saw no final state: print "sluicectl: MESSAGE". Returns RC.
+ */
+static int
+wait_fail(struct wait *w, int rc, const char *prefix, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = sl_xvasprintf(fmt, ap);
+	va_end(ap);
+	sl_cli_warn("%s", msg);
+	free(msg);
+	return rc;
+}
+
+/* Sleep SECONDS (> 0), whatever signals come. */
+static void
+sleep_for(double seconds)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/*
+ * `rollout wait SVC`: poll until the rollout is final.
+ *
+ * A restart or a `--takeover` upgrade of sluice resumes the rollout, so
+ * the wait outlives the daemon: when the connection closes, the socket is
+ * missing or refuses (sluice is restarting), or the path now leads to
+ * another sluice (a takeover), it connects again, with a growing pause,
+ * until the rollout's end or the --timeout. Only a socket that answered
+ * once is waited for: one that never did is a wrong path, said at once.
+ */
 int
 sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 {
-	const char *svc = NULL, *value, *state, *last_state = NULL;
+	struct wait w = {.cli = cli};
+	const char *value, *state, *last_state = NULL;
 	json_int_t step, last_step = -1;
-	bool warming, last_warming = false;
-	double timeout = 0, deadline, left;
-	struct timespec ts;
+	bool warming, last_warming = false, answered = false, lost = false;
+	double timeout = 0, deadline, left, pause = WAIT_RETRY_FIRST;
+	enum sl_cli_fail fail;
 	json_t *reply = NULL, *r;
-	char *cmd, *raw = NULL, *last = NULL;
+	char *cmd, *raw = NULL, *last = NULL, *err;
 	int rc, o;
 
 	for (int i = 0; i < nargs; i++) {
 		if ((o = option(args, nargs, &i, "--timeout", &value)) == 1) {
-			if (parse_seconds(value, &timeout) == -1) {
-				sl_cli_warn("bad --timeout: %s", value);
-				return SL_CLI_USAGE;
-			}
+			if (parse_seconds(value, &timeout) == -1)
+				return wait_fail(&w, SL_CLI_USAGE, "",
+				    "bad --timeout: %s", value);
 		} else if (o == -1) {
-			return SL_CLI_USAGE;
-		} else if (args[i][0] == '-' || svc != NULL) {
-			sl_cli_warn(
+			return wait_fail(
+			    &w, SL_CLI_USAGE, "", "--timeout needs a value");
+		} else if (args[i][0] == '-' || w.svc != NULL) {
+			return wait_fail(&w, SL_CLI_USAGE, "",
 			    "rollout wait: unexpected argument: %s", args[i]);
-			return SL_CLI_USAGE;
 		} else {
-			svc = args[i];
+			w.svc = args[i];
 		}
 	}
-	if (svc == NULL) {
-		sl_cli_warn("usage: sluicectl rollout wait SVC [--timeout S]");
-		return SL_CLI_USAGE;
-	}
+	if (w.svc == NULL)
+		return wait_fail(&w, SL_CLI_USAGE, "",
+		    "usage: sluicectl rollout wait SVC [--timeout S]");
 	deadline = timeout > 0 ? now() + timeout : INFINITY;
-	cmd = sl_xasprintf("show rollout %s", svc);
+	cmd = sl_xasprintf("show rollout %s", w.svc);
 	for (;;) {
 		json_decref(reply);
 		free(raw);
 		reply = NULL;
 		raw = NULL;
-		if (sl_cli_call(cli, cmd, &reply, &raw) == -1) {
-			rc = SL_CLI_TROUBLE;
-			break;
+		if (cli->conn != NULL &&
+		    sl_cli_conn_replaced(cli->conn, cli->socket)) {
+			sl_cli_warn("%s now leads to another sluice (a "
+			            "takeover): reconnecting",
+			    cli->socket);
+			sl_cli_conn_free(cli->conn);
+			cli->conn = NULL;
+			lost = true;
+			pause = WAIT_RETRY_FIRST;
+		}
+		if (sl_cli_try(cli, cmd, &reply, &raw, &err, &fail) == -1) {
+			if (fail == SL_CLI_FAIL_OTHER ||
+			    (fail == SL_CLI_FAIL_CONNECT && !answered)) {
+				rc = wait_fail(
+				    &w, SL_CLI_TROUBLE, "", "%s", err);
+				free(err);
+				break;
+			}
+			if (!lost)
+				sl_cli_warn("%s; reconnecting", err);
+			lost = true;
+			left = deadline - now();
+			if (left <= 0) {
+				rc = wait_fail(&w, SL_CLI_TROUBLE, "",
+				    "%s: no answer from sluice within the "
+				    "--timeout of %g s: %s",
+				    w.svc, timeout, err);
+				free(err);
+				break;
+			}
+			free(err);
+			sleep_for(pause < left ? pause : left);
+			pause = pause * 2 < WAIT_RETRY_MAX ? pause * 2
+			                                   : WAIT_RETRY_MAX;
+			continue;
+		}
+		answered = true;
+		if (lost) {
+			sl_cli_warn("reconnected to %s", cli->socket);
+			lost = false;
+			pause = WAIT_RETRY_FIRST;
 		}
 		if (!sl_cli_reply_ok(reply)) {
+			if (cli->json)
+				puts(raw);
 			sl_cli_warn("%s", sl_cli_reply_error(reply));
 			rc = SL_CLI_REFUSED;
 			break;
 		}
 		r = json_object_get(reply, "rollout");
 		if (json_is_null(r)) {
-			sl_cli_warn("%s: no rollout has run", svc);
-			rc = SL_CLI_REFUSED;
+			rc = wait_fail(&w, SL_CLI_REFUSED, "",
+			    "%s: no rollout has run", w.svc);
 			break;
 		}
 		state = sl_cli_str(r, "state", NULL);
 		if (!json_is_object(r) || state == NULL) {
-			sl_cli_warn(
+			rc = wait_fail(&w, SL_CLI_TROUBLE, "",
 			    "bad reply from %s: no rollout state", cli->socket);
-			rc = SL_CLI_TROUBLE;
 			break;
 		}
+		json_decref(w.last);
+		w.last = json_incref(r);
 		step = json_integer_value(json_object_get(r, "step"));
 		warming = json_is_true(json_object_get(r, "warming_up"));
 		if (!cli->json &&
 		    (last_state == NULL || strcmp(state, last_state) != 0 ||
 		        step != last_step || warming != last_warming))
-			print_progress(svc, r);
+			print_progress(w.svc, r);
 		free(last);
 		last = sl_xstrdup(state);
 		last_state = last;
@@ -587,7 +674,7 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 			if (strcmp(state, "promoted") == 0) {
 				rc = SL_CLI_OK;
 			} else {
-				sl_cli_warn("%s: rollout %s: %s", svc, state,
+				sl_cli_warn("%s: rollout %s: %s", w.svc, state,
 				    sl_cli_str(r, "reason", "no reason given"));
 				rc = SL_CLI_REFUSED;
 			}
@@ -595,19 +682,16 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 		}
 		left = deadline - now();
 		if (left <= 0) {
-			sl_cli_warn("%s: still %s after %g s; giving up", svc,
-			    state, timeout);
-			rc = SL_CLI_USAGE;
+			rc = wait_fail(&w, SL_CLI_USAGE,
+			    "timeout: ", "%s: still %s after %g s; giving up",
+			    w.svc, state, timeout);
 			break;
 		}
-		if (left > WAIT_POLL_INTERVAL)
-			left = WAIT_POLL_INTERVAL;
-		ts.tv_sec = (time_t)left;
-		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-			;
+		sleep_for(
+		    left < WAIT_POLL_INTERVAL ? left : WAIT_POLL_INTERVAL);
 	}
 	json_decref(reply);
+	json_decref(w.last);
 	free(raw);
 	free(last);
 	free(cmd);

@@ -8,7 +8,9 @@ import os
 import socket
 import subprocess
 
-from harness import BUILD, Origin, Sluice, check, config, done, free_port
+import harness
+from harness import (BUILD, SLUICE, Origin, Sluice, check, config, done,
+                     free_port, wait_until)
 
 CTL = os.path.join(BUILD, "sluicectl")
 blue = Origin("blue")
@@ -118,6 +120,82 @@ for verb, want in (("pause", "paused"), ("resume", "running"),
 rc, out, err = run("rollout", "wait", "shop", "--timeout", "5")
 check(rc == 1 and "aborted" in (out + err),
       "rollout wait on an aborted rollout exits 1 with the reason")
+
+
+
+def waiter(*args):
+    """`sluicectl rollout wait shop ARGS` in the background, once it has
+    printed its first line (it is connected and polling)."""
+    p = subprocess.Popen([CTL, "-s", sl.ctl_path, "rollout", "wait", "shop"]
+                         + list(args), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    harness._procs.append(p)
+    return p, p.stdout.readline()
+
+
+def outcome(p):
+    """The waiter's (stdout, stderr) once it exits (killed after 60 s)."""
+    try:
+        return p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.communicate()
+
+
+# rollout wait outlives a restart: sluice resumes the rollout from its
+# state file, and the wait reconnects to the new process and follows it
+# to the end (here an abort sent to the new process).
+rc, out, err = run("rollout", "start", "shop", "green")
+check(rc == 0, "rollout start shop green again")
+p, first = waiter("--timeout", "300")
+check("running" in first, "rollout wait is waiting (%r)" % first)
+check(sl.restart() == 0, "sluice stopped with SIGTERM mid-rollout exits 0")
+r = sl.ctl("show rollout shop")["rollout"]
+check(r["state"] == "running", "the new sluice resumed the rollout (%s)"
+      % r["state"])
+rc, out, err = run("rollout", "abort", "shop")
+check(rc == 0, "abort it through the new sluice")
+out, err = outcome(p)
+check(p.returncode == 1 and "aborted" in out and
+      err.count("; reconnecting") == 1 and
+      "reconnected to " + sl.ctl_path in err,
+      "rollout wait reconnected after the restart and exits 1 on the "
+      "abort (%d, %r, %r)" % (p.returncode, out, err))
+
+# ... and a --takeover upgrade: the path leads to the new sluice while
+# the old one still answers on the wait's connection; the wait follows
+# the path (the promote goes to the new sluice only).
+rc, out, err = run("rollout", "start", "shop", "green")
+check(rc == 0, "rollout start shop green once more")
+p, first = waiter()
+check("running" in first, "rollout wait (no --timeout) is waiting")
+old_ino = os.stat(sl.ctl_path).st_ino
+log2 = open(sl.logpath + ".2", "ab")
+new = subprocess.Popen([SLUICE, "--takeover", "-c", sl.path], stdout=log2,
+                       stderr=log2)
+harness._procs.append(new)
+
+
+def taken_over():
+    try:
+        if os.stat(sl.ctl_path).st_ino == old_ino:
+            return False
+        return sl.ctl("show rollout shop")["rollout"]["state"] == "running"
+    except (OSError, ValueError):
+        return False
+
+
+check(wait_until(lambda: taken_over() or new.poll() is not None, 30) and
+      new.poll() is None, "a second sluice took the control socket over")
+rc, out, err = run("rollout", "promote", "shop")
+check(rc == 0, "promote through the new sluice")
+out, err = outcome(p)
+check(p.returncode == 0 and "promoted" in out and "takeover" in err and
+      "reconnected" in err and sl.proc.poll() is None,
+      "rollout wait followed the takeover while the old sluice ran: "
+      "promoted, exit 0 (%d, %r, %r)" % (p.returncode, out, err))
+check(sl.stop() == 0, "the old sluice exits 0")
+sl.proc = new
 
 # Usage and connection errors.
 rc, out, err = run("set")

@@ -122,6 +122,18 @@ def answer(cmd):
              rollout("rev", "reverted", 2,
                      reason="error_rate: canary 5.00% > 1.00%"))
         return {"ok": True, "rollout": r}
+    if cmd == "show rollout bounce":
+        # The daemon goes away in the middle (a restart), then resumes.
+        if n == 1:
+            return "close"
+        r = (rollout("bounce", "running", 1) if n < 3 else
+             rollout("bounce", "promoted", 5))
+        return {"ok": True, "rollout": r}
+    if cmd == "show rollout vanish":
+        # Answers once; then the daemon closes and is gone for good.
+        if n >= 1:
+            return "close"
+        return {"ok": True, "rollout": rollout("vanish", "running", 2)}
     if cmd == "show rollout slow":
         return {"ok": True, "rollout": rollout("slow", "running", 2)}
     if cmd == "show rollout never":
@@ -550,6 +562,36 @@ check(code == 1 and err.startswith("sluicectl: unknown command"),
       "rollout wait refused: exit 1 with the error")
 code, out, err = ctl("-s", missing, "rollout", "wait", "promo")
 check(code == 3 and "cannot connect" in err, "rollout wait: no daemon -> 3")
+with Fake.lock:
+    conns = Fake.conns
+code, out, err = ctl("-s", SOCK, "rollout", "wait", "bounce")
+check(code == 0 and out.splitlines() == [
+    "bounce: step 1/5 at 1.00%: running",
+    "bounce: step 5/5 at 100.00%: promoted"] and
+      err == "sluicectl: %s: connection closed without a reply; "
+      "reconnecting\nsluicectl: reconnected to %s\n" % (SOCK, SOCK) and
+      Fake.conns == conns + 2,
+      "rollout wait: connection closed -> reconnects, says so, goes on "
+      "(%d, %r)" % (code, err))
+
+# A daemon that goes away for good: the wait tries again until its
+# --timeout, then exits 3 (a one-shot command exits 3 at once: "close").
+SOCK2 = os.path.join(TMP, "control2.sock")
+server2 = Server(SOCK2, Handler)
+threading.Thread(target=server2.serve_forever, daemon=True).start()
+p = subprocess.Popen([SLUICECTL, "-s", SOCK2, "rollout", "wait", "vanish",
+                      "--timeout", "3"], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+first = p.stdout.readline()
+server2.shutdown()
+server2.server_close()
+os.unlink(SOCK2)
+out, err = p.communicate(timeout=30)
+check(p.returncode == 3 and "vanish: step 2/5" in first and
+      "; reconnecting" in err and "no answer from sluice within the "
+      "--timeout of 3 s" in err,
+      "rollout wait: daemon gone for good -> exit 3 at the --timeout "
+      "(%d, %r)" % (p.returncode, err))
 
 server.shutdown()
 server.server_close()
