@@ -84,8 +84,8 @@ static const struct command commands[] = {
         "show rollout shop", sl_cli_print_rollout, NULL},
     {"rollout wait", "rollout wait SVC [--timeout S]",
         "(client-side) wait until the rollout ends, printing each step; "
-        "exit 0 promoted, 1 reverted or aborted, 2 timed out; reconnects "
-        "when sluice restarts",
+        "exit 0 promoted, 1 reverted or aborted, 2 timed out after S "
+        "seconds (0 or none: no limit); reconnects when sluice restarts",
         "rollout wait shop --timeout 900", NULL, sl_cli_rollout_wait},
     {"lock", "lock SVC OWNER TTL_SECONDS",
         "only OWNER (see --owner) may change SVC for the next TTL_SECONDS",

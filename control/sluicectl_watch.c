@@ -99,7 +99,7 @@ winch_cb(int sig)
 	sl_cli_winch = 1;
 }
 
-/* Parse a number of seconds > 0. Returns 0 or -1. */
+/* Parse a number of seconds >= 0. Returns 0 or -1. */
 static int
 parse_seconds(const char *s, double *out)
 {
@@ -108,7 +108,7 @@ parse_seconds(const char *s, double *out)
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v <= 0 ||
+	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < 0 ||
 	    v > 1e9)
 		return -1;
 	*out = v;
@@ -563,7 +563,7 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 	const char *value, *state, *last_state = NULL;
 	json_int_t step, last_step = -1;
 	bool warming, last_warming = false, answered = false, lost = false;
-	double timeout = 0, deadline, left, pause = WAIT_RETRY_FIRST;
+	double timeout = 0 /* none */, deadline, left, pause = WAIT_RETRY_FIRST;
 	enum sl_cli_fail fail;
 	json_t *reply = NULL, *r;
 	char *cmd, *raw = NULL, *last = NULL, *err;
@@ -573,7 +573,9 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 		if ((o = option(args, nargs, &i, "--timeout", &value)) == 1) {
 			if (parse_seconds(value, &timeout) == -1)
 				return wait_fail(&w, SL_CLI_USAGE, "",
-				    "bad --timeout: %s", value);
+				    "bad --timeout: %s (seconds, 0 for no "
+				    "limit)",
+				    value);
 		} else if (o == -1) {
 			return wait_fail(
 			    &w, SL_CLI_USAGE, "", "--timeout needs a value");

@@ -555,6 +555,12 @@ code, out, err = ctl("-s", SOCK, "rollout", "wait", "slow", "--timeout", "1")
 check(code == 2 and 0.9 < time.time() - t0 < 3 and "slow" in err and
       len(out.splitlines()) == 1,
       "rollout wait --timeout: exit 2 after the timeout")
+for zero in (("--timeout", "0"), ("--timeout=0",)):
+    code, out, err = ctl("-s", SOCK, "rollout", "wait", "promo", *zero)
+    check(code == 0 and out.endswith("promoted, last verdict pass: 1 "
+                                     "check\n") and err == "",
+          "rollout wait %s: no limit, like the global --timeout 0 (%d, %r)"
+          % (" ".join(zero), code, err))
 code, out, err = ctl("-s", SOCK, "rollout", "wait", "never")
 check(code == 1 and "no rollout" in err, "rollout wait with none: exit 1")
 code, out, err = ctl("-s", SOCK, "rollout", "wait", "nosvc")
