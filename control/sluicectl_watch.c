@@ -518,18 +518,47 @@ struct wait {
 	json_t *last;    /* the rollout object last seen, or NULL */
 };
 
-/* End a wait that saw no final state: print "sluicectl: MESSAGE". Returns RC.
+/* S as a JSON string; one that is not UTF-8 (jansson refuses it) as "?". */
+static json_t *
+json_text(const char *s)
+{
+	json_t *j = json_string(s);
+
+	return j != NULL ? j : json_string("?");
+}
+
+/*
+ * End a wait that saw no final state: print "sluicectl: MESSAGE" and,
+ * with --json, the one line {"ok":false,"error":"PREFIX MESSAGE",
+ * "service":SVC,"rollout":ROLLOUT} on stdout, ROLLOUT being the last one
+ * seen (null if none). Returns RC.
  */
 static int
 wait_fail(struct wait *w, int rc, const char *prefix, const char *fmt, ...)
 {
+	json_t *o;
 	va_list ap;
-	char *msg;
+	char *msg, *err, *line;
 
 	va_start(ap, fmt);
 	msg = sl_xvasprintf(fmt, ap);
 	va_end(ap);
 	sl_cli_warn("%s", msg);
+	if (w->cli->json) {
+		err = sl_xasprintf("%s%s", prefix, msg);
+		o = json_pack("{s:b,s:o,s:o,s:O}", "ok", 0, "error",
+		    json_text(err), "service",
+		    w->svc != NULL ? json_text(w->svc) : json_null(), "rollout",
+		    w->last != NULL ? w->last : json_null());
+		line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+		if (line == NULL)
+			abort(); /* out of memory */
+		puts(line);
+		fflush(stdout);
+		free(line);
+		json_decref(o);
+		free(err);
+	}
 	free(msg);
 	return rc;
 }

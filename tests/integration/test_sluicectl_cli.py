@@ -20,7 +20,7 @@ import termios
 import threading
 import time
 
-from harness import BUILD, TMP, check, done, skip
+from harness import BUILD, TMP, check, done, skip, wait_until
 
 SLUICECTL = os.path.join(BUILD, "sluicectl")
 if not os.access(SLUICECTL, os.X_OK):
@@ -129,11 +129,11 @@ def answer(cmd):
         r = (rollout("bounce", "running", 1) if n < 3 else
              rollout("bounce", "promoted", 5))
         return {"ok": True, "rollout": r}
-    if cmd == "show rollout vanish":
+    if words[:2] == ["show", "rollout"] and words[2].startswith("vanish"):
         # Answers once; then the daemon closes and is gone for good.
         if n >= 1:
             return "close"
-        return {"ok": True, "rollout": rollout("vanish", "running", 2)}
+        return {"ok": True, "rollout": rollout(words[2], "running", 2)}
     if cmd == "show rollout slow":
         return {"ok": True, "rollout": rollout("slow", "running", 2)}
     if cmd == "show rollout never":
@@ -598,6 +598,66 @@ check(p.returncode == 3 and "vanish: step 2/5" in first and
       "--timeout of 3 s" in err,
       "rollout wait: daemon gone for good -> exit 3 at the --timeout "
       "(%d, %r)" % (p.returncode, err))
+
+# With --json every outcome of rollout wait is one JSON line on stdout,
+# the exit code unchanged: the final rollout, the daemon's refusal, or
+# {"ok":false,"error":...} with the last rollout seen.
+
+
+def json_wait(*args):
+    code, out, err = ctl("-s", SOCK, "--json", "rollout", "wait", *args)
+    lines = out.splitlines()
+    return code, (json.loads(lines[0]) if len(lines) == 1 else lines), err
+
+
+code, j, err = json_wait("slow", "--timeout", "1")
+check(code == 2 and isinstance(j, dict) and j["ok"] is False and
+      j["error"].startswith("timeout: slow: still running after 1 s") and
+      j["service"] == "slow" and j["rollout"]["state"] == "running" and
+      "giving up" in err,
+      "--json rollout wait: a timeout is one JSON line with the last "
+      "state, exit 2 (%r)" % (j,))
+code, j, err = json_wait("promo")
+check(code == 0 and isinstance(j, dict) and j["ok"] is True and
+      j["rollout"]["state"] == "promoted",
+      "--json rollout wait: promoted is one JSON line, exit 0")
+code, j, err = json_wait("rev")
+check(code == 1 and isinstance(j, dict) and
+      j["rollout"]["state"] == "reverted",
+      "--json rollout wait: reverted is one JSON line, exit 1")
+code, j, err = json_wait("never")
+check(code == 1 and isinstance(j, dict) and j["ok"] is False and
+      "no rollout has run" in j["error"] and j["rollout"] is None,
+      "--json rollout wait: no rollout is one JSON line, exit 1 (%r)" % (j,))
+code, j, err = json_wait("nosvc")
+check(code == 1 and isinstance(j, dict) and j["ok"] is False and
+      j["error"].startswith("unknown command"),
+      "--json rollout wait: the daemon's refusal, one line, exit 1")
+code, j, err = json_wait("promo", "--timeout", "soon")
+check(code == 2 and isinstance(j, dict) and j["ok"] is False and
+      "bad --timeout" in j["error"] and j["rollout"] is None,
+      "--json rollout wait: a usage error is one JSON line, exit 2")
+code, out, err = ctl("-s", missing, "--json", "rollout", "wait", "promo")
+check(code == 3 and len(out.splitlines()) == 1 and
+      "cannot connect" in json.loads(out)["error"],
+      "--json rollout wait: no daemon is one JSON line, exit 3")
+server2 = Server(SOCK2, Handler)
+threading.Thread(target=server2.serve_forever, daemon=True).start()
+p = subprocess.Popen([SLUICECTL, "-s", SOCK2, "--json", "rollout", "wait",
+                      "vanish2", "--timeout", "3"], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+wait_until(lambda: Fake.calls.get("show rollout vanish2", 0) >= 1, 20)
+server2.shutdown()
+server2.server_close()
+os.unlink(SOCK2)
+out, err = p.communicate(timeout=30)
+lines = out.splitlines()
+j = json.loads(lines[0]) if len(lines) == 1 else {}
+check(p.returncode == 3 and j.get("ok") is False and
+      "no answer from sluice" in j.get("error", "") and
+      j["rollout"]["state"] == "running",
+      "--json rollout wait: daemon gone is one JSON line with the last "
+      "state, exit 3 (%r)" % (out,))
 
 server.shutdown()
 server.server_close()
