@@ -262,20 +262,58 @@ sl_ctl_publish(struct sl_ctl *ctl, struct sl_route_table *t)
 	sl_route_publish(t);
 }
 
+/* Do the words of command C start with ARGV[0..ARGC)? */
+static bool
+words_start_with(const struct cmd *c, int argc, char **argv)
+{
+	const char *p = c->words;
+	size_t n;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		n = strcspn(p, " ");
+		if (n == 0 || strlen(argv[i]) != n ||
+		    strncmp(p, argv[i], n) != 0)
+			return false;
+		p += n;
+		p += *p == ' ';
+	}
+	return true;
+}
+
+/* `help [COMMAND]`: every command, or those whose words start with
+ * COMMAND's ("help rollout", "help set weights"). */
 static json_t *
 cmd_help(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 {
 	json_t *list = json_array();
 	const struct cmd *c;
+	char *usage;
 
 	for (c = commands; c->words != NULL; c++) {
-		char *usage = sl_xasprintf(
+		if (!words_start_with(c, argc, argv))
+			continue;
+		usage = sl_xasprintf(
 		    "%s%s%s", c->words, c->args[0] ? " " : "", c->args);
-
 		json_array_append_new(list,
 		    json_pack("{s:s,s:s,s:s}", "usage", usage, "help", c->help,
 		        "access", c->write ? "write" : "read"));
 		free(usage);
+	}
+	if (json_array_size(list) == 0) {
+		char *words = sl_xstrdup(argv[0]), *more;
+		int i;
+
+		for (i = 1; i < argc; i++) {
+			more = sl_xasprintf("%s %s", words, argv[i]);
+			free(words);
+			words = more;
+		}
+		*errp = sl_xasprintf(
+		    "no command starts with '%s'; try 'help'", words);
+		free(words);
+		json_decref(list);
+		return NULL;
 	}
 	return json_pack("{s:o}", "commands", list);
 }
@@ -722,7 +760,8 @@ cmd_show_rollout(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 }
 
 static const struct cmd commands[] = {
-    {"help", "", 0, 0, false, cmd_help, "list the commands"},
+    {"help", "[COMMAND]", 0, MAX_ARGS - 1, false, cmd_help,
+        "list the commands (those whose words start with COMMAND's)"},
     {"show services", "", 0, 0, false, cmd_show_services,
         "every service with its versions, weights, lock and rollout"},
     {"show service", "SVC", 1, 1, false, cmd_show_service,

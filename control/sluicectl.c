@@ -39,7 +39,8 @@ struct command {
 };
 
 static int run_help(struct sl_cli *cli, char **args, int nargs);
-static bool starts_with_word(const struct command *c, const char *word);
+static bool starts_with(const struct command *c, char **words, int nwords);
+static char *join_words(char **words, int nwords);
 
 static const struct command commands[] = {
     {"help", "help [COMMAND] [--daemon]",
@@ -134,14 +135,14 @@ wrap(FILE *f, int indent, const char *text)
 }
 
 /*
- * Print the help to F: options, then every command (or those whose first
- * word is ONLY) with an example.
+ * Print the help to F: options, then every command (or those whose words
+ * start with ONLY[0..NONLY)) with an example.
  */
 static void
-print_usage(FILE *f, const char *only)
+print_usage(FILE *f, char **only, int nonly)
 {
 	fputs(usage_line, f);
-	if (only == NULL)
+	if (nonly == 0)
 		fputs("\nSend COMMAND to sluice's control socket and print the "
 		      "reply readably.\n"
 		      "The words of COMMAND are joined with spaces, so "
@@ -165,13 +166,13 @@ print_usage(FILE *f, const char *only)
 		    f);
 	fputs("\ncommands:\n", f);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
-		if (only != NULL && !starts_with_word(&commands[i], only))
+		if (!starts_with(&commands[i], only, nonly))
 			continue;
 		fprintf(f, "  %s\n", commands[i].usage);
 		wrap(f, 6, commands[i].help);
 		fprintf(f, "      e.g. sluicectl %s\n", commands[i].example);
 	}
-	if (only == NULL)
+	if (nonly == 0)
 		fputs("\nexit status:\n"
 		      "  0  done (rollout wait: promoted)\n"
 		      "  1  the daemon refused the command (rollout wait: "
@@ -267,50 +268,74 @@ send_command(struct sl_cli *cli, const char *line, const struct command *cmd,
 	return rc;
 }
 
-/* True if command C's usage starts with the word WORD. */
+/*
+ * True if the words of command C start with WORDS[0..NWORDS): "rollout",
+ * "set weights" or "rollout abort" (one of C's alternatives).
+ */
 static bool
-starts_with_word(const struct command *c, const char *word)
+starts_with(const struct command *c, char **words, int nwords)
 {
-	size_t n = strlen(word);
+	const char *p = c->words;
+	size_t len;
 
-	return strncmp(c->usage, word, n) == 0 &&
-	    (c->usage[n] == ' ' || c->usage[n] == '\0');
+	for (int i = 0; i < nwords; i++) {
+		len = strcspn(p, " ");
+		if (len == 0 || !word_matches(p, len, words[i]))
+			return false;
+		p += len;
+		p += *p == ' ';
+	}
+	return true;
 }
 
 /*
- * `help [COMMAND] [--daemon]`: the built-in list, the part of it for
- * COMMAND, or with --daemon (or --json) the daemon's own list.
+ * `help [COMMAND] [--daemon]`: the built-in list, the part of it for the
+ * commands starting with COMMAND's words, or with --daemon (or --json) the
+ * daemon's own list (`help COMMAND` there too).
  */
 static int
 run_help(struct sl_cli *cli, char **args, int nargs)
 {
 	static char help_word[] = "help";
-	char *words[] = {help_word};
-	const char *only = NULL;
 	bool daemon = cli->json;
+	char **only, *line, *what;
+	int nonly = 0, rc;
 	size_t i;
 
+	/* "help" and the words after it: the line for the daemon. */
+	only = sl_xreallocarray(NULL, (size_t)nargs + 1, sizeof *only);
+	only[0] = help_word;
 	for (int a = 0; a < nargs; a++) {
 		if (strcmp(args[a], "--daemon") == 0) {
 			daemon = true;
-		} else if (args[a][0] == '-' || only != NULL) {
+		} else if (args[a][0] == '-') {
 			sl_cli_warn("help: unexpected argument: %s", args[a]);
+			free(only);
 			return SL_CLI_USAGE;
 		} else {
-			only = args[a];
+			only[1 + nonly++] = args[a];
 		}
 	}
-	if (daemon)
-		return send_command(cli, "help", &commands[0], words, 1);
-	for (i = 0; only != NULL && i < NCOMMANDS; i++) {
-		if (starts_with_word(&commands[i], only))
+	if (daemon) {
+		line = join_words(only, 1 + nonly);
+		rc = send_command(cli, line, &commands[0], only, 1 + nonly);
+		free(line);
+		free(only);
+		return rc;
+	}
+	for (i = 0; i < NCOMMANDS; i++) {
+		if (starts_with(&commands[i], only + 1, nonly))
 			break;
 	}
 	if (i == NCOMMANDS) {
-		sl_cli_warn("help: no command starts with \"%s\"", only);
+		what = join_words(only + 1, nonly);
+		sl_cli_warn("help: no command starts with \"%s\"", what);
+		free(what);
+		free(only);
 		return SL_CLI_USAGE;
 	}
-	print_usage(stdout, only);
+	print_usage(stdout, only + 1, nonly);
+	free(only);
 	return SL_CLI_OK;
 }
 
@@ -415,7 +440,7 @@ main(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			print_usage(stdout, NULL);
+			print_usage(stdout, NULL, 0);
 			return SL_CLI_OK;
 		default:
 			if (optopt != 0 && strchr("sot", optopt) != NULL)

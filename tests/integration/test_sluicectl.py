@@ -59,6 +59,30 @@ for args, want in ok_cases:
     check(rc == 0 and want in out,
           "sluicectl %s: exit 0, output mentions %r" % (" ".join(args), want))
 
+# help COMMAND, by sluicectl and by the daemon: the commands whose words
+# start with COMMAND's; an unknown prefix is an error.
+for args in (("help", "set", "weights"), ("help", "set weights"),
+             ("help", "--daemon", "set", "weights")):
+    rc, out, err = run(*args)
+    check(rc == 0 and "set weights SVC" in out and "set server" not in out,
+          "sluicectl %s: just set weights (%d, %r)" % (" ".join(args), rc,
+                                                       err))
+rc, out, err = run("help", "show stats", json_out=True)
+check(rc == 0 and [c["usage"] for c in json.loads(out)["commands"]] ==
+      ["show stats SVC [SECONDS]"],
+      "the daemon's help show stats: one command (%r)" % out)
+rc, out, err = run("help", "rollout", json_out=True)
+check(rc == 0 and sorted(c["usage"].split()[1] for c in
+                         json.loads(out)["commands"]) ==
+      ["abort", "pause", "promote", "resume", "start"],
+      "the daemon's help rollout: the five rollout commands")
+rc, out, err = run("help", "--daemon", "set", "weightz")
+check(rc == 1 and "no command starts with 'set weightz'" in err,
+      "the daemon's help for an unknown prefix: refused, named (%r)" % err)
+rc, out, err = run("help", "--daemon")
+check(rc == 0 and "help [COMMAND]" in out and "reset SVC" in out,
+      "the daemon's help without COMMAND: every command")
+
 err_cases = [
     (("show", "service", "nope"), "unknown service"),
     (("set", "weights", "shop", "blue=50", "green=40"), "sum to 90.00"),

@@ -163,6 +163,10 @@ def answer(cmd):
              "access": "read"},
             {"usage": "switch SVC VERSION", "help": "blue/green",
              "access": "write"}]}
+    if cmd == "help set weights":
+        return {"ok": True, "commands": [
+            {"usage": "set weights SVC VERSION=PCT [VERSION=PCT ...]",
+             "help": "set version weights", "access": "write"}]}
     if cmd == "switch shop green":
         return {"ok": True, "service": "shop", "stable": "green",
                 "previous_stable": "blue"}
@@ -265,6 +269,31 @@ check(code2 == 0 and code3 == 0 and out2 == out and out3 == out,
 code, out, _ = ctl("help", "rollout")
 check(code == 0 and "rollout wait" in out and "show services" not in out,
       "help rollout: just the rollout commands")
+# help COMMAND: COMMAND's words, as separate arguments or quoted as one,
+# pick the commands that start with them.
+for args, want, unwanted in (
+        (("help", "set", "weights"), "set weights SVC", "set server"),
+        (("help", "show stats"), "show stats SVC", "show service"),
+        (("help", "show", "stats"), "show stats SVC", "show events"),
+        (("help", "rollout", "abort"), "rollout pause|resume|abort|promote",
+         "rollout wait"),
+        (("help", "rollout", "wait", "--daemon"), None, None)):
+    code, out, err = ctl("-s", SOCK, *args)
+    if want is None:
+        check(sent()[-1] == "help rollout wait",
+              "help --daemon COMMAND sends help COMMAND (%r)" % sent()[-1:])
+        continue
+    check(code == 0 and err == "" and ("\n  " + want) in out and
+          ("\n  " + unwanted) not in out and "options:" not in out,
+          "%s: just that command (%d, %r)" % (" ".join(args), code, err))
+code, out, err = ctl("-s", SOCK, "help", "set", "weightz")
+check(code == 2 and err == 'sluicectl: help: no command starts with "set '
+      'weightz"\n', "help with an unknown prefix: exit 2, names it")
+code, out, err = ctl("-s", SOCK, "--json", "help", "set", "weights")
+check(code == 0 and sent()[-1] == "help set weights" and
+      [c["usage"] for c in json.loads(out)["commands"]] ==
+      ["set weights SVC VERSION=PCT [VERSION=PCT ...]"],
+      "--json help set weights: the daemon's answer for set weights")
 for args, what in (((), "no command"),
                   (("--bogus", "show", "services"), "unknown option"),
                   (("-s",), "-s without a value"),
