@@ -4,7 +4,8 @@
  *   sluicectl [-s SOCKET] [--json] [--owner NAME] [--timeout SECONDS]
  *	       COMMAND...
  *
- * The words of COMMAND are joined with single spaces and sent as one line
+ * The words of COMMAND (split at spaces and tabs, as the daemon splits a
+ * line) are joined with single spaces and sent as one line
  * (control/PROTOCOL.md); the one-line JSON reply is printed readably, or
  * unchanged with --json. One table lists every command: the words that
  * pick it, its usage, help and example (--help prints them), the printer
@@ -340,9 +341,10 @@ run_help(struct sl_cli *cli, char **args, int nargs)
 }
 
 /*
- * Split ARGV[0..ARGC) at spaces into *WORDS (a heap array of pointers into
- * the heap string *BUF; the caller frees both). Returns the word count, or
- * -1 (message printed) if an argument holds a control character, which
+ * Split ARGV[0..ARGC) at spaces and tabs, as the daemon splits a line
+ * (PROTOCOL.md), into *WORDS (a heap array of pointers into the heap
+ * string *BUF; the caller frees both). Returns the word count, or -1
+ * (message printed) if an argument holds another control character, which
  * could smuggle a second command onto the socket.
  */
 static int
@@ -354,7 +356,8 @@ split_words(int argc, char **argv, char ***words, char **buf)
 
 	for (int i = 0; i < argc; i++) {
 		for (p = argv[i]; *p != '\0'; p++) {
-			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			if (((unsigned char)*p < 0x20 && *p != '\t') ||
+			    *p == 0x7f) {
 				sl_cli_warn("control character in argument "
 				            "%d",
 				    i + 1);
@@ -369,7 +372,7 @@ split_words(int argc, char **argv, char ***words, char **buf)
 	for (int i = 0; i < argc; i++)
 		p += sprintf(p, "%s ", argv[i]);
 	*p = '\0';
-	for (tok = strtok(*buf, " "); tok != NULL; tok = strtok(NULL, " "))
+	for (tok = strtok(*buf, " \t"); tok != NULL; tok = strtok(NULL, " \t"))
 		(*words)[n++] = tok;
 	return n;
 }

@@ -59,6 +59,20 @@ for args, want in ok_cases:
     check(rc == 0 and want in out,
           "sluicectl %s: exit 0, output mentions %r" % (" ".join(args), want))
 
+# PROTOCOL.md: words are separated by spaces or tabs; other control
+# characters are refused. sluicectl reads its arguments the same way.
+r = sl.ctl("show\tservice \t shop")
+check(r["ok"] and r["service"]["name"] == "shop",
+      "the daemon takes tabs between words")
+r = sl.ctl("show\x0bservice shop")
+check(not r["ok"] and "control character" in r["error"],
+      "the daemon refuses another control character")
+rc, out, err = run("show\tservice", "shop")
+check(rc == 0 and blue.addr in out, "sluicectl takes a tab between words")
+rc, out, err = run("show\x0bservice", "shop")
+check(rc == 2 and "control character" in err,
+      "sluicectl refuses another control character (%r)" % err)
+
 # help COMMAND, by sluicectl and by the daemon: the commands whose words
 # start with COMMAND's; an unknown prefix is an error.
 for args in (("help", "set", "weights"), ("help", "set weights"),

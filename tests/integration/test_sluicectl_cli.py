@@ -413,6 +413,10 @@ check(code == 0 and out == "shop: weights blue=90.00 green=10.00\n",
 code, out, err = ctl("-s", SOCK, "set weights shop blue=50   green=50")
 check(code == 0 and sent()[-1] == "set weights shop blue=50 green=50",
       "a quoted command is split and joined with single spaces")
+code, out, err = ctl("-s", SOCK, "set\tweights shop\t\tblue=50", "green=50")
+check(code == 0 and sent()[-1] == "set weights shop blue=50 green=50",
+      "tabs separate words, as the daemon reads them (PROTOCOL.md): "
+      "split and joined with single spaces (%d, %r)" % (code, err))
 code, out, err = ctl("-s", SOCK, "lock", "shop", "deploy-42", "600")
 check(code == 0 and out == "shop: locked by deploy-42 until "
       "2026-11-22T17:00:00Z (118 s)\n", "lock: one-line confirmation")
