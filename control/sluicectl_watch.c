@@ -625,16 +625,6 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 		free(raw);
 		reply = NULL;
 		raw = NULL;
-		if (cli->conn != NULL &&
-		    sl_cli_conn_replaced(cli->conn, cli->socket)) {
-			sl_cli_warn("%s now leads to another sluice (a "
-			            "takeover): reconnecting",
-			    cli->socket);
-			sl_cli_conn_free(cli->conn);
-			cli->conn = NULL;
-			lost = true;
-			pause = WAIT_RETRY_FIRST;
-		}
 		if (sl_cli_try(cli, cmd, &reply, &raw, &err, &fail) == -1) {
 			if (fail == SL_CLI_FAIL_OTHER ||
 			    (fail == SL_CLI_FAIL_CONNECT && !answered)) {
@@ -662,6 +652,21 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 			continue;
 		}
 		answered = true;
+		/*
+		 * The old sluice answers on its connection until it is told
+		 * to stop; what it says is no longer what the one at the
+		 * path (the one operators talk to) does.
+		 */
+		if (sl_cli_conn_replaced(cli->conn, cli->socket)) {
+			sl_cli_warn("%s now leads to another sluice (a "
+			            "takeover): reconnecting",
+			    cli->socket);
+			sl_cli_conn_free(cli->conn);
+			cli->conn = NULL;
+			lost = true;
+			pause = WAIT_RETRY_FIRST;
+			continue;
+		}
 		if (lost) {
 			sl_cli_warn("reconnected to %s", cli->socket);
 			lost = false;
