@@ -8,11 +8,13 @@ accepts."""
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import http.client
 import urllib.request
 
+import harness
 from harness import (BUILD, SLUICE, SRC, Origin, Sluice, check, config, done,
                      free_port)
 
@@ -28,6 +30,10 @@ bad = Origin("bad", "--error-rate", "0.5", "--seed", "3")
 port, admin = free_port(), free_port()
 ROLLOUT = ("[rollout:%s]\nsteps = 50 100\nstep_time = 1s\ninterval = 250ms\n"
            "min_requests = 20\nlatency_quantile = 0.9\n")
+# "calm" gets no traffic: its rollouts stay inconclusive at their first
+# step (step_time far beyond any test's pauses) until a verdict is forced.
+CALM = ("[rollout:calm]\nsteps = 50 100\nstep_time = 600s\n"
+        "interval = 1s\n")
 text = config(port, {
     "shop": {"path_prefix": "/shop", "stable": "blue",
              "sticky": "header:X-User-Id",
@@ -37,12 +43,16 @@ text = config(port, {
               "sticky": "header:X-User-Id",
               "versions": {"blue": ([blue2.addr], 100),
                            "green": ([bad.addr], 0)}},
+    "calm": {"path_prefix": "/calm", "stable": "blue",
+             "versions": {"blue": ([blue2.addr], 100),
+                          "green": ([green.addr], 0)}},
 }, sluice_extra="admin = 127.0.0.1:%d\n" % admin)
 # On a machine loaded by other work, an origin preempted for tens of ms
 # still shifts a window's p90 (23.5 against 7.5 ms, seen): the healthy
 # canary's pipeline is about the CD step, not about latency, so latencies
 # within 50 ms are a tie there (latency_tolerance).
-text += ROLLOUT % "shop" + "latency_tolerance = 50ms\n" + ROLLOUT % "risky"
+text += ROLLOUT % "shop" + "latency_tolerance = 50ms\n" + ROLLOUT % "risky" + \
+    CALM
 sl = Sluice(text=text, port=port)
 
 stop = threading.Event()
@@ -72,10 +82,20 @@ ENV = dict(os.environ, SLUICECTL=os.path.join(BUILD, "sluicectl"),
            SLUICE_SOCKET=sl.ctl_path, CI_JOB_ID="job-7")
 
 
-def pipeline(*args):
-    p = subprocess.run(["sh", SCRIPT] + list(args), env=ENV,
-                       capture_output=True, text=True, timeout=200)
-    return p.returncode, p.stdout + p.stderr
+def pipeline(*args, env=None, timeout=200):
+    """Run the script; (exit code, output), or (-1, ...) if it is still
+    running after TIMEOUT s (then it and its sluicectl are killed)."""
+    p = subprocess.Popen(["sh", SCRIPT] + list(args), env=env or ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    harness._procs.append(p)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        return -1, out + "\n(still running after %d s)" % timeout
+    return p.returncode, out
 
 
 rc, out = pipeline("shop", "green", "120")
@@ -106,6 +126,106 @@ check(rc == 3, "cd-rollout.sh on an unknown service: exit 3 (%s)"
 stop.set()
 for t in threads:
     t.join(5)
+
+
+def job_events():
+    return [e for e in sl.ctl("show events 1000")["events"]
+            if e["who"].get("owner") == "job-7"]
+
+
+def calm():
+    """calm's rollout state (None if none ran) and lock."""
+    svc = sl.ctl("show service calm")["service"]
+    return ((svc["rollout"] or {}).get("state"), svc["lock"])
+
+
+# Bad arguments are refused before anything is touched: no lock, no
+# rollout (a TIMEOUT of 0 once locked, started, and then aborted the
+# rollout as if it had timed out; "abc" died in the shell's arithmetic).
+before = len(job_events())
+for args, env, what in (
+        (("calm", "green", "0"), None, "TIMEOUT_SECONDS '0'"),
+        (("calm", "green", "abc"), None, "TIMEOUT_SECONDS 'abc'"),
+        (("calm", "green", "010"), None, "TIMEOUT_SECONDS '010'"),
+        (("calm", "green", "604501"), None, "TIMEOUT_SECONDS '604501'"),
+        (("calm", "gr een", "5"), None, "name 'gr een'"),
+        (("-calm", "green", "5"), None, "name '-calm'"),
+        (("calm", "green", "5"), dict(ENV, CI_JOB_ID="job 7"),
+         "lock owner 'job 7'")):
+    rc, out = pipeline(*args, env=env, timeout=30)
+    check(rc == 3 and what in out and "Illegal" not in out and
+          len(job_events()) == before and calm() == (None, None),
+          "cd-rollout.sh %s: exit 3 with a clear message, the service "
+          "untouched (%d, %r)" % (" ".join(args), rc, out.strip()))
+
+# No verdict within TIMEOUT: exit 2, the rollout aborted, the lock back.
+rc, out = pipeline("calm", "green", "2")
+check(rc == 2 and "no verdict within 2s" in out and
+      calm() == ("aborted", None),
+      "cd-rollout.sh with no verdict in time: exit 2, rollout aborted, "
+      "lock released (%d, %r, %r)" % (rc, out.strip(), calm()))
+
+# sluicectl failing in the wait is no verdict, whatever its exit code (2
+# is also its usage error, 1 a refusal): exit 3, the rollout aborted.
+shim = os.path.join(harness.TMP, "sluicectl-shim")
+with open(shim, "w") as f:
+    f.write('#!/bin/sh\nfor a; do [ "$a" = wait ] && exit "$SHIM_RC"; done\n'
+            'exec "%s" "$@"\n' % os.path.join(BUILD, "sluicectl"))
+os.chmod(shim, 0o755)
+# (A wait that lost sluice, 3, is begun again until the timeout: the
+# rollout may run on.)
+for code, timeout in (("2", "60"), ("1", "60"), ("3", "3")):
+    rc, out = pipeline("calm", "green", timeout,
+                       env=dict(ENV, SLUICECTL=shim, SHIM_RC=code))
+    check(rc == 3 and "lost track of the rollout" in out and
+          "promoted" not in out and calm() == ("aborted", None) and
+          ("waiting again" in out) == (code == "3"),
+          "cd-rollout.sh: rollout wait failing with %s is no verdict: exit "
+          "3, the running rollout aborted, lock released (%d, %r)"
+          % (code, rc, out.strip()))
+
+# A wait that lost sluice once (as when sluice restarts just before the
+# wait connects) is begun again and ends in a real verdict: here the
+# timeout, exit 2.
+once = os.path.join(harness.TMP, "shim-once")
+with open(shim, "w") as f:
+    f.write('#!/bin/sh\nfor a; do [ "$a" = wait ] && ! [ -e "%s" ] && '
+            ': > "%s" && exit 3; done\nexec "%s" "$@"\n'
+            % (once, once, os.path.join(BUILD, "sluicectl")))
+rc, out = pipeline("calm", "green", "4", env=dict(ENV, SLUICECTL=shim))
+check(rc == 2 and out.count("waiting again") == 1 and
+      "no verdict within 4s" in out and calm() == ("aborted", None),
+      "cd-rollout.sh: a wait that lost sluice once is begun again, then "
+      "times out: exit 2 (%d, %r)" % (rc, out.strip()))
+
+# A restart of sluice in the middle of the job: the wait reconnects, and
+# the operator's abort through the new sluice is the verdict (exit 1). It
+# used to end with exit 3 and the rollout left running, its lock aside.
+job = subprocess.Popen(["sh", SCRIPT, "calm", "green", "300"], env=ENV,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True)
+harness._procs.append(job)
+# The lock's, the start's, then rollout wait's first line: it is waiting.
+head = ""
+while "calm: step" not in head:
+    line = job.stdout.readline()
+    if not line:
+        break
+    head += line
+check("calm: step 1/2 at 50.00%: running" in head,
+      "cd-rollout.sh is waiting (%r)" % head)
+check(sl.restart() == 0, "sluice stopped mid-job exits 0")
+check(calm()[0] == "running", "the restarted sluice resumed the rollout")
+check(sl.ctl("rollout abort calm")["ok"], "an operator aborts it")
+try:
+    out, err = job.communicate(timeout=60)
+except subprocess.TimeoutExpired:
+    job.kill()
+    out, err = job.communicate()
+check(job.returncode == 1 and "green not promoted on calm" in err and
+      "reconnected" in err and calm() == ("aborted", None),
+      "cd-rollout.sh through a restart: exit 1 on the abort, lock released "
+      "(%d, %r, %r)" % (job.returncode, out, err))
 
 # Every metric family the dashboard queries is in a real scrape.
 with open(os.path.join(SRC, "contrib", "grafana-dashboard.json")) as f:
