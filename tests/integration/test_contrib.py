@@ -216,7 +216,11 @@ check("calm: step 1/2 at 50.00%: running" in head,
       "cd-rollout.sh is waiting (%r)" % head)
 check(sl.restart() == 0, "sluice stopped mid-job exits 0")
 check(calm()[0] == "running", "the restarted sluice resumed the rollout")
-check(sl.ctl("rollout abort calm")["ok"], "an operator aborts it")
+r = sl.ctl("rollout abort calm")
+check(not r["ok"] and "locked by 'job-7'" in r["error"],
+      "the job's lock keeps others from aborting it (%r)" % r)
+check(sl.ctl("as job-7 rollout abort calm")["ok"],
+      "an operator aborts it as the job's owner")
 try:
     out, err = job.communicate(timeout=60)
 except subprocess.TimeoutExpired:
