@@ -139,7 +139,7 @@ running | paused)
 	fi
 	if ! run rollout abort "$svc" >/dev/null; then
 		echo "$prog: could not abort the rollout of $version on $svc:" \
-			"abort it by hand (sluicectl rollout abort $svc)" >&2
+			"abort it by hand (sluicectl --owner $owner rollout abort $svc)" >&2
 	fi
 	;;
 *)
