@@ -34,8 +34,7 @@ struct parse_ctx {
 	uint32_t name_off, name_len, value_off, value_len;
 	bool have_value;
 	bool overflow;
-	uint8_t
-	    chunked; /* "chunked" codings in a response's Transfer-Encoding */
+	bool chunked; /* a response's Transfer-Encoding had "chunked" */
 	/* body mode */
 	struct evbuffer *dechunk_dst;
 };
@@ -290,14 +289,15 @@ word_is(const char *s, size_t len, const char *w)
 	return strlen(w) == len && strncasecmp(s, w, len) == 0;
 }
 
-/* How many of the comma-separated codings in [V, V+LEN) are chunked? */
-static unsigned
+/* How many of the comma-separated codings in [V, V+LEN) are chunked (0, 1
+ * or 2: more counts as 2)? */
+static uint32_t
 chunked_codings(const char *v, size_t len)
 {
 	size_t i = 0, start, end;
-	unsigned n = 0;
+	uint32_t n = 0;
 
-	while (i < len) {
+	while (i < len && n < 2) {
 		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
 			i++;
 		start = i;
@@ -416,11 +416,11 @@ on_header_value_complete_cb(llhttp_t *p)
 				    ctx, 501, "unsupported transfer coding");
 		} else {
 			/* RFC 9112 6.1: chunked is applied once, last. */
-			ctx->chunked +=
-			    (uint8_t)chunked_codings((const char *)v, vlen);
-			if (ctx->chunked > 1)
+			i = chunked_codings((const char *)v, vlen);
+			if (i > 1 || (i == 1 && ctx->chunked))
 				return refuse(ctx, 502,
 				    "Transfer-Encoding applies chunked twice");
+			ctx->chunked |= i == 1;
 		}
 		break;
 	default:

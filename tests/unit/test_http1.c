@@ -953,6 +953,52 @@ test_response_invalid(void **state)
 }
 
 /*
+ * chunked applied more than once to a response (RFC 9112 6.1) is refused,
+ * however many times and however split over lines; once, last, after
+ * another coding, is fine.
+ */
+static void
+test_response_chunked_twice(void **state)
+{
+	static const size_t times[] = {2, 3, 256, 257};
+	struct sl_http_error err;
+	char buf[8192];
+	size_t i, k, n;
+
+	(void)state;
+	for (i = 0; i < sizeof times / sizeof times[0]; i++) {
+		for (int split = 0; split < 2; split++) {
+			struct sl_http_head *head = sl_http_head_new(300);
+
+			n = (size_t)snprintf(buf, sizeof buf,
+			    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked");
+			for (k = 1; k < times[i]; k++)
+				n += (size_t)snprintf(buf + n, sizeof buf - n,
+				    split && k == 1 ? "\r\nTransfer-Encoding: "
+				                      "chunked"
+				                    : ", chunked");
+			n += (size_t)snprintf(
+			    buf + n, sizeof buf - n, "\r\n\r\n");
+			if (parse(true, HTTP_GET, buf, n, head, &err) != -1 ||
+			    err.status != 502)
+				fail_msg("chunked x%zu (split %d) accepted",
+				    times[i], split);
+			sl_http_head_free(head);
+		}
+	}
+	{
+		static const char ok[] =
+		    "HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+		    "gzip\r\nTransfer-Encoding: "
+		    "chunked\r\n\r\n";
+		struct sl_http_head *head = sl_http_head_new(100);
+
+		assert_int_equal(parse(true, HTTP_GET, LIT(ok), head, &err), 0);
+		sl_http_head_free(head);
+	}
+}
+
+/*
  * A response head refused by sluice's own header checks is the origin's
  * fault: 502, never a request status such as 400 or 431 (http1.h).
  */
@@ -1281,6 +1327,7 @@ main(void)
 	    cmocka_unit_test(test_response_head),
 	    cmocka_unit_test(test_response_body_framing),
 	    cmocka_unit_test(test_response_invalid),
+	    cmocka_unit_test(test_response_chunked_twice),
 	    cmocka_unit_test(test_response_invalid_header_status),
 	    cmocka_unit_test(test_body_content_length),
 	    cmocka_unit_test(test_body_chunked_raw),
