@@ -146,6 +146,14 @@ check_read_cb(struct bufferevent *bev, void *arg)
 			check_done(h, false, "status line too long");
 		else if (sl_ctl_mono_ms() >= h->deadline_ms)
 			check_done(h, false, "timeout");
+		else {
+			/* The rest has what is left of the timeout. */
+			uint64_t left = h->deadline_ms - sl_ctl_mono_ms();
+			struct timeval tv = {(time_t)(left / 1000),
+			    (suseconds_t)(left % 1000) * 1000};
+
+			bufferevent_set_timeouts(bev, &tv, &tv);
+		}
 		return;
 	}
 	if (sscanf(line, "HTTP/1.%*1d %3u", &status) != 1) {

@@ -1591,6 +1591,22 @@ te_only_chunked(const struct sl_http_head *head, const char *base)
 	return true;
 }
 
+/* Part of a response head (or an interim 1xx) came: the rest has what is
+ * left of response_timeout, not a fresh one (the read timeout restarts at
+ * every read). */
+static void
+head_deadline(struct sl_conn *c)
+{
+	uint64_t now = now_ms(c->w);
+
+	if (now >= c->resp_deadline_ms)
+		upstream_fail(c, FAIL_RESPONSE_TIMEOUT);
+	else
+		sl_io_set_timeouts(&c->up->io,
+		    (uint32_t)(c->resp_deadline_ms - now),
+		    gconf(c)->body_timeout_ms);
+}
+
 /* Can what has come of a response head so far start "HTTP/" (after
  * empty lines, which the parser judges)? An origin that answers something
  * else gets a 502 now, not after waiting for a blank line until
@@ -1627,9 +1643,8 @@ handle_response_head(struct sl_conn *c)
 			if (evbuffer_get_length(in) > SL_RESP_HEAD_MAX ||
 			    !looks_like_status_line(in))
 				upstream_fail(c, FAIL_BAD_RESPONSE);
-			else if (c->resp_deadline_ms != 0 &&
-			    now_ms(w) >= c->resp_deadline_ms)
-				upstream_fail(c, FAIL_RESPONSE_TIMEOUT);
+			else if (c->resp_deadline_ms != 0)
+				head_deadline(c);
 			return;
 		}
 		base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
