@@ -775,13 +775,12 @@ sl_conf_same_sockaddr(
 }
 
 /* A bound address as sockets see it: the family (an IPv4-mapped IPv6
- * address is IPv4), the port, the address bytes, wildcard or not. */
+ * address is IPv4), the port, the address bytes. */
 struct bind_key {
 	int family;
 	uint16_t port;
 	uint32_t scope;
 	uint8_t addr[16];
-	bool any;
 };
 
 static void
@@ -794,7 +793,6 @@ bind_key(const struct sockaddr_storage *ss, struct bind_key *k)
 
 		k->port = sin->sin_port;
 		memcpy(k->addr, &sin->sin_addr, 4);
-		k->any = sin->sin_addr.s_addr == htonl(INADDR_ANY);
 	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)ss;
 
@@ -802,21 +800,21 @@ bind_key(const struct sockaddr_storage *ss, struct bind_key *k)
 		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
 			k->family = AF_INET;
 			memcpy(k->addr, sin6->sin6_addr.s6_addr + 12, 4);
-			k->any = memcmp(k->addr, "\0\0\0\0", 4) == 0;
 		} else {
 			k->scope = sin6->sin6_scope_id;
 			memcpy(k->addr, &sin6->sin6_addr, 16);
-			k->any = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
 		}
 	}
 }
 
 /*
  * Would sockets bound to A and B take each other's connections? With
- * SO_REUSEPORT both bind, and the kernel splits the connections between
- * them. So: the same port, and the same address, or a wildcard covering
- * the other: 0.0.0.0 every IPv4 address, [::] every address (sluice
- * leaves IPV6_V6ONLY off, so it takes IPv4 too).
+ * SO_REUSEPORT both bind to one address and port, and the kernel splits
+ * the connections between them at random. That is the same address, an
+ * IPv4-mapped IPv6 address being its IPv4 one. (A wildcard and a specific
+ * address on one port do not share: the kernel gives a connection to the
+ * most specific listener, so 0.0.0.0:80 beside 127.0.0.1:80, or [::]:80
+ * beside 0.0.0.0:80, is a working setup.)
  */
 static bool
 binds_overlap(
@@ -826,14 +824,8 @@ binds_overlap(
 
 	bind_key(a, &x);
 	bind_key(b, &y);
-	if (x.port != y.port || x.port == 0)
+	if (x.port != y.port || x.port == 0 || x.family != y.family)
 		return false;
-	if ((x.any && x.family == AF_INET6) || (y.any && y.family == AF_INET6))
-		return true;
-	if (x.family != y.family)
-		return false;
-	if (x.any || y.any)
-		return true;
 	return x.scope == y.scope && memcmp(x.addr, y.addr, 16) == 0;
 }
 
@@ -2956,17 +2948,12 @@ same_route(const struct sl_service_conf *a, const struct sl_service_conf *b)
 	return false;
 }
 
-/* Why two addresses that are not the same overlap (binds_overlap). */
+/* Why two addresses written differently overlap (binds_overlap). */
 static const char *
 overlap_why(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-	struct bind_key x, y;
-
-	bind_key(a, &x);
-	bind_key(b, &y);
-	if (x.any || y.any)
-		return "a wildcard address takes its port on every address "
-		       "(0.0.0.0 on every IPv4 one, [::] on every one)";
+	(void)a;
+	(void)b;
 	return "an IPv4-mapped IPv6 address is that IPv4 address";
 }
 
