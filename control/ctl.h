@@ -212,8 +212,9 @@ void sl_ctl_takeover_gone(struct sl_ctl *ctl, void *client);
 /* --takeover, the new sluice's side, before it reads the state file:
  * "takeover begin" to the sluice on control socket PATH. Returns the
  * connection to keep until sl_takeover_done, with the old sluice's *PID;
- * -1 when none answers or it predates the handshake (*errp NULL: start
- * anyway), or when it refused (*errp says why: do not start). */
+ * -1 when nothing listens there or it predates the handshake (*errp NULL:
+ * start anyway), or when it refused, did not answer within 10 s, or had
+ * no client slot free for 10 s (*errp says why: do not start). */
 int sl_takeover_begin(const char *path, long *pid, char **errp);
 
 /* Up and serving: "takeover done" on FD, then close it. */
@@ -240,6 +241,10 @@ json_t *sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 int sl_ctl_sockets_start(
     struct sl_ctl *ctl, const struct sl_config *conf, char **errp);
 void sl_ctl_sockets_stop(struct sl_ctl *ctl);
+
+/* --takeover, once up: the control sockets, bound beside the running
+ * sluice's, take over their paths. */
+void sl_ctl_sockets_commit(struct sl_ctl *ctl);
 
 /* Publish T (built by a command) and make it current for every worker. */
 void sl_ctl_publish(struct sl_ctl *ctl, struct sl_route_table *t);

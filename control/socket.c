@@ -55,7 +55,12 @@ struct sl_ctl_socket {
 	struct ctl_client_list clients;
 	struct evconnlistener *listener;
 	char *path;
-	ino_t ino; /* of the socket file we created */
+	/* --takeover: bound at path + ".new" and renamed over the running
+	 * sluice's socket once this one is up (sl_ctl_sockets_commit), so
+	 * that a start that fails leaves the running one reachable. */
+	char *pending;
+	dev_t dev; /* of the socket file we created */
+	ino_t ino;
 	bool read_only;
 	unsigned nclients;   /* served */
 	unsigned nrejecting; /* over the limit, being told so */
@@ -357,13 +362,13 @@ sl_ctl_make_dirs(const char *path)
 
 /*
  * Remove a stale socket file; refuse one another process listens on,
- * unless TAKEOVER (a zero-downtime upgrade: the running sluice keeps its
- * socket open but the path now leads to us). Anything at PATH that is not
- * a socket (a mistyped path naming the config file, say) is refused and
- * left alone, and so is the socket CTL opened a moment ago.
+ * unless TAKEOVER (a zero-downtime upgrade): then *LIVE says so, and the
+ * path is left to the running sluice until this one is up. Anything at
+ * PATH that is not a socket (a mistyped path naming the config file, say)
+ * is refused and left alone, and so is the socket CTL opened a moment ago.
  */
 static int
-clear_stale(struct sl_ctl *ctl, const char *path, char **errp)
+clear_stale(struct sl_ctl *ctl, const char *path, bool *live, char **errp)
 {
 	struct sockaddr_un sun;
 	struct stat st;
@@ -378,8 +383,10 @@ clear_stale(struct sl_ctl *ctl, const char *path, char **errp)
 		    path);
 		return -1;
 	}
+	*live = false;
 	for (size_t i = 0; i < ctl->nsocks; i++) {
-		if (ctl->socks[i]->ino == st.st_ino) {
+		if (ctl->socks[i]->ino == st.st_ino &&
+		    ctl->socks[i]->dev == st.st_dev) {
 			*errp = sl_xasprintf("control socket %s: is the "
 			                     "socket %s already (each control "
 			                     "socket needs a path of its own)",
@@ -402,6 +409,10 @@ clear_stale(struct sl_ctl *ctl, const char *path, char **errp)
 		    path);
 		return -1;
 	}
+	if (rc == 0) {
+		*live = true;
+		return 0;
+	}
 	unlink(path);
 	return 0;
 }
@@ -413,19 +424,53 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 {
 	struct sl_ctl_socket *sock;
 	struct sockaddr_un sun;
+	char *pending = NULL;
+	const char *at = path; /* where it is bound */
+	struct stat st;
+	bool live;
 	mode_t old;
 	int fd;
 
-	if (clear_stale(ctl, path, errp) != 0)
+	if (clear_stale(ctl, path, &live, errp) != 0)
 		return -1;
+	if (live) {
+		pending = sl_xasprintf("%s.new", path);
+		if (strlen(pending) >= sizeof sun.sun_path) {
+			/* No room for the suffix: the path goes now. */
+			free(pending);
+			pending = NULL;
+			unlink(path);
+		} else {
+			/* One a failed takeover left behind goes; one this
+			 * sluice bound a moment ago (the same path spelt
+			 * another way) is an error. */
+			if (lstat(pending, &st) == 0 && S_ISSOCK(st.st_mode)) {
+				for (size_t i = 0; i < ctl->nsocks; i++) {
+					if (ctl->socks[i]->ino != st.st_ino ||
+					    ctl->socks[i]->dev != st.st_dev)
+						continue;
+					*errp = sl_xasprintf(
+					    "control socket %s: is the socket "
+					    "%s already (each control socket "
+					    "needs a path of its own)",
+					    path, ctl->socks[i]->path);
+					free(pending);
+					return -1;
+				}
+				unlink(pending);
+			}
+			at = pending;
+		}
+	}
 	sl_ctl_make_dirs(path);
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", at);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		*errp = sl_xasprintf(
 		    "control socket %s: %s", path, strerror(errno));
+		free(pending);
 		return -1;
 	}
 	/* No window where the socket exists with a looser mode. */
@@ -435,6 +480,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 
 		umask(old);
 		close(fd);
+		free(pending);
 		*errp = sl_xasprintf("control socket %s: cannot bind: %s%s",
 		    path, strerror(e),
 		    e == ENOENT ? " (does its directory exist?)" : "");
@@ -444,32 +490,33 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	if (g->control_group != NULL) {
 		struct group *gr = getgrnam(g->control_group);
 
-		if (gr == NULL || chown(path, (uid_t)-1, gr->gr_gid) != 0) {
+		if (gr == NULL || chown(at, (uid_t)-1, gr->gr_gid) != 0) {
 			*errp = sl_xasprintf("control socket %s: cannot give "
 			                     "it to group '%s'",
 			    path, g->control_group);
 			close(fd);
-			unlink(path);
+			unlink(at);
+			free(pending);
 			return -1;
 		}
 	}
-	if (chmod(path,
+	if (chmod(at,
 	        read_only ? (g->control_mode | 0066) & 0666
 	                  : g->control_mode) != 0 ||
 	    listen(fd, 64) != 0) {
 		*errp = sl_xasprintf(
 		    "control socket %s: %s", path, strerror(errno));
 		close(fd);
-		unlink(path);
+		unlink(at);
+		free(pending);
 		return -1;
 	}
 	sock = sl_xcalloc(1, sizeof *sock);
-	{
-		struct stat st;
-
-		if (stat(path, &st) == 0)
-			sock->ino = st.st_ino;
+	if (stat(at, &st) == 0) {
+		sock->dev = st.st_dev;
+		sock->ino = st.st_ino;
 	}
+	sock->pending = pending;
 	sock->ctl = ctl;
 	TAILQ_INIT(&sock->clients);
 	sock->path = sl_xstrdup(path);
@@ -479,7 +526,8 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	if (sock->listener == NULL) {
 		*errp = sl_xasprintf("control socket %s: cannot listen", path);
 		close(fd);
-		unlink(path);
+		unlink(at);
+		free(sock->pending);
 		free(sock->path);
 		free(sock);
 		return -1;
@@ -542,6 +590,31 @@ sl_ctl_sockets_start(
 	return 0;
 }
 
+/* --takeover, once this sluice is up: its control sockets take their
+ * paths over from the running one's (an atomic rename; clients connected
+ * to the old one stay connected to it). */
+void
+sl_ctl_sockets_commit(struct sl_ctl *ctl)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->nsocks; i++) {
+		struct sl_ctl_socket *sock = ctl->socks[i];
+
+		if (sock->pending == NULL)
+			continue;
+		if (rename(sock->pending, sock->path) != 0)
+			sl_log(SL_LOG_ERROR, errno,
+			    "control socket %s: cannot take the path over "
+			    "from the running sluice; it answers on %s",
+			    sock->path, sock->pending);
+		else {
+			free(sock->pending);
+			sock->pending = NULL;
+		}
+	}
+}
+
 /* Close the control sockets and remove their files. */
 void
 sl_ctl_sockets_stop(struct sl_ctl *ctl)
@@ -551,16 +624,19 @@ sl_ctl_sockets_stop(struct sl_ctl *ctl)
 	ctl->handover_client = NULL; /* stopping: nothing to decide again */
 	for (i = 0; i < ctl->nsocks; i++) {
 		struct ctl_client *cc;
+		struct stat st;
+		const char *path;
 
 		while ((cc = TAILQ_FIRST(&ctl->socks[i]->clients)) != NULL)
 			client_free(cc);
-		struct stat st;
-
 		evconnlistener_free(ctl->socks[i]->listener);
 		/* After a takeover the path belongs to the new sluice. */
-		if (stat(ctl->socks[i]->path, &st) == 0 &&
-		    st.st_ino == ctl->socks[i]->ino)
-			unlink(ctl->socks[i]->path);
+		path = ctl->socks[i]->pending != NULL ? ctl->socks[i]->pending
+		                                      : ctl->socks[i]->path;
+		if (stat(path, &st) == 0 && st.st_ino == ctl->socks[i]->ino &&
+		    st.st_dev == ctl->socks[i]->dev)
+			unlink(path);
+		free(ctl->socks[i]->pending);
 		free(ctl->socks[i]->path);
 		free(ctl->socks[i]);
 	}

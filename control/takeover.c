@@ -23,7 +23,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -31,6 +33,7 @@
 #include "conf/log.h"
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
+#include "proxy/route.h"
 
 #define TAKEOVER_WAIT_S 10 /* for the old sluice's answer */
 
@@ -51,10 +54,24 @@ sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
 		return json_pack("{s:b,s:s}", "ok", 0, "error",
 		    "takeover: only root or sluice's own user may take over");
 	if (strcmp(verb, "begin") == 0) {
+		char *err = NULL;
+
 		if (ctl->passive || ctl->handed_over) {
 			snprintf(msg, sizeof msg,
 			    "takeover: pid %ld is already taking over",
 			    ctl->handover_pid);
+			return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+		}
+		/* What runs but could not be saved (a revert while the disk
+		 * was full) must be in the file the new sluice reads. */
+		if (ctl->state_unsaved &&
+		    sl_state_save(ctl, sl_route_current(), &err) != 0) {
+			snprintf(msg, sizeof msg,
+			    "takeover: what this sluice routes is not in its "
+			    "state file yet (%s); the new one would start "
+			    "from an older one",
+			    err);
+			free(err);
 			return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
 		}
 		ctl->passive = true;
@@ -135,18 +152,14 @@ exchange(int fd, const char *line, char **errp)
 	return r;
 }
 
-int
-sl_takeover_begin(const char *path, long *pid, char **errp)
+/* A connection to control socket PATH, or -1 (errno). */
+static int
+dial(const char *path)
 {
 	struct sockaddr_un sun;
 	struct timeval wait = {TAKEOVER_WAIT_S, 0};
-	const char *e;
-	json_t *r;
-	int fd;
+	int fd, e;
 
-	*errp = NULL;
-	if (path == NULL || strlen(path) >= sizeof sun.sun_path)
-		return -1;
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	memcpy(sun.sun_path, path, strlen(path));
@@ -156,10 +169,32 @@ sl_takeover_begin(const char *path, long *pid, char **errp)
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
 	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int
+sl_takeover_begin(const char *path, long *pid, char **errp)
+{
+	struct sockaddr_un sun;
+	struct timespec pause = {0, 200 * 1000 * 1000};
+	const char *e;
+	json_t *r;
+	int fd, tries = 0;
+
+	*errp = NULL;
+	if (path == NULL || strlen(path) >= sizeof sun.sun_path)
+		return -1;
+again:
+	fd = dial(path);
+	if (fd < 0) {
 		sl_log_info("--takeover: no sluice answers on %s (%s); "
 		            "starting on its own",
 		    path, strerror(errno));
-		close(fd);
 		return -1;
 	}
 	r = exchange(fd, "takeover begin\n", errp);
@@ -173,6 +208,16 @@ sl_takeover_begin(const char *path, long *pid, char **errp)
 	}
 	if (!json_is_true(json_object_get(r, "ok"))) {
 		e = json_string_value(json_object_get(r, "error"));
+		/* Its client slots are full (many rollout waits, say): they
+		 * come and go, so ask again for a while. */
+		if (e != NULL &&
+		    strncmp(e, "too many control clients", 24) == 0 &&
+		    ++tries < 5 * TAKEOVER_WAIT_S) {
+			json_decref(r);
+			close(fd);
+			nanosleep(&pause, NULL);
+			goto again;
+		}
 		if (e != NULL && strncmp(e, "unknown command", 15) == 0) {
 			/* A sluice from before the handshake: both decide
 			 * until it stops. */

@@ -1387,3 +1387,13 @@ sl_io_fd(const struct sl_io *io)
 {
 	return io->fd;
 }
+
+bool
+sl_io_idle_open(const struct sl_io *io)
+{
+	char b;
+
+	return syscall(SYS_recvfrom, io->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT,
+	           NULL, NULL) < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK);
+}

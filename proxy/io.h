@@ -202,4 +202,9 @@ sl_io_output_length(const struct sl_io *io)
 size_t sl_io_unsent(const struct sl_io *io);
 evutil_socket_t sl_io_fd(const struct sl_io *io);
 
+/* Is IO, an idle connection (nothing expected to read), still open? One
+ * non-blocking peek: nothing to read is the only answer of a live one;
+ * an EOF, a reset or stray bytes are not. */
+bool sl_io_idle_open(const struct sl_io *io);
+
 #endif

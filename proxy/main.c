@@ -421,6 +421,8 @@ main(int argc, char **argv)
 	        (int)d.state_dropped));
 	sl_state_restore_runs(&d);
 	sl_health_sync(&d, sl_route_current());
+	if (d.takeover)
+		sl_ctl_sockets_commit(&d);
 	if (handover_fd >= 0)
 		sl_takeover_done(handover_fd, handover_pid);
 	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "

@@ -204,23 +204,6 @@ idle_event_cb(struct sl_io *io, short what, void *arg)
 	idle_read_cb(io, arg);
 }
 
-/*
- * Is idle pooled connection UP still open? Its read event notices a close
- * while it idles, but an origin's reset that arrives together with the
- * end of the last response makes no event of its own (edge-triggered
- * reads, and libevent reports EPOLLHUP without EV_CLOSED), so it can sit
- * in the pool dead. One non-blocking peek tells: nothing to read (EAGAIN)
- * is the only answer of a live idle connection.
- */
-static bool
-idle_alive(struct sl_upstream *up)
-{
-	char b;
-
-	return recv(sl_io_fd(&up->io), &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-	    (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 /* Get a pooled connection to SRV, or start a new one. CHECK_ALIVE: a
  * request that could not be sent again if the pooled connection turned
  * out closed (not idempotent, or with a body) takes one only after a
@@ -240,7 +223,11 @@ sl_upstream_get(struct sl_worker *w, const struct sl_route_server *srv,
 		next = TAILQ_NEXT(up, idle_link);
 		if (up->tls_ctx != ctx)
 			continue;
-		if (!check_alive || idle_alive(up))
+		/* Its read event notices a close while it idles, but an
+		 * origin's reset that came with the last response's end makes
+		 * no event of its own (edge-triggered reads; libevent reports
+		 * EPOLLHUP without EV_CLOSED): it can sit here dead. */
+		if (!check_alive || sl_io_idle_open(&up->io))
 			break;
 		TAILQ_REMOVE(&pool->idle, up, idle_link);
 		pool->nidle--;

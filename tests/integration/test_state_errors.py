@@ -11,10 +11,12 @@ import http.client
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 
-from harness import Origin, Sluice, check, config, done, free_port, wait_until
+from harness import (SLUICE, Origin, Sluice, check, config, done, free_port,
+                     wait_until)
 
 blue = Origin("blue", "--latency", "2")
 green = Origin("green", "--latency", "2")
@@ -136,6 +138,18 @@ check(w["green"] == 0 and w["blue"] == 100 and stable == "blue",
 check(any("state file not written" in e["command"]
           for e in events("rollout rev: reverted")),
       "the revert's event says the state file was not written")
+# Meanwhile no new sluice may take over: it would read a file that still
+# routes the failing canary.
+new = subprocess.run([SLUICE, "--takeover", "-c", sl.path],
+                     stdin=subprocess.DEVNULL, capture_output=True,
+                     timeout=30)
+check(new.returncode == 1 and b"not in its state file yet" in new.stderr,
+      "a --takeover now is refused by the running sluice, saying why "
+      "(%d, %r)" % (new.returncode, new.stderr[-200:]))
+r = sl.ctl("rollout pause ops")
+check(sl.ctl("show services")["ok"] and not r["ok"] and
+      "taking over" not in r["error"],
+      "which still answers and decides: not passive (%r)" % r.get("error"))
 
 # --- Advancing needs the file: held, not advanced on paper.
 mend_state()

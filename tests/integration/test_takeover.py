@@ -162,6 +162,26 @@ check(wait_until(lambda: logged(sl.logpath, r"takeover abandoned: pid %d"
       "the running one notices it went")
 r = sl.ctl("set weights shop blue=90 green=10")
 check(r["ok"], "and takes commands again (%r)" % r.get("error"))
+
+# One that fails later, with its control socket already bound (its
+# read-only socket is the same file spelt another way): it has not taken
+# the path yet, so the running sluice is still the one sluicectl reaches.
+ctl_dir, ctl_name = os.path.split(sl.ctl_path)
+with open(bad_path, "w") as f:
+    f.write(text.replace("[sluice]\n", "[sluice]\ncontrol_socket_ro = %s//%s\n"
+                         % (ctl_dir, ctl_name), 1))
+bad = subprocess.Popen([SLUICE, "--takeover", "-c", bad_path],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+harness._procs.append(bad)
+_, err = bad.communicate(timeout=20)
+check(bad.returncode == 1 and b"is the socket" in err,
+      "a new sluice whose sockets clash exits 1 (%r)" % err[-200:])
+check(wait_until(lambda: logged(sl.logpath, r"takeover abandoned: pid %d"
+                                % bad.pid)),
+      "the running one notices it went")
+r = sl.ctl("show service shop")
+check(r["ok"] and r["service"]["versions"][1]["weight"] == 10.0,
+      "and still answers on its control socket's path (%r)" % r.get("error"))
 with open(sl.state_path) as f:
     check("weight = green 10.00" in f.read(), "and writes its state file")
 
