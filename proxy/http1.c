@@ -289,6 +289,25 @@ word_is(const char *s, size_t len, const char *w)
 	return strlen(w) == len && strncasecmp(s, w, len) == 0;
 }
 
+/* The next element of the comma-separated list [V, V+LEN) from *I, white
+ * space trimmed, as [*START, *END) (empty when the list is done or the
+ * element is); false when the list is done. */
+static bool
+list_next(const char *v, size_t len, size_t *i, size_t *start, size_t *end)
+{
+	while (*i < len && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ','))
+		(*i)++;
+	if (*i >= len)
+		return false;
+	*start = *i;
+	while (*i < len && v[*i] != ',')
+		(*i)++;
+	*end = *i;
+	while (*end > *start && (v[*end - 1] == ' ' || v[*end - 1] == '\t'))
+		(*end)--;
+	return true;
+}
+
 /* How many of the comma-separated codings in [V, V+LEN) are chunked (0, 1
  * or 2: more counts as 2)? */
 static uint32_t
@@ -297,17 +316,8 @@ chunked_codings(const char *v, size_t len)
 	size_t i = 0, start, end;
 	uint32_t n = 0;
 
-	while (i < len && n < 2) {
-		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		start = i;
-		while (i < len && v[i] != ',')
-			i++;
-		end = i;
-		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-			end--;
+	while (n < 2 && list_next(v, len, &i, &start, &end))
 		n += word_is(v + start, end - start, "chunked");
-	}
 	return n;
 }
 
@@ -321,15 +331,7 @@ connection_tokens(const char *v, size_t len)
 	uint32_t tokens = 0;
 	size_t i = 0, start, end;
 
-	while (i < len) {
-		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		start = i;
-		while (i < len && v[i] != ',')
-			i++;
-		end = i;
-		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-			end--;
+	while (list_next(v, len, &i, &start, &end)) {
 		if (end == start)
 			continue;
 		if (word_is(v + start, end - start, "close"))

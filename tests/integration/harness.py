@@ -364,19 +364,7 @@ class Sluice:
 
     def ctl(self, line, path=None, timeout=10):
         """Send one control command; return the decoded JSON reply."""
-        import json
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        s.connect(path or self.ctl_path)
-        s.sendall(line.encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        return json.loads(data)
+        return ctl_at(path or self.ctl_path, line, timeout)
 
     def conn(self, timeout=10):
         return http.client.HTTPConnection("127.0.0.1", self.port,
@@ -411,6 +399,31 @@ class Sluice:
             pass
         s.close()
         return out
+
+
+def ctl_exchange(s, line):
+    """One control command on connected Unix socket S; the decoded JSON
+    reply."""
+    import json
+    s.sendall(line.encode() + b"\n")
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data)
+
+
+def ctl_at(path, line, timeout=10):
+    """One control command on a new connection to the socket at PATH."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        return ctl_exchange(s, line)
+    finally:
+        s.close()
 
 
 def metric_value(text, name, **labels):

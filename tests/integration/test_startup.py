@@ -6,7 +6,6 @@ was split silently between two daemons), a state directory that cannot be
 written, and listeners a reload adds, removes or moves (which only a
 restart applies)."""
 
-import json
 import os
 import signal
 import socket
@@ -49,20 +48,7 @@ def start_fails(path, *args):
     return r.returncode != 0, r.stdout + r.stderr
 
 
-def ctl_command(path, line):
-    """One control command on the socket at PATH; the decoded reply."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(path)
-    s.sendall(line.encode() + b"\n")
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
+ctl_command = harness.ctl_at
 
 
 # --- control_socket naming a file that is not a socket: refused, kept.

@@ -7,7 +7,6 @@ file, so a later restart does not bring the promotion back. A takeover
 whose new sluice fails to start hands control back to the old one."""
 
 import http.client
-import json
 import os
 import re
 import signal
@@ -61,15 +60,7 @@ loader = threading.Thread(target=load, daemon=True)
 loader.start()
 
 
-def raw_ctl(s, line):
-    s.sendall(line.encode() + b"\n")
-    buf = b""
-    while not buf.endswith(b"\n"):
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-    return json.loads(buf)
+raw_ctl = harness.ctl_exchange
 
 
 def logged(path, pattern):
