@@ -374,6 +374,7 @@ clear_stale(struct sl_ctl *ctl, const char *path, bool *live, char **errp)
 	struct stat st;
 	int fd, rc;
 
+	*live = false;
 	if (lstat(path, &st) != 0)
 		return 0; /* nothing there (or bind says why not) */
 	if (!S_ISSOCK(st.st_mode)) {
@@ -383,7 +384,6 @@ clear_stale(struct sl_ctl *ctl, const char *path, bool *live, char **errp)
 		    path);
 		return -1;
 	}
-	*live = false;
 	for (size_t i = 0; i < ctl->nsocks; i++) {
 		if (ctl->socks[i]->ino == st.st_ino &&
 		    ctl->socks[i]->dev == st.st_dev) {
