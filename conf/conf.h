@@ -289,6 +289,26 @@ int sl_conf_parse_cidr(const char *s, struct sl_cidr *cidr, const char **why);
  * port? */
 bool sl_conf_same_sockaddr(
     const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+/* An OpenSSL passphrase callback that never gives one (OpenSSL's default
+ * prompts on the terminal or waits on stdin). *U (a bool, when given) is
+ * set: the file asked for a passphrase, it is encrypted. */
+int sl_conf_no_passphrase_cb(char *buf, int size, int rwflag, void *u);
+
+struct evp_pkey_st;
+struct x509_st;
+
+/*
+ * The private key in PEM file PATH, read without a passphrase, and, when
+ * CERT is given, checked against that certificate (CERT_PATH names it):
+ * the key (EVP_PKEY_free it), or NULL. With *WHY (heap) to follow "the key
+ * 'PATH' " in a message when it is encrypted or not CERT's key (OpenSSL's
+ * error queue cleared); with *WHY NULL when the file does not load at all
+ * (the queue says why). One check for the config loader and proxy/tls.c,
+ * so that both say the same.
+ */
+struct evp_pkey_st *sl_conf_read_key(const char *path,
+    const struct x509_st *cert, const char *cert_path, char **why);
+
 /* Does the address SA (AF_INET or AF_INET6) fall into CIDR? */
 bool sl_cidr_match(const struct sl_cidr *cidr, const struct sockaddr *sa);
 

@@ -2549,25 +2549,69 @@ check_readable(struct loader *L, const struct section *sec, const char *key,
 		    strerror(errno));
 }
 
-/* The TLS checks' passphrase callback: none is ever given (OpenSSL's
- * default would prompt and wait); *U is set: the key is encrypted. */
-static int
-no_passphrase_cb(char *buf, int size, int rwflag, void *u)
+int
+sl_conf_no_passphrase_cb(char *buf, int size, int rwflag, void *u)
 {
-	*(bool *)u = true;
+	if (u != NULL)
+		*(bool *)u = true;
 	return 0;
+}
+
+EVP_PKEY *
+sl_conf_read_key(
+    const char *path, const X509 *cert, const char *cert_path, char **why)
+{
+	BIO *in = BIO_new_file(path, "r");
+	EVP_PKEY *pkey = NULL;
+	bool encrypted = false;
+	unsigned long e;
+
+	*why = NULL;
+	if (in != NULL)
+		pkey = PEM_read_bio_PrivateKey(
+		    in, NULL, sl_conf_no_passphrase_cb, &encrypted);
+	BIO_free(in);
+	if (encrypted) {
+		EVP_PKEY_free(pkey);
+		ERR_clear_error(); /* "bad decrypt": not the reason */
+		*why = sl_xstrdup("is encrypted; sluice does not read "
+		                  "passphrases: store it unencrypted (mode "
+		                  "0600)");
+		return NULL;
+	}
+	if (pkey == NULL)
+		return NULL;
+	/* Before the key goes into a context: one of another type than the
+	 * certificate would only fail there as "no certificate assigned". */
+	if (cert != NULL && X509_check_private_key(cert, pkey) != 1) {
+		e = ERR_peek_last_error();
+		*why = sl_xasprintf("does not match the certificate '%s': %s",
+		    cert_path,
+		    e != 0 && ERR_reason_error_string(e) != NULL
+		        ? ERR_reason_error_string(e)
+		        : "key values mismatch");
+		ERR_clear_error();
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	ERR_clear_error();
+	return pkey;
 }
 
 /* A PEM file to read, or NULL. Regular files only: a device the loader
  * is pointed at (/dev/zero, /dev/stdin) would never end or never come. */
-static BIO *
-open_pem(const char *path)
+static bool
+regular_file(const char *path)
 {
 	struct stat st;
 
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-		return NULL;
-	return BIO_new_file(path, "r");
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static BIO *
+open_pem(const char *path)
+{
+	return regular_file(path) ? BIO_new_file(path, "r") : NULL;
 }
 
 /*
@@ -2583,39 +2627,23 @@ static void
 check_key_pair(struct loader *L, const struct section *sec, const char *key_key,
     const char *key, const char *cert)
 {
-	BIO *in = open_pem(key);
-	EVP_PKEY *pkey = NULL;
+	BIO *in;
 	X509 *x = NULL;
-	bool encrypted = false;
-	unsigned long e;
+	char *why;
 
-	if (in != NULL)
-		pkey = PEM_read_bio_PrivateKey(
-		    in, NULL, no_passphrase_cb, &encrypted);
-	BIO_free(in);
-	if (encrypted)
-		add_error(L, key_line(sec, key_key),
-		    "[%s] %s: the key '%s' is encrypted; sluice does not read "
-		    "passphrases: store it unencrypted (mode 0600)",
-		    sec->title, key_key, key);
-	else if (pkey != NULL && (in = open_pem(cert)) != NULL) {
+	if (!regular_file(key))
+		return;
+	if ((in = open_pem(cert)) != NULL) {
 		x = PEM_read_bio_X509_AUX(
-		    in, NULL, no_passphrase_cb, &encrypted);
+		    in, NULL, sl_conf_no_passphrase_cb, NULL);
 		BIO_free(in);
-		ERR_clear_error();
-		if (x != NULL && X509_check_private_key(x, pkey) != 1) {
-			e = ERR_peek_last_error();
-			add_error(L, key_line(sec, key_key),
-			    "[%s] %s: the key '%s' does not match the "
-			    "certificate '%s': %s",
-			    sec->title, key_key, key, cert,
-			    e != 0 && ERR_reason_error_string(e) != NULL
-			        ? ERR_reason_error_string(e)
-			        : "key values mismatch");
-		}
 	}
+	EVP_PKEY_free(sl_conf_read_key(key, x, cert, &why));
+	if (why != NULL)
+		add_error(L, key_line(sec, key_key), "[%s] %s: the key '%s' %s",
+		    sec->title, key_key, key, why);
+	free(why);
 	X509_free(x);
-	EVP_PKEY_free(pkey);
 	ERR_clear_error();
 }
 

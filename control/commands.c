@@ -800,9 +800,8 @@ static const struct cmd commands[] = {
     {NULL, NULL, 0, 0, false, NULL, NULL},
 };
 
-/* The error reply (never NULL: a message jansson refuses is replaced). */
-static json_t *
-error_reply(const char *msg)
+json_t *
+sl_ctl_error_reply(const char *msg)
 {
 	json_t *r = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
 
@@ -844,29 +843,30 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 	int argc = 0, nwords, best_words = 0, i;
 
 	if ((bad = check_chars(line, len)) != NULL)
-		return error_reply(bad);
+		return sl_ctl_error_reply(bad);
 	copy = sl_xstrndup(line, len);
 	for (p = strtok(copy, " \t"); p != NULL; p = strtok(NULL, " \t")) {
 		if (argc == MAX_ARGS) {
 			free(copy);
-			return error_reply("too many words in command");
+			return sl_ctl_error_reply("too many words in command");
 		}
 		argv[argc++] = p;
 	}
 	if (argc == 0) {
 		free(copy);
-		return error_reply("empty command; try 'help'");
+		return sl_ctl_error_reply("empty command; try 'help'");
 	}
 	i = 0;
 	if (strcmp(argv[0], "as") == 0) {
 		if (argc < 3 || !sl_conf_valid_owner(argv[1])) {
 			free(copy);
-			return error_reply("usage: as OWNER COMMAND... (OWNER: "
-			                   "1-63 of A-Za-z0-9_.@:-)");
+			return sl_ctl_error_reply(
+			    "usage: as OWNER COMMAND... (OWNER: "
+			    "1-63 of A-Za-z0-9_.@:-)");
 		}
 		if (strcmp(argv[1], SL_ROLLOUT_OWNER) == 0) {
 			free(copy);
-			return error_reply(
+			return sl_ctl_error_reply(
 			    "owner 'rollout' is sluice's own: a "
 			    "running rollout holds its service "
 			    "with it; use rollout pause, abort or "
@@ -896,7 +896,7 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 		char *msg =
 		    sl_xasprintf("unknown command '%s'; try 'help'", argv[i]);
 
-		reply = error_reply(msg);
+		reply = sl_ctl_error_reply(msg);
 		free(msg);
 		free(copy);
 		return reply;
@@ -906,7 +906,7 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 		char *msg = sl_xasprintf("usage: %s%s%s", best->words,
 		    best->args[0] ? " " : "", best->args);
 
-		reply = error_reply(msg);
+		reply = sl_ctl_error_reply(msg);
 		free(msg);
 		free(copy);
 		return reply;
@@ -917,7 +917,7 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 		                         "send commands to it",
 		    best->words, ctl->handover_pid);
 
-		reply = error_reply(msg);
+		reply = sl_ctl_error_reply(msg);
 		free(msg);
 		free(copy);
 		return reply;
@@ -927,7 +927,7 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 		                         "read-write control socket",
 		    best->words);
 
-		reply = error_reply(msg);
+		reply = sl_ctl_error_reply(msg);
 		free(msg);
 		free(copy);
 		return reply;
@@ -948,7 +948,7 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 	cx.text = text;
 	reply = best->fn(&cx, argc - i, argv + i, &err);
 	if (reply == NULL) {
-		reply = error_reply(err ? err : "command failed");
+		reply = sl_ctl_error_reply(err ? err : "command failed");
 		free(err);
 	} else {
 		json_t *fields = reply;

@@ -107,8 +107,9 @@ struct sl_ctl {
 	 * meanwhile this one is passive, making no decisions (analyzer,
 	 * guard, lock expiry) and writing no state file, so that one process
 	 * alone decides. If that client goes before "takeover done", the new
-	 * sluice failed to start and this one decides again. */
-	bool passive, handed_over;
+	 * sluice failed to start and this one decides again; after it, the
+	 * client is forgotten (NULL) and this one stays passive. */
+	bool passive;
 	long handover_pid;
 	void *handover_client;
 	struct sl_ctl_socket *socks[2];
@@ -199,6 +200,10 @@ int sl_state_save(
 /* Open the event log (NULL: none). */
 int sl_events_open(struct sl_ctl *ctl, const char *path, char **errp);
 void sl_events_close(struct sl_ctl *ctl);
+
+/* {"ok":false,"error":MSG} (never NULL: a message jansson refuses is
+ * replaced). */
+json_t *sl_ctl_error_reply(const char *msg);
 
 /* The control socket's takeover handshake ("takeover begin|done"), for
  * client CLIENT: the reply. */

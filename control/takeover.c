@@ -46,21 +46,20 @@ sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
 	char msg[200];
 
 	if (read_only)
-		return json_pack("{s:b,s:s}", "ok", 0, "error",
-		    "'takeover' changes state: use the read-write control "
-		    "socket");
+		return sl_ctl_error_reply("'takeover' changes state: use the "
+		                          "read-write control socket");
 	/* The new sluice runs as the old one's user (or root). */
 	if (who->uid != 0 && who->uid != (long)getuid())
-		return json_pack("{s:b,s:s}", "ok", 0, "error",
+		return sl_ctl_error_reply(
 		    "takeover: only root or sluice's own user may take over");
 	if (strcmp(verb, "begin") == 0) {
 		char *err = NULL;
 
-		if (ctl->passive || ctl->handed_over) {
+		if (ctl->passive) {
 			snprintf(msg, sizeof msg,
 			    "takeover: pid %ld is already taking over",
 			    ctl->handover_pid);
-			return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+			return sl_ctl_error_reply(msg);
 		}
 		/* What runs but could not be saved (a revert while the disk
 		 * was full) must be in the file the new sluice reads. */
@@ -72,7 +71,7 @@ sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
 			    "from an older one",
 			    err);
 			free(err);
-			return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+			return sl_ctl_error_reply(msg);
 		}
 		ctl->passive = true;
 		ctl->handover_client = client;
@@ -85,10 +84,10 @@ sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
 		return json_pack(
 		    "{s:b,s:I}", "ok", 1, "pid", (json_int_t)getpid());
 	}
-	if (client != ctl->handover_client)
-		return json_pack("{s:b,s:s}", "ok", 0, "error",
+	if (client == NULL || client != ctl->handover_client)
+		return sl_ctl_error_reply(
 		    "takeover done: no takeover begun on this connection");
-	ctl->handed_over = true;
+	ctl->handover_client = NULL; /* done: its going changes nothing */
 	snprintf(msg, sizeof msg,
 	    "takeover done: pid %ld has taken over; stop this sluice "
 	    "(SIGTERM)",
@@ -105,8 +104,6 @@ sl_ctl_takeover_gone(struct sl_ctl *ctl, void *client)
 	if (client == NULL || client != ctl->handover_client)
 		return;
 	ctl->handover_client = NULL;
-	if (ctl->handed_over)
-		return;
 	ctl->passive = false;
 	snprintf(msg, sizeof msg,
 	    "takeover abandoned: pid %ld went before it was up; this sluice "

@@ -57,6 +57,7 @@
 #include "conf/conf.h"
 #include "conf/log.h"
 #include "conf/xmalloc.h"
+#include "proxy/http1.h"
 #include "proxy/io.h"
 #include "proxy/route.h"
 #include "proxy/tls.h"
@@ -410,15 +411,6 @@ alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* An RFC 9110 token character (tchar): what a method is made of. */
-static bool
-tchar(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') ||
-	    (c != 0 && c < 0x80 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 /*
  * Message callback of client connections, for their first record only:
  * it takes itself off at once, so it costs one call per connection. A
@@ -438,7 +430,7 @@ first_record_cb(int write_p, int version, int content_type, const void *buf,
 
 	SSL_set_msg_callback(ssl, NULL);
 	if (write_p || content_type != SSL3_RT_HEADER ||
-	    len < SSL3_RT_HEADER_LENGTH || !tchar(p[0]))
+	    len < SSL3_RT_HEADER_LENGTH || !sl_http_is_tchar(p[0]))
 		return;
 	for (i = 0; i < SSL3_RT_HEADER_LENGTH; i++)
 		packed |= (uintptr_t)p[i] << (8 * i);
@@ -537,63 +529,33 @@ read_file(const char *path, size_t max, size_t *len)
 }
 
 /*
- * The passphrase callback of every key and certificate sluice loads: it
- * never gives one. OpenSSL's default asks on the terminal (or reads
- * stdin), which would hang start-up, -t and, on a reload, the whole
- * control thread. *U (a bool, when given) is set: the file asked for a
- * passphrase, so it is encrypted.
- */
-static int
-no_passphrase_cb(char *buf, int size, int rwflag, void *u)
-{
-	if (u != NULL)
-		*(bool *)u = true;
-	return 0;
-}
-
-/*
  * Load the private key KEY into CTX, which holds the certificate CERT;
  * TITLE and NAME (the section and its key) and LINE are for messages.
- * The key is compared with the certificate before it goes in: a context
- * keeps a key in the slot of its type, so one of another type than the
- * certificate would only fail later as "no certificate assigned". Returns
- * 0, or -1 with the error added to E: an encrypted key (sluice never asks
- * for a passphrase), no key in the file, or not the certificate's key.
+ * The key is read and compared with the certificate by the config
+ * loader's own check (sl_conf_read_key), so that both say the same.
+ * Returns 0, or -1 with the error added to E: an encrypted key (sluice
+ * never asks for a passphrase), no key in the file, or not the
+ * certificate's key.
  */
 static int
 use_key(struct errs *E, SSL_CTX *ctx, int line, const char *title,
     const char *name, const char *key, const char *cert)
 {
-	X509 *x = SSL_CTX_get0_certificate(ctx);
-	BIO *in = BIO_new_file(key, "r");
-	EVP_PKEY *pkey = NULL;
-	bool encrypted = false;
+	char *why;
+	EVP_PKEY *pkey =
+	    sl_conf_read_key(key, SSL_CTX_get0_certificate(ctx), cert, &why);
 	int ret = -1;
 
-	if (in != NULL)
-		pkey = PEM_read_bio_PrivateKey(
-		    in, NULL, no_passphrase_cb, &encrypted);
-	BIO_free(in);
-	if (encrypted) {
-		ERR_clear_error(); /* "bad decrypt": not the reason */
-		add_err(E, line,
-		    "[%s] %s: the key '%s' is encrypted; sluice does not read "
-		    "passphrases: store it unencrypted (mode 0600)",
-		    title, name, key);
-	} else if (pkey == NULL) {
+	if (why != NULL)
+		add_err(
+		    E, line, "[%s] %s: the key '%s' %s", title, name, key, why);
+	else if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1)
 		add_err(E, line, "[%s] %s: cannot load the key '%s'", title,
 		    name, key);
-	} else if (x == NULL || X509_check_private_key(x, pkey) != 1) {
-		add_err(E, line,
-		    "[%s] %s: the key '%s' does not match the certificate "
-		    "'%s'",
-		    title, name, key, cert);
-	} else if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		add_err(E, line, "[%s] %s: cannot load the key '%s'", title,
-		    name, key);
-	} else
+	else
 		ret = 0;
+	free(why);
 	EVP_PKEY_free(pkey);
 	return ret;
 }
@@ -753,7 +715,7 @@ server_ctx_new(struct errs *E, const struct sl_config *conf,
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase_cb);
+	SSL_CTX_set_default_passwd_cb(ctx, sl_conf_no_passphrase_cb);
 	SSL_CTX_set_msg_callback(ctx, first_record_cb);
 	SSL_CTX_set_min_proto_version(ctx, lc->tls_min_version);
 	SSL_CTX_set_options(ctx,
@@ -982,7 +944,7 @@ origin_ctx_new(struct errs *E, const struct sl_service_conf *svc,
 		    svc->name, v->name);
 		return NULL;
 	}
-	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase_cb);
+	SSL_CTX_set_default_passwd_cb(ctx, sl_conf_no_passphrase_cb);
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* No SSL_OP_IGNORE_UNEXPECTED_EOF: an origin's FIN without
 	 * close_notify must stay visible (sl_io_tls_ragged), or a cut
@@ -1464,7 +1426,7 @@ plaintext_method(const SSL *ssl, char method[SSL3_RT_HEADER_LENGTH])
 
 		if (c == ' ')
 			return n; /* n > 0: the first byte is a tchar */
-		if (!tchar(c))
+		if (!sl_http_is_tchar(c))
 			return 0;
 		method[n] = (char)c;
 	}
