@@ -570,25 +570,39 @@ capacity=$(median_min wrk_c64_small)
 [ -n "$capacity" ] && [ "$capacity" -gt 0 ] 2>/dev/null || die "no throughput measured"
 log "slowest proxy's capacity: $capacity req/s"
 
-log "latency at fixed rate (sl-loadgen, open loop)"
-for pct in 50 80; do
-	rate=$((capacity * pct / 100))
-	record "lat_$pct" all 0 target_rate "$rate"
-	for r in $(seq "$rounds"); do
-		for p in "${PROXIES[@]}"; do
-			measured run_loadgen "$p" "$rate" "lat_$pct" "$r"
+# measured, with the proxy ($2: run_wrk and run_loadgen take it first)
+# in the CPU quota group for the run.
+capped() {
+	local p=$2
+	cap_move "$p" "$cap_dir" || { log "could not move $p into $cap_dir"; return; }
+	measured "$@"
+	cap_move "$p" "$cap_root"
+}
+
+# Open-loop runs at 50% and 80% of CAPACITY, each through RUNNER
+# (measured or capped): latency_runs TEST CAPACITY RUNNER
+latency_runs() {
+	local test=$1 capacity=$2 runner=$3 pct rate r p
+	for pct in 50 80; do
+		rate=$((capacity * pct / 100))
+		record "${test}_$pct" all 0 target_rate "$rate"
+		for r in $(seq "$rounds"); do
+			for p in "${PROXIES[@]}"; do
+				"$runner" run_loadgen "$p" "$rate" "${test}_$pct" "$r"
+			done
 		done
 	done
-done
+}
+
+log "latency at fixed rate (sl-loadgen, open loop)"
+latency_runs lat "$capacity" measured
 
 if [ "$cap" -gt 0 ] && cap_setup; then
 	log "capped throughput: each proxy held to $cap% of one CPU ($cap_dir)"
 	for conns in 64 1000; do
 		for r in $(seq "$rounds"); do
 			for p in "${PROXIES[@]}"; do
-				cap_move "$p" "$cap_dir" || { log "could not move $p into $cap_dir"; continue; }
-				measured run_wrk "$p" "$conns" / "cap_c$conns" "$r"
-				cap_move "$p" "$cap_root"
+				capped run_wrk "$p" "$conns" / "cap_c$conns" "$r"
 			done
 		done
 	done
@@ -600,17 +614,7 @@ if [ "$cap" -gt 0 ] && cap_setup; then
 	cap_capacity=$(median_min cap_c64)
 	if [ -n "$cap_capacity" ] && [ "$cap_capacity" -gt 0 ] 2>/dev/null; then
 		log "capped latency: $cap% of one CPU each, slowest capped capacity $cap_capacity req/s"
-		for pct in 50 80; do
-			rate=$((cap_capacity * pct / 100))
-			record "cap_lat_$pct" all 0 target_rate "$rate"
-			for r in $(seq "$rounds"); do
-				for p in "${PROXIES[@]}"; do
-					cap_move "$p" "$cap_dir" || { log "could not move $p into $cap_dir"; continue; }
-					measured run_loadgen "$p" "$rate" "cap_lat_$pct" "$r"
-					cap_move "$p" "$cap_root"
-				done
-			done
-		done
+		latency_runs cap_lat "$cap_capacity" capped
 	fi
 	rmdir "$cap_dir" 2>/dev/null
 fi

@@ -212,11 +212,17 @@ check_lock(struct cmd_ctx *cx, const char *svc, char **errp)
 		*errp = held_by_rollout(svc);
 		return -1;
 	}
-	*errp = sl_xasprintf("service '%s' is locked by '%s' until %s (%lld s "
-	                     "left); act as that owner or wait",
-	    svc, rt->lock_owner, sl_ctl_isotime(rt->lock_expires),
-	    (long long)(rt->lock_expires - now));
+	*errp = sl_ctl_locked_error(svc, rt->lock_owner, rt->lock_expires, now);
 	return -1;
+}
+
+char *
+sl_ctl_locked_error(
+    const char *svc, const char *owner, int64_t until, int64_t now)
+{
+	return sl_xasprintf("service '%s' is locked by '%s' until %s (%lld s "
+	                    "left); act as that owner or wait",
+	    svc, owner, sl_ctl_isotime(until), (long long)(until - now));
 }
 
 /* Make a change: save the state, publish T, record the event. */

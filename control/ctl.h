@@ -201,6 +201,10 @@ int sl_state_save(
 int sl_events_open(struct sl_ctl *ctl, const char *path, char **errp);
 void sl_events_close(struct sl_ctl *ctl);
 
+/* The refusal of a command on SVC, locked by OWNER until UNTIL (heap). */
+char *sl_ctl_locked_error(
+    const char *svc, const char *owner, int64_t until, int64_t now);
+
 /* {"ok":false,"error":MSG} (never NULL: a message jansson refuses is
  * replaced). */
 json_t *sl_ctl_error_reply(const char *msg);

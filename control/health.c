@@ -139,16 +139,17 @@ check_read_cb(struct bufferevent *bev, void *arg)
 	char *line;
 	unsigned status;
 	char why[64];
+	uint64_t now;
 
 	line = evbuffer_readln(in, NULL, EVBUFFER_EOL_CRLF);
 	if (line == NULL) {
 		if (evbuffer_get_length(in) > 4096)
 			check_done(h, false, "status line too long");
-		else if (sl_ctl_mono_ms() >= h->deadline_ms)
+		else if ((now = sl_ctl_mono_ms()) >= h->deadline_ms)
 			check_done(h, false, "timeout");
 		else {
 			/* The rest has what is left of the timeout. */
-			uint64_t left = h->deadline_ms - sl_ctl_mono_ms();
+			uint64_t left = h->deadline_ms - now;
 			struct timeval tv = {(time_t)(left / 1000),
 			    (suseconds_t)(left % 1000) * 1000};
 

@@ -554,9 +554,7 @@ refuse_locked(const struct sl_svc_rt *rt, const struct sl_who *who, char **errp)
 	}
 	if (owner[0] == '\0' || until <= now || strcmp(owner, who->owner) == 0)
 		return false;
-	*errp = sl_xasprintf("service '%s' is locked by '%s' until %s (%lld s "
-	                     "left); act as that owner or wait",
-	    rt->name, owner, sl_ctl_isotime(until), (long long)(until - now));
+	*errp = sl_ctl_locked_error(rt->name, owner, until, now);
 	return true;
 }
 

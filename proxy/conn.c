@@ -1510,6 +1510,9 @@ static void
 upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 {
 	struct sl_worker *w = c->w;
+	/* A pooled connection that closed under the request: not the
+	 * origin's failure unless it ends the request. */
+	bool stale = kind == FAIL_RESET && c->up_reused;
 	char body[200];
 
 	if (c->resp_state == RESP_BODY) {
@@ -1524,9 +1527,9 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	 * or not (a dead server shows even while retries hide it from the
 	 * clients); a pooled connection found closed only if it ends the
 	 * request. */
-	if (!(kind == FAIL_RESET && c->up_reused))
+	if (!stale)
 		count_up_fail(c, kind);
-	if (!(kind == FAIL_RESET && c->up_reused) && c->srv != NULL)
+	if (!stale && c->srv != NULL)
 		sl_upstream_report(w, c->ver, c->srv, c->svc->conf,
 		    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT
 		        : kind == FAIL_RESET        ? SL_EJECT_RESET
@@ -1538,8 +1541,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	/* A pooled connection that closed under the request: sent again on
 	 * a fresh one, unless the origin may have acted on it already and
 	 * the method is not idempotent (RFC 9110 9.2.2). */
-	if (kind == FAIL_RESET && c->up_reused && !c->retried &&
-	    c->retry_head != NULL && c->srv != NULL &&
+	if (stale && !c->retried && c->retry_head != NULL && c->srv != NULL &&
 	    idempotent(c->req_method)) {
 		struct sl_upstream *up;
 
@@ -1556,7 +1558,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 		if (resend(c, c->srv))
 			return;
 	}
-	if (kind == FAIL_RESET && c->up_reused)
+	if (stale)
 		count_up_fail(c, kind);
 	if (kind == FAIL_BAD_RESPONSE)
 		c->client_keepalive = false;
