@@ -13,8 +13,9 @@
  *     socket again after each wake-up; io.c's start_reading says how no
  *     data is left behind); small messages are read into the loop's
  *     scratch and copied into a right-sized chain, a stream whose reads
- *     fill 16 KiB reads straight into space reserved in the input buffer,
- *     up to 64 KiB per wake-up;
+ *     fill the 16 KiB scratch reads straight into 32 KiB of space reserved
+ *     in the input buffer (a 16 KiB body and its head in one recv), up to
+ *     64 KiB per wake-up;
  *   - keeps its timeouts as deadlines on the loop's own queues, one per
  *     duration: a restart moves the deadline to the tail of its queue
  *     (no libevent timer work per read), one timer per queue fires;
