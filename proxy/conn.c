@@ -1236,6 +1236,9 @@ client_process(struct sl_conn *c)
 			        gconf(c)->header_timeout_ms) {
 				SL_STAT_INC(c->w->wstats.header_timeout);
 				send_error(c, 408, "request head too slow");
+			} else {
+				/* a reset with it would wait for the timeout */
+				sl_io_check_end(&c->io);
 			}
 			return;
 		}
@@ -1595,18 +1598,19 @@ te_only_chunked(const struct sl_http_head *head, const char *base)
 
 /* Part of a response head (or an interim 1xx) came: the rest has what is
  * left of response_timeout, not a fresh one (the read timeout restarts at
- * every read). */
-static void
+ * every read). False when that is spent: the upstream has failed. */
+static bool
 head_deadline(struct sl_conn *c)
 {
 	uint64_t now = now_ms(c->w);
 
-	if (now >= c->resp_deadline_ms)
+	if (now >= c->resp_deadline_ms) {
 		upstream_fail(c, FAIL_RESPONSE_TIMEOUT);
-	else
-		sl_io_set_timeouts(&c->up->io,
-		    (uint32_t)(c->resp_deadline_ms - now),
-		    gconf(c)->body_timeout_ms);
+		return false;
+	}
+	sl_io_set_timeouts(&c->up->io, (uint32_t)(c->resp_deadline_ms - now),
+	    gconf(c)->body_timeout_ms);
+	return true;
 }
 
 /* Can what has come of a response head so far start "HTTP/" (after
@@ -1643,10 +1647,14 @@ handle_response_head(struct sl_conn *c)
 		end = sl_http_find_head_end(in, &c->up_scan);
 		if (end == 0) {
 			if (evbuffer_get_length(in) > SL_RESP_HEAD_MAX ||
-			    !looks_like_status_line(in))
+			    !looks_like_status_line(in)) {
 				upstream_fail(c, FAIL_BAD_RESPONSE);
-			else if (c->resp_deadline_ms != 0)
-				head_deadline(c);
+				return;
+			}
+			/* A reset that came with it: a 502 now, not a 504
+			 * at the deadline. */
+			if (c->resp_deadline_ms == 0 || head_deadline(c))
+				sl_io_check_end(&c->up->io);
 			return;
 		}
 		base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);

@@ -42,6 +42,7 @@
 #define IO_FAILED     0x10 /* connect failed at once: report from the loop */
 #define IO_BULK       0x20 /* reads fill chunks: recv into reserved space */
 #define IO_MORE       0x40 /* on the loop's more list */
+#define IO_CHECK_END  0x80 /* read on after the read callback */
 
 /* Read this much per recv: a 16 KiB chain with libevent's chain header
  * (chains are allocated in powers of two including the header). */
@@ -806,6 +807,7 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 	}
 	if (io->flags & IO_READING) /* the read timeout restarts */
 		deadline_start(io, &io->rdl, io->rtimeout_ms);
+	io->flags &= ~IO_CHECK_END; /* asked for by this read's callback */
 	buf = io->tls != NULL ? io->tls->raw_in : io->in;
 	total = recv_into(io, buf, fd, &end);
 	/* A short read emptied the socket, but a FIN that came with the
@@ -835,9 +837,32 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 	}
 	if (io->read_cb != NULL && !IO_CALL(io, io->read_cb(io, io->arg)))
 		return 0;
+	/* The callback found a message incomplete (sl_io_check_end): an EOF
+	 * or a reset that came with the data made no edge, so look now. */
+	while ((io->flags & IO_CHECK_END) && end == 0 && total < IO_READ_MAX) {
+		io->flags &= ~IO_CHECK_END;
+		more = recv_into(io, buf, fd, &end);
+		if (more < 0) {
+			fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
+			return 0;
+		}
+		if (more == 0)
+			break;
+		total += more;
+		if (io->read_cb != NULL &&
+		    !IO_CALL(io, io->read_cb(io, io->arg)))
+			return 0;
+	}
 	/* The data came with an EOF or error: the caller reports it after
 	 * the data (and what it produced) went out. */
 	return end;
+}
+
+void
+sl_io_check_end(struct sl_io *io)
+{
+	if (io->tls == NULL)
+		io->flags |= IO_CHECK_END;
 }
 
 /* The connect finished (or failed, or timed out). */

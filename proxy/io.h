@@ -170,6 +170,18 @@ void sl_io_setcb(struct sl_io *io, sl_io_data_cb read_cb,
 void sl_io_enable_read(struct sl_io *io);
 void sl_io_disable_read(struct sl_io *io);
 
+/*
+ * For IO's read callback, when what came leaves a message incomplete (a
+ * head without its end): once the callback returns, IO reads on until
+ * the socket is empty, and reports an EOF or a reset found there. Those
+ * make no edge of their own when they come with the data (libevent
+ * reports epoll's HUP and ERR without EV_CLOSED), so the stream would
+ * otherwise wait for its read timeout. One recv more, EAGAIN when the
+ * peer is only slow; messages that arrive whole never pay it. Plain
+ * streams only: on a TLS stream this does nothing.
+ */
+void sl_io_check_end(struct sl_io *io);
+
 /* Read and write timeouts in ms; 0 is none. The read timeout runs while
  * reading is on and restarts with every read; the write timeout runs while
  * output waits for the socket (and during a connect). */
