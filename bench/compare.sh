@@ -18,7 +18,9 @@
 #   4. memory per idle keep-alive client connection: RSS of a freshly
 #      started proxy before and after --idle clients each made one request
 #      and stayed connected;
-#   5. sluice with measure = yes against measure = no, alternating;
+#   5. sluice with measure = yes against measure = no, in ABBA pairs,
+#      uncapped and (with --cap) under the CPU quota of 6, where the
+#      proxy and not the generator is the bottleneck;
 #   6. throughput with each proxy held to --cap percent of one CPU by the
 #      kernel's CPU controller (cgroup cpu quota), wrk at 64 and 1000
 #      connections: the proxy is then the bottleneck, with the load
@@ -616,7 +618,6 @@ if [ "$cap" -gt 0 ] && cap_setup; then
 		log "capped latency: $cap% of one CPU each, slowest capped capacity $cap_capacity req/s"
 		latency_runs cap_lat "$cap_capacity" capped
 	fi
-	rmdir "$cap_dir" 2>/dev/null
 fi
 
 log "inline measurement: sluice measure = yes vs no, alternating"
@@ -628,11 +629,32 @@ for p in sluice sluice_off; do
 	stop_proxy "$p"
 	start_proxy "$p"
 done
-for r in $(seq $((rounds * 2))); do
-	for p in sluice sluice_off; do
-		measured run_wrk "$p" 64 / measure "$r"
+# 2 x --rounds pairs, in ABBA order (yes, no; no, yes; ...) so that
+# neither instance always runs first after the other has warmed the
+# origins. The report gives the median of the pairwise ratios (a slow
+# drift of the machine cancels within a pair) next to the ratio of the
+# medians.
+measure_pairs() {
+	local runner=$1 test=$2 r
+	for r in $(seq $((rounds * 2))); do
+		if [ $((r % 2)) = 1 ]; then
+			"$runner" run_wrk sluice 64 / "$test" "$r"
+			"$runner" run_wrk sluice_off 64 / "$test" "$r"
+		else
+			"$runner" run_wrk sluice_off 64 / "$test" "$r"
+			"$runner" run_wrk sluice 64 / "$test" "$r"
+		fi
 	done
-done
+}
+measure_pairs measured measure
+# Uncapped, the generator's core is the bottleneck (see the capped step),
+# so a throughput difference there is mostly the generator's: under the
+# quota the proxy is the bottleneck and its cost shows as requests/s.
+if [ -n "$cap_dir" ]; then
+	log "inline measurement under the CPU quota ($cap% of one CPU)"
+	measure_pairs capped cap_measure
+	rmdir "$cap_dir" 2>/dev/null
+fi
 
 log "memory per idle keep-alive connection ($idle_n connections, fresh processes)"
 for p in "${PROXIES[@]}"; do stop_proxy "$p"; done
@@ -664,9 +686,11 @@ import statistics, sys
 from collections import defaultdict
 
 vals = defaultdict(list)
+byround = defaultdict(dict)
 for line in open(sys.argv[1]):
     test, proxy, rnd, metric, value = line.rstrip("\n").split("\t")
     vals[(test, proxy, metric)].append(float(value))
+    byround[(test, proxy, metric)][rnd] = float(value)
 
 def med(test, proxy, metric):
     v = vals.get((test, proxy, metric))
@@ -778,17 +802,37 @@ for p in P:
           f"{fmt(med('idle', p, 'bytes_per_conn'))} |")
 print()
 
-print("## Inline measurement: sluice measure = yes vs no (wrk -c64, 3 B), median\n")
-on_r, off_r = med("measure", "sluice", "rps"), med("measure", "sluice_off", "rps")
-on_c, off_c = med("measure", "sluice", "cpu_us"), med("measure", "sluice_off", "cpu_us")
-print("| | measure = yes | measure = no | cost of measuring |")
-print("|---|---:|---:|---:|")
+def pairwise(test, metric):
+    """Median over rounds of measure=yes / measure=no in the same round."""
+    on, off = byround.get((test, "sluice", metric), {}), byround.get((test, "sluice_off", metric), {})
+    r = [on[k] / off[k] for k in on if k in off and off[k]]
+    return statistics.median(r) if r else None
+
 cost = lambda x: "—" if x is None else f"{x * 100:+.1f}%"
-print(f"| requests/s | {fmt(on_r)} | {fmt(off_r)} | "
-      f"{cost(None if on_r is None or not off_r else 1 - on_r / off_r)} |")
-print(f"| CPU µs / request | {fmt(on_c, 2)} | {fmt(off_c, 2)} | "
-      f"{cost(None if on_c is None or not off_c else on_c / off_c - 1)} |")
-print("\n(+ means measuring costs that much throughput or CPU; target: "
+
+def measure_table(test, title):
+    on_r, off_r = med(test, "sluice", "rps"), med(test, "sluice_off", "rps")
+    if on_r is None:
+        return
+    on_c, off_c = med(test, "sluice", "cpu_us"), med(test, "sluice_off", "cpu_us")
+    pr, pc = pairwise(test, "rps"), pairwise(test, "cpu_us")
+    print(f"### {title}\n")
+    print("| | measure = yes | measure = no | cost, ratio of medians | cost, median of pairs |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| requests/s | {fmt(on_r)} | {fmt(off_r)} | "
+          f"{cost(None if not off_r else 1 - on_r / off_r)} | "
+          f"{cost(None if pr is None else 1 - pr)} |")
+    print(f"| CPU µs / request | {fmt(on_c, 2)} | {fmt(off_c, 2)} | "
+          f"{cost(None if on_c is None or not off_c else on_c / off_c - 1)} | "
+          f"{cost(None if pc is None else pc - 1)} |")
+    print()
+
+print("## Inline measurement: sluice measure = yes vs no (wrk -c64, 3 B)\n")
+print("Pairs of runs in ABBA order; a pair's ratio cancels a slow drift of "
+      "the machine, so the median of the pairs is the steadier number.\n")
+measure_table("measure", "Uncapped (the generator's core is the bottleneck)")
+measure_table("cap_measure", "Each instance held to the CPU quota (the proxy is the bottleneck)")
+print("(+ means measuring costs that much throughput or CPU; target: "
       "at most 3% throughput.)")
 print()
 
