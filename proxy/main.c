@@ -208,7 +208,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (sl_tls_prepare(conf, &err) != 0 ||
-	    sl_tls_check_reload(sl_route_current()->conf, conf, &err) != 0) {
+	    sl_workers_check_tls(d->workers, d->nworkers, conf, &err) != 0) {
 		reload_refused(d, err);
 		free(err);
 		sl_conf_free(conf);

@@ -1123,37 +1123,6 @@ sl_tls_listener_ctx(const struct sl_config *conf, const char *name, size_t hint)
 	return lc != NULL ? lc->tls_ctx : NULL;
 }
 
-/* Running TLS listeners stay TLS, plain ones stay plain. */
-int
-sl_tls_check_reload(
-    const struct sl_config *cur, const struct sl_config *next, char **errp)
-{
-	size_t i;
-
-	for (i = 0; i < cur->nlisteners; i++) {
-		const struct sl_listener_conf *a = &cur->listeners[i];
-		const struct sl_listener_conf *b =
-		    find_listener(next, a->name, i);
-
-		if (a->tls_cert != NULL && (b == NULL || b->tls_cert == NULL)) {
-			*errp = sl_xasprintf("%s:%d: [listener:%s]: a running "
-			                     "TLS listener cannot %s without a "
-			                     "restart",
-			    next->path, b ? b->line : 1, a->name,
-			    b ? "lose tls_cert" : "be removed");
-			return -1;
-		}
-		if (a->tls_cert == NULL && b != NULL && b->tls_cert != NULL) {
-			*errp = sl_xasprintf("%s:%d: [listener:%s]: a running "
-			                     "plain HTTP listener cannot turn "
-			                     "to TLS without a restart",
-			    next->path, b->line, a->name);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* Certificates CONF serves: listener defaults and [cert:] per listener. */
 size_t
 sl_tls_count_certs(const struct sl_config *conf)

@@ -40,15 +40,6 @@ int sl_tls_init(void);
  */
 int sl_tls_prepare(struct sl_config *conf, char **errp);
 
-/*
- * Before publishing NEXT in place of CUR (reload): every TLS listener of
- * CUR must still be a TLS listener of the same name in NEXT, and no plain
- * one may become TLS, since the sockets stay as they are until a restart.
- * Returns 0, or -1 with *ERRP (heap).
- */
-int sl_tls_check_reload(
-    const struct sl_config *cur, const struct sl_config *next, char **errp);
-
 /* Certificates (listener defaults plus [cert:] entries) CONF loaded. */
 size_t sl_tls_count_certs(const struct sl_config *conf);
 

@@ -436,8 +436,41 @@ listener_named(const struct sl_config *conf, const char *name)
 	return NULL;
 }
 
-/* A reload to CONF: a warning for each listener it adds, removes, moves or
- * turns to TLS, against the sockets bound at start (see worker.h). */
+/* A reload to CONF: a running TLS listener stays TLS, a plain one plain
+ * (see worker.h). */
+int
+sl_workers_check_tls(struct sl_worker **ws, unsigned n,
+    const struct sl_config *conf, char **errp)
+{
+	const struct sl_worker *w = n > 0 ? ws[0] : NULL;
+	const struct sl_listener_conf *lc;
+	size_t j;
+
+	for (j = 0; w != NULL && j < w->nlistener_args; j++) {
+		const struct sl_listener_arg *la = &w->listener_args[j];
+
+		lc = listener_named(conf, la->name);
+		if (la->tls && (lc == NULL || lc->tls_cert == NULL)) {
+			*errp = sl_xasprintf("%s:%d: [listener:%s]: a running "
+			                     "TLS listener cannot %s without a "
+			                     "restart",
+			    conf->path, lc ? lc->line : 1, la->name,
+			    lc ? "lose tls_cert" : "be removed");
+			return -1;
+		}
+		if (!la->tls && lc != NULL && lc->tls_cert != NULL) {
+			*errp = sl_xasprintf("%s:%d: [listener:%s]: a running "
+			                     "plain HTTP listener cannot turn "
+			                     "to TLS without a restart",
+			    conf->path, lc->line, la->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A reload to CONF: a warning for each listener it adds, removes or moves,
+ * against the sockets bound at start (see worker.h). */
 void
 sl_workers_warn_listeners(
     struct sl_worker **ws, unsigned n, const struct sl_config *conf)
@@ -462,11 +495,6 @@ sl_workers_warn_listeners(
 			            "sluice restarts",
 			    la->name, la->bind_text, lc->bind.text,
 			    la->bind_text);
-		else if (!la->tls && lc->tls_cert != NULL)
-			sl_log_warn("reload: [listener:%s] has tls_cert now; "
-			            "it serves plain HTTP on %s until sluice "
-			            "restarts",
-			    la->name, la->bind_text);
 	}
 	for (i = 0; i < conf->nlisteners; i++) {
 		lc = &conf->listeners[i];

@@ -110,11 +110,22 @@ struct sl_worker **sl_workers_create(
     const struct sl_config *conf, unsigned nworkers, char **errp);
 
 /*
+ * A reload to CONF (control thread): a listener bound at start with TLS
+ * must keep its tls_cert, one bound plain must not get one (its socket
+ * would go on serving plain HTTP). Compared with what the workers bound,
+ * not with the config of the last reload, so that no two reloads (one
+ * removing the listener, the next bringing it back) get round it.
+ * Returns 0, or -1 with *ERRP a file:line message.
+ */
+int sl_workers_check_tls(struct sl_worker **workers, unsigned nworkers,
+    const struct sl_config *conf, char **errp);
+
+/*
  * A reload to CONF (control thread): listeners are bound once, at start,
- * so log a warning naming each listener CONF adds, removes, binds to
- * another address or turns to TLS; the sockets bound at start stay as
- * they are until sluice restarts. Compared with what the workers bound,
- * not with the config of the last reload.
+ * so log a warning naming each listener CONF adds, removes or binds to
+ * another address; the sockets bound at start stay as they are until
+ * sluice restarts. Compared with what the workers bound, not with the
+ * config of the last reload.
  */
 void sl_workers_warn_listeners(struct sl_worker **workers, unsigned nworkers,
     const struct sl_config *conf);
