@@ -18,9 +18,10 @@
 #   4. memory per idle keep-alive client connection: RSS of a freshly
 #      started proxy before and after --idle clients each made one request
 #      and stayed connected;
-#   5. sluice with measure = yes against measure = no, in ABBA pairs,
-#      uncapped and (with --cap) under the CPU quota of 6, where the
-#      proxy and not the generator is the bottleneck;
+#   5. sluice with measure = yes against measure = no (one instance,
+#      switched by a reload before each run), in ABBA pairs, uncapped and
+#      (with --cap) under the CPU quota of 6, where the proxy and not the
+#      generator is the bottleneck;
 #   6. throughput with each proxy held to --cap percent of one CPU by the
 #      kernel's CPU controller (cgroup cpu quota), wrk at 64 and 1000
 #      connections: the proxy is then the bottleneck, with the load
@@ -185,7 +186,7 @@ cap_move() {
 	for p in $(proxy_pids "$1"); do echo "$p" >"$2/cgroup.procs" || return 1; done
 }
 
-read -r P_V1 P_V2 P_SLUICE P_HAPROXY P_NGINX P_SLUICE_OFF <<<"$(free_ports 6)"
+read -r P_V1 P_V2 P_SLUICE P_HAPROXY P_NGINX <<<"$(free_ports 5)"
 
 # Fills a config template: conf NAME TEMPLATE PORT MEASURE > file
 conf() {
@@ -198,16 +199,13 @@ declare -A PID PORT
 PORT[sluice]=$P_SLUICE
 PORT[haproxy]=$P_HAPROXY
 PORT[nginx]=$P_NGINX
-PORT[sluice_off]=$P_SLUICE_OFF
 
-# Starts proxy $1 (sluice, sluice_off, haproxy, nginx); sets PID[$1].
+# Starts proxy $1 (sluice, haproxy, nginx); sets PID[$1].
 start_proxy() {
 	local name=$1 port=${PORT[$1]}
 	case "$name" in
-	sluice | sluice_off)
-		local m=yes
-		[ "$name" = sluice_off ] && m=no
-		conf "$name" sluice.ini "$port" "$m" >"$run/$name.ini"
+	sluice)
+		conf sluice sluice.ini "$port" yes >"$run/sluice.ini"
 		"${PIN_PROXY[@]}" "$SLUICE" -c "$run/$name.ini" >>"$run/$name.log" 2>&1 &
 		;;
 	haproxy)
@@ -382,6 +380,7 @@ EOF
 # One wrk run against proxy $1: run_wrk PROXY CONNS PATH TEST ROUND
 run_wrk() {
 	local name=$1 conns=$2 path=$3 test=$4 round=$5 out c0 c1 reqs rps errs
+	local who=${RECORD_AS:-$1} # recorded under this name
 	c0=$(cpu_ticks "$name")
 	out=$(timeout $((dur + 30)) "${PIN_OTHER[@]}" wrk -t1 -c"$conns" -d"${dur}s" \
 		-s "$run/users.lua" "http://127.0.0.1:${PORT[$name]}$path" 2>&1)
@@ -394,13 +393,13 @@ run_wrk() {
 		log "wrk failed against $name: $out"
 		return
 	fi
-	record "$test" "$name" "$round" rps "$rps"
-	record "$test" "$name" "$round" load1 "$(cut -d' ' -f1 /proc/loadavg)"
-	record "$test" "$name" "$round" errors "$errs"
-	record "$test" "$name" "$round" cpu_us \
+	record "$test" "$who" "$round" rps "$rps"
+	record "$test" "$who" "$round" load1 "$(cut -d' ' -f1 /proc/loadavg)"
+	record "$test" "$who" "$round" errors "$errs"
+	record "$test" "$who" "$round" cpu_us \
 		"$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" \
 			'BEGIN { printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0) }')"
-	log "  $test $name: $rps req/s, $errs errors, $(((c1 - c0) * 1000 / CLK_TCK)) ms CPU"
+	log "  $test $who: $rps req/s, $errs errors, $(((c1 - c0) * 1000 / CLK_TCK)) ms CPU"
 }
 
 # One sl-loadgen run: run_loadgen PROXY RATE TEST ROUND
@@ -503,7 +502,7 @@ EOF
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 stamp=$(date -u '+%Y%m%d-%H%M%S')
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-log "run dir $run; ports v1 $P_V1 v2 $P_V2 sluice $P_SLUICE haproxy $P_HAPROXY nginx $P_NGINX sluice(measure=no) $P_SLUICE_OFF"
+log "run dir $run; ports v1 $P_V1 v2 $P_V2 sluice $P_SLUICE haproxy $P_HAPROXY nginx $P_NGINX"
 log "$pin_note; load average $load_start"
 
 "${PIN_OTHER[@]}" "$ORIGIN" --listen "127.0.0.1:$P_V1" --name v1 >>"$run/origins.log" 2>&1 &
@@ -513,10 +512,10 @@ pids+=("$!")
 wait_port "$P_V1" && wait_port "$P_V2" || die "origins did not start"
 
 PROXIES=(sluice haproxy nginx)
-for p in "${PROXIES[@]}" sluice_off; do start_proxy "$p"; done
+for p in "${PROXIES[@]}"; do start_proxy "$p"; done
 
 # Each proxy must split: ~10% of 1000 users on v2.
-for p in "${PROXIES[@]}" sluice_off; do
+for p in "${PROXIES[@]}"; do
 	v2=$("$PY" - "${PORT[$p]}" <<'EOF'
 import http.client, sys
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
@@ -533,7 +532,7 @@ EOF
 done
 
 # Warm-up: one short run each.
-for p in "${PROXIES[@]}" sluice_off; do
+for p in "${PROXIES[@]}"; do
 	"${PIN_OTHER[@]}" wrk -t1 -c64 -d1s -s "$run/users.lua" \
 		"http://127.0.0.1:${PORT[$p]}/" >/dev/null 2>&1
 done
@@ -621,28 +620,52 @@ if [ "$cap" -gt 0 ] && cap_setup; then
 fi
 
 log "inline measurement: sluice measure = yes vs no, alternating"
-# Both fresh: the instance that ran every test above keeps up to 1024 idle
-# origin connections per origin from the 1000-connection runs, and a
-# request on a pool that large touches colder sockets than on the small
-# pool of an instance that only ran the split check.
-for p in sluice sluice_off; do
-	stop_proxy "$p"
-	start_proxy "$p"
-done
+# One instance, its measure setting switched by a reload before each run:
+# two instances differ by more than measuring does (an A/A pair of
+# identical sluices, each under the quota, 12 ABBA pairs: 3.4% apart in
+# requests/s, always the same one faster). Fresh: the instance that ran
+# every test above keeps up to 1024 idle origin connections per origin
+# from the 1000-connection runs.
+stop_proxy sluice
+start_proxy sluice
+
+# Sets the sluice's measure = $1 by a reload (SIGHUP), and waits for it.
+set_measure() {
+	local n i
+	n=$(grep -c "reloaded " "$run/sluice.log")
+	conf sluice sluice.ini "${PORT[sluice]}" "$1" >"$run/sluice.ini"
+	kill -HUP "${PID[sluice]}"
+	for i in $(seq 100); do
+		[ "$(grep -c "reloaded " "$run/sluice.log")" -gt "$n" ] && return 0
+		sleep 0.1
+	done
+	die "sluice did not reload to measure = $1; see $run/sluice.log"
+}
+
+# One run with measure = $4 through runner $1 (measured or capped), test
+# $2, round $3; measure = no is recorded as "sluice_off".
+measure_run() {
+	set_measure "$4"
+	if [ "$4" = yes ]; then
+		"$1" run_wrk sluice 64 / "$2" "$3"
+	else
+		RECORD_AS=sluice_off "$1" run_wrk sluice 64 / "$2" "$3"
+	fi
+}
+
 # 2 x --rounds pairs, in ABBA order (yes, no; no, yes; ...) so that
-# neither instance always runs first after the other has warmed the
-# origins. The report gives the median of the pairwise ratios (a slow
-# drift of the machine cancels within a pair) next to the ratio of the
-# medians.
+# neither setting always runs first. The report gives the median of the
+# pairwise ratios (a slow drift of the machine cancels within a pair)
+# next to the ratio of the medians.
 measure_pairs() {
 	local runner=$1 test=$2 r
 	for r in $(seq $((rounds * 2))); do
 		if [ $((r % 2)) = 1 ]; then
-			"$runner" run_wrk sluice 64 / "$test" "$r"
-			"$runner" run_wrk sluice_off 64 / "$test" "$r"
+			measure_run "$runner" "$test" "$r" yes
+			measure_run "$runner" "$test" "$r" no
 		else
-			"$runner" run_wrk sluice_off 64 / "$test" "$r"
-			"$runner" run_wrk sluice 64 / "$test" "$r"
+			measure_run "$runner" "$test" "$r" no
+			measure_run "$runner" "$test" "$r" yes
 		fi
 	done
 }
@@ -655,10 +678,10 @@ if [ -n "$cap_dir" ]; then
 	measure_pairs capped cap_measure
 	rmdir "$cap_dir" 2>/dev/null
 fi
+set_measure yes
 
 log "memory per idle keep-alive connection ($idle_n connections, fresh processes)"
 for p in "${PROXIES[@]}"; do stop_proxy "$p"; done
-stop_proxy sluice_off
 for r in $(seq "$rounds"); do
 	for p in "${PROXIES[@]}"; do
 		run_idle "$p" "$r"
@@ -709,7 +732,7 @@ def ratio(a, b):
 P = ["sluice", "haproxy", "nginx"]
 H = "| | sluice | HAProxy | nginx |"
 
-split = {p: med("split", p, "v2_per_1000") for p in P + ["sluice_off"]}
+split = {p: med("split", p, "v2_per_1000") for p in P}
 print("Split check, users of 1000 sent to v2 (10% expected): " +
       ", ".join(f"{p} {fmt(v)}" for p, v in split.items()) + "\n")
 
