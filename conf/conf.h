@@ -272,6 +272,10 @@ void sl_conf_free(struct sl_config *conf);
 const struct sl_version_conf *sl_conf_version(
     const struct sl_service_conf *svc, const char *name);
 
+/* Find a listener by name; NULL if absent. */
+const struct sl_listener_conf *sl_conf_listener(
+    const struct sl_config *conf, const char *name);
+
 /*
  * Value parsers, shared with the control socket. Each returns 0 or -1 with a
  * short reason in *why (static string).

@@ -1108,6 +1108,17 @@ sl_conf_version(const struct sl_service_conf *svc, const char *name)
 	return NULL;
 }
 
+/* Find a listener by name; NULL if absent. */
+const struct sl_listener_conf *
+sl_conf_listener(const struct sl_config *conf, const char *name)
+{
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		if (strcmp(conf->listeners[i].name, name) == 0)
+			return &conf->listeners[i];
+	}
+	return NULL;
+}
+
 /* ---- errors ---- */
 
 static void add_error(struct loader *L, int line, const char *fmt, ...)
@@ -2976,19 +2987,36 @@ same_route(const struct sl_service_conf *a, const struct sl_service_conf *b)
 	return false;
 }
 
-/* Why two addresses written differently overlap (binds_overlap). */
-static const char *
-overlap_why(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+/*
+ * Does WHAT ("[listener:b] bind", "[sluice] admin"), bound to SS (written
+ * TEXT, at LINE), take listener A's connections (binds_overlap)? If so,
+ * the error says so and true is returned.
+ */
+static bool
+bind_taken(struct loader *L, int line, const char *what,
+    const struct sockaddr_storage *ss, const char *text,
+    const struct sl_listener_conf *a)
 {
-	(void)a;
-	(void)b;
-	return "an IPv4-mapped IPv6 address is that IPv4 address";
+	if (a->bind.text == NULL || !binds_overlap(&a->bind.ss, ss))
+		return false;
+	if (sl_conf_same_sockaddr(&a->bind.ss, ss))
+		add_error(L, line,
+		    "%s: address '%s' is already bound by [listener:%s] "
+		    "(line %d)",
+		    what, text, a->name, a->line);
+	else
+		add_error(L, line,
+		    "%s: address '%s' overlaps '%s' of [listener:%s] (line "
+		    "%d): an IPv4-mapped IPv6 address is that IPv4 address",
+		    what, text, a->bind.text, a->name, a->line);
+	return true;
 }
 
 static void
 check_routes_and_binds(struct loader *L, const struct section *sluice)
 {
 	struct sl_config *conf = L->conf;
+	char what[SL_MAX_NAME + 32];
 
 	for (size_t j = 0; j < conf->nservices; j++) {
 		for (size_t i = 0; i < j; i++) {
@@ -3006,53 +3034,26 @@ check_routes_and_binds(struct loader *L, const struct section *sluice)
 		}
 	}
 	for (size_t j = 0; j < conf->nlisteners; j++) {
-		for (size_t i = 0; i < j; i++) {
-			const struct sl_listener_conf *a = &conf->listeners[i];
-			const struct sl_listener_conf *b = &conf->listeners[j];
+		const struct sl_listener_conf *b = &conf->listeners[j];
 
-			if (a->bind.text == NULL || b->bind.text == NULL ||
-			    !binds_overlap(&a->bind.ss, &b->bind.ss))
-				continue;
-			if (sl_conf_same_sockaddr(&a->bind.ss, &b->bind.ss))
-				add_error(L,
-				    key_line(L->listener_secs[j], "bind"),
-				    "[listener:%s] bind: address '%s' is "
-				    "already bound by [listener:%s] (line %d)",
-				    b->name, b->bind.text, a->name, a->line);
-			else
-				add_error(L,
-				    key_line(L->listener_secs[j], "bind"),
-				    "[listener:%s] bind: address '%s' "
-				    "overlaps '%s' of [listener:%s] (line %d): "
-				    "%s",
-				    b->name, b->bind.text, a->bind.text,
-				    a->name, a->line,
-				    overlap_why(&a->bind.ss, &b->bind.ss));
-			break;
+		if (b->bind.text == NULL)
+			continue;
+		snprintf(what, sizeof what, "[listener:%s] bind", b->name);
+		for (size_t i = 0; i < j; i++) {
+			if (bind_taken(L, key_line(L->listener_secs[j], "bind"),
+			        what, &b->bind.ss, b->bind.text,
+			        &conf->listeners[i]))
+				break;
 		}
 	}
 	/* The admin endpoint binds with SO_REUSEPORT too: on a listener's
 	 * address, requests would land on either at random. */
 	for (size_t i = 0; conf->global.has_admin && i < conf->nlisteners;
 	     i++) {
-		const struct sl_listener_conf *a = &conf->listeners[i];
-		const struct sl_addr *adm = &conf->global.admin;
-
-		if (a->bind.text == NULL ||
-		    !binds_overlap(&a->bind.ss, &adm->ss))
-			continue;
-		if (sl_conf_same_sockaddr(&a->bind.ss, &adm->ss))
-			add_error(L, key_line(sluice, "admin"),
-			    "[sluice] admin: address '%s' is already bound by "
-			    "[listener:%s] (line %d)",
-			    conf->global.admin_text, a->name, a->line);
-		else
-			add_error(L, key_line(sluice, "admin"),
-			    "[sluice] admin: address '%s' overlaps '%s' of "
-			    "[listener:%s] (line %d): %s",
-			    conf->global.admin_text, a->bind.text, a->name,
-			    a->line, overlap_why(&a->bind.ss, &adm->ss));
-		break;
+		if (bind_taken(L, key_line(sluice, "admin"), "[sluice] admin",
+		        &conf->global.admin.ss, conf->global.admin_text,
+		        &conf->listeners[i]))
+			break;
 	}
 }
 

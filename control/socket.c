@@ -360,6 +360,25 @@ sl_ctl_make_dirs(const char *path)
 	free(dir);
 }
 
+/* Is the socket file ST one CTL bound already (PATH spelt another way)?
+ * Then *ERRP says so and true is returned. */
+static bool
+bound_here(const struct sl_ctl *ctl, const struct stat *st, const char *path,
+    char **errp)
+{
+	for (size_t i = 0; i < ctl->nsocks; i++) {
+		if (ctl->socks[i]->ino == st->st_ino &&
+		    ctl->socks[i]->dev == st->st_dev) {
+			*errp = sl_xasprintf("control socket %s: is the "
+			                     "socket %s already (each control "
+			                     "socket needs a path of its own)",
+			    path, ctl->socks[i]->path);
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * Remove a stale socket file; refuse one another process listens on,
  * unless TAKEOVER (a zero-downtime upgrade): then *LIVE says so, and the
@@ -384,16 +403,8 @@ clear_stale(struct sl_ctl *ctl, const char *path, bool *live, char **errp)
 		    path);
 		return -1;
 	}
-	for (size_t i = 0; i < ctl->nsocks; i++) {
-		if (ctl->socks[i]->ino == st.st_ino &&
-		    ctl->socks[i]->dev == st.st_dev) {
-			*errp = sl_xasprintf("control socket %s: is the "
-			                     "socket %s already (each control "
-			                     "socket needs a path of its own)",
-			    path, ctl->socks[i]->path);
-			return -1;
-		}
-	}
+	if (bound_here(ctl, &st, path, errp))
+		return -1;
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
@@ -445,15 +456,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 			 * sluice bound a moment ago (the same path spelt
 			 * another way) is an error. */
 			if (lstat(pending, &st) == 0 && S_ISSOCK(st.st_mode)) {
-				for (size_t i = 0; i < ctl->nsocks; i++) {
-					if (ctl->socks[i]->ino != st.st_ino ||
-					    ctl->socks[i]->dev != st.st_dev)
-						continue;
-					*errp = sl_xasprintf(
-					    "control socket %s: is the socket "
-					    "%s already (each control socket "
-					    "needs a path of its own)",
-					    path, ctl->socks[i]->path);
+				if (bound_here(ctl, &st, path, errp)) {
 					free(pending);
 					return -1;
 				}

@@ -1530,15 +1530,16 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	 * or not (a dead server shows even while retries hide it from the
 	 * clients); a pooled connection found closed only if it ends the
 	 * request. */
-	if (!stale)
+	if (!stale) {
 		count_up_fail(c, kind);
-	if (!stale && c->srv != NULL)
-		sl_upstream_report(w, c->ver, c->srv, c->svc->conf,
-		    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT
-		        : kind == FAIL_RESET        ? SL_EJECT_RESET
-		        : kind == FAIL_BAD_RESPONSE ? SL_EJECT_5XX
-		                                    : SL_EJECT_CONNECT,
-		    now_ms(w));
+		if (c->srv != NULL)
+			sl_upstream_report(w, c->ver, c->srv, c->svc->conf,
+			    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT
+			        : kind == FAIL_RESET        ? SL_EJECT_RESET
+			        : kind == FAIL_BAD_RESPONSE ? SL_EJECT_5XX
+			                                    : SL_EJECT_CONNECT,
+			    now_ms(w));
+	}
 	if (retry_elsewhere(c, kind))
 		return;
 	/* A pooled connection that closed under the request: sent again on

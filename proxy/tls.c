@@ -1102,16 +1102,10 @@ sl_tls_prepare(struct sl_config *conf, char **errp)
 static const struct sl_listener_conf *
 find_listener(const struct sl_config *conf, const char *name, size_t hint)
 {
-	size_t i;
-
 	if (hint < conf->nlisteners &&
 	    strcmp(conf->listeners[hint].name, name) == 0)
 		return &conf->listeners[hint];
-	for (i = 0; i < conf->nlisteners; i++) {
-		if (strcmp(conf->listeners[i].name, name) == 0)
-			return &conf->listeners[i];
-	}
-	return NULL;
+	return sl_conf_listener(conf, name);
 }
 
 /* The context to accept with on listener NAME. */

@@ -425,17 +425,6 @@ fail_msg:
 	return NULL;
 }
 
-/* The listener named NAME in CONF, or NULL. */
-static const struct sl_listener_conf *
-listener_named(const struct sl_config *conf, const char *name)
-{
-	for (size_t i = 0; i < conf->nlisteners; i++) {
-		if (strcmp(conf->listeners[i].name, name) == 0)
-			return &conf->listeners[i];
-	}
-	return NULL;
-}
-
 /* A reload to CONF: a running TLS listener stays TLS, a plain one plain
  * (see worker.h). */
 int
@@ -449,7 +438,7 @@ sl_workers_check_tls(struct sl_worker **ws, unsigned n,
 	for (j = 0; w != NULL && j < w->nlistener_args; j++) {
 		const struct sl_listener_arg *la = &w->listener_args[j];
 
-		lc = listener_named(conf, la->name);
+		lc = sl_conf_listener(conf, la->name);
 		if (la->tls && (lc == NULL || lc->tls_cert == NULL)) {
 			*errp = sl_xasprintf("%s:%d: [listener:%s]: a running "
 			                     "TLS listener cannot %s without a "
@@ -484,7 +473,7 @@ sl_workers_warn_listeners(
 	for (j = 0; j < w->nlistener_args; j++) {
 		const struct sl_listener_arg *la = &w->listener_args[j];
 
-		if ((lc = listener_named(conf, la->name)) == NULL)
+		if ((lc = sl_conf_listener(conf, la->name)) == NULL)
 			sl_log_warn("reload: [listener:%s] was removed; it "
 			            "keeps listening on %s until sluice "
 			            "restarts",
