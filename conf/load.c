@@ -2865,6 +2865,59 @@ check_rollout(struct loader *L, const struct section *sec,
 		    fmt_duration(r->step_time_ms, b, sizeof b));
 }
 
+/* Does the header NAME start with the lower-case LC, in any case, with
+ * '_' for '-'? */
+static bool
+header_prefix(const char *name, const char *lc)
+{
+	for (; *lc != '\0'; name++, lc++) {
+		if (*lc == '-' ? *name != '-' && *name != '_'
+		               : (*name | 0x20) != *lc)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Why the header NAME cannot carry the override secret, or NULL. sluice
+ * drops that header from every forwarded request, so it must not be one
+ * the request's framing, routing or sluice's own rewriting depends on:
+ * dropping Content-Length would let the body be read as a second request
+ * the origin receives unparsed. Names match with '_' for '-' as sluice
+ * matches its own (CGI-style origins read both as one).
+ */
+static const char *
+secret_header_why(const char *name)
+{
+	static const struct {
+		const char *name, *why;
+	} reserved[] = {
+	    {"content-length", "frames the request body"},
+	    {"transfer-encoding", "frames the request body"},
+	    {"host", "routes the request"},
+	    {"expect", "is answered by the origin (100-continue)"},
+	    {"connection", "is hop-by-hop"},
+	    {"keep-alive", "is hop-by-hop"},
+	    {"proxy-connection", "is hop-by-hop"},
+	    {"te", "is hop-by-hop"},
+	    {"trailer", "is hop-by-hop"},
+	    {"upgrade", "is hop-by-hop"},
+	    {"via", "is set by sluice"},
+	    {"x-forwarded-for", "is set by sluice"},
+	    {"x-forwarded-proto", "is set by sluice"},
+	};
+	size_t i;
+
+	if (header_prefix(name, "x-client-cert-"))
+		return "is set by sluice";
+	for (i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+		if (header_prefix(name, reserved[i].name) &&
+		    strlen(name) == strlen(reserved[i].name))
+			return reserved[i].why;
+	}
+	return NULL;
+}
+
 /* Versions, stable, weights: the rules that need all of a service. */
 static void
 check_service(struct loader *L, size_t idx)
@@ -2900,6 +2953,31 @@ check_service(struct loader *L, size_t idx)
 			    "cookie:%s in sticky, a user key; the sticky "
 			    "cookie holds a bucket (use another name)",
 			    svc->name, svc->sticky_cookie, svc->keys[k].name);
+	}
+
+	/* The secret's header is dropped from forwarded requests. */
+	if (svc->override_secret_header != NULL &&
+	    has_key(st->sec, "override_secret_header")) {
+		const char *why =
+		    secret_header_why(svc->override_secret_header);
+
+		if (why != NULL)
+			add_error(L,
+			    key_line(st->sec, "override_secret_header"),
+			    "[service:%s] override_secret_header: '%s' %s; "
+			    "sluice drops the secret's header from forwarded "
+			    "requests (use a header of its own, like "
+			    "X-Sluice-Secret)",
+			    svc->name, svc->override_secret_header, why);
+		else if (svc->override_header != NULL &&
+		    strcasecmp(
+		        svc->override_header, svc->override_secret_header) == 0)
+			add_error(L,
+			    key_line(st->sec, "override_secret_header"),
+			    "[service:%s] override_secret_header: '%s' is "
+			    "also override_header; the version and the "
+			    "secret need headers of their own",
+			    svc->name, svc->override_secret_header);
 	}
 
 	if (svc->nversions == 0) {

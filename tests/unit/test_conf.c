@@ -1219,6 +1219,34 @@ static const struct error_case error_cases[] = {
         BASE "[service:x]\nsticky = header:X-A ip\nsticky_cookie = b\n",
         "t.ini:9: [service:x] sticky_cookie: never used, since 'ip' in "
         "sticky gives every request a key (drop ip from sticky)"},
+    {"secret_header_framing",
+        BASE "[service:x]\noverride_secret = s\n"
+             "override_secret_header = Content-Length\n",
+        "t.ini:9: [service:x] override_secret_header: 'Content-Length' "
+        "frames the request body; sluice drops the secret's header from "
+        "forwarded requests (use a header of its own, like "
+        "X-Sluice-Secret)"},
+    {"secret_header_cgi_spelling",
+        BASE "[service:x]\noverride_secret_header = transfer_encoding\n",
+        "t.ini:8: [service:x] override_secret_header: 'transfer_encoding' "
+        "frames the request body; sluice drops the secret's header from "
+        "forwarded requests (use a header of its own, like "
+        "X-Sluice-Secret)"},
+    {"secret_header_host", BASE "[service:x]\noverride_secret_header = HOST\n",
+        "t.ini:8: [service:x] override_secret_header: 'HOST' routes the "
+        "request; sluice drops the secret's header from forwarded requests "
+        "(use a header of its own, like X-Sluice-Secret)"},
+    {"secret_header_sluice_owned",
+        BASE "[service:x]\noverride_secret_header = X-Client-Cert-Dn\n",
+        "t.ini:8: [service:x] override_secret_header: 'X-Client-Cert-Dn' "
+        "is set by sluice; sluice drops the secret's header from forwarded "
+        "requests (use a header of its own, like X-Sluice-Secret)"},
+    {"secret_header_is_override_header",
+        BASE "[service:x]\noverride_header = X-V\n"
+             "override_secret_header = x-v\n",
+        "t.ini:9: [service:x] override_secret_header: 'x-v' is also "
+        "override_header; the version and the secret need headers of "
+        "their own"},
     {"sticky_twice", BASE "[service:x]\nsticky = header:X-A header:x-a\n",
         "t.ini:8: [service:x] sticky: source 'header:x-a' is listed twice"},
     {"bad_path_prefix", BASE "[service:x]\npath_prefix = api\n",
