@@ -74,13 +74,14 @@ static void
 reply_json(struct admin_conn *ac, int status, json_t *doc, bool head_only)
 {
 	char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *lined = NULL;
+	size_t n = text != NULL ? strlen(text) : 0;
 
-	if (text == NULL) {
+	if (text != NULL && (lined = realloc(text, n + 2)) != NULL)
+		text = lined;
+	if (lined == NULL) {
 		reply(ac, 500, "text/plain", "out of memory\n", 14, head_only);
 	} else {
-		size_t n = strlen(text);
-
-		text = realloc(text, n + 2);
 		text[n++] = '\n';
 		reply(ac, status, "application/json", text, n, head_only);
 	}
