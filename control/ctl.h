@@ -72,6 +72,11 @@ struct sl_ctl_socket;
 /* Is a rollout of RT's service running (or paused)? */
 bool sl_ctl_rollout_running(const struct sl_svc_rt *rt);
 
+/* A running (or paused) rollout holds its service's lock for as long as
+ * it lives: this takes it back (setting aside a lock someone else holds,
+ * as a start does) and renews it. False when RT has no such rollout. */
+bool sl_ctl_rollout_hold(struct sl_svc_rt *rt);
+
 struct sl_ctl {
 	struct event_base *base;
 	const char *config_path;

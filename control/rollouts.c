@@ -317,17 +317,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_verdict_window ws, wc;
 	struct sl_judgement j;
 	enum sl_rollout_action action;
-	struct sl_svc_rt *rt = sl_ctl_rt(run->ctl, ro->service);
 	uint32_t step_before = ro->step;
 	struct sl_rollout before;
 	char *err = NULL, msg[400];
 
 	if (ro->state != SL_RO_RUNNING || run->ctl->passive)
 		return;
-	/* The rollout's own lock stays held while it runs; a lock someone
-	 * took after unlocking it keeps its own TTL. */
-	if (strcmp(rt->lock_owner, SL_ROLLOUT_OWNER) == 0)
-		rt->lock_expires = (int64_t)time(NULL) + ROLLOUT_LOCK_TTL;
 	/* Warming up: the window begins again at every look until the
 	 * warm-up is over, so the step is judged from its end. */
 	if (sl_rollout_warming(ro, sl_ctl_mono_ms())) {
@@ -681,6 +676,24 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 		snprintf(run->ro->reason, sizeof run->ro->reason, "%s", reason);
 	rt->run = run;
 	capture_base(run);
+	/* Routed at 0%, it would say one weight and route another (its
+	 * saved weights were not restored: a version in them is gone). */
+	if (!sl_rollout_final(run->ro) && ci >= 0 &&
+	    svc->versions[ci].weight == 0) {
+		const char *why =
+		    "its canary is routed at 0% after the restart "
+		    "(the saved weights were not restored)";
+
+		sl_rollout_abort(run->ro, (int64_t)time(NULL), sl_ctl_mono_ms(),
+		    why, msg, sizeof msg);
+		finish(run);
+		snprintf(msg, sizeof msg, "rollout %s of %s: aborted: %s",
+		    svcname, canary, why);
+		sl_log_warn("%s", msg);
+		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
+		return;
+	}
+	sl_ctl_rollout_hold(rt);
 	if (!sl_rollout_final(run->ro)) {
 		if (start_timer(run) != 0)
 			sl_log_error(
@@ -701,6 +714,27 @@ bool
 sl_ctl_rollout_running(const struct sl_svc_rt *rt)
 {
 	return rt->run != NULL && !sl_rollout_final(rt->run->ro);
+}
+
+bool
+sl_ctl_rollout_hold(struct sl_svc_rt *rt)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	if (!sl_ctl_rollout_running(rt))
+		return false;
+	if (strcmp(rt->lock_owner, SL_ROLLOUT_OWNER) != 0) {
+		if (rt->lock_owner[0] != '\0' && rt->lock_expires > now &&
+		    rt->held_owner[0] == '\0') {
+			memcpy(rt->held_owner, rt->lock_owner,
+			    sizeof rt->held_owner);
+			rt->held_expires = rt->lock_expires;
+		}
+		snprintf(rt->lock_owner, sizeof rt->lock_owner, "%s",
+		    SL_ROLLOUT_OWNER);
+	}
+	rt->lock_expires = now + ROLLOUT_LOCK_TTL;
+	return true;
 }
 
 /* After a reload, rollouts whose versions vanished are aborted; returns

@@ -557,6 +557,10 @@ lock_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 		if (rt->lock_owner[0] == '\0' || rt->lock_expires > now)
 			continue;
+		if (sl_ctl_rollout_hold(rt)) { /* renewed: it still runs */
+			changed = true;
+			continue;
+		}
 		snprintf(cmd, sizeof cmd, "lock expired: %s (held by %s)",
 		    rt->name, rt->lock_owner);
 		sl_event(ctl, NULL, cmd,

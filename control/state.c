@@ -87,6 +87,7 @@ struct saved_svc {
 	bool touched;
 	int weight_line; /* where its first weight line is (0: none) */
 	unsigned seen;   /* keys of once[] already read */
+	bool closed;     /* its section ended: another one is a second */
 };
 
 struct saved {
@@ -103,6 +104,7 @@ struct saved {
 	char *buf;
 	size_t cap;
 	char *long_key, *long_value;
+	size_t cur; /* 1 + the index of the last key's section; 0: none */
 };
 
 static const char *state_names[] = {"ready", "drain", "maint"};
@@ -422,6 +424,27 @@ rollout_line_ok(const char *v)
 	return *p != '\0' && *p != ' ';
 }
 
+/* A live rollout of S's stable version is no rollout sluice saved (the
+ * canary grows against the stable one): 0 then, with the error, once both
+ * lines are in, whichever came first. */
+static int
+rollout_vs_stable(struct saved *sv, const struct saved_svc *s)
+{
+	char c[64], st[16];
+	enum sl_rollout_state state;
+
+	if (s->rollout == NULL || s->stable == NULL ||
+	    sscanf(s->rollout, "%63s %*63s %15s", c, st) != 2)
+		return 1;
+	state = sl_rollout_state_by_name(st);
+	if ((state == SL_RO_RUNNING || state == SL_RO_PAUSED) &&
+	    strcmp(c, s->stable) == 0)
+		return key_error(sv,
+		    "the %s rollout's canary '%s' is the stable version", st,
+		    c);
+	return 1;
+}
+
 /* inih handler: one key of the state file. */
 static int
 state_key_cb(
@@ -440,6 +463,16 @@ state_key_cb(
 	if (strncmp(section, "service:", 8) != 0 || section[8] == '\0')
 		return key_error(sv, "unknown section [%s]", section);
 	s = saved_svc(sv, section + 8);
+	/* One section a service: a second one is a file edited by hand,
+	 * as a second line of a once[] key would be. */
+	if ((size_t)(s - sv->svcs) + 1 != sv->cur) {
+		if (s->closed)
+			return key_error(
+			    sv, "a second [service:%s] section", s->name);
+		if (sv->cur > 0)
+			sv->svcs[sv->cur - 1].closed = true;
+		sv->cur = (size_t)(s - sv->svcs) + 1;
+	}
 	/* sluice writes each of these once per service: a second one is a
 	 * file edited by hand or corrupt, and which one wins would be a
 	 * guess. */
@@ -458,6 +491,7 @@ state_key_cb(
 		free(s->stable);
 		s->stable = sl_xstrdup(v);
 		s->touched = true;
+		ok = rollout_vs_stable(sv, s);
 	} else if (strcmp(name, "previous_stable") == 0) {
 		free(s->previous_stable);
 		s->previous_stable = sl_xstrdup(v);
@@ -530,6 +564,7 @@ state_key_cb(
 		} else {
 			free(s->rollout);
 			s->rollout = sl_xstrdup(v);
+			ok = rollout_vs_stable(sv, s);
 		}
 	} else if (strcmp(name, "guard") == 0) {
 		ok = parse_guard(sv, s, value);

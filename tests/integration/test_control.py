@@ -584,6 +584,18 @@ for text, want, what in [
          ":2: bad rollout", "a rollout state sluice never writes"),
         ("[service:shop]\nrollout = blue blue running 0 100 0\n",
          ":2: bad rollout", "a rollout of a version against itself"),
+        ("[service:shop]\nstable = blue\n"
+         "rollout = blue green running 0 100 0\n",
+         ":3: the running rollout's canary 'blue' is the stable version",
+         "a live rollout of the stable version"),
+        ("[service:shop]\nrollout = blue green paused 0 100 0\n"
+         "stable = blue\n",
+         ":3: the paused rollout's canary 'blue' is the stable version",
+         "the same with the stable line after it"),
+        ("[service:shop]\nweight = blue 100\n[service:x]\n"
+         "weight = a 100\n[service:shop]\nstable = blue\n",
+         ":6: a second [service:shop] section",
+         "a second section for one service (its lines merged unseen)"),
         # Owners as commands take them: a ';' would read back as a comment.
         ("[service:shop]\nlock =;ci 4102444800\n", ":2: bad lock",
          "a lock owner no command could set"),

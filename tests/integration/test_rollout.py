@@ -8,6 +8,7 @@ restart resumes the rollout at its step, and locks are respected."""
 
 import http.client
 import os
+import re
 import subprocess
 import threading
 import time
@@ -367,9 +368,68 @@ check(lock is not None and lock["owner"] == "ci-7" and
 check(sl.ctl("as ci-7 unlock ops ci-7")["ok"],
       "and ci-7's closing unlock succeeds")
 
+
+# A live rollout holds its lock for as long as it lives, whatever the
+# state file's expiry says: a sluice stopped past the lock's TTL (7 days),
+# or a rollout paused or inconclusive that long, came back with the
+# rollout running and nothing locked, and weights could then be changed
+# under it.
+def edit_state(fn):
+    with open(sl.state_path) as f:
+        text = f.read()
+    with open(sl.state_path, "w") as f:
+        f.write(fn(text))
+
+
+check(sl.ctl("rollout start ops blue")["ok"], "a rollout of ops again")
+check(sl.stop() == 0, "sluice stops mid-rollout")
+past = int(time.time()) - 60
+edit_state(lambda t: re.sub(r"lock = rollout \d+", "lock = rollout %d" % past,
+                            t))
+sl.start()
+lock = sl.ctl("show service ops")["service"]["lock"]
+check(lock is not None and lock["owner"] == "rollout" and
+      lock["expires_in"] > 24 * 3600,
+      "a rollout lock expired while sluice was down is held again (%r)" % lock)
+r = sl.ctl("set weights ops blue=0 green=100")
+check(not r["ok"] and "running rollout" in r["error"],
+      "and weights cannot be changed under the rollout (%s)" % r.get("error"))
+# Someone else's lock in the file (edited by hand) is set aside, as at a
+# start, and comes back when the rollout ends.
+check(sl.stop() == 0, "sluice stops mid-rollout")
+until = int(time.time()) + 600
+edit_state(lambda t: re.sub(r"lock = rollout \d+", "lock = ops-9 %d" % until,
+                            t))
+sl.start()
+lock = sl.ctl("show service ops")["service"]["lock"]
+check(lock is not None and lock["owner"] == "rollout",
+      "a running rollout takes its lock back from ops-9 (%r)" % lock)
+check(not sl.ctl("rollout abort ops")["ok"] and
+      sl.ctl("as ops-9 rollout abort ops")["ok"],
+      "ops-9's lock, set aside, still counts: only ops-9 aborts")
+lock = sl.ctl("show service ops")["service"]["lock"]
+check(lock is not None and lock["owner"] == "ops-9", "and ops-9 has it back")
+check(sl.ctl("as ops-9 unlock ops ops-9")["ok"], "ops-9 unlocks")
+# A live rollout whose canary comes back routed at 0% (its saved weights
+# not restored) would show one weight and route another: it is aborted.
+check(sl.ctl("rollout start ops blue")["ok"], "a rollout of ops again")
+check(sl.stop() == 0, "sluice stops mid-rollout")
+edit_state(lambda t: re.sub(r"weight = blue \d+(\.\d+)?", "weight = blue 0",
+                            re.sub(r"weight = green \d+(\.\d+)?",
+                                   "weight = green 100", t)))
+sl.start()
+r = rollout("ops")
+check(r["state"] == "aborted" and "routed at 0%" in r["reason"],
+      "a running rollout routed at 0%% after a restart is aborted (%s)"
+      % r.get("reason"))
+lock = sl.ctl("show service ops")["service"]["lock"]
+check(lock is None and weights("ops")[0]["blue"] == 0.0,
+      "and it holds no lock, and routing is as it was (%r)" % lock)
+
 # Reload keeps runtime decisions; a reload that removes the canary aborts
 # its rollout.
 import os
+import re
 import signal
 
 
