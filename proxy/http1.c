@@ -37,6 +37,8 @@ struct parse_ctx {
 	bool chunked; /* a response's Transfer-Encoding had "chunked" */
 	/* body mode */
 	struct evbuffer *dechunk_dst;
+	const char *exec_start; /* the bytes llhttp_execute was given */
+	bool lf_before; /* bytes before them ended a line, then SP/HTAB */
 };
 
 static const char tchar_table[256] = {
@@ -183,8 +185,23 @@ on_header_value_cb(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *ctx = p->data;
 
-	if (!ctx->head_mode)
+	if (!ctx->head_mode) {
+		/* A response's trailer field, passed on as it came. llhttp
+		 * takes an obs-fold (CRLF, then whitespace) as more of the
+		 * value: a span of a value never follows a line's end but in
+		 * one, and a proxy must not forward it (RFC 9112 5.2). The
+		 * head is gone: the response is cut. */
+		const char *q = at;
+
+		while (q > ctx->exec_start && (q[-1] == ' ' || q[-1] == '\t'))
+			q--;
+		if (q > ctx->exec_start ? q[-1] == '\n' : ctx->lf_before) {
+			llhttp_set_error_reason(
+			    p, "obs-fold in a trailer field");
+			return HPE_USER;
+		}
 		return 0;
+	}
 	if (!ctx->have_value) {
 		ctx->value_off = (uint32_t)(at - ctx->base);
 		ctx->have_value = true;
@@ -1095,10 +1112,23 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 /*
  * Between calls a body parser's data pointer (NULL while no callback can
  * run) says whether the last byte it took was a CR, so that a CRLF split
- * across two reads still reads as one.
+ * across two reads still reads as one; or whether its last bytes were an
+ * LF and white space, so that an obs-fold split so is found.
  */
-static char cr_taken;
+static char cr_taken, lf_taken;
 #define CR_TAG ((void *)&cr_taken)
+#define LF_TAG ((void *)&lf_taken)
+
+/* Do the LEN bytes at B end a line and then white space (*LF when they
+ * are white space only: it stays what the bytes before them said)? */
+static void
+tail_lf(const char *b, size_t len, bool *lf)
+{
+	while (len > 0 && (b[len - 1] == ' ' || b[len - 1] == '\t'))
+		len--;
+	if (len > 0)
+		*lf = b[len - 1] == '\n';
+}
 
 /* SRC's byte at POS (which must be there). */
 static char
@@ -1137,6 +1167,8 @@ run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
 	llhttp_errno_t e;
 	bool prev_cr = parser->data == CR_TAG;
 
+	ctx->lf_before = parser->data == LF_TAG;
+
 	while (!done && consumed < evbuffer_get_length(src)) {
 		struct evbuffer_ptr ptr;
 
@@ -1148,10 +1180,12 @@ run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
 			const char *b = vec[i].iov_base;
 
 			parser->data = ctx;
+			ctx->exec_start = b;
 			e = llhttp_execute(parser, b, vec[i].iov_len);
 			parser->data = NULL;
 			if (e == HPE_OK) {
 				consumed += vec[i].iov_len;
+				tail_lf(b, vec[i].iov_len, &ctx->lf_before);
 				continue;
 			}
 			if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
@@ -1175,10 +1209,11 @@ run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
 		return -1;
 	}
 	if (consumed > from)
-		parser->data =
-		    byte_at(src, consumed - 1) == '\r' ? CR_TAG : NULL;
-	else if (prev_cr)
-		parser->data = CR_TAG;
+		parser->data = byte_at(src, consumed - 1) == '\r' ? CR_TAG
+		    : ctx->lf_before                              ? LF_TAG
+		                                                  : NULL;
+	else if (prev_cr || ctx->lf_before)
+		parser->data = prev_cr ? CR_TAG : LF_TAG;
 	*used = consumed - from;
 	return done;
 }
