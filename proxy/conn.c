@@ -634,10 +634,37 @@ count_refusal(struct sl_worker *w, int status)
 	}
 }
 
-/* Split the request target into host (absolute-form) and path. */
+/* Refuse a request head larger than max_header_size: 414 when its
+ * request line alone is (RFC 9112 3: a target longer than the server
+ * parses), else 431. Leading empty lines (RFC 9112 2.2) are skipped. */
 static void
-target_parts(char *t, size_t tlen, const char **auth, size_t *auth_len,
-    const char **path, size_t *path_len)
+refuse_large_head(struct sl_conn *c, struct evbuffer *in)
+{
+	struct evbuffer_ptr from, lf;
+	size_t len = evbuffer_get_length(in), i = 0;
+	char ch;
+
+	while (i < len) {
+		evbuffer_ptr_set(in, &from, i, EVBUFFER_PTR_SET);
+		if (evbuffer_copyout_from(in, &from, &ch, 1) != 1 ||
+		    (ch != '\r' && ch != '\n'))
+			break;
+		i++;
+	}
+	evbuffer_ptr_set(in, &from, i, EVBUFFER_PTR_SET);
+	lf = evbuffer_search(in, "\n", 1, &from);
+	count_refusal(c->w, 431);
+	if (lf.pos < 0 || (size_t)lf.pos > gconf(c)->max_header_size)
+		send_error(c, 414, "request target too long");
+	else
+		send_error(c, 431, "request head too large");
+}
+
+/* Split the request target into host (absolute-form) and path; OPTIONS:
+ * the method is OPTIONS. */
+static void
+target_parts(char *t, size_t tlen, bool options, const char **auth,
+    size_t *auth_len, const char **path, size_t *path_len)
 {
 	char *p, *a, *end = t + tlen;
 
@@ -655,7 +682,9 @@ target_parts(char *t, size_t tlen, const char **auth, size_t *auth_len,
 	*auth = a;
 	*auth_len = (size_t)(p - a);
 	if (p == end) {
-		*path = "/";
+		/* "OPTIONS http://host" asks about the server as a whole:
+		 * "OPTIONS *" in origin-form (RFC 9112 3.2.4). */
+		*path = options ? "*" : "/";
 		*path_len = 1;
 	} else if (*p == '?') {
 		/* "http://host?q" is "/?q" in origin-form (RFC 9112 3.2.1).
@@ -732,6 +761,13 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 		case SL_HDR_X_FORWARDED_PROTO:
 		case SL_HDR_X_CLIENT_CERT:
 			continue;
+		case SL_HDR_EXPECT:
+			/* An HTTP/1.0 client's expectation is ignored (RFC
+			 * 9110 10.1.1): the HTTP/1.1 request to the origin
+			 * must not make it wait for a 100. */
+			if (head->minor == 0)
+				continue;
+			break;
 		case SL_HDR_UPGRADE:
 			if (!head->upgrade)
 				continue;
@@ -1064,8 +1100,8 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->eof_body = false;
 	memset(&c->pick, 0, sizeof c->pick);
 
-	target_parts((char *)base + head->target_off, head->target_len, &auth,
-	    &auth_len, &path, &path_len);
+	target_parts((char *)base + head->target_off, head->target_len,
+	    head->method == HTTP_OPTIONS, &auth, &auth_len, &path, &path_len);
 	if (auth != NULL)
 		host_only(auth, auth_len, &host, &host_len);
 	else if (head->host_idx >= 0)
@@ -1230,8 +1266,7 @@ client_process(struct sl_conn *c)
 		end = sl_http_find_head_end(in, &c->scan);
 		if (end == 0) {
 			if (len > gconf(c)->max_header_size) {
-				count_refusal(c->w, 431);
-				send_error(c, 431, "request head too large");
+				refuse_large_head(c, in);
 			} else if (now_ms(c->w) > c->req_start_us / 1000 +
 			        gconf(c)->header_timeout_ms) {
 				SL_STAT_INC(c->w->wstats.header_timeout);
@@ -1243,8 +1278,7 @@ client_process(struct sl_conn *c)
 			return;
 		}
 		if (end > gconf(c)->max_header_size) {
-			count_refusal(c->w, 431);
-			send_error(c, 431, "request head too large");
+			refuse_large_head(c, in);
 			return;
 		}
 		start_request(c, end);

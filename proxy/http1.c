@@ -1336,6 +1336,8 @@ sl_http_reason(int status)
 		return "Request Timeout";
 	case 413:
 		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
 	case 417:
 		return "Expectation Failed";
 	case 431:

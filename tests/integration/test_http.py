@@ -67,6 +67,27 @@ check(status_of(raw) not in (0, 404) and
       blue.last().startswith(b"OPTIONS * HTTP/1.1\r\n"),
       "OPTIONS * reaches the origin of the service at / as 'OPTIONS *' "
       "(%r)" % raw[:20])
+# Its absolute form has an empty path: the last proxy sends '*' (RFC
+# 9112 3.2.4), not '/', which asks about the resource at the root.
+raw = sl.raw(b"OPTIONS http://shop.example HTTP/1.1\r\nHost: shop.example\r\n"
+             b"Connection: close\r\n\r\n")
+check(status_of(raw) not in (0, 404) and
+      blue.last().startswith(b"OPTIONS * HTTP/1.1\r\nHost: shop.example\r\n"),
+      "OPTIONS http://shop.example reaches the origin as 'OPTIONS *' (%r)"
+      % blue.last()[:30])
+raw = sl.raw(b"OPTIONS http://shop.example?q=1 HTTP/1.1\r\n"
+             b"Host: shop.example\r\nConnection: close\r\n\r\n")
+check(blue.last().startswith(b"OPTIONS /?q=1 HTTP/1.1\r\n"),
+      "with a query it is 'OPTIONS /?q=1' (%r)" % blue.last()[:30])
+# An HTTP/1.0 client's Expect: 100-continue is ignored (RFC 9110
+# 10.1.1): forwarded in the HTTP/1.1 request, it would make the origin
+# wait for a body the client sends at once, or answer 100 to nobody.
+raw = sl.raw(b"POST /e?echo=1 HTTP/1.0\r\nHost: shop.example\r\n"
+             b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\nhi")
+check(status_of(raw) == 200 and b"xpect" not in blue.last() and
+      raw.endswith(b"\r\n\r\nhi"),
+      "an HTTP/1.0 request's Expect is not forwarded, its body is (%r)"
+      % raw[-40:])
 
 # The underscore spellings of the X-Forwarded names are the same variable
 # to CGI-style origins (HTTP_X_FORWARDED_PROTO): a client's
