@@ -660,6 +660,27 @@ refuse_large_head(struct sl_conn *c, struct evbuffer *in)
 		send_error(c, 431, "request head too large");
 }
 
+/* Bytes that cannot begin a request (a method is a token, RFC 9112 3)
+ * get their 400 at once, not after header_timeout: a TLS handshake sent
+ * to a plain listener, most often, which is named. False when the first
+ * byte may begin one. */
+static bool
+not_http(struct sl_conn *c, struct evbuffer *in)
+{
+	unsigned char b[2] = {0, 0};
+
+	evbuffer_copyout(in, b, sizeof b);
+	if (sl_http_is_tchar(b[0]) || b[0] == '\r' || b[0] == '\n')
+		return false;
+	count_refusal(c->w, 400);
+	send_error(c, 400,
+	    b[0] == 0x16 && b[1] == 0x03
+	        ? "a TLS handshake on a plain HTTP listener: use http://, or "
+	          "tls_cert on the listener"
+	        : "not an HTTP request");
+	return true;
+}
+
 /* Split the request target into host (absolute-form) and path; OPTIONS:
  * the method is OPTIONS. */
 static void
@@ -1267,6 +1288,8 @@ client_process(struct sl_conn *c)
 		if (end == 0) {
 			if (len > gconf(c)->max_header_size) {
 				refuse_large_head(c, in);
+			} else if (not_http(c, in)) {
+				return;
 			} else if (now_ms(c->w) > c->req_start_us / 1000 +
 			        gconf(c)->header_timeout_ms) {
 				SL_STAT_INC(c->w->wstats.header_timeout);

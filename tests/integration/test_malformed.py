@@ -504,6 +504,12 @@ TABLE = [
      b"GET /t HTTP/1.1\r\nHost: a%2\r\n\r\n", R400, False),
     ("absolute-form with a non-numeric port",
      b"GET http://a.example:abc/t HTTP/1.1\r\n" + H + b"\r\n", R400, False),
+    # Bytes that cannot begin a request are refused at once, not at
+    # header_timeout (a 408 after seconds): a TLS ClientHello sent to a
+    # plain listener (its first bytes), or binary garbage.
+    ("a TLS handshake on a plain listener",
+     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", R400, False),
+    ("binary bytes with no head end", b"\x00\x01\x02garbage", R400, False),
     # --- Limits (RFC 6585 5, RFC 9112 3)
     ("head larger than max_header_size (one long header)",
      b"GET /t HTTP/1.1\r\n" + H + big_header + b"\r\n", {431}, False),
@@ -566,6 +572,12 @@ for name, raw, want, in_body in TABLE:
             % (name, "/".join(map(str, sorted(want))), tail_text), detail)
 
 NTABLE = len(TABLE)
+
+# The operator who pointed an https:// client at a plain listener is told
+# so in the answer's body (and the log).
+out, closed = exchange(sl.port, b"\x16\x03\x01\x02\x00\x01\x00")
+verdict(b"TLS handshake on a plain HTTP listener" in out and closed,
+        "a TLS handshake's 400 says what happened (%r)" % out[-80:], "")
 
 # --------------------------------------------------------------------------
 # Pipelined smuggling: a valid first request, then a malformed one on the
