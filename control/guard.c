@@ -262,7 +262,9 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 			save_state(ctl, svc->name);
 		return;
 	}
-	/* The previous stable's behaviour just before the switch. */
+	/* The previous stable's behaviour just before the switch: over
+	 * `guard`, but at least 10 s, so that a short guard still has a
+	 * baseline to judge by (the ring keeps 10 minutes). */
 	seconds = rc->guard_ms / 1000;
 	if (seconds < 10)
 		seconds = 10;
