@@ -181,10 +181,21 @@ warn_restart_only(
 			            "then)",
 			    keys[i].key, b, a);
 	}
-	if (old->control_mode != new->control_mode ||
-	    old->workers != new->workers)
-		sl_log_warn("reload: control_mode and workers take effect when "
-		            "sluice restarts");
+	if (old->control_mode != new->control_mode)
+		sl_log_warn("reload: control_mode changed to %04o; it takes "
+		            "effect when sluice restarts (%04o until then)",
+		    (unsigned)new->control_mode, (unsigned)old->control_mode);
+	if (old->workers != new->workers) {
+		char a[16] = "auto", b[16] = "auto";
+
+		if (old->workers > 0)
+			snprintf(a, sizeof a, "%d", old->workers);
+		if (new->workers > 0)
+			snprintf(b, sizeof b, "%d", new->workers);
+		sl_log_warn("reload: workers changed to %s; it takes effect "
+		            "when sluice restarts (%s until then)",
+		    b, a);
+	}
 }
 
 /*
