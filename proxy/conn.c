@@ -2212,6 +2212,7 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	TAILQ_INSERT_TAIL(&w->conns, c, link);
 	w->nconns++;
+	sl_worker_conn_opened(w);
 	SL_STAT_INC(w->wstats.conns_accepted);
 	SL_STAT_ADD(w->wstats.conns_active, 1);
 	sl_io_setcb(

@@ -123,17 +123,86 @@ sl_worker_release_table(struct sl_worker *w, struct sl_route_table *t)
 	}
 }
 
-/* Accept again once below the connection limit. */
-void
-sl_worker_conn_closed(struct sl_worker *w)
+/*
+ * Client connections of the whole process, every worker's, against
+ * max_connections (the current config's: a reload changes it): one
+ * atomic add as a connection opens, one as it closes; none per request.
+ * A worker that finds the process at the limit after an accept stops
+ * accepting (the kernel's backlog holds the rest) and wakes the others
+ * through their limit_fd to do the same; a paused worker looks again
+ * every LIMIT_CHECK_MS, or at once when one of its connections closes.
+ * Only workers accepting at the very same moment may take one more each.
+ */
+static uint32_t conns_open;
+static struct sl_worker **all_workers; /* to wake them at the limit */
+static unsigned nall_workers;
+#define LIMIT_CHECK_MS 20
+
+static bool
+at_limit(struct sl_worker *w)
+{
+	return __atomic_load_n(&conns_open, __ATOMIC_RELAXED) >=
+	    sl_worker_current_table(w)->conf->global.max_connections;
+}
+
+/* Stop accepting while the process is at the limit. */
+static bool
+pause_accept(struct sl_worker *w)
+{
+	struct timeval tv = {0, LIMIT_CHECK_MS * 1000};
+	size_t i;
+
+	if (w->accept_paused || w->stopping || !at_limit(w))
+		return false;
+	w->accept_paused = true;
+	for (i = 0; i < w->nlisteners; i++)
+		evconnlistener_disable(w->listeners[i]);
+	event_add(w->limit_ev, &tv);
+	return true;
+}
+
+/* Another worker found the process at the limit. */
+static void
+limit_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t count;
+
+	if (read(fd, &count, sizeof count) == (ssize_t)sizeof count)
+		(void)pause_accept(arg);
+}
+
+/* Accept again once the process is below the connection limit. */
+static void
+resume_accept(struct sl_worker *w)
 {
 	size_t i;
 
-	if (!w->accept_paused || w->stopping || w->nconns >= w->max_conns)
+	if (!w->accept_paused || w->stopping || at_limit(w))
 		return;
 	w->accept_paused = false;
+	event_del(w->limit_ev);
 	for (i = 0; i < w->nlisteners; i++)
 		evconnlistener_enable(w->listeners[i]);
+}
+
+static void
+limit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	resume_accept(arg);
+}
+
+void
+sl_worker_conn_opened(struct sl_worker *w)
+{
+	(void)w;
+	__atomic_add_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+}
+
+void
+sl_worker_conn_closed(struct sl_worker *w)
+{
+	__atomic_sub_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+	resume_accept(w);
 }
 
 /*
@@ -172,15 +241,19 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	size_t i;
 
 	accept_one(w, la, fd, sa, salen);
-	if (w->nconns >= w->max_conns && !w->accept_paused) {
-		/* Pause accepting: the kernel's backlog holds the rest. */
+	if (pause_accept(w)) {
+		uint64_t one = 1;
+
 		SL_STAT_INC(w->wstats.conn_limit);
-		sl_log_warn(
-		    "worker %u: max_connections reached, pausing accept",
-		    w->id);
-		w->accept_paused = true;
-		for (i = 0; i < w->nlisteners; i++)
-			evconnlistener_disable(w->listeners[i]);
+		sl_log_warn("max_connections (%u) reached, pausing accept",
+		    sl_worker_current_table(w)->conf->global.max_connections);
+		for (i = 0; i < nall_workers; i++) {
+			if (all_workers[i] != w &&
+			    write(all_workers[i]->limit_fd, &one, sizeof one) <
+			        0)
+				sl_log(SL_LOG_WARN, errno,
+				    "worker %zu: cannot signal the limit", i);
+		}
 	}
 }
 
@@ -343,6 +416,7 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		ws[i] = w;
 		w->id = i;
 		w->stop_fd = -1;
+		w->limit_fd = -1;
 		/* The retry budget starts full: a fresh process facing a
 		 * dead server retries its first requests too. */
 		w->retry_tokens = SL_RETRY_TOKENS_MAX;
@@ -358,15 +432,13 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		if (w->base == NULL)
 			goto fail_msg;
 		w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (w->stop_fd < 0)
+		w->limit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (w->stop_fd < 0 || w->limit_fd < 0)
 			goto fail_msg;
 		w->rng = seed ^ (0x9E3779B97F4A7C15ULL * (i + 1));
 		if (w->rng == 0)
 			w->rng = 1;
 		TAILQ_INIT(&w->conns);
-		w->max_conns = conf->global.max_connections / nworkers;
-		if (w->max_conns == 0)
-			w->max_conns = 1;
 		w->min_epoch = UINT64_MAX;
 		/* Room for the most fields any head may have; each parse
 		 * sets its own limit (max_headers, after a reload too). */
@@ -375,11 +447,16 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		w->scratch_size = 64 * 1024;
 		w->scratch = sl_xmalloc(w->scratch_size);
 		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
+		w->limit_ev = event_new(w->base, -1, EV_PERSIST, limit_cb, w);
+		w->limit_wake_ev = event_new(w->base, w->limit_fd,
+		    EV_READ | EV_PERSIST, limit_wake_cb, w);
 		w->stop_ev = event_new(
 		    w->base, w->stop_fd, EV_READ | EV_PERSIST, stop_cb, w);
 		if (sl_io_loop_init(&w->io_loop, w->base) != 0)
 			goto fail_msg;
 		if (w->scratch_head == NULL || w->reap_ev == NULL ||
+		    w->limit_ev == NULL || w->limit_wake_ev == NULL ||
+		    event_add(w->limit_wake_ev, NULL) != 0 ||
 		    w->stop_ev == NULL || event_add(w->stop_ev, NULL) != 0)
 			goto fail_msg;
 		w->listeners =
@@ -418,6 +495,8 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 			w->nlisteners++;
 		}
 	}
+	all_workers = ws;
+	nall_workers = nworkers;
 	return ws;
 fail_msg:
 	*errp = sl_xstrdup("cannot create worker event loops");
@@ -593,11 +672,16 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 
 	if (ws == NULL)
 		return;
+	if (all_workers == ws) {
+		all_workers = NULL;
+		nall_workers = 0;
+	}
 	for (i = 0; i < n; i++) {
 		struct sl_worker *w = ws[i];
 
 		if (w == NULL)
 			continue;
+		w->stopping = true; /* no accepting again as conns close */
 		for (j = 0; j < w->nlisteners; j++)
 			evconnlistener_free(w->listeners[j]);
 		free(w->listeners);
@@ -622,6 +706,12 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			event_free(w->drain_ev);
 		if (w->reap_ev != NULL)
 			event_free(w->reap_ev);
+		if (w->limit_ev != NULL)
+			event_free(w->limit_ev);
+		if (w->limit_wake_ev != NULL)
+			event_free(w->limit_wake_ev);
+		if (w->limit_fd >= 0)
+			close(w->limit_fd);
 		if (w->stop_ev != NULL)
 			event_free(w->stop_ev);
 		if (w->stop_fd >= 0)

@@ -79,7 +79,9 @@ struct sl_worker {
 	struct sl_io_loop io_loop; /* output flushing, see proxy/io.h */
 	struct sl_conn_list conns;
 	uint32_t nconns;
-	uint32_t max_conns;
+	struct event *limit_ev; /* accept paused: look at the limit again */
+	int limit_fd; /* written by a worker that found the process full */
+	struct event *limit_wake_ev;
 	struct sl_conn *graveyard; /* closed, freed by reap_ev */
 	struct event *reap_ev;
 	/* The base has no lock (EVENT_BASE_FLAG_NOLOCK): other threads talk
@@ -156,7 +158,9 @@ void sl_worker_release_table(struct sl_worker *w, struct sl_route_table *t);
  * new connection's timeouts come from it. */
 struct sl_route_table *sl_worker_current_table(struct sl_worker *w);
 
-/* Worker side: a connection closed; accept again if paused. */
+/* Worker side: a client connection opened, or closed (then accept again
+ * if paused and the process is below max_connections). */
+void sl_worker_conn_opened(struct sl_worker *w);
 void sl_worker_conn_closed(struct sl_worker *w);
 
 #endif

@@ -9,6 +9,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -295,9 +296,54 @@ check(result == [], "a 4th client waits while 3 connections are open")
 held[0].close()
 t.join(10)
 check(result == [200], "and is served once one closes (%r)" % result)
-check("max_connections reached" in sl.logtext(),
+check("max_connections (3) reached" in sl.logtext(),
       "reaching the limit is logged")
 for c in held[1:]:
     c.close()
+
+# The limit is the process's, whatever worker the kernel hands a
+# connection to: with two workers it was split into a limit per worker,
+# so a full worker kept clients waiting while the process had room (or
+# one connection each went over a limit of 1). A reload changes it.
+sl.stop()
+sl.write(text2.replace("workers = 1", "workers = 2"))
+sl.start()
+
+
+def open_waiting(n):
+    """N keep-alive connections, each sending a GET; returns them and how
+    many were answered within 1 s."""
+    conns, answered = [], 0
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", sl.port), 5)
+        s.sendall(b"GET /h/c%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+        s.settimeout(1.0)
+        try:
+            answered += s.recv(100).startswith(b"HTTP/1.1 200")
+        except socket.timeout:
+            pass
+        conns.append(s)
+    return conns, answered
+
+
+conns, answered = open_waiting(5)
+check(answered == 3, "2 workers, max_connections = 3: 3 of 5 connections "
+      "served, 2 wait (%d served)" % answered)
+sl.write(text2.replace("workers = 1", "workers = 2").replace(
+    "max_connections = 3", "max_connections = 5"))
+os.kill(sl.proc.pid, signal.SIGHUP)
+late = 0
+for s in conns[3:]:
+    s.settimeout(5)
+    try:
+        late += s.recv(100).startswith(b"HTTP/1.1 200")
+    except socket.timeout:
+        pass
+check(late == 2, "a reload to max_connections = 5 serves the 2 waiting "
+      "(%d served)" % late)
+more, answered = open_waiting(1)
+check(answered == 0, "and a 6th waits")
+for s in conns + more:
+    s.close()
 check(sl.stop() == 0, "sluice exits 0")
 done()
