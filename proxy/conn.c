@@ -1509,40 +1509,61 @@ idempotent(uint8_t method)
 	}
 }
 
-/* Send the request head kept for retries again, on a new or pooled
- * connection to SRV. */
+/*
+ * What a failed connect never sent: the request as far as it went to the
+ * upstream's output (head and the body so far), and the state of the
+ * body's parser, to go on on another connection.
+ */
+struct unsent {
+	struct evbuffer *buf;
+	llhttp_t body_parser;
+};
+
+/* Send the request again on a new or pooled connection to SRV: the head
+ * kept for retries, or what a failed connect left UNSENT (not NULL). */
 static bool
-resend(struct sl_conn *c, const struct sl_route_server *srv)
+resend(
+    struct sl_conn *c, const struct sl_route_server *srv, struct unsent *unsent)
 {
 	struct sl_upstream *up;
 	bool reused;
 
 	up = sl_upstream_get(c->w, srv, origin_tls(c),
-	    gconf(c)->connect_timeout_ms, !idempotent(c->req_method), &reused);
+	    gconf(c)->connect_timeout_ms,
+	    !c->req_body_done || !idempotent(c->req_method), &reused);
 	if (up == NULL)
 		return false;
 	c->up_reused = reused;
 	attach_upstream(c, up);
-	evbuffer_add(sl_io_output(&up->io), c->retry_head, c->retry_len);
+	if (unsent == NULL) {
+		evbuffer_add(
+		    sl_io_output(&up->io), c->retry_head, c->retry_len);
+		return true;
+	}
+	if (!c->req_body_done)
+		up->req_parser = unsent->body_parser;
+	evbuffer_add_buffer(sl_io_output(&up->io), unsent->buf);
 	return true;
 }
 
 /*
  * Retry a failed attempt on another server of the same version (never
  * another version: the analysis depends on it), within the worker's retry
- * budget. A failed connect is always safe to retry; a reset or timeout
- * only for idempotent requests. Requests with a body are not retried (it
- * is already streamed). Returns true when a retry is under way.
+ * budget. A failed connect is always safe to retry, a request with a body
+ * still streaming too (UNSENT holds what the connect never sent); a reset
+ * or timeout only for idempotent requests without a body. Returns true
+ * when a retry is under way.
  */
 static bool
-retry_elsewhere(struct sl_conn *c, enum up_fail kind)
+retry_elsewhere(struct sl_conn *c, enum up_fail kind, struct unsent *unsent)
 {
 	struct sl_worker *w = c->w;
 	const struct sl_route_server *srv;
 
 	if (c->srv == NULL || c->attempts > gconf(c)->retries ||
-	    c->retry_head == NULL || kind == FAIL_BAD_RESPONSE ||
-	    w->retry_tokens < 100 || gconf(c)->retry_budget_pct == 0)
+	    (c->retry_head == NULL && unsent == NULL) ||
+	    kind == FAIL_BAD_RESPONSE || w->retry_tokens < 100 ||
+	    gconf(c)->retry_budget_pct == 0)
 		return false;
 	if (kind != FAIL_CONNECT_REFUSED && kind != FAIL_CONNECT_TIMEOUT &&
 	    kind != FAIL_TLS && !idempotent(c->req_method))
@@ -1550,7 +1571,7 @@ retry_elsewhere(struct sl_conn *c, enum up_fail kind)
 	if (kind == FAIL_RESET && c->up_reused)
 		return false; /* a stale pooled connection: handled below */
 	srv = sl_upstream_pick(w, c->ver, now_ms(w), c->srv->id);
-	if (srv == NULL || !resend(c, srv))
+	if (srv == NULL || !resend(c, srv, unsent))
 		return false;
 	w->retry_tokens -= 100;
 	SL_STAT_INC(w->wstats.upstream_retries);
@@ -1573,13 +1594,26 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	/* A pooled connection that closed under the request: not the
 	 * origin's failure unless it ends the request. */
 	bool stale = kind == FAIL_RESET && c->up_reused;
+	struct unsent unsent = {NULL}, *left = NULL;
 	char body[200];
+	bool retried;
 
 	if (c->resp_state == RESP_BODY) {
 		if (kind == FAIL_RESPONSE_TIMEOUT)
 			SL_STAT_INC(w->wstats.body_timeout);
 		response_cut(c, kind);
 		return;
+	}
+	/* A connect that failed sent nothing: a request whose head was not
+	 * kept (its body was still coming) can go on elsewhere from what
+	 * waits in the output. */
+	if (c->retry_head == NULL && !c->req_upgrade &&
+	    (kind == FAIL_CONNECT_REFUSED || kind == FAIL_CONNECT_TIMEOUT) &&
+	    c->attempts <= gconf(c)->retries &&
+	    (unsent.buf = evbuffer_new()) != NULL) {
+		evbuffer_add_buffer(unsent.buf, sl_io_output(&c->up->io));
+		unsent.body_parser = c->up->req_parser;
+		left = &unsent;
 	}
 	sl_upstream_free(c->up);
 	c->up = NULL;
@@ -1597,7 +1631,10 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 			                                    : SL_EJECT_CONNECT,
 			    now_ms(w));
 	}
-	if (retry_elsewhere(c, kind))
+	retried = retry_elsewhere(c, kind, left);
+	if (unsent.buf != NULL)
+		evbuffer_free(unsent.buf);
+	if (retried)
 		return;
 	/* A pooled connection that closed under the request: sent again on
 	 * a fresh one, unless the origin may have acted on it already and
@@ -1616,7 +1653,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 			w->pools[c->srv->id]->nidle--;
 			sl_upstream_free(up);
 		}
-		if (resend(c, c->srv))
+		if (resend(c, c->srv, NULL))
 			return;
 	}
 	if (stale)
