@@ -133,6 +133,7 @@ struct sl_conn {
 	/* The response head was not a 5xx: the server is credited with a
 	 * success once the response is whole. */
 	bool resp_ok;
+	bool resp_counted; /* its status is in the version's counters */
 	/* Between requests, with answers piling up unread: no new request
 	 * is taken until they drain (client_process). */
 	bool pipeline_paused;
@@ -372,6 +373,7 @@ count_status(struct sl_conn *c, int status)
 
 	if (vs == NULL)
 		return;
+	c->resp_counted = true;
 	if (status < 200)
 		SL_STAT_INC(vs->resp_1xx);
 	else if (status < 300)
@@ -418,6 +420,13 @@ conn_close(struct sl_conn *c)
 		c->srv = NULL;
 	}
 	if (c->vs != NULL) {
+		/* A response counted (its head went out) and cut short, by
+		 * the client going away: its time so far is measured too, or
+		 * a version whose users give up mid-download would look
+		 * faster than it is. */
+		if (c->resp_counted && c->table->conf->global.measure)
+			sl_hist_record(
+			    &c->vs->latency, now_us(w) - c->req_start_us);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}
@@ -468,6 +477,7 @@ end_request(struct sl_conn *c)
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}
+	c->resp_counted = false;
 	if (c->table != NULL) {
 		sl_worker_release_table(w, c->table);
 		c->table = NULL;

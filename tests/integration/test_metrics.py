@@ -9,12 +9,13 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
 import urllib.parse
 
 from harness import (Origin, Sluice, TMP, _procs, check, done, free_port,
-                     metric_value, wait_port)
+                     metric_value, wait_port, wait_until)
 
 slow = Origin("slow", "--latency", "20")
 fast = Origin("fast")
@@ -248,6 +249,35 @@ for svc in ("bytes", "dead"):
     check(v.get("received_bytes") == sent and v.get("sent_bytes") == received,
           "%s: /stats agrees (%r, %r)" % (svc, v.get("received_bytes"),
                                          v.get("sent_bytes")))
+
+# A client that gives up mid-download: its response was counted (2xx)
+# when its head went out, and its time so far goes into the histogram
+# too (it did not: a version whose users give up looked faster).
+def counts():
+    _, t = admin("/metrics")
+    t = t.decode()
+    return (sum(metric_value(t, "sluice_requests_total", service="bytes",
+                             version="v", code_class=k) or 0
+                for k in ("1xx", "2xx", "3xx", "4xx", "5xx")),
+            metric(t, "sluice_request_duration_seconds_count",
+                   service="bytes", version="v"))
+
+
+before = counts()
+for i in range(5):
+    s = socket.create_connection(("127.0.0.1", sl.port), 10)
+    s.sendall(b"GET /bytes/big?size=8000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    s.recv(65536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                 struct.pack("ii", 1, 0))
+    s.close()
+check(wait_until(lambda: stats("/stats/bytes")["services"]["bytes"]
+                 ["versions"]["v"]["active"] == 0, 10),
+      "the 5 aborted downloads are over")
+after = counts()
+check(after[0] - before[0] == 5 and after[1] - before[1] == 5,
+      "5 downloads the client reset mid-body: 5 responses counted and 5 "
+      "latency samples (%r -> %r)" % (before, after))
 
 status, r, body = sl.get("/metrics")
 check(r.getheader("X-Origin") == "slow",
