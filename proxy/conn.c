@@ -373,7 +373,7 @@ count_status(struct sl_conn *c, int status)
 
 	if (vs == NULL)
 		return;
-	c->resp_counted = true;
+	c->resp_counted |= status >= 200;
 	if (status < 200)
 		SL_STAT_INC(vs->resp_1xx);
 	else if (status < 300)
