@@ -77,6 +77,9 @@
 	X(upstream_idle_dead, "upstream_pooled_found_closed",                  \
 	    "pooled connections found closed by a check before a request "     \
 	    "that could not be sent again")                                    \
+	X(upstream_ejections, "upstream_ejections",                            \
+	    "servers ejected by passive outlier detection (each worker "       \
+	    "ejects on its own)")                                              \
 	X(upstream_retries, "upstream_retries",                                \
 	    "requests retried on another server or after a stale pooled "      \
 	    "connection")                                                      \

@@ -181,6 +181,12 @@ sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
 	__atomic_store_n(&p->ejected_until, now + penalty, __ATOMIC_RELAXED);
 	p->eject_reason = (uint8_t)failure;
 	p->ejections++;
+	SL_STAT_INC(w->wstats.upstream_ejections);
+	sl_log_warn("worker %u: %s/%s server %s ejected for %llu ms: %s (%u "
+	            "in a row; ejection %u)",
+	    w->id, sc->name, v->name, srv->addr.text,
+	    (unsigned long long)penalty, sl_eject_reason_names[failure],
+	    p->consec_failures, p->ejections);
 	p->consec_failures = 0;
 	return true;
 }

@@ -4,6 +4,7 @@ status, and a failing origin costs a request, never the process."""
 
 import http.client
 import os
+import re
 import signal
 import socket
 import threading
@@ -82,6 +83,16 @@ dead = [srv for srv in sl.ctl("show service half")["service"]["versions"][0]
         ["servers"] if srv["address"].endswith(":%d" % down_port)]
 check(len(dead) == 1 and dead[0].get("ejected_because") == "connect failures",
       "the refusing server is ejected (eject_after = 1): %r" % dead)
+c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+c.request("GET", "/metrics")
+ejections = metric_value(c.getresponse().read().decode(),
+                         "sluice_upstream_ejections_total")
+c.close()
+check(ejections == 1 and re.search(
+    r"half/v1 server 127\.0\.0\.1:%d ejected for \d+ ms: connect failures "
+    r"\(1 in a row; ejection 1\)" % down_port, sl.logtext()) is not None,
+    "the ejection is counted (%r) and logged, with its server and reason"
+    % ejections)
 
 # A retry never goes to an ejected server: the live server resets (not
 # retried elsewhere, since the other one is ejected), and the answer is
