@@ -32,7 +32,9 @@
 #include "control/ctl.h"
 #include "proxy/route.h"
 
-#define SL_CTL_LINE_MAX    (64 * 1024)
+#define SL_CTL_LINE_MAX (64 * 1024)
+/* Clients at once; also the listen backlog, so that a burst of that many
+ * connects is not refused by the kernel. */
 #define SL_CTL_MAX_CLIENTS 256
 /* Clients over the limit being told so; more are closed at once. */
 #define SL_CTL_MAX_REJECTING 32
@@ -506,7 +508,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	if (chmod(at,
 	        read_only ? (g->control_mode | 0066) & 0666
 	                  : g->control_mode) != 0 ||
-	    listen(fd, 64) != 0) {
+	    listen(fd, SL_CTL_MAX_CLIENTS) != 0) {
 		*errp = sl_xasprintf(
 		    "control socket %s: %s", path, strerror(errno));
 		close(fd);
@@ -525,7 +527,7 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	sock->path = sl_xstrdup(path);
 	sock->read_only = read_only;
 	sock->listener = evconnlistener_new(
-	    ctl->base, accept_cb, sock, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	    ctl->base, accept_cb, sock, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (sock->listener == NULL) {
 		*errp = sl_xasprintf("control socket %s: cannot listen", path);
 		close(fd);

@@ -176,6 +176,23 @@ if os.geteuid() == 0 and shutil.which("setpriv"):
     os.chmod(TMP, 0o700)
 check(ctl("show services", ro_path)["ok"], "read-only socket answers show")
 
+# A burst of connects (a fleet of scripts at once) is not refused by the
+# kernel: the listen backlog was 64, so 200 non-blocking connects got
+# EAGAIN while the daemon had room for 256 clients.
+burst, refused = [], 0
+for i in range(200):
+    b = socket.socket(socket.AF_UNIX)
+    b.setblocking(False)
+    try:
+        b.connect(sl.ctl_path)
+    except BlockingIOError:
+        refused += 1
+    burst.append(b)
+for b in burst:
+    b.close()
+check(refused == 0, "200 connects at once: none refused (%d)" % refused)
+check(ctl("show services")["ok"], "and the socket answers after them")
+
 # A client that sends many commands and reads nothing: the daemon stops
 # answering it above 256 KiB of waiting replies, so its memory does not
 # grow with them, and answers every one, in order, once it reads.
