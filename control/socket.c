@@ -555,8 +555,22 @@ lock_tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	for (i = 0; i < ctl->nrt; i++) {
 		struct sl_svc_rt *rt = ctl->rt[i];
-		char cmd[160];
+		char cmd[256];
 
+		/* The starter's lock a rollout set aside ends on time too,
+		 * with its event. */
+		if (rt->held_owner[0] != '\0' && rt->held_expires <= now) {
+			snprintf(cmd, sizeof cmd,
+			    "lock expired: %s (held by %s, set aside by the "
+			    "rollout)",
+			    rt->name, rt->held_owner);
+			sl_event(ctl, NULL, cmd,
+			    json_pack("{s:s}", "owner", rt->held_owner),
+			    json_null());
+			rt->held_owner[0] = '\0';
+			rt->held_expires = 0;
+			changed = true;
+		}
 		if (rt->lock_owner[0] == '\0' || rt->lock_expires > now)
 			continue;
 		if (sl_ctl_rollout_hold(rt)) { /* renewed: it still runs */

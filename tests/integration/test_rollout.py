@@ -425,6 +425,17 @@ check(r["state"] == "aborted" and "routed at 0%" in r["reason"],
 lock = sl.ctl("show service ops")["service"]["lock"]
 check(lock is None and weights("ops")[0]["blue"] == 0.0,
       "and it holds no lock, and routing is as it was (%r)" % lock)
+# The starter's lock, set aside while its rollout runs, expires on time
+# with an event like any lock (it ended silently).
+check(sl.ctl("as ci-8 lock ops ci-8 2")["ok"] and
+      sl.ctl("as ci-8 rollout start ops blue")["ok"],
+      "ci-8 locks ops for 2 s and starts a rollout")
+check(wait_until(lambda: any(
+    e["command"] == "lock expired: ops (held by ci-8, set aside by the "
+    "rollout)" for e in sl.ctl("show events 100")["events"]), 10),
+    "its set-aside lock expires with an event")
+check(sl.ctl("as bob rollout abort ops")["ok"],
+      "and then anyone may abort the rollout")
 
 # Reload keeps runtime decisions; a reload that removes the canary aborts
 # its rollout.
