@@ -236,6 +236,10 @@ void sl_takeover_done(int fd, long pid);
 
 /* Record an event; steals the references to BEFORE and AFTER (may be
  * NULL). WHO NULL means sluice itself. */
+/* S as a JSON string, bytes of it that are not UTF-8 (a file name's, say)
+ * written as \xNN. */
+json_t *sl_json_text(const char *s);
+
 void sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
     json_t *before, json_t *after);
 

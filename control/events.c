@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -80,6 +82,31 @@ sl_events_close(struct sl_ctl *ctl)
 	}
 }
 
+json_t *
+sl_json_text(const char *s)
+{
+	json_t *j = json_string(s);
+	char *esc, *o;
+
+	if (j != NULL || s == NULL)
+		return j;
+	/* Not UTF-8 (jansson refuses it): every byte above ASCII as \xNN,
+	 * so that the text still says what it was. */
+	esc = o = malloc(strlen(s) * 4 + 1);
+	if (esc == NULL)
+		return json_string("?");
+	for (; *s != '\0'; s++) {
+		if ((unsigned char)*s < 0x80)
+			*o++ = *s;
+		else
+			o += sprintf(o, "\\x%02x", (unsigned char)*s);
+	}
+	*o = '\0';
+	j = json_string(esc);
+	free(esc);
+	return j;
+}
+
 /* Record an event (steals BEFORE and AFTER). */
 void
 sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
@@ -97,7 +124,7 @@ sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
 	} else
 		json_object_set_new(w, "owner", json_string("sluice"));
 	json_object_set_new(ev, "who", w);
-	json_object_set_new(ev, "command", json_string(command));
+	json_object_set_new(ev, "command", sl_json_text(command));
 	json_object_set_new(ev, "before", before ? before : json_null());
 	json_object_set_new(ev, "after", after ? after : json_null());
 

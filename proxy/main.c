@@ -117,7 +117,8 @@ reload_refused(struct sl_ctl *d, const char *err)
 		p = nl + 1;
 	}
 	sl_event(d, NULL, "reload refused", NULL,
-	    json_pack("{s:s,s:s}", "config", d->config_path, "error", err));
+	    json_pack("{s:o,s:o}", "config", sl_json_text(d->config_path),
+	        "error", sl_json_text(err)));
 }
 
 /* The [sluice] keys a reload does not apply, as the process started with
@@ -255,7 +256,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	tickets_schedule(conf->global.tls_ticket_rotation_ms);
 	sl_event(d, NULL, "reload", NULL,
-	    json_pack("{s:s,s:i,s:i}", "config", d->config_path,
+	    json_pack("{s:o,s:i,s:i}", "config", sl_json_text(d->config_path),
 	        "tls_certificates", (int)sl_tls_count_certs(conf),
 	        "runtime_state_dropped", (int)dropped));
 	sl_log_info("reloaded %s, %zu TLS certificates (listener changes need "
@@ -427,8 +428,8 @@ main(int argc, char **argv)
 	if (sl_workers_start(d.workers, d.nworkers) != 0)
 		sl_fatal(errno, "cannot start worker threads");
 	sl_event(&d, NULL, "start", NULL,
-	    json_pack("{s:s,s:i,s:i}", "config", d.config_path, "workers",
-	        (int)d.nworkers, "runtime_state_dropped",
+	    json_pack("{s:o,s:i,s:i}", "config", sl_json_text(d.config_path),
+	        "workers", (int)d.nworkers, "runtime_state_dropped",
 	        (int)d.state_dropped));
 	sl_state_restore_runs(&d);
 	sl_health_sync(&d, sl_route_current());

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import harness
 from harness import (SLUICE, TMP, Origin, Sluice, check, check_conf, config,
@@ -244,5 +245,42 @@ check(sl.raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
              port=old_port).startswith(b"HTTP/1.1 200"),
       "and it goes on serving plain HTTP")
 check(sl.stop() == 0, "sluice stops cleanly")
+
+# A config whose path is not UTF-8 (a directory named by another locale):
+# the start and reload events keep their details, the bytes as \xNN
+# (jansson refuses such a string, and the whole 'after' object was lost,
+# the reason for a refused reload with it).
+odd = os.path.join(TMP.encode(), b"conf\xffdir")
+os.mkdir(odd)
+odd_path = os.path.join(odd, b"s.ini")
+odd_port = free_port()
+odd_text = config(odd_port, {"s": {"stable": "v", "versions": {
+    "v": ([blue.addr], 100)}}})
+with open(odd_path, "w") as f:
+    f.write(odd_text)
+odd_log = open(os.path.join(TMP, "odd.log"), "wb")
+p = subprocess.Popen([SLUICE.encode(), b"-c", odd_path], stdout=odd_log,
+                     stderr=odd_log)
+harness._procs.append(p)
+wait_port(odd_port, p)
+odd_ctl = os.path.join(TMP, "ctl-%d.sock" % odd_port)
+with open(odd_path, "w") as f:
+    f.write(odd_text + "[bogus\n")
+p.send_signal(signal.SIGHUP)
+evs = []
+for _ in range(100):
+    evs = harness.ctl_at(odd_ctl, "show events")["events"]
+    if any(e["command"] == "reload refused" for e in evs):
+        break
+    time.sleep(0.05)
+after = {e["command"]: e["after"] for e in evs}
+check(after.get("start") is not None and
+      after["start"]["config"].endswith("conf\\xffdir/s.ini") and
+      after.get("reload refused") is not None and
+      "missing ']'" in after["reload refused"]["error"],
+      "a config path that is not UTF-8: the events keep it, as \\xNN, and "
+      "the refused reload's reason (%r)" % after)
+p.terminate()
+p.wait(10)
 
 done()
