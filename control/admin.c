@@ -57,11 +57,14 @@ reply(struct admin_conn *ac, int status, const char *type, const void *body,
     size_t len, bool head_only)
 {
 	struct evbuffer *out = bufferevent_get_output(ac->bev);
+	char date[SL_HTTP_DATE_LEN];
 
+	sl_http_date(date, time(NULL));
 	evbuffer_add_printf(out,
-	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
 	    "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
-	    status, admin_reason(status), type, len,
+	    status, admin_reason(status), date, type, len,
 	    status == 405 ? "Allow: GET, HEAD\r\n" : "");
 	if (!head_only)
 		evbuffer_add(out, body, len);

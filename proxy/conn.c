@@ -590,6 +590,12 @@ send_error(struct sl_conn *c, int status, const char *detail)
 
 	if (status == 408)
 		c->no_linger = true;
+	/* RFC 9110 6.6.1: an origin server with a clock sends Date, and
+	 * these answers are sluice's own. One formatting a second. */
+	if (c->w->date_t != time(NULL)) {
+		c->w->date_t = time(NULL);
+		sl_http_date(c->w->date, c->w->date_t);
+	}
 	count_status(c, status);
 	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
 	    sl_http_reason(status), detail ? ": " : "", detail ? detail : "");
@@ -597,10 +603,11 @@ send_error(struct sl_conn *c, int status, const char *detail)
 		n = (int)sizeof body - 1;
 	/* One add, so that over TLS the answer is one record. */
 	m = snprintf(msg, sizeof msg,
-	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "HTTP/1.1 %d %s\r\nDate: %s\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: %d\r\n%s%s%s%s\r\n",
-	    status, sl_http_reason(status), n, ver ? "X-Sluice-Version: " : "",
-	    ver ? ver : "", ver ? "\r\n" : "",
+	    status, sl_http_reason(status), c->w->date, n,
+	    ver ? "X-Sluice-Version: " : "", ver ? ver : "", ver ? "\r\n" : "",
 	    !keep                   ? "Connection: close\r\n"
 	        : c->req_minor == 0 ? "Connection: keep-alive\r\n"
 	                            : "");

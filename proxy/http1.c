@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -1315,6 +1316,21 @@ sl_http_find_hdr(const struct sl_http_head *head, const char *base,
 			return (int)i;
 	}
 	return -1;
+}
+
+void
+sl_http_date(char buf[SL_HTTP_DATE_LEN], time_t t)
+{
+	static const char days[7][4] = {
+	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	snprintf(buf, SL_HTTP_DATE_LEN, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* Reason phrases for the statuses sluice itself sends. */

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <llhttp.h>
 
@@ -139,6 +140,10 @@ int sl_http_find_hdr(const struct sl_http_head *head, const char *base,
 bool sl_http_is_tchar(unsigned char c);
 
 /* Reason phrase for a status sluice generates. */
+/* The HTTP-date (RFC 9110 5.6.7) of T into BUF, for a Date header. */
+#define SL_HTTP_DATE_LEN 64 /* 29 and a NUL; room for any int */
+void sl_http_date(char buf[SL_HTTP_DATE_LEN], time_t t);
+
 const char *sl_http_reason(int status);
 
 /* Allocate a head able to hold MAX_HDRS headers (worker scratch). */

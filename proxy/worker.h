@@ -66,6 +66,8 @@ struct sl_worker {
 	struct sl_vstats *vstats[SL_MAX_VERSION_IDS];
 	struct sl_wstats wstats;
 
+	time_t date_t;               /* when date was formatted */
+	char date[SL_HTTP_DATE_LEN]; /* for sluice's own answers */
 	uint64_t rng;
 	uint32_t retry_tokens;   /* hundredths of a retry, see conn.c */
 #define SL_RETRY_TOKENS_MAX 1000 /* a burst of 10 retries; the start */

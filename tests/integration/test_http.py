@@ -2,7 +2,9 @@
 """HTTP/1.1 forwarding: keep-alive, pipelining, chunked both ways, HEAD,
 1xx, header rewriting, Upgrade tunnels, HTTP/1.0, routing misses."""
 
+import email.utils
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -185,6 +187,20 @@ head, _, rest = raw.partition(b"\r\n\r\n")
 check(status_of(raw) == 200 and len(rest) == 3000,
       "HTTP/1.0 client gets the 3000-byte body without chunk framing")
 check(b"Transfer-Encoding" not in head, "no Transfer-Encoding to HTTP/1.0")
+
+# sluice's own answers carry Date (RFC 9110 6.6.1: an origin server with
+# a clock sends it, and a 404 of sluice's is its own), in IMF-fixdate.
+raw = sl.raw(b"GET /x HTTP/1.1\r\nHost: nowhere.example\r\n"
+             b"Connection: close\r\n\r\n")
+date = re.search(rb"\r\nDate: ([^\r]*)\r\n", raw)
+when = email.utils.parsedate_to_datetime(date.group(1).decode()) if date \
+    else None
+check(status_of(raw) == 404 and when is not None and
+      re.fullmatch(rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} "
+                   rb"\d\d:\d\d:\d\d GMT", date.group(1)) and
+      abs(when.timestamp() - time.time()) < 60,
+      "sluice's own 404 has a Date header in IMF-fixdate, now (%r)"
+      % (date.group(1) if date else None))
 
 # An HTTP/1.0 client asking for keep-alive: sluice's own answers say
 # Connection: keep-alive when the connection stays open (without it a 1.0
