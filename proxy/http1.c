@@ -38,6 +38,11 @@ struct parse_ctx {
 	bool chunked; /* a response's Transfer-Encoding had "chunked" */
 	/* body mode */
 	struct evbuffer *dechunk_dst;
+};
+
+/* A body parser's context: the head's, and where its bytes are. */
+struct body_ctx {
+	struct parse_ctx p;     /* first: the callbacks get it */
 	const char *exec_start; /* the bytes llhttp_execute was given */
 	bool lf_before; /* bytes before them ended a line, then SP/HTAB */
 };
@@ -192,11 +197,12 @@ on_header_value_cb(llhttp_t *p, const char *at, size_t len)
 		 * value: a span of a value never follows a line's end but in
 		 * one, and a proxy must not forward it (RFC 9112 5.2). The
 		 * head is gone: the response is cut. */
+		const struct body_ctx *bc = (const struct body_ctx *)ctx;
 		const char *q = at;
 
-		while (q > ctx->exec_start && (q[-1] == ' ' || q[-1] == '\t'))
+		while (q > bc->exec_start && (q[-1] == ' ' || q[-1] == '\t'))
 			q--;
-		if (q > ctx->exec_start ? q[-1] == '\n' : ctx->lf_before) {
+		if (q > bc->exec_start ? q[-1] == '\n' : bc->lf_before) {
 			llhttp_set_error_reason(
 			    p, "obs-fold in a trailer field");
 			return HPE_USER;
@@ -1160,7 +1166,7 @@ ends_crlf(struct evbuffer *src, size_t pos, bool prev_cr)
  */
 static int
 run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
-    struct parse_ctx *ctx, size_t *used, const char **why)
+    struct body_ctx *ctx, size_t *used, const char **why)
 {
 	struct evbuffer_iovec vec[16];
 	size_t consumed = from;
@@ -1180,13 +1186,16 @@ run_body(llhttp_t *parser, struct evbuffer *src, size_t from,
 		for (i = 0; i < n; i++) {
 			const char *b = vec[i].iov_base;
 
-			parser->data = ctx;
+			parser->data = &ctx->p;
 			ctx->exec_start = b;
 			e = llhttp_execute(parser, b, vec[i].iov_len);
 			parser->data = NULL;
 			if (e == HPE_OK) {
 				consumed += vec[i].iov_len;
-				tail_lf(b, vec[i].iov_len, &ctx->lf_before);
+				if (parser->flags &
+				    F_TRAILING) /* in trailers */
+					tail_lf(
+					    b, vec[i].iov_len, &ctx->lf_before);
 				continue;
 			}
 			if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
@@ -1245,12 +1254,12 @@ int
 sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
     struct evbuffer *dst, bool dechunk, const char **why)
 {
-	struct parse_ctx ctx;
+	struct body_ctx ctx;
 	size_t consumed = 0;
 	int done;
 
 	memset(&ctx, 0, sizeof ctx);
-	ctx.dechunk_dst = dechunk ? dst : NULL;
+	ctx.p.dechunk_dst = dechunk ? dst : NULL;
 	done = run_body(parser, src, 0, &ctx, &consumed, why);
 	if (done < 0)
 		return -1;
@@ -1267,7 +1276,7 @@ bool
 sl_http_body_buffered(const llhttp_t *parser, struct evbuffer *src, size_t from)
 {
 	llhttp_t copy = *parser;
-	struct parse_ctx ctx;
+	struct body_ctx ctx;
 	const char *why = NULL;
 	size_t used;
 
@@ -1279,18 +1288,20 @@ sl_http_body_buffered(const llhttp_t *parser, struct evbuffer *src, size_t from)
 int
 sl_http_finish_body(llhttp_t *parser)
 {
-	struct parse_ctx ctx;
+	static const char none[1];
+	struct body_ctx ctx;
 	llhttp_errno_t e;
 
 	memset(&ctx, 0, sizeof ctx);
-	parser->data = &ctx;
+	ctx.exec_start = none;
+	parser->data = &ctx.p;
 	/* A parser paused right after the head has not entered the body
 	 * state yet (no body byte was fed): let it, or finish would call an
 	 * empty close-delimited body an error. */
-	llhttp_execute(parser, "", 0);
+	llhttp_execute(parser, none, 0);
 	e = llhttp_finish(parser);
 	parser->data = NULL;
-	if ((e == HPE_OK || e == HPE_PAUSED) && ctx.message_done)
+	if ((e == HPE_OK || e == HPE_PAUSED) && ctx.p.message_done)
 		return 1;
 	return -1;
 }

@@ -150,6 +150,23 @@ ejected_count(
 	return n;
 }
 
+/* Count and log an ejection (out of line: the report of every success
+ * stays short). */
+static __attribute__((noinline, cold)) void
+note_ejection(struct sl_worker *w, const struct sl_route_version *v,
+    const struct sl_route_server *srv, const struct sl_service_conf *sc,
+    uint64_t penalty)
+{
+	const struct sl_pool *p = w->pools[srv->id];
+
+	SL_STAT_INC(w->wstats.upstream_ejections);
+	sl_log_warn("worker %u: %s/%s server %s ejected for %llu ms: %s (%u "
+	            "in a row; ejection %u)",
+	    w->id, sc->name, v->name, srv->addr.text,
+	    (unsigned long long)penalty, sl_eject_reason_names[p->eject_reason],
+	    p->consec_failures, p->ejections);
+}
+
 /* An attempt's outcome, for passive outlier ejection. */
 bool
 sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
@@ -181,12 +198,7 @@ sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
 	__atomic_store_n(&p->ejected_until, now + penalty, __ATOMIC_RELAXED);
 	p->eject_reason = (uint8_t)failure;
 	p->ejections++;
-	SL_STAT_INC(w->wstats.upstream_ejections);
-	sl_log_warn("worker %u: %s/%s server %s ejected for %llu ms: %s (%u "
-	            "in a row; ejection %u)",
-	    w->id, sc->name, v->name, srv->addr.text,
-	    (unsigned long long)penalty, sl_eject_reason_names[failure],
-	    p->consec_failures, p->ejections);
+	note_ejection(w, v, srv, sc, penalty);
 	p->consec_failures = 0;
 	return true;
 }
