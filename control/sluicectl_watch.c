@@ -533,6 +533,9 @@ json_text(const char *s)
  * "service":SVC,"rollout":ROLLOUT} on stdout, ROLLOUT being the last one
  * seen (null if none). Returns RC.
  */
+static int wait_fail(struct wait *w, int rc, const char *prefix,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 static int
 wait_fail(struct wait *w, int rc, const char *prefix, const char *fmt, ...)
 {

@@ -1611,7 +1611,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	/* A pooled connection that closed under the request: not the
 	 * origin's failure unless it ends the request. */
 	bool stale = kind == FAIL_RESET && c->up_reused;
-	struct unsent unsent = {NULL}, *left = NULL;
+	struct unsent unsent = {.buf = NULL}, *left = NULL;
 	char body[200];
 	bool retried;
 
