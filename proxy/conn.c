@@ -1545,9 +1545,13 @@ resend(
 	struct sl_upstream *up;
 	bool reused;
 
+	/* What a failed connect left is not kept for another go: like a
+	 * request that cannot be sent twice, it takes a pooled connection
+	 * only after a check says it is open. */
 	up = sl_upstream_get(c->w, srv, origin_tls(c),
 	    gconf(c)->connect_timeout_ms,
-	    !c->req_body_done || !idempotent(c->req_method), &reused);
+	    unsent != NULL || !c->req_body_done || !idempotent(c->req_method),
+	    &reused);
 	if (up == NULL)
 		return false;
 	c->up_reused = reused;
