@@ -58,7 +58,8 @@
 	X(conns_closed, "connections_closed", "client connections closed")     \
 	X(requests, "request_heads", "request heads parsed")                   \
 	X(bad_request, "bad_request", "requests refused with 400")             \
-	X(header_too_large, "header_too_large", "requests refused with 431")   \
+	X(header_too_large, "header_too_large",                                \
+	    "requests refused with 431 (or 414: the request line alone)")      \
 	X(not_implemented, "not_implemented", "requests refused with 501/505") \
 	X(expectation_failed, "expectation_failed",                            \
 	    "requests refused with 417")                                       \

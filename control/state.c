@@ -104,7 +104,8 @@ struct saved {
 	char *buf;
 	size_t cap;
 	char *long_key, *long_value;
-	size_t cur; /* 1 + the index of the last key's section; 0: none */
+	size_t cur;       /* 1 + the index of the last key's section; 0: none */
+	bool new_section; /* a section header since the last key */
 };
 
 static const char *state_names[] = {"ready", "drain", "maint"};
@@ -246,6 +247,8 @@ state_reader(char *str, int num, void *arg)
 	if (n < 0)
 		return NULL;
 	sv->line++;
+	if (sv->buf[strspn(sv->buf, " \t")] == '[')
+		sv->new_section = true; /* inih tells the keys only */
 	if (n + 2 <= num) {
 		memcpy(str, sv->buf, (size_t)n + 1);
 		return str;
@@ -465,12 +468,13 @@ state_key_cb(
 	s = saved_svc(sv, section + 8);
 	/* One section a service: a second one is a file edited by hand,
 	 * as a second line of a once[] key would be. */
-	if ((size_t)(s - sv->svcs) + 1 != sv->cur) {
+	if (sv->new_section) {
+		sv->new_section = false;
+		if (sv->cur > 0)
+			sv->svcs[sv->cur - 1].closed = true;
 		if (s->closed)
 			return key_error(
 			    sv, "a second [service:%s] section", s->name);
-		if (sv->cur > 0)
-			sv->svcs[sv->cur - 1].closed = true;
 		sv->cur = (size_t)(s - sv->svcs) + 1;
 	}
 	/* sluice writes each of these once per service: a second one is a

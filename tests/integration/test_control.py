@@ -613,6 +613,9 @@ for text, want, what in [
          "weight = a 100\n[service:shop]\nstable = blue\n",
          ":6: a second [service:shop] section",
          "a second section for one service (its lines merged unseen)"),
+        ("[service:shop]\nweight = blue 100\n[service:shop]\n"
+         "stable = blue\n", ":4: a second [service:shop] section",
+         "a second section for one service right after the first"),
         # Owners as commands take them: a ';' would read back as a comment.
         ("[service:shop]\nlock =;ci 4102444800\n", ":2: bad lock",
          "a lock owner no command could set"),
