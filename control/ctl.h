@@ -234,12 +234,12 @@ int sl_takeover_begin(const char *path, long *pid, char **errp);
 /* Up and serving: "takeover done" on FD, then close it. */
 void sl_takeover_done(int fd, long pid);
 
-/* Record an event; steals the references to BEFORE and AFTER (may be
- * NULL). WHO NULL means sluice itself. */
 /* S as a JSON string, bytes of it that are not UTF-8 (a file name's, say)
  * written as \xNN. */
 json_t *sl_json_text(const char *s);
 
+/* Record an event; steals the references to BEFORE and AFTER (may be
+ * NULL). WHO NULL means sluice itself. */
 void sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
     json_t *before, json_t *after);
 

@@ -541,6 +541,25 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	return 0;
 }
 
+/* Release OWNER's lock on SVC if its time (*EXPIRES) is up, with an
+ * event; HOW says which lock it was. True when it was released. */
+static bool
+expire_lock(struct sl_ctl *ctl, const char *svc, char *owner, int64_t *expires,
+    int64_t now, const char *how)
+{
+	char cmd[256];
+
+	if (owner[0] == '\0' || *expires > now)
+		return false;
+	snprintf(cmd, sizeof cmd, "lock expired: %s (held by %s%s)", svc, owner,
+	    how);
+	sl_event(
+	    ctl, NULL, cmd, json_pack("{s:s}", "owner", owner), json_null());
+	owner[0] = '\0';
+	*expires = 0;
+	return true;
+}
+
 /* Release locks whose time is up, with an event for each. */
 static void
 lock_tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -555,35 +574,16 @@ lock_tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	for (i = 0; i < ctl->nrt; i++) {
 		struct sl_svc_rt *rt = ctl->rt[i];
-		char cmd[256];
 
-		/* The starter's lock a rollout set aside ends on time too,
-		 * with its event. */
-		if (rt->held_owner[0] != '\0' && rt->held_expires <= now) {
-			snprintf(cmd, sizeof cmd,
-			    "lock expired: %s (held by %s, set aside by the "
-			    "rollout)",
-			    rt->name, rt->held_owner);
-			sl_event(ctl, NULL, cmd,
-			    json_pack("{s:s}", "owner", rt->held_owner),
-			    json_null());
-			rt->held_owner[0] = '\0';
-			rt->held_expires = 0;
+		/* The starter's lock a rollout set aside ends on time too. */
+		changed |= expire_lock(ctl, rt->name, rt->held_owner,
+		    &rt->held_expires, now, ", set aside by the rollout");
+		/* A live rollout's own lock is renewed: it still runs. */
+		if (rt->lock_owner[0] != '\0' && rt->lock_expires <= now &&
+		    sl_ctl_rollout_hold(rt))
 			changed = true;
-		}
-		if (rt->lock_owner[0] == '\0' || rt->lock_expires > now)
-			continue;
-		if (sl_ctl_rollout_hold(rt)) { /* renewed: it still runs */
-			changed = true;
-			continue;
-		}
-		snprintf(cmd, sizeof cmd, "lock expired: %s (held by %s)",
-		    rt->name, rt->lock_owner);
-		sl_event(ctl, NULL, cmd,
-		    json_pack("{s:s}", "owner", rt->lock_owner), json_null());
-		rt->lock_owner[0] = '\0';
-		rt->lock_expires = 0;
-		changed = true;
+		changed |= expire_lock(
+		    ctl, rt->name, rt->lock_owner, &rt->lock_expires, now, "");
 	}
 	if (changed && sl_state_save(ctl, sl_route_current(), &err) != 0) {
 		sl_log_error("%s", err);

@@ -85,9 +85,9 @@ struct saved_svc {
 	 * buckets are in (recording them moves these). */
 	uint64_t guard_lat[4];
 	bool touched;
-	int weight_line; /* where its first weight line is (0: none) */
-	unsigned seen;   /* keys of once[] already read */
-	bool closed;     /* its section ended: another one is a second */
+	int weight_line;  /* where its first weight line is (0: none) */
+	unsigned seen;    /* keys of once[] already read */
+	unsigned section; /* the section its keys are in (0: none yet) */
 };
 
 struct saved {
@@ -104,8 +104,7 @@ struct saved {
 	char *buf;
 	size_t cap;
 	char *long_key, *long_value;
-	size_t cur;       /* 1 + the index of the last key's section; 0: none */
-	bool new_section; /* a section header since the last key */
+	unsigned sections; /* section headers read so far */
 };
 
 static const char *state_names[] = {"ready", "drain", "maint"};
@@ -248,7 +247,7 @@ state_reader(char *str, int num, void *arg)
 		return NULL;
 	sv->line++;
 	if (sv->buf[strspn(sv->buf, " \t")] == '[')
-		sv->new_section = true; /* inih tells the keys only */
+		sv->sections++; /* inih tells the keys only */
 	if (n + 2 <= num) {
 		memcpy(str, sv->buf, (size_t)n + 1);
 		return str;
@@ -468,15 +467,9 @@ state_key_cb(
 	s = saved_svc(sv, section + 8);
 	/* One section a service: a second one is a file edited by hand,
 	 * as a second line of a once[] key would be. */
-	if (sv->new_section) {
-		sv->new_section = false;
-		if (sv->cur > 0)
-			sv->svcs[sv->cur - 1].closed = true;
-		if (s->closed)
-			return key_error(
-			    sv, "a second [service:%s] section", s->name);
-		sv->cur = (size_t)(s - sv->svcs) + 1;
-	}
+	if (s->section != 0 && s->section != sv->sections)
+		return key_error(sv, "a second [service:%s] section", s->name);
+	s->section = sv->sections;
 	/* sluice writes each of these once per service: a second one is a
 	 * file edited by hand or corrupt, and which one wins would be a
 	 * guess. */

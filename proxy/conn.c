@@ -582,6 +582,7 @@ send_error(struct sl_conn *c, int status, const char *detail)
 	bool keep = c->state == CONN_UPSTREAM && c->req_body_done &&
 	    c->client_keepalive && !client_finished(c);
 	char body[256], msg[512];
+	time_t now = time(NULL);
 	const char *ver = c->state == CONN_UPSTREAM && c->svc != NULL &&
 	        c->ver != NULL && c->svc->conf->expose_version
 	    ? c->ver->name
@@ -592,9 +593,9 @@ send_error(struct sl_conn *c, int status, const char *detail)
 		c->no_linger = true;
 	/* RFC 9110 6.6.1: an origin server with a clock sends Date, and
 	 * these answers are sluice's own. One formatting a second. */
-	if (c->w->date_t != time(NULL)) {
-		c->w->date_t = time(NULL);
-		sl_http_date(c->w->date, c->w->date_t);
+	if (c->w->date_t != now) {
+		c->w->date_t = now;
+		sl_http_date(c->w->date, now);
 	}
 	count_status(c, status);
 	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
@@ -1526,21 +1527,13 @@ idempotent(uint8_t method)
 	}
 }
 
-/*
- * What a failed connect never sent: the request as far as it went to the
- * upstream's output (head and the body so far), and the state of the
- * body's parser, to go on on another connection.
- */
-struct unsent {
-	struct evbuffer *buf;
-	llhttp_t body_parser;
-};
-
 /* Send the request again on a new or pooled connection to SRV: the head
- * kept for retries, or what a failed connect left UNSENT (not NULL). */
+ * kept for retries, or (UNSENT not NULL) what a failed connect never
+ * sent, its output (the head and the body so far) and its body parser's
+ * state. */
 static bool
-resend(
-    struct sl_conn *c, const struct sl_route_server *srv, struct unsent *unsent)
+resend(struct sl_conn *c, const struct sl_route_server *srv,
+    struct sl_upstream *unsent)
 {
 	struct sl_upstream *up;
 	bool reused;
@@ -1562,8 +1555,8 @@ resend(
 		return true;
 	}
 	if (!c->req_body_done)
-		up->req_parser = unsent->body_parser;
-	evbuffer_add_buffer(sl_io_output(&up->io), unsent->buf);
+		up->req_parser = unsent->req_parser;
+	evbuffer_add_buffer(sl_io_output(&up->io), sl_io_output(&unsent->io));
 	return true;
 }
 
@@ -1576,7 +1569,8 @@ resend(
  * when a retry is under way.
  */
 static bool
-retry_elsewhere(struct sl_conn *c, enum up_fail kind, struct unsent *unsent)
+retry_elsewhere(
+    struct sl_conn *c, enum up_fail kind, struct sl_upstream *unsent)
 {
 	struct sl_worker *w = c->w;
 	const struct sl_route_server *srv;
@@ -1615,9 +1609,9 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 	/* A pooled connection that closed under the request: not the
 	 * origin's failure unless it ends the request. */
 	bool stale = kind == FAIL_RESET && c->up_reused;
-	struct unsent unsent = {.buf = NULL}, *left = NULL;
+	struct sl_upstream *failed = c->up;
 	char body[200];
-	bool retried;
+	bool unsent, retried;
 
 	if (c->resp_state == RESP_BODY) {
 		if (kind == FAIL_RESPONSE_TIMEOUT)
@@ -1625,19 +1619,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 		response_cut(c, kind);
 		return;
 	}
-	/* A connect that failed sent nothing: a request whose head was not
-	 * kept (its body was still coming) can go on elsewhere from what
-	 * waits in the output. */
-	if (c->retry_head == NULL && !c->req_upgrade &&
-	    (kind == FAIL_CONNECT_REFUSED || kind == FAIL_CONNECT_TIMEOUT) &&
-	    c->attempts <= gconf(c)->retries &&
-	    (unsent.buf = evbuffer_new()) != NULL) {
-		evbuffer_add_buffer(unsent.buf, sl_io_output(&c->up->io));
-		unsent.body_parser = c->up->req_parser;
-		left = &unsent;
-	}
-	sl_upstream_free(c->up);
-	c->up = NULL;
+	c->up = NULL; /* freed once a retry has taken what it needs */
 	/* Every attempt the origin failed counts for its version, retried
 	 * or not (a dead server shows even while retries hide it from the
 	 * clients); a pooled connection found closed only if it ends the
@@ -1652,9 +1634,13 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 			                                    : SL_EJECT_CONNECT,
 			    now_ms(w));
 	}
-	retried = retry_elsewhere(c, kind, left);
-	if (unsent.buf != NULL)
-		evbuffer_free(unsent.buf);
+	/* A connect that failed sent nothing: a request whose head was not
+	 * kept (its body was still coming) can go on elsewhere from what
+	 * waits in the failed connection's output. */
+	unsent = c->retry_head == NULL && !c->req_upgrade &&
+	    (kind == FAIL_CONNECT_REFUSED || kind == FAIL_CONNECT_TIMEOUT);
+	retried = retry_elsewhere(c, kind, unsent ? failed : NULL);
+	sl_upstream_free(failed);
 	if (retried)
 		return;
 	/* A pooled connection that closed under the request: sent again on
