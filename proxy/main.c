@@ -363,6 +363,28 @@ main(int argc, char **argv)
 	 * fault per page, 15% of the CPU under load (perf, bench/RESULTS.md).
 	 * Keep up to 32 MiB of free heap instead. */
 	(void)mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+	/* Signals are caught before anything is bound or written: a client
+	 * can connect as soon as a listener is bound, and a SIGHUP sent then
+	 * (by a deploy script that waited for the port) killed sluice. One
+	 * that comes while sluice starts is handled once the loop runs, when
+	 * everything is started. */
+	d.base = event_base_new();
+	if (d.base == NULL)
+		sl_fatal(0, "cannot create the control event loop");
+	ev_term = evsignal_new(d.base, SIGTERM, stop_signal_cb, &d);
+	ev_int = evsignal_new(d.base, SIGINT, stop_signal_cb, &d);
+	ev_hup = evsignal_new(d.base, SIGHUP, reload_signal_cb, &d);
+	ev_reclaim = event_new(d.base, -1, EV_PERSIST, reclaim_cb, &d);
+	ev_tickets = event_new(d.base, -1, EV_PERSIST, tickets_cb, NULL);
+	if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
+	    ev_reclaim == NULL || ev_tickets == NULL)
+		sl_fatal(0, "cannot set up signal handling");
+	tickets_schedule(conf->global.tls_ticket_rotation_ms);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+	event_add(ev_reclaim, &one_second);
+
 	d.nworkers = worker_count(conf);
 	table = sl_route_build(conf, &err);
 	if (table == NULL)
@@ -396,23 +418,6 @@ main(int argc, char **argv)
 		sl_fatal(0, "%s", err);
 	sl_workers_prepare_table(d.workers, d.nworkers, table);
 	sl_route_publish(table);
-
-	d.base = event_base_new();
-	if (d.base == NULL)
-		sl_fatal(0, "cannot create the control event loop");
-	ev_term = evsignal_new(d.base, SIGTERM, stop_signal_cb, &d);
-	ev_int = evsignal_new(d.base, SIGINT, stop_signal_cb, &d);
-	ev_hup = evsignal_new(d.base, SIGHUP, reload_signal_cb, &d);
-	ev_reclaim = event_new(d.base, -1, EV_PERSIST, reclaim_cb, &d);
-	ev_tickets = event_new(d.base, -1, EV_PERSIST, tickets_cb, NULL);
-	if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
-	    ev_reclaim == NULL || ev_tickets == NULL)
-		sl_fatal(0, "cannot set up signal handling");
-	tickets_schedule(conf->global.tls_ticket_rotation_ms);
-	event_add(ev_term, NULL);
-	event_add(ev_int, NULL);
-	event_add(ev_hup, NULL);
-	event_add(ev_reclaim, &one_second);
 
 	if (sl_ctl_metrics_start(&d) != 0)
 		sl_fatal(0, "cannot start the metrics harvest");
