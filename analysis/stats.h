@@ -67,6 +67,9 @@
 	X(body_timeout, "body_timeout",                                        \
 	    "request or response bodies idle too long")                        \
 	X(no_route, "no_route", "requests matching no service (404)")          \
+	X(max_forwards, "max_forwards_answered",                               \
+	    "OPTIONS and TRACE requests with Max-Forwards: 0, answered by "    \
+	    "sluice")                                                          \
 	X(client_aborts, "client_aborts",                                      \
 	    "clients gone mid-request or mid-response")                        \
 	X(conn_limit, "connection_limit",                                      \

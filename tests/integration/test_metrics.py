@@ -279,6 +279,27 @@ check(after[0] - before[0] == 5 and after[1] - before[1] == 5,
       "5 downloads the client reset mid-body: 5 responses counted and 5 "
       "latency samples (%r -> %r)" % (before, after))
 
+# OPTIONS and TRACE with Max-Forwards: 0 are sluice's to answer: counted
+# as such, and not as requests of the version the path routes to.
+def mf_counts():
+    _, t = admin("/metrics")
+    t = t.decode()
+    return (metric(t, "sluice_max_forwards_answered_total"),
+            metric(t, "sluice_routed_requests_total", service="shop",
+                   version="blue"))
+
+
+before = mf_counts()
+for method in (b"TRACE", b"OPTIONS", b"TRACE"):
+    raw = sl.raw(method + b" /mf HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n"
+                 b"Connection: close\r\n\r\n")
+    check(raw.startswith(b"HTTP/1.1 200 "), "%s with Max-Forwards: 0 is "
+          "answered 200 by sluice (%r)" % (method.decode(), raw[:40]))
+after = mf_counts()
+check(after[0] - before[0] == 3 and after[1] == before[1],
+      "sluice_max_forwards_answered_total counts the 3, the version none "
+      "(%r -> %r)" % (before, after))
+
 status, r, body = sl.get("/metrics")
 check(r.getheader("X-Origin") == "slow",
       "/metrics on the proxy port is an ordinary proxied request")
