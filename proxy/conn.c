@@ -973,19 +973,24 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 	OB_LIT(o, "\r\n");
 }
 
-/* Make room in the worker's scratch buffer for at least N bytes. */
+/* Start O on the worker's scratch buffer, with room for at least N
+ * bytes. */
 static bool
-scratch_reserve(struct sl_worker *w, size_t n)
+scratch_outbuf(struct sl_worker *w, size_t n, struct outbuf *o)
 {
 	char *p;
 
-	if (w->scratch_size >= n)
-		return true;
-	p = realloc(w->scratch, n);
-	if (p == NULL)
-		return false;
-	w->scratch = p;
-	w->scratch_size = n;
+	if (w->scratch_size < n) {
+		p = realloc(w->scratch, n);
+		if (p == NULL)
+			return false;
+		w->scratch = p;
+		w->scratch_size = n;
+	}
+	o->p = w->scratch;
+	o->len = 0;
+	o->cap = w->scratch_size;
+	o->overflow = false;
 	return true;
 }
 
@@ -1165,14 +1170,10 @@ answer_final(struct sl_conn *c, const struct sl_http_head *head,
 		send_own(c, 200, NULL, "", 0, "OPTIONS, Max-Forwards: 0");
 		return;
 	}
-	if (!scratch_reserve(w, head_len + 64)) {
+	if (!scratch_outbuf(w, head_len + 64, &o)) {
 		conn_close(c);
 		return;
 	}
-	o.p = w->scratch;
-	o.len = 0;
-	o.cap = w->scratch_size;
-	o.overflow = false;
 	OB_LIT(&o, "TRACE ");
 	ob_add(&o, base + head->target_off, head->target_len);
 	OB_LIT(&o, " HTTP/1.");
@@ -1333,15 +1334,11 @@ start_request(struct sl_conn *c, size_t head_len)
 	/* Room for the head rewritten, and sluice's own lines: a client
 	 * certificate's can be long (an escaped subject and issuer). */
 	cert = c->tls ? sl_tls_client_cert_headers(&c->io) : NULL;
-	if (!scratch_reserve(
-	        w, head_len * 2 + 4096 + (cert != NULL ? cert->len : 0))) {
+	if (!scratch_outbuf(
+	        w, head_len * 2 + 4096 + (cert != NULL ? cert->len : 0), &o)) {
 		conn_close(c);
 		return;
 	}
-	o.p = w->scratch;
-	o.len = 0;
-	o.cap = w->scratch_size;
-	o.overflow = false;
 	build_request_head(
 	    c, head, base, auth, auth_len, path, path_len, cert, mf, &o);
 	if (o.overflow) {
@@ -1934,14 +1931,10 @@ handle_response_head(struct sl_conn *c)
 				sl_upstream_report(w, c->ver, c->srv,
 				    c->svc->conf, SL_EJECT_5XX, now_ms(w));
 		}
-		if (!scratch_reserve(w, end * 2 + 1024)) {
+		if (!scratch_outbuf(w, end * 2 + 1024, &o)) {
 			conn_close(c);
 			return;
 		}
-		o.p = w->scratch;
-		o.len = 0;
-		o.cap = w->scratch_size;
-		o.overflow = false;
 		build_response_head(c, head, base, &o);
 		if (o.overflow) {
 			upstream_fail(c, FAIL_BAD_RESPONSE);
