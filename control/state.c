@@ -841,7 +841,9 @@ sl_state_load(
 		return -1;
 	f = fopen(path, "r");
 	if (f == NULL) {
-		if (errno == ENOENT)
+		/* No file, or none can be there (a file stands where a
+		 * directory should: warned about above): no state. */
+		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
 		*errp = sl_xasprintf("state file %s: cannot read: %s; fix it, "
 		                     "or start with --ignore-state to start "

@@ -147,16 +147,16 @@ check(b.wait(30) == 0, "and stops cleanly")
 # --- A state directory that cannot be written is warned about at start
 # (sluice still starts; changes are refused until it can be written).
 # access(W_OK) said yes to a regular file standing where the directory
-# should be, and to root on a read-only file system. (Such a state file
-# cannot be read either: only --ignore-state starts.)
+# should be, and to root on a read-only file system. No state file can be
+# there, so there is none to read: sluice starts (it refused to, saying it
+# could not read the file, right after the warning that it would run).
 plain = write("plain-file", "not a directory\n")
 port = free_port()
 path = write("plain-%d.ini" % port,
              base(port, "state_file = %s/state.ini\n" % plain))
 logpath = os.path.join(TMP, "plain-%d.log" % port)
 with open(logpath, "ab") as log:
-    p = subprocess.Popen([SLUICE, "--ignore-state", "-c", path], stdout=log,
-                         stderr=log)
+    p = subprocess.Popen([SLUICE, "-c", path], stdout=log, stderr=log)
 harness._procs.append(p)
 wait_port(port, p, log=logpath)
 with open(logpath) as f:
