@@ -571,6 +571,21 @@ next_request_or_close(struct sl_conn *c)
 		sl_io_enable_read(&c->io);
 }
 
+/* The Date of sluice's own answers (RFC 9110 6.6.1: an origin server
+ * with a clock sends one, and these answers are sluice's): formatted
+ * once a second per worker. */
+static const char *
+worker_date(struct sl_worker *w)
+{
+	time_t now = time(NULL);
+
+	if (w->date_t != now) {
+		w->date_t = now;
+		sl_http_date(w->date, now);
+	}
+	return w->date;
+}
+
 /*
  * Send an answer of sluice's own: STATUS with BODY (BLEN bytes, of
  * CTYPE, or none). The connection stays open only when the whole request has
@@ -584,7 +599,6 @@ send_own(struct sl_conn *c, int status, const char *ctype, const char *body,
 	bool keep = c->state == CONN_UPSTREAM && c->req_body_done &&
 	    c->client_keepalive && !client_finished(c);
 	char msg[512];
-	time_t now = time(NULL);
 	const char *ver = c->state == CONN_UPSTREAM && c->svc != NULL &&
 	        c->ver != NULL && c->svc->conf->expose_version
 	    ? c->ver->name
@@ -593,17 +607,11 @@ send_own(struct sl_conn *c, int status, const char *ctype, const char *body,
 
 	if (status == 408)
 		c->no_linger = true;
-	/* RFC 9110 6.6.1: an origin server with a clock sends Date, and
-	 * these answers are sluice's own. One formatting a second. */
-	if (c->w->date_t != now) {
-		c->w->date_t = now;
-		sl_http_date(c->w->date, now);
-	}
 	count_status(c, status);
 	m = snprintf(msg, sizeof msg,
 	    "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s"
 	    "Content-Length: %zu\r\n%s%s%s%s\r\n",
-	    status, sl_http_reason(status), c->w->date,
+	    status, sl_http_reason(status), worker_date(c->w),
 	    ctype ? "Content-Type: " : "", ctype ? ctype : "",
 	    ctype ? "\r\n" : "", blen, ver ? "X-Sluice-Version: " : "",
 	    ver ? ver : "", ver ? "\r\n" : "",
@@ -2175,25 +2183,28 @@ handshake_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 plaintext_reply(struct sl_conn *c)
 {
-	static const char msg[] =
-	    "HTTP/1.1 400 Bad Request\r\n"
-	    "Content-Type: text/plain; charset=utf-8\r\n"
-	    "Content-Length: 59\r\nConnection: close\r\n\r\n"
+	static const char body[] =
 	    "400 Bad Request: plain HTTP sent to a TLS port (use https)\n";
-	size_t len = sl_tls_plaintext_head(&c->io)
-	    ? (size_t)(strstr(msg, "\r\n\r\n") + 4 - msg)
-	    : sizeof msg - 1;
+	char msg[512];
 	evutil_socket_t fd = sl_io_fd(&c->io);
 	char sink[4096];
-	int i;
+	int i, m;
 
 	if (fd < 0)
 		return;
+	m = snprintf(msg, sizeof msg,
+	    "HTTP/1.1 400 Bad Request\r\nDate: %s\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	    worker_date(c->w), sizeof body - 1,
+	    sl_tls_plaintext_head(&c->io) ? "" : body);
+	if (m < 0 || (size_t)m >= sizeof msg)
+		return; /* cannot happen: it is short */
 	for (i = 0; i < 4; i++) {
 		if (recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
 			break;
 	}
-	(void)send(fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)send(fd, msg, (size_t)m, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)shutdown(fd, SHUT_WR);
 }
 

@@ -14,6 +14,7 @@ expired one and a client certificate.
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -567,6 +568,9 @@ except OSError:
 s.close()
 check(data.startswith(b"HTTP/1.1 400") and b"TLS port" in data,
       "plain HTTP sent to the TLS port gets a plain 400 saying why")
+check(re.search(rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n",
+                data.split(b"\r\n\r\n")[0] + b"\r\n") is not None,
+      "with a Date, as every answer of sluice's own (%r)" % data[:80])
 check((metric("sluice_tls_plaintext_total") or 0) >= 1,
       "plaintext on the TLS port is counted")
 # Any method, not only the five OpenSSL knows (GET, POST, HEAD, PUT,
