@@ -3,7 +3,7 @@
 healthy canary (exit 0) and fails the job on a bad one (exit 1), holding
 and then releasing its lock; every metric the Grafana dashboard queries
 exists in /metrics; the systemd unit's command lines are ones sluice
-accepts."""
+accepts; the sample config shows every key sluice knows."""
 
 import json
 import os
@@ -268,5 +268,28 @@ for line in cmds:
 check("ExecReload=/bin/kill -HUP $MAINPID" in unit and
       "KillSignal=SIGTERM" in unit,
       "the unit reloads with SIGHUP and stops with SIGTERM")
+
+# The sample config is "the commented reference with every key" (README):
+# every key the loader knows is in it, set or commented out, and in the
+# README's tables; and sluice accepts it. 19 keys were missing.
+with open(os.path.join(SRC, "conf", "load.c")) as f:
+    known = sorted(set(re.findall(r'\.name = "([a-z_0-9]+)"', f.read())))
+with open(os.path.join(SRC, "conf", "sluice.ini")) as f:
+    sample = f.read()
+with open(os.path.join(SRC, "README.md")) as f:
+    readme = f.read()
+check(len(known) > 60, "the loader's keys are found (%d)" % len(known))
+missing = [k for k in known
+           if not re.search(r"^(; ?)?%s *=" % k, sample, re.M)]
+check(not missing, "conf/sluice.ini shows every key (missing: %s)"
+      % " ".join(missing))
+missing = [k for k in known if "`%s`" % k not in readme]
+check(not missing, "README names every key (missing: %s)"
+      % " ".join(missing))
+p = subprocess.run([SLUICE, "-t", "-c", os.path.join(SRC, "conf",
+                    "sluice.ini")], capture_output=True, text=True, timeout=30)
+check(p.returncode == 0, "sluice -t accepts conf/sluice.ini (%s)"
+      % (p.stdout + p.stderr).strip())
+
 check(sl.stop() == 0, "sluice exits 0")
 done()
