@@ -1172,13 +1172,14 @@ answer_final(struct sl_conn *c, const struct sl_http_head *head,
 	uint32_t i;
 
 	SL_STAT_INC(w->wstats.max_forwards);
-	evbuffer_drain(sl_io_input(&c->io), head_len);
 	c->client_keepalive &= c->req_body_done;
 	if (head->method == HTTP_OPTIONS) {
+		evbuffer_drain(sl_io_input(&c->io), head_len);
 		send_own(c, 200, NULL, "", 0, "OPTIONS, Max-Forwards: 0");
 		return;
 	}
-	if (!scratch_outbuf(w, head_len + 64, &o)) {
+	/* A line may grow by the space after its colon: twice the head. */
+	if (!scratch_outbuf(w, head_len * 2 + 64, &o)) {
 		conn_close(c);
 		return;
 	}
@@ -1192,6 +1193,8 @@ answer_final(struct sl_conn *c, const struct sl_http_head *head,
 			ob_header(&o, head, base, i);
 	}
 	OB_LIT(&o, "\r\n");
+	/* The echo is made from the head: it goes only now. */
+	evbuffer_drain(sl_io_input(&c->io), head_len);
 	send_own(c, 200, "message/http", o.p, o.overflow ? 0 : o.len,
 	    "TRACE, Max-Forwards: 0");
 }
