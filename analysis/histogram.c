@@ -311,6 +311,7 @@ static void
 slot_clear(struct sl_hist_slot *slot)
 {
 	slot->count = slot->sum = slot->clamped = 0;
+	slot->lo = slot->hi = 0;
 	slot->len = 0;
 }
 
@@ -368,9 +369,21 @@ sl_hist_slot_from_delta(struct sl_hist_slot *slot, const struct sl_hist *now,
 	for (i = 0; i < SL_HIST_NBUCKETS; i++) {
 		if ((d = now->counts[i] - prev->counts[i]) == 0)
 			continue;
+		if (last == (size_t)-1)
+			slot->lo = sl_hist_bucket_lo(i);
 		p = varint_put(p, i - last - 1);
 		p = varint_put(p, d);
 		last = i;
+	}
+	/* No value of the slot lies beyond those of the whole: a window's
+	 * max is never above the max since start (and is it, exactly, when
+	 * the slot holds it). */
+	if (total != 0) {
+		slot->hi = sl_hist_bucket_hi(last);
+		if (slot->hi > now->max)
+			slot->hi = now->max;
+		if (slot->lo < sl_hist_min(now))
+			slot->lo = sl_hist_min(now);
 	}
 	slot->len = (uint32_t)need;
 	slot->count = total;
@@ -384,7 +397,7 @@ int
 sl_hist_add_slot(struct sl_hist *h, const struct sl_hist_slot *slot)
 {
 	const uint8_t *p = slot->buf, *end = p;
-	uint64_t gap, d, total = 0, lo = 0, hi = 0;
+	uint64_t gap, d, total = 0;
 	size_t i = (size_t)-1;
 
 	if (slot->len != 0)
@@ -397,9 +410,6 @@ sl_hist_add_slot(struct sl_hist *h, const struct sl_hist_slot *slot)
 			return -1;
 		i += gap + 1;
 		h->counts[i] += d;
-		if (total == 0)
-			lo = sl_hist_bucket_lo(i);
-		hi = sl_hist_bucket_hi(i);
 		total += d;
 	}
 	if (total != slot->count)
@@ -408,10 +418,10 @@ sl_hist_add_slot(struct sl_hist *h, const struct sl_hist_slot *slot)
 	h->sum += slot->sum;
 	h->clamped += slot->clamped;
 	if (total != 0) {
-		if (hi > h->max)
-			h->max = hi;
-		if (~lo > h->min_inv)
-			h->min_inv = ~lo;
+		if (slot->hi > h->max)
+			h->max = slot->hi;
+		if (~slot->lo > h->min_inv)
+			h->min_inv = ~slot->lo;
 	}
 	return 0;
 }

@@ -76,6 +76,8 @@ struct sl_hist_slot {
 	uint64_t count;   /* values in the slot */
 	uint64_t sum;     /* their sum, µs */
 	uint64_t clamped; /* of which above SL_HIST_MAX_VALUE */
+	uint64_t lo, hi;  /* bounds of its values: bucket edges, kept within
+	                     the whole histogram's exact min and max */
 	uint32_t len;     /* bytes of buf in use */
 	uint32_t cap;     /* bytes allocated */
 	uint8_t *buf;     /* encoded buckets, see above */
