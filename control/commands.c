@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conf/log.h"
 #include "conf/xmalloc.h"
@@ -334,7 +335,10 @@ cmd_show_services(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	for (i = 0; i < t->nservices; i++)
 		json_array_append_new(
 		    list, sl_ctl_service_json(cx->ctl, &t->services[i], false));
-	return json_pack("{s:o}", "services", list);
+	/* The pid says which sluice answers: after a takeover, the new one
+	 * once its control socket has replaced the old one's. */
+	return json_pack(
+	    "{s:I,s:o}", "pid", (json_int_t)getpid(), "services", list);
 }
 
 static json_t *

@@ -114,23 +114,31 @@ sl_ctl_takeover_gone(struct sl_ctl *ctl, void *client)
 
 /* ---- the new sluice's side ---- */
 
-/* Send LINE on FD and read one reply line into a JSON object. */
+/* Send LINE on FD and read one reply line into a JSON object. GONE (may
+ * be NULL) tells a connection the other side closed or reset, with no
+ * answer, from other failures. */
 static json_t *
-exchange(int fd, const char *line, char **errp)
+exchange(int fd, const char *line, char **errp, bool *gone)
 {
 	char buf[1024];
 	size_t len = 0;
 	ssize_t n;
 	json_t *r;
 
+	if (gone != NULL)
+		*gone = false;
 	if (send(fd, line, strlen(line), MSG_NOSIGNAL) !=
 	    (ssize_t)strlen(line)) {
+		if (gone != NULL)
+			*gone = errno == EPIPE || errno == ECONNRESET;
 		*errp = sl_xasprintf("cannot send: %s", strerror(errno));
 		return NULL;
 	}
 	while (len < sizeof buf - 1) {
 		n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
 		if (n <= 0) {
+			if (gone != NULL)
+				*gone = n == 0 || errno == ECONNRESET;
 			*errp = sl_xasprintf("no answer: %s",
 			    n == 0 ? "connection closed" : strerror(errno));
 			return NULL;
@@ -179,9 +187,11 @@ sl_takeover_begin(const char *path, long *pid, char **errp)
 {
 	struct sockaddr_un sun;
 	struct timespec pause = {0, 200 * 1000 * 1000};
+	struct timespec blink = {0, 20 * 1000 * 1000};
 	const char *e;
 	json_t *r;
 	int fd, tries = 0;
+	bool gone;
 
 	*errp = NULL;
 	if (path == NULL || strlen(path) >= sizeof sun.sun_path)
@@ -194,7 +204,17 @@ again:
 		    path, strerror(errno));
 		return -1;
 	}
-	r = exchange(fd, "takeover begin\n", errp);
+	r = exchange(fd, "takeover begin\n", errp, &gone);
+	if (r == NULL && gone && ++tries < 5 * TAKEOVER_WAIT_S) {
+		/* Closed unanswered: it is stopping (a SIGTERM sent right
+		 * after starting this one) and makes no more decisions.
+		 * Once its socket is gone this one starts on its own. */
+		free(*errp);
+		*errp = NULL;
+		close(fd);
+		nanosleep(&blink, NULL);
+		goto again;
+	}
 	if (r == NULL) {
 		char *m = sl_xasprintf("the sluice on %s: %s", path, *errp);
 
@@ -242,7 +262,7 @@ void
 sl_takeover_done(int fd, long pid)
 {
 	char *err = NULL;
-	json_t *r = exchange(fd, "takeover done\n", &err);
+	json_t *r = exchange(fd, "takeover done\n", &err, NULL);
 	const char *why = err;
 
 	if (r != NULL && !json_is_true(json_object_get(r, "ok")))

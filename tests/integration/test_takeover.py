@@ -68,6 +68,8 @@ def logged(path, pattern):
         return re.search(pattern.encode(), f.read()) is not None
 
 
+check(sl.ctl("show services")["pid"] == sl.proc.pid,
+      "show services names the sluice that answers (its pid)")
 r = sl.ctl("rollout start shop green")
 check(r["ok"] and r["rollout"]["state"] == "running",
       "a rollout of green runs on the old sluice")
@@ -100,6 +102,9 @@ old_conn.close()
 
 sl.proc = new
 sl.logpath = new_log
+# README's upgrade recipe waits for this: the new one's pid in the reply.
+check(sl.ctl("show services")["pid"] == new.pid,
+      "once it is up, the control socket's path reaches the new one")
 r = sl.ctl("rollout abort shop")
 check(r["ok"] and r["rollout"]["state"] == "aborted",
       "the operator aborts the rollout on the new sluice")
@@ -176,7 +181,71 @@ check(r["ok"] and r["service"]["versions"][1]["weight"] == 10.0,
 with open(sl.state_path) as f:
     check("weight = green 10.00" in f.read(), "and writes its state file")
 
+# The old one stopped right after the new one starts (a script that does
+# not wait): the old one closes the handshake's connection unanswered as
+# it goes, and the new one must start on its own. It exited 1 ("no
+# answer: Connection reset by peer"), leaving nothing listening.
+def answers(pid):
+    """Does the control socket's path reach the sluice PID?"""
+    try:
+        return sl.ctl("show services").get("pid") == pid
+    except (OSError, ValueError):
+        return False
+
+
+lost = []
+for i in range(5):
+    old = sl.proc
+    log2 = open(sl.logpath + ".%d" % i, "ab")
+    new = subprocess.Popen([SLUICE, "--takeover", "-c", sl.path],
+                           stdout=log2, stderr=log2)
+    harness._procs.append(new)
+    time.sleep(0.002 * i)
+    old.send_signal(signal.SIGTERM)
+    old.wait(20)
+    up = wait_until(lambda: new.poll() is not None or answers(new.pid), 20)
+    if not up or new.poll() is not None:
+        lost.append((i, new.poll()))
+        break
+    sl.proc = new
+    sl.logpath = log2.name
+check(not lost, "the old one stopped at once, 5 times: the new one is up "
+      "each time (lost: %r)" % lost)
+check(sl.get("/x")[0] == 200, "and serves")
+
 stop.set()
 loader.join(10)
 check(sl.stop() == 0, "sluice exits 0")
+
+# Deterministic, with a stand-in for the old one: it takes the handshake's
+# connection, removes its socket and closes without a word, as a stopping
+# sluice does.
+fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+fake.bind(sl.ctl_path)
+fake.listen(1)
+
+
+def stand_in():
+    c, _ = fake.accept()
+    c.recv(100)
+    os.unlink(sl.ctl_path)
+    c.close()
+    fake.close()
+
+
+t = threading.Thread(target=stand_in, daemon=True)
+t.start()
+log3 = open(sl.logpath + ".fake", "ab")
+new = subprocess.Popen([SLUICE, "--takeover", "-c", sl.path], stdout=log3,
+                       stderr=log3)
+harness._procs.append(new)
+check(wait_until(lambda: new.poll() is not None or
+                 logged(log3.name, r"starting on its own") and
+                 os.path.exists(sl.ctl_path), 20) and new.poll() is None,
+      "an old one that goes mid-handshake: the new one starts on its own "
+      "(exit %r)" % new.poll())
+sl.proc = new
+sl.logpath = log3.name
+check(wait_until(lambda: sl.get("/x")[0] == 200, 10), "and serves")
+check(sl.stop() == 0, "and exits 0")
 done()
