@@ -732,8 +732,6 @@ judge_latency_quantile(const struct sl_verdict_params *p,
 		limit = quantile_limit(p,
 		    (double)sl_hist_bucket_hi(
 		        bucket_of_rank(st->latency, rank)));
-		/* The limit tested is the one shown. */
-		c->threshold = limit;
 		above = count_above(ca->latency, limit);
 		c->statistic = (double)above / (double)nc;
 		*le = mix_log_e((double)nc, (double)above, 1 - q, true);
