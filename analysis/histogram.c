@@ -73,12 +73,33 @@ sub_or_zero(uint64_t a, uint64_t b, bool *bad)
 	return a - b;
 }
 
+/*
+ * Bounds of part of a histogram (LO, *HI: the edges of its lowest and
+ * highest buckets) kept within WHOLE's exact min and max, but never
+ * outside their own buckets: a snapshot loads max before the buckets, so
+ * a value recorded meanwhile is counted in them while max is older. Returns
+ * the new LO.
+ */
+static uint64_t
+clamp_bounds(uint64_t lo, uint64_t *hi, const struct sl_hist *whole)
+{
+	uint64_t hi_lo = sl_hist_bucket_lo(sl_hist_index(*hi));
+	uint64_t lo_hi = sl_hist_bucket_hi(sl_hist_index(lo));
+	uint64_t max = whole->max, min = sl_hist_min(whole);
+
+	if (*hi > max)
+		*hi = max > hi_lo ? max : hi_lo;
+	if (lo < min)
+		lo = min < lo_hi ? min : lo_hi;
+	return lo;
+}
+
 /* dst = a - b for a window; max/min approximated from the buckets. */
 int
 sl_hist_sub(
     struct sl_hist *dst, const struct sl_hist *a, const struct sl_hist *b)
 {
-	uint64_t amax = a->max, amin = sl_hist_min(a), total = 0;
+	uint64_t total = 0;
 	size_t i, lo = SL_HIST_NBUCKETS, hi = 0;
 	bool bad = false;
 
@@ -101,12 +122,8 @@ sl_hist_sub(
 		dst->min_inv = 0;
 	} else {
 		dst->max = sl_hist_bucket_hi(hi);
-		if (dst->max > amax)
-			dst->max = amax;
-		dst->min_inv = sl_hist_bucket_lo(lo);
-		if (dst->min_inv < amin)
-			dst->min_inv = amin;
-		dst->min_inv = ~dst->min_inv;
+		dst->min_inv =
+		    ~clamp_bounds(sl_hist_bucket_lo(lo), &dst->max, a);
 	}
 	return bad ? -1 : 0;
 }
@@ -380,10 +397,7 @@ sl_hist_slot_from_delta(struct sl_hist_slot *slot, const struct sl_hist *now,
 	 * the slot holds it). */
 	if (total != 0) {
 		slot->hi = sl_hist_bucket_hi(last);
-		if (slot->hi > now->max)
-			slot->hi = now->max;
-		if (slot->lo < sl_hist_min(now))
-			slot->lo = sl_hist_min(now);
+		slot->lo = clamp_bounds(slot->lo, &slot->hi, now);
 	}
 	slot->len = (uint32_t)need;
 	slot->count = total;

@@ -539,6 +539,37 @@ test_slots(void **state)
 	free(d);
 }
 
+/* A value recorded while a snapshot was taken: counted in its bucket, with
+ * the snapshot's max (loaded first) still older. A window must not lose
+ * it: its bounds stay within the value's bucket, and min <= max. */
+static void
+test_slot_stale_max(void **state)
+{
+	struct sl_hist *prev = hist_new(), *now = hist_new();
+	struct sl_hist *acc = hist_new(), *d = hist_new();
+	struct sl_hist_slot slot;
+	size_t i = sl_hist_index(5000);
+
+	(void)state;
+	sl_hist_slot_init(&slot);
+	sl_hist_record(now, 5000);
+	now->max = 0; /* as loaded before the value came */
+	now->min_inv = 0;
+	assert_int_equal(sl_hist_slot_from_delta(&slot, now, prev), 0);
+	assert_int_equal(sl_hist_add_slot(acc, &slot), 0);
+	assert_true(sl_hist_max(acc) >= sl_hist_bucket_lo(i));
+	assert_true(sl_hist_min(acc) <= sl_hist_max(acc));
+	assert_true(sl_hist_quantile(acc, 0.5) >= (double)sl_hist_bucket_lo(i));
+	assert_int_equal(sl_hist_sub(d, now, prev), 0);
+	assert_true(sl_hist_max(d) >= sl_hist_bucket_lo(i));
+	assert_true(sl_hist_min(d) <= sl_hist_max(d));
+	sl_hist_slot_free(&slot);
+	free(prev);
+	free(now);
+	free(acc);
+	free(d);
+}
+
 #define WRITER_RECORDS 2000000
 
 struct writer_arg {
@@ -623,6 +654,7 @@ main(void)
 	    cmocka_unit_test(test_extremes),
 	    cmocka_unit_test(test_sub),
 	    cmocka_unit_test(test_slots),
+	    cmocka_unit_test(test_slot_stale_max),
 	    cmocka_unit_test(test_concurrent_snapshot),
 	};
 
