@@ -127,8 +127,12 @@ exchange(int fd, const char *line, char **errp, bool *gone)
 
 	if (gone != NULL)
 		*gone = false;
-	if (send(fd, line, strlen(line), MSG_NOSIGNAL) !=
-	    (ssize_t)strlen(line)) {
+	/* A signal (a SIGHUP, caught from the start) interrupts a socket
+	 * call that has a timeout even with SA_RESTART: it is tried again. */
+	do
+		n = send(fd, line, strlen(line), MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)strlen(line)) {
 		if (gone != NULL)
 			*gone = errno == EPIPE || errno == ECONNRESET;
 		*errp = sl_xasprintf("cannot send: %s", strerror(errno));
@@ -136,6 +140,8 @@ exchange(int fd, const char *line, char **errp, bool *gone)
 	}
 	while (len < sizeof buf - 1) {
 		n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n <= 0) {
 			if (gone != NULL)
 				*gone = n == 0 || errno == ECONNRESET;
@@ -174,6 +180,8 @@ dial(const char *path)
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
 	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		/* EINTR: the connect goes on in the background; this
+		 * one is given up and the caller dials again. */
 		e = errno;
 		close(fd);
 		errno = e;
@@ -198,10 +206,23 @@ sl_takeover_begin(const char *path, long *pid, char **errp)
 		return -1;
 again:
 	fd = dial(path);
-	if (fd < 0) {
+	if (fd < 0 && (errno == EINTR || errno == EAGAIN) &&
+	    ++tries < 5 * TAKEOVER_WAIT_S) {
+		/* A signal, or its backlog is full: it is there. */
+		nanosleep(&blink, NULL);
+		goto again;
+	}
+	if (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED)) {
 		sl_log_info("--takeover: no sluice answers on %s (%s); "
 		            "starting on its own",
 		    path, strerror(errno));
+		return -1;
+	}
+	if (fd < 0) {
+		/* Something may run there: starting on its own could make
+		 * two sluices decide. */
+		*errp = sl_xasprintf(
+		    "cannot reach the sluice on %s: %s", path, strerror(errno));
 		return -1;
 	}
 	r = exchange(fd, "takeover begin\n", errp, &gone);

@@ -100,6 +100,22 @@ tickets_schedule(uint32_t ms)
 	event_add(ev_tickets, &tv);
 }
 
+/* Did a SIGTERM or SIGINT come while sluice started? What came is
+ * handled now (a SIGHUP too: a reload), without waiting. */
+static bool
+stopped_while_starting(struct sl_ctl *d)
+{
+	int i;
+
+	/* A signal's callback may run a turn after its wake-up. */
+	for (i = 0; i < 2; i++) {
+		event_base_loop(d->base, EVLOOP_NONBLOCK);
+		if (event_base_got_break(d->base))
+			return true;
+	}
+	return false;
+}
+
 /* A refused reload: logged, and recorded as an event with the reason. */
 static void
 reload_refused(struct sl_ctl *d, const char *err)
@@ -363,11 +379,14 @@ main(int argc, char **argv)
 	 * fault per page, 15% of the CPU under load (perf, bench/RESULTS.md).
 	 * Keep up to 32 MiB of free heap instead. */
 	(void)mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
-	/* Signals are caught before anything is bound or written: a client
+	/* SIGHUP is caught before anything is bound or written: a client
 	 * can connect as soon as a listener is bound, and a SIGHUP sent then
 	 * (by a deploy script that waited for the port) killed sluice. One
-	 * that comes while sluice starts is handled once the loop runs, when
-	 * everything is started. */
+	 * that comes while sluice starts is a reload once the loop runs.
+	 * SIGTERM and SIGINT are caught from before the control socket
+	 * answers (below); a --takeover told to stop while it starts does
+	 * not take the control socket over, and the running sluice decides
+	 * again. */
 	d.base = event_base_new();
 	if (d.base == NULL)
 		sl_fatal(0, "cannot create the control event loop");
@@ -380,8 +399,6 @@ main(int argc, char **argv)
 	    ev_reclaim == NULL || ev_tickets == NULL)
 		sl_fatal(0, "cannot set up signal handling");
 	tickets_schedule(conf->global.tls_ticket_rotation_ms);
-	event_add(ev_term, NULL);
-	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
 	event_add(ev_reclaim, &one_second);
 
@@ -428,6 +445,10 @@ main(int argc, char **argv)
 		    conf->global.admin.text, err);
 	if (sl_events_open(&d, conf->global.event_log, &err) != 0)
 		sl_fatal(0, "%s", err);
+	/* Caught from before the control socket answers (what tells a
+	 * script sluice is up): a SIGTERM after that drains and exits 0. */
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
 	if (sl_ctl_sockets_start(&d, conf, &err) != 0)
 		sl_fatal(0, "%s", err);
 	if (sl_workers_start(d.workers, d.nworkers) != 0)
@@ -438,16 +459,25 @@ main(int argc, char **argv)
 	        (int)d.state_dropped));
 	sl_state_restore_runs(&d);
 	sl_health_sync(&d, sl_route_current());
-	if (d.takeover)
-		sl_ctl_sockets_commit(&d);
-	if (handover_fd >= 0)
-		sl_takeover_done(handover_fd, handover_pid);
-	sl_log_info("sluice %s: %u workers, %zu listeners, %zu services, "
-	            "%zu TLS certificates, config %s",
-	    PACKAGE_VERSION, d.nworkers, conf->nlisteners, conf->nservices,
-	    sl_tls_count_certs(conf), d.config_path);
-
-	event_base_dispatch(d.base);
+	if (d.takeover && stopped_while_starting(&d)) {
+		/* Told to stop before it took over: the control socket
+		 * stays the running sluice's, which decides again once the
+		 * handshake's connection closes unfinished. */
+		sl_log_warn("--takeover: stopped before taking over; the "
+		            "running sluice goes on deciding");
+		if (handover_fd >= 0)
+			close(handover_fd);
+	} else {
+		if (d.takeover)
+			sl_ctl_sockets_commit(&d);
+		if (handover_fd >= 0)
+			sl_takeover_done(handover_fd, handover_pid);
+		sl_log_info("sluice %s: %u workers, %zu listeners, %zu "
+		            "services, %zu TLS certificates, config %s",
+		    PACKAGE_VERSION, d.nworkers, conf->nlisteners,
+		    conf->nservices, sl_tls_count_certs(conf), d.config_path);
+		event_base_dispatch(d.base);
+	}
 
 	sl_ctl_sockets_stop(&d);
 	sl_ctl_rollouts_stop(&d);
