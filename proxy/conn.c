@@ -1149,13 +1149,27 @@ max_forwards(const struct sl_http_head *head, const char *base)
 }
 
 /* Is header I of a request one a TRACE must not echo (RFC 9110 9.3.8:
- * credentials; a script could read an HttpOnly cookie in the echo)? */
+ * credentials, a script could read an HttpOnly cookie in the echo; and
+ * any service's override secret, which a front proxy may add)? */
 static bool
-trace_hides(const struct sl_http_head *head, const char *base, uint32_t i)
+trace_hides(const struct sl_http_head *head, const char *base, uint32_t i,
+    const struct sl_route_table *t)
 {
-	return head->kinds[i] == SL_HDR_COOKIE ||
+	size_t k;
+
+	if (head->kinds[i] == SL_HDR_COOKIE ||
 	    sl_http_hdr_is(head, base, i, "authorization", 13) ||
-	    sl_http_hdr_is(head, base, i, "proxy-authorization", 19);
+	    sl_http_hdr_is(head, base, i, "proxy-authorization", 19))
+		return true;
+	for (k = 0; k < t->nservices; k++) {
+		const struct sl_service_conf *sc = t->services[k].conf;
+
+		if (sc->override_secret != NULL &&
+		    sl_http_hdr_is(head, base, i, sc->override_secret_header,
+		        strlen(sc->override_secret_header)))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -1168,6 +1182,7 @@ answer_final(struct sl_conn *c, const struct sl_http_head *head,
     const char *base, size_t head_len)
 {
 	struct sl_worker *w = c->w;
+	struct sl_route_table *t;
 	struct outbuf o;
 	uint32_t i;
 
@@ -1188,10 +1203,12 @@ answer_final(struct sl_conn *c, const struct sl_http_head *head,
 	OB_LIT(&o, " HTTP/1.");
 	ob_uint(&o, head->minor);
 	OB_LIT(&o, "\r\n");
+	t = sl_worker_hold_table(w);
 	for (i = 0; i < head->nhdrs; i++) {
-		if (!trace_hides(head, base, i))
+		if (!trace_hides(head, base, i, t))
 			ob_header(&o, head, base, i);
 	}
+	sl_worker_release_table(w, t);
 	OB_LIT(&o, "\r\n");
 	/* The echo is made from the head: it goes only now. */
 	evbuffer_drain(sl_io_input(&c->io), head_len);

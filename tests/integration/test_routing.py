@@ -211,6 +211,12 @@ status, r, body = sl.get("/anon/x?echo=1", headers={
 check(r.getheader("X-Sluice-Version") == "green",
       "override header with the right secret forces the version")
 check(b"s3cret" not in body, "the override secret is not forwarded to the origin")
+# Nor echoed by a TRACE sluice answers (a front proxy may add the secret).
+status, r, body = sl.get("/anon/x", method="TRACE", headers={
+    "Max-Forwards": "0", "X-Sluice-Secret": "s3cret", "X-Seen": "yes"})
+check(status == 200 and b"X-Seen: yes" in body and b"s3cret" not in body,
+      "a TRACE with Max-Forwards: 0 does not echo the override secret (%r)"
+      % body[:200])
 forced = set()
 for i in range(40):
     status, r, body = sl.get("/anon/x", headers={
