@@ -74,24 +74,26 @@ sub_or_zero(uint64_t a, uint64_t b, bool *bad)
 }
 
 /*
- * Bounds of part of a histogram (LO, *HI: the edges of its lowest and
- * highest buckets) kept within WHOLE's exact min and max, but never
- * outside their own buckets: a snapshot loads max before the buckets, so
- * a value recorded meanwhile is counted in them while max is older. Returns
- * the new LO.
+ * Bounds of part of a histogram whose values lie in buckets FIRST to LAST:
+ * those buckets' edges, kept within WHOLE's exact min and max but never
+ * outside the buckets themselves (a snapshot loads max before the
+ * buckets, so a value recorded meanwhile is counted in them while max is
+ * older).
  */
-static uint64_t
-clamp_bounds(uint64_t lo, uint64_t *hi, const struct sl_hist *whole)
+static void
+bucket_bounds(size_t first, size_t last, const struct sl_hist *whole,
+    uint64_t *lo, uint64_t *hi)
 {
-	uint64_t hi_lo = sl_hist_bucket_lo(sl_hist_index(*hi));
-	uint64_t lo_hi = sl_hist_bucket_hi(sl_hist_index(lo));
 	uint64_t max = whole->max, min = sl_hist_min(whole);
 
+	*lo = sl_hist_bucket_lo(first);
+	*hi = sl_hist_bucket_hi(last);
 	if (*hi > max)
-		*hi = max > hi_lo ? max : hi_lo;
-	if (lo < min)
-		lo = min < lo_hi ? min : lo_hi;
-	return lo;
+		*hi = max > sl_hist_bucket_lo(last) ? max
+		                                    : sl_hist_bucket_lo(last);
+	if (*lo < min)
+		*lo = min < sl_hist_bucket_hi(first) ? min
+		                                     : sl_hist_bucket_hi(first);
 }
 
 /* dst = a - b for a window; max/min approximated from the buckets. */
@@ -121,9 +123,10 @@ sl_hist_sub(
 		dst->max = 0;
 		dst->min_inv = 0;
 	} else {
-		dst->max = sl_hist_bucket_hi(hi);
-		dst->min_inv =
-		    ~clamp_bounds(sl_hist_bucket_lo(lo), &dst->max, a);
+		uint64_t min;
+
+		bucket_bounds(lo, hi, a, &min, &dst->max);
+		dst->min_inv = ~min;
 	}
 	return bad ? -1 : 0;
 }
@@ -361,7 +364,7 @@ sl_hist_slot_from_delta(struct sl_hist_slot *slot, const struct sl_hist *now,
     const struct sl_hist *prev)
 {
 	uint64_t d, total = 0;
-	size_t i, last, need = 0;
+	size_t i, first = 0, last, need = 0;
 	uint8_t *p;
 
 	slot_clear(slot);
@@ -387,7 +390,7 @@ sl_hist_slot_from_delta(struct sl_hist_slot *slot, const struct sl_hist *now,
 		if ((d = now->counts[i] - prev->counts[i]) == 0)
 			continue;
 		if (last == (size_t)-1)
-			slot->lo = sl_hist_bucket_lo(i);
+			first = i;
 		p = varint_put(p, i - last - 1);
 		p = varint_put(p, d);
 		last = i;
@@ -395,10 +398,8 @@ sl_hist_slot_from_delta(struct sl_hist_slot *slot, const struct sl_hist *now,
 	/* No value of the slot lies beyond those of the whole: a window's
 	 * max is never above the max since start (and is it, exactly, when
 	 * the slot holds it). */
-	if (total != 0) {
-		slot->hi = sl_hist_bucket_hi(last);
-		slot->lo = clamp_bounds(slot->lo, &slot->hi, now);
-	}
+	if (total != 0)
+		bucket_bounds(first, last, now, &slot->lo, &slot->hi);
 	slot->len = (uint32_t)need;
 	slot->count = total;
 	slot->sum = now->sum - prev->sum;
