@@ -124,6 +124,9 @@ struct sl_ctl {
 	/* Active health checkers, one per checked server. */
 	struct sl_health **health;
 	size_t nhealth;
+	/* --takeover: what the old sluice knew of its servers' health
+	 * (sl_health_export's array), for the first sync; then NULL. */
+	json_t *health_seed;
 };
 
 /* Start the per-second harvest on CTL's base (after workers exist). */
@@ -225,11 +228,14 @@ void sl_ctl_takeover_gone(struct sl_ctl *ctl, void *client);
 
 /* --takeover, the new sluice's side, before it reads the state file:
  * "takeover begin" to the sluice on control socket PATH. Returns the
- * connection to keep until sl_takeover_done, with the old sluice's *PID;
- * -1 when nothing listens there or it predates the handshake (*errp NULL:
- * start anyway), or when it refused, did not answer within 10 s, or had
- * no client slot free for 10 s (*errp says why: do not start). */
-int sl_takeover_begin(const char *path, long *pid, char **errp);
+ * connection to keep until sl_takeover_done, with the old sluice's *PID
+ * and what it knew of its servers' health (*HEALTH, for health_seed; NULL
+ * from a sluice that does not tell); -1 when nothing listens there or it
+ * predates the handshake (*errp NULL: start anyway), or when it refused, did
+ * not answer within 10 s, or had no client slot free for 10 s (*errp says why:
+ * do not start). */
+int sl_takeover_begin(
+    const char *path, long *pid, json_t **health, char **errp);
 
 /* Up and serving: "takeover done" on FD, then close it. */
 void sl_takeover_done(int fd, long pid);
@@ -280,6 +286,11 @@ void sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t);
 void sl_health_apply(struct sl_ctl *ctl, struct sl_route_table *t);
 
 void sl_health_stop(struct sl_ctl *ctl);
+
+/* What the checkers know, for a sluice taking over ("takeover begin"):
+ * [{"service","version","server","health":"up"|"down","why"}], servers
+ * checked at least once only. */
+json_t *sl_health_export(struct sl_ctl *ctl);
 
 /* "health" (up, down, unchecked) and the last failure of server ID. */
 void sl_health_json(struct sl_ctl *ctl, uint32_t id, json_t *o);

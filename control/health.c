@@ -6,7 +6,13 @@
  * reads the status line. health_fall failures in a row take the server
  * down, health_rise successes bring it back; each change publishes a new
  * routing table (the server's `healthy` flag), so workers see it at their
- * next request, and is recorded as an event. Servers start up.
+ * next request, and is recorded as an event.
+ *
+ * A server nothing is known of yet is routed to, and checked at once:
+ * its first check alone decides (a failure takes it down, with no
+ * health_fall to wait for), as there is no history to smooth. A sluice
+ * that takes over from another (--takeover) starts from what the other
+ * one knew instead (sl_health_seed).
  *
  * Checkers are keyed by server id (stable across reloads), so a reload
  * keeps what is known about each server.
@@ -48,6 +54,7 @@ struct sl_health {
 	uint64_t deadline_ms;    /* its end: timeout_ms in total, however
 	                            slowly its status line trickles in */
 	uint32_t ok_in_row, fail_in_row;
+	bool known; /* a check has ended (or the old sluice told) */
 	bool down;
 	char why[128]; /* last failure */
 	bool seen;     /* still configured after the last sync */
@@ -111,15 +118,20 @@ check_done(struct sl_health *h, bool ok, const char *why)
 		snprintf(h->why, sizeof h->why, "%s", why);
 		h->ok_in_row = 0;
 		h->fail_in_row++;
-		if (!h->down && h->fail_in_row >= h->fall)
+		if (!h->down && (h->fail_in_row >= h->fall || !h->known))
 			h->down = true;
 	}
+	h->known = true;
 	if (h->down == was_down)
 		return;
 	t = sl_route_clone(sl_route_current());
 	sl_health_apply(ctl, t);
 	sl_ctl_publish(ctl, t);
-	if (h->down)
+	if (h->down && h->fail_in_row < h->fall)
+		snprintf(msg, sizeof msg,
+		    "health: %s/%s %s down at its first check: %s", h->service,
+		    h->version, h->addr_text, h->why);
+	else if (h->down)
 		snprintf(msg, sizeof msg,
 		    "health: %s/%s %s down after %u failed checks: %s",
 		    h->service, h->version, h->addr_text, h->fail_in_row,
@@ -259,6 +271,63 @@ health_free(struct sl_health *h)
 	free(h);
 }
 
+/* Whether O's member KEY is the string WANT. */
+static bool
+member_is(const json_t *o, const char *key, const char *want)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v != NULL && strcmp(v, want) == 0;
+}
+
+/* Start new checker H from what the sluice taken over from knew of its
+ * server (ctl->health_seed), if it knew something. */
+static bool
+seed(struct sl_ctl *ctl, struct sl_health *h)
+{
+	size_t i;
+	json_t *o;
+
+	json_array_foreach(ctl->health_seed, i, o)
+	{
+		const char *why;
+
+		if (!member_is(o, "service", h->service) ||
+		    !member_is(o, "version", h->version) ||
+		    !member_is(o, "server", h->addr_text))
+			continue;
+		h->known = true;
+		h->down = member_is(o, "health", "down");
+		/* As if it had just come up, or gone down. */
+		h->ok_in_row = h->down ? 0 : h->rise;
+		h->fail_in_row = h->down ? h->fall : 0;
+		why = json_string_value(json_object_get(o, "why"));
+		if (why != NULL)
+			snprintf(h->why, sizeof h->why, "%s", why);
+		return true;
+	}
+	return false;
+}
+
+json_t *
+sl_health_export(struct sl_ctl *ctl)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; i < ctl->nhealth; i++) {
+		const struct sl_health *h = ctl->health[i];
+
+		if (!h->known)
+			continue;
+		json_array_append_new(a,
+		    json_pack("{s:s,s:s,s:s,s:s,s:s}", "service", h->service,
+		        "version", h->version, "server", h->addr_text, "health",
+		        h->down ? "down" : "up", "why", h->why));
+	}
+	return a;
+}
+
 /*
  * Make the checkers match table T: one per server of every service with a
  * health_path; keep the state of servers already checked, drop the rest.
@@ -286,7 +355,9 @@ sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 				struct sl_health *h = find(ctl, s->id);
 				struct timeval tv;
 
-				if (h == NULL) {
+				bool fresh = h == NULL;
+
+				if (fresh) {
 					h = sl_xcalloc(1, sizeof *h);
 					h->ctl = ctl;
 					h->server_id = s->id;
@@ -329,6 +400,8 @@ sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 				tv.tv_sec = h->interval_ms / 1000;
 				tv.tv_usec = (h->interval_ms % 1000) * 1000;
 				event_add(h->timer, &tv);
+				if (fresh && !seed(ctl, h))
+					event_active(h->timer, EV_TIMEOUT, 1);
 			}
 		}
 	}

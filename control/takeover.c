@@ -35,7 +35,8 @@
 #include "control/ctl.h"
 #include "proxy/route.h"
 
-#define TAKEOVER_WAIT_S 10 /* for the old sluice's answer */
+#define TAKEOVER_WAIT_S    10 /* for the old sluice's answer */
+#define TAKEOVER_REPLY_MAX (16u << 20)
 
 /* ---- the running (old) sluice's side ---- */
 
@@ -81,8 +82,8 @@ sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
 		    "makes no more decisions and writes no state",
 		    who->pid);
 		sl_event(ctl, who, msg, NULL, NULL);
-		return json_pack(
-		    "{s:b,s:I}", "ok", 1, "pid", (json_int_t)getpid());
+		return json_pack("{s:b,s:I,s:o}", "ok", 1, "pid",
+		    (json_int_t)getpid(), "health", sl_health_export(ctl));
 	}
 	if (client == NULL || client != ctl->handover_client)
 		return sl_ctl_error_reply(
@@ -120,8 +121,9 @@ sl_ctl_takeover_gone(struct sl_ctl *ctl, void *client)
 static json_t *
 exchange(int fd, const char *line, char **errp, bool *gone)
 {
-	char buf[1024];
-	size_t len = 0;
+	/* A reply carries every checked server's health: no fixed size. */
+	size_t cap = 4096, len = 0;
+	char *buf = sl_xmalloc(cap);
 	ssize_t n;
 	json_t *r;
 
@@ -136,10 +138,17 @@ exchange(int fd, const char *line, char **errp, bool *gone)
 		if (gone != NULL)
 			*gone = errno == EPIPE || errno == ECONNRESET;
 		*errp = sl_xasprintf("cannot send: %s", strerror(errno));
+		free(buf);
 		return NULL;
 	}
-	while (len < sizeof buf - 1) {
-		n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+	for (;;) {
+		if (len == cap - 1) {
+			if (cap >= TAKEOVER_REPLY_MAX)
+				break;
+			cap *= 2;
+			buf = sl_xrealloc(buf, cap);
+		}
+		n = recv(fd, buf + len, cap - 1 - len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -147,14 +156,18 @@ exchange(int fd, const char *line, char **errp, bool *gone)
 				*gone = n == 0 || errno == ECONNRESET;
 			*errp = sl_xasprintf("no answer: %s",
 			    n == 0 ? "connection closed" : strerror(errno));
+			free(buf);
 			return NULL;
 		}
-		len += (size_t)n;
-		if (memchr(buf, '\n', len) != NULL)
+		if (memchr(buf + len, '\n', (size_t)n) != NULL) {
+			len += (size_t)n;
 			break;
+		}
+		len += (size_t)n;
 	}
 	buf[len] = '\0';
 	r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	free(buf);
 	if (!json_is_object(r)) {
 		json_decref(r);
 		*errp = sl_xstrdup("not a control socket reply");
@@ -191,7 +204,7 @@ dial(const char *path)
 }
 
 int
-sl_takeover_begin(const char *path, long *pid, char **errp)
+sl_takeover_begin(const char *path, long *pid, json_t **health, char **errp)
 {
 	struct sockaddr_un sun;
 	struct timespec pause = {0, 200 * 1000 * 1000};
@@ -202,6 +215,7 @@ sl_takeover_begin(const char *path, long *pid, char **errp)
 	bool gone;
 
 	*errp = NULL;
+	*health = NULL;
 	if (path == NULL || strlen(path) >= sizeof sun.sun_path)
 		return -1;
 again:
@@ -272,6 +286,8 @@ again:
 		return -1;
 	}
 	*pid = (long)json_integer_value(json_object_get(r, "pid"));
+	if (json_is_array(json_object_get(r, "health")))
+		*health = json_incref(json_object_get(r, "health"));
 	json_decref(r);
 	sl_log_info("--takeover: pid %ld on %s hands over: it makes no more "
 	            "decisions",

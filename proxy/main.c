@@ -413,8 +413,8 @@ main(int argc, char **argv)
 	/* --takeover: the running sluice stops deciding before this one
 	 * reads the state file, so what it reads is final. */
 	if (d.takeover) {
-		handover_fd = sl_takeover_begin(
-		    conf->global.control_socket, &handover_pid, &err);
+		handover_fd = sl_takeover_begin(conf->global.control_socket,
+		    &handover_pid, &d.health_seed, &err);
 		if (handover_fd < 0 && err != NULL)
 			sl_fatal(0, "--takeover: %s", err);
 	}
@@ -434,6 +434,12 @@ main(int argc, char **argv)
 	if (d.workers == NULL)
 		sl_fatal(0, "%s", err);
 	sl_workers_prepare_table(d.workers, d.nworkers, table);
+	/* What the old sluice knew of its servers' health holds from the
+	 * first request on. */
+	sl_health_sync(&d, table);
+	sl_health_apply(&d, table);
+	json_decref(d.health_seed);
+	d.health_seed = NULL;
 	sl_route_publish(table);
 
 	if (sl_ctl_metrics_start(&d) != 0)
@@ -458,7 +464,6 @@ main(int argc, char **argv)
 	        "workers", (int)d.nworkers, "runtime_state_dropped",
 	        (int)d.state_dropped));
 	sl_state_restore_runs(&d);
-	sl_health_sync(&d, sl_route_current());
 	if (d.takeover && stopped_while_starting(&d)) {
 		/* Told to stop before it took over: the control socket
 		 * stays the running sluice's, which decides again once the

@@ -775,7 +775,7 @@ check(wait_until(lambda: active7() == 0, timeout=5),
       "part of a request head and a reset: the connection is closed at "
       "once, not held until header_timeout (%r open)" % active7())
 check(wait_until(lambda: any(
-    "health: hc/v1 %s down after 2 failed checks: timeout" % checked.addr
+    "health: hc/v1 %s down at its first check: timeout" % checked.addr
     in e["command"] for e in sl7.ctl("show events 100")["events"])),
     "a health check whose status line trickles in for longer than "
     "health_timeout fails as a timeout")
