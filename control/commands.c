@@ -68,30 +68,39 @@ lock_json(const struct sl_svc_rt *rt)
 	    (json_int_t)(rt->lock_expires - now));
 }
 
-/*
- * Passive ejection of server ID as the workers see it: the latest
- * "ejected until" over the workers, and why (read with relaxed loads).
- */
+void
+sl_ctl_server_ejection(const struct sl_ctl *ctl, uint32_t id, uint64_t *until,
+    uint8_t *reason, uint64_t *total)
+{
+	unsigned i;
+
+	*until = 0;
+	*reason = 0;
+	*total = 0;
+	for (i = 0; i < ctl->nworkers; i++) {
+		const struct sl_pool *p;
+		uint64_t u;
+
+		if (id >= SL_MAX_SERVER_IDS ||
+		    (p = ctl->workers[i]->pools[id]) == NULL)
+			continue;
+		*total += __atomic_load_n(&p->ejected_total, __ATOMIC_RELAXED);
+		u = __atomic_load_n(&p->ejected_until, __ATOMIC_RELAXED);
+		if (u > *until) {
+			*until = u;
+			*reason = p->eject_reason;
+		}
+	}
+}
+
+/* Passive ejection of server ID, as JSON fields (into O) while it lasts. */
 static void
 server_ejection_json(struct sl_ctl *ctl, uint32_t id, json_t *o)
 {
-	uint64_t until = 0, now_mono;
-	uint8_t reason = 0;
-	unsigned i;
+	uint64_t until, total, now_mono;
+	uint8_t reason;
 
-	for (i = 0; i < ctl->nworkers; i++) {
-		struct sl_worker *w = ctl->workers[i];
-		uint64_t u;
-
-		if (id >= SL_MAX_SERVER_IDS || w->pools[id] == NULL)
-			continue;
-		u = __atomic_load_n(
-		    &w->pools[id]->ejected_until, __ATOMIC_RELAXED);
-		if (u > until) {
-			until = u;
-			reason = w->pools[id]->eject_reason;
-		}
-	}
+	sl_ctl_server_ejection(ctl, id, &until, &reason, &total);
 	now_mono = sl_ctl_mono_ms();
 	if (until > now_mono) {
 		json_object_set_new(

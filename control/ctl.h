@@ -87,6 +87,11 @@ struct sl_ctl {
 	/* Time series per (service, version) id, harvested every second. */
 	struct sl_series *series[SL_MAX_VERSION_IDS];
 	struct event *harvest_ev;
+	/* Per server id, what the harvest last saw of passive ejection (to
+	 * record each ejection and its end as an event): the ejections
+	 * summed over workers, and whether one was under way. */
+	uint64_t *eject_seen;
+	bool *eject_out;
 
 	struct sl_admin *admin;
 
@@ -273,6 +278,14 @@ void sl_ctl_sockets_commit(struct sl_ctl *ctl);
 /* Publish T (built by a command) and make it current for every worker. */
 void sl_ctl_publish(struct sl_ctl *ctl, struct sl_route_table *t);
 
+/*
+ * Passive ejection of server ID as the workers see it (relaxed loads):
+ * the latest "ejected until" over the workers (monotonic ms, 0 for never)
+ * with its enum sl_eject_reason, and the ejections ever, summed.
+ */
+void sl_ctl_server_ejection(const struct sl_ctl *ctl, uint32_t id,
+    uint64_t *until, uint8_t *reason, uint64_t *total);
+
 /* JSON for a service (summary, or with hosts/servers when DETAIL). */
 json_t *sl_ctl_service_json(
     struct sl_ctl *ctl, const struct sl_route_service *svc, bool detail);
@@ -291,6 +304,10 @@ void sl_health_stop(struct sl_ctl *ctl);
  * [{"service","version","server","health":"up"|"down","why"}], servers
  * checked at least once only. */
 json_t *sl_health_export(struct sl_ctl *ctl);
+
+/* Record passive ejections (and their ends) of T's servers as events. */
+void sl_health_watch_ejections(
+    struct sl_ctl *ctl, const struct sl_route_table *t);
 
 /* "health" (up, down, unchecked) and the last failure of server ID. */
 void sl_health_json(struct sl_ctl *ctl, uint32_t id, json_t *o);

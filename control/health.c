@@ -1,5 +1,6 @@
 /*
- * health.c — active HTTP health checks, run from the control thread.
+ * health.c — servers' health as the control thread sees it: active HTTP
+ * health checks, and the record of the workers' passive ejections.
  *
  * Each server of a service with health_path gets a checker: every
  * health_interval it sends "GET health_path" on a new connection and
@@ -33,6 +34,7 @@
 #include "control/ctl.h"
 #include "proxy/route.h"
 #include "proxy/tls.h"
+#include "proxy/upstream.h"
 
 struct sl_health {
 	struct sl_ctl *ctl;
@@ -425,6 +427,69 @@ sl_health_stop(struct sl_ctl *ctl)
 	free(ctl->health);
 	ctl->health = NULL;
 	ctl->nhealth = 0;
+}
+
+/*
+ * Record each passive ejection the workers made since the last look, and
+ * each ejection's end, as events (once a second, from the harvest): the
+ * workers eject on their own, in the request path, and only log it.
+ */
+void
+sl_health_watch_ejections(struct sl_ctl *ctl, const struct sl_route_table *t)
+{
+	uint64_t now = sl_ctl_mono_ms();
+	size_t i, j, k;
+	char msg[512];
+
+	if (ctl->eject_seen == NULL) {
+		ctl->eject_seen =
+		    sl_xcalloc(SL_MAX_SERVER_IDS, sizeof *ctl->eject_seen);
+		ctl->eject_out =
+		    sl_xcalloc(SL_MAX_SERVER_IDS, sizeof *ctl->eject_out);
+	}
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_route_service *svc = &t->services[i];
+
+		for (j = 0; j < svc->nversions; j++) {
+			const struct sl_route_version *v = &svc->versions[j];
+
+			for (k = 0; k < v->nservers; k++) {
+				const struct sl_route_server *s =
+				    &v->servers[k];
+				uint64_t until, total;
+				uint8_t reason;
+				bool out;
+
+				/* A server in several versions: the first
+				 * look records it, the next ones see no
+				 * change. */
+				sl_ctl_server_ejection(
+				    ctl, s->id, &until, &reason, &total);
+				out = until > now;
+				if (total > ctl->eject_seen[s->id])
+					snprintf(msg, sizeof msg,
+					    "outlier: %s/%s %s ejected for "
+					    "%.1f s: %s (ejections since "
+					    "start: "
+					    "%llu)",
+					    svc->name, v->name, s->addr.text,
+					    out ? (double)(until - now) / 1000
+					        : 0.0,
+					    sl_eject_reason_names[reason],
+					    (unsigned long long)total);
+				else if (ctl->eject_out[s->id] && !out)
+					snprintf(msg, sizeof msg,
+					    "outlier: %s/%s %s is back in "
+					    "rotation: its ejection is over",
+					    svc->name, v->name, s->addr.text);
+				else
+					continue;
+				ctl->eject_seen[s->id] = total;
+				ctl->eject_out[s->id] = out;
+				sl_event(ctl, NULL, msg, NULL, NULL);
+			}
+		}
+	}
 }
 
 /* Health of server ID as JSON fields (into O). */

@@ -109,6 +109,7 @@ sl_ctl_harvest(struct sl_ctl *ctl)
 			sl_series_harvest(ctl->series[id], &total, now);
 		}
 	}
+	sl_health_watch_ejections(ctl, t);
 }
 
 static void
@@ -143,6 +144,10 @@ sl_ctl_metrics_stop(struct sl_ctl *ctl)
 		sl_series_free(ctl->series[i]);
 		ctl->series[i] = NULL;
 	}
+	free(ctl->eject_seen);
+	free(ctl->eject_out);
+	ctl->eject_seen = NULL;
+	ctl->eject_out = NULL;
 }
 
 /* The /stats name of a counter family. */
@@ -301,6 +306,75 @@ labels(struct evbuffer *out, const struct vrow *r)
 	    out, "service=\"%s\",version=\"%s\"", r->service, r->version);
 }
 
+/*
+ * Each server of the current table: whether it takes new requests (per
+ * service and version that lists it), and its passive ejections (once per
+ * server: a server is one server, whichever versions list it).
+ */
+static void
+server_metrics(struct sl_ctl *ctl, struct evbuffer *out)
+{
+	const struct sl_route_table *t = sl_route_current();
+	uint8_t seen[SL_MAX_SERVER_IDS / 8];
+	uint64_t now = sl_ctl_mono_ms(), until, total;
+	uint8_t reason;
+	size_t i, j, k;
+	int pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		memset(seen, 0, sizeof seen);
+		evbuffer_add_printf(out, "%s",
+		    pass == 0
+		        ? "# HELP sluice_server_available 1 when the "
+		          "server takes new requests: ready (not drain or "
+		          "maint), not down by health checks, not "
+		          "ejected.\n"
+		          "# TYPE sluice_server_available gauge\n"
+		        : "# HELP sluice_server_ejections_total Passive "
+		          "outlier ejections of the server, over all "
+		          "workers.\n"
+		          "# TYPE sluice_server_ejections_total counter\n");
+		for (i = 0; i < t->nservices; i++) {
+			const struct sl_route_service *svc = &t->services[i];
+
+			for (j = 0; j < svc->nversions; j++) {
+				const struct sl_route_version *v =
+				    &svc->versions[j];
+
+				for (k = 0; k < v->nservers; k++) {
+					const struct sl_route_server *s =
+					    &v->servers[k];
+
+					sl_ctl_server_ejection(ctl, s->id,
+					    &until, &reason, &total);
+					if (pass == 0) {
+						evbuffer_add_printf(out,
+						    "sluice_server_available{"
+						    "service=\"%s\",version="
+						    "\"%s\",server=\"%s\"} "
+						    "%d\n",
+						    svc->name, v->name,
+						    s->addr.text,
+						    s->state ==
+						            SL_SERVER_READY &&
+						        s->healthy &&
+						        until <= now);
+						continue;
+					}
+					if (seen[s->id / 8] & (1u << s->id % 8))
+						continue;
+					seen[s->id / 8] |= 1u << s->id % 8;
+					evbuffer_add_printf(out,
+					    "sluice_server_ejections_total{"
+					    "server=\"%s\"} %llu\n",
+					    s->addr.text,
+					    (unsigned long long)total);
+				}
+			}
+		}
+	}
+}
+
 /* Append the Prometheus text exposition (format 0.0.4). */
 void
 sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
@@ -399,6 +473,7 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 		    out, "} %lld\n", (long long)rows[i].total.active);
 	}
 
+	server_metrics(ctl, out);
 	sl_ctl_rollout_metrics(ctl, out);
 	sl_ctl_guard_metrics(ctl, out);
 	sl_ctl_worker_total(ctl, &ws);

@@ -198,6 +198,8 @@ sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
 	__atomic_store_n(&p->ejected_until, now + penalty, __ATOMIC_RELAXED);
 	p->eject_reason = (uint8_t)failure;
 	p->ejections++;
+	__atomic_store_n(
+	    &p->ejected_total, p->ejected_total + 1, __ATOMIC_RELAXED);
 	note_ejection(w, v, srv, sc, penalty);
 	p->consec_failures = 0;
 	return true;

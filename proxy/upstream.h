@@ -47,7 +47,8 @@ struct sl_pool {
 	uint32_t consec_failures; /* failed attempts in a row */
 	uint32_t ejections;       /* times ejected, for the growing penalty */
 	uint64_t ejected_until;   /* monotonic ms; read by the control thread */
-	uint8_t eject_reason; /* enum sl_eject_reason of the last ejection */
+	uint32_t ejected_total; /* ejections ever; read by the control thread */
+	uint8_t eject_reason;   /* enum sl_eject_reason of the last ejection */
 	struct sl_tls_session_cache tls; /* to resume TLS to this server */
 };
 

@@ -16,11 +16,12 @@ import time
 
 import harness
 from harness import (SLUICE, Origin, Sluice, check, config, done, free_port,
-                     wait_until)
+                     metric_value, wait_until)
 
 a = Origin("a")
 b = Origin("b")
 bad = Origin("bad", "--error-rate", "1.0", "--error-status", "500")
+bad3 = Origin("bad3", "--error-rate", "1.0", "--error-status", "500")
 good2 = Origin("good2")
 canary = Origin("canary")
 
@@ -36,6 +37,11 @@ text = config(port, {
     "eject": {"path_prefix": "/e", "stable": "v1", "eject_after": "3",
               "eject_time": "30s", "expose_version": "yes",
               "versions": {"v1": ([bad.addr, good2.addr], 100)}},
+    # One server that always fails, which eject_max = 100% lets go out
+    # (for 1 s): its ejection's end is an event too.
+    "brief": {"path_prefix": "/b", "stable": "v1", "eject_after": "2",
+              "eject_time": "1s", "eject_max": "100%",
+              "versions": {"v1": ([bad3.addr], 100)}},
     "fb": {"path_prefix": "/f", "stable": "blue", "fallback": "stable",
            "sticky": "header:X-User-Id", "expose_version": "yes",
            "versions": {"blue": ([good2.addr], 0), "green": ([canary.addr], 100)}},
@@ -83,6 +89,49 @@ check(codes == [200] * 20 and bad.stats()["requests"] == 0,
       "while ejected it gets no traffic: 20 of 20 requests 200 from the other")
 check(server("eject", good2.addr).get("ejected_for") is None,
       "the cap (50%) keeps the last healthy server in")
+
+
+def events(prefix):
+    return [e["command"] for e in sl.ctl("show events 200")["events"]
+            if e["command"].startswith(prefix)]
+
+
+def metrics():
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    return text
+
+
+check(wait_until(lambda: events("outlier: eject/v1 %s ejected for" % bad.addr),
+                 5) and
+      events("outlier: eject/v1 %s" % bad.addr)[0].endswith(
+          ": 5xx responses (ejections since start: 1)"),
+      "the ejection is recorded as an event, with its reason (%r)"
+      % events("outlier:"))
+mtext = metrics()
+check(metric_value(mtext, "sluice_server_available", service="eject",
+                   server=bad.addr) == 0 and
+      metric_value(mtext, "sluice_server_available", service="eject",
+                   server=good2.addr) == 1 and
+      metric_value(mtext, "sluice_server_ejections_total",
+                   server=bad.addr) == 1 and
+      metric_value(mtext, "sluice_server_ejections_total",
+                   server=good2.addr) == 0,
+      "/metrics: the ejected server is not available, and has 1 ejection; "
+      "the other is available, with none")
+# A server ejected for 1 s: the end of its ejection is an event too.
+codes = [get("/b/x")[0] for _ in range(3)]
+check(codes == [500, 500, 503],
+      "2 failures eject the only server of 'brief' (eject_max = 100%%), "
+      "then 503 (%r)" % codes)
+check(wait_until(lambda: events("outlier: brief/v1 %s is back in rotation"
+                                % bad3.addr), 5),
+      "its end is an event too (%r)" % events("outlier:"))
+check(metric_value(metrics(), "sluice_server_available", service="brief",
+                   server=bad3.addr) == 1,
+      "and /metrics has it available again")
 
 # --- Active health checks: kill 'a', traffic continues on 'b'.
 check(wait_until(lambda: server("health", a.addr)["health"] == "up"),
