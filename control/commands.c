@@ -146,7 +146,8 @@ sl_ctl_service_json(
 				        (int)v->servers[j].weight, "state",
 				        server_states[v->servers[j].state]);
 
-				sl_health_json(ctl, v->servers[j].id, so);
+				sl_health_json(
+				    ctl, svc->name, v->servers[j].id, so);
 				server_ejection_json(ctl, v->servers[j].id, so);
 				json_array_append_new(ss, so);
 			}

@@ -309,8 +309,10 @@ json_t *sl_health_export(struct sl_ctl *ctl);
 void sl_health_watch_ejections(
     struct sl_ctl *ctl, const struct sl_route_table *t);
 
-/* "health" (up, down, unchecked) and the last failure of server ID. */
-void sl_health_json(struct sl_ctl *ctl, uint32_t id, json_t *o);
+/* "health" (up, down, unchecked) and the last failure of server ID, as
+ * SERVICE's checks see it. */
+void sl_health_json(
+    struct sl_ctl *ctl, const char *service, uint32_t id, json_t *o);
 
 /* --- blue/green guard (control/guard.c) --- */
 

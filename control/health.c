@@ -13,10 +13,13 @@
  * its first check alone decides (a failure takes it down, with no
  * health_fall to wait for), as there is no history to smooth. A sluice
  * that takes over from another (--takeover) starts from what the other
- * one knew instead (sl_health_seed).
+ * one knew instead (ctl->health_seed).
  *
- * Checkers are keyed by server id (stable across reloads), so a reload
- * keeps what is known about each server.
+ * Checkers are keyed by service and server id (stable across reloads), so
+ * a reload keeps what is known about each server; a server two services
+ * list is checked by each with its own health_path and settings, and is
+ * down for the one whose checks fail (as in HAProxy's backends and Envoy's
+ * clusters), while passive ejection is per server.
  */
 #include "config.h"
 
@@ -64,14 +67,15 @@ struct sl_health {
 
 static void health_check_start(struct sl_health *h);
 
-/* The checker for server ID, or NULL. */
+/* The checker of server ID for service SERVICE, or NULL. */
 static struct sl_health *
-find(struct sl_ctl *ctl, uint32_t id)
+find(struct sl_ctl *ctl, const char *service, uint32_t id)
 {
 	size_t i;
 
 	for (i = 0; i < ctl->nhealth; i++) {
-		if (ctl->health[i]->server_id == id)
+		if (ctl->health[i]->server_id == id &&
+		    strcmp(ctl->health[i]->service, service) == 0)
 			return ctl->health[i];
 	}
 	return NULL;
@@ -89,8 +93,8 @@ sl_health_apply(struct sl_ctl *ctl, struct sl_route_table *t)
 			    &t->services[i].versions[j];
 
 			for (k = 0; k < v->nservers; k++) {
-				struct sl_health *h =
-				    find(ctl, v->servers[k].id);
+				struct sl_health *h = find(
+				    ctl, t->services[i].name, v->servers[k].id);
 
 				v->servers[k].healthy = h == NULL || !h->down;
 			}
@@ -354,7 +358,8 @@ sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 			for (k = 0; k < v->nservers; k++) {
 				const struct sl_route_server *s =
 				    &v->servers[k];
-				struct sl_health *h = find(ctl, s->id);
+				struct sl_health *h =
+				    find(ctl, svc->name, s->id);
 				struct timeval tv;
 
 				bool fresh = h == NULL;
@@ -494,9 +499,9 @@ sl_health_watch_ejections(struct sl_ctl *ctl, const struct sl_route_table *t)
 
 /* Health of server ID as JSON fields (into O). */
 void
-sl_health_json(struct sl_ctl *ctl, uint32_t id, json_t *o)
+sl_health_json(struct sl_ctl *ctl, const char *service, uint32_t id, json_t *o)
 {
-	struct sl_health *h = find(ctl, id);
+	struct sl_health *h = find(ctl, service, id);
 
 	if (h == NULL) {
 		json_object_set_new(o, "health", json_string("unchecked"));

@@ -27,7 +27,12 @@ sl = Sluice({"svc": {
     "many": {"path_prefix": "/many", "stable": "v1", "health_path": "/hc",
              "health_interval": "30s",
              "versions": {"v1": (["127.0.0.1:%d" % free_port()
-                                  for _ in range(40)], 100)}}},
+                                  for _ in range(40)], 100)}},
+    # The live server again, in a service whose checks want another
+    # status: each service checks it its own way.
+    "picky": {"path_prefix": "/picky", "stable": "v1", "health_path": "/hc",
+              "health_interval": "30s", "health_status": "204",
+              "versions": {"v1": ([live.addr], 100)}}},
     workers=1, sluice_extra="retries = 0\n")
 
 
@@ -50,6 +55,21 @@ check("health: svc/v1 %s down at its first check: Connection refused"
       % dead in events(),
       "the event says its first check took it down (%r)" % events()[-3:])
 check(server(live.addr)["health"] == "up", "the live one is up")
+
+
+def picky_server():
+    return sl.ctl("show service picky")["service"]["versions"][0][
+        "servers"][0]
+
+
+wait_until(lambda: picky_server()["health"] == "down", 5)
+picky = picky_server()
+check(picky["health"] == "down" and
+      picky.get("health_last_failure") == "status 200",
+      "the same server is down for a service whose checks want 204 (%r), "
+      "and still up for the first" % picky)
+check(sl.get("/picky/x")[0] == 503 and sl.get("/x")[0] == 200,
+      "so that service answers 503, the other 200")
 
 
 def many_down():
