@@ -757,16 +757,45 @@ tls_encrypt(struct sl_io *io)
 	return 0;
 }
 
+/*
+ * After a read that left the stream waiting (part of a record, or a
+ * message the callback found incomplete) with no end seen: an EOF or a
+ * reset right behind those bytes made no edge of its own (see do_read),
+ * so look once. Returns the bytes read (*END set as recv_into does), or
+ * -1 when that read failed.
+ */
+static ssize_t
+tls_look_for_end(struct sl_io *io, bool grew, short *end)
+{
+	struct sl_io_tls *t = io->tls;
+	bool waiting = grew
+	    ? (io->flags & IO_CHECK_END) != 0
+	    : evbuffer_get_length(t->raw_in) > 0 || SSL_has_pending(t->ssl);
+	ssize_t n;
+
+	io->flags &= ~IO_CHECK_END;
+	if (!waiting || !(io->flags & IO_READING))
+		return 0;
+	n = recv_into(io, t->raw_in, io->fd, end);
+	if (n >= IO_READ_MAX && *end == 0)
+		read_on(io);
+	return n;
+}
+
 /* TLS data arrived in raw_in (END: the socket ended after it). */
 static short
 tls_read(struct sl_io *io, short end)
 {
 	struct sl_io_tls *t = io->tls;
-	size_t before = evbuffer_get_length(io->in);
+	bool looked = false, grew;
+	size_t before;
+	ssize_t more;
 	short what;
 
+again:
 	if (end == BEV_EVENT_EOF)
 		t->eof = true;
+	before = evbuffer_get_length(io->in);
 	if (t->handshaking) {
 		int r;
 
@@ -777,8 +806,20 @@ tls_read(struct sl_io *io, short end)
 		r = tls_handshake(io);
 		if (r < 0)
 			return 0; /* failed (reported) or freed */
-		if (r == 0)
-			return end == BEV_EVENT_ERROR ? end : 0;
+		if (r == 0) {
+			if (end != 0 || looked)
+				return end == BEV_EVENT_ERROR ? end : 0;
+			looked = true;
+			more = tls_look_for_end(io, false, &end);
+			if (more < 0) {
+				tls_fail(
+				    io, BEV_EVENT_READING | BEV_EVENT_ERROR);
+				return 0;
+			}
+			if (more > 0 || end != 0)
+				goto again;
+			return 0;
+		}
 	}
 	what = tls_decrypt(io);
 	if (evbuffer_get_length(t->raw_out) > 0)
@@ -788,9 +829,20 @@ tls_read(struct sl_io *io, short end)
 		tls_fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
 		return 0;
 	}
-	if (evbuffer_get_length(io->in) > before && io->read_cb != NULL &&
+	grew = evbuffer_get_length(io->in) > before;
+	if (grew && io->read_cb != NULL &&
 	    !IO_CALL(io, io->read_cb(io, io->arg)))
 		return 0;
+	if (end == 0 && what == 0 && !looked) {
+		looked = true;
+		more = tls_look_for_end(io, grew, &end);
+		if (more < 0) {
+			tls_fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
+			return 0;
+		}
+		if (more > 0 || end != 0)
+			goto again;
+	}
 	return end == BEV_EVENT_ERROR ? end : what;
 }
 
@@ -861,8 +913,7 @@ do_read(struct sl_io *io, evutil_socket_t fd, short what)
 void
 sl_io_check_end(struct sl_io *io)
 {
-	if (io->tls == NULL)
-		io->flags |= IO_CHECK_END;
+	io->flags |= IO_CHECK_END;
 }
 
 /* The connect finished (or failed, or timed out). */

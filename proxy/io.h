@@ -177,8 +177,9 @@ void sl_io_disable_read(struct sl_io *io);
  * make no edge of their own when they come with the data (libevent
  * reports epoll's HUP and ERR without EV_CLOSED), so the stream would
  * otherwise wait for its read timeout. One recv more, EAGAIN when the
- * peer is only slow; messages that arrive whole never pay it. Plain
- * streams only: on a TLS stream this does nothing.
+ * peer is only slow; messages that arrive whole never pay it. A TLS
+ * stream does the same on its own after part of a record (or of a
+ * handshake message), which decrypts to nothing the callback could see.
  */
 void sl_io_check_end(struct sl_io *io);
 

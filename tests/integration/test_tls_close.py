@@ -8,6 +8,7 @@ close_notify is consumed into the SSL, so it cannot wait on the socket like
 a FIN. Both were bugs of the first version of io.c's TLS mode, found in
 review; these tests failed on it."""
 
+import http.client
 import os
 import socket
 import ssl
@@ -15,7 +16,8 @@ import shutil
 import subprocess
 import time
 
-from harness import Origin, Sluice, TMP, check, done, free_port, skip
+from harness import Origin, Sluice, TMP, check, done, free_port, \
+    metric_value, skip, wait_until
 from tlskit import PKI, client_context, memory_tls, read_tls
 
 if shutil.which("openssl") is None:
@@ -26,14 +28,15 @@ pki.make_ca()
 pki.make_cert("a", "a.test", ["DNS:a.test", "DNS:localhost", "IP:127.0.0.1"])
 
 plain = Origin("plain")
-port, tls_port = free_port(), free_port()
+port, tls_port, admin_port = free_port(), free_port(), free_port()
 CONFIG = """
 [sluice]
 workers = 1
 control_socket = {tmp}/ctl-{port}.sock
 state_file = {tmp}/state-{port}.ini
-header_timeout = 2s
+header_timeout = 8s
 keepalive_timeout = 20s
+admin = 127.0.0.1:{admin}
 
 [listener:main]
 bind = 127.0.0.1:{port}
@@ -51,7 +54,8 @@ stable = v1
 servers = {plain}
 """
 sl = Sluice(text=CONFIG.format(tmp=TMP, port=port, tls_port=tls_port,
-                               pki=pki.dir, plain=plain.addr), port=port)
+                               pki=pki.dir, plain=plain.addr,
+                               admin=admin_port), port=port)
 CTX = client_context(pki.path("ca.pem"))
 
 
@@ -145,6 +149,66 @@ check(last is not None and end - last < 10,
       "close_notify read together with requests that filled the input: "
       "closed after the last answer (%.1f s later, not at "
       "keepalive_timeout)" % ((end - last) if last else -1))
+
+
+
+def active():
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    return metric_value(text, "sluice_connections_active")
+
+
+def reset(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                 b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+
+
+# --- a reset behind part of a TLS record makes no event of its own (epoll
+# reports it without the "closed" flag): the connection must be closed at
+# once, not held until header_timeout (8 s) ---
+def half_client_hello():
+    s = socket.create_connection(("127.0.0.1", tls_port), 10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = CTX.wrap_bio(inc, out, server_hostname="a.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out.read()
+    s.sendall(hello[:len(hello) // 2])
+    return s
+
+
+def half_record():
+    s = socket.create_connection(("127.0.0.1", tls_port), 10)
+    obj, inc, out = memory_tls(CTX, s, "a.test")
+    obj.write(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    s.sendall(out.read()[:-5])
+    return s
+
+
+def half_head():
+    s = socket.create_connection(("127.0.0.1", tls_port), 10)
+    obj, inc, out = memory_tls(CTX, s, "a.test")
+    obj.write(b"GET /x HTTP/1.1\r\nHost: a.te")
+    s.sendall(out.read())
+    return s
+
+
+check(wait_until(lambda: active() == 0, 5), "no connection open before")
+for name, make in (("half a ClientHello", half_client_hello),
+                   ("half a record", half_record),
+                   ("a record with half a request head", half_head)):
+    t0 = time.time()
+    for _ in range(5):
+        reset(make())  # the reset right behind the bytes
+    closed = wait_until(lambda: active() == 0, 6)
+    check(closed and time.time() - t0 < 4,
+          "TLS, %s then a reset: closed at once, not at header_timeout "
+          "(%.1f s, %r open)" % (name, time.time() - t0, active()))
 
 cap = capacity()
 plain_cap = cap * 16336 // 16358  # records of one 16336-byte chain
