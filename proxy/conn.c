@@ -1987,6 +1987,13 @@ handle_response_head(struct sl_conn *c)
 			/* 100 answers the expectation; 103 does not. */
 			if (c->req_expect && head->status == 100)
 				expect_answered(c);
+			/* An origin sending 1xx after 1xx to a client that
+			 * does not read: the rest waits, as a body would
+			 * (client_write_cb goes on). */
+			apply_backpressure(
+			    &c->up->io, &c->io, &c->up_read_paused);
+			if (c->up_read_paused)
+				return;
 			continue;
 		}
 		c->req_expect = false; /* a final answer */
@@ -2153,6 +2160,7 @@ static void
 client_write_cb(struct sl_io *io, void *arg)
 {
 	struct sl_conn *c = arg;
+	bool held = c->up_read_paused;
 
 	if (c->state == CONN_CLOSING) {
 		if (sl_io_unsent(io) == 0)
@@ -2168,6 +2176,9 @@ client_write_cb(struct sl_io *io, void *arg)
 	if (c->state == CONN_UPSTREAM && c->resp_state == RESP_BODY &&
 	    c->up != NULL)
 		forward_response_body(c);
+	else if (held && c->state == CONN_UPSTREAM &&
+	    c->resp_state == RESP_HEAD && c->up != NULL)
+		handle_response_head(c); /* the 1xx held back */
 	if (c->pipeline_paused && c->state == CONN_IDLE) {
 		c->pipeline_paused = false;
 		sl_io_set_write_low(io, 0);

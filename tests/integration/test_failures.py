@@ -633,6 +633,11 @@ class ResetOrigin(RawOrigin):
                         conn.sendall(p)
                         time.sleep(0.3)
                 return
+            if " /flood1xx" in line:  # 100 Continue after 100 Continue
+                t0 = time.time()
+                while time.time() - t0 < 4:
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * 1000)
+                return
             if " /partial" in line:  # part of a head late, then silence
                 time.sleep(1.5)
                 conn.sendall(b"HTTP/1.1 2")
@@ -688,6 +693,22 @@ posts = [line for line in resetter.lines() if line.startswith("POST")]
 check(statuses == [200] * 10 and len(posts) == 10,
       "POSTs after the origin reset the pooled connection: all 200, each "
       "seen once (%r, %d seen)" % (statuses, len(posts)))
+
+
+# An origin that sends interim answers without end, to a client that does
+# not read: they wait in the origin's socket, as a body would, instead of
+# piling up in sluice (it grew by 150 MB in 3 s).
+rss0 = sl7.rss_kib()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", sl7.port))
+s.sendall(b"GET /flood1xx HTTP/1.1\r\nHost: a\r\n\r\n")
+time.sleep(3)
+grew = sl7.rss_kib() - rss0
+s.close()
+check(grew < 32 * 1024,
+      "1xx after 1xx to a client that does not read: sluice grew by %d KiB "
+      "(backpressure holds them back)" % grew)
 
 
 def read_to_end(port, data):
