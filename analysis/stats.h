@@ -74,6 +74,12 @@
 	    "clients gone mid-request or mid-response")                        \
 	X(conn_limit, "connection_limit",                                      \
 	    "times accepting paused at max_connections")                       \
+	X(accept_failures, "accept_failures",                                  \
+	    "accepts that failed for want of descriptors or memory (each "     \
+	    "pauses that worker's accepting for 100 ms)")                      \
+	X(upstream_local_failures, "upstream_local_failures",                  \
+	    "origin connections sluice could not open for want of "            \
+	    "descriptors, ports or memory (503)")                              \
 	X(upstream_opened, "upstream_connections_opened",                      \
 	    "upstream connections opened")                                     \
 	X(upstream_reused, "upstream_connections_reused",                      \

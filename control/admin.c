@@ -29,11 +29,14 @@
 #define ADMIN_HEAD_MAX 8192
 
 struct sl_admin {
+	struct sl_accept_guard guard; /* first: see ctl.h */
 	struct sl_ctl *ctl;
 	struct evconnlistener *listener;
 	struct sl_http_head *head;
 	llhttp_t parser;
 };
+
+SL_ACCEPT_GUARD_FIRST(struct sl_admin, guard);
 
 struct admin_conn {
 	struct sl_admin *admin;
@@ -282,8 +285,12 @@ sl_admin_start(
 	        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
 	            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 	        64, addr, addrlen);
-	if (admin->listener == NULL) {
+	if (admin->listener == NULL ||
+	    sl_accept_guard_init(
+	        &admin->guard, ctl->base, admin->listener, "admin") != 0) {
 		*errp = sl_xasprintf("cannot listen: %s", strerror(errno));
+		if (admin->listener != NULL)
+			evconnlistener_free(admin->listener);
 		sl_http_head_free(admin->head);
 		free(admin);
 		return -1;
@@ -298,6 +305,7 @@ sl_admin_stop(struct sl_ctl *ctl)
 	if (ctl->admin == NULL)
 		return;
 	evconnlistener_free(ctl->admin->listener);
+	sl_accept_guard_free(&ctl->admin->guard);
 	sl_http_head_free(ctl->admin->head);
 	free(ctl->admin);
 	ctl->admin = NULL;

@@ -9,9 +9,11 @@
 #define SL_CTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <stdio.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -20,6 +22,7 @@
 #include "proxy/worker.h"
 
 struct event;
+struct evconnlistener;
 struct event_base;
 struct evbuffer;
 struct sl_admin;
@@ -162,6 +165,25 @@ json_t *sl_ctl_version_json(
 
 /* Append the Prometheus text exposition to OUT. */
 void sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out);
+
+/*
+ * A control-thread listener that pauses 100 ms when accept fails for want
+ * of descriptors (control/listen.c), instead of spinning. It must be the
+ * first member of the struct the listener's callbacks get as argument.
+ */
+struct sl_accept_guard {
+	struct evconnlistener *listener;
+	struct event *resume;
+	const char *what; /* for the log: "admin", "control socket" */
+	time_t logged;
+	uint32_t quiet; /* failures not logged since */
+};
+#define SL_ACCEPT_GUARD_FIRST(type, member)                                    \
+	_Static_assert(offsetof(type, member) == 0,                            \
+	    #member " must come first: the listener's argument")
+int sl_accept_guard_init(struct sl_accept_guard *g, struct event_base *base,
+    struct evconnlistener *l, const char *what);
+void sl_accept_guard_free(struct sl_accept_guard *g);
 
 /* Admin HTTP endpoint (/metrics /stats /healthz): start and stop. */
 int sl_admin_start(

@@ -1382,10 +1382,15 @@ start_request(struct sl_conn *c, size_t head_len)
 	    !c->req_body_done || c->req_upgrade || !idempotent(c->req_method),
 	    &reused);
 	if (up == NULL) {
-		SL_STAT_INC(c->vs->err_connect_refused);
+		/* Out of descriptors, local ports or memory: sluice's own
+		 * shortage, not the origin's failure (real refusals come
+		 * from the loop). */
+		SL_STAT_INC(w->wstats.upstream_local_failures);
 		evbuffer_drain(in, head_len);
 		c->client_keepalive &= c->req_body_done;
-		send_error(c, 502, "cannot open a connection to the origin");
+		send_error(c, 503,
+		    "sluice cannot open a connection to the origin now (out "
+		    "of file descriptors, local ports or memory)");
 		return;
 	}
 	c->up_reused = reused;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -299,6 +300,35 @@ reclaim_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * Raise the soft limit on file descriptors to the hard one (the soft one
+ * is often 1024), and warn when max_connections still cannot fit: each
+ * proxied request holds two (client and origin), and running out makes
+ * accepts fail (each pausing accepting for 100 ms) and requests get 503.
+ */
+static void
+fit_descriptors(const struct sl_global_conf *g)
+{
+	struct rlimit rl;
+	rlim_t need = 2 * (rlim_t)g->max_connections + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		sl_log_warn("max_connections = %u needs about %llu file "
+		            "descriptors (a client's and an origin's each) but "
+		            "the limit is %llu (ulimit -n; LimitNOFILE= for "
+		            "systemd): accepts will fail and pause before the "
+		            "limit is reached",
+		    g->max_connections, (unsigned long long)need,
+		    (unsigned long long)rl.rlim_cur);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -373,6 +403,7 @@ main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	fit_descriptors(&conf->global);
 	/* Buffers come and go with every request (16 KiB read chains). With
 	 * glibc's default 128 KiB trim threshold a worker's heap shrinks
 	 * after a burst and grows back on the next: sysmalloc and a page

@@ -145,18 +145,31 @@ at_limit(struct sl_worker *w)
 	    sl_worker_current_table(w)->conf->global.max_connections;
 }
 
+/* Accept or not, as the limit and the descriptors allow. */
+static void
+listen_as_allowed(struct sl_worker *w)
+{
+	bool on = !w->accept_paused && !w->accept_starved && !w->stopping;
+	size_t i;
+
+	for (i = 0; i < w->nlisteners; i++) {
+		if (on)
+			evconnlistener_enable(w->listeners[i]);
+		else
+			evconnlistener_disable(w->listeners[i]);
+	}
+}
+
 /* Stop accepting while the process is at the limit. */
 static bool
 pause_accept(struct sl_worker *w)
 {
 	struct timeval tv = {0, LIMIT_CHECK_MS * 1000};
-	size_t i;
 
 	if (w->accept_paused || w->stopping || !at_limit(w))
 		return false;
 	w->accept_paused = true;
-	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_disable(w->listeners[i]);
+	listen_as_allowed(w);
 	event_add(w->limit_ev, &tv);
 	return true;
 }
@@ -175,14 +188,11 @@ limit_wake_cb(evutil_socket_t fd, short what, void *arg)
 static void
 resume_accept(struct sl_worker *w)
 {
-	size_t i;
-
 	if (!w->accept_paused || w->stopping || at_limit(w))
 		return;
 	w->accept_paused = false;
 	event_del(w->limit_ev);
-	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_enable(w->listeners[i]);
+	listen_as_allowed(w);
 }
 
 static void
@@ -257,15 +267,48 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	}
 }
 
+/* The pause after a failed accept is over. */
+static void
+starve_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_worker *w = arg;
+
+	w->accept_starved = false;
+	listen_as_allowed(w);
+}
+
+/*
+ * accept failed (libevent retries EAGAIN, EINTR and ECONNABORTED itself):
+ * EMFILE, ENFILE, ENOBUFS, ENOMEM. The connection stays in the kernel's
+ * backlog, so the listener would wake at once and fail again, a spin:
+ * this worker stops accepting for 100 ms (a closing connection frees a
+ * descriptor meanwhile), counts it, and logs at most once in 10 s.
+ */
 static void
 accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	struct sl_listener_arg *la = arg;
+	struct sl_worker *w = la->w;
 	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = {0, 100 * 1000};
+	time_t now = time(NULL);
 
-	/* EMFILE and friends: log and keep going; closing a connection will
-	 * free a descriptor. */
-	sl_log(SL_LOG_WARN, err, "worker %u: accept failed", la->w->id);
+	SL_STAT_INC(w->wstats.accept_failures);
+	if (now - w->accept_fail_logged >= 10) {
+		sl_log(SL_LOG_WARN, err,
+		    "worker %u: accept failed (%u more since the last "
+		    "report); accepting pauses for 100 ms each time",
+		    w->id, w->accept_fails_quiet);
+		w->accept_fail_logged = now;
+		w->accept_fails_quiet = 0;
+	} else {
+		w->accept_fails_quiet++;
+	}
+	if (!w->accept_starved && !w->stopping) {
+		w->accept_starved = true;
+		listen_as_allowed(w);
+		event_add(w->starve_ev, &pause);
+	}
 }
 
 static void
@@ -448,6 +491,7 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		w->scratch = sl_xmalloc(w->scratch_size);
 		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
 		w->limit_ev = event_new(w->base, -1, EV_PERSIST, limit_cb, w);
+		w->starve_ev = event_new(w->base, -1, 0, starve_cb, w);
 		w->limit_wake_ev = event_new(w->base, w->limit_fd,
 		    EV_READ | EV_PERSIST, limit_wake_cb, w);
 		w->stop_ev = event_new(
@@ -455,7 +499,8 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		if (sl_io_loop_init(&w->io_loop, w->base) != 0)
 			goto fail_msg;
 		if (w->scratch_head == NULL || w->reap_ev == NULL ||
-		    w->limit_ev == NULL || w->limit_wake_ev == NULL ||
+		    w->limit_ev == NULL || w->starve_ev == NULL ||
+		    w->limit_wake_ev == NULL ||
 		    event_add(w->limit_wake_ev, NULL) != 0 ||
 		    w->stop_ev == NULL || event_add(w->stop_ev, NULL) != 0)
 			goto fail_msg;
@@ -708,6 +753,8 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			event_free(w->reap_ev);
 		if (w->limit_ev != NULL)
 			event_free(w->limit_ev);
+		if (w->starve_ev != NULL)
+			event_free(w->starve_ev);
 		if (w->limit_wake_ev != NULL)
 			event_free(w->limit_wake_ev);
 		if (w->limit_fd >= 0)

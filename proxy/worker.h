@@ -48,7 +48,10 @@ struct sl_worker {
 	struct sl_listener_arg *listener_args; /* one per listener */
 	size_t nlistener_args; /* as bound at start (stop zeroes nlisteners) */
 	bool accept_paused;
+	bool accept_starved; /* out of descriptors: a pause (starve_ev) */
 	bool stopping;
+	time_t accept_fail_logged;   /* when a failed accept was last logged */
+	uint32_t accept_fails_quiet; /* failed accepts not logged since */
 
 	/* Routing tables: the newest seen, and every one still in use. */
 	struct sl_route_table *table;
@@ -81,7 +84,8 @@ struct sl_worker {
 	struct sl_io_loop io_loop; /* output flushing, see proxy/io.h */
 	struct sl_conn_list conns;
 	uint32_t nconns;
-	struct event *limit_ev; /* accept paused: look at the limit again */
+	struct event *limit_ev;  /* accept paused: look at the limit again */
+	struct event *starve_ev; /* accept starved: try again */
 	int limit_fd; /* written by a worker that found the process full */
 	struct event *limit_wake_ev;
 	struct sl_conn *graveyard; /* closed, freed by reap_ev */
