@@ -908,7 +908,8 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
     const char *base, struct outbuf *o)
 {
 	bool other = (head->conn_tokens & SL_CONN_OTHER) != 0;
-	bool via = false, via_hop = false;
+	bool via = false, via_hop = false, date = false;
+	bool expose = c->svc != NULL && c->svc->conf->expose_version;
 	/* RFC 9110 8.6, RFC 9112 6.1: a 1xx or 204 has no content and must
 	 * not carry framing headers, whatever the origin sent. */
 	bool no_framing = head->status < 200 || head->status == 204;
@@ -935,12 +936,22 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 			ob_header(o, head, base, i);
 			continue;
 		case SL_HDR_TRANSFER_ENCODING:
-			if (c->dechunk || no_framing)
+			/* RFC 9112 6.1: none to an HTTP/1.0 client (a body
+			 * it could not read is a 502 before this; a HEAD
+			 * answer has none). */
+			if (c->dechunk || no_framing || c->req_minor == 0)
 				continue;
 			break;
 		case SL_HDR_CONTENT_LENGTH:
 			if (no_framing)
 				continue;
+			break;
+		case SL_HDR_DATE:
+			date = true;
+			break;
+		case SL_HDR_X_SLUICE_VERSION:
+			if (expose)
+				continue; /* sluice's own, added below */
 			break;
 		case SL_HDR_VIA:
 			/* Named in Connection: hop-by-hop, not merged. */
@@ -961,7 +972,14 @@ build_response_head(struct sl_conn *c, const struct sl_http_head *head,
 		return;
 	}
 	ob_via(o, head, base, via && !via_hop);
-	if (c->svc != NULL && c->svc->conf->expose_version) {
+	if (!date) {
+		/* RFC 9110 6.6.1: a recipient with a clock adds the Date an
+		 * answer forwarded without one lacks. */
+		OB_LIT(o, "Date: ");
+		ob_str(o, worker_date(c->w));
+		OB_LIT(o, "\r\n");
+	}
+	if (expose) {
 		OB_LIT(o, "X-Sluice-Version: ");
 		ob_str(o, c->ver->name);
 		OB_LIT(o, "\r\n");

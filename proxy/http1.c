@@ -36,6 +36,7 @@ struct parse_ctx {
 	bool have_value;
 	bool overflow;
 	bool chunked; /* a response's Transfer-Encoding had "chunked" */
+	bool te;      /* a Transfer-Encoding field, empty or not */
 	/* body mode */
 	struct evbuffer *dechunk_dst;
 };
@@ -272,7 +273,9 @@ classify(const char *name, size_t len)
 	case 3:
 		return IS("via") ? SL_HDR_VIA : SL_HDR_OTHER;
 	case 4:
-		return IS("host") ? SL_HDR_HOST : SL_HDR_OTHER;
+		return IS("host") ? SL_HDR_HOST
+		    : IS("date")  ? SL_HDR_DATE
+		                  : SL_HDR_OTHER;
 	case 6:
 		return IS("cookie") ? SL_HDR_COOKIE
 		    : IS("expect")  ? SL_HDR_EXPECT
@@ -294,6 +297,7 @@ classify(const char *name, size_t len)
 		    : SL_HDR_OTHER;
 	case 16:
 		return IS("proxy-connection") ? SL_HDR_PROXY_CONNECTION
+		    : IS("x-sluice-version")  ? SL_HDR_X_SLUICE_VERSION
 		                              : SL_HDR_OTHER;
 	case 17:
 		return IS("transfer-encoding") ? SL_HDR_TRANSFER_ENCODING
@@ -431,6 +435,7 @@ on_header_value_complete_cb(llhttp_t *p)
 		head->conn_tokens |= i;
 		break;
 	case SL_HDR_TRANSFER_ENCODING:
+		ctx->te = true;
 		if (!head->response) {
 			for (i = 0; i < head->nhdrs; i++) {
 				if (head->kinds[i] == SL_HDR_TRANSFER_ENCODING)
@@ -1053,7 +1058,23 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 	head->status = parser->status_code;
 	head->flags = parser->flags;
 	head->content_length = parser->content_length;
-	head->keep_alive = llhttp_should_keep_alive(parser) != 0;
+	/* "close" wins over "keep-alive" in one message, whatever its
+	 * version (RFC 9112 9.3); llhttp lets an HTTP/1.0 keep-alive win. */
+	head->keep_alive = llhttp_should_keep_alive(parser) != 0 &&
+	    !(head->conn_tokens & SL_CONN_CLOSE);
+	if (head->response && ctx.te) {
+		/* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding
+		 * has faulty framing: close after it. 6.3: with
+		 * Content-Length too (even an empty Transfer-Encoding), the
+		 * two framings disagree: an error. */
+		if (head->minor == 0)
+			head->keep_alive = false;
+		if (parser->flags & F_CONTENT_LENGTH) {
+			err->status = 502;
+			err->reason = "Transfer-Encoding and Content-Length";
+			return -1;
+		}
+	}
 	if (te_mismatch(head, base, parser->flags)) {
 		/* Our trimmed view of Transfer-Encoding says chunked but
 		 * llhttp will not frame the body as chunked (e.g. a tab after

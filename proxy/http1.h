@@ -46,6 +46,8 @@ enum sl_hdr_kind {
 	SL_HDR_COOKIE,
 	SL_HDR_EXPECT,
 	SL_HDR_X_CLIENT_CERT, /* X-Client-Cert-*: sluice's own (mTLS) */
+	SL_HDR_DATE,
+	SL_HDR_X_SLUICE_VERSION, /* sluice's, on responses (expose_version) */
 };
 
 struct sl_http_head {

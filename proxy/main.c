@@ -302,15 +302,16 @@ reclaim_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Raise the soft limit on file descriptors to the hard one (the soft one
- * is often 1024), and warn when max_connections still cannot fit: each
- * proxied request holds two (client and origin), and running out makes
- * accepts fail (each pausing accepting for 100 ms) and requests get 503.
+ * is often 1024), and warn when max_connections client connections cannot
+ * fit even before their origin connections (a request in flight holds
+ * two): running out makes accepts fail (each pausing accepting for
+ * 100 ms) and requests get 503.
  */
 static void
 fit_descriptors(const struct sl_global_conf *g)
 {
 	struct rlimit rl;
-	rlim_t need = 2 * (rlim_t)g->max_connections + 64;
+	rlim_t need = (rlim_t)g->max_connections + 256;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
@@ -320,11 +321,12 @@ fit_descriptors(const struct sl_global_conf *g)
 			(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-		sl_log_warn("max_connections = %u needs about %llu file "
-		            "descriptors (a client's and an origin's each) but "
-		            "the limit is %llu (ulimit -n; LimitNOFILE= for "
-		            "systemd): accepts will fail and pause before the "
-		            "limit is reached",
+		sl_log_warn("max_connections = %u needs at least %llu file "
+		            "descriptors (more with requests in flight: a "
+		            "client's and an origin's each) but the limit is "
+		            "%llu (ulimit -n; LimitNOFILE= for systemd): "
+		            "accepts will fail and pause before max_connections "
+		            "is reached",
 		    g->max_connections, (unsigned long long)need,
 		    (unsigned long long)rl.rlim_cur);
 }

@@ -59,7 +59,7 @@ def cpu_ticks():
     return int(fields[11]) + int(fields[12])
 
 
-check("max_connections = 10000 needs about 20064 file descriptors" in
+check("max_connections = 10000 needs at least 10256 file descriptors" in
       logtext() and "the limit is %d" % LIMIT in logtext(),
       "a warning at start: max_connections does not fit in the limit")
 

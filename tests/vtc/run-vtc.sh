@@ -123,9 +123,12 @@ except OSError:
 	ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
 }
 
-# start_sluice NAME ORIGIN_PORT SLUICE_PORT
+# start_sluice NAME ORIGIN_PORT SLUICE_PORT [VTC]: a line "# service: KEY =
+# VALUE" in the .vtc adds KEY to its [service:app].
 start_sluice() {
 	conf=$tmp/$1.ini
+	service_extra=
+	[ -n "${4:-}" ] && service_extra=$(sed -n 's/^# service: //p' "$4")
 	cat >"$conf" <<EOF
 [sluice]
 workers = 2
@@ -143,6 +146,7 @@ bind = 127.0.0.1:$3
 [service:app]
 path_prefix = /
 stable = v1
+$service_extra
 
 [version:app/v1]
 servers = 127.0.0.1:$2
@@ -188,7 +192,7 @@ for f in $files; do
 	origin_port=$claimed
 	claim_port 8
 	sluice_port=$claimed
-	if ! start_sluice "$name" "$origin_port" "$sluice_port"; then
+	if ! start_sluice "$name" "$origin_port" "$sluice_port" "$f"; then
 		echo "not ok - $name (sluice did not start)"
 		failed=$((failed + 1))
 		failed_names="$failed_names $name"
