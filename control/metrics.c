@@ -393,9 +393,15 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 	    "sluice_uptime_seconds %lld\n"
 	    "# HELP sluice_workers Worker threads.\n"
 	    "# TYPE sluice_workers gauge\n"
-	    "sluice_workers %u\n",
+	    "sluice_workers %u\n"
+	    "# HELP sluice_routing_tables_retired Routing tables replaced (by "
+	    "a reload or a runtime change) and not freed yet: a request in "
+	    "flight, or a worker that has not looked in the last second, "
+	    "still has them.\n"
+	    "# TYPE sluice_routing_tables_retired gauge\n"
+	    "sluice_routing_tables_retired %zu\n",
 	    PACKAGE_VERSION, (long long)((int64_t)time(NULL) - ctl->started),
-	    ctl->nworkers);
+	    ctl->nworkers, sl_route_retired_count());
 
 #define SL_X(f, fam, label, lv, help)                                          \
 	if (help != NULL)                                                      \

@@ -321,6 +321,17 @@ sl_route_publish(struct sl_route_table *table)
 	}
 }
 
+size_t
+sl_route_retired_count(void)
+{
+	const struct sl_route_table *t;
+	size_t n = 0;
+
+	for (t = retired; t != NULL; t = t->retired_next)
+		n++;
+	return n;
+}
+
 /* Free retired tables no worker holds any more. */
 void
 sl_route_reclaim(uint64_t min_epoch_in_use)

@@ -163,6 +163,9 @@ struct sl_route_table *sl_route_current(void);
  */
 void sl_route_publish(struct sl_route_table *table);
 
+/* Tables replaced but not freed yet (control thread). */
+size_t sl_route_retired_count(void);
+
 /*
  * Free retired tables older than MIN_EPOCH_IN_USE (the lowest epoch any
  * worker still holds). Control thread only.

@@ -6,6 +6,9 @@
  * the newest table it has seen); the control thread frees a retired table
  * once every worker's min_epoch is past it. Holding and releasing touch
  * only worker-local data; the one shared word is a relaxed/release store.
+ * A worker moves to the newest table at its next request, and once a
+ * second besides (epoch_cb), so that one without traffic does not keep
+ * every table a string of reloads retired.
  *
  * TLS listeners: the context is looked up, per accepted connection, in
  * the config of the current table (by listener name), so a reload with
@@ -267,6 +270,13 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	}
 }
 
+/* Once a second: an idle worker lets go of retired tables too. */
+static void
+epoch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)sl_worker_current_table(arg);
+}
+
 /* The pause after a failed accept is over. */
 static void
 starve_cb(evutil_socket_t fd, short what, void *arg)
@@ -442,6 +452,7 @@ sl_workers_check_binds(const struct sl_config *conf, char **errp)
 struct sl_worker **
 sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 {
+	static const struct timeval one_second = {1, 0};
 	struct sl_worker **ws;
 	unsigned i;
 	size_t j;
@@ -492,6 +503,7 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 		w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
 		w->limit_ev = event_new(w->base, -1, EV_PERSIST, limit_cb, w);
 		w->starve_ev = event_new(w->base, -1, 0, starve_cb, w);
+		w->epoch_ev = event_new(w->base, -1, EV_PERSIST, epoch_cb, w);
 		w->limit_wake_ev = event_new(w->base, w->limit_fd,
 		    EV_READ | EV_PERSIST, limit_wake_cb, w);
 		w->stop_ev = event_new(
@@ -500,6 +512,8 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 			goto fail_msg;
 		if (w->scratch_head == NULL || w->reap_ev == NULL ||
 		    w->limit_ev == NULL || w->starve_ev == NULL ||
+		    w->epoch_ev == NULL ||
+		    event_add(w->epoch_ev, &one_second) != 0 ||
 		    w->limit_wake_ev == NULL ||
 		    event_add(w->limit_wake_ev, NULL) != 0 ||
 		    w->stop_ev == NULL || event_add(w->stop_ev, NULL) != 0)
@@ -755,6 +769,8 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			event_free(w->limit_ev);
 		if (w->starve_ev != NULL)
 			event_free(w->starve_ev);
+		if (w->epoch_ev != NULL)
+			event_free(w->epoch_ev);
 		if (w->limit_wake_ev != NULL)
 			event_free(w->limit_wake_ev);
 		if (w->limit_fd >= 0)

@@ -86,6 +86,7 @@ struct sl_worker {
 	uint32_t nconns;
 	struct event *limit_ev;  /* accept paused: look at the limit again */
 	struct event *starve_ev; /* accept starved: try again */
+	struct event *epoch_ev;  /* once a second: move to the newest table */
 	int limit_fd; /* written by a worker that found the process full */
 	struct event *limit_wake_ev;
 	struct sl_conn *graveyard; /* closed, freed by reap_ev */
