@@ -64,6 +64,10 @@
 	X(expectation_failed, "expectation_failed",                            \
 	    "requests refused with 417")                                       \
 	X(header_timeout, "header_timeout", "request heads timed out (408)")   \
+	X(idle_timeout, "idle_timeouts",                                       \
+	    "connections closed waiting for a request: nothing within "        \
+	    "header_timeout of opening, or keepalive_timeout after a "         \
+	    "response")                                                        \
 	X(body_timeout, "body_timeout",                                        \
 	    "request or response bodies idle too long")                        \
 	X(no_route, "no_route", "requests matching no service (404)")          \

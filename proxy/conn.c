@@ -2317,6 +2317,8 @@ client_event_cb(struct sl_io *io, short what, void *arg)
 		    c->state == CONN_CLOSING || c->state == CONN_TUNNEL) {
 			if (what & BEV_EVENT_WRITING)
 				SL_STAT_INC(c->w->wstats.body_timeout);
+			else if (c->state == CONN_IDLE)
+				SL_STAT_INC(c->w->wstats.idle_timeout);
 			conn_close(c);
 		} else if (c->state == CONN_HEAD) {
 			SL_STAT_INC(c->w->wstats.header_timeout);

@@ -290,7 +290,9 @@ classify(const char *name, size_t len)
 		                        : SL_HDR_OTHER;
 	case 14:
 		return IS("content-length") ? SL_HDR_CONTENT_LENGTH
-		                            : SL_HDR_OTHER;
+		    : name_is_cgi(name, "content-length", 14)
+		    ? SL_HDR_FRAMING_ALIKE
+		    : SL_HDR_OTHER;
 	case 15:
 		return name_is_cgi(name, "x-forwarded-for", 15)
 		    ? SL_HDR_X_FORWARDED_FOR
@@ -301,6 +303,8 @@ classify(const char *name, size_t len)
 		                              : SL_HDR_OTHER;
 	case 17:
 		return IS("transfer-encoding") ? SL_HDR_TRANSFER_ENCODING
+		    : name_is_cgi(name, "transfer-encoding", 17)
+		    ? SL_HDR_FRAMING_ALIKE
 		    : name_is_cgi(name, "x-forwarded-proto", 17)
 		    ? SL_HDR_X_FORWARDED_PROTO
 		    : SL_HDR_OTHER;
@@ -434,6 +438,11 @@ on_header_value_complete_cb(llhttp_t *p)
 			    "Transfer-Encoding or Host");
 		head->conn_tokens |= i;
 		break;
+	case SL_HDR_FRAMING_ALIKE:
+		/* Content_Length, Transfer_Encoding: a server that reads
+		 * '_' as '-' (CGI-style) would frame the message by it. */
+		return refuse(ctx, head->response ? 502 : 400,
+		    "a framing header's name with '_' for '-'");
 	case SL_HDR_TRANSFER_ENCODING:
 		ctx->te = true;
 		if (!head->response) {
@@ -706,7 +715,8 @@ request_error(llhttp_t *parser, llhttp_errno_t e, const char *base,
 		return;
 	case HPE_UNEXPECTED_CONTENT_LENGTH:
 		err->status = 400;
-		err->reason = "conflicting Content-Length/Transfer-Encoding";
+		err->reason = "more than one Content-Length, or Content-Length "
+		              "with Transfer-Encoding";
 		return;
 	case HPE_INVALID_CONTENT_LENGTH:
 		err->status = 400;

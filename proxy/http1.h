@@ -48,6 +48,7 @@ enum sl_hdr_kind {
 	SL_HDR_X_CLIENT_CERT, /* X-Client-Cert-*: sluice's own (mTLS) */
 	SL_HDR_DATE,
 	SL_HDR_X_SLUICE_VERSION, /* sluice's, on responses (expose_version) */
+	SL_HDR_FRAMING_ALIKE,    /* Content_Length, Transfer_Encoding */
 };
 
 struct sl_http_head {
