@@ -367,10 +367,16 @@ bool sl_ctl_guard_capture(
 
 /* Resume SVC's guard from SAVED (after the first publish): until the
  * same end, against the same baseline, with a fresh window for the new
- * version. Not when the period is over, the guard is off in the config
- * or the service's stable version is another (logged). */
+ * version. Not when the period is over, the guard is off in the config,
+ * a version is gone, or the guarded version is not the stable one or is
+ * routed at 0% (logged). */
 void sl_ctl_guard_restore(
     struct sl_ctl *ctl, const char *svc, const struct sl_guard_saved *saved);
+
+/* After a reload: end the watching guards that can no longer watch (as
+ * a restart would not resume them), each with an event; returns how many
+ * ended (the state file must then be saved). */
+unsigned sl_ctl_guards_check(struct sl_ctl *ctl);
 
 /* --- rollouts (control/rollouts.c) --- */
 
@@ -389,8 +395,10 @@ void sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svc,
     const char *canary, const char *baseline, const char *state, uint32_t step,
     int64_t started, int64_t ended, uint32_t windows, const char *reason);
 
-/* After a reload: abort rollouts whose versions are gone; returns how
- * many it aborted (the state file must then be saved). */
+/* After a reload: abort rollouts whose versions are gone, or that are no
+ * longer routed at their step's weight against their baseline as stable
+ * (as a restart does); returns how many it aborted (the state file must
+ * then be saved). */
 unsigned sl_ctl_rollouts_check(struct sl_ctl *ctl);
 
 /* Stop every rollout timer and free the rollouts (shutdown). */

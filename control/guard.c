@@ -282,6 +282,70 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	save_state(ctl, svc->name); /* so that a restart resumes it */
 }
 
+/*
+ * Why a guard of VERSION against PREVIOUS cannot watch on in SVC (a
+ * routing table after a restart or a reload), or NULL: a version is no
+ * longer configured, or VERSION is no longer the stable version or is
+ * routed at 0% (the saved weights and stable version were not restored:
+ * the config's apply). It would judge a version that gets no traffic,
+ * and pass. Static text.
+ */
+static const char *
+guard_unfit(const struct sl_route_service *svc, const char *version,
+    const char *previous)
+{
+	int vi = sl_route_version_index(svc, version);
+
+	if (vi < 0)
+		return "its version is no longer configured";
+	if (sl_route_version_index(svc, previous) < 0)
+		return "the version it would switch back to is no longer "
+		       "configured";
+	if (svc->stable != (size_t)vi)
+		return "its version is no longer the stable one";
+	if (svc->versions[vi].weight == 0)
+		return "its version is routed at 0%";
+	return NULL;
+}
+
+/* After a reload: a watching guard that cannot watch on (guard_unfit)
+ * ends, with the reason, logged and recorded as an event; returns how
+ * many ended (the caller saves the state file then). A reload that only
+ * turns `guard` off lets a watching guard run to its end. */
+unsigned
+sl_ctl_guards_check(struct sl_ctl *ctl)
+{
+	struct sl_route_table *t = sl_route_current();
+	unsigned ended = 0;
+	size_t i;
+
+	for (i = 0; i < ctl->nrt; i++) {
+		struct sl_guard *g = ctl->rt[i]->guard;
+		const struct sl_route_service *svc;
+		const char *why;
+		char msg[400];
+
+		if (g == NULL || g->state != WATCHING)
+			continue;
+		svc = sl_route_service_by_name(t, g->service);
+		why = svc == NULL ? "its service is no longer configured"
+		                  : guard_unfit(svc, g->version, g->previous);
+		if (why == NULL)
+			continue;
+		g->state = ENDED;
+		guard_stop(g);
+		snprintf(msg, sizeof msg,
+		    "guard %s: ended after a reload: %s; %s is not judged "
+		    "further",
+		    g->service, why, g->version);
+		sl_log_warn("%s", msg);
+		sl_event(
+		    ctl, NULL, msg, NULL, sl_ctl_guard_json(ctl, g->service));
+		ended++;
+	}
+	return ended;
+}
+
 bool
 sl_ctl_guard_capture(
     struct sl_ctl *ctl, const char *svc, struct sl_guard_saved *out)
@@ -309,6 +373,7 @@ sl_ctl_guard_restore(
 	    sl_route_service_by_name(sl_route_current(), name);
 	int64_t now = (int64_t)time(NULL);
 	struct sl_guard *g;
+	const char *why;
 	char msg[400];
 
 	if (svc == NULL)
@@ -326,21 +391,18 @@ sl_ctl_guard_restore(
 		    name);
 		return;
 	}
-	if (svc->conf->rollout.guard_ms == 0 ||
-	    strcmp(svc->versions[svc->stable].name, saved->version) != 0) {
-		sl_log_warn("guard %s: not resumed: %s", name,
-		    svc->conf->rollout.guard_ms == 0
-		        ? "guard is off in the config"
-		        : "its version is no longer the stable one");
+	why = svc->conf->rollout.guard_ms == 0
+	    ? "guard is off in the config"
+	    : guard_unfit(svc, saved->version, saved->previous);
+	if (why != NULL) {
+		sl_log_warn("guard %s: not resumed: %s", name, why);
 		return;
 	}
 	sl_ctl_guard_end(ctl, name);
 	g = guard_new(ctl, svc, saved->previous, saved->version, saved->started,
 	    saved->until);
 	if (g == NULL) {
-		sl_log_warn("guard %s: not resumed: version %s is no longer "
-		            "configured",
-		    name, saved->previous);
+		sl_log_warn("guard %s: not resumed: out of memory", name);
 		return;
 	}
 	g->base_requests = saved->requests;

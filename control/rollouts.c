@@ -637,6 +637,61 @@ align_step(struct sl_rollout *ro, uint32_t step, uint32_t weight)
 	return i;
 }
 
+/* "25%" or "12.50%" (weights in hundredths), in BUF. */
+static const char *
+pct_text(char *buf, size_t len, uint32_t w)
+{
+	if (w % 100 == 0)
+		snprintf(buf, len, "%u%%", w / 100);
+	else
+		snprintf(buf, len, "%u.%02u%%", w / 100, w % 100);
+	return buf;
+}
+
+/*
+ * Is RUN's live rollout routed as it says in SVC (the table in force
+ * after WHEN, a restart or a reload): its canary at its step's weight
+ * and its baseline the stable version? The saved weights may not have
+ * been restored (a version that had weight is gone: the config's apply),
+ * and then it would show one weight and route another, and wait for
+ * canary requests that never come. Such a rollout is aborted, with the
+ * reason, logged and recorded as an event; routing stays as it is. True
+ * when it was aborted (the caller saves the state file).
+ */
+static bool
+abort_unrouted(struct sl_rollout_run *run, const struct sl_route_service *svc,
+    const char *when)
+{
+	struct sl_rollout *ro = run->ro;
+	int ci = sl_route_version_index(svc, ro->canary);
+	int bi = sl_route_version_index(svc, ro->baseline);
+	char why[256], msg[512], w1[16], w2[16];
+
+	if (sl_rollout_final(ro) || ci < 0 || bi < 0)
+		return false;
+	if (svc->versions[ci].weight != sl_rollout_weight(ro))
+		snprintf(why, sizeof why,
+		    "its canary is routed at %s after %s, not at its step's "
+		    "%s (the saved weights were not restored)",
+		    pct_text(w1, sizeof w1, svc->versions[ci].weight), when,
+		    pct_text(w2, sizeof w2, sl_rollout_weight(ro)));
+	else if (svc->stable != (size_t)bi)
+		snprintf(why, sizeof why,
+		    "its baseline '%s' is not the stable version after %s "
+		    "(the saved weights were not restored)",
+		    ro->baseline, when);
+	else
+		return false;
+	sl_rollout_abort(
+	    ro, (int64_t)time(NULL), sl_ctl_mono_ms(), why, msg, sizeof msg);
+	finish(run);
+	snprintf(msg, sizeof msg, "rollout %s of %s: aborted: %s", ro->service,
+	    ro->canary, why);
+	sl_log_warn("%s", msg);
+	sl_event(run->ctl, NULL, msg, NULL, rollout_json(run, false));
+	return true;
+}
+
 /* Restore a rollout from the state file. */
 void
 sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
@@ -676,23 +731,8 @@ sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svcname,
 		snprintf(run->ro->reason, sizeof run->ro->reason, "%s", reason);
 	rt->run = run;
 	capture_base(run);
-	/* Routed at 0%, it would say one weight and route another (its
-	 * saved weights were not restored: a version in them is gone). */
-	if (!sl_rollout_final(run->ro) && ci >= 0 &&
-	    svc->versions[ci].weight == 0) {
-		const char *why =
-		    "its canary is routed at 0% after the restart "
-		    "(the saved weights were not restored)";
-
-		sl_rollout_abort(run->ro, (int64_t)time(NULL), sl_ctl_mono_ms(),
-		    why, msg, sizeof msg);
-		finish(run);
-		snprintf(msg, sizeof msg, "rollout %s of %s: aborted: %s",
-		    svcname, canary, why);
-		sl_log_warn("%s", msg);
-		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
+	if (abort_unrouted(run, svc, "the restart"))
 		return;
-	}
 	sl_ctl_rollout_hold(rt);
 	if (!sl_rollout_final(run->ro)) {
 		if (start_timer(run) != 0)
@@ -737,8 +777,9 @@ sl_ctl_rollout_hold(struct sl_svc_rt *rt)
 	return true;
 }
 
-/* After a reload, rollouts whose versions vanished are aborted; returns
- * how many (the caller saves the state file then). */
+/* After a reload, rollouts whose versions vanished, that measure = no
+ * leaves blind or that are no longer routed as they say are aborted;
+ * returns how many (the caller saves the state file then). */
 unsigned
 sl_ctl_rollouts_check(struct sl_ctl *ctl)
 {
@@ -765,8 +806,11 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 		else if (!sl_route_current()->conf->global.measure)
 			why = "measure = no since a reload: the analyzer has "
 			      "no latencies";
-		else
+		else {
+			if (abort_unrouted(run, svc, "a reload"))
+				aborted++;
 			continue;
+		}
 		sl_rollout_abort(run->ro, (int64_t)time(NULL), sl_ctl_mono_ms(),
 		    why, err, sizeof err);
 		snprintf(msg, sizeof msg, "rollout %s of %s: aborted: %s",

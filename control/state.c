@@ -611,10 +611,15 @@ forget_service(struct sl_ctl *ctl, const char *name)
 }
 
 /* Apply the saved records to T (unpublished) and CTL's runtime records;
- * *DROPPED counts the services whose weights or stable version could not
- * be (their version is gone: the config's apply). Such a service stays a
- * changed one: its server states and the rest of its record still hold,
- * and the next save records the weights it now has. */
+ * *DROPPED counts what could not be: a service's weights and stable
+ * version (one of them names a version that is gone, and had weight:
+ * then the config's weights and stable apply, together), a previous
+ * stable version, a server state. A saved weight of 0% for a removed
+ * version is no such loss. A service that lost some stays a changed
+ * one: the rest of its record still holds, and the next save records
+ * the weights it now has. What runs on the runtime records (rollouts,
+ * guards) is checked against T afterwards: sl_ctl_rollouts_check,
+ * sl_ctl_guards_check. */
 static int
 apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
     const char *origin, bool at_start, unsigned *dropped, char **errp)
@@ -628,7 +633,7 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 		struct sl_svc_rt *rt;
 		uint32_t sum = 0;
 		bool weights_ok = true;
-		int idx;
+		int idx, stable;
 
 		if (svc == NULL) {
 			sl_log_warn("%s: service '%s' is no longer configured; "
@@ -692,10 +697,15 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			rt->pending_guard = s->guard;
 			s->guard = NULL;
 		}
+		/* A version the config removed is no loss at 0%: the other
+		 * weights still sum to 100 and route as they did. One that
+		 * carried weight (or a saved stable version that is gone)
+		 * leaves no faithful way to keep them. */
 		for (j = 0; j < s->nweights; j++) {
 			sum += s->weights[j].weight;
-			if (sl_route_version_index(svc, s->weights[j].version) <
-			    0)
+			if (s->weights[j].weight > 0 &&
+			    sl_route_version_index(svc, s->weights[j].version) <
+			        0)
 				weights_ok = false;
 		}
 		if (s->nweights > 0 && sum != SL_WEIGHT_TOTAL) {
@@ -708,32 +718,39 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			    origin, at, s->name, sum / 100, sum % 100);
 			return -1;
 		}
-		if (s->nweights > 0 && !weights_ok) {
-			sl_log_warn("%s: [service:%s]: a version in the saved "
-			            "weights is no longer configured; using "
-			            "the config's weights",
+		stable = s->stable == NULL
+		    ? -1
+		    : sl_route_version_index(svc, s->stable);
+		/* Weights and stable version go together: the stable one
+		 * shown must be one routed as the weights say. */
+		if (s->stable != NULL && stable < 0) {
+			sl_log_warn("%s: [service:%s]: saved stable version "
+			            "'%s' is no longer configured; using the "
+			            "config's stable version and weights",
+			    origin, s->name, s->stable);
+			(*dropped)++;
+		} else if (s->nweights > 0 && !weights_ok) {
+			sl_log_warn(
+			    "%s: [service:%s]: a version that had "
+			    "weight in the saved weights is no longer "
+			    "configured; using the config's weights and "
+			    "stable version",
 			    origin, s->name);
 			(*dropped)++;
-		} else if (s->nweights > 0) {
-			for (j = 0; j < svc->nversions; j++)
-				svc->versions[j].weight = 0;
+		} else {
+			if (s->nweights > 0) {
+				for (j = 0; j < svc->nversions; j++)
+					svc->versions[j].weight = 0;
+			}
 			for (j = 0; j < s->nweights; j++) {
 				idx = sl_route_version_index(
 				    svc, s->weights[j].version);
-				svc->versions[idx].weight =
-				    s->weights[j].weight;
+				if (idx >= 0)
+					svc->versions[idx].weight =
+					    s->weights[j].weight;
 			}
-		}
-		if (s->stable != NULL) {
-			idx = sl_route_version_index(svc, s->stable);
-			if (idx < 0) {
-				sl_log_warn("%s: [service:%s]: saved stable "
-				            "version '%s' is no longer "
-				            "configured",
-				    origin, s->name, s->stable);
-				(*dropped)++;
-			} else
-				svc->stable = (size_t)idx;
+			if (stable >= 0)
+				svc->stable = (size_t)stable;
 		}
 		for (j = 0; j < s->nservers; j++) {
 			struct sl_route_version *v;

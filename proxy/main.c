@@ -228,7 +228,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct sl_route_table *t;
 	struct sl_config *conf;
 	char *err = NULL;
-	unsigned dropped;
+	unsigned dropped, ended;
 
 	conf = sl_conf_load(d->config_path, &err);
 	if (conf == NULL) {
@@ -264,8 +264,12 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	sl_health_apply(d, t);
 	sl_ctl_publish(d, t);
 	/* What the config took away (saved weights, a rollout's version)
-	 * goes from the state file too, or a restart would bring it back. */
-	if ((sl_ctl_rollouts_check(d) > 0 || dropped > 0) &&
+	 * goes from the state file too, or a restart would bring it back;
+	 * and what runs must agree with what is routed now: a rollout or a
+	 * guard that no longer can ends, as a restart would not resume it. */
+	ended = sl_ctl_rollouts_check(d);
+	ended += sl_ctl_guards_check(d);
+	if ((ended > 0 || dropped > 0) &&
 	    sl_state_save(d, sl_route_current(), &err) != 0) {
 		sl_log_error("reload: %s", err);
 		free(err);
