@@ -397,8 +397,8 @@ void sl_ctl_rollout_restore(struct sl_ctl *ctl, const char *svc,
 
 /* After a reload: abort rollouts whose versions are gone, or that are no
  * longer routed at their step's weight against their baseline as stable
- * (as a restart does); returns how many it aborted (the state file must
- * then be saved). */
+ * (as a restart does), and drop the rollout records of removed services;
+ * returns how many it aborted (the state file must then be saved). */
 unsigned sl_ctl_rollouts_check(struct sl_ctl *ctl);
 
 /* Stop every rollout timer and free the rollouts (shutdown). */

@@ -779,7 +779,10 @@ sl_ctl_rollout_hold(struct sl_svc_rt *rt)
 
 /* After a reload, rollouts whose versions vanished, that measure = no
  * leaves blind or that are no longer routed as they say are aborted;
- * returns how many (the caller saves the state file then). */
+ * returns how many (the caller saves the state file then). The record of
+ * a removed service's rollout goes, ended or not, with the rest of the
+ * service's runtime state (forget_service in state.c): a reload that
+ * brings the service back starts it afresh. */
 unsigned
 sl_ctl_rollouts_check(struct sl_ctl *ctl)
 {
@@ -794,10 +797,17 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 		char *e = NULL;
 		bool gone;
 
-		if (run == NULL || sl_rollout_final(run->ro))
+		if (run == NULL)
 			continue;
 		svc = sl_route_service_by_name(
 		    sl_route_current(), run->ro->service);
+		if (svc == NULL && sl_rollout_final(run->ro)) {
+			run_free(run);
+			ctl->rt[i]->run = NULL;
+			continue;
+		}
+		if (sl_rollout_final(run->ro))
+			continue;
 		gone = svc == NULL ||
 		    sl_route_version_index(svc, run->ro->canary) < 0 ||
 		    sl_route_version_index(svc, run->ro->baseline) < 0;
@@ -828,6 +838,10 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 		}
 		finish(run);
 		sl_event(ctl, NULL, msg, NULL, rollout_json(run, false));
+		if (svc == NULL) {
+			run_free(run);
+			ctl->rt[i]->run = NULL;
+		}
 	}
 	return aborted;
 }

@@ -594,8 +594,9 @@ latency_stats_fit(const struct saved_svc *s)
 
 /* A service a reload removed: its record goes (weights, server states,
  * lock, guard), so that it starts afresh if a later reload brings it
- * back, as the config has it. An ended rollout stays for show rollout; a
- * live one is aborted by sl_ctl_rollouts_check. */
+ * back, as the config has it. Its rollout, live or ended, goes in
+ * sl_ctl_rollouts_check, right after the new table is published: a live
+ * one is aborted there first, with its event. */
 static void
 forget_service(struct sl_ctl *ctl, const char *name)
 {

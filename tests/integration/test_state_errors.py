@@ -5,7 +5,9 @@ analyzer holds a canary it would advance instead of advancing it on paper
 only, and its revert of a canary that starts failing still takes the
 canary out (the event says the state file was not written). Once the file
 can be written again, everything goes on. And a rollout restored at a step
-the config's steps no longer have goes on from its routed weight."""
+the config's steps no longer have goes on from its routed weight. A
+service a reload removes loses its runtime state, its rollout record too:
+a reload that brings it back starts it afresh."""
 
 import http.client
 import os
@@ -229,6 +231,10 @@ os.unlink(sl.state_path)
 sl.start()
 check(sl.ctl("set server b blue %s drain" % blue.addr)["ok"] and
       sl.ctl("as ops lock b ops 600")["ok"], "b's blue drained and locked")
+check(sl.ctl("as ops rollout start b green")["ok"] and
+      sl.ctl("as ops rollout promote b")["ok"] and
+      sl.ctl("show rollout b")["rollout"]["state"] == "promoted",
+      "b's green rolled out and promoted")
 
 
 def reload_event():
@@ -254,11 +260,28 @@ states = [srv["state"] for v in svc["versions"] for srv in v["servers"]]
 check(svc.get("lock") is None and all(st == "ready" for st in states),
       "b comes back afresh: not locked, its servers ready (%r, %r)"
       % (svc.get("lock"), states))
+b_listed = [x for x in sl.ctl("show services")["services"]
+            if x["name"] == "b"][0]
+check(sl.ctl("show rollout b")["rollout"] is None and
+      b_listed["rollout"] is None and svc["stable"] == "blue",
+      "and without its old rollout: no 'green promoted' (%r, %r)"
+      % (sl.ctl("show rollout b")["rollout"], b_listed["rollout"]))
+r = subprocess.run([os.path.join(os.path.dirname(SLUICE), "sluicectl"),
+                    "-s", sl.ctl_path, "rollout", "wait", "b",
+                    "--timeout", "5"], capture_output=True, timeout=60)
+check(r.returncode != 0, "rollout wait b does not report it promoted "
+      "(exit %d)" % r.returncode)
+with open(sl.state_path) as f:
+    saved = f.read()
+check("rollout = green blue promoted" not in saved,
+      "nor does the state file bring it back (%r)" % saved)
 check(sl.get("/b/x")[0] == 200, "and b serves")
 check(sl.restart() == 0, "sluice exits 0")
 svc = sl.ctl("show service b")["service"]
 states = [srv["state"] for v in svc["versions"] for srv in v["servers"]]
 check(all(st == "ready" for st in states) and sl.get("/b/x")[0] == 200,
       "and a restart does not bring the drained server back (%r)" % states)
+check(sl.ctl("show rollout b")["rollout"] is None,
+      "nor the old rollout")
 check(sl.stop() == 0, "sluice exits 0")
 done()
