@@ -1250,6 +1250,44 @@ find_sect_def(const char *word, size_t len)
 	return NULL;
 }
 
+/* Names a control command or sluicectl would read as a word of its own
+ * where the name goes: such a service or version could not be named. */
+static const struct reserved_name {
+	enum sect_type type;
+	bool version; /* NAME of [version:SVC/NAME], else the service */
+	const char *name;
+	const char *why;
+} reserved_names[] = {
+    {SECT_VERSION, true, "previous",
+        "'previous' is reserved: `switch SVC previous` names the previous "
+        "stable version"},
+    {SECT_VERSION, true, "--json",
+        "'--json' is reserved: sluicectl reads it as its option wherever "
+        "it is"},
+    {SECT_SERVICE, false, "--json",
+        "'--json' is reserved: sluicectl reads it as its option wherever "
+        "it is"},
+};
+
+/* Why the names of a section header of DEF are reserved (REST: its first
+ * name; SLASH: the '/' before its second, or NULL), or NULL. Static. */
+static const char *
+reserved_name(const struct sect_def *def, const char *rest, const char *slash)
+{
+	for (size_t i = 0; i < sizeof reserved_names / sizeof *reserved_names;
+	     i++) {
+		const struct reserved_name *r = &reserved_names[i];
+		const char *name = r->version ? slash : rest;
+
+		if (r->version && name != NULL)
+			name++;
+		if (def->type == r->type && name != NULL &&
+		    strcmp(name, r->name) == 0)
+			return r->why;
+	}
+	return NULL;
+}
+
 /*
  * Open the section whose header starts at S ("[..."). An invalid header
  * is reported and its keys are then ignored, so one mistake gives one
@@ -1260,6 +1298,7 @@ open_section(struct loader *L, char *s)
 {
 	char *close, *title, *colon, *slash, *rest;
 	const struct sect_def *def;
+	const char *why;
 	struct section *sec;
 
 	L->in_section = true;
@@ -1315,6 +1354,12 @@ open_section(struct loader *L, char *s)
 		}
 		if (def->nnames == 2)
 			*slash = '/';
+		why = reserved_name(def, rest, slash);
+		if (why != NULL) {
+			add_error(L, L->lineno, "invalid name in [%s]: %s",
+			    title, why);
+			return;
+		}
 	}
 
 	for (size_t i = 0; i < L->nsections; i++) {

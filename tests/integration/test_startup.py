@@ -4,7 +4,8 @@ path that names a file (it was deleted), two control sockets on one path,
 a listener or admin address another process already listens on (traffic
 was split silently between two daemons), a state directory that cannot be
 written, and listeners a reload adds, removes or moves (which only a
-restart applies), and a SIGHUP sent as soon as the port answers."""
+restart applies), a SIGHUP sent as soon as the port answers, and names
+that control commands or sluicectl reserve ("previous", "--json")."""
 
 import os
 import signal
@@ -326,5 +327,26 @@ for i in range(20):
     p.wait(10)
 check(not died, "a SIGHUP as soon as the port answers reloads, 20 of 20 "
       "starts (failed: %r)" % died)
+
+# --- Reserved names. `switch SVC previous` is the instant rollback to the
+# previous stable version: a version named "previous" made the second
+# `switch s2 previous` switch to it instead (replying "was b" falsely).
+# And sluicectl takes "--json" as its option wherever it stands, so a
+# service or version of that name could not be named.
+port = free_port()
+for svc, version, why in (
+        ("s2", "previous", "'previous' is reserved: `switch SVC previous` "
+         "names the previous stable version"),
+        ("s2", "--json", "'--json' is reserved: sluicectl reads it as its "
+         "option wherever it is"),
+        ("--json", "b", "'--json' is reserved: sluicectl reads it as its "
+         "option wherever it is")):
+    text = config(port, {svc: {"stable": "a", "versions": {
+        "a": ([blue.addr], 100), version: ([green.addr], 0)}}}, workers=1)
+    title = "version:%s/%s" % (svc, version) if version != "b" \
+        else "service:" + svc
+    line = text.splitlines().index("[%s]" % title) + 1
+    check_conf(text, ":%d: invalid name in [%s]: %s" % (line, title, why),
+               "sluice -t: [%s] is refused with its line" % title)
 
 done()

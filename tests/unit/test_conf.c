@@ -1031,6 +1031,16 @@ static const struct error_case error_cases[] = {
         "t.ini:7: invalid name in [listener:"
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]: "
         "names are 1 to 63 characters of A-Z a-z 0-9 _ . -"},
+    {"version_named_previous", BASE "[version:shop/previous]\n",
+        "t.ini:7: invalid name in [version:shop/previous]: 'previous' is "
+        "reserved: `switch SVC previous` names the previous stable "
+        "version"},
+    {"version_named_json", BASE "[version:shop/--json]\n",
+        "t.ini:7: invalid name in [version:shop/--json]: '--json' is "
+        "reserved: sluicectl reads it as its option wherever it is"},
+    {"service_named_json", BASE "[service:--json]\n",
+        "t.ini:7: invalid name in [service:--json]: '--json' is reserved: "
+        "sluicectl reads it as its option wherever it is"},
     {"section_missing_bracket", BASE "[service:x\n",
         "t.ini:7: missing ']' in section header"},
     {"section_trailing_text", BASE "[service:x] y\n",
