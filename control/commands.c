@@ -61,11 +61,21 @@ lock_json(const struct sl_svc_rt *rt)
 {
 	int64_t now = (int64_t)time(NULL);
 
+	json_t *o;
+
 	if (rt == NULL || rt->lock_owner[0] == '\0' || rt->lock_expires <= now)
 		return json_null();
-	return json_pack("{s:s,s:s,s:I}", "owner", rt->lock_owner, "expires",
+	o = json_pack("{s:s,s:s,s:I}", "owner", rt->lock_owner, "expires",
 	    sl_ctl_isotime(rt->lock_expires), "expires_in",
 	    (json_int_t)(rt->lock_expires - now));
+	/* A rollout holds it: the lock its starter had, set aside until the
+	 * rollout ends, still decides who may steer the rollout. */
+	if (rt->held_owner[0] != '\0' && rt->held_expires > now)
+		json_object_set_new(o, "set_aside",
+		    json_pack("{s:s,s:s,s:I}", "owner", rt->held_owner,
+		        "expires", sl_ctl_isotime(rt->held_expires),
+		        "expires_in", (json_int_t)(rt->held_expires - now)));
+	return o;
 }
 
 void

@@ -360,7 +360,16 @@ r = sl.ctl("as ci-7 rollout start ops blue")
 check(r["ok"] and
       sl.ctl("show service ops")["service"]["lock"]["owner"] == "rollout",
       "ci-7 starts a rollout, which holds the lock")
+aside = sl.ctl("show service ops")["service"]["lock"].get("set_aside")
+check(aside is not None and aside["owner"] == "ci-7" and
+      0 < aside["expires_in"] <= 600,
+      "show service shows ci-7's lock, set aside, with its expiry (%r)"
+      % aside)
 check(sl.restart() == 0, "sluice restarts mid-rollout")
+aside = sl.ctl("show services")["services"]
+aside = [s for s in aside if s["name"] == "ops"][0]["lock"].get("set_aside")
+check(aside is not None and aside["owner"] == "ci-7",
+      "and show services too, after the restart (%r)" % aside)
 check(sl.ctl("as ci-7 rollout abort ops")["ok"], "ci-7 aborts the rollout")
 lock = sl.ctl("show service ops")["service"]["lock"]
 check(lock is not None and lock["owner"] == "ci-7" and
