@@ -344,9 +344,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	keep(run, &before);
 	action = sl_rollout_on_verdict(
 	    ro, &j, (int64_t)time(NULL), sl_ctl_mono_ms());
-	sl_log_info("rollout %s: step %u/%u at %.2f%%: %s: %s", ro->service,
+	/* The summary starts with the decision ("pass: ..."). */
+	sl_log_info("rollout %s: step %u/%u at %.2f%%: %s", ro->service,
 	    step_before + 1, ro->nsteps, ro->steps[step_before] / 100.0,
-	    sl_decision_name(j.decision), j.summary);
+	    j.summary);
 	if (action == SL_RA_NONE) {
 		/* Each verdict is an event too, with its evidence. */
 		json_t *ev = rollout_json(run, false);
