@@ -923,9 +923,35 @@ sl_ctl_dispatch(struct sl_ctl *ctl, struct sl_who *who, bool read_only,
 		}
 	}
 	if (best == NULL) {
-		char *msg =
-		    sl_xasprintf("unknown command '%s'; try 'help'", argv[i]);
+		/* "show nothing": name what follows "show". */
+		char next[256] = "", *msg;
+		size_t wlen = strlen(argv[i]), off = 0;
 
+		for (c = commands; c->words != NULL; c++) {
+			const char *rest;
+
+			if (strncmp(c->words, argv[i], wlen) != 0 ||
+			    c->words[wlen] != ' ')
+				continue;
+			rest = c->words + wlen + 1;
+			if (off + strlen(rest) + 3 >= sizeof next)
+				continue;
+			off += (size_t)snprintf(next + off, sizeof next - off,
+			    "%s%s", off ? ", " : "", rest);
+		}
+		if (off > 0 && i + 1 < argc)
+			msg = sl_xasprintf(
+			    "unknown command '%s %s': '%s' is "
+			    "followed by one of: %s; try 'help %s'",
+			    argv[i], argv[i + 1], argv[i], next, argv[i]);
+		else if (off > 0)
+			msg =
+			    sl_xasprintf("'%s' is followed by one of: %s; try "
+			                 "'help %s'",
+			        argv[i], next, argv[i]);
+		else
+			msg = sl_xasprintf(
+			    "unknown command '%s'; try 'help'", argv[i]);
 		reply = sl_ctl_error_reply(msg);
 		free(msg);
 		free(copy);

@@ -94,6 +94,9 @@ check(r["service"]["versions"][0]["servers"][0]["state"] == "ready",
 for line, want in [
         ("", "empty command"),
         ("bogus", "unknown command"),
+        ("show nothing", "unknown command 'show nothing': 'show' is "
+         "followed by one of: services, service, stats, events, rollout"),
+        ("rollout", "'rollout' is followed by one of: start, pause"),
         ("show service", "usage: show service SVC"),
         ("show service nope", "unknown service"),
         ("show stats shop 0", "SECONDS must be"),
