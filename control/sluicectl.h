@@ -90,6 +90,7 @@ int sl_cli_conn_exchange(struct sl_cli_conn *conn, const char *line,
 enum sl_cli_fail {
 	SL_CLI_FAIL_CONNECT, /* could not connect to the socket */
 	SL_CLI_FAIL_LOST,    /* the connection closed before a whole reply */
+	SL_CLI_FAIL_BUSY,    /* refused at once: "too many control clients" */
 	SL_CLI_FAIL_OTHER,   /* no reply in time, interrupted, a bad reply */
 };
 
@@ -101,8 +102,11 @@ enum sl_cli_fail {
  * NULL, the raw reply line in *rawp (heap, caller frees). Returns -1 when
  * the daemon cannot be reached or the reply is not a valid reply, with
  * the reason in *errp (heap, caller frees; it names the socket) and its
- * kind in *failp. After a failed exchange the connection is closed, so
- * the next call connects again.
+ * kind in *failp. A new connection whose first reply is the daemon's
+ * "too many control clients" (every client slot taken, or this user's
+ * share: it says so before reading any command) is SL_CLI_FAIL_BUSY, not
+ * a reply: the command was not run, and slots come free. After a failed
+ * exchange the connection is closed, so the next call connects again.
  */
 int sl_cli_try(struct sl_cli *cli, const char *command, json_t **replyp,
     char **rawp, char **errp, enum sl_cli_fail *failp);

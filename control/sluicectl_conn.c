@@ -302,6 +302,14 @@ sl_cli_conn_exchange(struct sl_cli_conn *conn, const char *line, double timeout,
 	rc = write_all(conn, out, n + 1, deadline);
 	err = errno;
 	free(out);
+	/*
+	 * A daemon over its client limit answers before it reads and may
+	 * close at once: the command then cannot be sent, but the refusal
+	 * is there to read, and says more than "connection closed".
+	 */
+	if (rc == -1 && (err == EPIPE || err == ECONNRESET) &&
+	    read_line(conn, deadline) >= 0)
+		rc = 0;
 	if (rc == -1 || (len = read_line(conn, deadline)) == -1) {
 		if (rc != -1)
 			err = errno;
@@ -363,7 +371,8 @@ sl_cli_try(struct sl_cli *cli, const char *command, json_t **replyp,
 	char *line, *raw = NULL, *err = NULL, *ex;
 	json_error_t jerr;
 	json_t *reply;
-	bool lost;
+	bool lost, fresh = cli->conn == NULL;
+	const char *e;
 	int rc;
 
 	if (cli->conn == NULL) {
@@ -410,6 +419,25 @@ sl_cli_try(struct sl_cli *cli, const char *command, json_t **replyp,
 		free(ex);
 		json_decref(reply);
 		free(raw);
+		return -1;
+	}
+	/*
+	 * The daemon refuses a client over its limits with this line as soon
+	 * as it connects, before it reads a command, and closes: the
+	 * command did not run, and the daemon could not be talked to. (Only
+	 * a new connection's first reply can be that refusal.)
+	 */
+	e = json_string_value(json_object_get(reply, "error"));
+	if (fresh && !sl_cli_reply_ok(reply) && e != NULL &&
+	    strncmp(e, "too many control clients", 24) == 0) {
+		*errp = sl_xasprintf("%s: %s (every client slot of the "
+		                     "socket is taken; try again later)",
+		    cli->socket, e);
+		*failp = SL_CLI_FAIL_BUSY;
+		json_decref(reply);
+		free(raw);
+		sl_cli_conn_free(cli->conn);
+		cli->conn = NULL;
 		return -1;
 	}
 	*replyp = reply;

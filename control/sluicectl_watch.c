@@ -11,7 +11,8 @@
  *   rollout wait SVC [--timeout S]
  *	polls `show rollout SVC` until the rollout is final; the exit code
  *	says how it ended (0 promoted, 1 reverted or aborted, 2 timed out).
- *	It reconnects when sluice restarts or is replaced meanwhile.
+ *	It reconnects when sluice restarts or is replaced meanwhile, and
+ *	tries again while every client slot is taken.
  *
  * Signals for watch are blocked except inside ppoll(), so SIGINT, SIGTERM
  * and SIGWINCH are seen at once and never lost between a check and a wait.
@@ -38,6 +39,7 @@
 #define WAIT_POLL_INTERVAL 0.5  /* seconds between `show rollout`s */
 #define WAIT_RETRY_FIRST   0.05 /* first pause before connecting again */
 #define WAIT_RETRY_MAX     1.0  /* longest pause between reconnections */
+#define WATCH_BUSY_MAX     30.0 /* how long watch waits for a client slot */
 
 /* ANSI escapes. */
 #define ESC_HOME        "\033[H"
@@ -54,9 +56,10 @@ struct watch {
 	double interval;
 	long count; /* frames to print; 0: until stopped */
 	bool tty;
-	json_t *service; /* latest "show service" reply */
-	json_t *stats;   /* latest "show stats" reply */
-	json_t *rollout; /* latest "show rollout" reply, NULL if refused */
+	const sigset_t *mask; /* the signal mask to wait with */
+	json_t *service;      /* latest "show service" reply */
+	json_t *stats;        /* latest "show stats" reply */
+	json_t *rollout;      /* latest "show rollout" reply, NULL if refused */
 };
 
 /* The terminal is in watch mode (cursor hidden) while this is true. */
@@ -314,18 +317,64 @@ draw(struct watch *w)
 	free(buf);
 }
 
+static int pause_until(struct watch *w, double deadline, const sigset_t *mask);
+
 /*
  * Send COMMAND and keep its reply in *slot. Returns 0; SL_CLI_REFUSED if
  * the daemon refused (message printed) and REQUIRED; SL_CLI_TROUBLE if the
  * daemon is gone, or SL_CLI_OK with sl_cli_stop set if interrupted.
+ *
+ * A connection that served earlier frames and is found closed (the
+ * daemon closes one silent for control_idle_timeout, which a long
+ * --interval may exceed, or it restarted) is opened again at once, once.
+ * While every client slot is taken ("too many control clients"), it tries
+ * again with a growing pause, for up to WATCH_BUSY_MAX seconds.
  */
 static int
 fetch(struct watch *w, const char *command, json_t **slot, bool required)
 {
+	enum sl_cli_fail fail;
+	double pause = WAIT_RETRY_FIRST, give_up = 0;
+	bool used, retried = false, warned = false;
 	json_t *reply;
+	char *err;
 
-	if (sl_cli_call(w->cli, command, &reply, NULL) == -1)
-		return sl_cli_stop ? SL_CLI_OK : SL_CLI_TROUBLE;
+	for (;;) {
+		used = w->cli->conn != NULL;
+		if (sl_cli_try(w->cli, command, &reply, NULL, &err, &fail) == 0)
+			break;
+		if (sl_cli_stop) {
+			free(err);
+			return SL_CLI_OK;
+		}
+		if (fail == SL_CLI_FAIL_LOST && used && !retried) {
+			retried = true;
+			free(err);
+			continue;
+		}
+		if (fail == SL_CLI_FAIL_BUSY) {
+			if (give_up == 0)
+				give_up = now() + WATCH_BUSY_MAX;
+			if (now() < give_up) {
+				if (!warned)
+					sl_cli_warn("%s; trying again for up "
+					            "to %g s",
+					    err, WATCH_BUSY_MAX);
+				warned = true;
+				free(err);
+				if (pause_until(w, now() + pause, w->mask) ==
+				    -1)
+					return SL_CLI_OK;
+				pause = pause * 2 < WAIT_RETRY_MAX
+				    ? pause * 2
+				    : WAIT_RETRY_MAX;
+				continue;
+			}
+		}
+		sl_cli_warn("%s", err);
+		free(err);
+		return SL_CLI_TROUBLE;
+	}
 	json_decref(*slot);
 	*slot = NULL;
 	if (!sl_cli_reply_ok(reply)) {
@@ -455,6 +504,7 @@ sl_cli_watch(struct sl_cli *cli, char **args, int nargs)
 	sigaction(SIGWINCH, &sa, &old_winch);
 	sl_cli_set_waitmask(&oldmask);
 	sl_cli_set_warn_hook(tty_restore);
+	w.mask = &oldmask;
 
 	if (w.tty) {
 		fputs(ESC_HIDE_CURSOR ESC_CLEAR, stdout);
@@ -583,10 +633,12 @@ sleep_for(double seconds)
  *
  * A restart or a `--takeover` upgrade of sluice resumes the rollout, so
  * the wait outlives the daemon: when the connection closes, the socket is
- * missing or refuses (sluice is restarting), or the path now leads to
- * another sluice (a takeover), it connects again, with a growing pause,
- * until the rollout's end or the --timeout. Only a socket that answered
- * once is waited for: one that never did is a wrong path, said at once.
+ * missing or refuses (sluice is restarting), every client slot is taken
+ * ("too many control clients": never a verdict), or the path now leads
+ * to another sluice (a takeover), it connects again, with a growing
+ * pause, until the rollout's end or the --timeout (then exit 3). Only a
+ * socket that answered once is waited for: one that never did is a wrong
+ * path, said at once.
  */
 int
 sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
@@ -636,8 +688,14 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 				free(err);
 				break;
 			}
+			/* Every client slot taken: a sluice is there, and
+			 * slots come free (idle clients are closed). */
+			if (fail == SL_CLI_FAIL_BUSY)
+				answered = true;
 			if (!lost)
-				sl_cli_warn("%s; reconnecting", err);
+				sl_cli_warn("%s; %s", err,
+				    fail == SL_CLI_FAIL_BUSY ? "trying again"
+				                             : "reconnecting");
 			lost = true;
 			left = deadline - now();
 			if (left <= 0) {

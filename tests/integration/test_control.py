@@ -402,7 +402,9 @@ check(len(lines) == 2 and all(l["ok"] for l in lines),
 # 256 control clients are served at once; one more is told so (the line,
 # then EOF), even when it sent its command before reading: closing with
 # its command unread would reset the connection and lose the line. (Run
-# as another user than root, the limit met first is a user's 64.)
+# as another user than root, the limit met first is a user's 64.) The
+# clients held send a command first: a silent one is closed after
+# control_line_timeout (test_control_idle.py).
 if os.geteuid() == 0:
     limit, refusal = 256, "too many control clients"
 else:
@@ -410,7 +412,10 @@ else:
 held = []
 for _ in range(limit):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
     s.connect(sl.ctl_path)
+    s.sendall(b"help\n")
+    s.recv(1)
     held.append(s)
 check(wait_until(lambda: ctl("show services").get("error") == refusal),
       "with %d control clients connected the next is refused, told so"
@@ -435,8 +440,9 @@ check(got == b'{"ok":false,"error":"%s"}\n' % refusal.encode(),
 p = subprocess.run([os.path.join(BUILD, "sluicectl"), "-s", sl.ctl_path,
                     "show", "services"], capture_output=True, text=True,
                    timeout=30)
-check(p.returncode != 0 and "too many control clients" in p.stderr,
-      "sluicectl, over the limit, prints the refusal (%d: %s)"
+check(p.returncode == 3 and "too many control clients" in p.stderr,
+      "sluicectl, over the limit, prints the refusal and exits 3, "
+      "cannot talk to sluice (%d: %s)"
       % (p.returncode, p.stderr.strip()[-120:]))
 for s in held:
     s.close()
