@@ -222,6 +222,10 @@ struct sl_global_conf {
 	struct sl_addr admin;
 	bool has_admin;
 	char *state_file;
+	/* A control client's first line, or one it began, whole; 10s. */
+	uint32_t control_line_timeout_ms;
+	/* A control client's silence after its replies are out; 60s. */
+	uint32_t control_idle_timeout_ms;
 
 	uint32_t header_timeout_ms;    /* whole request head; default 10s */
 	uint32_t keepalive_timeout_ms; /* idle between requests; 60s */

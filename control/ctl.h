@@ -127,6 +127,9 @@ struct sl_ctl {
 	void *handover_client;
 	struct sl_ctl_socket *socks[2];
 	size_t nsocks;
+	/* Control clients closed for holding a slot idle (control_line_
+	 * timeout, control_idle_timeout), and refused for want of one. */
+	uint64_t ctl_timeouts, ctl_refused;
 	struct event *lock_ev; /* expires locks */
 
 	/* Active health checkers, one per checked server. */

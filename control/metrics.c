@@ -491,6 +491,18 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 	SL_WSTATS_COUNTERS(SL_X)
 #undef SL_X
 	evbuffer_add_printf(out,
+	    "# HELP sluice_control_timeouts_total Control socket clients "
+	    "closed for sending no whole command within control_line_timeout "
+	    "or nothing within control_idle_timeout.\n"
+	    "# TYPE sluice_control_timeouts_total counter\n"
+	    "sluice_control_timeouts_total %llu\n"
+	    "# HELP sluice_control_refused_total Control socket clients "
+	    "refused: every client slot taken, or the user's share.\n"
+	    "# TYPE sluice_control_refused_total counter\n"
+	    "sluice_control_refused_total %llu\n",
+	    (unsigned long long)ctl->ctl_timeouts,
+	    (unsigned long long)ctl->ctl_refused);
+	evbuffer_add_printf(out,
 	    "# HELP sluice_connections_active Client connections open.\n"
 	    "# TYPE sluice_connections_active gauge\n"
 	    "sluice_connections_active %lld\n",

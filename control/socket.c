@@ -4,14 +4,25 @@
  *
  * Everything runs on the control thread's event loop, so a slow or silent
  * client costs one idle connection, never a blocked thread: reads and
- * writes are event driven, every connection has an idle timeout, and a
- * line longer than SL_CTL_LINE_MAX closes the connection. The peer's uid
- * and pid (SO_PEERCRED) go into every event it causes.
+ * writes are event driven, and a line longer than SL_CTL_LINE_MAX closes
+ * the connection. The peer's uid and pid (SO_PEERCRED) go into every
+ * event it causes.
+ *
+ * Client slots are few (SL_CTL_MAX_CLIENTS), so a client that holds one
+ * without using it is closed (arm_timer): one that has not sent a whole
+ * line within control_line_timeout (of connecting, or of the first byte
+ * of a line), or sends nothing for control_idle_timeout once its replies
+ * are out. Nothing on this socket waits on the server's side (rollout
+ * wait and watch poll), so a client with replies still going out is
+ * watched by the write timeout instead, and the one connection that
+ * legitimately waits, the takeover handshake's, is never timed out.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <grp.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -38,8 +49,11 @@
 #define SL_CTL_MAX_CLIENTS 256
 /* Clients over the limit being told so; more are closed at once. */
 #define SL_CTL_MAX_REJECTING 32
-#define SL_CTL_IDLE_S        300
-#define SL_CTL_REJECT_S      2 /* how long a refused client may linger */
+#define SL_CTL_REJECT_S      2  /* how long a refused client may linger */
+#define SL_CTL_WRITE_S       30 /* replies waiting, nothing read: close */
+/* Warnings about clients (refused, timed out) are logged at most once in
+ * this many seconds per socket and kind, with how many were not. */
+#define SL_CTL_LOG_S 10
 /* One user (uid) holds at most this many of a socket's clients, so one
  * local user cannot lock the others out; root is not limited. */
 #define SL_CTL_MAX_PER_UID 64
@@ -66,7 +80,21 @@ struct sl_ctl_socket {
 	bool read_only;
 	unsigned nclients;   /* served */
 	unsigned nrejecting; /* over the limit, being told so */
+	/* Rate limit of the warnings, per enum log_kind: when the last was
+	 * logged (monotonic seconds) and how many were not since. */
+	time_t log_at[3];
+	unsigned log_skipped[3];
 };
+
+/* What a client's timer waits for. */
+enum client_wait {
+	WAIT_NONE, /* nothing: replies are going out, or it never idles */
+	WAIT_LINE, /* the end of a line (or the first line) */
+	WAIT_IDLE, /* the next command */
+};
+
+/* The kinds of rate-limited warnings. */
+enum log_kind { LOG_FULL, LOG_UID, LOG_TIMEOUT };
 
 struct ctl_client {
 	struct sl_ctl_socket *sock;
@@ -77,13 +105,50 @@ struct ctl_client {
 	bool rejecting; /* over the limit: the error line, then close */
 	bool blocked;   /* replies waiting above SL_CTL_OUT_HIGH */
 	bool at_eof;    /* the client closed its side */
+	bool spoke;     /* has sent a whole line */
+	enum client_wait wait;
+	struct event *timer; /* closes it when it holds its slot idle */
 	TAILQ_ENTRY(ctl_client) link;
 };
+
+/* Log a warning of KIND about SOCK, unless one was logged less than
+ * SL_CTL_LOG_S ago: a client that connects in a loop must not flood the
+ * log. The next one logged says how many were not. */
+static void warn_limited(struct sl_ctl_socket *sock, enum log_kind kind,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+warn_limited(
+    struct sl_ctl_socket *sock, enum log_kind kind, const char *fmt, ...)
+{
+	time_t now = (time_t)(sl_ctl_mono_ms() / 1000);
+	char msg[300];
+	va_list ap;
+
+	if (sock->log_at[kind] != 0 &&
+	    now - sock->log_at[kind] < SL_CTL_LOG_S) {
+		sock->log_skipped[kind]++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (sock->log_skipped[kind] > 0)
+		sl_log_warn("%s (and %u more like it in the last %d s, not "
+		            "logged)",
+		    msg, sock->log_skipped[kind], SL_CTL_LOG_S);
+	else
+		sl_log_warn("%s", msg);
+	sock->log_at[kind] = now;
+	sock->log_skipped[kind] = 0;
+}
 
 static void
 client_free(struct ctl_client *cc)
 {
 	sl_ctl_takeover_gone(cc->sock->ctl, cc);
+	if (cc->timer != NULL)
+		event_free(cc->timer);
 	if (cc->rejecting)
 		cc->sock->nrejecting--;
 	else
@@ -140,6 +205,9 @@ answer_lines(struct ctl_client *cc, bool at_eof)
 		}
 		if (line == NULL)
 			break;
+		/* A whole line: the next one gets a deadline of its own. */
+		cc->spoke = true;
+		cc->wait = WAIT_NONE;
 		if (n > 0 && line[n - 1] == '\r')
 			line[--n] = '\0';
 		/* Each line starts as the connection's default owner. */
@@ -174,6 +242,89 @@ answer_lines(struct ctl_client *cc, bool at_eof)
 	}
 }
 
+/* A duration in ms as seconds for a message: "10" or "0.5". */
+static double
+secs(uint32_t ms)
+{
+	return ms / 1000.0;
+}
+
+/* CC held its slot without using it (arm_timer): close it. No line is
+ * sent first: a client between commands would read it as the reply to
+ * its next one. */
+static void
+client_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_client *cc = arg;
+	struct sl_ctl_socket *sock = cc->sock;
+	const struct sl_global_conf *g = &sl_route_current()->conf->global;
+	char why[120];
+
+	(void)fd;
+	(void)what;
+	if (cc->wait == WAIT_IDLE)
+		snprintf(why, sizeof why,
+		    "sent nothing for %g s after its last reply "
+		    "(control_idle_timeout)",
+		    secs(g->control_idle_timeout_ms));
+	else if (evbuffer_get_length(bufferevent_get_input(cc->bev)) > 0)
+		snprintf(why, sizeof why,
+		    "sent part of a line and not its end within %g s "
+		    "(control_line_timeout)",
+		    secs(g->control_line_timeout_ms));
+	else
+		snprintf(why, sizeof why,
+		    "sent no command within %g s of connecting "
+		    "(control_line_timeout)",
+		    secs(g->control_line_timeout_ms));
+	sock->ctl->ctl_timeouts++;
+	warn_limited(sock, LOG_TIMEOUT,
+	    "control socket %s: closed a client (uid %ld, pid %ld) that %s",
+	    sock->path, cc->who.uid, cc->who.pid, why);
+	client_free(cc);
+}
+
+/*
+ * Set CC's timer for what it waits for now: the end of a line (the first
+ * one, or one it has begun) within control_line_timeout, counted from
+ * when that wait began, so that a line sent a byte at a time does not
+ * hold the slot; or its next command within control_idle_timeout once
+ * its replies are out. None while replies are going out (the write
+ * timeout watches those), while it closes, or for the takeover
+ * handshake's connection, which waits for the new sluice to start.
+ * Called after every read and every drained write.
+ */
+static void
+arm_timer(struct ctl_client *cc)
+{
+	const struct sl_global_conf *g = &sl_route_current()->conf->global;
+	enum client_wait want;
+	uint32_t ms;
+	struct timeval tv;
+
+	if (cc->closing || cc->rejecting || cc->blocked ||
+	    cc->sock->ctl->handover_client == cc ||
+	    evbuffer_get_length(bufferevent_get_output(cc->bev)) > 0)
+		want = WAIT_NONE;
+	else if (!cc->spoke ||
+	    evbuffer_get_length(bufferevent_get_input(cc->bev)) > 0)
+		want = WAIT_LINE;
+	else
+		want = WAIT_IDLE;
+	if (want == WAIT_LINE && cc->wait == WAIT_LINE)
+		return; /* more of the same line: its deadline stands */
+	cc->wait = want;
+	if (want == WAIT_NONE) {
+		evtimer_del(cc->timer);
+		return;
+	}
+	ms = want == WAIT_LINE ? g->control_line_timeout_ms
+	                       : g->control_idle_timeout_ms;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(cc->timer, &tv);
+}
+
 /* CC reads no more, and goes once its replies are out. */
 static void
 close_when_sent(struct ctl_client *cc)
@@ -200,7 +351,9 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	}
 	answer_lines(cc, false);
 	if (cc->closing)
-		close_when_sent(cc);
+		close_when_sent(cc); /* may free it */
+	else
+		arm_timer(cc);
 }
 
 static void
@@ -225,10 +378,14 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		answer_lines(cc, cc->at_eof);
 		if (cc->closing || (cc->at_eof && !cc->blocked))
 			close_when_sent(cc);
+		else
+			arm_timer(cc);
 		return;
 	}
 	if (cc->closing)
 		client_free(cc);
+	else
+		arm_timer(cc); /* its replies are out: it may idle now */
 }
 
 static void
@@ -280,7 +437,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct ctl_client *cc;
 	struct ucred cred;
 	socklen_t len = sizeof cred;
-	struct timeval idle = {SL_CTL_IDLE_S, 0}, wr = {30, 0};
+	struct timeval wr = {SL_CTL_WRITE_S, 0};
 	long uid = -1, pid = -1;
 	bool full, over_uid;
 	const char *refusal;
@@ -298,6 +455,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	/* Refused clients linger to read their error line, but only so
 	 * many: past that, the line and close at once. */
 	if ((full || over_uid) && sock->nrejecting >= SL_CTL_MAX_REJECTING) {
+		sock->ctl->ctl_refused++;
 		(void)!write(fd, refusal, refusal_len);
 		evutil_closesocket(fd);
 		return;
@@ -319,6 +477,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(cc);
 		return;
 	}
+	cc->timer = evtimer_new(sock->ctl->base, client_timeout_cb, cc);
+	if (cc->timer == NULL) {
+		bufferevent_free(cc->bev);
+		free(cc);
+		return;
+	}
 	TAILQ_INSERT_TAIL(&sock->clients, cc, link);
 	bufferevent_setcb(
 	    cc->bev, client_read_cb, client_write_cb, client_event_cb, cc);
@@ -327,23 +491,27 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 
 		cc->rejecting = true;
 		sock->nrejecting++;
+		sock->ctl->ctl_refused++;
 		if (full)
-			sl_log_warn("control socket %s: %u clients, the most "
-			            "served: refusing one",
-			    sock->path, sock->nclients);
+			warn_limited(sock, LOG_FULL,
+			    "control socket %s: %u clients, the most "
+			    "served: refusing one (uid %ld, pid %ld)",
+			    sock->path, sock->nclients, uid, pid);
 		else
-			sl_log_warn("control socket %s: uid %ld has %u "
-			            "clients, the most one user may have: "
-			            "refusing one",
-			    sock->path, uid, SL_CTL_MAX_PER_UID);
+			warn_limited(sock, LOG_UID,
+			    "control socket %s: uid %ld has %u "
+			    "clients, the most one user may have: "
+			    "refusing one (pid %ld)",
+			    sock->path, uid, SL_CTL_MAX_PER_UID, pid);
 		bufferevent_write(cc->bev, refusal, refusal_len);
 		bufferevent_set_timeouts(cc->bev, &brief, &brief);
 		bufferevent_enable(cc->bev, EV_READ);
 		return;
 	}
 	sock->nclients++;
-	bufferevent_set_timeouts(cc->bev, &idle, &wr);
+	bufferevent_set_timeouts(cc->bev, NULL, &wr);
 	bufferevent_enable(cc->bev, EV_READ);
+	arm_timer(cc); /* its first line, within control_line_timeout */
 }
 
 void
