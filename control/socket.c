@@ -67,6 +67,7 @@ struct ctl_client;
 TAILQ_HEAD(ctl_client_list, ctl_client);
 
 struct sl_ctl_socket {
+	struct sl_accept_guard guard; /* first: see ctl.h */
 	struct sl_ctl *ctl;
 	struct ctl_client_list clients;
 	struct evconnlistener *listener;
@@ -85,6 +86,8 @@ struct sl_ctl_socket {
 	time_t log_at[3];
 	unsigned log_skipped[3];
 };
+
+SL_ACCEPT_GUARD_FIRST(struct sl_ctl_socket, guard);
 
 /* What a client's timer waits for. */
 enum client_wait {
@@ -696,9 +699,18 @@ open_socket(struct sl_ctl *ctl, const char *path, bool read_only,
 	sock->read_only = read_only;
 	sock->listener = evconnlistener_new(
 	    ctl->base, accept_cb, sock, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (sock->listener != NULL &&
+	    sl_accept_guard_init(&sock->guard, ctl->base, sock->listener,
+	        read_only ? "control socket (read-only)" : "control socket") !=
+	        0) {
+		evconnlistener_free(sock->listener); /* closes FD */
+		fd = -1;
+		sock->listener = NULL;
+	}
 	if (sock->listener == NULL) {
 		*errp = sl_xasprintf("control socket %s: cannot listen", path);
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		unlink(at);
 		free(sock->pending);
 		free(sock->path);
@@ -821,6 +833,7 @@ sl_ctl_sockets_stop(struct sl_ctl *ctl)
 		while ((cc = TAILQ_FIRST(&ctl->socks[i]->clients)) != NULL)
 			client_free(cc);
 		evconnlistener_free(ctl->socks[i]->listener);
+		sl_accept_guard_free(&ctl->socks[i]->guard);
 		/* After a takeover the path belongs to the new sluice. */
 		path = ctl->socks[i]->pending != NULL ? ctl->socks[i]->pending
 		                                      : ctl->socks[i]->path;
