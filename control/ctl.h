@@ -247,7 +247,7 @@ char *sl_ctl_locked_error(
  * replaced). */
 json_t *sl_ctl_error_reply(const char *msg);
 
-/* The control socket's takeover handshake ("takeover begin|done"), for
+/* The control socket's takeover handshake ("takeover begin|health|done"), for
  * client CLIENT: the reply. */
 json_t *sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client,
     const struct sl_who *who, bool read_only, const char *verb);

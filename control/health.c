@@ -55,6 +55,7 @@ struct sl_health {
 	uint32_t interval_ms, timeout_ms, rise, fall;
 	uint16_t status_min, status_max;
 	struct event *timer;
+	struct event *first;     /* the check at once of a server new to us */
 	struct bufferevent *bev; /* the check in flight */
 	uint64_t deadline_ms;    /* its end: timeout_ms in total, however
 	                            slowly its status line trickles in */
@@ -273,6 +274,8 @@ health_free(struct sl_health *h)
 		bufferevent_free(h->bev);
 	if (h->timer != NULL)
 		event_free(h->timer);
+	if (h->first != NULL)
+		event_free(h->first);
 	free(h->request);
 	free(h);
 }
@@ -341,6 +344,7 @@ sl_health_export(struct sl_ctl *ctl)
 void
 sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 {
+	static const struct timeval at_once = {0, 0};
 	size_t i, j, k, n;
 
 	for (i = 0; i < ctl->nhealth; i++)
@@ -361,9 +365,12 @@ sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 				struct sl_health *h =
 				    find(ctl, svc->name, s->id);
 				struct timeval tv;
-
 				bool fresh = h == NULL;
 
+				/* Listed by another version of the service:
+				 * set up already in this sync. */
+				if (h != NULL && h->seen)
+					continue;
 				if (fresh) {
 					h = sl_xcalloc(1, sizeof *h);
 					h->ctl = ctl;
@@ -407,8 +414,15 @@ sl_health_sync(struct sl_ctl *ctl, const struct sl_route_table *t)
 				tv.tv_sec = h->interval_ms / 1000;
 				tv.tv_usec = (h->interval_ms % 1000) * 1000;
 				event_add(h->timer, &tv);
-				if (fresh && !seed(ctl, h))
-					event_active(h->timer, EV_TIMEOUT, 1);
+				/* Checked at once, by a one-shot event:
+				 * activating the persistent timer would put
+				 * its next run two intervals away. */
+				if (fresh && !seed(ctl, h)) {
+					h->first =
+					    evtimer_new(ctl->base, timer_cb, h);
+					if (h->first != NULL)
+						event_add(h->first, &at_once);
+				}
 			}
 		}
 	}

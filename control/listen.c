@@ -38,6 +38,10 @@ error_cb(struct evconnlistener *l, void *arg)
 	struct timeval pause = {0, PAUSE_MS * 1000};
 	time_t now = time(NULL);
 
+	if (!sl_accept_starved(err)) {
+		sl_log(SL_LOG_WARN, err, "%s: accept failed", g->what);
+		return;
+	}
 	if (now - g->logged >= 10) {
 		sl_log(SL_LOG_WARN, err,
 		    "%s: accept failed (%u more since the last report); "

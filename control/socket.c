@@ -211,6 +211,7 @@ answer_lines(struct ctl_client *cc, bool at_eof)
 		/* A whole line: the next one gets a deadline of its own. */
 		cc->spoke = true;
 		cc->wait = WAIT_NONE;
+		evtimer_del(cc->timer); /* rearmed once the reply is out */
 		if (n > 0 && line[n - 1] == '\r')
 			line[--n] = '\0';
 		/* Each line starts as the connection's default owner. */
@@ -220,6 +221,7 @@ answer_lines(struct ctl_client *cc, bool at_eof)
 			    "command line too long");
 			cc->closing = true;
 		} else if (strcmp(line, "takeover begin") == 0 ||
+		    strcmp(line, "takeover health") == 0 ||
 		    strcmp(line, "takeover done") == 0) {
 			struct sl_ctl *ctl = cc->sock->ctl;
 

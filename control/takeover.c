@@ -82,8 +82,18 @@ sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
 		    "makes no more decisions and writes no state",
 		    who->pid);
 		sl_event(ctl, who, msg, NULL, NULL);
-		return json_pack("{s:b,s:I,s:o}", "ok", 1, "pid",
-		    (json_int_t)getpid(), "health", sl_health_export(ctl));
+		return json_pack(
+		    "{s:b,s:I}", "ok", 1, "pid", (json_int_t)getpid());
+	}
+	/* Asked apart from "begin", whose reply a sluice from before this
+	 * one reads into 1 KiB: it can still take over (a downgrade). */
+	if (strcmp(verb, "health") == 0) {
+		if (client == NULL || client != ctl->handover_client)
+			return sl_ctl_error_reply("takeover health: no "
+			                          "takeover begun on this "
+			                          "connection");
+		return json_pack(
+		    "{s:b,s:o}", "ok", 1, "health", sl_health_export(ctl));
 	}
 	if (client == NULL || client != ctl->handover_client)
 		return sl_ctl_error_reply(
@@ -286,9 +296,16 @@ again:
 		return -1;
 	}
 	*pid = (long)json_integer_value(json_object_get(r, "pid"));
-	if (json_is_array(json_object_get(r, "health")))
+	json_decref(r);
+	/* What it knows of its servers' health (a sluice from before this
+	 * question answers "unknown command": its servers start afresh). */
+	r = exchange(fd, "takeover health\n", errp, NULL);
+	if (r != NULL && json_is_true(json_object_get(r, "ok")) &&
+	    json_is_array(json_object_get(r, "health")))
 		*health = json_incref(json_object_get(r, "health"));
 	json_decref(r);
+	free(*errp);
+	*errp = NULL;
 	sl_log_info("--takeover: pid %ld on %s hands over: it makes no more "
 	            "decisions",
 	    *pid, path);

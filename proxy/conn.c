@@ -1408,7 +1408,8 @@ start_request(struct sl_conn *c, size_t head_len)
 		c->client_keepalive &= c->req_body_done;
 		send_error(c, 503,
 		    "sluice cannot open a connection to the origin now (out "
-		    "of file descriptors, local ports or memory)");
+		    "of file descriptors, local ports or memory, or no TLS "
+		    "context for it)");
 		return;
 	}
 	c->up_reused = reused;

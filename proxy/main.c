@@ -267,8 +267,13 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	 * goes from the state file too, or a restart would bring it back;
 	 * and what runs must agree with what is routed now: a rollout or a
 	 * guard that no longer can ends, as a restart would not resume it. */
-	ended = sl_ctl_rollouts_check(d);
-	ended += sl_ctl_guards_check(d);
+	ended = 0;
+	if (!d->passive) {
+		/* A sluice being taken over judges nothing (the new one
+		 * does, from the state file). */
+		ended = sl_ctl_rollouts_check(d);
+		ended += sl_ctl_guards_check(d);
+	}
 	if ((ended > 0 || dropped > 0) &&
 	    sl_state_save(d, sl_route_current(), &err) != 0) {
 		sl_log_error("reload: %s", err);
@@ -325,12 +330,13 @@ fit_descriptors(const struct sl_global_conf *g)
 			(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-		sl_log_warn("max_connections = %u needs at least %llu file "
-		            "descriptors (more with requests in flight: a "
-		            "client's and an origin's each) but the limit is "
-		            "%llu (ulimit -n; LimitNOFILE= for systemd): "
-		            "accepts will fail and pause before max_connections "
-		            "is reached",
+		sl_log_warn(
+		    "max_connections = %u needs at least %llu file "
+		    "descriptors (more with requests in flight: a "
+		    "client's and an origin's each) but the limit is "
+		    "%llu (ulimit -n; LimitNOFILE= for systemd): "
+		    "accepts will fail and pause before max_connections "
+		    "is reached",
 		    g->max_connections, (unsigned long long)need,
 		    (unsigned long long)rl.rlim_cur);
 }

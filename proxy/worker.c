@@ -274,7 +274,19 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 static void
 epoch_cb(evutil_socket_t fd, short what, void *arg)
 {
-	(void)sl_worker_current_table(arg);
+	struct sl_worker *w = arg;
+
+	/* With every hold slot taken, requests past them keep their table
+	 * only as w->table: leave it to the next request. */
+	if (w->nheld < SL_MAX_HELD_TABLES)
+		(void)sl_worker_current_table(w);
+}
+
+bool
+sl_accept_starved(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM;
 }
 
 /* The pause after a failed accept is over. */
@@ -303,6 +315,12 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 	struct timeval pause = {0, 100 * 1000};
 	time_t now = time(NULL);
 
+	/* A connection's own error (EPROTO, ENETDOWN, EPERM from a
+	 * firewall...): that one is gone, the next may be fine. */
+	if (!sl_accept_starved(err)) {
+		sl_log(SL_LOG_WARN, err, "worker %u: accept failed", w->id);
+		return;
+	}
 	SL_STAT_INC(w->wstats.accept_failures);
 	if (now - w->accept_fail_logged >= 10) {
 		sl_log(SL_LOG_WARN, err,

@@ -170,4 +170,8 @@ struct sl_route_table *sl_worker_current_table(struct sl_worker *w);
 void sl_worker_conn_opened(struct sl_worker *w);
 void sl_worker_conn_closed(struct sl_worker *w);
 
+/* Did accept fail for want of descriptors or memory (ERR: errno)? Then
+ * the listener pauses (the connection waits in the backlog). */
+bool sl_accept_starved(int err);
+
 #endif

@@ -5,7 +5,9 @@ stops sending it requests within one check, not health_fall intervals
 later. A sluice that takes over (--takeover) starts from what the old
 one knew of each server instead of checking afresh."""
 
+import json
 import signal
+import socket
 import subprocess
 
 import harness
@@ -14,6 +16,7 @@ from harness import SLUICE, Origin, Sluice, check, done, free_port, \
 
 dead_port = free_port()
 dead = "127.0.0.1:%d" % dead_port
+dead2 = "127.0.0.1:%d" % free_port()
 live = Origin("live")
 # A long interval: only the check at start can find the dead one within
 # the test, and health_fall = 3 would take 90 s after it.
@@ -28,6 +31,10 @@ sl = Sluice({"svc": {
              "health_interval": "30s",
              "versions": {"v1": (["127.0.0.1:%d" % free_port()
                                   for _ in range(40)], 100)}},
+    # A dead server two versions list: checked at once all the same.
+    "dual": {"path_prefix": "/dual", "stable": "a", "health_path": "/hc",
+             "health_interval": "30s",
+             "versions": {"a": ([dead2], 100), "b": ([dead2], 0)}},
     # The live server again, in a service whose checks want another
     # status: each service checks it its own way.
     "picky": {"path_prefix": "/picky", "stable": "v1", "health_path": "/hc",
@@ -55,6 +62,16 @@ check("health: svc/v1 %s down at its first check: Connection refused"
       % dead in events(),
       "the event says its first check took it down (%r)" % events()[-3:])
 check(server(live.addr)["health"] == "up", "the live one is up")
+
+
+def dual_health():
+    return [v["servers"][0]["health"] for v in
+            sl.ctl("show service dual")["service"]["versions"]]
+
+
+check(wait_until(lambda: dual_health() == ["down", "down"], 5),
+      "a dead server two versions list is down within a check too (%r)"
+      % dual_health())
 
 
 def picky_server():
@@ -123,5 +140,27 @@ old.send_signal(signal.SIGTERM)
 check(old.wait(20) == 0, "the old sluice exits 0")
 sl.proc = new
 sl.logpath = new_log
+
+# The handshake as a sluice from before "takeover health" sees it: the
+# reply to "begin" stays small (such a sluice reads it into 1 KiB), and
+# the health comes on its own line.
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.settimeout(10)
+c.connect(sl.ctl_path)
+c.sendall(b"takeover begin\n")
+raw = b""
+while not raw.endswith(b"\n"):
+    raw += c.recv(65536)
+check(len(raw) < 1024 and json.loads(raw) == {"ok": True, "pid": new.pid},
+      "'takeover begin' answers only ok and pid (%d bytes)" % len(raw))
+h = harness.ctl_exchange(c, "takeover health")
+check(h["ok"] and {"service": "svc", "version": "v1", "server": dead,
+                   "health": "down", "why": "Connection refused"}
+      in h["health"] and len(h["health"]) >= 42,
+      "'takeover health' lists what it knows (%d servers)"
+      % len(h.get("health", [])))
+c.close()
+check(wait_until(lambda: sl.ctl("set server svc v1 %s ready" % dead)["ok"]),
+      "the handshake's connection gone, the sluice decides again")
 check(sl.stop() == 0, "the new one exits 0")
 done()
