@@ -426,6 +426,16 @@ def ctl_at(path, line, timeout=10):
         s.close()
 
 
+def admin_metrics(port):
+    """The Prometheus text of the admin endpoint on 127.0.0.1:PORT."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        return c.getresponse().read().decode()
+    finally:
+        c.close()
+
+
 def metric_value(text, name, **labels):
     """The value of sample NAME with LABELS (a subset of its labels) in
     Prometheus text TEXT, or None when there is none."""

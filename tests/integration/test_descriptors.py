@@ -46,11 +46,7 @@ def logtext():
 
 
 def metrics():
-    c = http.client.HTTPConnection("127.0.0.1", admin, timeout=10)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    c.close()
-    return text
+    return harness.admin_metrics(admin)
 
 
 def cpu_ticks():

@@ -10,8 +10,8 @@ import socket
 import threading
 import time
 
-from harness import (ASAN, Origin, Sluice, check, done, free_port,
-                     metric_value, status_of, wait_until)
+from harness import (ASAN, Origin, Sluice, admin_metrics, check, done,
+                     free_port, metric_value, status_of, wait_until)
 
 good = Origin("good")
 cutter = Origin("cutter")
@@ -777,11 +777,7 @@ check(statuses == [502] * 5,
 
 
 def active7():
-    c = http.client.HTTPConnection("127.0.0.1", admin7, timeout=10)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    c.close()
-    return metric_value(text, "sluice_connections_active")
+    return metric_value(admin_metrics(admin7), "sluice_connections_active")
 
 
 check(wait_until(lambda: active7() == 0, timeout=5),

@@ -15,8 +15,8 @@ import threading
 import time
 
 import harness
-from harness import (SLUICE, Origin, Sluice, check, config, done, free_port,
-                     metric_value, wait_until)
+from harness import (SLUICE, Origin, Sluice, admin_metrics, check, config,
+                     done, free_port, metric_value, wait_until)
 
 a = Origin("a")
 b = Origin("b")
@@ -97,11 +97,7 @@ def events(prefix):
 
 
 def metrics():
-    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    c.close()
-    return text
+    return admin_metrics(admin_port)
 
 
 check(wait_until(lambda: events("outlier: eject/v1 %s ejected for" % bad.addr),

@@ -8,7 +8,6 @@ close_notify is consumed into the SSL, so it cannot wait on the socket like
 a FIN. Both were bugs of the first version of io.c's TLS mode, found in
 review; these tests failed on it."""
 
-import http.client
 import os
 import socket
 import ssl
@@ -16,8 +15,8 @@ import shutil
 import subprocess
 import time
 
-from harness import Origin, Sluice, TMP, check, done, free_port, \
-    metric_value, skip, wait_until
+from harness import Origin, Sluice, TMP, admin_metrics, check, done, \
+    free_port, metric_value, skip, wait_until
 from tlskit import PKI, client_context, memory_tls, read_tls
 
 if shutil.which("openssl") is None:
@@ -153,11 +152,8 @@ check(last is not None and end - last < 10,
 
 
 def active():
-    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    c.close()
-    return metric_value(text, "sluice_connections_active")
+    return metric_value(admin_metrics(admin_port),
+                        "sluice_connections_active")
 
 
 def reset(s):
