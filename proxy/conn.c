@@ -124,6 +124,8 @@ struct sl_conn {
 	bool req_body_done;
 	bool req_upgrade;
 	bool up_reused;
+	/* The protocols the upgrade offered (sl_http_upgrade_protocols). */
+	uint32_t req_protocols;
 	bool up_keepalive;
 	bool retried;
 	bool dechunk;
@@ -1286,6 +1288,8 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->client_keepalive = head->keep_alive && !w->stopping;
 	c->req_body_done = !head->has_body;
 	c->req_upgrade = head->upgrade;
+	c->req_protocols =
+	    head->upgrade ? sl_http_upgrade_protocols(head, base) : 0;
 	/* HTTP/1.0 clients do not wait for 100 (RFC 9110 10.1.1). */
 	c->req_expect =
 	    head->expect_continue && head->minor > 0 && !c->req_body_done;
@@ -1914,6 +1918,7 @@ handle_response_head(struct sl_conn *c)
 	struct evbuffer *in;
 	const char *base;
 	struct outbuf o;
+	uint32_t protos;
 	size_t end;
 
 	for (;;) {
@@ -1941,7 +1946,12 @@ handle_response_head(struct sl_conn *c)
 			upstream_fail(c, FAIL_BAD_RESPONSE);
 			return;
 		}
-		if (head->status == 101 && !c->req_upgrade) {
+		/* A 101 must name what it switches to, among what the
+		 * request offered (RFC 9110 7.8, 15.2.2). */
+		if (head->status == 101 &&
+		    (!c->req_upgrade ||
+		        (protos = sl_http_upgrade_protocols(head, base)) == 0 ||
+		        (protos & ~c->req_protocols) != 0)) {
 			upstream_fail(c, FAIL_BAD_RESPONSE);
 			return;
 		}

@@ -1444,3 +1444,27 @@ sl_http_head_free(struct sl_http_head *head)
 	free(head->kinds);
 	free(head);
 }
+
+uint32_t
+sl_http_upgrade_protocols(const struct sl_http_head *head, const char *base)
+{
+	uint32_t mask = 0, i;
+
+	for (i = 0; i < head->nhdrs; i++) {
+		const char *v = base + head->hdrs[i].value_off;
+		size_t len = head->hdrs[i].value_len, at = 0, start, end, k;
+
+		if (head->kinds[i] != SL_HDR_UPGRADE)
+			continue;
+		while (list_next(v, len, &at, &start, &end)) {
+			uint32_t h = 2166136261u; /* FNV-1a of the name */
+
+			for (k = start; k < end && v[k] != '/'; k++)
+				h = (h ^ (unsigned char)(v[k] | 0x20)) *
+				    16777619u;
+			if (k > start)
+				mask |= 1u << (h % 32);
+		}
+	}
+	return mask;
+}

@@ -153,4 +153,13 @@ const char *sl_http_reason(int status);
 struct sl_http_head *sl_http_head_new(uint32_t max_hdrs);
 void sl_http_head_free(struct sl_http_head *head);
 
+/*
+ * The protocol names (before any "/version") of HEAD's Upgrade fields, as
+ * a 32-bit set of their hashes: a 101 may switch only to a protocol the
+ * request offered (RFC 9110 7.8), and a request keeps 4 bytes to tell,
+ * wrong at most once in 32 for a protocol it did not offer. 0: none.
+ */
+uint32_t sl_http_upgrade_protocols(
+    const struct sl_http_head *head, const char *base);
+
 #endif
