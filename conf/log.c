@@ -73,6 +73,32 @@ sl_log(enum sl_log_level level, int err, const char *fmt, ...)
 	va_end(ap);
 }
 
+void
+sl_log_limited(struct sl_log_limit *limit, int err, const char *fmt, ...)
+{
+	struct timespec ts;
+	char msg[1024];
+	va_list ap;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (limit->at != 0 && ts.tv_sec - limit->at < SL_LOG_LIMIT_S) {
+		limit->skipped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (limit->skipped > 0)
+		sl_log(SL_LOG_WARN, err,
+		    "%s (and %u more like it in the last %d s, not logged)",
+		    msg, limit->skipped, SL_LOG_LIMIT_S);
+	else
+		sl_log(SL_LOG_WARN, err, "%s", msg);
+	/* Never 0 once logged, even in a clock's first second. */
+	limit->at = ts.tv_sec > 0 ? (long)ts.tv_sec : 1;
+	limit->skipped = 0;
+}
+
 /* Log and exit(1). */
 void
 sl_fatal(int err, const char *fmt, ...)

@@ -27,6 +27,20 @@ void sl_log(enum sl_log_level level, int err, const char *fmt, ...)
 void sl_fatal(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
+/*
+ * A warning that can come in floods (a client connecting in a loop, an
+ * accept failing for want of descriptors): logged at most once in
+ * SL_LOG_LIMIT_S per sl_log_limit (one per kind and place, zeroed), the
+ * next one logged saying how many were not. One thread per limit.
+ */
+#define SL_LOG_LIMIT_S 10
+struct sl_log_limit {
+	long at; /* monotonic seconds of the last one logged, 0: none */
+	unsigned skipped;
+};
+void sl_log_limited(struct sl_log_limit *limit, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define sl_log_error(...) sl_log(SL_LOG_ERROR, 0, __VA_ARGS__)
 #define sl_log_warn(...)  sl_log(SL_LOG_WARN, 0, __VA_ARGS__)
 #define sl_log_info(...)  sl_log(SL_LOG_INFO, 0, __VA_ARGS__)
@@ -37,23 +51,23 @@ void sl_fatal(int err, const char *fmt, ...)
  * builds; logged once per site otherwise, so production keeps serving.
  */
 #ifdef SL_DEBUG
-#define BUG_ON(cond)                                                        \
-	do {                                                                \
-		if (cond) {                                                 \
-			sl_log(SL_LOG_ERROR, 0, "BUG at %s:%d: %s",          \
-			    __FILE__, __LINE__, #cond);                     \
-			abort();                                            \
-		}                                                           \
+#define BUG_ON(cond)                                                           \
+	do {                                                                   \
+		if (cond) {                                                    \
+			sl_log(SL_LOG_ERROR, 0, "BUG at %s:%d: %s", __FILE__,  \
+			    __LINE__, #cond);                                  \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 #else
-#define BUG_ON(cond)                                                        \
-	do {                                                                \
-		static bool sl_bug_seen_;                                   \
-		if ((cond) && !sl_bug_seen_) {                              \
-			sl_bug_seen_ = true;                                \
-			sl_log(SL_LOG_ERROR, 0, "BUG at %s:%d: %s",          \
-			    __FILE__, __LINE__, #cond);                     \
-		}                                                           \
+#define BUG_ON(cond)                                                           \
+	do {                                                                   \
+		static bool sl_bug_seen_;                                      \
+		if ((cond) && !sl_bug_seen_) {                                 \
+			sl_bug_seen_ = true;                                   \
+			sl_log(SL_LOG_ERROR, 0, "BUG at %s:%d: %s", __FILE__,  \
+			    __LINE__, #cond);                                  \
+		}                                                              \
 	} while (0)
 #endif
 

@@ -19,6 +19,7 @@
 
 #include "analysis/stats.h"
 #include "analysis/window.h"
+#include "conf/log.h"
 #include "proxy/worker.h"
 
 struct event;
@@ -178,8 +179,7 @@ struct sl_accept_guard {
 	struct evconnlistener *listener;
 	struct event *resume;
 	const char *what; /* for the log: "admin", "control socket" */
-	time_t logged;
-	uint32_t quiet; /* failures not logged since */
+	struct sl_log_limit log_limit;
 };
 #define SL_ACCEPT_GUARD_FIRST(type, member)                                    \
 	_Static_assert(offsetof(type, member) == 0,                            \

@@ -116,6 +116,16 @@ switch_back(struct sl_guard *g)
 	free(m);
 }
 
+/* G ends without a verdict (MSG says why): recorded as an event. */
+static void
+end_unjudged(struct sl_guard *g, const char *msg)
+{
+	g->state = ENDED;
+	guard_stop(g);
+	sl_event(
+	    g->ctl, NULL, msg, NULL, sl_ctl_guard_json(g->ctl, g->service));
+}
+
 /* Write the state file, which keeps a watching guard; failures are
  * logged (the guard itself goes on). */
 static void
@@ -153,14 +163,11 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			    g->ctl, g->version_id, &g->at_switch);
 			return;
 		}
-		g->state = ENDED;
-		guard_stop(g);
 		snprintf(msg, sizeof msg,
 		    "guard %s: ended during its warm-up after a restart; %s "
 		    "was not judged since",
 		    g->service, g->version);
-		sl_event(g->ctl, NULL, msg, NULL,
-		    sl_ctl_guard_json(g->ctl, g->service));
+		end_unjudged(g, msg);
 		save_state(g->ctl, g->service);
 		return;
 	}
@@ -332,15 +339,12 @@ sl_ctl_guards_check(struct sl_ctl *ctl)
 		                  : guard_unfit(svc, g->version, g->previous);
 		if (why == NULL)
 			continue;
-		g->state = ENDED;
-		guard_stop(g);
 		snprintf(msg, sizeof msg,
 		    "guard %s: ended after a reload: %s; %s is not judged "
 		    "further",
 		    g->service, why, g->version);
 		sl_log_warn("%s", msg);
-		sl_event(
-		    ctl, NULL, msg, NULL, sl_ctl_guard_json(ctl, g->service));
+		end_unjudged(g, msg);
 		ended++;
 	}
 	return ended;

@@ -5,11 +5,11 @@
  * The connection then stays in the kernel's backlog and the listener
  * wakes again at once: a spin, one libevent warning per try. Instead the
  * listener pauses for 100 ms (a closing connection frees a descriptor
- * meanwhile), and the failure is logged at most once in 10 s.
+ * meanwhile), and the failure is logged at most once in 10 s
+ * (sl_log_limited).
  */
 #include "config.h"
 
-#include <time.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -36,22 +36,14 @@ error_cb(struct evconnlistener *l, void *arg)
 	struct sl_accept_guard *g = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval pause = {0, PAUSE_MS * 1000};
-	time_t now = time(NULL);
 
 	if (!sl_accept_starved(err)) {
 		sl_log(SL_LOG_WARN, err, "%s: accept failed", g->what);
 		return;
 	}
-	if (now - g->logged >= 10) {
-		sl_log(SL_LOG_WARN, err,
-		    "%s: accept failed (%u more since the last report); "
-		    "accepting pauses for %d ms each time",
-		    g->what, g->quiet, PAUSE_MS);
-		g->logged = now;
-		g->quiet = 0;
-	} else {
-		g->quiet++;
-	}
+	sl_log_limited(&g->log_limit, err,
+	    "%s: accept failed; accepting pauses for %d ms each time", g->what,
+	    PAUSE_MS);
 	evconnlistener_disable(l);
 	event_add(g->resume, &pause);
 }
@@ -62,8 +54,7 @@ sl_accept_guard_init(struct sl_accept_guard *g, struct event_base *base,
 {
 	g->listener = l;
 	g->what = what;
-	g->logged = 0;
-	g->quiet = 0;
+	g->log_limit = (struct sl_log_limit){0};
 	g->resume = evtimer_new(base, resume_cb, g);
 	if (g->resume == NULL)
 		return -1;

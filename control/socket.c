@@ -51,9 +51,6 @@
 #define SL_CTL_MAX_REJECTING 32
 #define SL_CTL_REJECT_S      2  /* how long a refused client may linger */
 #define SL_CTL_WRITE_S       30 /* replies waiting, nothing read: close */
-/* Warnings about clients (refused, timed out) are logged at most once in
- * this many seconds per socket and kind, with how many were not. */
-#define SL_CTL_LOG_S 10
 /* One user (uid) holds at most this many of a socket's clients, so one
  * local user cannot lock the others out; root is not limited. */
 #define SL_CTL_MAX_PER_UID 64
@@ -81,10 +78,9 @@ struct sl_ctl_socket {
 	bool read_only;
 	unsigned nclients;   /* served */
 	unsigned nrejecting; /* over the limit, being told so */
-	/* Rate limit of the warnings, per enum log_kind: when the last was
-	 * logged (monotonic seconds) and how many were not since. */
-	time_t log_at[3];
-	unsigned log_skipped[3];
+	/* Warnings about clients (refused, timed out), per enum log_kind:
+	 * a client that connects in a loop must not flood the log. */
+	struct sl_log_limit log_limit[3];
 };
 
 SL_ACCEPT_GUARD_FIRST(struct sl_ctl_socket, guard);
@@ -113,38 +109,6 @@ struct ctl_client {
 	struct event *timer; /* closes it when it holds its slot idle */
 	TAILQ_ENTRY(ctl_client) link;
 };
-
-/* Log a warning of KIND about SOCK, unless one was logged less than
- * SL_CTL_LOG_S ago: a client that connects in a loop must not flood the
- * log. The next one logged says how many were not. */
-static void warn_limited(struct sl_ctl_socket *sock, enum log_kind kind,
-    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-warn_limited(
-    struct sl_ctl_socket *sock, enum log_kind kind, const char *fmt, ...)
-{
-	time_t now = (time_t)(sl_ctl_mono_ms() / 1000);
-	char msg[300];
-	va_list ap;
-
-	if (sock->log_at[kind] != 0 &&
-	    now - sock->log_at[kind] < SL_CTL_LOG_S) {
-		sock->log_skipped[kind]++;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	if (sock->log_skipped[kind] > 0)
-		sl_log_warn("%s (and %u more like it in the last %d s, not "
-		            "logged)",
-		    msg, sock->log_skipped[kind], SL_CTL_LOG_S);
-	else
-		sl_log_warn("%s", msg);
-	sock->log_at[kind] = now;
-	sock->log_skipped[kind] = 0;
-}
 
 static void
 client_free(struct ctl_client *cc)
@@ -283,7 +247,7 @@ client_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		    "(control_line_timeout)",
 		    secs(g->control_line_timeout_ms));
 	sock->ctl->ctl_timeouts++;
-	warn_limited(sock, LOG_TIMEOUT,
+	sl_log_limited(&sock->log_limit[LOG_TIMEOUT], 0,
 	    "control socket %s: closed a client (uid %ld, pid %ld) that %s",
 	    sock->path, cc->who.uid, cc->who.pid, why);
 	client_free(cc);
@@ -498,12 +462,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		sock->nrejecting++;
 		sock->ctl->ctl_refused++;
 		if (full)
-			warn_limited(sock, LOG_FULL,
+			sl_log_limited(&sock->log_limit[LOG_FULL], 0,
 			    "control socket %s: %u clients, the most "
 			    "served: refusing one (uid %ld, pid %ld)",
 			    sock->path, sock->nclients, uid, pid);
 		else
-			warn_limited(sock, LOG_UID,
+			sl_log_limited(&sock->log_limit[LOG_UID], 0,
 			    "control socket %s: uid %ld has %u "
 			    "clients, the most one user may have: "
 			    "refusing one (pid %ld)",

@@ -806,33 +806,24 @@ again:
 		r = tls_handshake(io);
 		if (r < 0)
 			return 0; /* failed (reported) or freed */
-		if (r == 0) {
-			if (end != 0 || looked)
-				return end == BEV_EVENT_ERROR ? end : 0;
-			looked = true;
-			more = tls_look_for_end(io, false, &end);
-			if (more < 0) {
-				tls_fail(
-				    io, BEV_EVENT_READING | BEV_EVENT_ERROR);
-				return 0;
-			}
-			if (more > 0 || end != 0)
-				goto again;
+	}
+	if (t->handshaking) {
+		what = 0; /* it waits for more */
+		grew = false;
+	} else {
+		what = tls_decrypt(io);
+		if (evbuffer_get_length(t->raw_out) > 0)
+			mark_dirty(io); /* e.g. a KeyUpdate answer */
+		if (what == BEV_EVENT_ERROR) {
+			/* Bad records: nothing more can be trusted. */
+			tls_fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
 			return 0;
 		}
+		grew = evbuffer_get_length(io->in) > before;
+		if (grew && io->read_cb != NULL &&
+		    !IO_CALL(io, io->read_cb(io, io->arg)))
+			return 0;
 	}
-	what = tls_decrypt(io);
-	if (evbuffer_get_length(t->raw_out) > 0)
-		mark_dirty(io); /* e.g. a KeyUpdate answer */
-	if (what == BEV_EVENT_ERROR) {
-		/* Bad records: nothing more can be trusted. */
-		tls_fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
-		return 0;
-	}
-	grew = evbuffer_get_length(io->in) > before;
-	if (grew && io->read_cb != NULL &&
-	    !IO_CALL(io, io->read_cb(io, io->arg)))
-		return 0;
 	if (end == 0 && what == 0 && !looked) {
 		looked = true;
 		more = tls_look_for_end(io, grew, &end);

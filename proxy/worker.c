@@ -313,7 +313,6 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 	struct sl_worker *w = la->w;
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval pause = {0, 100 * 1000};
-	time_t now = time(NULL);
 
 	/* A connection's own error (EPROTO, ENETDOWN, EPERM from a
 	 * firewall...): that one is gone, the next may be fine. */
@@ -322,16 +321,9 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 		return;
 	}
 	SL_STAT_INC(w->wstats.accept_failures);
-	if (now - w->accept_fail_logged >= 10) {
-		sl_log(SL_LOG_WARN, err,
-		    "worker %u: accept failed (%u more since the last "
-		    "report); accepting pauses for 100 ms each time",
-		    w->id, w->accept_fails_quiet);
-		w->accept_fail_logged = now;
-		w->accept_fails_quiet = 0;
-	} else {
-		w->accept_fails_quiet++;
-	}
+	sl_log_limited(&w->accept_log, err,
+	    "worker %u: accept failed; accepting pauses for 100 ms each time",
+	    w->id);
 	if (!w->accept_starved && !w->stopping) {
 		w->accept_starved = true;
 		listen_as_allowed(w);

@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 
 #include "analysis/stats.h"
+#include "conf/log.h"
 #include "proxy/http1.h"
 #include "proxy/io.h"
 #include "proxy/route.h"
@@ -50,8 +51,7 @@ struct sl_worker {
 	bool accept_paused;
 	bool accept_starved; /* out of descriptors: a pause (starve_ev) */
 	bool stopping;
-	time_t accept_fail_logged;   /* when a failed accept was last logged */
-	uint32_t accept_fails_quiet; /* failed accepts not logged since */
+	struct sl_log_limit accept_log; /* its failed accepts */
 
 	/* Routing tables: the newest seen, and every one still in use. */
 	struct sl_route_table *table;
