@@ -60,7 +60,6 @@ static json_t *
 lock_json(const struct sl_svc_rt *rt)
 {
 	int64_t now = (int64_t)time(NULL);
-
 	json_t *o;
 
 	if (rt == NULL || rt->lock_owner[0] == '\0' || rt->lock_expires <= now)

@@ -315,64 +315,53 @@ static void
 server_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 {
 	const struct sl_route_table *t = sl_route_current();
-	uint8_t seen[SL_MAX_SERVER_IDS / 8];
+	struct evbuffer *ejections = evbuffer_new();
+	uint8_t seen[SL_MAX_SERVER_IDS / 8] = {0};
 	uint64_t now = sl_ctl_mono_ms(), until, total;
 	uint8_t reason;
 	size_t i, j, k;
-	int pass;
 
-	for (pass = 0; pass < 2; pass++) {
-		memset(seen, 0, sizeof seen);
-		evbuffer_add_printf(out, "%s",
-		    pass == 0
-		        ? "# HELP sluice_server_available 1 when the "
-		          "server takes new requests: ready (not drain or "
-		          "maint), not down by health checks, not "
-		          "ejected.\n"
-		          "# TYPE sluice_server_available gauge\n"
-		        : "# HELP sluice_server_ejections_total Passive "
-		          "outlier ejections of the server, over all "
-		          "workers.\n"
-		          "# TYPE sluice_server_ejections_total counter\n");
-		for (i = 0; i < t->nservices; i++) {
-			const struct sl_route_service *svc = &t->services[i];
+	if (ejections == NULL)
+		return;
+	evbuffer_add_printf(out,
+	    "# HELP sluice_server_available 1 when the server takes new "
+	    "requests: ready (not drain or maint), not down by health "
+	    "checks, not ejected.\n"
+	    "# TYPE sluice_server_available gauge\n");
+	evbuffer_add_printf(ejections,
+	    "# HELP sluice_server_ejections_total Passive outlier ejections "
+	    "of the server, over all workers.\n"
+	    "# TYPE sluice_server_ejections_total counter\n");
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_route_service *svc = &t->services[i];
 
-			for (j = 0; j < svc->nversions; j++) {
-				const struct sl_route_version *v =
-				    &svc->versions[j];
+		for (j = 0; j < svc->nversions; j++) {
+			const struct sl_route_version *v = &svc->versions[j];
 
-				for (k = 0; k < v->nservers; k++) {
-					const struct sl_route_server *s =
-					    &v->servers[k];
+			for (k = 0; k < v->nservers; k++) {
+				const struct sl_route_server *s =
+				    &v->servers[k];
 
-					sl_ctl_server_ejection(ctl, s->id,
-					    &until, &reason, &total);
-					if (pass == 0) {
-						evbuffer_add_printf(out,
-						    "sluice_server_available{"
-						    "service=\"%s\",version="
-						    "\"%s\",server=\"%s\"} "
-						    "%d\n",
-						    svc->name, v->name,
-						    s->addr.text,
-						    s->state ==
-						            SL_SERVER_READY &&
-						        s->healthy &&
-						        until <= now);
-						continue;
-					}
-					if (seen[s->id / 8] & (1u << s->id % 8))
-						continue;
-					seen[s->id / 8] |= 1u << s->id % 8;
-					evbuffer_add_printf(out,
-					    "sluice_server_ejections_total{"
-					    "server=\"%s\"} %llu\n",
-					    s->addr.text,
-					    (unsigned long long)total);
-				}
+				sl_ctl_server_ejection(
+				    ctl, s->id, &until, &reason, &total);
+				evbuffer_add_printf(out,
+				    "sluice_server_available{service=\"%s\","
+				    "version=\"%s\",server=\"%s\"} %d\n",
+				    svc->name, v->name, s->addr.text,
+				    s->state == SL_SERVER_READY && s->healthy &&
+				        until <= now);
+				if (seen[s->id / 8] & (1u << s->id % 8))
+					continue;
+				seen[s->id / 8] |= 1u << s->id % 8;
+				evbuffer_add_printf(ejections,
+				    "sluice_server_ejections_total{server="
+				    "\"%s\"} %llu\n",
+				    s->addr.text, (unsigned long long)total);
 			}
 		}
 	}
+	evbuffer_add_buffer(out, ejections);
+	evbuffer_free(ejections);
 }
 
 /* Append the Prometheus text exposition (format 0.0.4). */
