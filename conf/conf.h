@@ -239,6 +239,7 @@ struct sl_global_conf {
 	uint32_t upstream_keepalive; /* idle upstream conns per server per
 	                                worker; 32 */
 	bool measure;                /* latency histograms on; default yes */
+	bool normalize_path; /* resolve dot-segments; default yes */
 	uint32_t drain_timeout_ms;   /* SIGTERM: in-flight grace; 10s */
 	uint32_t retries;            /* retries of a failed attempt; 1 */
 	uint32_t retry_budget_pct;   /* retries per 100 requests; 20 */

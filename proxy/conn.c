@@ -726,10 +726,10 @@ not_http(struct sl_conn *c, struct evbuffer *in)
 }
 
 /* Split the request target into host (absolute-form) and path; OPTIONS:
- * the method is OPTIONS. */
+ * the method is OPTIONS; NORMALIZE: resolve the path's dot-segments. */
 static void
-target_parts(char *t, size_t tlen, bool options, const char **auth,
-    size_t *auth_len, const char **path, size_t *path_len)
+target_parts(char *t, size_t tlen, bool options, bool normalize,
+    const char **auth, size_t *auth_len, const char **path, size_t *path_len)
 {
 	char *p, *a, *end = t + tlen;
 
@@ -737,7 +737,9 @@ target_parts(char *t, size_t tlen, bool options, const char **auth,
 	*auth_len = 0;
 	if (t[0] == '/' || t[0] == '*') {
 		*path = t;
-		*path_len = tlen;
+		*path_len = normalize && t[0] == '/'
+		    ? sl_http_normalize_path(t, tlen)
+		    : tlen;
 		return;
 	}
 	p = memchr(t, ':', tlen); /* scheme:// was checked by the parser */
@@ -762,7 +764,9 @@ target_parts(char *t, size_t tlen, bool options, const char **auth,
 		*path_len = (size_t)(end - p) + 1;
 	} else {
 		*path = p;
-		*path_len = (size_t)(end - p);
+		*path_len = normalize
+		    ? sl_http_normalize_path(p, (size_t)(end - p))
+		    : (size_t)(end - p);
 	}
 }
 
@@ -1314,7 +1318,8 @@ start_request(struct sl_conn *c, size_t head_len)
 	}
 
 	target_parts((char *)base + head->target_off, head->target_len,
-	    head->method == HTTP_OPTIONS, &auth, &auth_len, &path, &path_len);
+	    head->method == HTTP_OPTIONS, gconf(c)->normalize_path, &auth,
+	    &auth_len, &path, &path_len);
 	if (auth != NULL)
 		host_only(auth, auth_len, &host, &host_len);
 	else if (head->host_idx >= 0)

@@ -1468,3 +1468,108 @@ sl_http_upgrade_protocols(const struct sl_http_head *head, const char *base)
 	}
 	return mask;
 }
+
+/* 1 for a "." segment, 2 for "..", else 0; a dot may be spelled %2e. */
+static int
+dot_segment(const char *s, size_t n)
+{
+	int dots = 0;
+
+	if (n == 0)
+		return 0;
+	while (n > 0) {
+		if (s[0] == '.') {
+			s++;
+			n--;
+		} else if (n >= 3 && s[0] == '%' && s[1] == '2' &&
+		    (s[2] | 0x20) == 'e') {
+			s += 3;
+			n -= 3;
+		} else {
+			return 0;
+		}
+		if (++dots > 2)
+			return 0;
+	}
+	return dots;
+}
+
+/* Does any byte of W equal '.' or '%'? Wrong at most that way. */
+static inline bool
+word_has_dot_or_pct(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	uint64_t dot = w ^ (ones * '.'), pct = w ^ (ones * '%');
+
+	return ((((dot - ones) & ~dot) | ((pct - ones) & ~pct)) & ones << 7) !=
+	    0;
+}
+
+/*
+ * May the target T have a segment that starts with '.' or '%'? Most have
+ * no '.' or '%' at all, so they are looked for eight bytes at a time (the
+ * last word overlapping the one before it), and only a target that has
+ * one is looked at byte by byte. The query is looked at too: it costs
+ * less than finding where it starts.
+ */
+static bool
+may_have_dot_segment(const char *t, size_t n)
+{
+	uint64_t w;
+	size_t i;
+
+	if (n >= 8) {
+		for (i = 0; i + 8 < n; i += 8) {
+			memcpy(&w, t + i, 8);
+			if (word_has_dot_or_pct(w))
+				goto bytes;
+		}
+		memcpy(&w, t + n - 8, 8);
+		if (!word_has_dot_or_pct(w))
+			return false;
+	}
+bytes:
+	for (i = 1; i < n; i++) {
+		if ((t[i] == '.' || t[i] == '%') && t[i - 1] == '/')
+			return true;
+	}
+	return false;
+}
+
+size_t
+sl_http_normalize_path(char *path, size_t len)
+{
+	const char *q;
+	size_t plen, in = 0, out = 0;
+
+	if (path[0] != '/' || !may_have_dot_segment(path, len))
+		return len;
+	q = memchr(path, '?', len);
+	plen = q != NULL ? (size_t)(q - path) : len;
+	/* The output is a run of "/segment"s, never longer than the input
+	 * read so far, so it is written over the input. */
+	while (in < plen) {
+		size_t end = in + 1;
+		int dots;
+
+		while (end < plen && path[end] != '/')
+			end++;
+		dots = dot_segment(path + in + 1, end - in - 1);
+		if (dots == 0) {
+			memmove(path + out, path + in, end - in);
+			out += end - in;
+		} else {
+			if (dots == 2 && out > 0) {
+				do
+					out--;
+				while (path[out] != '/');
+			}
+			/* A dot-segment at the end leaves a directory. */
+			if (end == plen)
+				path[out++] = '/';
+		}
+		in = end;
+	}
+	memmove(path + out, path + plen, len - plen);
+	return out + len - plen;
+}

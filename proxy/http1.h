@@ -142,11 +142,11 @@ int sl_http_find_hdr(const struct sl_http_head *head, const char *base,
 /* Is C an RFC 9110 tchar? */
 bool sl_http_is_tchar(unsigned char c);
 
-/* Reason phrase for a status sluice generates. */
 /* The HTTP-date (RFC 9110 5.6.7) of T into BUF, for a Date header. */
 #define SL_HTTP_DATE_LEN 64 /* 29 and a NUL; room for any int */
 void sl_http_date(char buf[SL_HTTP_DATE_LEN], time_t t);
 
+/* Reason phrase for a status sluice generates. */
 const char *sl_http_reason(int status);
 
 /* Allocate a head able to hold MAX_HDRS headers (worker scratch). */
@@ -161,5 +161,14 @@ void sl_http_head_free(struct sl_http_head *head);
  */
 uint32_t sl_http_upgrade_protocols(
     const struct sl_http_head *head, const char *base);
+
+/*
+ * Resolve the dot-segments of PATH's path part in place ("." and "..",
+ * each dot also spelled %2e or %2E), as RFC 3986 5.2.4 removes them, so
+ * that a service's path_prefix and the origin see the same path: "/a/../b"
+ * is "/b", "/a/./" is "/a/", "/.." is "/". The query is left as it is.
+ * PATH starts with '/'. Returns its new length, at most LEN.
+ */
+size_t sl_http_normalize_path(char *path, size_t len);
 
 #endif

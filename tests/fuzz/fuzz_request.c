@@ -20,8 +20,10 @@
  * has every offset inside the head, token header names, no control bytes
  * in values, one Host (required on 1.1), at most one Content-Length (all
  * digits), a Transfer-Encoding only as exactly "chunked" and never with a
- * Content-Length; forwarding moves exactly the bytes it consumed and a
- * Content-Length body is exactly that long.
+ * Content-Length; its path with dot-segments resolved is no longer, keeps
+ * its query, has no dot-segment left and resolves to itself again;
+ * forwarding moves exactly the bytes it consumed and a Content-Length body
+ * is exactly that long.
  */
 #include "config.h"
 
@@ -244,6 +246,45 @@ inside(const char *p, size_t plen, const char *b, size_t len)
 	return p >= b && p + plen <= b + len;
 }
 
+/*
+ * Resolve PATH's dot-segments as conn.c does (normalize_path = yes), and
+ * check the result: no longer, still a path, the query as it was, no
+ * dot-segment left, and the same when resolved again.
+ */
+static size_t
+normalized(char *path, size_t len)
+{
+	char *again, *q = memchr(path, '?', len);
+	size_t qlen = q != NULL ? len - (size_t)(q - path) : 0, n, i, seg;
+	char *query = malloc(qlen + 1);
+
+	if (query == NULL)
+		abort();
+	memcpy(query, path + len - qlen, qlen);
+	n = sl_http_normalize_path(path, len);
+	CHECK(n <= len && n > qlen && path[0] == '/');
+	CHECK(memcmp(path + n - qlen, query, qlen) == 0);
+	for (i = 0, seg = 0; i <= n - qlen; i++) {
+		if (i == n - qlen || path[i] == '/') {
+			bool dot1 = i - seg == 2 && path[seg + 1] == '.';
+			bool dot2 = i - seg == 3 && path[seg + 1] == '.' &&
+			    path[seg + 2] == '.';
+
+			CHECK(!dot1 && !dot2);
+			seg = i;
+		}
+	}
+	again = malloc(n);
+	if (again == NULL)
+		abort();
+	memcpy(again, path, n);
+	CHECK(sl_http_normalize_path(again, n) == n);
+	CHECK(memcmp(again, path, n) == 0);
+	free(again);
+	free(query);
+	return n;
+}
+
 /* Route the request as conn.c would: service, then version. */
 static void
 route(const char *b, size_t len, const struct sl_http_head *h, int which)
@@ -257,6 +298,7 @@ route(const char *b, size_t len, const struct sl_http_head *h, int which)
 	size_t tlen = h->target_len, host_len = 0, path_len = tlen, klen;
 	uint64_t rng = 0x9E3779B97F4A7C15ULL;
 	const char *p;
+	char *norm = NULL;
 
 	memset(&ss, 0, sizeof ss);
 	if (which == 2) {
@@ -292,9 +334,19 @@ route(const char *b, size_t len, const struct sl_http_head *h, int which)
 		if (p != NULL)
 			host_len = (size_t)(p - host);
 	}
+	if (path_len > 0 && path[0] == '/') {
+		norm = malloc(path_len);
+		if (norm == NULL)
+			abort();
+		memcpy(norm, path, path_len);
+		path_len = normalized(norm, path_len);
+		path = norm;
+	}
 	svc = sl_route_match(table, host, host_len, path, path_len);
-	if (svc == NULL)
+	if (svc == NULL) {
+		free(norm);
 		return;
+	}
 	memset(&rr, 0, sizeof rr);
 	rr.host = host;
 	rr.host_len = host_len;
@@ -311,12 +363,14 @@ route(const char *b, size_t len, const struct sl_http_head *h, int which)
 	CHECK(pick.bucket < SL_BUCKETS);
 	if (sl_route_user_key(svc->conf, &rr, &key, &klen))
 		CHECK(inside(key, klen, b, len) ||
+		    inside(key, klen, path, path_len) ||
 		    inside(key, klen, rr.client_ip, rr.client_ip_len));
 	if (sl_route_cookie(&rr, "uid", 3, &key, &klen))
 		CHECK(klen > 0 && inside(key, klen, b, len));
 	if (sl_route_query(path, path_len, "uid", 3, &key, &klen))
 		CHECK(inside(key, klen, path, path_len));
 	CHECK(sl_http_find_hdr(h, b, "host", 4) == h->host_idx);
+	free(norm);
 }
 
 /* The evbuffer's bytes, flattened (for the reference scan). */

@@ -298,4 +298,38 @@ if mapped_ok:
           % [v for v, _ in seen])
     check(sl.stop() == 0, "sluice exits 0")
 
+# Dot-segments: "/pub/../internal/x" is "/internal/x" to an origin that
+# resolves them, so sluice routes (and forwards) the resolved path, or a
+# service's path_prefix would not hold. normalize_path = no keeps it raw.
+pub, internal = Origin("pub", "--echo"), Origin("internal", "--echo")
+for normalize in ("yes", "no"):
+    port = free_port()
+    text = config(port, {
+        "pub": {"path_prefix": "/", "stable": "v1",
+                "versions": {"v1": ([pub.addr], 100)}},
+        "internal": {"path_prefix": "/internal/", "stable": "v1",
+                     "versions": {"v1": ([internal.addr], 100)}}},
+        "normalize_path = %s\n" % normalize, workers=1)
+    sl = Sluice(text=text, port=port)
+    for target, resolved in ((b"/pub/../internal/x?a=/../b",
+                              b"/internal/x?a=/../b"),
+                             (b"/pub/%2E%2e/internal/x", b"/internal/x"),
+                             (b"/internal/./x/..", b"/internal/")):
+        data = sl.raw(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n"
+                      b"Connection: close\r\n\r\n", shutdown=False)
+        line = [ln for ln in data.split(b"\r\n") if ln.startswith(b"GET ")]
+        if normalize == "yes":
+            check(line == [b"GET " + resolved + b" HTTP/1.1"] and
+                  b"X-Origin: internal" in data,
+                  "normalize_path = yes: %s goes to the internal service as "
+                  "%s (%r)" % (target.decode(), resolved.decode(), line))
+        elif not target.startswith(b"/internal/"):
+            check(line == [b"GET " + target + b" HTTP/1.1"] and
+                  b"X-Origin: pub" in data,
+                  "normalize_path = no: %s goes to / as it is (%r)"
+                  % (target.decode(), line))
+    check(sl.stop() == 0, "sluice exits 0")
+pub.stop()
+internal.stop()
+
 done()

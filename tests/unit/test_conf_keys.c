@@ -55,6 +55,7 @@ test_defaults(void **state)
 	assert_null(c->global.control_group);
 	assert_null(c->global.event_log);
 	assert_true(c->global.measure);
+	assert_true(c->global.normalize_path);
 	assert_int_equal(c->global.drain_timeout_ms, 10000);
 	assert_int_equal(c->global.retries, 1);
 	assert_int_equal(c->global.retry_budget_pct, 20);
@@ -240,6 +241,7 @@ test_errors(void **state)
 	    {"control_socket_ro = /dev/null\n", "", "",
 	        "t.ini:2: [sluice] control_socket_ro: '/dev/null' exists"},
 	    {"measure = maybe\n", "", "", "t.ini:2: "},
+	    {"normalize_path = sometimes\n", "", "", "t.ini:2: "},
 	    /* every config here has a [rollout:s] */
 	    {"measure = no\n", "", "",
 	        "t.ini:2: [sluice] measure: 'no' leaves the analyzer no "

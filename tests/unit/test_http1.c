@@ -1362,6 +1362,60 @@ test_body_buffered(void **state)
 	evbuffer_free(dst);
 }
 
+/* Dot-segments are resolved as RFC 3986 5.2.4 does (its examples where
+ * they apply to an absolute path); other paths and queries are untouched. */
+static void
+test_normalize_path(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"/", "/"},
+	    {"/index.html", "/index.html"},
+	    {"/a/b/c/./../../g", "/a/g"},
+	    {"/mid/content=5/../6", "/mid/6"},
+	    {"/a/../raw", "/raw"},
+	    {"/a/./b", "/a/b"},
+	    {"/a/.", "/a/"},
+	    {"/a/..", "/"},
+	    {"/a/b/..", "/a/"},
+	    {"/..", "/"},
+	    {"/../../x", "/x"},
+	    {"/.", "/"},
+	    {"/./", "/"},
+	    {"/a/%2e%2E/b", "/b"},
+	    {"/a/.%2e/b", "/b"},
+	    {"/a/%2e/b", "/a/b"},
+	    {"/a/.../b", "/a/.../b"},
+	    {"/a/.b/..c/%2ex", "/a/.b/..c/%2ex"},
+	    {"/a/%2/b", "/a/%2/b"},
+	    {"/a//../b", "/a/b"},
+	    {"//a", "//a"},
+	    {"/a/../b?x=/../y", "/b?x=/../y"},
+	    {"/a/..?q", "/?q"},
+	    {"/?/..", "/?/.."},
+	    {"/static/app.v2.js", "/static/app.v2.js"},
+	    {"/aaaaaaaaaaaaaaaaaaaaaaaaaa/..", "/"},
+	    {"/aaaaaaaaaaaaaa/bbbbbbbbbbbbbb/%2e%2e/x", "/aaaaaaaaaaaaaa/x"},
+	    {"/aaaaaa/bbbbbbbbbbbbbbbbbbbbbbbbb/./",
+	        "/aaaaaa/bbbbbbbbbbbbbbbbbbbbbbbbb/"},
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char buf[64];
+		size_t len = strlen(cases[i].in);
+
+		memcpy(buf, cases[i].in, len);
+		len = sl_http_normalize_path(buf, len);
+		buf[len] = '\0';
+		if (strcmp(buf, cases[i].out) != 0)
+			fail_msg("\"%s\" became \"%s\", not \"%s\"",
+			    cases[i].in, buf, cases[i].out);
+	}
+}
+
 int
 main(void)
 {
@@ -1399,6 +1453,7 @@ main(void)
 	    cmocka_unit_test(test_body_buffered),
 	    cmocka_unit_test(test_parse_host_values),
 	    cmocka_unit_test(test_parse_pri),
+	    cmocka_unit_test(test_normalize_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
