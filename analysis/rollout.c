@@ -77,6 +77,20 @@ sl_rollout_new(const char *service, const char *canary, const char *baseline,
 	return ro;
 }
 
+int
+sl_rollout_begin_at(struct sl_rollout *ro, uint32_t weight)
+{
+	uint32_t i;
+
+	for (i = 0; i < ro->nsteps && ro->steps[i] < SL_WEIGHT_TOTAL; i++) {
+		if (ro->steps[i] >= weight) {
+			ro->step = i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 void
 sl_rollout_free(struct sl_rollout *ro)
 {

@@ -93,6 +93,14 @@ struct sl_rollout *sl_rollout_new(const char *service, const char *canary,
 
 void sl_rollout_free(struct sl_rollout *ro);
 
+/*
+ * A new rollout whose canary already has WEIGHT (hundredths) begins at the
+ * first step that is at least WEIGHT, so no user of the canary goes back
+ * to stable. -1 when only a step of 100 (promotion) is: nothing is left
+ * to judge.
+ */
+int sl_rollout_begin_at(struct sl_rollout *ro, uint32_t weight);
+
 /* The canary weight of the current step (hundredths). */
 uint32_t sl_rollout_weight(const struct sl_rollout *ro);
 

@@ -503,6 +503,18 @@ cmd_start(struct sl_ctl *ctl, const struct sl_who *who, const char *text,
 	run = new_run(ctl, svc, version, stable, errp);
 	if (run == NULL)
 		return NULL;
+	/* A canary with users keeps them all: the rollout goes on from the
+	 * first step at or above its weight. */
+	if (sl_rollout_begin_at(run->ro, svc->versions[ci].weight) != 0) {
+		*errp = sl_xasprintf("'%s' already has %.2f%%, more than every "
+		                     "step of the rollout below 100: promote "
+		                     "it with 'switch %s %s', or lower it with "
+		                     "'set weights'",
+		    version, svc->versions[ci].weight / 100.0, svc->name,
+		    version);
+		run_free(run);
+		return NULL;
+	}
 	/* The rollout takes over from a guard, and replaces the record of
 	 * the last rollout; both only once it has started. */
 	undo = *rt;

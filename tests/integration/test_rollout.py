@@ -65,11 +65,14 @@ text = config(port, {"ok": service("ok", green_ok),
                      "cold": service("cold", green_cold),
                      "coldnw": service("coldnw", green_cold_nw),
                      "tol": service("tol", green_tol, blue_tol),
-                     "tol0": service("tol0", green_tol0, blue_tol0)},
+                     "tol0": service("tol0", green_tol0, blue_tol0),
+                     "mid": service("mid", green_ops),
+                     "high": service("high", green_ops)},
               sluice_extra="admin = 127.0.0.1:%d\n" % admin_port)
 text += "".join(ROLLOUT % s for s in ("ok", "err", "slow", "down"))
 # ops: long steps so that operator commands act on a running rollout
-text += ROLLOUT.replace("step_time = 2s", "step_time = 600s") % "ops"
+text += "".join(ROLLOUT.replace("step_time = 2s", "step_time = 600s") % s
+                for s in ("ops", "mid", "high"))
 # cold: half the traffic at once, judged only after a 5 s warm-up.
 COLD = ROLLOUT.replace("steps = 10 50 100", "steps = 50 100").replace(
     "step_time = 2s", "step_time = 6s")
@@ -154,6 +157,23 @@ r = rollout("cold")
 check(r["state"] == "running" and r["warming_up"] and not r["verdicts"],
       "cold, with warmup = 5s, is not judged meanwhile (%s, %d verdicts)"
       % (r["state"], len(r["verdicts"])))
+# A canary that has users keeps every one of them: the rollout goes on
+# from the first step at or above its weight, or is refused.
+check(sl.ctl("set weights mid blue=80 green=20")["ok"] and
+      sl.ctl("set weights high blue=40 green=60")["ok"], "mid at 20%, high at 60%")
+r = sl.ctl("rollout start mid green")
+check(r["ok"] and r["rollout"]["step"] == 2 and
+      r["rollout"]["weight"] == 50.0 and weights("mid")[0]["green"] == 50.0,
+      "rollout start with the canary at 20%%: step 2/3 at 50%%, not 10%% "
+      "(%s)" % r)
+r = sl.ctl("rollout start high green")
+check(not r["ok"] and r["error"] == "'green' already has 60.00%, more than "
+      "every step of the rollout below 100: promote it with 'switch high "
+      "green', or lower it with 'set weights'" and
+      weights("high")[0]["green"] == 60.0,
+      "rollout start with the canary above every step: refused, weights "
+      "kept (%s)" % r.get("error"))
+check(sl.ctl("rollout abort mid")["ok"], "rollout abort mid")
 r = sl.ctl("rollout start ok green")
 check(not r["ok"] and "already running" in r["error"],
       "a second rollout on the same service is refused")
@@ -423,9 +443,11 @@ check(sl.ctl("as ops-9 unlock ops ops-9")["ok"], "ops-9 unlocks")
 # not restored) would show one weight and route another: it is aborted.
 check(sl.ctl("rollout start ops blue")["ok"], "a rollout of ops again")
 check(sl.stop() == 0, "sluice stops mid-rollout")
-edit_state(lambda t: re.sub(r"weight = blue \d+(\.\d+)?", "weight = blue 0",
-                            re.sub(r"weight = green \d+(\.\d+)?",
-                                   "weight = green 100", t)))
+edit_state(lambda t: re.sub(
+    r"(\[service:ops\][^[]*)", lambda m: re.sub(
+        r"weight = blue \d+(\.\d+)?", "weight = blue 0",
+        re.sub(r"weight = green \d+(\.\d+)?", "weight = green 100",
+               m.group(1))), t))
 sl.start()
 r = rollout("ops")
 check(r["state"] == "aborted" and "routed at 0%" in r["reason"],
@@ -472,7 +494,7 @@ def reload():
 
 before = weights("ok")
 r = sl.ctl("rollout start err green")
-check(r["ok"], "a new rollout on err before the reload")
+check(r["ok"], "a new rollout on err before the reload (%s)" % r)
 what = reload()
 check(what == "reload", "SIGHUP reloads the config (%s)" % what)
 check(weights("ok") == before, "SIGHUP keeps the promoted weights of ok")

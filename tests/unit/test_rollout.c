@@ -72,6 +72,31 @@ test_start_state(void **state)
 	sl_rollout_free(ro);
 }
 
+/* A canary that already has users begins at the first step at or above
+ * its weight; above every step but 100 there is nothing to begin. */
+static void
+test_begin_at_canary_weight(void **state)
+{
+	static const struct {
+		uint32_t weight;
+		int rc;
+		uint32_t step;
+	} cases[] = {{0, 0, 0}, {1000, 0, 0}, {1001, 0, 1}, {2000, 0, 1},
+	    {5000, 0, 1}, {5001, -1, 0}, {10000, -1, 0}};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct sl_rollout *ro = start(0);
+
+		assert_int_equal(
+		    sl_rollout_begin_at(ro, cases[i].weight), cases[i].rc);
+		if (cases[i].rc == 0)
+			assert_int_equal(ro->step, cases[i].step);
+		sl_rollout_free(ro);
+	}
+}
+
 static void
 test_bad_conf(void **state)
 {
@@ -386,6 +411,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_start_state),
+	    cmocka_unit_test(test_begin_at_canary_weight),
 	    cmocka_unit_test(test_bad_conf),
 	    cmocka_unit_test(test_pass_advances_after_step_time),
 	    cmocka_unit_test(test_promote_at_last_step_below_100),
