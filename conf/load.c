@@ -1821,7 +1821,8 @@ parse_bind(struct loader *L, void *obj, const char *value, char **msg)
 	return 0;
 }
 
-/* "Shop.Example.com:443" -> "shop.example.com"; NULL if not a host. */
+/* "Shop.Example.com.:443" -> "shop.example.com" (a name's root dot is
+ * dropped, as a request's is); NULL if not a host. */
 static char *
 normal_host(const char *item)
 {
@@ -1850,6 +1851,8 @@ normal_host(const char *item)
 		if (!is_alnum((unsigned char)*c) && strchr("-._", *c) == NULL)
 			goto bad;
 	}
+	if (n > 1 && h[n - 1] == '.')
+		h[n - 1] = '\0';
 	return h;
 bad:
 	free(h);
@@ -2069,6 +2072,18 @@ parse_networks(struct loader *L, void *obj, const char *value, char **msg)
 	return 0;
 }
 
+/* Is SS the any address (0.0.0.0 or ::)? */
+static bool
+unspecified_addr(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY);
+	return ss->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(
+	        &((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
 static int
 parse_servers(struct loader *L, void *obj, const char *value, char **msg)
 {
@@ -2100,6 +2115,16 @@ parse_servers(struct loader *L, void *obj, const char *value, char **msg)
 		if (sl_conf_parse_addr(items[i], &srv->addr, &why) == -1) {
 			*msg = sl_xasprintf(
 			    "invalid server '%s': %s", items[i], why);
+			goto fail;
+		}
+		if (unspecified_addr(&srv->addr.ss)) {
+			*msg = sl_xasprintf("invalid server '%s': '*', 0.0.0.0 "
+			                    "and [::] mean any local address "
+			                    "to a listener, not a server to "
+			                    "connect to",
+			    items[i]);
+			free(srv->addr.text);
+			srv->addr.text = NULL;
 			goto fail;
 		}
 		for (size_t j = 0; j < v->nservers; j++) {
@@ -3026,15 +3051,21 @@ check_service(struct loader *L, size_t idx)
 			    "requests (use a header of its own, like "
 			    "X-Sluice-Secret)",
 			    svc->name, svc->override_secret_header, why);
-		else if (svc->override_header != NULL &&
-		    strcasecmp(
-		        svc->override_header, svc->override_secret_header) == 0)
-			add_error(L,
-			    key_line(st->sec, "override_secret_header"),
-			    "[service:%s] override_secret_header: '%s' is "
-			    "also override_header; the version and the "
-			    "secret need headers of their own",
-			    svc->name, svc->override_secret_header);
+	}
+	/* Either may be the one written (the other its default). */
+	if (svc->override_header != NULL &&
+	    svc->override_secret_header != NULL &&
+	    strcasecmp(svc->override_header, svc->override_secret_header) ==
+	        0) {
+		bool secret = has_key(st->sec, "override_secret_header");
+		const char *key =
+		    secret ? "override_secret_header" : "override_header";
+
+		add_error(L, key_line(st->sec, key),
+		    "[service:%s] %s: '%s' is also %s; the version and the "
+		    "secret need headers of their own",
+		    svc->name, key, svc->override_secret_header,
+		    secret ? "override_header" : "override_secret_header");
 	}
 
 	if (svc->nversions == 0) {

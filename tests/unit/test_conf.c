@@ -1257,6 +1257,17 @@ static const struct error_case error_cases[] = {
         "t.ini:9: [service:x] override_secret_header: 'x-v' is also "
         "override_header; the version and the secret need headers of "
         "their own"},
+    {"server_any_address",
+        "[listener:main]\nbind = 127.0.0.1:8080\n"
+        "[service:x]\nstable = a\n[version:x/a]\nservers = *:80\n",
+        "t.ini:6: [version:x/a] servers: invalid server '*:80': '*', "
+        "0.0.0.0 and [::] mean any local address to a listener, not a "
+        "server to connect to"},
+    {"override_header_is_default_secret_header",
+        BASE "[service:x]\noverride_header = x-sluice-secret\n",
+        "t.ini:8: [service:x] override_header: 'X-Sluice-Secret' is also "
+        "override_secret_header; the version and the secret need headers "
+        "of their own"},
     {"sticky_twice", BASE "[service:x]\nsticky = header:X-A header:x-a\n",
         "t.ini:8: [service:x] sticky: source 'header:x-a' is listed twice"},
     {"bad_path_prefix", BASE "[service:x]\npath_prefix = api\n",
