@@ -770,7 +770,8 @@ target_parts(char *t, size_t tlen, bool options, bool normalize,
 	}
 }
 
-/* Host without port, for matching. */
+/* Host without port, and without the root's dot ("example.com." is
+ * "example.com"), for matching. */
 static void
 host_only(const char *h, size_t len, const char **host, size_t *host_len)
 {
@@ -785,6 +786,8 @@ host_only(const char *h, size_t len, const char **host, size_t *host_len)
 	}
 	for (i = 0; i < len && h[i] != ':'; i++)
 		;
+	if (i > 1 && h[i - 1] == '.')
+		i--;
 	*host_len = i;
 }
 

@@ -302,13 +302,23 @@ if mapped_ok:
 # resolves them, so sluice routes (and forwards) the resolved path, or a
 # service's path_prefix would not hold. normalize_path = no keeps it raw.
 pub, internal = Origin("pub", "--echo"), Origin("internal", "--echo")
+
+
+def status_and_origin(data):
+    origin = [ln[10:].decode() for ln in data.split(b"\r\n")
+              if ln.startswith(b"X-Origin: ")]
+    return (int(data[9:12]), origin[0] if origin else None)
+
+
 for normalize in ("yes", "no"):
     port = free_port()
     text = config(port, {
         "pub": {"path_prefix": "/", "stable": "v1",
                 "versions": {"v1": ([pub.addr], 100)}},
         "internal": {"path_prefix": "/internal/", "stable": "v1",
-                     "versions": {"v1": ([internal.addr], 100)}}},
+                     "versions": {"v1": ([internal.addr], 100)}},
+        "named": {"hosts": "Named.Example.", "stable": "v1",
+                  "versions": {"v1": ([internal.addr], 100)}}},
         "normalize_path = %s\n" % normalize, workers=1)
     sl = Sluice(text=text, port=port)
     for target, resolved in ((b"/pub/../internal/x?a=/../b",
@@ -328,6 +338,14 @@ for normalize in ("yes", "no"):
                   b"X-Origin: pub" in data,
                   "normalize_path = no: %s goes to / as it is (%r)"
                   % (target.decode(), line))
+    # A host name's root dot: "named.example." is "named.example".
+    got = [status_and_origin(sl.raw(b"GET / HTTP/1.1\r\nHost: " + h +
+                                    b"\r\nConnection: close\r\n\r\n",
+                                    shutdown=False))
+           for h in (b"named.example.", b"NAMED.example.:80",
+                     b"named.example", b"other.example.")]
+    check(got == [(200, "internal")] * 3 + [(200, "pub")],
+          "Host with and without the root's dot routes alike (%r)" % got)
     check(sl.stop() == 0, "sluice exits 0")
 pub.stop()
 internal.stop()
