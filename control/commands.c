@@ -245,7 +245,8 @@ sl_ctl_locked_error(
 	    svc, owner, sl_ctl_isotime(until), (long long)(until - now));
 }
 
-/* Make a change: save the state, publish T, record the event. */
+/* Make a change: save the state, publish T, record the event (none when
+ * nothing changed: a command that only repeats the state is no event). */
 static int
 commit(struct cmd_ctx *cx, struct sl_route_table *t, const char *svc,
     json_t *before, json_t *after, char **errp)
@@ -262,6 +263,11 @@ commit(struct cmd_ctx *cx, struct sl_route_table *t, const char *svc,
 		return -1;
 	}
 	sl_ctl_publish(cx->ctl, t);
+	if (json_equal(before, after)) {
+		json_decref(before);
+		json_decref(after);
+		return 0;
+	}
 	sl_event(cx->ctl, cx->who, cx->text, before, after);
 	return 0;
 }
@@ -563,10 +569,11 @@ cmd_switch(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	if (strcmp(prev, svc->versions[svc->stable].name) != 0)
 		sl_ctl_guard_start(
 		    cx->ctl, svc, prev, svc->versions[svc->stable].name);
-	return json_pack("{s:s,s:s,s:o}", "service", svc->name, "stable",
+	return json_pack("{s:s,s:s,s:o,s:b}", "service", svc->name, "stable",
 	    svc->versions[svc->stable].name, "previous_stable",
 	    rt->previous_stable[0] ? json_string(rt->previous_stable)
-	                           : json_null());
+	                           : json_null(),
+	    "changed", strcmp(prev, svc->versions[svc->stable].name) != 0);
 }
 
 static json_t *

@@ -293,8 +293,10 @@ sl_cli_print_json(const json_t *reply)
 }
 
 /*
- * "step 3/5 at 25.00%". The daemon counts steps from one and says how
- * many there are in "nsteps" (else the length of "steps").
+ * "step 3/5 at 25.00%"; once the rollout is over, "at 100.00% after step
+ * 4/5" (its weight is no longer a step's). The daemon counts steps from
+ * one and says how many there are in "nsteps" (else the length of
+ * "steps").
  */
 char *
 sl_cli_rollout_step(const json_t *rollout)
@@ -302,20 +304,26 @@ sl_cli_rollout_step(const json_t *rollout)
 	json_t *step = json_object_get(rollout, "step");
 	json_t *steps = json_object_get(rollout, "steps");
 	json_t *nsteps = json_object_get(rollout, "nsteps");
+	const char *state =
+	    json_string_value(json_object_get(rollout, "state"));
 	double weight = json_number_value(json_object_get(rollout, "weight"));
-	long long n = -1;
+	bool over = state != NULL &&
+	    (strcmp(state, "promoted") == 0 || strcmp(state, "reverted") == 0 ||
+	        strcmp(state, "aborted") == 0);
+	char of[32] = "";
 
-	if (json_is_integer(nsteps))
-		n = (long long)json_integer_value(nsteps);
-	else if (json_is_array(steps))
-		n = (long long)json_array_size(steps);
 	if (!json_is_integer(step))
 		return sl_xasprintf("at %.2f%%", weight);
-	if (n < 0)
-		return sl_xasprintf("step %lld at %.2f%%",
-		    (long long)json_integer_value(step), weight);
-	return sl_xasprintf("step %lld/%lld at %.2f%%",
-	    (long long)json_integer_value(step), n, weight);
+	if (json_is_integer(nsteps))
+		snprintf(of, sizeof of, "/%lld",
+		    (long long)json_integer_value(nsteps));
+	else if (json_is_array(steps))
+		snprintf(of, sizeof of, "/%zu", json_array_size(steps));
+	if (over)
+		return sl_xasprintf("at %.2f%% after step %lld%s", weight,
+		    (long long)json_integer_value(step), of);
+	return sl_xasprintf("step %lld%s at %.2f%%",
+	    (long long)json_integer_value(step), of, weight);
 }
 
 /* "deploy-42 (118 s)" for a lock object, "-" for none. Heap. */
@@ -874,6 +882,13 @@ sl_cli_print_switch(json_t *reply, char **words, int nwords)
 	(void)nwords;
 	if (!json_is_string(json_object_get(reply, "stable")))
 		return -1;
+	if (json_is_false(json_object_get(reply, "changed"))) {
+		printf("%s: stable %s at 100%% (it was the stable version "
+		       "already)\n",
+		    sl_cli_str(reply, "service", "?"),
+		    sl_cli_str(reply, "stable", "?"));
+		return 0;
+	}
 	printf("%s: stable %s at 100%% (was %s)\n",
 	    sl_cli_str(reply, "service", "?"), sl_cli_str(reply, "stable", "?"),
 	    sl_cli_str(reply, "previous_stable", "-"));

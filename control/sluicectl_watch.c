@@ -603,7 +603,8 @@ wait_fail(struct wait *w, int rc, const char *prefix, const char *fmt, ...)
 		    json_text(err), "service",
 		    w->svc != NULL ? json_text(w->svc) : json_null(), "rollout",
 		    w->last != NULL ? w->last : json_null());
-		line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+		line = o != NULL ? json_dumps(
+		    o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 		if (line == NULL)
 			abort(); /* out of memory */
 		puts(line);

@@ -577,7 +577,8 @@ code, out, err = ctl("-s", SOCK, "rollout", "wait", "promo")
 check(code == 0 and out.splitlines() == [
     "promo: step 1/5 at 1.00%: running",
     "promo: step 2/5 at 5.00%: running, last verdict pass: 1 check",
-    "promo: step 5/5 at 100.00%: promoted, last verdict pass: 1 check"],
+    "promo: at 100.00% after step 5/5: promoted, last verdict pass: 1 "
+    "check"],
       "rollout wait: promoted -> exit 0, a line per step")
 code, out, err = ctl("-s", SOCK, "rollout", "wait", "rev")
 check(code == 1 and "reverted" in out and
@@ -606,7 +607,7 @@ with Fake.lock:
 code, out, err = ctl("-s", SOCK, "rollout", "wait", "bounce")
 check(code == 0 and out.splitlines() == [
     "bounce: step 1/5 at 1.00%: running",
-    "bounce: step 5/5 at 100.00%: promoted"] and
+    "bounce: at 100.00% after step 5/5: promoted"] and
       err == "sluicectl: %s: connection closed without a reply; "
       "reconnecting\nsluicectl: reconnected to %s\n" % (SOCK, SOCK) and
       Fake.conns == conns + 2,
