@@ -265,6 +265,13 @@ check(late_blue == [], "no request started after the switch reply was served "
       "by blue (%d were)" % len(late_blue))
 r = ctl("switch shop previous")
 check(r["stable"] == "blue", "switch shop previous rolls back to blue")
+last_event = ctl("show events 1")["events"]
+r = ctl("switch shop blue")
+check(r["ok"] and r["stable"] == "blue" and r["changed"] is False,
+      "switch to the stable version: ok, and \"changed\": false (%s)" % r)
+check(ctl("set weights shop blue=100 green=0")["ok"] and
+      ctl("show events 1")["events"] == last_event,
+      "a switch or set weights that changes nothing records no event")
 
 # 50 concurrent control clients while traffic flows.
 stop.clear()
