@@ -168,6 +168,12 @@ struct sl_conn {
 	size_t scan, up_scan;
 	uint64_t req_start_us; /* first byte of the request: latency, and the
 	                        * header timeout */
+	/* When the bytes of the next request came: the last wake-up that
+	 * read any (the bytes buffered came no later), and the first read
+	 * after this request's own bytes were all in (0: none yet). A
+	 * pipelined request is timed from its arrival, not from when its
+	 * turn came. */
+	uint64_t read_us, next_read_us;
 
 	/* The request in progress (valid in CONN_UPSTREAM). */
 	struct sl_route_table *table;
@@ -1481,7 +1487,10 @@ client_process(struct sl_conn *c)
 		}
 		if (c->state == CONN_IDLE) {
 			c->state = CONN_HEAD;
-			c->req_start_us = now_us(c->w);
+			c->req_start_us = c->next_read_us != 0 ? c->next_read_us
+			    : c->read_us != 0                  ? c->read_us
+			                                       : now_us(c->w);
+			c->next_read_us = 0;
 			c->scan = 0;
 			sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 			    gconf(c)->body_timeout_ms);
@@ -2172,15 +2181,20 @@ client_read_cb(struct sl_io *io, void *arg)
 {
 	struct sl_conn *c = arg;
 
+	c->read_us = now_us(c->w);
 	switch ((enum conn_state)c->state) {
 	case CONN_IDLE:
 	case CONN_HEAD:
 		client_process(c);
 		break;
 	case CONN_UPSTREAM:
-		if (!c->req_body_done)
+		if (!c->req_body_done) {
 			forward_request_body(c);
-		else if (evbuffer_get_length(sl_io_input(io)) > SL_HIGH_WATER) {
+			break;
+		}
+		if (c->next_read_us == 0)
+			c->next_read_us = c->read_us; /* the next request's */
+		if (evbuffer_get_length(sl_io_input(io)) > SL_HIGH_WATER) {
 			/* Pipelined requests pile up: wait for this one. */
 			sl_io_disable_read(io);
 		}

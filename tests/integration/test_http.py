@@ -41,6 +41,11 @@ sl = Sluice({
         "stable": "green",
         "versions": {"green": ([green.addr], 100)},
     },
+    "pipe": {
+        "path_prefix": "/pipe/",
+        "stable": "v",
+        "versions": {"v": ([blue.addr], 100)},
+    },
 })
 
 # Basic request: reaches the stable version, headers rewritten.
@@ -590,5 +595,21 @@ out = subprocess.run(
 check(out[0] == "200 1" and out[1] == "200 0",
       "curl: two requests, one connection (%r)" % out[:2])
 
+# Pipelined requests are timed from their arrival, not from their turn:
+# the two behind a 500 ms one waited 500 ms too, and the analyzer must
+# see it (they were recorded at about 0.2 ms).
+t0 = time.monotonic()
+raw = sl.raw(b"GET /pipe/a?delay=500 HTTP/1.1\r\nHost: x\r\n\r\n"
+             b"GET /pipe/b HTTP/1.1\r\nHost: x\r\n\r\n"
+             b"GET /pipe/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             timeout=10, shutdown=False)
+took_ms = (time.monotonic() - t0) * 1000
+v = sl.ctl("show stats pipe")["versions"]["v"]
+check(raw.count(b"HTTP/1.1 200") == 3 and v["requests"] == 3 and
+      v["latency_ms"]["p50"] >= 450 and v["latency_ms"]["p50"] <= took_ms,
+      "pipelined behind a 500 ms request: the median of 3 is %.1f ms "
+      "(from 450 to the client's %.1f ms)" % (v["latency_ms"]["p50"], took_ms))
+
 check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
+
 done()
