@@ -300,12 +300,21 @@ sl_admin_start(
 }
 
 void
+sl_admin_close(struct sl_ctl *ctl)
+{
+	if (ctl->admin == NULL || ctl->admin->listener == NULL)
+		return;
+	sl_accept_guard_free(&ctl->admin->guard);
+	evconnlistener_free(ctl->admin->listener);
+	ctl->admin->listener = NULL;
+}
+
+void
 sl_admin_stop(struct sl_ctl *ctl)
 {
 	if (ctl->admin == NULL)
 		return;
-	evconnlistener_free(ctl->admin->listener);
-	sl_accept_guard_free(&ctl->admin->guard);
+	sl_admin_close(ctl);
 	sl_http_head_free(ctl->admin->head);
 	free(ctl->admin);
 	ctl->admin = NULL;

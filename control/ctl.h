@@ -192,6 +192,10 @@ void sl_accept_guard_free(struct sl_accept_guard *g);
 int sl_admin_start(
     struct sl_ctl *ctl, const struct sockaddr *addr, int addrlen, char **errp);
 void sl_admin_stop(struct sl_ctl *ctl);
+/* Stop taking admin connections (those open are answered): a sluice
+ * taken over leaves the port to the new one, whose counters scrapers
+ * follow. */
+void sl_admin_close(struct sl_ctl *ctl);
 
 /* --- runtime state (control/state.c) --- */
 

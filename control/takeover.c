@@ -99,6 +99,9 @@ sl_ctl_takeover_cmd(struct sl_ctl *ctl, void *client, const struct sl_who *who,
 		return sl_ctl_error_reply(
 		    "takeover done: no takeover begun on this connection");
 	ctl->handover_client = NULL; /* done: its going changes nothing */
+	/* Two processes answering the admin port by turns would show
+	 * scrapers two sets of counters, each drop read as a reset. */
+	sl_admin_close(ctl);
 	snprintf(msg, sizeof msg,
 	    "takeover done: pid %ld has taken over; stop this sluice "
 	    "(SIGTERM)",

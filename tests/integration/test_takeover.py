@@ -23,10 +23,11 @@ blue = Origin("blue")
 green = Origin("green")
 
 port = free_port()
+admin_port = free_port()
 text = config(port, {"shop": {
     "stable": "blue", "sticky": "header:X-User-Id",
     "versions": {"blue": ([blue.addr], 100), "green": ([green.addr], 0)}}},
-    workers=1)
+    sluice_extra="admin = 127.0.0.1:%d\n" % admin_port, workers=1)
 # Healthy canary, short steps: left alone, the analyzer promotes it
 # within a few seconds.
 text += """
@@ -38,6 +39,7 @@ min_requests = 10
 max_error_rate = 5%
 max_latency_ratio = 5
 """
+sl_started = time.monotonic()
 sl = Sluice(text=text, port=port)
 stop = threading.Event()
 
@@ -79,10 +81,13 @@ old_conn.settimeout(10)
 old_conn.connect(sl.ctl_path)
 check(raw_ctl(old_conn, "show rollout shop")["ok"], "it answers")
 
+# The old one's uptime must differ from the new one's to tell them apart.
+time.sleep(max(0, 4 - (time.monotonic() - sl_started)))
 old = sl.proc
 old_log = sl.logpath
 new_log = sl.logpath + ".new"
 log2 = open(new_log, "ab")
+new_started = time.monotonic()
 new = subprocess.Popen([SLUICE, "--takeover", "-c", sl.path], stdout=log2,
                        stderr=log2)
 harness._procs.append(new)
@@ -92,6 +97,14 @@ check(wait_until(lambda: logged(new_log, r"took over from pid %d" % old.pid)
 check(logged(old_log, r"takeover begin: pid %d is taking over" % new.pid) and
       logged(old_log, r"takeover done: pid %d has taken over" % new.pid),
       "the old one records the handshake with the new one's pid")
+# The admin port is the new one's alone from then on: scrapes taking
+# turns between two processes would read each drop as a counter reset.
+uptimes = [harness.metric_value(harness.admin_metrics(admin_port),
+                                "sluice_uptime_seconds") for _ in range(20)]
+check(new.poll() is None and old.poll() is None and
+      all(u <= time.monotonic() - new_started + 1.5 for u in uptimes),
+      "after the takeover every scrape of the admin port reaches the new "
+      "sluice, though the old one runs (uptimes %r)" % sorted(set(uptimes)))
 r = raw_ctl(old_conn, "rollout abort shop")
 check(not r["ok"] and "pid %d is taking over" % new.pid in r["error"],
       "a mutating command reaching the old one is refused, naming the new "
