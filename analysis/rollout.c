@@ -294,8 +294,12 @@ sl_rollout_restore(struct sl_rollout *ro, enum sl_rollout_state state,
 		sl_verdict_seq_next_step(ro->seq);
 	/* The step began before the restart: its fresh window is a new
 	 * segment, so the budget of the one cut short is not spent twice;
-	 * nor that of any window before (resumes, earlier restarts). */
-	sl_verdict_seq_resume(ro->seq, windows);
+	 * nor that of any window before (resumes, earlier restarts). An
+	 * ended rollout begins none: each restart would count one more. */
+	if (sl_rollout_final(ro))
+		sl_verdict_seq_restore(ro->seq, windows);
+	else
+		sl_verdict_seq_resume(ro->seq, windows);
 	if (state == SL_RO_PAUSED)
 		ro->pause_began_ms = now_ms;
 	/* How long its last step lasted was not saved. */

@@ -435,6 +435,13 @@ sl_verdict_seq_resume(struct sl_verdict_seq *seq, uint32_t windows)
 }
 
 void
+sl_verdict_seq_restore(struct sl_verdict_seq *seq, uint32_t windows)
+{
+	while (seq->segment < windows && seq->segment < 1000)
+		seq_fold(seq);
+}
+
+void
 sl_verdict_seq_fixed_stable(struct sl_verdict_seq *seq)
 {
 	seq->fixed_stable = true;

@@ -193,6 +193,10 @@ uint32_t sl_verdict_seq_segment(const struct sl_verdict_seq *seq);
  */
 void sl_verdict_seq_resume(struct sl_verdict_seq *seq, uint32_t windows);
 
+/* The same for an ended rollout's seq, which begins no window: it is at
+ * the WINDOWS the process before had begun, as it was saved. */
+void sl_verdict_seq_restore(struct sl_verdict_seq *seq, uint32_t windows);
+
 /*
  * The stable window given to every judge call is the same fixed sample
  * (the blue/green guard's baseline: the previous stable before the

@@ -380,6 +380,13 @@ test_restore(void **state)
 	assert_true(
 	    sl_rollout_step_elapsed(ro, 60000) == SL_ROLLOUT_ELAPSED_UNKNOWN);
 	sl_rollout_free(ro);
+
+	/* An ended rollout begins no window: it is saved again with the
+	 * windows it had, not one more per restart. */
+	ro = start(0);
+	sl_rollout_restore(ro, SL_RO_REVERTED, 1, 7, 500, 2000, 50000);
+	assert_int_equal(sl_verdict_seq_segment(ro->seq), 7);
+	sl_rollout_free(ro);
 }
 
 /* Aborted while paused: the step's time excludes the pause. */
