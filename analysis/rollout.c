@@ -80,10 +80,15 @@ sl_rollout_new(const char *service, const char *canary, const char *baseline,
 int
 sl_rollout_begin_at(struct sl_rollout *ro, uint32_t weight)
 {
-	uint32_t i;
+	uint32_t i, j;
 
 	for (i = 0; i < ro->nsteps && ro->steps[i] < SL_WEIGHT_TOTAL; i++) {
 		if (ro->steps[i] >= weight) {
+			/* The analysis steps past those skipped, as a restore
+			 * at this step does: verdicts name the step, and a
+			 * restart judges with the same budget. */
+			for (j = 0; j < i; j++)
+				sl_verdict_seq_next_step(ro->seq);
 			ro->step = i;
 			return 0;
 		}

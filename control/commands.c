@@ -246,10 +246,11 @@ sl_ctl_locked_error(
 }
 
 /* Make a change: save the state, publish T, record the event (none when
- * nothing changed: a command that only repeats the state is no event). */
+ * BEFORE and AFTER say nothing changed, unless ALWAYS: they tell all a
+ * command changes). */
 static int
-commit(struct cmd_ctx *cx, struct sl_route_table *t, const char *svc,
-    json_t *before, json_t *after, char **errp)
+commit_as(struct cmd_ctx *cx, struct sl_route_table *t, const char *svc,
+    json_t *before, json_t *after, bool always, char **errp)
 {
 	struct sl_svc_rt *rt = sl_ctl_rt(cx->ctl, svc);
 	bool was = rt->touched;
@@ -263,13 +264,20 @@ commit(struct cmd_ctx *cx, struct sl_route_table *t, const char *svc,
 		return -1;
 	}
 	sl_ctl_publish(cx->ctl, t);
-	if (json_equal(before, after)) {
+	if (!always && json_equal(before, after)) {
 		json_decref(before);
 		json_decref(after);
 		return 0;
 	}
 	sl_event(cx->ctl, cx->who, cx->text, before, after);
 	return 0;
+}
+
+static int
+commit(struct cmd_ctx *cx, struct sl_route_table *t, const char *svc,
+    json_t *before, json_t *after, char **errp)
+{
+	return commit_as(cx, t, svc, before, after, false, errp);
 }
 
 /* {"weights": {...}, "stable": ...} of a service. */
@@ -512,7 +520,8 @@ cmd_switch(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	uint32_t weights[256];
 	struct sl_route_table *t;
 	char prev[64];
-	json_t *before;
+	json_t *before, *after, *was;
+	bool changed;
 	int idx;
 
 	if (svc == NULL || check_lock(cx, svc->name, errp) != 0)
@@ -548,32 +557,34 @@ cmd_switch(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 		json_decref(before);
 		return NULL;
 	}
+	/* What it cut, for the reply: switching back to the stable version
+	 * takes a canary's share too. */
+	was = json_deep_copy(before);
+	after = weights_json(sl_route_service_by_name(t, argv[0]));
+	changed = !json_equal(before, after);
 	if ((size_t)idx != svc->stable) {
 		char keep[64];
 
 		memcpy(keep, rt->previous_stable, sizeof keep);
 		memcpy(rt->previous_stable, prev, sizeof prev);
-		svc = sl_route_service_by_name(t, argv[0]);
-		if (commit(cx, t, svc->name, before, weights_json(svc), errp) !=
-		    0) {
+		if (commit(cx, t, argv[0], before, after, errp) != 0) {
 			memcpy(rt->previous_stable, keep, sizeof keep);
+			json_decref(was);
 			return NULL;
 		}
-	} else {
-		svc = sl_route_service_by_name(t, argv[0]);
-		if (commit(cx, t, svc->name, before, weights_json(svc), errp) !=
-		    0)
-			return NULL;
+	} else if (commit(cx, t, argv[0], before, after, errp) != 0) {
+		json_decref(was);
+		return NULL;
 	}
 	svc = sl_route_service_by_name(sl_route_current(), argv[0]);
 	if (strcmp(prev, svc->versions[svc->stable].name) != 0)
 		sl_ctl_guard_start(
 		    cx->ctl, svc, prev, svc->versions[svc->stable].name);
-	return json_pack("{s:s,s:s,s:o,s:b}", "service", svc->name, "stable",
-	    svc->versions[svc->stable].name, "previous_stable",
+	return json_pack("{s:s,s:s,s:o,s:b,s:o}", "service", svc->name,
+	    "stable", svc->versions[svc->stable].name, "previous_stable",
 	    rt->previous_stable[0] ? json_string(rt->previous_stable)
 	                           : json_null(),
-	    "changed", strcmp(prev, svc->versions[svc->stable].name) != 0);
+	    "changed", changed, "was", was);
 }
 
 static json_t *
@@ -739,7 +750,10 @@ cmd_reset(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	}
 	sl_route_layout(svc);
 	rt = sl_ctl_rt(cx->ctl, svc->name);
-	if (commit(cx, t, svc->name, before, weights_json(svc), errp) != 0)
+	/* Server states and the previous stable version go too: an event,
+	 * even with the weights as they were. */
+	if (commit_as(
+	        cx, t, svc->name, before, weights_json(svc), true, errp) != 0)
 		return NULL;
 	rt->touched = false;
 	rt->previous_stable[0] = '\0';

@@ -878,19 +878,38 @@ sl_cli_print_weights(json_t *reply, char **words, int nwords)
 int
 sl_cli_print_switch(json_t *reply, char **words, int nwords)
 {
+	const char *stable = sl_cli_str(reply, "stable", "?");
+	json_t *was = json_object_get(reply, "was");
+	json_t *weights = json_object_get(was, "weights");
+	const char *name, *sep = "";
+	json_t *w;
+
 	(void)words;
 	(void)nwords;
 	if (!json_is_string(json_object_get(reply, "stable")))
 		return -1;
 	if (json_is_false(json_object_get(reply, "changed"))) {
-		printf("%s: stable %s at 100%% (it was the stable version "
-		       "already)\n",
-		    sl_cli_str(reply, "service", "?"),
-		    sl_cli_str(reply, "stable", "?"));
+		printf("%s: stable %s at 100%% (it was already)\n",
+		    sl_cli_str(reply, "service", "?"), stable);
+		return 0;
+	}
+	if (json_is_object(weights) &&
+	    strcmp(sl_cli_str(was, "stable", ""), stable) == 0) {
+		/* The stable version stayed: say what was cut. */
+		printf("%s: stable %s at 100%% (was",
+		    sl_cli_str(reply, "service", "?"), stable);
+		json_object_foreach(weights, name, w)
+		{
+			if (json_number_value(w) == 0)
+				continue;
+			printf("%s %s=%.2f", sep, name, json_number_value(w));
+			sep = ",";
+		}
+		puts(")");
 		return 0;
 	}
 	printf("%s: stable %s at 100%% (was %s)\n",
-	    sl_cli_str(reply, "service", "?"), sl_cli_str(reply, "stable", "?"),
+	    sl_cli_str(reply, "service", "?"), stable,
 	    sl_cli_str(reply, "previous_stable", "-"));
 	return 0;
 }

@@ -162,12 +162,14 @@ struct sl_conn {
 		/* RESP_HEAD: response_timeout is for the whole head (interim
 		 * 1xx included), not between its bytes (0: none). */
 		uint64_t resp_deadline_ms;
+		/* CONN_HEAD: header_timeout runs from the request's turn,
+		 * not from its bytes' arrival behind a slow one. */
+		uint64_t head_since_ms;
 	};
 	uint64_t idle_since_ms; /* when it last became idle (keep-alive) */
 
 	size_t scan, up_scan;
-	uint64_t req_start_us; /* first byte of the request: latency, and the
-	                        * header timeout */
+	uint64_t req_start_us; /* first byte of the request: latency */
 	/* When the bytes of the next request came: the last wake-up that
 	 * read any (the bytes buffered came no later), and the first read
 	 * after this request's own bytes were all in (0: none yet). A
@@ -1364,7 +1366,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	SL_STAT_ADD(c->vs->active, 1);
 	SL_STAT_ADD(c->vs->bytes_in, head_len);
 
-	srv = sl_upstream_pick(w, c->ver, c->req_start_us / 1000, SL_NO_SERVER);
+	srv = sl_upstream_pick(w, c->ver, now_ms(w), SL_NO_SERVER);
 	if (srv == NULL && c->svc->conf->fallback_stable &&
 	    c->pick.version != c->svc->stable) {
 		/* fallback = stable: the user is served by stable, and the
@@ -1378,8 +1380,7 @@ start_request(struct sl_conn *c, size_t head_len)
 		c->pick.set_cookie = false;
 		SL_STAT_INC(c->vs->requests);
 		SL_STAT_ADD(c->vs->active, 1);
-		srv = sl_upstream_pick(
-		    w, c->ver, c->req_start_us / 1000, SL_NO_SERVER);
+		srv = sl_upstream_pick(w, c->ver, now_ms(w), SL_NO_SERVER);
 	}
 	if (srv == NULL) {
 		SL_STAT_INC(c->vs->err_no_server);
@@ -1462,6 +1463,21 @@ start_request(struct sl_conn *c, size_t head_len)
 	}
 }
 
+/*
+ * Drop the empty lines (CRLF) at the start of IN that a client may send
+ * before a request (RFC 9112 2.2), so that they start none; a lone CR is
+ * kept (the parser judges it). Is anything else buffered?
+ */
+static bool
+skip_empty_lines(struct evbuffer *in)
+{
+	char b[2];
+
+	while (evbuffer_copyout(in, b, 2) == 2 && b[0] == '\r' && b[1] == '\n')
+		evbuffer_drain(in, 2);
+	return evbuffer_get_length(in) > 0;
+}
+
 /* Read request heads while the connection is between requests. */
 static void
 client_process(struct sl_conn *c)
@@ -1486,11 +1502,22 @@ client_process(struct sl_conn *c)
 			return;
 		}
 		if (c->state == CONN_IDLE) {
+			uint64_t now = now_us(c->w);
+			uint64_t came = c->next_read_us != 0 ? c->next_read_us
+			    : c->read_us != 0                ? c->read_us
+			                                     : now;
+
+			/* Bytes from before this wake-up: empty lines that
+			 * came behind the last request start none. */
+			if (came < now && !skip_empty_lines(in)) {
+				c->next_read_us = 0;
+				return;
+			}
+			len = evbuffer_get_length(in);
 			c->state = CONN_HEAD;
-			c->req_start_us = c->next_read_us != 0 ? c->next_read_us
-			    : c->read_us != 0                  ? c->read_us
-			                                       : now_us(c->w);
+			c->req_start_us = came;
 			c->next_read_us = 0;
+			c->head_since_ms = now / 1000;
 			c->scan = 0;
 			sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 			    gconf(c)->body_timeout_ms);
@@ -1501,8 +1528,8 @@ client_process(struct sl_conn *c)
 				refuse_large_head(c, in);
 			} else if (not_http(c, in)) {
 				return;
-			} else if (now_ms(c->w) > c->req_start_us / 1000 +
-			        gconf(c)->header_timeout_ms) {
+			} else if (now_ms(c->w) >
+			    c->head_since_ms + gconf(c)->header_timeout_ms) {
 				SL_STAT_INC(c->w->wstats.header_timeout);
 				send_error(c, 408, "request head too slow");
 			} else {
@@ -2192,8 +2219,9 @@ client_read_cb(struct sl_io *io, void *arg)
 			forward_request_body(c);
 			break;
 		}
-		if (c->next_read_us == 0)
-			c->next_read_us = c->read_us; /* the next request's */
+		/* The next request's bytes (empty lines are none). */
+		if (c->next_read_us == 0 && skip_empty_lines(sl_io_input(io)))
+			c->next_read_us = c->read_us;
 		if (evbuffer_get_length(sl_io_input(io)) > SL_HIGH_WATER) {
 			/* Pipelined requests pile up: wait for this one. */
 			sl_io_disable_read(io);

@@ -272,6 +272,12 @@ check(r["ok"] and r["stable"] == "blue" and r["changed"] is False,
 check(ctl("set weights shop blue=100 green=0")["ok"] and
       ctl("show events 1")["events"] == last_event,
       "a switch or set weights that changes nothing records no event")
+r = ctl("set weights shop blue=80 green=20")
+r = ctl("switch shop blue")
+check(r["ok"] and r["changed"] is True and
+      r["was"] == {"weights": {"blue": 80.0, "green": 20.0}, "stable": "blue"},
+      "switch to the stable version cutting a canary: \"changed\": true, "
+      "and what was (%s)" % r)
 
 # 50 concurrent control clients while traffic flows.
 stop.clear()

@@ -612,4 +612,28 @@ check(raw.count(b"HTTP/1.1 200") == 3 and v["requests"] == 3 and
 
 check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
 
+# The empty line a client may send after a body (RFC 9112 2.2) starts no
+# request: behind a response slower than header_timeout it got a 408 at
+# once, and its time would have counted in the next request's latency.
+slow = Origin("slow", "--latency", "1500")
+sl = Sluice({"s": {"stable": "v", "versions": {"v": ([slow.addr], 100)}}},
+            sluice_extra="header_timeout = 1s\n")
+s = socket.create_connection(("127.0.0.1", sl.port), 10)
+s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"
+          b"abc\r\n")
+first = recv_until(s, b"\r\n\r\nslow\n")
+time.sleep(0.3)
+s.sendall(b"GET /y?delay=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+second = recv_until(s, b"\r\n\r\nslow\n")
+s.close()
+check(first.startswith(b"HTTP/1.1 200") and first.endswith(b"slow\n") and
+      second.startswith(b"HTTP/1.1 200"),
+      "a CRLF after a body, then a request after a slow response: 200, "
+      "200 (%r, %r)" % (first[-30:], second[:40]))
+v = sl.ctl("show stats s")["versions"]["v"]
+check(v["requests"] == 2 and v["latency_ms"]["max"] < 2500,
+      "and the CRLF's wait is not in the next request's latency (max "
+      "%.1f ms)" % v["latency_ms"]["max"])
+check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
+
 done()

@@ -59,6 +59,21 @@ for args, want in ok_cases:
     check(rc == 0 and want in out,
           "sluicectl %s: exit 0, output mentions %r" % (" ".join(args), want))
 
+ev = sl.ctl("show events 1")["events"]
+check(ev and ev[0]["command"] == "reset shop",
+      "reset is an event though the weights it restores are those in force "
+      "(%r)" % ev[:1])
+
+# switch to the stable version: what it cut, or that it changed nothing.
+run("set", "weights", "shop", "blue=80", "green=20")
+rc, out, err = run("switch", "shop", "blue")
+check(rc == 0 and out == "shop: stable blue at 100% (was blue=80.00, "
+      "green=20.00)\n", "sluicectl switch to the stable version names what "
+      "it cut (%r)" % out)
+rc, out, err = run("switch", "shop", "blue")
+check(rc == 0 and out == "shop: stable blue at 100% (it was already)\n",
+      "and says when nothing changed (%r)" % out)
+
 # PROTOCOL.md: words are separated by spaces or tabs; other control
 # characters are refused. sluicectl reads its arguments the same way.
 r = sl.ctl("show\tservice \t shop")

@@ -91,8 +91,11 @@ test_begin_at_canary_weight(void **state)
 
 		assert_int_equal(
 		    sl_rollout_begin_at(ro, cases[i].weight), cases[i].rc);
-		if (cases[i].rc == 0)
+		if (cases[i].rc == 0) {
 			assert_int_equal(ro->step, cases[i].step);
+			assert_int_equal(
+			    sl_verdict_seq_step(ro->seq), cases[i].step);
+		}
 		sl_rollout_free(ro);
 	}
 }
