@@ -213,21 +213,30 @@ sl_hist_quantile(const struct sl_hist *h, double q)
 	return v;
 }
 
-/* Values whose bucket midpoint is <= le_seconds. */
+/*
+ * Values <= le_seconds: the buckets that lie wholly at or below it. A
+ * bucket straddling le (some of its values above) is left to the next
+ * higher bound, so a value above le is never counted.
+ */
 uint64_t
 sl_hist_cumulative_le(const struct sl_hist *h, double le_seconds)
 {
-	double le = le_seconds * 1e6;
-	uint64_t total = 0;
+	double le;
+	uint64_t total = 0, bound;
 	size_t i;
 
-	if (!(le >= 0)) /* also NaN */
+	if (!(le_seconds >= 0)) /* also NaN */
 		return 0;
+	/* Values are whole µs: v <= le iff v <= floor(le). The slack
+	 * absorbs the rounding of the product (0.0075 * 1e6 is not
+	 * always 7500 exactly); 1e-6 µs is far below any bound's step. */
+	le = floor(le_seconds * 1e6 + 1e-6);
 	if (le >= (double)sl_hist_max(h))
 		return sl_hist_count(h);
 	if (le < (double)sl_hist_min(h))
 		return 0;
-	for (i = 0; i < SL_HIST_NBUCKETS && sl_hist_bucket_mid(i) <= le; i++)
+	bound = (uint64_t)le; /* below max, so it fits */
+	for (i = 0; i < SL_HIST_NBUCKETS && sl_hist_bucket_hi(i) <= bound; i++)
 		total += LOAD(&h->counts[i]);
 	return total;
 }

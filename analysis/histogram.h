@@ -4,8 +4,9 @@
  * Bucket layout: values below 2^(SL_HIST_SUB_BITS+1) get one bucket each;
  * above that, every power of two [2^k, 2^(k+1)) is cut into
  * 2^SL_HIST_SUB_BITS equal buckets. A value is reported as the midpoint of
- * its bucket, so the relative error of any reported value (quantile, Prometheus
- * boundary) is at most 1 / 2^(SL_HIST_SUB_BITS+1) = 0.39%. The range is
+ * its bucket, so the relative error of any reported value (quantile) is at
+ * most 1 / 2^(SL_HIST_SUB_BITS+1) = 0.39%; a bucket is at most 0.78% as
+ * wide as its values (Prometheus bounds: sl_hist_cumulative_le()). The range is
  * 0 .. SL_HIST_MAX_VALUE µs (~67.1 s); larger values are clamped to it,
  * recorded in the top bucket and counted in `clamped`.
  *
@@ -184,10 +185,12 @@ uint64_t sl_hist_min(const struct sl_hist *h);
 double sl_hist_quantile(const struct sl_hist *h, double q);
 
 /*
- * Number of values <= le_seconds, for Prometheus' cumulative buckets. A
- * bucket counts as <= le when its midpoint does (the value sl_hist_quantile()
- * reports for it), so the result is exact to within 0.39% of le.
- * Non-decreasing in le_seconds; 0 below min and equal to count from max on.
+ * Number of values <= le_seconds, for Prometheus' cumulative buckets. Never
+ * counts a value above le: a bucket counts only when its upper edge is
+ * <= le, so the values of the bucket straddling le (those within one
+ * bucket width, < 0.78%, below le) are counted from the next higher le on.
+ * Exact when le is a bucket's upper edge or at least max. Non-decreasing in
+ * le_seconds; 0 below min and equal to count from max on.
  */
 uint64_t sl_hist_cumulative_le(const struct sl_hist *h, double le_seconds);
 
