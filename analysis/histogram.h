@@ -7,8 +7,9 @@
  * its bucket, so the relative error of any reported value (quantile) is at
  * most 1 / 2^(SL_HIST_SUB_BITS+1) = 0.39%; a bucket is at most 0.78% as
  * wide as its values (Prometheus bounds: sl_hist_cumulative_le()). The range is
- * 0 .. SL_HIST_MAX_VALUE µs (~67.1 s); larger values are clamped to it,
- * recorded in the top bucket and counted in `clamped`.
+ * 0 .. SL_HIST_MAX_VALUE µs (~67.1 s); a larger value is recorded in the
+ * top bucket and counted in `clamped`, but keeps its true value in sum,
+ * max and min: only its bucket is clamped.
  *
  * Concurrency: one writer thread per histogram (the worker that owns it)
  * records with relaxed atomic load + store (plain movs on x86-64, no lock
@@ -43,7 +44,7 @@
 
 struct sl_hist {
 	uint64_t count;   /* values recorded */
-	uint64_t sum;     /* sum of recorded (clamped) values, µs */
+	uint64_t sum;     /* sum of recorded values (not clamped), µs */
 	uint64_t max;     /* largest recorded value; 0 when empty */
 	uint64_t min_inv; /* ~smallest value; 0 when empty (zeroed is valid) */
 	uint64_t clamped; /* values above SL_HIST_MAX_VALUE */
@@ -106,13 +107,14 @@ sl_hist_record_n(struct sl_hist *h, uint64_t usec, uint64_t n)
 {
 	uint64_t *c;
 
+	/* Only the bucket is clamped: sum, max and min keep the value. */
 	if (__builtin_expect(usec > SL_HIST_MAX_VALUE, 0)) {
-		usec = SL_HIST_MAX_VALUE;
+		c = &h->counts[SL_HIST_NBUCKETS - 1];
 		__atomic_store_n(&h->clamped,
 		    __atomic_load_n(&h->clamped, __ATOMIC_RELAXED) + n,
 		    __ATOMIC_RELAXED);
-	}
-	c = &h->counts[sl_hist_index(usec)];
+	} else
+		c = &h->counts[sl_hist_index(usec)];
 	__atomic_store_n(
 	    c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->count,
@@ -162,10 +164,11 @@ int sl_hist_sub(
 /* Number of values recorded. */
 uint64_t sl_hist_count(const struct sl_hist *h);
 
-/* Sum of values recorded (clamped ones count as SL_HIST_MAX_VALUE), µs. */
+/* Sum of values recorded, µs; one above SL_HIST_MAX_VALUE with its true
+ * value (only its bucket is clamped). */
 uint64_t sl_hist_sum(const struct sl_hist *h);
 
-/* Number of values that were above SL_HIST_MAX_VALUE. */
+/* Number of values that were above SL_HIST_MAX_VALUE (in the top bucket). */
 uint64_t sl_hist_clamped(const struct sl_hist *h);
 
 /* Mean of the values recorded in µs; 0 when empty. */

@@ -208,6 +208,8 @@ sl_ctl_version_json(
 	json_object_set_new(lat, "p99", ms(sl_hist_quantile(h, 0.99)));
 	json_object_set_new(lat, "p999", ms(sl_hist_quantile(h, 0.999)));
 	json_object_set_new(lat, "max", ms((double)sl_hist_max(h)));
+	json_object_set_new(
+	    lat, "clamped", json_integer((json_int_t)sl_hist_clamped(h)));
 	json_object_set_new(o, "latency_ms", lat);
 	return o;
 }
@@ -440,6 +442,20 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 		labels(out, &rows[i]);
 		evbuffer_add_printf(
 		    out, "} %llu\n", (unsigned long long)sl_hist_count(h));
+	}
+
+	evbuffer_add_printf(out,
+	    "# HELP sluice_request_duration_clamped_total Requests longer "
+	    "than the latency histogram's range (67.108863 s): counted in "
+	    "its top bucket, with their true time in _sum.\n"
+	    "# TYPE sluice_request_duration_clamped_total counter\n");
+	for (i = 0; i < n; i++) {
+		evbuffer_add_printf(
+		    out, "sluice_request_duration_clamped_total{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(out, "} %llu\n",
+		    (unsigned long long)sl_hist_clamped(
+		        &rows[i].total.latency));
 	}
 
 	evbuffer_add_printf(out,

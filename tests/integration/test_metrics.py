@@ -112,6 +112,14 @@ check(blue["errors"] == 7, "exactly 7 of 100 errors counted (%d)" % blue["errors
 check(abs(blue["error_rate"] - 0.07) < 1e-9, "error rate 0.07 (%r)" % blue["error_rate"])
 check(blue["responses"]["2xx"] == 93, "93 responses 2xx")
 check(blue["latency_ms"]["count"] == 100, "100 latency samples")
+# Values above the histogram's range (67.1 s) are counted where a user
+# can see them (README: they "clamp and are counted"): none here.
+check(blue["latency_ms"].get("clamped") == 0,
+      "/stats publishes latency_ms.clamped, 0 (%r)"
+      % blue["latency_ms"].get("clamped"))
+cs = sl.ctl("show stats shop")
+check(cs.get("versions", {}).get("blue", {}).get("latency_ms", {})
+      .get("clamped") == 0, "show stats publishes latency_ms.clamped too")
 
 st = slow.stats()
 _, mtext = admin("/metrics")
@@ -127,10 +135,14 @@ check(st["requests"] == blue["requests"] == m_req == 100,
 check(st["errors"] == blue["errors"] == m_5xx == 7,
       "origin, /stats and /metrics agree on 7 errors")
 check(m_cnt == 100, "histogram _count is 100")
+check(metric_value(mtext, "sluice_request_duration_clamped_total",
+                   service="shop", version="blue") == 0,
+      "/metrics has sluice_request_duration_clamped_total, 0 for blue")
 check(metric(mtext, "sluice_version_weight", service="shop", version="blue") == 100,
       "sluice_version_weight shows 100 for blue")
 for fam in ("sluice_requests_total", "sluice_upstream_errors_total",
             "sluice_request_duration_seconds", "sluice_version_weight",
+            "sluice_request_duration_clamped_total",
             "sluice_active_requests", "sluice_connections_accepted_total",
             "sluice_build_info"):
     check("# HELP %s " % fam in mtext and "# TYPE %s " % fam in mtext,

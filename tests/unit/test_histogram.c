@@ -352,8 +352,8 @@ test_merge(void **state)
 		sl_hist_record(b, x);
 		sl_hist_record(u, x);
 	}
-	sl_hist_record(b, UINT64_MAX); /* clamped */
-	sl_hist_record(u, UINT64_MAX);
+	sl_hist_record(b, UINT64_C(100000000)); /* clamped */
+	sl_hist_record(u, UINT64_C(100000000));
 
 	sl_hist_merge(m, a);
 	sl_hist_merge(m, b);
@@ -361,6 +361,7 @@ test_merge(void **state)
 	assert_int_equal(sl_hist_max(m), sl_hist_max(u));
 	assert_int_equal(sl_hist_min(m), sl_hist_min(u));
 	assert_int_equal(sl_hist_clamped(m), 1);
+	assert_int_equal(sl_hist_max(m), UINT64_C(100000000));
 	for (k = 0; k < sizeof quantiles / sizeof quantiles[0]; k++)
 		assert_true(sl_hist_quantile(m, quantiles[k]) ==
 		    sl_hist_quantile(u, quantiles[k]));
@@ -406,16 +407,23 @@ test_extremes(void **state)
 	sl_hist_record(h, 60000000);
 	sl_hist_record(h, top);
 	assert_int_equal(sl_hist_clamped(h), 0);
+	/* above the range: clamped into the top bucket and counted, but
+	 * sum, mean and max carry the true values */
 	sl_hist_record(h, top + 1);
 	sl_hist_record(h, 120000000);
-	sl_hist_record(h, UINT64_MAX);
+	sl_hist_record(h, UINT64_C(3600000000)); /* an hour */
 	assert_int_equal(sl_hist_clamped(h), 3);
 	assert_int_equal(sl_hist_count(h), 7);
 	assert_int_equal(h->counts[SL_HIST_NBUCKETS - 1], 4);
-	assert_int_equal(sl_hist_sum(h), 1 + 60000000 + 4 * top);
-	assert_int_equal(sl_hist_max(h), top);
+	assert_int_equal(sl_hist_sum(h),
+	    1 + 60000000 + 2 * top + 1 + 120000000 + UINT64_C(3600000000));
+	assert_int_equal(sl_hist_max(h), UINT64_C(3600000000));
 	assert_int_equal(sl_hist_min(h), 0);
-	assert_true(sl_hist_mean(h) == (1 + 60000000 + 4.0 * top) / 7);
+	assert_true(sl_hist_mean(h) ==
+	    (1 + 60000000 + 2.0 * top + 1 + 120000000 + 3600000000.0) / 7);
+	/* every bound below max leaves the clamped values out */
+	assert_int_equal(sl_hist_cumulative_le(h, 60), 2); /* 60 s straddles */
+	assert_int_equal(sl_hist_cumulative_le(h, 3600), 7);
 	assert_true(fabs(sl_hist_quantile(h, 1.0) - (double)top) <=
 	    (double)top * MAX_REL_ERR);
 	assert_true(sl_hist_quantile(h, 2.0) == sl_hist_quantile(h, 1.0));
@@ -630,9 +638,9 @@ writer_main(void *p)
 	for (i = 0; i < WRITER_RECORDS; i++) {
 		v = rng_next(&st) % 200000;
 		if (i % 100000 == 0)
-			v = UINT64_MAX;
+			v = UINT64_C(100000000); /* above the range */
 		sl_hist_record(arg->h, v);
-		sum += v > SL_HIST_MAX_VALUE ? SL_HIST_MAX_VALUE : v;
+		sum += v;
 	}
 	arg->sum = sum;
 	__atomic_store_n(&arg->done, 1, __ATOMIC_RELEASE);
