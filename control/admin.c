@@ -202,6 +202,25 @@ admin_conn_free(struct admin_conn *ac)
 	free(ac);
 }
 
+/*
+ * Does the request line in BASE (END bytes) name a method other than GET
+ * and HEAD? The parser refuses a well-formed method it does not know (and
+ * CONNECT, and PRI) as 501, right for the proxy; here only GET and HEAD
+ * exist, so any other method is a 405 with Allow, as README says.
+ */
+static bool
+other_method(const char *base, size_t end)
+{
+	size_t i = 0, n;
+
+	while (i < end && (base[i] == '\r' || base[i] == '\n'))
+		i++; /* the empty lines the parser skips */
+	for (n = 0; i + n < end && base[i + n] != ' '; n++)
+		;
+	return !(n == 3 && memcmp(base + i, "GET", 3) == 0) &&
+	    !(n == 4 && memcmp(base + i, "HEAD", 4) == 0);
+}
+
 static void
 admin_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -222,7 +241,10 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
 	if (sl_http_parse_head(&ac->admin->parser, base, end, -1,
 	        ac->admin->head, &err) != 0) {
-		reply_error(ac, err.status, err.reason, false);
+		if (err.status == 501 && other_method(base, end))
+			reply_error(ac, 405, "only GET and HEAD", false);
+		else
+			reply_error(ac, err.status, err.reason, false);
 		return;
 	}
 	serve(ac, ac->admin->head, base);

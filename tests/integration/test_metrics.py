@@ -79,13 +79,25 @@ check(admin("/stats?x=1&seconds=5")[0] == 200,
 for req in (b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 0\r\n\r\n",
             b"DELETE /stats HTTP/1.1\r\nHost: x\r\n\r\n",
-            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"):
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            # methods the parser does not know (501 on the proxy port):
+            # the admin endpoint has GET and HEAD only, so 405 too
+            b"FOO /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT x:1 HTTP/1.1\r\nHost: x:1\r\n\r\n",
+            b"POST /stats HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: gzip, chunked\r\n\r\n"):
     answer = sl.raw(req, port=admin_port)
     head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
     check(head[0] == b"HTTP/1.1 405 Method Not Allowed" and
           b"Allow: GET, HEAD" in head[1:],
           "%s to the admin endpoint: 405 Method Not Allowed with Allow: "
           "GET, HEAD (%r)" % (req.split(b" ")[0].decode(), head[0]))
+# A GET the parser cannot take stays what it is.
+answer = sl.raw(b"GET /stats HTTP/1.1\r\nHost: x\r\n"
+                b"Transfer-Encoding: gzip, chunked\r\n\r\n", port=admin_port)
+check(answer.startswith(b"HTTP/1.1 501 "),
+      "GET with an unknown transfer coding to the admin endpoint: still "
+      "501 (%r)" % answer[:20])
 
 # 100 requests to the 20 ms origin, 7 of them answered 500, each also timed
 # here: sluice sees a request after the client sent it and answers it before
