@@ -117,6 +117,35 @@ sl_series_window(
 	    : seconds;
 }
 
+/* a - b, or 0 if b is larger (a counter read before the last harvest). */
+static uint64_t
+since(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+/* The slots of the last SECONDS and LIVE's difference from the last
+ * harvest, into OUT. */
+uint32_t
+sl_series_window_live(const struct sl_series *s, uint32_t seconds,
+    const struct sl_vstats *live, struct sl_vstats *out)
+{
+	static __thread struct sl_hist part; /* 20 KiB: not on the stack */
+	uint32_t covered = sl_series_window(s, seconds, out);
+
+	out->active = live->active;
+	if (!s->have_total)
+		return covered;
+#define SL_X(f, fam, l, lv, h) out->f += since(live->f, s->total.f);
+	SL_VSTATS_COUNTERS(SL_X)
+#undef SL_X
+	/* Every field of a later read of the same counters is at least the
+	 * earlier one's; if not, the histogram's part is left out. */
+	if (sl_hist_sub(&part, &live->latency, &s->total.latency) == 0)
+		sl_hist_merge(&out->latency, &part);
+	return covered;
+}
+
 /* Totals at the last harvest. */
 const struct sl_vstats *
 sl_series_total(const struct sl_series *s)

@@ -40,6 +40,17 @@ void sl_series_harvest(
 uint32_t sl_series_window(
     const struct sl_series *s, uint32_t seconds, struct sl_vstats *out);
 
+/*
+ * As sl_series_window(), and the current partial second too: LIVE, the
+ * cumulative totals read now (after the last harvest, by the harvesting
+ * thread), minus those at the last harvest, so that what happened since
+ * the last harvest is in the window. OUT's active is LIVE's. Returns the
+ * whole seconds the slots cover; the window covers that and the time
+ * since the last harvest, which the caller knows.
+ */
+uint32_t sl_series_window_live(const struct sl_series *s, uint32_t seconds,
+    const struct sl_vstats *live, struct sl_vstats *out);
+
 /* Cumulative totals at the last harvest. */
 const struct sl_vstats *sl_series_total(const struct sl_series *s);
 

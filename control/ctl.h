@@ -91,6 +91,10 @@ struct sl_ctl {
 	/* Time series per (service, version) id, harvested every second. */
 	struct sl_series *series[SL_MAX_VERSION_IDS];
 	struct event *harvest_ev;
+	/* The last harvest: a window ends there and the current partial
+	 * second runs from it. */
+	int64_t harvest_sec; /* wall-clock seconds */
+	uint64_t harvest_ms; /* sl_ctl_mono_ms() */
 	/* Per server id, what the harvest last saw of passive ejection (to
 	 * record each ejection and its end as an event): the ejections
 	 * summed over workers, and whether one was under way. */

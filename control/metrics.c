@@ -109,6 +109,8 @@ sl_ctl_harvest(struct sl_ctl *ctl)
 			sl_series_harvest(ctl->series[id], &total, now);
 		}
 	}
+	ctl->harvest_sec = now;
+	ctl->harvest_ms = sl_ctl_mono_ms();
 	sl_health_watch_ejections(ctl, t);
 }
 
@@ -124,8 +126,9 @@ sl_ctl_metrics_start(struct sl_ctl *ctl)
 {
 	struct timeval one = {1, 0};
 
-	ctl->started = (int64_t)time(NULL);
 	sl_ctl_harvest(ctl);
+	/* The first harvest starts every series: windows count from it. */
+	ctl->started = ctl->harvest_sec;
 	ctl->harvest_ev = event_new(ctl->base, -1, EV_PERSIST, harvest_cb, ctl);
 	if (ctl->harvest_ev == NULL)
 		return -1;
@@ -214,6 +217,30 @@ sl_ctl_version_json(
 	return o;
 }
 
+/*
+ * One version's window of SECONDS into V: the last SECONDS one-second
+ * slots and what came since the last harvest (the workers' counters read
+ * now, as the harvest reads them), so that a burst shows at once.
+ * Returns the seconds covered: fewer slots while the series is younger,
+ * plus PARTIAL, the seconds since the last harvest.
+ */
+static double
+version_window(struct sl_ctl *ctl, uint32_t id, uint32_t seconds,
+    double partial, struct sl_vstats *v)
+{
+	static struct sl_vstats live; /* control thread only */
+	double span;
+
+	if (ctl->series[id] == NULL) { /* not harvested yet */
+		memset(v, 0, sizeof *v);
+		return 0;
+	}
+	sl_ctl_version_total(ctl, id, &live);
+	span =
+	    sl_series_window_live(ctl->series[id], seconds, &live, v) + partial;
+	return span;
+}
+
 /* The /stats document. */
 json_t *
 sl_ctl_stats_json(
@@ -222,8 +249,8 @@ sl_ctl_stats_json(
 	const struct sl_route_table *t = sl_route_current();
 	static struct sl_vstats v; /* control thread only */
 	json_t *doc, *services;
-	int64_t now = (int64_t)time(NULL);
-	double span;
+	int64_t now = (int64_t)time(NULL), slots;
+	double span, partial;
 	size_t i, j;
 	bool found = false;
 
@@ -231,12 +258,22 @@ sl_ctl_stats_json(
 		*errp = sl_xasprintf("seconds must be 1..%d", SL_WINDOW_SLOTS);
 		return NULL;
 	}
+	/* A window is SECONDS one-second slots and the part of the current
+	 * second since the last harvest: what it covers, not what was
+	 * asked (less while sluice is younger than SECONDS). */
+	partial = (double)(sl_ctl_mono_ms() - ctl->harvest_ms) / 1000;
+	slots = ctl->harvest_sec - ctl->started;
+	if (slots > (int64_t)seconds)
+		slots = seconds;
+	if (slots < 0)
+		slots = 0;
 	doc = json_object();
 	services = json_object();
 	json_object_set_new(
 	    doc, "uptime_seconds", json_integer(now - ctl->started));
 	json_object_set_new(doc, "window_seconds",
-	    seconds ? json_integer(seconds) : json_null());
+	    seconds ? json_real(round(((double)slots + partial) * 1000) / 1000)
+	            : json_null());
 	for (i = 0; i < t->nservices; i++) {
 		const struct sl_route_service *s = &t->services[i];
 		json_t *so, *vo;
@@ -256,15 +293,9 @@ sl_ctl_stats_json(
 				span = (double)(now - ctl->started);
 				if (span < 1)
 					span = 1;
-			} else if (ctl->series[rv->id] != NULL) {
-				span = sl_series_window(
-				    ctl->series[rv->id], seconds, &v);
-				if (span < 1)
-					span = seconds;
-			} else {
-				memset(&v, 0, sizeof v);
-				span = seconds;
-			}
+			} else
+				span = version_window(
+				    ctl, rv->id, seconds, partial, &v);
 			json_object_set_new(vo, rv->name,
 			    sl_ctl_version_json(&v, span, rv->weight / 100.0));
 		}

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,8 +586,8 @@ sl_cli_print_stats(json_t *reply, char **words, int nwords)
 		return -1;
 	printf("%s: ",
 	    sl_cli_str(reply, "service", nwords > 2 ? words[2] : "service"));
-	if (json_is_number(window))
-		printf("last %.0f s", json_number_value(window));
+	if (json_is_number(window)) /* the seconds covered, to 0.1 s */
+		printf("last %g s", round(json_number_value(window) * 10) / 10);
 	else
 		printf("since start");
 	printf(", latency in ms\n");

@@ -66,12 +66,53 @@ test_full_window(void **state)
 	sl_series_free(s);
 }
 
+/* The current partial second: what the live totals hold beyond the last
+ * harvest is in the window at once (a burst polled right after it read 0
+ * until the next harvest), latency included; the slots still cover the
+ * seconds asked for, and active is the live one. */
+static void
+test_live_window(void **state)
+{
+	static struct sl_vstats live;
+	struct sl_series *s = sl_series_new();
+	int64_t t;
+
+	(void)state;
+	memset(&total, 0, sizeof total);
+	for (t = 0; t <= 10; t++) {
+		sl_hist_record(&total.latency, 1000);
+		harvest(s, 7000 + t, 2 * (uint64_t)t);
+	}
+	live = total;
+	live.requests += 3;
+	live.resp_2xx += 3;
+	live.active = 5;
+	sl_hist_record_n(&live.latency, 300600, 3);
+	assert_int_equal(sl_series_window_live(s, 1, &live, &out), 1);
+	assert_int_equal(out.requests, 2 + 3);
+	assert_int_equal(out.resp_2xx, 2 + 3);
+	assert_int_equal(out.active, 5);
+	assert_int_equal(sl_hist_count(&out.latency), 1 + 3);
+	assert_int_equal(out.latency.counts[sl_hist_index(300600)], 3);
+	assert_int_equal(sl_hist_sum(&out.latency), 1000 + 3 * 300600);
+	assert_int_equal(sl_series_window_live(s, 60, &live, &out), 10);
+	assert_int_equal(out.requests, 20 + 3);
+	/* the harvest's own window is untouched: it ends at the harvest */
+	assert_int_equal(sl_series_window(s, 1, &out), 1);
+	assert_int_equal(out.requests, 2);
+	/* nothing new: the live window is the harvested one */
+	assert_int_equal(sl_series_window_live(s, 60, &total, &out), 10);
+	assert_int_equal(out.requests, 20);
+	sl_series_free(s);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_young_series),
 	    cmocka_unit_test(test_full_window),
+	    cmocka_unit_test(test_live_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
