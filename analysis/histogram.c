@@ -131,6 +131,25 @@ sl_hist_sub(
 	return bad ? -1 : 0;
 }
 
+/* A window's largest value: its top bucket's midpoint, or WHOLE_MAX. */
+uint64_t
+sl_hist_window_max(const struct sl_hist *window, uint64_t whole_max)
+{
+	uint64_t v;
+	size_t i;
+
+	if (window->count == 0)
+		return 0;
+	if (window->clamped != 0)
+		return whole_max;
+	for (i = SL_HIST_NBUCKETS - 1; i > 0 && window->counts[i] == 0; i--)
+		;
+	v = (uint64_t)sl_hist_bucket_mid(i);
+	if (v < sl_hist_min(window)) /* lone bucket, min above its middle */
+		v = sl_hist_min(window);
+	return v < whole_max ? v : whole_max;
+}
+
 /* Values recorded. */
 uint64_t
 sl_hist_count(const struct sl_hist *h)

@@ -161,6 +161,19 @@ void sl_hist_merge(struct sl_hist *dst, const struct sl_hist *src);
 int sl_hist_sub(
     struct sl_hist *dst, const struct sl_hist *a, const struct sl_hist *b);
 
+/*
+ * The largest value of WINDOW, a part of a histogram whose exact largest
+ * value since start is WHOLE_MAX (the part made by sl_hist_sub() or from
+ * slots, so its own max is only its highest bucket's upper edge), as
+ * /stats reports it: the value a quantile reports for that bucket, its
+ * midpoint (floored to the µs), within 0.39% of the window's true largest
+ * value; never below the window's min nor above WHOLE_MAX. When the window
+ * holds values above SL_HIST_MAX_VALUE, whose bucket says nothing of them,
+ * WHOLE_MAX itself: at least the window's largest value, and exactly it when
+ * the window holds the largest since start. 0 when the window is empty.
+ */
+uint64_t sl_hist_window_max(const struct sl_hist *window, uint64_t whole_max);
+
 /* Number of values recorded. */
 uint64_t sl_hist_count(const struct sl_hist *h);
 

@@ -238,6 +238,10 @@ version_window(struct sl_ctl *ctl, uint32_t id, uint32_t seconds,
 	sl_ctl_version_total(ctl, id, &live);
 	span =
 	    sl_series_window_live(ctl->series[id], seconds, &live, v) + partial;
+	/* The window's max is known only to its bucket: report it as a
+	 * quantile is, never above the exact max since start. */
+	v->latency.max =
+	    sl_hist_window_max(&v->latency, sl_hist_max(&live.latency));
 	return span;
 }
 

@@ -226,6 +226,11 @@ check(w30["services"]["shop"]["versions"]["blue"]["requests"] == 100,
       "a 30 s window still shows the 100 requests")
 check(w30["services"]["shop"]["versions"]["blue"]["errors"] == 7,
       "and the 7 errors")
+lat30 = w30["services"]["shop"]["versions"]["blue"]["latency_ms"]
+lat_all = stats()["services"]["shop"]["versions"]["blue"]["latency_ms"]
+check(lat30["p999"] <= lat30["max"] <= lat_all["max"],
+      "a window's max is at least its p999 and at most the max since "
+      "start (%r, %r, %r)" % (lat30["p999"], lat30["max"], lat_all["max"]))
 
 # A real Prometheus scrapes sluice and answers histogram_quantile.
 prom = shutil.which("prometheus")

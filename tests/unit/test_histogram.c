@@ -335,6 +335,69 @@ test_cumulative_le_straddle(void **state)
 	free(h);
 }
 
+/* A window's max as /stats reports it: its top bucket's midpoint (the
+ * review's client max 300.6 ms was reported as the bucket's upper edge,
+ * 301.055 ms, above every sample), never above the max since start, and
+ * that max when the window holds values beyond the range. */
+static void
+test_window_max(void **state)
+{
+	struct sl_hist *a = hist_new(), *b = hist_new(), *w = hist_new();
+	size_t top = sl_hist_index(300600);
+
+	sl_hist_record(a, 20000);
+	sl_hist_snapshot(a, b);
+	sl_hist_record(a, 21000);
+	sl_hist_record(a, 300600);
+	sl_hist_record(a, 400000); /* the max since start */
+	sl_hist_snapshot(a, w);
+	sl_hist_sub(w, w, b);
+	/* the window holds 21000, 300600 and 400000, the max since start,
+	 * below its bucket's middle: exact */
+	assert_true(sl_hist_bucket_mid(sl_hist_index(400000)) > 400000);
+	assert_int_equal(sl_hist_window_max(w, 400000), 400000);
+	/* only 300600 in a window: its bucket's middle, below the edge */
+	sl_hist_reset(a);
+	sl_hist_reset(b);
+	sl_hist_record(a, 1000);
+	sl_hist_record(a, 400000); /* before the window */
+	sl_hist_snapshot(a, b);
+	sl_hist_record(a, 300600);
+	sl_hist_snapshot(a, w);
+	sl_hist_sub(w, w, b);
+	assert_int_equal(sl_hist_max(w), sl_hist_bucket_hi(top));
+	assert_int_equal(
+	    sl_hist_window_max(w, 400000), (uint64_t)sl_hist_bucket_mid(top));
+	assert_true(sl_hist_window_max(w, 400000) < 300600);
+	assert_true(
+	    sl_hist_window_max(w, 400000) >= 300600 * (1 - MAX_REL_ERR));
+	/* never above the max since start */
+	assert_int_equal(sl_hist_window_max(w, sl_hist_bucket_lo(top)),
+	    sl_hist_bucket_lo(top));
+	/* never below the window's min (one bucket, min above its middle) */
+	w->min_inv = ~(sl_hist_bucket_hi(top) - 1);
+	assert_int_equal(
+	    sl_hist_window_max(w, 400000), sl_hist_bucket_hi(top) - 1);
+	/* beyond the range: the window's bucket says nothing; the max since
+	 * start is the bound */
+	sl_hist_reset(a);
+	sl_hist_reset(b);
+	sl_hist_record(a, 1000);
+	sl_hist_snapshot(a, b);
+	sl_hist_record(a, UINT64_C(90000000));
+	sl_hist_snapshot(a, w);
+	sl_hist_sub(w, w, b);
+	assert_int_equal(sl_hist_max(w), SL_HIST_MAX_VALUE);
+	assert_int_equal(
+	    sl_hist_window_max(w, UINT64_C(90000000)), UINT64_C(90000000));
+	/* empty */
+	sl_hist_reset(w);
+	assert_int_equal(sl_hist_window_max(w, 400000), 0);
+	free(a);
+	free(b);
+	free(w);
+}
+
 /* merge(A, B) is bucket-for-bucket the histogram of the union. */
 static void
 test_merge(void **state)
@@ -700,6 +763,7 @@ main(void)
 	    cmocka_unit_test(test_quantiles),
 	    cmocka_unit_test(test_cumulative_le),
 	    cmocka_unit_test(test_cumulative_le_straddle),
+	    cmocka_unit_test(test_window_max),
 	    cmocka_unit_test(test_merge),
 	    cmocka_unit_test(test_extremes),
 	    cmocka_unit_test(test_sub),
