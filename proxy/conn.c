@@ -2050,10 +2050,11 @@ handle_response_head(struct sl_conn *c)
 		 * head and the body bytes that came with it leave in one
 		 * record: io.c encrypts a small output as one.) */
 		if (head->status >= 200 || head->status == 101 ||
-		    c->req_minor > 0)
+		    c->req_minor > 0) {
 			evbuffer_add(sl_io_output(&c->io), o.p, o.len);
-		if (c->vs != NULL)
-			SL_STAT_ADD(c->vs->bytes_out, o.len);
+			if (c->vs != NULL)
+				SL_STAT_ADD(c->vs->bytes_out, o.len);
+		}
 		evbuffer_drain(in, end);
 		c->up_scan = 0;
 		if (head->status == 101) {

@@ -636,4 +636,35 @@ check(v["requests"] == 2 and v["latency_ms"]["max"] < 2500,
       "%.1f ms)" % v["latency_ms"]["max"])
 check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
 
+# An interim 103 is not sent to an HTTP/1.0 client, nor counted in the
+# bytes sent to it.
+hints = socket.socket()
+hints.bind(("127.0.0.1", 0))
+hints.listen(4)
+
+
+def hints_origin():
+    while True:
+        try:
+            conn, _ = hints.accept()
+        except OSError:
+            return
+        recv_until(conn, b"\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        conn.close()
+
+
+threading.Thread(target=hints_origin, daemon=True).start()
+sl = Sluice({"h": {"stable": "v", "versions": {
+    "v": (["127.0.0.1:%d" % hints.getsockname()[1]], 100)}}})
+got = sl.raw(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n", shutdown=False)
+v = sl.ctl("show stats h")["versions"]["v"]
+check(got.startswith(b"HTTP/1.1 200") and b"103" not in got and
+      v["sent_bytes"] == len(got),
+      "HTTP/1.0 client: no 103, and sent_bytes is what it got (%d, %d)"
+      % (v["sent_bytes"], len(got)))
+check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
+hints.close()
+
 done()
