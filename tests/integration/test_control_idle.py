@@ -235,6 +235,14 @@ check(rc == 0 and out.count("stable: blue") == 2,
       "frame: it connects again when its idle connection was closed (%d: "
       "%s)" % (rc, err.strip()[-160:]))
 
+c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+c.request("GET", "/metrics")
+text = c.getresponse().read().decode()
+c.close()
+n = metric_value(text, "sluice_control_timeouts_total")
+check(n is not None and n >= 3,
+      "sluice_control_timeouts_total counts the closures (%s)" % n)
+
 # The takeover handshake's connection waits for the new sluice to start,
 # however long: it is never timed out.
 s = connect(sl.ctl_path, b"takeover begin\n")
@@ -248,12 +256,6 @@ check(f.readline().startswith(b'{"ok":true'),
       "and takeover done is answered on it")
 f.close()
 s.close()
+# (takeover done closes the admin endpoint: the new sluice has it.)
 
-c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
-c.request("GET", "/metrics")
-text = c.getresponse().read().decode()
-c.close()
-n = metric_value(text, "sluice_control_timeouts_total")
-check(n is not None and n >= 3,
-      "sluice_control_timeouts_total counts the closures (%s)" % n)
 done()
