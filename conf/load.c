@@ -99,6 +99,7 @@ enum key_type {
 };
 
 #define KEY_LIST     0x1 /* continuation lines append to the value */
+#define KEY_OFF      0x4 /* a duration that may be "off" (or 0): none */
 #define KEY_REQUIRED 0x2
 
 /* Parses VALUE into OBJ: 0, or -1 with a heap string in *msg. */
@@ -506,8 +507,14 @@ static const struct key_def rollout_keys[] = {
         .type = KEY_CUSTOM,
         .dflt = "250us",
         .parse = parse_latency_tolerance},
-    {.name = "guard", .type = KEY_DURATION, .offset = R(guard_ms)},
-    {.name = "warmup", .type = KEY_DURATION, .offset = R(warmup_ms)},
+    {.name = "guard",
+        .type = KEY_DURATION,
+        .flags = KEY_OFF,
+        .offset = R(guard_ms)},
+    {.name = "warmup",
+        .type = KEY_DURATION,
+        .flags = KEY_OFF,
+        .offset = R(warmup_ms)},
     {.name = NULL},
 };
 #undef R
@@ -866,6 +873,10 @@ sl_conf_parse_duration(const char *s, uint32_t *ms, const char **why)
 		mult = 60 * 1000;
 	else if (strcmp(s, "h") == 0)
 		mult = 3600 * 1000;
+	else if (*s == '.')
+		return fail(why,
+		    "a whole number of ms, s, m or h (1500ms, not "
+		    "1.5s)");
 	else
 		return fail(why, "unknown unit (use ms, s, m or h)");
 	n *= mult;
@@ -2194,6 +2205,14 @@ parse_steps(struct loader *L, void *obj, const char *value, char **msg)
 		}
 		r->steps[r->nsteps++] = w;
 	}
+	/* A step at 100 promotes as it is reached, unjudged. */
+	if (r->nsteps > 0 && r->steps[0] >= SL_WEIGHT_TOTAL) {
+		*msg = sl_xasprintf("'%s' has no step below 100, where the "
+		                    "analyzer would judge the canary (for a "
+		                    "cut-over without one, use switch)",
+		    value);
+		goto fail;
+	}
 	free_list(items, n);
 	return 0;
 fail:
@@ -2500,7 +2519,10 @@ apply_value(struct loader *L, const char *title, const struct key_def *def,
 	}
 	switch (def->type) {
 	case KEY_DURATION:
-		if (sl_conf_parse_duration(value, &u, &why) == -1)
+		if ((def->flags & KEY_OFF) &&
+		    (strcmp(value, "off") == 0 || strcmp(value, "0") == 0))
+			memset(field, 0, sizeof u);
+		else if (sl_conf_parse_duration(value, &u, &why) == -1)
 			msg = sl_xasprintf(
 			    "invalid duration '%s': %s", value, why);
 		else

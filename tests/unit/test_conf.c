@@ -1299,6 +1299,10 @@ static const struct error_case error_cases[] = {
     {"steps_not_increasing", BASE "[rollout:shop]\nsteps = 1 25 5 100\n",
         "t.ini:8: [rollout:shop] steps: steps must be strictly increasing "
         "('5' follows '25')"},
+    {"steps_only_100", BASE "[rollout:shop]\nsteps = 100\n",
+        "t.ini:8: [rollout:shop] steps: '100' has no step below 100, where "
+        "the analyzer would judge the canary (for a cut-over without one, "
+        "use switch)"},
     {"steps_equal", BASE "[rollout:shop]\nsteps = 10 10\n",
         "t.ini:8: [rollout:shop] steps: steps must be strictly increasing "
         "('10' follows '10')"},

@@ -116,6 +116,13 @@ test_values(void **state)
 	assert_int_equal(s->rollout.warmup_ms, 20000);
 	sl_conf_free(c);
 
+	/* warmup and guard say "off" (their default) or 0 for none. */
+	c = load("", "", "guard = off\nwarmup = 0\n", &err);
+	assert_non_null(c);
+	assert_int_equal(c->services[0].rollout.guard_ms, 0);
+	assert_int_equal(c->services[0].rollout.warmup_ms, 0);
+	sl_conf_free(c);
+
 	/* latency_tolerance: µs, ms or s, decimals, or 0 for none. */
 	{
 		static const struct {
@@ -277,6 +284,9 @@ test_errors(void **state)
 	        "t.ini:10: [rollout:s]: warmup (15s) must be shorter than "
 	        "step_time (10s)"},
 	    {"", "", "warmup = soon\n", "t.ini:9: "},
+	    {"", "", "step_time = 1.5s\n",
+	        "t.ini:9: [rollout:s] step_time: invalid duration '1.5s': a "
+	        "whole number of ms, s, m or h (1500ms, not 1.5s)"},
 	    {"", "", "latency_tolerance = 250\n",
 	        "t.ini:9: [rollout:s] latency_tolerance: invalid tolerance "
 	        "'250': expected a duration in us, ms or s, such as 250us, "
