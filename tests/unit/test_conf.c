@@ -583,7 +583,7 @@ test_defaults(void **state)
 	assert_int_equal(r->steps[3], 5000);
 	assert_int_equal(r->steps[4], 10000);
 	assert_int_equal(r->step_time_ms, 60000);
-	assert_int_equal(r->interval_ms, 10000);
+	assert_int_equal(r->interval_ms, 5000);
 	assert_int_equal(r->min_requests, 200);
 	assert_true(r->max_error_rate == 0.01);
 	assert_true(r->max_latency_ratio == 1.5);
