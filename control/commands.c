@@ -704,6 +704,21 @@ cmd_unlock(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 		*errp = sl_xasprintf("service '%s' is not locked", svc->name);
 		return NULL;
 	}
+	/* A lock a rollout set aside is released like any other: naming
+	 * its owner (it would come back when the rollout ends). */
+	if (strcmp(rt->lock_owner, argv[1]) != 0 && rt->held_owner[0] != '\0' &&
+	    rt->held_expires > time(NULL) &&
+	    strcmp(rt->held_owner, argv[1]) == 0) {
+		undo = *rt;
+		rt->held_owner[0] = '\0';
+		rt->held_expires = 0;
+		if (save_lock(cx, rt, &undo, errp) != 0)
+			return NULL;
+		sl_event(cx->ctl, cx->who, cx->text, lock_json(&undo),
+		    lock_json(rt));
+		return json_pack(
+		    "{s:s,s:o}", "service", svc->name, "lock", lock_json(rt));
+	}
 	if (strcmp(rt->lock_owner, argv[1]) != 0) {
 		*errp = sl_xasprintf("service '%s' is locked by '%s', not '%s'",
 		    svc->name, rt->lock_owner, argv[1]);

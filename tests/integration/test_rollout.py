@@ -456,6 +456,17 @@ check(r["state"] == "aborted" and "routed at 0%" in r["reason"],
 lock = sl.ctl("show service ops")["service"]["lock"]
 check(lock is None and weights("ops")[0]["blue"] == 0.0,
       "and it holds no lock, and routing is as it was (%r)" % lock)
+# A set-aside lock is released like any lock, by naming its owner (an
+# operator clearing a stale one): then anyone may steer the rollout.
+check(sl.ctl("as ci-9 lock ops ci-9 600")["ok"] and
+      sl.ctl("as ci-9 rollout start ops blue")["ok"],
+      "ci-9 locks ops and starts a rollout")
+r = sl.ctl("as bob unlock ops ci-9")
+check(r["ok"] and r["lock"]["owner"] == "rollout" and
+      "set_aside" not in r["lock"],
+      "unlock naming the set-aside lock's owner releases it (%s)" % r)
+check(sl.ctl("as bob rollout abort ops")["ok"],
+      "and then anyone may abort the rollout")
 # The starter's lock, set aside while its rollout runs, expires on time
 # with an event like any lock (it ended silently).
 check(sl.ctl("as ci-8 lock ops ci-8 2")["ok"] and
