@@ -805,7 +805,7 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 	for (i = 0; i < ctl->nrt; i++) {
 		struct sl_rollout_run *run = ctl->rt[i]->run;
 		struct sl_route_service *svc;
-		char err[200], msg[240];
+		char err[200], msg[480], removed[200];
 		const char *why;
 		char *e = NULL;
 		bool gone;
@@ -824,9 +824,21 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 		gone = svc == NULL ||
 		    sl_route_version_index(svc, run->ro->canary) < 0 ||
 		    sl_route_version_index(svc, run->ro->baseline) < 0;
-		if (gone)
-			why = "a version of the rollout was removed by reload";
-		else if (!sl_route_current()->conf->global.measure)
+		if (gone) {
+			bool canary = svc != NULL &&
+			    sl_route_version_index(svc, run->ro->canary) < 0;
+
+			if (svc == NULL)
+				snprintf(removed, sizeof removed,
+				    "its service was removed by a reload");
+			else
+				snprintf(removed, sizeof removed,
+				    "the %s '%s' was removed by a reload",
+				    canary ? "canary" : "stable version",
+				    canary ? run->ro->canary
+				           : run->ro->baseline);
+			why = removed;
+		} else if (!sl_route_current()->conf->global.measure)
 			why = "measure = no since a reload: the analyzer has "
 			      "no latencies";
 		else {

@@ -515,7 +515,8 @@ sl.write(sl_text.replace("[version:err/green]\nservers = %s\nweight = 0\n"
 what = reload()
 check(what == "reload", "SIGHUP reloads the edited config (%s)" % what)
 r = rollout("err")
-check(r["state"] == "aborted" and "removed by reload" in r["reason"],
+check(r["state"] == "aborted" and
+      "the canary 'green' was removed by a reload" in r["reason"],
       "removing the canary by reload aborts its rollout (%s)" % r["reason"])
 check(weights("err")[0] == {"blue": 100.0}, "and err serves blue alone")
 with open(sl.state_path) as f:
