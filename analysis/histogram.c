@@ -140,14 +140,19 @@ sl_hist_window_max(const struct sl_hist *window, uint64_t whole_max)
 
 	if (window->count == 0)
 		return 0;
+	/* WHOLE_MAX may be older than WINDOW (a new max recorded between
+	 * the reads): the window's own min bounds it from below. */
 	if (window->clamped != 0)
-		return whole_max;
+		return whole_max > SL_HIST_MAX_VALUE ? whole_max
+		                                     : SL_HIST_MAX_VALUE;
 	for (i = SL_HIST_NBUCKETS - 1; i > 0 && window->counts[i] == 0; i--)
 		;
 	v = (uint64_t)sl_hist_bucket_mid(i);
+	if (v > whole_max)
+		v = whole_max;
 	if (v < sl_hist_min(window)) /* lone bucket, min above its middle */
 		v = sl_hist_min(window);
-	return v < whole_max ? v : whole_max;
+	return v;
 }
 
 /* Values recorded. */
@@ -250,11 +255,11 @@ sl_hist_cumulative_le(const struct sl_hist *h, double le_seconds)
 	 * absorbs the rounding of the product (0.0075 * 1e6 is not
 	 * always 7500 exactly); 1e-6 µs is far below any bound's step. */
 	le = floor(le_seconds * 1e6 + 1e-6);
-	if (le >= (double)sl_hist_max(h))
-		return sl_hist_count(h);
-	if (le < (double)sl_hist_min(h))
-		return 0;
-	bound = (uint64_t)le; /* below max, so it fits */
+	/* Buckets only: a shortcut through max (all values when le is
+	 * above it) would count a straddling bucket's values until a
+	 * larger one came, then drop them, and a counter went down. */
+	bound =
+	    le >= (double)SL_HIST_MAX_VALUE ? SL_HIST_MAX_VALUE : (uint64_t)le;
 	for (i = 0; i < SL_HIST_NBUCKETS && sl_hist_bucket_hi(i) <= bound; i++)
 		total += LOAD(&h->counts[i]);
 	return total;

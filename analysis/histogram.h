@@ -39,6 +39,8 @@
 /* Values are < 2^SL_HIST_TOP_BITS µs (~67.1 s). */
 #define SL_HIST_TOP_BITS  26
 #define SL_HIST_MAX_VALUE ((UINT64_C(1) << SL_HIST_TOP_BITS) - 1)
+/* Values beyond this (12.7 days) are taken as this in sum, max and min. */
+#define SL_HIST_SUM_MAX_VALUE (UINT64_C(1) << 40)
 #define SL_HIST_NBUCKETS                                                       \
 	((SL_HIST_TOP_BITS - SL_HIST_SUB_BITS + 1) * SL_HIST_SUB_COUNT)
 
@@ -107,16 +109,24 @@ sl_hist_record_n(struct sl_hist *h, uint64_t usec, uint64_t n)
 {
 	uint64_t *c;
 
-	/* Only the bucket is clamped: sum, max and min keep the value. */
+	/* Only the bucket is clamped: sum, max and min keep the value (up
+	 * to 2^40 µs, 12 days, so that no bogus time can wrap the sum). */
 	if (__builtin_expect(usec > SL_HIST_MAX_VALUE, 0)) {
+		if (usec > SL_HIST_SUM_MAX_VALUE)
+			usec = SL_HIST_SUM_MAX_VALUE;
 		c = &h->counts[SL_HIST_NBUCKETS - 1];
+		__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+		    __ATOMIC_RELAXED);
+		/* After the bucket: a reader sees no more clamped than
+		 * counted. */
 		__atomic_store_n(&h->clamped,
 		    __atomic_load_n(&h->clamped, __ATOMIC_RELAXED) + n,
 		    __ATOMIC_RELAXED);
-	} else
+	} else {
 		c = &h->counts[sl_hist_index(usec)];
-	__atomic_store_n(
-	    c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+		__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+		    __ATOMIC_RELAXED);
+	}
 	__atomic_store_n(&h->count,
 	    __atomic_load_n(&h->count, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->sum,

@@ -239,6 +239,10 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
+	if (base == NULL) { /* out of memory */
+		reply_error(ac, 503, "out of memory", false);
+		return;
+	}
 	if (sl_http_parse_head(&ac->admin->parser, base, end, -1,
 	        ac->admin->head, &err) != 0) {
 		if (err.status == 501 && other_method(base, end))

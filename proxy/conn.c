@@ -1464,18 +1464,33 @@ start_request(struct sl_conn *c, size_t head_len)
 }
 
 /*
- * Drop the empty lines (CRLF) at the start of IN that a client may send
- * before a request (RFC 9112 2.2), so that they start none; a lone CR is
- * kept (the parser judges it). Is anything else buffered?
+ * Drop the empty lines (CRLF, or a bare LF) at the start of IN that a
+ * client may send before a request (RFC 9112 2.2), so that they start
+ * none: its clock and header_timeout start with its first byte. A lone
+ * CR waits for what follows it. Is anything else buffered?
  */
 static bool
 skip_empty_lines(struct evbuffer *in)
 {
+	struct evbuffer_iovec v;
 	char b[2];
 
-	while (evbuffer_copyout(in, b, 2) == 2 && b[0] == '\r' && b[1] == '\n')
-		evbuffer_drain(in, 2);
-	return evbuffer_get_length(in) > 0;
+	if (evbuffer_peek(in, 1, NULL, &v, 1) < 1)
+		return false;
+	if (*(const char *)v.iov_base != '\r' &&
+	    *(const char *)v.iov_base != '\n')
+		return true;
+	for (;;) {
+		if (evbuffer_copyout(in, b, 2) < 1)
+			return false;
+		if (b[0] == '\n')
+			evbuffer_drain(in, 1);
+		else if (b[0] == '\r' && evbuffer_get_length(in) >= 2 &&
+		    b[1] == '\n')
+			evbuffer_drain(in, 2);
+		else
+			return true;
+	}
 }
 
 /* Read request heads while the connection is between requests. */
@@ -1503,19 +1518,16 @@ client_process(struct sl_conn *c)
 		}
 		if (c->state == CONN_IDLE) {
 			uint64_t now = now_us(c->w);
-			uint64_t came = c->next_read_us != 0 ? c->next_read_us
-			    : c->read_us != 0                ? c->read_us
-			                                     : now;
 
-			/* Bytes from before this wake-up: empty lines that
-			 * came behind the last request start none. */
-			if (came < now && !skip_empty_lines(in)) {
-				c->next_read_us = 0;
+			if (!skip_empty_lines(in)) {
+				c->next_read_us = 0; /* they were all */
 				return;
 			}
 			len = evbuffer_get_length(in);
 			c->state = CONN_HEAD;
-			c->req_start_us = came;
+			c->req_start_us = c->next_read_us != 0 ? c->next_read_us
+			    : c->read_us != 0                  ? c->read_us
+			                                       : now;
 			c->next_read_us = 0;
 			c->head_since_ms = now / 1000;
 			c->scan = 0;
@@ -2220,8 +2232,10 @@ client_read_cb(struct sl_io *io, void *arg)
 			forward_request_body(c);
 			break;
 		}
-		/* The next request's bytes (empty lines are none). */
-		if (c->next_read_us == 0 && skip_empty_lines(sl_io_input(io)))
+		/* The next request's bytes (empty lines are none); after an
+		 * Upgrade request, perhaps the tunnel's, left as they are. */
+		if (c->next_read_us == 0 && !c->req_upgrade &&
+		    skip_empty_lines(sl_io_input(io)))
 			c->next_read_us = c->read_us;
 		if (evbuffer_get_length(sl_io_input(io)) > SL_HIGH_WATER) {
 			/* Pipelined requests pile up: wait for this one. */

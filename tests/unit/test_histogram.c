@@ -315,7 +315,9 @@ test_cumulative_le_straddle(void **state)
 	assert_int_equal(sl_hist_cumulative_le(h, 5), 1);
 	assert_int_equal(sl_hist_cumulative_le(h, 10), 2);
 	assert_int_equal(sl_hist_cumulative_le(h, 30), 3);
-	assert_int_equal(sl_hist_cumulative_le(h, 60), 4);
+	/* 60 s is in a bucket that straddles the bound (59.77-60.03 s):
+	 * left to the next bound, like any straddling bucket */
+	assert_int_equal(sl_hist_cumulative_le(h, 60), 3);
 	/* just below a value: not counted; at the value's bucket edge: */
 	assert_int_equal(sl_hist_cumulative_le(h, 10.0157), 2);
 	edge = sl_hist_bucket_hi(sl_hist_index(10015700));
@@ -326,6 +328,18 @@ test_cumulative_le_straddle(void **state)
 	sl_hist_record(h, edge);
 	sl_hist_record(h, edge + 1);
 	assert_int_equal(sl_hist_cumulative_le(h, (double)edge / 1e6), 2);
+	/* a count never goes down as values come: a value in the bucket
+	 * straddling the bound is not counted while it is the largest and
+	 * then dropped when a larger one comes */
+	sl_hist_reset(h);
+	sl_hist_record(h, 7490);
+	edge = sl_hist_cumulative_le(h, 0.0075);
+	sl_hist_record(h, 8000);
+	assert_true(sl_hist_cumulative_le(h, 0.0075) >= edge);
+	sl_hist_record(h, 9990000);
+	edge = sl_hist_cumulative_le(h, 10);
+	sl_hist_record(h, 20000000);
+	assert_true(sl_hist_cumulative_le(h, 10) >= edge);
 	/* bounds that are not exact in binary still mean their decimal */
 	sl_hist_reset(h);
 	sl_hist_record(h, 1);
@@ -378,6 +392,10 @@ test_window_max(void **state)
 	w->min_inv = ~(sl_hist_bucket_hi(top) - 1);
 	assert_int_equal(
 	    sl_hist_window_max(w, 400000), sl_hist_bucket_hi(top) - 1);
+	/* nor with a max since start read before the window's values (a
+	 * new max recorded between the reads) */
+	assert_int_equal(
+	    sl_hist_window_max(w, 100000), sl_hist_bucket_hi(top) - 1);
 	/* beyond the range: the window's bucket says nothing; the max since
 	 * start is the bound */
 	sl_hist_reset(a);
@@ -500,7 +518,10 @@ test_extremes(void **state)
 	assert_true(sl_hist_quantile(one, 0.5) == 60e6);
 	assert_true(sl_hist_quantile(one, 1.0) == 60e6);
 	assert_true(sl_hist_mean(one) == 60e6);
-	assert_int_equal(sl_hist_cumulative_le(one, 60), 1);
+	/* its bucket straddles 60 s: in no bound below the next (as a
+	 * count must never drop when a larger value comes) */
+	assert_int_equal(sl_hist_cumulative_le(one, 60), 0);
+	assert_int_equal(sl_hist_cumulative_le(one, 60.1), 1);
 	assert_int_equal(sl_hist_cumulative_le(one, 59.9), 0);
 
 	/* record_n is n records */
