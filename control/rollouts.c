@@ -808,7 +808,7 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 		char err[200], msg[480], removed[200];
 		const char *why;
 		char *e = NULL;
-		bool gone;
+		bool gone, canary_gone;
 
 		if (run == NULL)
 			continue;
@@ -821,22 +821,20 @@ sl_ctl_rollouts_check(struct sl_ctl *ctl)
 		}
 		if (sl_rollout_final(run->ro))
 			continue;
-		gone = svc == NULL ||
-		    sl_route_version_index(svc, run->ro->canary) < 0 ||
+		canary_gone = svc == NULL ||
+		    sl_route_version_index(svc, run->ro->canary) < 0;
+		gone = canary_gone ||
 		    sl_route_version_index(svc, run->ro->baseline) < 0;
 		if (gone) {
-			bool canary = svc != NULL &&
-			    sl_route_version_index(svc, run->ro->canary) < 0;
-
 			if (svc == NULL)
 				snprintf(removed, sizeof removed,
 				    "its service was removed by a reload");
 			else
 				snprintf(removed, sizeof removed,
 				    "the %s '%s' was removed by a reload",
-				    canary ? "canary" : "stable version",
-				    canary ? run->ro->canary
-				           : run->ro->baseline);
+				    canary_gone ? "canary" : "stable version",
+				    canary_gone ? run->ro->canary
+				                : run->ro->baseline);
 			why = removed;
 		} else if (!sl_route_current()->conf->global.measure)
 			why = "measure = no since a reload: the analyzer has "

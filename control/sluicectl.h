@@ -142,10 +142,13 @@ sl_cli_printer sl_cli_print_help, sl_cli_print_services, sl_cli_print_service,
 void sl_cli_print_json(const json_t *reply);
 
 /*
- * "step 3/5 at 25.00%" for a rollout object ("step" counts from one).
- * Heap, caller frees.
+ * "step 3/5 at 25.00%" for a rollout object ("step" counts from one), "at
+ * 100.00% after step 4/5" once it is over. Heap, caller frees.
  */
 char *sl_cli_rollout_step(const json_t *rollout);
+
+/* Is a rollout in STATE (NULL: unknown) over? */
+bool sl_cli_rollout_over(const char *state);
 
 /* The string field KEY of object O, or DEF if there is none. */
 const char *sl_cli_str(const json_t *o, const char *key, const char *def);

@@ -293,6 +293,14 @@ sl_cli_print_json(const json_t *reply)
 	free(s);
 }
 
+bool
+sl_cli_rollout_over(const char *state)
+{
+	return state != NULL &&
+	    (strcmp(state, "promoted") == 0 || strcmp(state, "reverted") == 0 ||
+	        strcmp(state, "aborted") == 0);
+}
+
 /*
  * "step 3/5 at 25.00%"; once the rollout is over, "at 100.00% after step
  * 4/5" (its weight is no longer a step's). The daemon counts steps from
@@ -305,12 +313,7 @@ sl_cli_rollout_step(const json_t *rollout)
 	json_t *step = json_object_get(rollout, "step");
 	json_t *steps = json_object_get(rollout, "steps");
 	json_t *nsteps = json_object_get(rollout, "nsteps");
-	const char *state =
-	    json_string_value(json_object_get(rollout, "state"));
 	double weight = json_number_value(json_object_get(rollout, "weight"));
-	bool over = state != NULL &&
-	    (strcmp(state, "promoted") == 0 || strcmp(state, "reverted") == 0 ||
-	        strcmp(state, "aborted") == 0);
 	char of[32] = "";
 
 	if (!json_is_integer(step))
@@ -320,7 +323,8 @@ sl_cli_rollout_step(const json_t *rollout)
 		    (long long)json_integer_value(nsteps));
 	else if (json_is_array(steps))
 		snprintf(of, sizeof of, "/%zu", json_array_size(steps));
-	if (over)
+	if (sl_cli_rollout_over(
+	        json_string_value(json_object_get(rollout, "state"))))
 		return sl_xasprintf("at %.2f%% after step %lld%s", weight,
 		    (long long)json_integer_value(step), of);
 	return sl_xasprintf("step %lld%s at %.2f%%",

@@ -535,14 +535,6 @@ sl_cli_watch(struct sl_cli *cli, char **args, int nargs)
 	return rc;
 }
 
-/* True if a rollout in STATE is over. */
-static bool
-final_state(const char *state)
-{
-	return strcmp(state, "promoted") == 0 ||
-	    strcmp(state, "reverted") == 0 || strcmp(state, "aborted") == 0;
-}
-
 /* Print "SVC: step 3/5 at 25.00%: running, last verdict pass (...)". */
 static void
 print_progress(const char *svc, const json_t *r)
@@ -603,8 +595,9 @@ wait_fail(struct wait *w, int rc, const char *prefix, const char *fmt, ...)
 		    json_text(err), "service",
 		    w->svc != NULL ? json_text(w->svc) : json_null(), "rollout",
 		    w->last != NULL ? w->last : json_null());
-		line = o != NULL ? json_dumps(
-		    o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+		line = o != NULL
+		    ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15))
+		    : NULL;
 		if (line == NULL)
 			abort(); /* out of memory */
 		puts(line);
@@ -766,7 +759,7 @@ sl_cli_rollout_wait(struct sl_cli *cli, char **args, int nargs)
 		last_state = last;
 		last_step = step;
 		last_warming = warming;
-		if (final_state(state)) {
+		if (sl_cli_rollout_over(state)) {
 			if (cli->json)
 				puts(raw);
 			if (strcmp(state, "promoted") == 0) {

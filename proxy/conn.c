@@ -745,9 +745,7 @@ target_parts(char *t, size_t tlen, bool options, bool normalize,
 	*auth_len = 0;
 	if (t[0] == '/' || t[0] == '*') {
 		*path = t;
-		*path_len = normalize && t[0] == '/'
-		    ? sl_http_normalize_path(t, tlen)
-		    : tlen;
+		*path_len = normalize ? sl_http_normalize_path(t, tlen) : tlen;
 		return;
 	}
 	p = memchr(t, ':', tlen); /* scheme:// was checked by the parser */

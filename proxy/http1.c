@@ -1475,8 +1475,6 @@ dot_segment(const char *s, size_t n)
 {
 	int dots = 0;
 
-	if (n == 0)
-		return 0;
 	while (n > 0) {
 		if (s[0] == '.') {
 			s++;
