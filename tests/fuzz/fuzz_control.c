@@ -23,8 +23,10 @@
  * an error naming the file; once loaded and its rollouts and guards
  * restored, what sluice writes back loads again to the same file, but
  * for the analysis windows a restart adds (the last word of rollout and
- * guard lines) and unless a guard's end is so near that it could pass
- * between the two loads.
+ * guard lines), for the expiry of a running rollout's lock (renewed to a
+ * week from now by each restore, so it moves when the two loads fall in
+ * different seconds) and unless a guard's end is so near that it could
+ * pass between the two loads.
  *
  * Nothing carries over from one input to the next: afterwards the
  * rollouts, guards, runtime records and events are dropped and a fresh copy
@@ -286,7 +288,8 @@ run_line(const char *line, size_t len, bool read_only)
 }
 
 /* The state file as sluice wrote it, with the last word of its rollout
- * and guard lines (the windows begun, which every restart moves) cut.
+ * and guard lines (the windows begun, which every restart moves) and of
+ * the rollout's lock line (its expiry, renewed by every restore) cut.
  * *NEAR tells whether a guard in it ends within a minute. Heap. */
 static char *
 saved_state(bool *near)
@@ -308,7 +311,8 @@ saved_state(bool *near)
 		    until < (long long)time(NULL) + 60)
 			*near = true;
 		if (strncmp(line, "rollout = ", 10) == 0 ||
-		    strncmp(line, "guard = ", 8) == 0)
+		    strncmp(line, "guard = ", 8) == 0 ||
+		    strncmp(line, "lock = rollout ", 15) == 0)
 			strcpy(strrchr(line, ' '), "\n");
 		fputs(line, o);
 	}
