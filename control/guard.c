@@ -11,7 +11,9 @@
  * does not inflate false alarms). With `warmup`, what the new version does
  * in its first `warmup` (up to the next look) is left out, as in a
  * rollout's step, and the guard lasts `guard` after that. A FAIL switches back
- * at once; a guard that ends without one is recorded as passed. A watching
+ * at once; a guard that ends without one is recorded as passed if its last
+ * verdict passed, else as inconclusive (too little traffic, or a worse
+ * look not proven): the switch stays either way. A watching
  * guard is kept in the state file (its times and the baseline's counts and
  * latencies), so a restart resumes it until the same end, with a fresh
  * window for the new version (and its warm-up again), as a rollout resumes.
@@ -32,11 +34,11 @@
 #include "control/ctl.h"
 #include "proxy/route.h"
 
-enum guard_state { WATCHING, PASSED, SWITCHED_BACK, ENDED };
+enum guard_state { WATCHING, PASSED, SWITCHED_BACK, ENDED, INCONCLUSIVE };
 
 /* Their names (JSON) and, 1-based, sluice_guard_state's values. */
 static const char *const guard_states[] = {
-    "watching", "passed", "switched_back", "ended"};
+    "watching", "passed", "switched_back", "ended", "inconclusive"};
 
 struct sl_guard {
 	struct sl_ctl *ctl;
@@ -188,11 +190,14 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (now >= g->until) {
-		g->state = PASSED;
+		bool passed = g->last.decision == SL_PASS;
+
+		g->state = passed ? PASSED : INCONCLUSIVE;
 		guard_stop(g);
 		snprintf(msg, sizeof msg,
-		    "guard %s: %s held for the guard "
-		    "period: %.200s",
+		    passed ? "guard %s: %s held for the guard period: %.200s"
+		           : "guard %s: %s kept, but the guard period ended "
+		             "without a verdict: %.200s",
 		    g->service, g->version, g->last.summary);
 		sl_event(g->ctl, NULL, msg, NULL,
 		    sl_ctl_guard_json(g->ctl, g->service));
@@ -467,7 +472,8 @@ sl_ctl_guard_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 		return;
 	evbuffer_add_printf(out,
 	    "# HELP sluice_guard_state State of the service's blue/green "
-	    "guard: 1 watching, 2 passed, 3 switched_back, 4 ended.\n"
+	    "guard: 1 watching, 2 passed, 3 switched_back, 4 ended, "
+	    "5 inconclusive.\n"
 	    "# TYPE sluice_guard_state gauge\n");
 	evbuffer_add_printf(backs,
 	    "# HELP sluice_guard_switch_backs_total Switches back to the "

@@ -3,7 +3,8 @@
 the previous stable's behaviour just before the switch; a good switch is
 held, a bad one is switched back automatically, a version that starts
 cold is judged only after the warm-up, and a restart during a guard
-resumes it (same end, same baseline) while an ended guard stays ended."""
+resumes it (same end, same baseline) while an ended guard stays ended; a
+guard that sees no traffic ends inconclusive, not passed."""
 
 import calendar
 import http.client
@@ -20,7 +21,10 @@ from harness import Origin, Sluice, check, config, done, free_port
 # switch makes the new version look slower. Each candidate is therefore
 # clearly faster than the version it replaces (blue 20 ms, teal 10 ms, bad
 # 3 ms), with room for scheduling noise (max_latency_ratio = 3): nothing
-# should switch teal back, and only its errors can switch bad back.
+# should switch teal back, and only its errors can switch bad back. Its
+# latency_quantile is 0.9: a guard's baseline is fixed, and the few hundred
+# latencies this test's seconds give bound a p90 but not a p99 (943 are
+# needed), so with p99 a good switch would end inconclusive, not passed.
 blue = Origin("blue", "--latency", "20")
 teal = Origin("teal", "--latency", "10")
 bad = Origin("bad", "--latency", "3", "--error-rate", "0.10", "--seed", "3")
@@ -30,6 +34,9 @@ cold = Origin("cold", "--latency", "5", "--cold", "1500", "--cold-latency",
 # rs: a guard of 30 s, its first 5 s not judged, across a restart.
 rs_a = Origin("rs-a", "--latency", "5")
 rs_b = Origin("rs-b", "--latency", "5", "--error-rate", "0.10", "--seed", "5")
+# qt: a service nobody calls during its guard.
+qt_x = Origin("qt-x")
+qt_y = Origin("qt-y")
 port = free_port()
 admin_port = free_port()
 text = config(port, {"bg": {
@@ -37,7 +44,9 @@ text = config(port, {"bg": {
     "versions": {"blue": ([blue.addr], 100), "teal": ([teal.addr], 0),
                  "bad": ([bad.addr], 0), "cold": ([cold.addr], 0)}},
     "rs": {"path_prefix": "/rs", "stable": "a",
-           "versions": {"a": ([rs_a.addr], 100), "b": ([rs_b.addr], 0)}}},
+           "versions": {"a": ([rs_a.addr], 100), "b": ([rs_b.addr], 0)}},
+    "qt": {"path_prefix": "/qt", "stable": "x",
+           "versions": {"x": ([qt_x.addr], 100), "y": ([qt_y.addr], 0)}}},
               sluice_extra="admin = 127.0.0.1:%d\n" % admin_port) + """
 [rollout:rs]
 guard = 30s
@@ -45,6 +54,11 @@ warmup = 5s
 interval = 500ms
 step_time = 10s
 min_requests = 30
+
+[rollout:qt]
+guard = 2s
+interval = 500ms
+step_time = 2s
 
 [rollout:bg]
 guard = 4s
@@ -54,6 +68,7 @@ step_time = 4s
 min_requests = 30
 max_error_rate = 1%
 max_latency_ratio = 3
+latency_quantile = 0.9
 """
 sl = Sluice(text=text, port=port)
 stop = threading.Event()
@@ -221,6 +236,28 @@ check(svc["stable"] == "a" and svc["guard"]["state"] == "switched_back",
       % (svc["guard"]["state"], svc["guard"]["last_verdict"]))
 with open(sl.state_path) as f:
     check("guard =" not in f.read(), "and the state file has no guard left")
+
+# No traffic at all during the guard: nothing to judge y by, so the guard
+# ends inconclusive (the switch stays), never "passed".
+r = sl.ctl("switch qt y")
+check(r["ok"] and r["stable"] == "y", "switch qt y")
+deadline = time.time() + 30
+while time.time() < deadline:
+    g = sl.ctl("show service qt")["service"]["guard"]
+    if g["state"] != "watching":
+        break
+    time.sleep(0.2)
+check(g["state"] == "inconclusive" and
+      g["last_verdict"].startswith("inconclusive") and
+      sl.ctl("show service qt")["service"]["stable"] == "y",
+      "a guard that saw no traffic ends inconclusive, y kept (%s: %s)"
+      % (g["state"], g["last_verdict"]))
+evs = [e["command"] for e in sl.ctl("show events 20")["events"]]
+check(any(e.startswith("guard qt: y kept, but the guard period ended "
+                       "without a verdict: inconclusive") for e in evs),
+      "its end is an event that says no verdict was reached")
+check('sluice_guard_state{service="qt",version="y",previous="x"} 5'
+      in metrics(), "/metrics: qt's guard is inconclusive (5)")
 stop.set()
 for t in threads:
     t.join(5)
