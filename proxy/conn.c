@@ -2001,11 +2001,12 @@ handle_response_head(struct sl_conn *c)
 			return;
 		}
 		/* A 101 must name what it switches to, among what the
-		 * request offered (RFC 9110 7.8, 15.2.2). */
+		 * request offered (RFC 9110 7.8, 15.2.2), and never h2c. */
 		if (head->status == 101 &&
 		    (!c->req_upgrade ||
 		        (protos = sl_http_upgrade_protocols(head, base)) == 0 ||
-		        (protos & ~c->req_protocols) != 0)) {
+		        (protos & ~c->req_protocols) != 0 ||
+		        sl_http_upgrade_h2c(head, base) != SL_H2C_NONE)) {
 			upstream_fail(c, FAIL_BAD_RESPONSE);
 			return;
 		}

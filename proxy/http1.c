@@ -1125,10 +1125,12 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 			}
 		}
 	} else {
-		/* RFC 9110 7.8: a server ignores Upgrade in HTTP/1.0. */
+		/* RFC 9110 7.8: a server ignores Upgrade in HTTP/1.0; and
+		 * sluice ignores an offer of h2c alone (see upgrade_h2c). */
 		head->upgrade = (parser->flags & F_UPGRADE) != 0 &&
 		    (head->conn_tokens & SL_CONN_UPGRADE) != 0 &&
-		    parser->http_minor > 0;
+		    parser->http_minor > 0 &&
+		    sl_http_upgrade_h2c(head, base) != SL_H2C_ONLY;
 		head->has_body = (parser->flags & F_CHUNKED) != 0 ||
 		    ((parser->flags & F_CONTENT_LENGTH) != 0 &&
 		        parser->content_length > 0);
@@ -1467,6 +1469,28 @@ sl_http_upgrade_protocols(const struct sl_http_head *head, const char *base)
 		}
 	}
 	return mask;
+}
+
+enum sl_h2c
+sl_http_upgrade_h2c(const struct sl_http_head *head, const char *base)
+{
+	size_t h2c = 0, other = 0;
+	uint32_t i;
+
+	for (i = 0; i < head->nhdrs; i++) {
+		const char *v = base + head->hdrs[i].value_off;
+		size_t len = head->hdrs[i].value_len, at = 0, start, end;
+
+		if (head->kinds[i] != SL_HDR_UPGRADE)
+			continue;
+		while (list_next(v, len, &at, &start, &end)) {
+			if (word_is(v + start, end - start, "h2c"))
+				h2c++;
+			else
+				other++;
+		}
+	}
+	return h2c == 0 ? SL_H2C_NONE : other == 0 ? SL_H2C_ONLY : SL_H2C_TOO;
 }
 
 /* 1 for a "." segment, 2 for "..", else 0; a dot may be spelled %2e. */

@@ -163,6 +163,17 @@ uint32_t sl_http_upgrade_protocols(
     const struct sl_http_head *head, const char *base);
 
 /*
+ * Whether HEAD's Upgrade fields offer h2c (HTTP/2 over cleartext, RFC 7540
+ * 3.2; deprecated by RFC 9113 3.1): not at all, alone, or among other
+ * protocols. sluice does not tunnel it: the HTTP/2 requests inside would
+ * pass its routing, header rewriting and measurement. A request offering
+ * h2c alone is served as if it asked for no upgrade; a 101 to h2c is a 502.
+ */
+enum sl_h2c { SL_H2C_NONE, SL_H2C_ONLY, SL_H2C_TOO };
+enum sl_h2c sl_http_upgrade_h2c(
+    const struct sl_http_head *head, const char *base);
+
+/*
  * Resolve the dot-segments of PATH's path part in place ("." and "..",
  * each dot also spelled %2e or %2E), as RFC 3986 5.2.4 removes them, so
  * that a service's path_prefix and the origin see the same path: "/a/../b"
