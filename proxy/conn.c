@@ -712,24 +712,51 @@ refuse_large_head(struct sl_conn *c, struct evbuffer *in)
 		send_error(c, 431, "request head too large");
 }
 
-/* Bytes that cannot begin a request (a method is a token, RFC 9112 3)
- * get their 400 at once, not after header_timeout: a TLS handshake sent
- * to a plain listener, most often, which is named. False when the first
- * byte may begin one. */
+/* Whether the request line in IN is whole and ends in no version:
+ * HTTP/0.9's "GET /x", which would otherwise wait for a blank line. The
+ * version is the last word, and "HTTP/1.1" is 8 bytes. */
+static bool
+line_without_version(struct evbuffer *in)
+{
+	struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL), from;
+	char tail[16];
+	size_t n, i;
+
+	if (lf.pos < 0)
+		return false;
+	n = (size_t)lf.pos < sizeof tail ? (size_t)lf.pos : sizeof tail;
+	evbuffer_ptr_set(in, &from, (size_t)lf.pos - n, EVBUFFER_PTR_SET);
+	if (evbuffer_copyout_from(in, &from, tail, n) != (ev_ssize_t)n)
+		return false;
+	for (i = n; i > 0 && tail[i - 1] != ' '; i--)
+		;
+	return i == 0 || n - i < 5 || memcmp(tail + i, "HTTP/", 5) != 0;
+}
+
+/* Bytes that cannot begin a request (a method is a token, RFC 9112 3),
+ * or a whole request line without a version, get their 400 at once, not
+ * after header_timeout: a TLS handshake sent to a plain listener, most
+ * often, which is named. False when they may still begin one. */
 static bool
 not_http(struct sl_conn *c, struct evbuffer *in)
 {
 	unsigned char b[2] = {0, 0};
+	const char *why;
 
 	evbuffer_copyout(in, b, sizeof b);
-	if (sl_http_is_tchar(b[0]) || b[0] == '\r' || b[0] == '\n')
-		return false;
+	if (sl_http_is_tchar(b[0]) || b[0] == '\r' || b[0] == '\n') {
+		if (!line_without_version(in))
+			return false;
+		why = "no HTTP version in the request line (HTTP/0.9 is not "
+		      "served)";
+	} else if (b[0] == 0x16 && b[1] == 0x03) {
+		why = "a TLS handshake on a plain HTTP listener: use http://, "
+		      "or tls_cert on the listener";
+	} else {
+		why = "not an HTTP request";
+	}
 	count_refusal(c->w, 400);
-	send_error(c, 400,
-	    b[0] == 0x16 && b[1] == 0x03
-	        ? "a TLS handshake on a plain HTTP listener: use http://, or "
-	          "tls_cert on the listener"
-	        : "not an HTTP request");
+	send_error(c, 400, why);
 	return true;
 }
 
@@ -1988,6 +2015,11 @@ handle_response_head(struct sl_conn *c)
 			 * at the deadline. */
 			if (c->resp_deadline_ms == 0 || head_deadline(c))
 				sl_io_check_end(&c->up->io);
+			return;
+		}
+		/* The limit holds however the origin's writes were cut. */
+		if (end > SL_RESP_HEAD_MAX) {
+			upstream_fail(c, FAIL_BAD_RESPONSE);
 			return;
 		}
 		base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
