@@ -1176,6 +1176,11 @@ forward_request_body(struct sl_conn *c)
 	if (c->req_expect && evbuffer_get_length(in) < before)
 		expect_answered(c); /* the client did not wait */
 	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
+	/* A reset that came with the body's bytes makes no edge of its own
+	 * (epoll's EPOLLERR reaches us as a plain read): look for it now,
+	 * or the request would wait for body_timeout. */
+	if (!c->client_read_paused)
+		sl_io_check_end(&c->io);
 }
 
 /* The Max-Forwards of a request (RFC 9110 7.6.2): -1 when it has none,
@@ -1765,6 +1770,10 @@ forward_response_body(struct sl_conn *c)
 		return;
 	}
 	apply_backpressure(&c->up->io, &c->io, &c->up_read_paused);
+	/* As for a request body: an origin's reset right behind part of the
+	 * body is found now, not at body_timeout. */
+	if (!c->up_read_paused)
+		sl_io_check_end(&c->up->io);
 }
 
 /* Is a request with this method safe to send twice (RFC 9110 9.2.2)? */

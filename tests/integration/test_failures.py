@@ -656,6 +656,12 @@ class ResetOrigin(RawOrigin):
                 time.sleep(0.3)
             elif " /headreset" in line:  # part of a head, a reset at once
                 conn.sendall(b"HTTP/1.1 200 OK\r\nX-Half: y")
+            elif " /bodyreset" in line:  # part of a body, a reset at once
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100"
+                             b"\r\n\r\npartial")
+            elif " /slow" in line:  # an answer the client will not wait for
+                time.sleep(2)
+                conn.sendall(OK)
             else:
                 conn.sendall(OK)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -791,6 +797,41 @@ for _ in range(5):
 check(wait_until(lambda: active7() == 0, timeout=5),
       "part of a request head and a reset: the connection is closed at "
       "once, not held until header_timeout (%r open)" % active7())
+# The same with part of a body: the response is cut at once (the client
+# sees its connection end short of the 100 bytes, counted as the origin's
+# reset), not held until body_timeout (30 s), and a request body cut by
+# the client's reset ends its request at once, counted as a client abort.
+before = sl7.ctl("show stats r")["versions"]["v1"]["upstream_errors"]
+took = []
+for _ in range(10):
+    t0 = time.time()
+    out, _reset = read_to_end(sl7.port,
+                              b"GET /bodyreset HTTP/1.1\r\nHost: a\r\n\r\n")
+    took.append(time.time() - t0)
+    check(out.startswith(b"HTTP/1.1 200") and out.endswith(b"partial"),
+          "part of a body, then a reset: the client gets the part (%r)"
+          % out[-30:])
+after = sl7.ctl("show stats r")["versions"]["v1"]["upstream_errors"]
+check(max(took) < 10 and after["reset"] == before["reset"] + 10 and
+      after["response_timeout"] == before["response_timeout"],
+      "part of a body and a reset: cut at once, not at body_timeout "
+      "(longest %.1f s), counted as 10 resets (%d)"
+      % (max(took), after["reset"] - before["reset"]))
+check(wait_until(lambda: active7() == 0, timeout=5),
+      "no client connection left open after the cut bodies")
+aborts0 = metric_value(admin_metrics(admin7), "sluice_client_aborts_total")
+for _ in range(10):
+    s = socket.create_connection(("127.0.0.1", sl7.port), 10)
+    s.sendall(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 100"
+              b"\r\n\r\nabc")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                 b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+check(wait_until(lambda: active7() == 0, timeout=8),
+      "part of a request body and a reset: the request ends at once, not "
+      "at body_timeout (%r open)" % active7())
+check(metric_value(admin_metrics(admin7), "sluice_client_aborts_total")
+      == aborts0 + 10, "and each is counted as a client abort")
 check(wait_until(lambda: any(
     "health: hc/v1 %s down at its first check: timeout" % checked.addr
     in e["command"] for e in sl7.ctl("show events 100")["events"])),
