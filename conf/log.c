@@ -88,10 +88,12 @@ sl_log_limited(struct sl_log_limit *limit, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	/* The skipped ones came since the last one logged, however long
+	 * ago that was. */
 	if (limit->skipped > 0)
 		sl_log(SL_LOG_WARN, err,
-		    "%s (and %u more like it in the last %d s, not logged)",
-		    msg, limit->skipped, SL_LOG_LIMIT_S);
+		    "%s (and %u more like it in the last %ld s, not logged)",
+		    msg, limit->skipped, (long)ts.tv_sec - limit->at);
 	else
 		sl_log(SL_LOG_WARN, err, "%s", msg);
 	/* Never 0 once logged, even in a clock's first second. */

@@ -258,7 +258,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		uint64_t one = 1;
 
 		SL_STAT_INC(w->wstats.conn_limit);
-		sl_log_warn("max_connections (%u) reached, pausing accept",
+		sl_log_limited(&w->limit_log, 0,
+		    "max_connections (%u) reached, pausing accept",
 		    sl_worker_current_table(w)->conf->global.max_connections);
 		for (i = 0; i < nall_workers; i++) {
 			if (all_workers[i] != w &&

@@ -52,6 +52,7 @@ struct sl_worker {
 	bool accept_starved; /* out of descriptors: a pause (starve_ev) */
 	bool stopping;
 	struct sl_log_limit accept_log; /* its failed accepts */
+	struct sl_log_limit limit_log;  /* its pauses at max_connections */
 
 	/* Routing tables: the newest seen, and every one still in use. */
 	struct sl_route_table *table;

@@ -343,6 +343,12 @@ t.join(10)
 check(result == [200], "and is served once one closes (%r)" % result)
 check("max_connections (3) reached" in sl.logtext(),
       "reaching the limit is logged")
+# Clients that keep reaching it (here 100 connections, one after the
+# other, each the third) are not a line each: at most one in 10 s.
+for i in range(100):
+    get("/h/churn")
+said = sl.logtext().count("max_connections (3) reached")
+check(1 <= said <= 3, "reaching the limit 100 times more: %d log lines" % said)
 for c in held[1:]:
     c.close()
 
