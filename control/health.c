@@ -23,6 +23,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,11 +177,20 @@ check_read_cb(struct bufferevent *bev, void *arg)
 		}
 		return;
 	}
-	if (sscanf(line, "HTTP/1.%*1d %3u", &status) != 1) {
+	/* "HTTP/1.x NNN" and a space or the end (RFC 9112 4): exactly
+	 * three digits, as the proxy reads them, or "2000" would pass. */
+	if (strncmp(line, "HTTP/1.", 7) != 0 ||
+	    !isdigit((unsigned char)line[7]) || line[8] != ' ' ||
+	    !isdigit((unsigned char)line[9]) ||
+	    !isdigit((unsigned char)line[10]) ||
+	    !isdigit((unsigned char)line[11]) ||
+	    (line[12] != ' ' && line[12] != '\0')) {
 		free(line);
 		check_done(h, false, "not an HTTP response");
 		return;
 	}
+	status = (unsigned)(line[9] - '0') * 100 +
+	    (unsigned)(line[10] - '0') * 10 + (unsigned)(line[11] - '0');
 	free(line);
 	if (status >= h->status_min && status <= h->status_max) {
 		check_done(h, true, NULL);
