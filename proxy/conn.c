@@ -106,6 +106,10 @@ static const struct {
         "origin TLS handshake failed"},
 };
 
+_Static_assert(
+    sizeof up_fail_answers / sizeof up_fail_answers[0] == SL_POOL_FAIL_KINDS,
+    "a log limit per failure kind");
+
 struct sl_conn {
 	struct sl_worker *w;
 	struct sl_upstream *up;
@@ -1722,6 +1726,13 @@ count_up_fail(struct sl_conn *c, enum up_fail kind)
 	if (c->vs != NULL)
 		SL_STAT_INC(*(
 		    uint64_t *)((char *)c->vs + up_fail_answers[kind].counter));
+	/* Said at the default level, at most once in 10 s per server, kind
+	 * and worker: an origin going down shows in the log, and one down
+	 * under load does not flood it. */
+	if (c->srv != NULL && c->ver != NULL)
+		sl_log_limited(&c->w->pools[c->srv->id]->fail_log[kind], 0,
+		    "upstream %s/%s %s: %s", c->svc->name, c->ver->name,
+		    c->srv->addr.text, up_fail_answers[kind].why);
 }
 
 /*

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "conf/log.h"
 #include "proxy/http1.h"
 #include "proxy/io.h"
 #include "proxy/tls.h"
@@ -40,6 +41,8 @@ struct sl_upstream {
 TAILQ_HEAD(sl_upstream_list, sl_upstream);
 
 /* Per worker, per server: idle connections, load, and passive health. */
+#define SL_POOL_FAIL_KINDS 6
+
 struct sl_pool {
 	struct sl_upstream_list idle;
 	uint32_t nidle;
@@ -50,6 +53,8 @@ struct sl_pool {
 	uint32_t ejected_total; /* ejections ever; read by the control thread */
 	uint8_t eject_reason;   /* enum sl_eject_reason of the last ejection */
 	struct sl_tls_session_cache tls; /* to resume TLS to this server */
+	/* Its failures' warnings, one limit per kind (conn.c's up_fail). */
+	struct sl_log_limit fail_log[SL_POOL_FAIL_KINDS];
 };
 
 /* Why an attempt on a server failed (passive outlier detection). */

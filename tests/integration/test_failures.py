@@ -643,6 +643,10 @@ class ResetOrigin(RawOrigin):
                 conn.sendall(b"HTTP/1.1 2")
                 time.sleep(5)
                 return
+            if " /status2000" in line:  # four digits: not a status
+                conn.sendall(b"HTTP/1.1 2000 OK\r\nContent-Length: 0"
+                             b"\r\n\r\n")
+                return
             if " /hello" in line:
                 conn.sendall(b"hello world\r\n")
                 time.sleep(3)
@@ -674,6 +678,7 @@ class ResetOrigin(RawOrigin):
 
 resetter = ResetOrigin()
 checked = ResetOrigin()  # its own server: health state is per server
+fourdigit = ResetOrigin()
 admin7 = free_port()
 sl7 = Sluice({"r": {"path_prefix": "/", "stable": "v1", "eject_after": "0",
                     "versions": {"v1": ([resetter.addr], 100)}},
@@ -681,7 +686,11 @@ sl7 = Sluice({"r": {"path_prefix": "/", "stable": "v1", "eject_after": "0",
               "hc": {"path_prefix": "/hc", "stable": "v1",
                      "health_path": "/trickle", "health_interval": "300ms",
                      "health_timeout": "1s", "health_fall": "2",
-                     "versions": {"v1": ([checked.addr], 100)}}},
+                     "versions": {"v1": ([checked.addr], 100)}},
+              "fd": {"path_prefix": "/fd", "stable": "v1",
+                     "health_path": "/status2000",
+                     "health_interval": "300ms",
+                     "versions": {"v1": ([fourdigit.addr], 100)}}},
              workers=1,
              sluice_extra="retries = 0\nresponse_timeout = 2s\n"
              "admin = 127.0.0.1:%d\n" % admin7)
@@ -819,6 +828,13 @@ check(max(took) < 10 and after["reset"] == before["reset"] + 10 and
       % (max(took), after["reset"] - before["reset"]))
 check(wait_until(lambda: active7() == 0, timeout=5),
       "no client connection left open after the cut bodies")
+# Origin failures are logged at the default level, naming the service,
+# version and server, at most once in 10 s per server and kind.
+said = sl7.logtext().count("upstream r/v1 %s: origin closed the connection"
+                           % resetter.addr)
+check(1 <= said < after["reset"],
+      "the resets are in the log, rate-limited: %d lines for %d resets"
+      % (said, after["reset"]))
 aborts0 = metric_value(admin_metrics(admin7), "sluice_client_aborts_total")
 for _ in range(10):
     s = socket.create_connection(("127.0.0.1", sl7.port), 10)
@@ -837,6 +853,12 @@ check(wait_until(lambda: any(
     in e["command"] for e in sl7.ctl("show events 100")["events"])),
     "a health check whose status line trickles in for longer than "
     "health_timeout fails as a timeout")
+check(wait_until(lambda: any(
+    "health: fd/v1 %s down at its first check: not an HTTP response"
+    % fourdigit.addr in e["command"]
+    for e in sl7.ctl("show events 100")["events"])),
+    "a health check answered 'HTTP/1.1 2000 OK' fails (it read as 200, "
+    "while the proxy answered every request to it 502)")
 check(sl7.stop() == 0, "that sluice stops cleanly")
 
 # A reload that changes header_timeout (1 s -> 2 s): new connections get
