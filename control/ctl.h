@@ -117,6 +117,8 @@ struct sl_ctl {
 	json_t *events[SL_EVENTS_MAX];
 	size_t events_next, nevents;
 	FILE *event_log;
+	char *event_log_path;               /* NULL: none */
+	struct sl_log_limit event_log_fail; /* its write errors, logged */
 
 	/* Control sockets (read-write and read-only). */
 	bool takeover; /* --takeover: replace a running sluice's socket */
@@ -246,6 +248,9 @@ int sl_state_save(
 /* Open the event log (NULL: none). */
 int sl_events_open(struct sl_ctl *ctl, const char *path, char **errp);
 void sl_events_close(struct sl_ctl *ctl);
+/* Open the event log's path again (SIGUSR1, after logrotate moved it);
+ * on failure the old file is kept and the error logged. */
+void sl_events_reopen(struct sl_ctl *ctl);
 
 /* The refusal of a command on SVC, locked by OWNER until UNTIL (heap). */
 char *sl_ctl_locked_error(

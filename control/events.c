@@ -65,7 +65,30 @@ sl_events_open(struct sl_ctl *ctl, const char *path, char **errp)
 		*errp = sl_xasprintf("event_log %s: %s", path, strerror(errno));
 		return -1;
 	}
+	ctl->event_log_path = sl_xstrdup(path);
 	return 0;
+}
+
+void
+sl_events_reopen(struct sl_ctl *ctl)
+{
+	FILE *f;
+
+	if (ctl->event_log_path == NULL) {
+		sl_log_info("SIGUSR1: no event_log to reopen");
+		return;
+	}
+	f = fopen(ctl->event_log_path, "a");
+	if (f == NULL) {
+		sl_log(SL_LOG_ERROR, errno,
+		    "SIGUSR1: cannot reopen the event log %s, still writing "
+		    "to the one open",
+		    ctl->event_log_path);
+		return;
+	}
+	fclose(ctl->event_log);
+	ctl->event_log = f;
+	sl_log_info("SIGUSR1: event log %s reopened", ctl->event_log_path);
 }
 
 void
@@ -76,6 +99,8 @@ sl_events_close(struct sl_ctl *ctl)
 	if (ctl->event_log != NULL)
 		fclose(ctl->event_log);
 	ctl->event_log = NULL;
+	free(ctl->event_log_path);
+	ctl->event_log_path = NULL;
 	for (i = 0; i < SL_EVENTS_MAX; i++) {
 		json_decref(ctl->events[i]);
 		ctl->events[i] = NULL;
@@ -134,19 +159,22 @@ sl_event(struct sl_ctl *ctl, const struct sl_who *who, const char *command,
 	if (ctl->nevents < SL_EVENTS_MAX)
 		ctl->nevents++;
 
+	sl_log_info("event: %s", command);
 	if (ctl->event_log != NULL) {
 		char *line =
 		    json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(15));
 
 		if (line != NULL) {
 			if (fprintf(ctl->event_log, "%s\n", line) < 0 ||
-			    fflush(ctl->event_log) != 0)
-				sl_log(SL_LOG_ERROR, errno,
-				    "cannot write the event log");
+			    fflush(ctl->event_log) != 0) {
+				sl_log_limited(&ctl->event_log_fail, errno,
+				    "cannot write the event log %s",
+				    ctl->event_log_path);
+				clearerr(ctl->event_log);
+			}
 			free(line);
 		}
 	}
-	sl_log_info("event: %s", command);
 }
 
 /* The last N events, oldest first. */

@@ -117,6 +117,14 @@ stopped_while_starting(struct sl_ctl *d)
 	return false;
 }
 
+/* SIGUSR1 (logrotate's postrotate, as for nginx): reopen the event log.
+ * sluice's own log is stderr, which whoever started it owns. */
+static void
+reopen_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	sl_events_reopen(arg);
+}
+
 /* A refused reload: logged, and recorded as an event with the reason. */
 static void
 reload_refused(struct sl_ctl *d, const char *err)
@@ -285,9 +293,28 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 	    json_pack("{s:o,s:i,s:i}", "config", sl_json_text(d->config_path),
 	        "tls_certificates", (int)sl_tls_count_certs(conf),
 	        "runtime_state_dropped", (int)dropped));
-	sl_log_info("reloaded %s, %zu TLS certificates (listener changes need "
-	            "a restart)",
-	    d->config_path, sl_tls_count_certs(conf));
+	/* Listener changes, which wait for a restart, were each warned of
+	 * above (sl_workers_warn_listeners). */
+	sl_log_info("reloaded %s: %zu services, %zu TLS certificates",
+	    d->config_path, conf->nservices, sl_tls_count_certs(conf));
+}
+
+/* Where sluice answers, a line each: what an operator checks first. */
+static void
+log_addresses(const struct sl_config *conf)
+{
+	const struct sl_global_conf *g = &conf->global;
+
+	for (size_t i = 0; i < conf->nlisteners; i++)
+		sl_log_info("listening on %s (%s)%s",
+		    conf->listeners[i].bind.text, conf->listeners[i].name,
+		    conf->listeners[i].tls_cert != NULL ? ", TLS" : "");
+	if (g->has_admin)
+		sl_log_info("admin endpoint (/metrics, /stats, /healthz) on %s",
+		    g->admin.text);
+	sl_log_info("control socket %s%s%s", g->control_socket,
+	    g->control_socket_ro != NULL ? ", read-only " : "",
+	    g->control_socket_ro != NULL ? g->control_socket_ro : "");
 }
 
 /* Every second: free routing tables no worker holds any more, and write
@@ -347,7 +374,7 @@ main(int argc, char **argv)
 	static struct sl_ctl d; /* large: series pointers per version id */
 	struct sl_config *conf;
 	struct sl_route_table *table;
-	struct event *ev_term, *ev_int, *ev_hup, *ev_reclaim;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_usr1, *ev_reclaim;
 	struct timeval one_second = {1, 0};
 	bool check_only = false, ignore_state = false;
 	int handover_fd = -1;
@@ -436,13 +463,15 @@ main(int argc, char **argv)
 	ev_term = evsignal_new(d.base, SIGTERM, stop_signal_cb, &d);
 	ev_int = evsignal_new(d.base, SIGINT, stop_signal_cb, &d);
 	ev_hup = evsignal_new(d.base, SIGHUP, reload_signal_cb, &d);
+	ev_usr1 = evsignal_new(d.base, SIGUSR1, reopen_signal_cb, &d);
 	ev_reclaim = event_new(d.base, -1, EV_PERSIST, reclaim_cb, &d);
 	ev_tickets = event_new(d.base, -1, EV_PERSIST, tickets_cb, NULL);
 	if (ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
-	    ev_reclaim == NULL || ev_tickets == NULL)
+	    ev_usr1 == NULL || ev_reclaim == NULL || ev_tickets == NULL)
 		sl_fatal(0, "cannot set up signal handling");
 	tickets_schedule(conf->global.tls_ticket_rotation_ms);
 	event_add(ev_hup, NULL);
+	event_add(ev_usr1, NULL);
 	event_add(ev_reclaim, &one_second);
 
 	d.nworkers = worker_count(conf);
@@ -524,6 +553,7 @@ main(int argc, char **argv)
 		            "services, %zu TLS certificates, config %s",
 		    PACKAGE_VERSION, d.nworkers, conf->nlisteners,
 		    conf->nservices, sl_tls_count_certs(conf), d.config_path);
+		log_addresses(conf);
 		event_base_dispatch(d.base);
 	}
 
@@ -550,6 +580,7 @@ main(int argc, char **argv)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	event_free(ev_usr1);
 	event_free(ev_reclaim);
 	event_free(ev_tickets);
 	event_base_free(d.base);

@@ -377,6 +377,25 @@ with open(events_path) as f:
 check(any(l["command"] == "set weights shop blue=80 green=20" for l in logged),
       "event_log has the change as a JSON line")
 
+# logrotate moves the event log away and sends SIGUSR1: sluice reopens
+# the path (a new file), and what follows goes there.
+os.rename(events_path, events_path + ".1")
+sl.proc.send_signal(signal.SIGUSR1)
+check(wait_until(lambda: "SIGUSR1: event log %s reopened" % events_path
+                 in sl.logtext()) and sl.proc.poll() is None,
+      "SIGUSR1 reopens the event log (and does not stop sluice)")
+check(ctl("set weights shop blue=80 green=20")["ok"] and
+      ctl("set weights shop blue=81 green=19")["ok"], "a change after it")
+with open(events_path) as f:
+    fresh = [json.loads(l)["command"] for l in f]
+with open(events_path + ".1") as f:
+    rotated = [json.loads(l)["command"] for l in f]
+check(fresh[-1:] == ["set weights shop blue=81 green=19"] and
+      "set weights shop blue=80 green=20" in rotated,
+      "the change is in the new file, the old ones in the rotated one "
+      "(%r)" % fresh)
+check(ctl("set weights shop blue=80 green=20")["ok"], "weights back")
+
 # Server states.
 check(ctl("set weights shop blue=100")["ok"], "set weights with one version "
       "named gives the others 0")
