@@ -141,13 +141,14 @@ check_done(struct sl_health *h, bool ok, const char *why)
 		    h->version, h->addr_text, h->why);
 	else if (h->down)
 		snprintf(msg, sizeof msg,
-		    "health: %s/%s %s down after %u failed checks: %s",
+		    "health: %s/%s %s down after %u failed check%s: %s",
 		    h->service, h->version, h->addr_text, h->fail_in_row,
-		    h->why);
+		    h->fail_in_row == 1 ? "" : "s", h->why);
 	else
 		snprintf(msg, sizeof msg,
-		    "health: %s/%s %s up after %u good checks", h->service,
-		    h->version, h->addr_text, h->ok_in_row);
+		    "health: %s/%s %s up after %u good check%s", h->service,
+		    h->version, h->addr_text, h->ok_in_row,
+		    h->ok_in_row == 1 ? "" : "s");
 	sl_event(ctl, NULL, msg, NULL, NULL);
 }
 
