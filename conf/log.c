@@ -4,15 +4,67 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "conf/log.h"
 
 static enum sl_log_level max_level = SL_LOG_INFO;
+static int log_fd = STDERR_FILENO;
+static unsigned long long log_dropped;      /* atomic: lines a full pipe lost */
+static unsigned long long log_dropped_told; /* of those, said in the log */
+
+void
+sl_log_nonblocking(void)
+{
+	struct stat st;
+	int fd;
+
+	/* A pipe of its own open file description, so the flag is not
+	 * the shell's or the supervisor's too. A line (at most 2048
+	 * bytes, under PIPE_BUF) goes whole or not at all. */
+	if (fstat(STDERR_FILENO, &st) != 0 || !S_ISFIFO(st.st_mode))
+		return;
+	fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0)
+		log_fd = fd;
+}
+
+unsigned long long
+sl_log_dropped(void)
+{
+	return __atomic_load_n(&log_dropped, __ATOMIC_RELAXED);
+}
+
+/* Write LINE; a pipe that is full loses it (counted) rather than stop
+ * the thread, and the next line that goes says how many were lost. */
+static void
+log_write(const char *line, size_t n)
+{
+	unsigned long long lost, told;
+
+	if (write(log_fd, line, n) < 0) {
+		if (errno == EAGAIN)
+			__atomic_add_fetch(&log_dropped, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	lost = __atomic_load_n(&log_dropped, __ATOMIC_RELAXED);
+	told = __atomic_load_n(&log_dropped_told, __ATOMIC_RELAXED);
+	/* One thread says it (the exchange), once: its line finds the
+	 * count told. */
+	if (lost != told &&
+	    __atomic_compare_exchange_n(&log_dropped_told, &told, lost, false,
+	        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		sl_log(SL_LOG_WARN, 0,
+		    "%llu log lines lost: stderr, a pipe, was full (its "
+		    "reader stalled)",
+		    lost - told);
+}
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
@@ -34,7 +86,7 @@ log_v(enum sl_log_level level, int err, const char *fmt, va_list ap)
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
-	int r;
+	int r, saved = errno;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
@@ -57,7 +109,8 @@ log_v(enum sl_log_level level, int err, const char *fmt, va_list ap)
 	if (n >= sizeof line - 1)
 		n = sizeof line - 2;
 	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, n);
+	log_write(line, n);
+	errno = saved;
 }
 
 /* Log a message at LEVEL; err != 0 appends strerror(err). */

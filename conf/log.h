@@ -19,6 +19,16 @@ enum sl_log_level {
 /* Set the most verbose level that is printed (default SL_LOG_INFO). */
 void sl_log_set_level(enum sl_log_level level);
 
+/*
+ * When stderr is a pipe, write to it without blocking: a reader that
+ * stalls (a log shipper, `| logger`) then loses lines, counted, instead
+ * of stopping the workers that log. Call once, before threads start.
+ */
+void sl_log_nonblocking(void);
+
+/* Lines lost to a full stderr pipe since start. */
+unsigned long long sl_log_dropped(void);
+
 /* Log a message; err != 0 appends ": strerror(err)". */
 void sl_log(enum sl_log_level level, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

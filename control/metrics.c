@@ -539,9 +539,13 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 	    "# HELP sluice_control_refused_total Control socket clients "
 	    "refused: every client slot taken, or the user's share.\n"
 	    "# TYPE sluice_control_refused_total counter\n"
-	    "sluice_control_refused_total %llu\n",
+	    "sluice_control_refused_total %llu\n"
+	    "# HELP sluice_log_lines_dropped_total Log lines lost because "
+	    "stderr, a pipe, was full (its reader stalled).\n"
+	    "# TYPE sluice_log_lines_dropped_total counter\n"
+	    "sluice_log_lines_dropped_total %llu\n",
 	    (unsigned long long)ctl->ctl_timeouts,
-	    (unsigned long long)ctl->ctl_refused);
+	    (unsigned long long)ctl->ctl_refused, sl_log_dropped());
 	evbuffer_add_printf(out,
 	    "# HELP sluice_connections_active Client connections open.\n"
 	    "# TYPE sluice_connections_active gauge\n"

@@ -442,6 +442,7 @@ main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	sl_log_nonblocking();
 	fit_descriptors(&conf->global);
 	/* Buffers come and go with every request (16 KiB read chains). With
 	 * glibc's default 128 KiB trim threshold a worker's heap shrinks

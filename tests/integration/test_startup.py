@@ -4,8 +4,9 @@ path that names a file (it was deleted), two control sockets on one path,
 a listener or admin address another process already listens on (traffic
 was split silently between two daemons), a state directory that cannot be
 written, and listeners a reload adds, removes or moves (which only a
-restart applies), a SIGHUP sent as soon as the port answers, and names
-that control commands or sluicectl reserve ("previous", "--json")."""
+restart applies), a SIGHUP sent as soon as the port answers, names
+that control commands or sluicectl reserve ("previous", "--json"), and a
+stderr pipe nobody reads (it stopped the workers)."""
 
 import os
 import signal
@@ -348,5 +349,49 @@ for svc, version, why in (
     line = text.splitlines().index("[%s]" % title) + 1
     check_conf(text, ":%d: invalid name in [%s]: %s" % (line, title, why),
                "sluice -t: [%s] is refused with its line" % title)
+
+# stderr is a pipe whose reader stalled (a log shipper, "| logger"):
+# sluice loses log lines, counted, instead of blocking the workers that
+# write them (they stopped serving once 64 KiB of lines waited).
+port = free_port()
+admin = free_port()
+path = write("stderr-pipe.ini", base(port, "admin = 127.0.0.1:%d\n" % admin))
+proc = subprocess.Popen([SLUICE, "-d", "-c", path], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE)
+harness._procs.append(proc)  # killed at exit if a check fails
+wait_port(port, proc)
+served = 0
+for i in range(1500):  # each a debug line: ~150 KB, the pipe holds 64
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"\x01 not http %d\r\n\r\n" % i)
+        if s.recv(100).startswith(b"HTTP/1.1 400"):
+            served += 1
+        s.close()
+    except OSError:
+        break
+check(served == 1500, "with stderr a full pipe, 1500 bad requests are all "
+      "answered (%d)" % served)
+m = harness.admin_metrics(admin)
+lost = harness.metric_value(m, "sluice_log_lines_dropped_total")
+check(lost is not None and lost > 0,
+      "and the lines the pipe could not take are counted (%r)" % lost)
+os.set_blocking(proc.stderr.fileno(), False)
+while True:  # the reader catches up
+    try:
+        if not os.read(proc.stderr.fileno(), 65536):
+            break
+    except BlockingIOError:
+        break
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(b"\x01\r\n\r\n")
+s.recv(100)
+s.close()
+proc.send_signal(signal.SIGTERM)
+os.set_blocking(proc.stderr.fileno(), True)
+rest = proc.stderr.read().decode("utf-8", "replace")
+check(proc.wait(20) == 0, "that sluice stops cleanly")
+check("log lines lost: stderr, a pipe, was full" in rest,
+      "once read again, the log says how many lines were lost")
 
 done()
