@@ -499,9 +499,8 @@ sl_health_watch_ejections(struct sl_ctl *ctl, const struct sl_route_table *t)
 				if (total > ctl->eject_seen[s->id])
 					snprintf(msg, sizeof msg,
 					    "outlier: %s/%s %s ejected for "
-					    "%.1f s: %s (ejections since "
-					    "start: "
-					    "%llu)",
+					    "%.1f s: %s (ejections by all "
+					    "workers since start: %llu)",
 					    svc->name, v->name, s->addr.text,
 					    out ? (double)(until - now) / 1000
 					        : 0.0,

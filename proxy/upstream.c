@@ -150,8 +150,8 @@ ejected_count(
 	return n;
 }
 
-/* Count and log an ejection (out of line: the report of every success
- * stays short). */
+/* Count an ejection, with a debug line (out of line: the report of every
+ * success stays short). */
 static __attribute__((noinline, cold)) void
 note_ejection(struct sl_worker *w, const struct sl_route_version *v,
     const struct sl_route_server *srv, const struct sl_service_conf *sc,
@@ -160,8 +160,10 @@ note_ejection(struct sl_worker *w, const struct sl_route_version *v,
 	const struct sl_pool *p = w->pools[srv->id];
 
 	SL_STAT_INC(w->wstats.upstream_ejections);
-	sl_log_warn("worker %u: %s/%s server %s ejected for %llu ms: %s (%u "
-	            "in a row; ejection %u)",
+	/* The control thread's event ("outlier: ... ejected") says it at
+	 * the default level, once; this is the worker's detail. */
+	sl_log_debug("worker %u: %s/%s server %s ejected for %llu ms: %s (%u "
+	             "in a row; ejection %u)",
 	    w->id, sc->name, v->name, srv->addr.text,
 	    (unsigned long long)penalty, sl_eject_reason_names[p->eject_reason],
 	    p->consec_failures, p->ejections);

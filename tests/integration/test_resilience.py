@@ -103,7 +103,7 @@ def metrics():
 check(wait_until(lambda: events("outlier: eject/v1 %s ejected for" % bad.addr),
                  5) and
       events("outlier: eject/v1 %s" % bad.addr)[0].endswith(
-          ": 5xx responses (ejections since start: 1)"),
+          ": 5xx responses (ejections by all workers since start: 1)"),
       "the ejection is recorded as an event, with its reason (%r)"
       % events("outlier:"))
 mtext = metrics()
