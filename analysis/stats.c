@@ -19,6 +19,8 @@ sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 	dst->active += SL_STAT_READ(src->active);
 	sl_hist_snapshot(&src->latency, &snap);
 	sl_hist_merge(&dst->latency, &snap);
+	sl_hist_snapshot(&src->latency_client, &snap);
+	sl_hist_merge(&dst->latency_client, &snap);
 }
 
 /* Counters and histogram of A minus those of B. */
@@ -32,6 +34,18 @@ sl_vstats_sub(
 	dst->active = a->active;
 	if (sl_hist_sub(&dst->latency, &a->latency, &b->latency) != 0)
 		sl_hist_reset(&dst->latency);
+	if (sl_hist_sub(&dst->latency_client, &a->latency_client,
+	        &b->latency_client) != 0)
+		sl_hist_reset(&dst->latency_client);
+}
+
+void
+sl_vstats_judged_latency(struct sl_hist *out, const struct sl_vstats *v)
+{
+	/* Every client-slowed request is in latency too (recorded there
+	 * first, read after it); if a read says otherwise, all are kept. */
+	if (sl_hist_sub(out, &v->latency, &v->latency_client) != 0)
+		*out = v->latency;
 }
 
 /* Sum a worker's connection counters into DST. */

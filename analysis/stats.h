@@ -122,7 +122,19 @@ struct sl_vstats {
 	/* Full request time as the proxy saw it: first byte of the request to
 	 * last byte of the response, microseconds. */
 	struct sl_hist latency;
+	/* Of those, the requests their own client slowed (most of the time,
+	 * and at least SL_CLIENT_SLOW_MIN_US, spent waiting for it: a head
+	 * or body trickled in, a response read slowly). The analyzer leaves
+	 * them out: a client, not the version, chose their time. */
+	struct sl_hist latency_client;
 };
+
+/* Below this, no request counts as slowed by its client (a head split
+ * over two packets is not a slow client). */
+#define SL_CLIENT_SLOW_MIN_US 1000
+
+/* The latencies the analyzer judges V by: all but the client-slowed. */
+void sl_vstats_judged_latency(struct sl_hist *out, const struct sl_vstats *v);
 
 struct sl_wstats {
 #define SL_X(f, n, h) uint64_t f;

@@ -16,6 +16,7 @@ struct slot {
 	SL_VSTATS_COUNTERS(SL_X)
 #undef SL_X
 	struct sl_hist_slot hist;
+	struct sl_hist_slot hist_client; /* latency_client's */
 };
 
 struct sl_series {
@@ -34,8 +35,10 @@ sl_series_new(void)
 	struct sl_series *s = sl_xcalloc(1, sizeof *s);
 	size_t i;
 
-	for (i = 0; i < SL_WINDOW_SLOTS; i++)
+	for (i = 0; i < SL_WINDOW_SLOTS; i++) {
 		sl_hist_slot_init(&s->slots[i].hist);
+		sl_hist_slot_init(&s->slots[i].hist_client);
+	}
 	return s;
 }
 
@@ -46,8 +49,10 @@ sl_series_free(struct sl_series *s)
 
 	if (s == NULL)
 		return;
-	for (i = 0; i < SL_WINDOW_SLOTS; i++)
+	for (i = 0; i < SL_WINDOW_SLOTS; i++) {
 		sl_hist_slot_free(&s->slots[i].hist);
+		sl_hist_slot_free(&s->slots[i].hist_client);
+	}
 	free(s);
 }
 
@@ -66,6 +71,10 @@ sl_series_harvest(
 		        &slot->hist, &total->latency, &s->total.latency) != 0)
 			sl_hist_slot_from_delta(&slot->hist, &s->total.latency,
 			    &s->total.latency); /* empty: counters went back */
+		if (sl_hist_slot_from_delta(&slot->hist_client,
+		        &total->latency_client, &s->total.latency_client) != 0)
+			sl_hist_slot_from_delta(&slot->hist_client,
+			    &s->total.latency_client, &s->total.latency_client);
 	} else {
 		/* The first harvest has no "before": it starts the series. */
 #define SL_X(f, fam, l, lv, h) slot->f = 0;
@@ -73,6 +82,8 @@ sl_series_harvest(
 #undef SL_X
 		sl_hist_slot_from_delta(
 		    &slot->hist, &total->latency, &total->latency);
+		sl_hist_slot_from_delta(&slot->hist_client,
+		    &total->latency_client, &total->latency_client);
 		s->first_sec = now_sec;
 	}
 	slot->sec = now_sec;
@@ -107,6 +118,7 @@ sl_series_window(
 		SL_VSTATS_COUNTERS(SL_X)
 #undef SL_X
 		sl_hist_add_slot(&out->latency, &slot->hist);
+		sl_hist_add_slot(&out->latency_client, &slot->hist_client);
 	}
 	/* The window covers from the harvest before the oldest slot; the
 	 * series' first slot is that harvest itself and covers nothing (it
@@ -143,6 +155,9 @@ sl_series_window_live(const struct sl_series *s, uint32_t seconds,
 	 * earlier one's; if not, the histogram's part is left out. */
 	if (sl_hist_sub(&part, &live->latency, &s->total.latency) == 0)
 		sl_hist_merge(&out->latency, &part);
+	if (sl_hist_sub(
+	        &part, &live->latency_client, &s->total.latency_client) == 0)
+		sl_hist_merge(&out->latency_client, &part);
 	return covered;
 }
 
@@ -160,6 +175,6 @@ sl_series_bytes(const struct sl_series *s)
 	size_t n = sizeof *s, i;
 
 	for (i = 0; i < SL_WINDOW_SLOTS; i++)
-		n += s->slots[i].hist.cap;
+		n += s->slots[i].hist.cap + s->slots[i].hist_client.cap;
 	return n;
 }

@@ -146,6 +146,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_guard *g = arg;
 	static struct sl_vstats now_total, since;
+	static struct sl_hist judged; /* since's, less the client-slowed */
 	struct sl_verdict_window base, cand;
 	int64_t now = (int64_t)time(NULL);
 	uint64_t now_ms = sl_ctl_mono_ms();
@@ -180,7 +181,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	base.latency = &g->base_latency;
 	cand.requests = sl_vstats_responses(&since);
 	cand.errors = sl_vstats_window_errors(&since);
-	cand.latency = &since.latency;
+	sl_vstats_judged_latency(&judged, &since);
+	cand.latency = &judged;
 	sl_verdict_judge(&g->params, g->seq, &base, &cand, &g->last);
 	g->have_last = true;
 	if (g->last.decision == SL_FAIL) {
@@ -289,7 +291,7 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	}
 	g->base_requests = sl_vstats_responses(&base);
 	g->base_errors = sl_vstats_window_errors(&base);
-	g->base_latency = base.latency;
+	sl_vstats_judged_latency(&g->base_latency, &base);
 	sl_ctl_rt(ctl, svc->name)->guard = g;
 	save_state(ctl, svc->name); /* so that a restart resumes it */
 }

@@ -213,6 +213,8 @@ sl_ctl_version_json(
 	json_object_set_new(lat, "max", ms((double)sl_hist_max(h)));
 	json_object_set_new(
 	    lat, "clamped", json_integer((json_int_t)sl_hist_clamped(h)));
+	json_object_set_new(lat, "client_slowed",
+	    json_integer((json_int_t)sl_hist_count(&v->latency_client)));
 	json_object_set_new(o, "latency_ms", lat);
 	return o;
 }
@@ -491,6 +493,21 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 		evbuffer_add_printf(out, "} %llu\n",
 		    (unsigned long long)sl_hist_clamped(
 		        &rows[i].total.latency));
+	}
+
+	evbuffer_add_printf(out,
+	    "# HELP sluice_request_duration_client_slowed_total Requests "
+	    "whose own client took most of their time (a head or body "
+	    "trickled in, a response read slowly): in the histogram, left "
+	    "out of the analyzer's latency checks.\n"
+	    "# TYPE sluice_request_duration_client_slowed_total counter\n");
+	for (i = 0; i < n; i++) {
+		evbuffer_add_printf(
+		    out, "sluice_request_duration_client_slowed_total{");
+		labels(out, &rows[i]);
+		evbuffer_add_printf(out, "} %llu\n",
+		    (unsigned long long)sl_hist_count(
+		        &rows[i].total.latency_client));
 	}
 
 	evbuffer_add_printf(out,

@@ -180,6 +180,14 @@ struct sl_conn {
 	 * pipelined request is timed from its arrival, not from when its
 	 * turn came. */
 	uint64_t read_us, next_read_us;
+	/* The time of the request its own client took, so the analyzer can
+	 * leave out the requests a client slowed (µs after req_start_us, 32
+	 * bits, saturating): client_us so far (the head's arrival, the
+	 * body's, the response's reading paused for it); when the body
+	 * became the client's to send (moved on by the origin's stalls);
+	 * when reading the client paused for the origin, and reading the
+	 * origin for the client. */
+	uint32_t client_us, body_from, client_paused_at, up_paused_at;
 
 	/* The request in progress (valid in CONN_UPSTREAM). */
 	struct sl_route_table *table;
@@ -230,6 +238,56 @@ static uint64_t
 now_ms(struct sl_worker *w)
 {
 	return now_us(w) / 1000;
+}
+
+/* AT_US as microseconds after the request's first byte (its client
+ * clocks), 32 bits, saturating. */
+static uint32_t
+req_clock(const struct sl_conn *c, uint64_t at_us)
+{
+	uint64_t d = at_us > c->req_start_us ? at_us - c->req_start_us : 0;
+
+	return d < UINT32_MAX ? (uint32_t)d : UINT32_MAX;
+}
+
+static uint32_t
+add_sat(uint32_t a, uint32_t b)
+{
+	return a + b >= a ? a + b : UINT32_MAX;
+}
+
+/* When the client's bytes buffered now had come: by its last read (a
+ * pipelined request is handled later than that). */
+static uint64_t
+bytes_in_by(const struct sl_conn *c)
+{
+	uint64_t now = now_us(c->w);
+
+	return c->read_us != 0 && c->read_us < now ? c->read_us : now;
+}
+
+/* Was most of the request's time T (µs), and at least
+ * SL_CLIENT_SLOW_MIN_US, spent waiting for its client? */
+static bool
+client_slowed(const struct sl_conn *c, uint64_t t)
+{
+	uint64_t cu = c->client_us;
+
+	if (c->up_read_paused)
+		cu += req_clock(c, now_us(c->w)) - c->up_paused_at;
+	return cu >= SL_CLIENT_SLOW_MIN_US && cu * 2 > t;
+}
+
+/* The request's full time into its version's histogram, and into the
+ * client-slowed one too if its client took most of it. */
+static void
+record_latency(struct sl_conn *c)
+{
+	uint64_t t = now_us(c->w) - c->req_start_us;
+
+	sl_hist_record(&c->vs->latency, t);
+	if (client_slowed(c, t))
+		sl_hist_record(&c->vs->latency_client, t);
 }
 
 /* The global settings of the table the worker last saw. */
@@ -439,8 +497,7 @@ conn_close(struct sl_conn *c)
 		 * a version whose users give up mid-download would look
 		 * faster than it is. */
 		if (c->resp_counted && c->table->conf->global.measure)
-			sl_hist_record(
-			    &c->vs->latency, now_us(w) - c->req_start_us);
+			record_latency(c);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}
@@ -486,8 +543,7 @@ end_request(struct sl_conn *c)
 		/* The response is complete (or generated): its full time
 		 * goes into the version's histogram. */
 		if (c->table->conf->global.measure)
-			sl_hist_record(
-			    &c->vs->latency, now_us(c->w) - c->req_start_us);
+			record_latency(c);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}
@@ -1098,6 +1154,7 @@ expect_answered(struct sl_conn *c)
 	c->req_expect = false;
 	if (c->req_body_done)
 		return;
+	c->body_from = req_clock(c, now_us(c->w)); /* it waited for the 100 */
 	sl_io_set_timeouts(
 	    &c->io, gconf(c)->body_timeout_ms, gconf(c)->body_timeout_ms);
 	/* Only while the response head is awaited: a response body
@@ -1144,6 +1201,48 @@ release_backpressure(struct sl_io *src, struct sl_io *dst, bool *paused)
 	sl_io_enable_read(src);
 }
 
+/* The client's bytes wait for the origin to read: that time of the
+ * upload is the origin's, not the client's. */
+static void
+hold_client(struct sl_conn *c)
+{
+	bool was = c->client_read_paused;
+
+	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
+	if (!was && c->client_read_paused)
+		c->client_paused_at = req_clock(c, now_us(c->w));
+}
+
+static void
+release_client(struct sl_conn *c, struct sl_io *up_io)
+{
+	if (c->client_read_paused)
+		c->body_from = add_sat(c->body_from,
+		    req_clock(c, now_us(c->w)) - c->client_paused_at);
+	release_backpressure(&c->io, up_io, &c->client_read_paused);
+}
+
+/* The origin's bytes wait for the client to read: that time is the
+ * client's. */
+static void
+hold_origin(struct sl_conn *c)
+{
+	bool was = c->up_read_paused;
+
+	apply_backpressure(&c->up->io, &c->io, &c->up_read_paused);
+	if (!was && c->up_read_paused)
+		c->up_paused_at = req_clock(c, now_us(c->w));
+}
+
+static void
+release_origin(struct sl_conn *c)
+{
+	if (c->up_read_paused)
+		c->client_us = add_sat(
+		    c->client_us, req_clock(c, now_us(c->w)) - c->up_paused_at);
+	release_backpressure(&c->up->io, &c->io, &c->up_read_paused);
+}
+
 /* Forward buffered request body bytes to the upstream. */
 static void
 forward_request_body(struct sl_conn *c)
@@ -1169,6 +1268,11 @@ forward_request_body(struct sl_conn *c)
 		return;
 	}
 	if (r == 1) {
+		uint32_t done = req_clock(c, bytes_in_by(c));
+
+		if (done > c->body_from)
+			c->client_us =
+			    add_sat(c->client_us, done - c->body_from);
 		c->req_body_done = true;
 		c->req_expect = false;
 		/* Only the response matters now. */
@@ -1179,7 +1283,7 @@ forward_request_body(struct sl_conn *c)
 	}
 	if (c->req_expect && evbuffer_get_length(in) < before)
 		expect_answered(c); /* the client did not wait */
-	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
+	hold_client(c);
 	/* A reset that came with the body's bytes makes no edge of its own
 	 * (epoll's EPOLLERR reaches us as a plain read): look for it now,
 	 * or the request would wait for body_timeout. */
@@ -1334,6 +1438,8 @@ start_request(struct sl_conn *c, size_t head_len)
 	}
 	c->req_method = head->method;
 	c->req_minor = head->minor;
+	/* Its head's arrival was the client's time. */
+	c->client_us = c->body_from = req_clock(c, bytes_in_by(c));
 	c->client_keepalive = head->keep_alive && !w->stopping;
 	c->req_body_done = !head->has_body;
 	c->req_upgrade = head->upgrade;
@@ -1601,8 +1707,8 @@ tunnel_pump(struct sl_conn *c)
 		c->tun_last_ms = now_ms(c->w);
 	evbuffer_add_buffer(sl_io_output(&c->up->io), sl_io_input(&c->io));
 	evbuffer_add_buffer(sl_io_output(&c->io), sl_io_input(&c->up->io));
-	apply_backpressure(&c->io, &c->up->io, &c->client_read_paused);
-	apply_backpressure(&c->up->io, &c->io, &c->up_read_paused);
+	hold_client(c);
+	hold_origin(c);
 }
 
 /* End IO's output like its peer ended its input: close_notify over TLS,
@@ -1780,7 +1886,7 @@ forward_response_body(struct sl_conn *c)
 		response_done(c);
 		return;
 	}
-	apply_backpressure(&c->up->io, &c->io, &c->up_read_paused);
+	hold_origin(c);
 	/* As for a request body: an origin's reset right behind part of the
 	 * body is found now, not at body_timeout. */
 	if (!c->up_read_paused)
@@ -2132,8 +2238,7 @@ handle_response_head(struct sl_conn *c)
 			/* An origin sending 1xx after 1xx to a client that
 			 * does not read: the rest waits, as a body would
 			 * (client_write_cb goes on). */
-			apply_backpressure(
-			    &c->up->io, &c->io, &c->up_read_paused);
+			hold_origin(c);
 			if (c->up_read_paused)
 				return;
 			continue;
@@ -2174,7 +2279,7 @@ up_write_cb(struct sl_io *io, void *arg)
 {
 	struct sl_conn *c = arg;
 
-	release_backpressure(&c->io, io, &c->client_read_paused);
+	release_client(c, io);
 	if (c->state == CONN_UPSTREAM && !c->req_body_done)
 		forward_request_body(c);
 	else if (c->state == CONN_TUNNEL)
@@ -2318,7 +2423,7 @@ client_write_cb(struct sl_io *io, void *arg)
 		return;
 	}
 	if (c->up != NULL)
-		release_backpressure(&c->up->io, io, &c->up_read_paused);
+		release_origin(c);
 	if (c->state == CONN_TUNNEL) {
 		tunnel_check(c);
 		return;

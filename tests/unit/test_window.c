@@ -106,6 +106,33 @@ test_live_window(void **state)
 	sl_series_free(s);
 }
 
+/* The client-slowed latencies go through the slots like the others, and
+ * the analyzer's latencies are the others: a window of a version with 3
+ * quick requests and 1 its client slowed judges the 3. */
+static void
+test_client_slowed(void **state)
+{
+	static struct sl_hist judged;
+	struct sl_series *s = sl_series_new();
+
+	(void)state;
+	memset(&total, 0, sizeof total);
+	harvest(s, 7000, 0);
+	sl_hist_record(&total.latency, 2000);
+	sl_hist_record(&total.latency, 2100);
+	sl_hist_record(&total.latency, 1900);
+	sl_hist_record(&total.latency, 1500000);
+	sl_hist_record(&total.latency_client, 1500000);
+	harvest(s, 7001, 4);
+	assert_int_equal(sl_series_window(s, 60, &out), 1);
+	assert_int_equal(sl_hist_count(&out.latency), 4);
+	assert_int_equal(sl_hist_count(&out.latency_client), 1);
+	sl_vstats_judged_latency(&judged, &out);
+	assert_int_equal(sl_hist_count(&judged), 3);
+	assert_true(sl_hist_max(&judged) < 3000);
+	sl_series_free(s);
+}
+
 int
 main(void)
 {
@@ -113,6 +140,7 @@ main(void)
 	    cmocka_unit_test(test_young_series),
 	    cmocka_unit_test(test_full_window),
 	    cmocka_unit_test(test_live_window),
+	    cmocka_unit_test(test_client_slowed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
