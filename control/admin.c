@@ -10,11 +10,18 @@
  * address (loopback by default) and shares nothing with the proxy
  * listeners, so it is never reachable as a proxy route. One request per
  * connection; requests are small and answered at once.
+ *
+ * Connections are few and short: at most ADMIN_MAX_CONNS open (the next
+ * one evicts the oldest, which a scraper never is), each with
+ * ADMIN_HEAD_S to send its head however it trickles in, so that clients
+ * holding connections open cannot take the process's file descriptors
+ * (and with them the proxy) nor keep scrapes out.
  */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -26,7 +33,21 @@
 #include "control/ctl.h"
 #include "proxy/http1.h"
 
-#define ADMIN_HEAD_MAX 8192
+#define ADMIN_HEAD_MAX  8192
+#define ADMIN_MAX_CONNS 128
+#define ADMIN_HEAD_S    10 /* seconds from accept to a whole head */
+#define ADMIN_IDLE_S    5  /* seconds without a byte either way */
+
+struct admin_conn {
+	struct sl_admin *admin;
+	struct bufferevent *bev;
+	TAILQ_ENTRY(admin_conn) link; /* oldest first */
+	uint64_t accepted_ms;         /* monotonic */
+	size_t scan;
+	bool done;
+};
+
+TAILQ_HEAD(admin_conns, admin_conn);
 
 struct sl_admin {
 	struct sl_accept_guard guard; /* first: see ctl.h */
@@ -34,16 +55,13 @@ struct sl_admin {
 	struct evconnlistener *listener;
 	struct sl_http_head *head;
 	llhttp_t parser;
+	struct admin_conns conns;
+	unsigned nconns;
+	uint64_t evicted, too_slow; /* for /metrics */
+	struct sl_log_limit evict_log;
 };
 
 SL_ACCEPT_GUARD_FIRST(struct sl_admin, guard);
-
-struct admin_conn {
-	struct sl_admin *admin;
-	struct bufferevent *bev;
-	size_t scan;
-	bool done;
-};
 
 /* The reason phrase of STATUS: the proxy's table, plus the statuses only
  * the admin endpoint sends. */
@@ -198,6 +216,8 @@ serve(struct admin_conn *ac, const struct sl_http_head *head, const char *base)
 static void
 admin_conn_free(struct admin_conn *ac)
 {
+	TAILQ_REMOVE(&ac->admin->conns, ac, link);
+	ac->admin->nconns--;
 	bufferevent_free(ac->bev);
 	free(ac);
 }
@@ -236,6 +256,11 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	if (end == 0) {
 		if (evbuffer_get_length(in) > ADMIN_HEAD_MAX)
 			reply_error(ac, 431, "request head too large", false);
+		else if (sl_ctl_mono_ms() - ac->accepted_ms >=
+		    ADMIN_HEAD_S * 1000) {
+			ac->admin->too_slow++;
+			reply_error(ac, 408, "request head too slow", false);
+		}
 		return;
 	}
 	base = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
@@ -274,14 +299,27 @@ admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct sl_admin *admin = arg;
-	struct admin_conn *ac = calloc(1, sizeof *ac);
-	struct timeval tv = {5, 0};
+	struct admin_conn *ac, *oldest;
+	struct timeval tv = {ADMIN_IDLE_S, 0};
 
+	if (admin->nconns >= ADMIN_MAX_CONNS) {
+		oldest = TAILQ_FIRST(&admin->conns);
+		admin->evicted++;
+		sl_log_limited(&admin->evict_log, 0,
+		    "admin: %d connections open; closing the oldest (open "
+		    "for %lld s)",
+		    ADMIN_MAX_CONNS,
+		    (long long)((sl_ctl_mono_ms() - oldest->accepted_ms) /
+		        1000));
+		admin_conn_free(oldest);
+	}
+	ac = calloc(1, sizeof *ac);
 	if (ac == NULL) {
 		evutil_closesocket(fd);
 		return;
 	}
 	ac->admin = admin;
+	ac->accepted_ms = sl_ctl_mono_ms();
 	ac->bev =
 	    bufferevent_socket_new(admin->ctl->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (ac->bev == NULL) {
@@ -289,10 +327,19 @@ admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		free(ac);
 		return;
 	}
+	TAILQ_INSERT_TAIL(&admin->conns, ac, link);
+	admin->nconns++;
 	bufferevent_setcb(
 	    ac->bev, admin_read_cb, admin_write_cb, admin_event_cb, ac);
 	bufferevent_set_timeouts(ac->bev, &tv, &tv);
 	bufferevent_enable(ac->bev, EV_READ);
+}
+
+void
+sl_admin_counts(const struct sl_ctl *ctl, uint64_t *evicted, uint64_t *slow)
+{
+	*evicted = ctl->admin != NULL ? ctl->admin->evicted : 0;
+	*slow = ctl->admin != NULL ? ctl->admin->too_slow : 0;
 }
 
 /* Listen on ADDR for admin requests. SO_REUSEPORT, like the listeners:
@@ -304,6 +351,7 @@ sl_admin_start(
 	struct sl_admin *admin = sl_xcalloc(1, sizeof *admin);
 
 	admin->ctl = ctl;
+	TAILQ_INIT(&admin->conns);
 	admin->head = sl_http_head_new(64);
 	sl_http_parser_init(&admin->parser, false);
 	admin->listener =
@@ -341,6 +389,8 @@ sl_admin_stop(struct sl_ctl *ctl)
 	if (ctl->admin == NULL)
 		return;
 	sl_admin_close(ctl);
+	while (!TAILQ_EMPTY(&ctl->admin->conns))
+		admin_conn_free(TAILQ_FIRST(&ctl->admin->conns));
 	sl_http_head_free(ctl->admin->head);
 	free(ctl->admin);
 	ctl->admin = NULL;

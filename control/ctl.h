@@ -202,6 +202,10 @@ void sl_admin_stop(struct sl_ctl *ctl);
  * taken over leaves the port to the new one, whose counters scrapers
  * follow. */
 void sl_admin_close(struct sl_ctl *ctl);
+/* Admin connections closed for the next one (too many open) and for a
+ * head not whole in time, since start. */
+void sl_admin_counts(
+    const struct sl_ctl *ctl, uint64_t *evicted, uint64_t *slow);
 
 /* --- runtime state (control/state.c) --- */
 

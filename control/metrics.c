@@ -410,6 +410,7 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 	struct sl_wstats ws;
 	struct vrow *rows;
 	size_t n, i, b;
+	uint64_t admin_evicted, admin_slow;
 
 	rows = collect_rows(ctl, &n);
 	evbuffer_add_printf(out,
@@ -547,6 +548,7 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 	    name, help, name, name, (unsigned long long)ws.f);
 	SL_WSTATS_COUNTERS(SL_X)
 #undef SL_X
+	sl_admin_counts(ctl, &admin_evicted, &admin_slow);
 	evbuffer_add_printf(out,
 	    "# HELP sluice_control_timeouts_total Control socket clients "
 	    "closed for sending no whole command within control_line_timeout "
@@ -557,12 +559,21 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 	    "refused: every client slot taken, or the user's share.\n"
 	    "# TYPE sluice_control_refused_total counter\n"
 	    "sluice_control_refused_total %llu\n"
+	    "# HELP sluice_admin_connections_closed_total Admin endpoint "
+	    "connections closed unanswered: evicted (the oldest, when 128 "
+	    "were open) or too_slow (no whole head within 10 s).\n"
+	    "# TYPE sluice_admin_connections_closed_total counter\n"
+	    "sluice_admin_connections_closed_total{reason=\"evicted\"} %llu\n"
+	    "sluice_admin_connections_closed_total{reason=\"too_slow\"} "
+	    "%llu\n"
 	    "# HELP sluice_log_lines_dropped_total Log lines lost because "
 	    "stderr, a pipe, was full (its reader stalled).\n"
 	    "# TYPE sluice_log_lines_dropped_total counter\n"
 	    "sluice_log_lines_dropped_total %llu\n",
 	    (unsigned long long)ctl->ctl_timeouts,
-	    (unsigned long long)ctl->ctl_refused, sl_log_dropped());
+	    (unsigned long long)ctl->ctl_refused,
+	    (unsigned long long)admin_evicted, (unsigned long long)admin_slow,
+	    sl_log_dropped());
 	evbuffer_add_printf(out,
 	    "# HELP sluice_connections_active Client connections open.\n"
 	    "# TYPE sluice_connections_active gauge\n"

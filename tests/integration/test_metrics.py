@@ -386,6 +386,49 @@ check(wait_until(lambda: retired() == 0, 10),
       "30 reloads with idle workers: every retired table is freed "
       "(%r left)" % retired())
 
+# Clients holding admin connections open cannot take the process's file
+# descriptors (and with them the proxy) nor keep scrapes out: past 128
+# open, the oldest is closed, and a head must be whole within 10 s
+# however it trickles in.
+def fds():
+    return len(os.listdir("/proc/%d/fd" % sl.proc.pid))
+
+
+fds0 = fds()
+held = []
+for _ in range(300):
+    s = socket.create_connection(("127.0.0.1", admin_port), timeout=10)
+    s.sendall(b"G")
+    held.append(s)
+check(wait_until(lambda: fds() <= fds0 + 130),
+      "300 admin connections held open: sluice keeps at most 128 "
+      "(%d descriptors more)" % (fds() - fds0))
+status, body = admin("/metrics")
+check(status == 200 and metric(body.decode(),
+      "sluice_admin_connections_closed_total", reason="evicted") >= 170,
+      "and a scrape is still answered, counting the evicted")
+for s in held:
+    s.close()
+trickle = socket.create_connection(("127.0.0.1", admin_port), timeout=20)
+t0 = time.time()
+answer = b""
+for ch in b"GET /metrics HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 10:
+    try:
+        trickle.sendall(bytes([ch]))
+        time.sleep(0.25)
+        trickle.setblocking(False)
+        answer += trickle.recv(100)
+    except (BlockingIOError, OSError):
+        pass
+    finally:
+        trickle.setblocking(True)
+    if answer or time.time() - t0 > 15:
+        break
+trickle.close()
+check(answer.startswith(b"HTTP/1.1 408") and time.time() - t0 < 15,
+      "an admin head trickled in a byte at a time is cut at 10 s with a "
+      "408 (%r after %.1f s)" % (answer[:20], time.time() - t0))
+
 status, r, body = sl.get("/metrics")
 check(r.getheader("X-Origin") == "slow",
       "/metrics on the proxy port is an ordinary proxied request")
