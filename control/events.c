@@ -7,10 +7,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conf/log.h"
 #include "conf/xmalloc.h"
@@ -54,13 +56,34 @@ now_json(void)
 	return json_string(buf);
 }
 
+/* PATH for appending, created never writable by others whatever the
+ * umask (it is the audit trail); NULL and errno on failure. */
+static FILE *
+open_append(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	FILE *f;
+	int e;
+
+	if (fd < 0)
+		return NULL;
+	f = fdopen(fd, "a");
+	if (f == NULL) {
+		e = errno;
+		close(fd);
+		errno = e;
+	}
+	return f;
+}
+
 /* Open the JSON-lines event log for appending. */
 int
 sl_events_open(struct sl_ctl *ctl, const char *path, char **errp)
 {
 	if (path == NULL)
 		return 0;
-	ctl->event_log = fopen(path, "a");
+	sl_ctl_make_dirs(path); /* as for the control socket and state */
+	ctl->event_log = open_append(path);
 	if (ctl->event_log == NULL) {
 		*errp = sl_xasprintf("event_log %s: %s", path, strerror(errno));
 		return -1;
@@ -78,7 +101,7 @@ sl_events_reopen(struct sl_ctl *ctl)
 		sl_log_info("SIGUSR1: no event_log to reopen");
 		return;
 	}
-	f = fopen(ctl->event_log_path, "a");
+	f = open_append(ctl->event_log_path);
 	if (f == NULL) {
 		sl_log(SL_LOG_ERROR, errno,
 		    "SIGUSR1: cannot reopen the event log %s, still writing "

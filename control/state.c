@@ -1084,7 +1084,7 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 	char *tmp;
 	FILE *f;
 	size_t i, j;
-	int err = 0;
+	int err = 0, fd;
 
 	if (ctl->state_path == NULL)
 		return 0;
@@ -1096,7 +1096,12 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 	}
 	capture(ctl, t, &sv);
 	tmp = sl_xasprintf("%s.tmp.%d", ctl->state_path, (int)getpid());
-	f = fopen(tmp, "w");
+	/* Never writable by others, whatever the umask: whoever can write
+	 * it routes the traffic after the next restart. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (f == NULL && fd >= 0)
+		close(fd);
 	if (f == NULL) {
 		*errp = sl_xasprintf(
 		    "cannot write state file %s: %s", tmp, strerror(errno));

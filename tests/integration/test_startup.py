@@ -5,8 +5,9 @@ a listener or admin address another process already listens on (traffic
 was split silently between two daemons), a state directory that cannot be
 written, and listeners a reload adds, removes or moves (which only a
 restart applies), a SIGHUP sent as soon as the port answers, names
-that control commands or sluicectl reserve ("previous", "--json"), and a
-stderr pipe nobody reads (it stopped the workers)."""
+that control commands or sluicectl reserve ("previous", "--json"), files
+made under umask 000, and a stderr pipe nobody reads (it stopped the
+workers)."""
 
 import os
 import signal
@@ -349,6 +350,24 @@ for svc, version, why in (
     line = text.splitlines().index("[%s]" % title) + 1
     check_conf(text, ":%d: invalid name in [%s]: %s" % (line, title, why),
                "sluice -t: [%s] is refused with its line" % title)
+
+# Started with umask 000: the state file and the event log are still
+# never writable by others (whoever can write the state file routes the
+# traffic after the next restart; the event log is the audit trail), and
+# the event log's missing directory is created, as the state file's is.
+events = os.path.join(TMP, "made", "by", "sluice", "events.jsonl")
+old_mask = os.umask(0)
+try:
+    port = free_port()
+    um = Sluice(text=base(port, "event_log = %s\n" % events), port=port)
+finally:
+    os.umask(old_mask)
+check(um.ctl("set weights s blue=90 green=10")["ok"], "a change under umask 0")
+modes = {p: os.stat(p).st_mode & 0o777 for p in (um.state_path, events)}
+check(all(m & 0o022 == 0 for m in modes.values()),
+      "state file and event log are not writable by group or others "
+      "(%s)" % {os.path.basename(p): oct(m) for p, m in modes.items()})
+check(um.stop() == 0, "that sluice stops cleanly")
 
 # stderr is a pipe whose reader stalled (a log shipper, "| logger"):
 # sluice loses log lines, counted, instead of blocking the workers that
