@@ -904,6 +904,13 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 	size_t secret_len = sc->override_secret != NULL
 	    ? strlen(sc->override_secret_header)
 	    : 0;
+	/* With overrides on, an override header that did not prove itself
+	 * is dropped: an origin must not take it for the version asked. */
+	size_t unproven_len =
+	    (sc->override_secret != NULL || sc->noverride_networks > 0) &&
+	        c->pick.reason != SL_PICK_OVERRIDE
+	    ? strlen(sc->override_header)
+	    : 0;
 	uint32_t i;
 
 	ob_str(o, llhttp_method_name((llhttp_method_t)head->method));
@@ -960,6 +967,10 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 		if (secret_len > 0 &&
 		    sl_http_hdr_is(
 		        head, base, i, sc->override_secret_header, secret_len))
+			continue;
+		if (unproven_len > 0 &&
+		    sl_http_hdr_is(
+		        head, base, i, sc->override_header, unproven_len))
 			continue;
 		if (mf > 0 &&
 		    sl_http_hdr_is(head, base, i, "max-forwards", 12)) {

@@ -225,6 +225,17 @@ for i in range(40):
     forced.add(r.getheader("X-Sluice-Version"))
 check(forced == {"blue", "green"},
       "override with a wrong secret is ignored (users keep their split)")
+status, r, body = sl.get("/anon/x?echo=1", headers={
+    "X-User-Id": "u1", "X-Sluice-Version": "green",
+    "X-Sluice-Secret": "wrong"})
+check(b"x-sluice-version" not in body.lower(),
+      "an override that did not prove itself is not forwarded: the origin "
+      "must not take it for the version asked (%r)" % body[:300])
+status, r, body = sl.get("/anon/x?echo=1", headers={
+    "X-User-Id": "u1", "X-Sluice-Version": "green",
+    "X-Sluice-Secret": "s3cret"})
+check(b"x-sluice-version: green" in body.lower(),
+      "a proven one is (the origin may want to know)")
 
 status, r, body = sl.get("/cookieonly/x")
 check((r.getheader("Set-Cookie") or "").startswith("sc="),
