@@ -224,6 +224,24 @@ warn_restart_only(
 	}
 }
 
+/* An override secret a client could guess lets it pick its version:
+ * warned of at start and at each reload (a config error would break
+ * configs that load today). */
+static void
+warn_weak_secrets(const struct sl_config *conf)
+{
+	for (size_t i = 0; i < conf->nservices; i++) {
+		const char *secret = conf->services[i].override_secret;
+
+		if (secret != NULL && strlen(secret) < 16)
+			sl_log_warn(
+			    "[service:%s] override_secret is %zu "
+			    "characters: a client that guesses it picks "
+			    "its version; use 16 or more random ones",
+			    conf->services[i].name, strlen(secret));
+	}
+}
+
 /*
  * SIGHUP: load the config again (certificates and keys too) and publish a
  * new routing table. Listener changes need a restart; an invalid file or
@@ -264,6 +282,7 @@ reload_signal_cb(evutil_socket_t sig, short what, void *arg)
 		            "using %s until it restarts",
 		    conf->global.state_file, d->state_path);
 	warn_restart_only(&started, &conf->global);
+	warn_weak_secrets(conf);
 	sl_workers_warn_listeners(d->workers, d->nworkers, conf);
 	/* Runtime decisions (weights, stable, server states) survive, and
 	 * so does what the health checks know. */
@@ -480,6 +499,7 @@ main(int argc, char **argv)
 	if (table == NULL)
 		sl_fatal(0, "%s", err);
 	keep_started(&conf->global);
+	warn_weak_secrets(conf);
 	/* Before anything is written (state file, sockets). */
 	if (!d.takeover && sl_workers_check_binds(conf, &err) != 0)
 		sl_fatal(0, "%s", err);

@@ -211,6 +211,8 @@ status, r, body = sl.get("/anon/x?echo=1", headers={
 check(r.getheader("X-Sluice-Version") == "green",
       "override header with the right secret forces the version")
 check(b"s3cret" not in body, "the override secret is not forwarded to the origin")
+check("override_secret is 6 characters: a client that guesses it picks its "
+      "version" in sl.logtext(), "a short override secret is warned of")
 # Nor echoed by a TRACE sluice answers (a front proxy may add the secret).
 status, r, body = sl.get("/anon/x", method="TRACE", headers={
     "Max-Forwards": "0", "X-Sluice-Secret": "s3cret", "X-Seen": "yes"})
