@@ -1265,8 +1265,8 @@ forward_request_body(struct sl_conn *c)
 
 	if (c->req_body_done || c->up == NULL)
 		return;
-	r = sl_http_forward_body(
-	    &c->up->req_parser, in, sl_io_output(&c->up->io), false, &why);
+	r = sl_http_forward_body(&c->up->req_parser, in,
+	    sl_io_output(&c->up->io), false, &c->up->req_ext, &why);
 	if (c->vs != NULL)
 		SL_STAT_ADD(c->vs->bytes_in, before - evbuffer_get_length(in));
 	if (r < 0) {
@@ -1586,6 +1586,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	attach_upstream(c, up);
 	if (!c->req_body_done)
 		up->req_parser = w->req_parser; /* the body goes on from here */
+	up->req_ext = 0;
 	evbuffer_add(sl_io_output(&up->io), o.p, o.len);
 	if (c->req_body_done && !c->req_upgrade &&
 	    (reused || gconf(c)->retries > 0)) {
@@ -1884,7 +1885,7 @@ forward_response_body(struct sl_conn *c)
 	int r;
 
 	r = sl_http_forward_body(&c->up->resp_parser, sl_io_input(&c->up->io),
-	    out, c->dechunk, &why);
+	    out, c->dechunk, &c->up->resp_ext, &why);
 	if (c->vs != NULL)
 		SL_STAT_ADD(
 		    c->vs->bytes_out, evbuffer_get_length(out) - before);
@@ -1950,6 +1951,7 @@ resend(struct sl_conn *c, const struct sl_route_server *srv,
 	}
 	if (!c->req_body_done)
 		up->req_parser = unsent->req_parser;
+	up->req_ext = unsent->req_ext;
 	evbuffer_add_buffer(sl_io_output(&up->io), sl_io_output(&unsent->io));
 	return true;
 }

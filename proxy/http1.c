@@ -39,6 +39,7 @@ struct parse_ctx {
 	bool te;      /* a Transfer-Encoding field, empty or not */
 	/* body mode */
 	struct evbuffer *dechunk_dst;
+	uint32_t ext_len; /* the current chunk's extension bytes so far */
 };
 
 /* A body parser's context: the head's, and where its bytes are. */
@@ -512,6 +513,30 @@ on_body_cb(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
+/* Chunk extensions are passed on as they came: an origin that buffers
+ * them whole (Node did, CVE-2024-22019) must not be fed megabytes. */
+static int
+on_chunk_ext_cb(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+
+	(void)at;
+	if (len > SL_HTTP_CHUNK_EXT_MAX - ctx->ext_len) {
+		llhttp_set_error_reason(p, "chunk extensions too long");
+		return HPE_USER;
+	}
+	ctx->ext_len += (uint32_t)len;
+	return 0;
+}
+
+/* A chunk's size line is whole: the next one's extensions count anew. */
+static int
+on_chunk_header_cb(llhttp_t *p)
+{
+	((struct parse_ctx *)p->data)->ext_len = 0;
+	return 0;
+}
+
 static llhttp_settings_t parser_settings = {
     .on_url = on_target_cb,
     .on_status = on_target_cb,
@@ -521,6 +546,9 @@ static llhttp_settings_t parser_settings = {
     .on_headers_complete = on_headers_complete_cb,
     .on_message_complete = on_message_complete_cb,
     .on_body = on_body_cb,
+    .on_chunk_extension_name = on_chunk_ext_cb,
+    .on_chunk_extension_value = on_chunk_ext_cb,
+    .on_chunk_header = on_chunk_header_cb,
 };
 
 /* Initialise a strict parser for requests or responses. */
@@ -1285,7 +1313,7 @@ move_body(struct evbuffer *src, struct evbuffer *dst, size_t n)
 /* Feed body bytes through the parser and move them on. */
 int
 sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
-    struct evbuffer *dst, bool dechunk, const char **why)
+    struct evbuffer *dst, bool dechunk, uint32_t *ext, const char **why)
 {
 	struct body_ctx ctx;
 	size_t consumed = 0;
@@ -1293,7 +1321,10 @@ sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
 
 	memset(&ctx, 0, sizeof ctx);
 	ctx.p.dechunk_dst = dechunk ? dst : NULL;
+	ctx.p.ext_len = ext != NULL ? *ext : 0;
 	done = run_body(parser, src, 0, &ctx, &consumed, why);
+	if (ext != NULL)
+		*ext = ctx.p.ext_len;
 	if (done < 0)
 		return -1;
 	if (dechunk)

@@ -107,15 +107,20 @@ int sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
  */
 void sl_http_parser_init(llhttp_t *parser, bool response);
 
+/* Most bytes of extensions one chunk may carry (names and values). */
+#define SL_HTTP_CHUNK_EXT_MAX 4096
+
 /*
  * Feed body bytes from SRC to PARSER and move the bytes that belong to the
  * current message to DST (zero-copy). With DECHUNK, the decoded body is
- * copied to DST instead of the raw chunked bytes. Returns 1 when the
- * message is complete, 0 when more is needed, -1 on a framing error (with
- * *why set).
+ * copied to DST instead of the raw chunked bytes. *EXT carries the current
+ * chunk's extension bytes from one call to the next (0 at a message's
+ * start; NULL: counted within this call only). Returns 1 when the message
+ * is complete, 0 when more is needed, -1 on a framing error (with *why
+ * set), extensions over SL_HTTP_CHUNK_EXT_MAX included.
  */
 int sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
-    struct evbuffer *dst, bool dechunk, const char **why);
+    struct evbuffer *dst, bool dechunk, uint32_t *ext, const char **why);
 
 /*
  * Does SRC, from byte FROM on, hold the rest of the message PARSER (placed

@@ -35,6 +35,8 @@ struct sl_upstream {
 	bool connected;
 	llhttp_t resp_parser; /* the response in progress on it */
 	llhttp_t req_parser;  /* the request body being sent on it */
+	/* Their current chunks' extension bytes (sl_http_forward_body). */
+	uint32_t resp_ext, req_ext;
 	TAILQ_ENTRY(sl_upstream) idle_link;
 };
 

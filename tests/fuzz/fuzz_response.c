@@ -248,7 +248,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *why = NULL;
 
 			r = sl_http_forward_body(
-			    &parser, in, out, dechunk, &why);
+			    &parser, in, out, dechunk, NULL, &why);
 			consumed = before_in - evbuffer_get_length(in);
 			moved = evbuffer_get_length(out) - before_out;
 			if (r < 0) {

@@ -1079,7 +1079,7 @@ test_body_content_length(void **state)
 	        "Content-Length: 10\r\n\r\n"));
 	add_ref(src, "012");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, &why), 0);
+	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 0);
 	assert_int_equal(evbuffer_get_length(src), 0);
 	assert_buf(dst, "012");
 
@@ -1090,7 +1090,7 @@ test_body_content_length(void **state)
 	add_ref(src, "Host: x\r\n\r\n");
 	assert_true(nchains(src) >= 5);
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, &why), 1);
+	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 1);
 	assert_buf(dst, "0123456789");
 	assert_buf(src, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
 	evbuffer_free(src);
@@ -1113,12 +1113,12 @@ test_body_chunked_raw(void **state)
 	        "Transfer-Encoding: chunked\r\n\r\n"));
 	add_ref(src, "5\r\nhe");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, &why), 0);
+	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 0);
 	add_ref(src, "llo\r\n3;ext=1\r");
 	add_ref(src, "\nabc\r\n0\r");
 	add_ref(src, "\n\r\nNEXT");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, &why), 1);
+	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 1);
 	assert_buf(dst, body);
 	assert_buf(src, "NEXT");
 	evbuffer_free(src);
@@ -1138,11 +1138,11 @@ feed_chunked(const char *first, const char *second, const char **why)
 	    LIT("POST / HTTP/1.1\r\nHost: x\r\n"
 	        "Transfer-Encoding: chunked\r\n\r\n"));
 	evbuffer_add(src, first, strlen(first));
-	r = sl_http_forward_body(&parser, src, dst, false, why);
+	r = sl_http_forward_body(&parser, src, dst, false, NULL, why);
 	if (second != NULL) {
 		assert_int_equal(r, 0);
 		evbuffer_add(src, second, strlen(second));
-		r = sl_http_forward_body(&parser, src, dst, false, why);
+		r = sl_http_forward_body(&parser, src, dst, false, NULL, why);
 	}
 	evbuffer_free(src);
 	evbuffer_free(dst);
@@ -1215,11 +1215,11 @@ feed_response_split(const char *body, size_t at, bool calls)
 	    sl_http_parse_head(&parser, LIT(resp), HTTP_GET, head, &err), 0);
 	evbuffer_add_reference(src, body, at, NULL, NULL);
 	if (calls && at > 0)
-		r = sl_http_forward_body(&parser, src, dst, false, &why);
+		r = sl_http_forward_body(&parser, src, dst, false, NULL, &why);
 	if (r == 0) {
 		evbuffer_add_reference(
 		    src, body + at, strlen(body) - at, NULL, NULL);
-		r = sl_http_forward_body(&parser, src, dst, false, &why);
+		r = sl_http_forward_body(&parser, src, dst, false, NULL, &why);
 	}
 	sl_http_head_free(head);
 	evbuffer_free(src);
@@ -1264,8 +1264,42 @@ test_body_bad_chunk(void **state)
 	add_ref(src, "5\r\nhello\r\n");
 	add_ref(src, "zz\r\nabc\r\n0\r\n\r\n");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, &why), -1);
+	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), -1);
 	assert_non_null(why);
+	evbuffer_free(src);
+	evbuffer_free(dst);
+}
+
+/* A chunk's extensions are bounded (SL_HTTP_CHUNK_EXT_MAX), across
+ * calls too, and count anew for each chunk. */
+static void
+test_body_chunk_extensions(void **state)
+{
+	static char ext[3001];
+	llhttp_t parser;
+	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+	const char *why = NULL;
+	uint32_t carried = 0;
+
+	(void)state;
+	memset(ext, 'e', sizeof ext - 1);
+	start_request(&parser,
+	    LIT("POST / HTTP/1.1\r\nHost: x\r\n"
+	        "Transfer-Encoding: chunked\r\n\r\n"));
+	/* 3000 bytes of extension on each of two chunks: fine. */
+	evbuffer_add_printf(src, "1;%s\r\na\r\n1;%s\r\nb\r\n", ext, ext);
+	assert_int_equal(
+	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), 0);
+	assert_int_equal(carried, 0);
+	/* 6000 on one chunk, in two calls: refused in the second. */
+	evbuffer_add_printf(src, "1;%s", ext);
+	assert_int_equal(
+	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), 0);
+	assert_int_equal(carried, 3000);
+	evbuffer_add_printf(src, "%s\r\nc\r\n0\r\n\r\n", ext);
+	assert_int_equal(
+	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), -1);
+	assert_string_equal(why, "chunk extensions too long");
 	evbuffer_free(src);
 	evbuffer_free(dst);
 }
@@ -1285,11 +1319,11 @@ test_body_dechunk(void **state)
 	add_ref(src, "lo\r\n");
 	evbuffer_add(src, "a\r\n0123456789\r\n", 15);
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, true, &why), 0);
+	    sl_http_forward_body(&parser, src, dst, true, NULL, &why), 0);
 	assert_buf(dst, "hello0123456789");
 	add_ref(src, "0\r\n\r\nNEXT");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, true, &why), 1);
+	    sl_http_forward_body(&parser, src, dst, true, NULL, &why), 1);
 	assert_buf(dst, "hello0123456789");
 	assert_buf(src, "NEXT");
 	evbuffer_free(src);
@@ -1314,7 +1348,7 @@ test_body_close_delimited(void **state)
 	add_ref(src, "some ");
 	add_ref(src, "bytes");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, &why), 0);
+	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 0);
 	assert_buf(dst, "some bytes");
 	assert_int_equal(sl_http_finish_body(&parser), 1);
 	sl_http_head_free(head);
@@ -1346,7 +1380,7 @@ test_body_buffered(void **state)
 	/* The parser did not move: the whole body is still to come. */
 	evbuffer_drain(src, sizeof cl_head - 1);
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, &why), 1);
+	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 1);
 	assert_buf(dst, "0123456789");
 
 	evbuffer_drain(src, evbuffer_get_length(src));
@@ -1448,6 +1482,7 @@ main(void)
 	    cmocka_unit_test(test_body_chunked_end_split),
 	    cmocka_unit_test(test_body_bad_chunk),
 	    cmocka_unit_test(test_body_trailer_obs_fold),
+	    cmocka_unit_test(test_body_chunk_extensions),
 	    cmocka_unit_test(test_body_dechunk),
 	    cmocka_unit_test(test_body_close_delimited),
 	    cmocka_unit_test(test_body_buffered),
