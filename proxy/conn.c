@@ -59,7 +59,7 @@
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
-#define SL_HIGH_WATER    (256 * 1024)
+#define SL_HIGH_WATER    (64 * 1024)
 #define SL_RESP_HEAD_MAX (64 * 1024)
 
 enum conn_state {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """100 MB bodies each way stream through sluice with bounded memory:
-backpressure keeps the process from buffering them."""
+backpressure keeps the process from buffering them, and a client that
+never reads holds little."""
 
 import socket
 import threading
@@ -134,5 +135,26 @@ else:
     check(growth < 16 * 1024,
           "RSS grew by %d KiB while streaming 300 MB (bounded by buffers)"
           % growth)
+
+# Clients that ask for a large answer and never read it: each holds what
+# backpressure lets through (64 KiB of output and a read), not a quarter
+# of a MiB more (40 of them cost 12.8 MiB, 320 KiB each).
+time.sleep(0.5)
+rss0 = sl.rss_kib()
+stalled = []
+for _ in range(40):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", sl.port))
+    s.sendall(b"GET /dl?size=20000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    stalled.append(s)
+time.sleep(2)
+grew = sl.rss_kib() - rss0
+for s in stalled:
+    s.close()
+if not ASAN:  # ASan's allocator keeps freed memory in quarantine
+    check(grew < 40 * 200,
+          "40 clients that never read a 20 MB answer: sluice grew by %d KiB "
+          "(%d each)" % (grew, grew // 40))
 check(sl.stop() == 0, "sluice exits 0 on SIGTERM")
 done()
