@@ -261,9 +261,8 @@ add_sat(uint32_t a, uint32_t b)
 static uint64_t
 bytes_in_by(const struct sl_conn *c)
 {
-	uint64_t now = now_us(c->w);
-
-	return c->read_us != 0 && c->read_us < now ? c->read_us : now;
+	/* A read's time is its loop turn's, never after now. */
+	return c->read_us != 0 ? c->read_us : now_us(c->w);
 }
 
 /* Was most of the request's time T (µs), and at least
