@@ -17,10 +17,14 @@ sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 	SL_VSTATS_COUNTERS(SL_X)
 #undef SL_X
 	dst->active += SL_STAT_READ(src->active);
-	sl_hist_snapshot(&src->latency, &snap);
-	sl_hist_merge(&dst->latency, &snap);
+	/* The worker records a request in latency, then in latency_client:
+	 * read in the other order, every client-slowed request read is in
+	 * the latency read after it. */
 	sl_hist_snapshot(&src->latency_client, &snap);
 	sl_hist_merge(&dst->latency_client, &snap);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	sl_hist_snapshot(&src->latency, &snap);
+	sl_hist_merge(&dst->latency, &snap);
 }
 
 /* Counters and histogram of A minus those of B. */
@@ -43,7 +47,8 @@ void
 sl_vstats_judged_latency(struct sl_hist *out, const struct sl_vstats *v)
 {
 	/* Every client-slowed request is in latency too (recorded there
-	 * first, read after it); if a read says otherwise, all are kept. */
+	 * first, read there last: sl_vstats_merge); if a read says
+	 * otherwise, all are kept. */
 	if (sl_hist_sub(out, &v->latency, &v->latency_client) != 0)
 		*out = v->latency;
 }

@@ -128,6 +128,8 @@ struct sl_conn {
 	bool req_body_done;
 	bool req_upgrade;
 	bool up_reused;
+	/* The request being started was whole in the buffer at its turn. */
+	bool whole_at_turn;
 	/* The protocols the upgrade offered (sl_http_upgrade_protocols). */
 	uint32_t req_protocols;
 	bool up_keepalive;
@@ -256,13 +258,15 @@ add_sat(uint32_t a, uint32_t b)
 	return a + b >= a ? a + b : UINT32_MAX;
 }
 
-/* When the client's bytes buffered now had come: by its last read (a
- * pipelined request is handled later than that). */
+/* When the request's bytes handled now (its head, or its body's end)
+ * were all in: a request whose head was whole at its turn (pipelined)
+ * had them at its arrival, as far as can be told, so none of its time is
+ * taken for its client's (a later read may have brought the next
+ * request's bytes); otherwise this read brought them. */
 static uint64_t
 bytes_in_by(const struct sl_conn *c)
 {
-	/* A read's time is its loop turn's, never after now. */
-	return c->read_us != 0 ? c->read_us : now_us(c->w);
+	return c->whole_at_turn ? c->req_start_us : now_us(c->w);
 }
 
 /* Was most of the request's time T (µs), and at least
@@ -271,9 +275,10 @@ static bool
 client_slowed(const struct sl_conn *c, uint64_t t)
 {
 	uint64_t cu = c->client_us;
+	uint32_t now = req_clock(c, now_us(c->w));
 
-	if (c->up_read_paused)
-		cu += req_clock(c, now_us(c->w)) - c->up_paused_at;
+	if (c->up_read_paused && now > c->up_paused_at)
+		cu += now - c->up_paused_at;
 	return cu >= SL_CLIENT_SLOW_MIN_US && cu * 2 > t;
 }
 
@@ -285,8 +290,11 @@ record_latency(struct sl_conn *c)
 	uint64_t t = now_us(c->w) - c->req_start_us;
 
 	sl_hist_record(&c->vs->latency, t);
-	if (client_slowed(c, t))
+	if (client_slowed(c, t)) {
+		/* Recorded in latency before: readers count on it. */
+		__atomic_thread_fence(__ATOMIC_RELEASE);
 		sl_hist_record(&c->vs->latency_client, t);
+	}
 }
 
 /* The global settings of the table the worker last saw. */
@@ -777,13 +785,23 @@ refuse_large_head(struct sl_conn *c, struct evbuffer *in)
 static bool
 line_without_version(struct evbuffer *in)
 {
-	struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL), from;
+	struct evbuffer_ptr lf, from;
 	char tail[16];
-	size_t n, i;
+	ev_ssize_t got = evbuffer_copyout(in, tail, sizeof tail);
+	size_t n = got > 0 ? (size_t)got : 0, i, start = 0;
 
+	/* The empty lines before a request (a CR and its LF can come in
+	 * two reads) are not its line. */
+	while (start < n && (tail[start] == '\r' || tail[start] == '\n'))
+		start++;
+	if (start == n)
+		return false;
+	evbuffer_ptr_set(in, &from, start, EVBUFFER_PTR_SET);
+	lf = evbuffer_search(in, "\n", 1, &from);
 	if (lf.pos < 0)
 		return false;
-	n = (size_t)lf.pos < sizeof tail ? (size_t)lf.pos : sizeof tail;
+	n = (size_t)lf.pos - start < sizeof tail ? (size_t)lf.pos - start
+	                                         : sizeof tail;
 	evbuffer_ptr_set(in, &from, (size_t)lf.pos - n, EVBUFFER_PTR_SET);
 	if (evbuffer_copyout_from(in, &from, tail, n) != (ev_ssize_t)n)
 		return false;
@@ -903,11 +921,14 @@ build_request_head(struct sl_conn *c, const struct sl_http_head *head,
 	size_t secret_len = sc->override_secret != NULL
 	    ? strlen(sc->override_secret_header)
 	    : 0;
-	/* With overrides on, an override header that did not prove itself
-	 * is dropped: an origin must not take it for the version asked. */
+	/* With overrides on, an override header is forwarded only to the
+	 * version it proved itself for (not when it did not, nor to the
+	 * stable version a fallback chose instead): an origin must not
+	 * take it for the version that serves. */
 	size_t unproven_len =
 	    (sc->override_secret != NULL || sc->noverride_networks > 0) &&
-	        c->pick.reason != SL_PICK_OVERRIDE
+	        (c->pick.reason != SL_PICK_OVERRIDE ||
+	            c->ver != &c->svc->versions[c->pick.version])
 	    ? strlen(sc->override_header)
 	    : 0;
 	uint32_t i;
@@ -1652,6 +1673,8 @@ client_process(struct sl_conn *c)
 	size_t len, end;
 
 	while (!c->closed && (c->state == CONN_IDLE || c->state == CONN_HEAD)) {
+		bool turn = false; /* its turn came in this pass */
+
 		in = sl_io_input(&c->io);
 		len = evbuffer_get_length(in);
 		if (len == 0)
@@ -1682,6 +1705,7 @@ client_process(struct sl_conn *c)
 			c->next_read_us = 0;
 			c->head_since_ms = now / 1000;
 			c->scan = 0;
+			turn = true;
 			sl_io_set_timeouts(&c->io, gconf(c)->header_timeout_ms,
 			    gconf(c)->body_timeout_ms);
 		}
@@ -1705,7 +1729,9 @@ client_process(struct sl_conn *c)
 			refuse_large_head(c, in);
 			return;
 		}
+		c->whole_at_turn = turn;
 		start_request(c, end);
+		c->whole_at_turn = false;
 	}
 }
 

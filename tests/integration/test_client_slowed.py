@@ -117,6 +117,34 @@ stop.set()
 for t in threads + slow:
     t.join(5)
 
+
+def slowed():
+    v = sl.ctl("show stats shop")["versions"]
+    return sum(x["latency_ms"]["client_slowed"] for x in v.values())
+
+
+# A quick client that pipelines: its second request waits behind a slow
+# answer and a third comes while it waits; that wait is the origin's
+# (the second's head was whole when it came), not its client's.
+before = slowed()
+s = socket.create_connection(("127.0.0.1", sl.port), timeout=10)
+s.sendall(b"GET /a?delay=2000 HTTP/1.1\r\nHost: a\r\nX-User-Id: p\r\n\r\n")
+time.sleep(0.1)
+s.sendall(b"GET /b HTTP/1.1\r\nHost: a\r\nX-User-Id: p\r\n\r\n")
+time.sleep(1.7)
+s.sendall(b"GET /c HTTP/1.1\r\nHost: a\r\nX-User-Id: p\r\n"
+          b"Connection: close\r\n\r\n")
+got = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+s.close()
+check(got.count(b"HTTP/1.1 200") == 3 and slowed() == before,
+      "requests pipelined behind a slow answer are not taken as slowed by "
+      "their client (%d more)" % (slowed() - before))
+
 r = sl.ctl("rollout abort shop")
 check(r["ok"], "rollout abort shop")
 check(sl.stop() == 0, "sluice exits 0")

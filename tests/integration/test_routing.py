@@ -181,6 +181,21 @@ weight = 100
 servers = %s
 weight = 0
 
+[service:fb]
+path_prefix = /fb
+stable = blue
+expose_version = yes
+override_secret = s3cret
+fallback = stable
+
+[version:fb/blue]
+servers = %s
+weight = 100
+
+[version:fb/green]
+servers = %s
+weight = 0
+
 [pin:shop/qa]
 match = header:X-Team=qa
 version = green
@@ -188,7 +203,8 @@ version = green
 [pin:shop/staff]
 match = cookie:email^=staff-
 version = blue
-""" % (blue.addr, green.addr, blue.addr, blue.addr, green.addr)
+""" % (blue.addr, green.addr, blue.addr, blue.addr, green.addr, blue.addr,
+       green.addr)
 sl.write(shop_config(0) + extra)
 sl.start()
 
@@ -238,6 +254,17 @@ status, r, body = sl.get("/anon/x?echo=1", headers={
     "X-Sluice-Secret": "s3cret"})
 check(b"x-sluice-version: green" in body.lower(),
       "a proven one is (the origin may want to know)")
+# Proven, but its version has no server and the stable one serves
+# (fallback = stable): that origin must not read it as its version.
+check(sl.ctl("set server fb green %s maint" % green.addr)["ok"],
+      "fb: green's only server in maintenance")
+status, r, body = sl.get("/fb/x?echo=1", headers={
+    "X-Sluice-Version": "green", "X-Sluice-Secret": "s3cret"})
+check(r.getheader("X-Sluice-Version") == "blue" and
+      b"x-sluice-version" not in body.lower(),
+      "a proven override that fell back to the stable version is not "
+      "forwarded to it (%s, %r)" % (r.getheader("X-Sluice-Version"),
+                                    body[:200]))
 
 status, r, body = sl.get("/cookieonly/x")
 check((r.getheader("Set-Cookie") or "").startswith("sc="),
