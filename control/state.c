@@ -1100,8 +1100,12 @@ sl_state_save(struct sl_ctl *ctl, const struct sl_route_table *t, char **errp)
 	 * it routes the traffic after the next restart. */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (f == NULL && fd >= 0)
+	if (f == NULL && fd >= 0) {
+		err = errno; /* what fdopen said, not close */
 		close(fd);
+		errno = err;
+		err = 0;
+	}
 	if (f == NULL) {
 		*errp = sl_xasprintf(
 		    "cannot write state file %s: %s", tmp, strerror(errno));
