@@ -403,6 +403,35 @@ server_metrics(struct sl_ctl *ctl, struct evbuffer *out)
 	evbuffer_free(ejections);
 }
 
+static uint64_t
+clamped_of(const struct vrow *r)
+{
+	return sl_hist_clamped(&r->total.latency);
+}
+
+static uint64_t
+client_slowed_of(const struct vrow *r)
+{
+	return sl_hist_count(&r->total.latency_client);
+}
+
+/* A counter family with a value per version row, VALUE's. */
+static void
+per_version(struct evbuffer *out, const struct vrow *rows, size_t n,
+    const char *name, const char *help, uint64_t (*value)(const struct vrow *))
+{
+	size_t i;
+
+	evbuffer_add_printf(
+	    out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (i = 0; i < n; i++) {
+		evbuffer_add_printf(out, "%s{", name);
+		labels(out, &rows[i]);
+		evbuffer_add_printf(
+		    out, "} %llu\n", (unsigned long long)value(&rows[i]));
+	}
+}
+
 /* Append the Prometheus text exposition (format 0.0.4). */
 void
 sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
@@ -482,34 +511,15 @@ sl_ctl_metrics_text(struct sl_ctl *ctl, struct evbuffer *out)
 		    out, "} %llu\n", (unsigned long long)sl_hist_count(h));
 	}
 
-	evbuffer_add_printf(out,
-	    "# HELP sluice_request_duration_clamped_total Requests longer "
-	    "than the latency histogram's range (67.108863 s): counted in "
-	    "its top bucket, with their true time in _sum.\n"
-	    "# TYPE sluice_request_duration_clamped_total counter\n");
-	for (i = 0; i < n; i++) {
-		evbuffer_add_printf(
-		    out, "sluice_request_duration_clamped_total{");
-		labels(out, &rows[i]);
-		evbuffer_add_printf(out, "} %llu\n",
-		    (unsigned long long)sl_hist_clamped(
-		        &rows[i].total.latency));
-	}
-
-	evbuffer_add_printf(out,
-	    "# HELP sluice_request_duration_client_slowed_total Requests "
-	    "whose own client took most of their time (a head or body "
-	    "trickled in, a response read slowly): in the histogram, left "
-	    "out of the analyzer's latency checks.\n"
-	    "# TYPE sluice_request_duration_client_slowed_total counter\n");
-	for (i = 0; i < n; i++) {
-		evbuffer_add_printf(
-		    out, "sluice_request_duration_client_slowed_total{");
-		labels(out, &rows[i]);
-		evbuffer_add_printf(out, "} %llu\n",
-		    (unsigned long long)sl_hist_count(
-		        &rows[i].total.latency_client));
-	}
+	per_version(out, rows, n, "sluice_request_duration_clamped_total",
+	    "Requests longer than the latency histogram's range (67.108863 "
+	    "s): counted in its top bucket, with their true time in _sum.",
+	    clamped_of);
+	per_version(out, rows, n, "sluice_request_duration_client_slowed_total",
+	    "Requests whose own client took most of their time (a head or "
+	    "body trickled in, a response read slowly): in the histogram, "
+	    "left out of the analyzer's latency checks.",
+	    client_slowed_of);
 
 	evbuffer_add_printf(out,
 	    "# HELP sluice_version_weight Share of the service's users, "
