@@ -269,13 +269,13 @@ bytes_in_by(const struct sl_conn *c)
 	return c->whole_at_turn ? c->req_start_us : now_us(c->w);
 }
 
-/* Was most of the request's time T (µs), and at least
+/* Was most of the request's time T (µs, now), and at least
  * SL_CLIENT_SLOW_MIN_US, spent waiting for its client? */
 static bool
 client_slowed(const struct sl_conn *c, uint64_t t)
 {
 	uint64_t cu = c->client_us;
-	uint32_t now = req_clock(c, now_us(c->w));
+	uint32_t now = t < UINT32_MAX ? (uint32_t)t : UINT32_MAX;
 
 	if (c->up_read_paused && now > c->up_paused_at)
 		cu += now - c->up_paused_at;
