@@ -26,6 +26,10 @@
 #define SL_VSTATS_COUNTERS(X)                                                  \
 	X(requests, "routed_requests", NULL, NULL,                             \
 	    "Requests routed to the version.")                                 \
+	X(routed_override, "routed_requests_by_rule", "rule", "override",      \
+	    "Of the requests routed to the version, those a proven override "  \
+	    "header or a pin sent there rather than the weights.")             \
+	X(routed_pin, "routed_requests_by_rule", "rule", "pin", NULL)          \
 	X(resp_1xx, "requests", "code_class", "1xx",                           \
 	    "Responses sent to clients by status class, sluice's own "         \
 	    "included.")                                                       \
@@ -71,6 +75,12 @@
 	X(body_timeout, "body_timeout",                                        \
 	    "request or response bodies idle too long")                        \
 	X(no_route, "no_route", "requests matching no service (404)")          \
+	X(override_unproven, "override_unproven",                              \
+	    "override headers ignored for want of proof: no secret, a wrong "  \
+	    "one, or an address outside override_networks")                    \
+	X(override_no_version, "override_no_version",                          \
+	    "proven override headers ignored: they named no version of the "   \
+	    "service")                                                         \
 	X(max_forwards, "max_forwards_answered",                               \
 	    "OPTIONS and TRACE requests with Max-Forwards: 0, answered by "    \
 	    "sluice")                                                          \

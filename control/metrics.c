@@ -159,6 +159,8 @@ json_family(const char *family)
 {
 	if (strcmp(family, "routed_requests") == 0)
 		return "requests";
+	if (strcmp(family, "routed_requests_by_rule") == 0)
+		return "requests_by_rule";
 	if (strcmp(family, "requests") == 0)
 		return "responses";
 	return family;

@@ -1536,6 +1536,14 @@ start_request(struct sl_conn *c, size_t head_len)
 	SL_STAT_INC(c->vs->requests);
 	SL_STAT_ADD(c->vs->active, 1);
 	SL_STAT_ADD(c->vs->bytes_in, head_len);
+	if (c->pick.reason == SL_PICK_OVERRIDE)
+		SL_STAT_INC(c->vs->routed_override);
+	else if (c->pick.reason == SL_PICK_PIN)
+		SL_STAT_INC(c->vs->routed_pin);
+	if (c->pick.override_ignored == SL_OVERRIDE_UNPROVEN)
+		SL_STAT_INC(w->wstats.override_unproven);
+	else if (c->pick.override_ignored == SL_OVERRIDE_NO_VERSION)
+		SL_STAT_INC(w->wstats.override_no_version);
 
 	srv = sl_upstream_pick(w, c->ver, now_ms(w), SL_NO_SERVER);
 	if (srv == NULL && c->svc->conf->fallback_stable &&

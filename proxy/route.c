@@ -559,10 +559,11 @@ secret_equals(const char *a, size_t alen, const char *b)
 	return diff == 0;
 }
 
-/* An override header naming a version, honoured only with a proof. */
+/* An override header naming a version, honoured only with a proof; why
+ * one present was not followed goes to *IGNORED. */
 static bool
 pick_override(const struct sl_route_service *svc,
-    const struct sl_route_request *req, size_t *version)
+    const struct sl_route_request *req, size_t *version, uint8_t *ignored)
 {
 	const struct sl_service_conf *sc = svc->conf;
 	const char *v, *s;
@@ -583,8 +584,10 @@ pick_override(const struct sl_route_service *svc,
 		    sl_cidr_match(&sc->override_networks[i], req->client_addr))
 			proven = true;
 	}
-	if (!proven)
+	if (!proven) {
+		*ignored = SL_OVERRIDE_UNPROVEN;
 		return false;
+	}
 	for (i = 0; i < svc->nversions; i++) {
 		if (strlen(svc->versions[i].name) == vlen &&
 		    memcmp(svc->versions[i].name, v, vlen) == 0) {
@@ -592,6 +595,7 @@ pick_override(const struct sl_route_service *svc,
 			return true;
 		}
 	}
+	*ignored = SL_OVERRIDE_NO_VERSION;
 	return false;
 }
 
@@ -658,7 +662,8 @@ sl_route_pick_version(const struct sl_route_service *svc,
 	pick->svc = svc;
 	pick->set_cookie = false;
 	pick->bucket = 0;
-	if (pick_override(svc, req, &pick->version)) {
+	pick->override_ignored = SL_OVERRIDE_FOLLOWED;
+	if (pick_override(svc, req, &pick->version, &pick->override_ignored)) {
 		pick->reason = SL_PICK_OVERRIDE;
 		return;
 	}

@@ -97,6 +97,14 @@ enum sl_pick_reason {
 	SL_PICK_PIN,
 };
 
+/* Why an override header was not followed (for the counters). */
+enum sl_override_ignored {
+	SL_OVERRIDE_FOLLOWED = 0, /* followed, or no header at all */
+	SL_OVERRIDE_UNPROVEN,   /* no secret, a wrong one, no trusted address */
+	SL_OVERRIDE_NO_VERSION, /* proven, but names no version of the service
+	                         */
+};
+
 /* The request facts routing needs; strings are not NUL-terminated. */
 struct sl_route_request {
 	const char *host; /* lower-case, port stripped; may be NULL */
@@ -115,7 +123,8 @@ struct sl_route_pick {
 	size_t version; /* index into svc->versions */
 	uint32_t bucket;
 	enum sl_pick_reason reason;
-	bool set_cookie; /* send Set-Cookie: sticky_cookie=bucket */
+	bool set_cookie;          /* send Set-Cookie: sticky_cookie=bucket */
+	uint8_t override_ignored; /* enum sl_override_ignored */
 };
 
 /*

@@ -6,7 +6,8 @@ overrides with proof, and pins."""
 
 import socket
 
-from harness import Origin, Sluice, check, check_conf, config, done, free_port
+from harness import (Origin, Sluice, admin_metrics, check, check_conf, config,
+                     done, free_port, metric_value)
 
 try:
     import xxhash
@@ -205,7 +206,9 @@ match = cookie:email^=staff-
 version = blue
 """ % (blue.addr, green.addr, blue.addr, blue.addr, green.addr, blue.addr,
        green.addr)
-sl.write(shop_config(0) + extra)
+ADMIN = free_port()
+sl.write(shop_config(0).replace("[sluice]\n", "[sluice]\nadmin = 127.0.0.1:%d\n"
+                                % ADMIN, 1) + extra)
 sl.start()
 
 status, r, body = sl.get("/anon/x")
@@ -287,6 +290,26 @@ check(r.getheader("X-Sluice-Version") == "blue",
 status, r, body = sl.get("/", headers={"X-User-Id": "plain"})
 check(r.getheader("X-Sluice-Version") == "blue",
       "users matching no pin follow the weights (0% green)")
+
+# What the overrides and pins above did is counted: an operator sees the
+# traffic that did not follow the weights, and clients guessing the secret.
+m = admin_metrics(ADMIN)
+rule = "sluice_routed_requests_by_rule_total"
+for svc, ver, by, want in (("anon", "green", "override", 2),
+                           ("fb", "green", "override", 1),
+                           ("trusted", "green", "override", 1),
+                           ("shop", "green", "pin", 1),
+                           ("shop", "blue", "pin", 1),
+                           ("shop", "blue", "override", 0),
+                           ("anon", "blue", "override", 0)):
+    got = metric_value(m, rule, service=svc, version=ver, rule=by)
+    check(got == want, "%s{service=%s,version=%s,rule=%s} is %s (%s)"
+          % (rule, svc, ver, by, want, got))
+got = metric_value(m, "sluice_override_unproven_total")
+check(got == 41, "the 41 override headers with a wrong secret are counted as "
+      "unproven (%s)" % got)
+got = metric_value(m, "sluice_override_no_version_total")
+check(got == 1, "the proven override naming no version is counted (%s)" % got)
 
 check(sl.stop() == 0, "sluice exits 0")
 check_conf("[listener:l]\nbind = 127.0.0.1:1\n[service:s]\nstable = v\n"

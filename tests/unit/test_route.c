@@ -602,11 +602,13 @@ test_pick_override(void **state)
 	    "192.168.1.1", &p);
 	assert_int_equal(p.reason, SL_PICK_OVERRIDE);
 	assert_int_equal(p.version, red);
+	assert_int_equal(p.override_ignored, SL_OVERRIDE_FOLLOWED);
 	/* Secret wrong, a prefix of it, longer, or missing: not forced. */
 	pick(t, REQ("X-Sluice-Version: red\r\nX-Sluice-Secret: wrong!\r\n"),
 	    "192.168.1.1", &p);
 	assert_int_not_equal(p.reason, SL_PICK_OVERRIDE);
 	assert_int_not_equal(p.version, red);
+	assert_int_equal(p.override_ignored, SL_OVERRIDE_UNPROVEN);
 	pick(t, REQ("X-Sluice-Version: red\r\nX-Sluice-Secret: s3cre\r\n"),
 	    "192.168.1.1", &p);
 	assert_int_not_equal(p.reason, SL_PICK_OVERRIDE);
@@ -627,6 +629,10 @@ test_pick_override(void **state)
 	pick(t, REQ("X-Sluice-Version: purple\r\nX-Sluice-Secret: s3cret\r\n"),
 	    "10.0.0.1", &p);
 	assert_int_not_equal(p.reason, SL_PICK_OVERRIDE);
+	assert_int_equal(p.override_ignored, SL_OVERRIDE_NO_VERSION);
+	/* No override header: nothing ignored. */
+	pick(t, REQ("X-Sluice-Secret: s3cret\r\n"), "192.168.1.1", &p);
+	assert_int_equal(p.override_ignored, SL_OVERRIDE_FOLLOWED);
 	table_free(t);
 
 	/* Without a secret or networks the header is ignored. */
