@@ -646,11 +646,22 @@ align_step(struct sl_rollout *ro, uint32_t step, uint32_t weight)
 		return step;
 	for (i = 0; i + 1 < ro->nsteps && ro->steps[i + 1] <= weight; i++)
 		;
-	sl_log_warn("rollout %s: saved at step %u, but the canary is routed "
-	            "at %.2f%%: steps changed; going on from step %u/%u at "
-	            "%.2f%%",
-	    ro->service, step + 1, weight / 100.0, i + 1, ro->nsteps,
-	    weight / 100.0);
+	/* The same step at another weight is what an earlier restart's
+	 * alignment left (the state file keeps the step, the config its
+	 * weight): said once, at the restart that moved it, not again at
+	 * every restart. */
+	if (i == step)
+		sl_log_info("rollout %s: step %u/%u goes on at %.2f%%, the "
+		            "canary's routed weight (the config's step is "
+		            "%.2f%%)",
+		    ro->service, i + 1, ro->nsteps, weight / 100.0,
+		    ro->steps[i] / 100.0);
+	else
+		sl_log_warn("rollout %s: saved at step %u, but the canary is "
+		            "routed at %.2f%%: steps changed; going on from "
+		            "step %u/%u at %.2f%%",
+		    ro->service, step + 1, weight / 100.0, i + 1, ro->nsteps,
+		    weight / 100.0);
 	ro->steps[i] = weight;
 	return i;
 }

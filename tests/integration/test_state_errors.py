@@ -213,11 +213,27 @@ for steps, saved_step, want_step in (("10 100", 1, 1), ("5 20 100", 1, 2)):
           "with the routed 50%% (%s, step %r, weight %r, routed %r)"
           % (steps, saved_step + 1, want_step, r["state"], r["step"],
              r["weight"], w["green"]))
-    check("steps changed; going on from step %d/" % want_step in sl.logtext(),
-          "and the log says why")
+    if want_step != saved_step + 1:
+        said = "steps changed; going on from step %d/" % want_step
+    else:
+        said = ("step %d/3 goes on at 50.00%%, the canary's routed weight "
+                "(the config's step is 20.00%%)" % want_step)
+    check(said in sl.logtext(), "and the log says why (%s)" % said)
     check(events("rollout steps: restored green, paused at step %d/"
                  % want_step),
           "the event says it was restored paused (not 'resumed')")
+    check(sl.stop() == 0, "sluice exits 0")
+    # Restarted as it is: the step is the one it was aligned to, and the
+    # log does not say again that the steps changed.
+    warned = sl.logtext().count("steps changed")
+    sl.start()
+    r = rollout("steps")
+    check(r["state"] == "paused" and r["step"] == want_step and
+          r["weight"] == 50.0,
+          "restarted: still paused at step %d at 50%% (%r, %r, %r)"
+          % (want_step, r["state"], r["step"], r["weight"]))
+    check(sl.logtext().count("steps changed") == warned,
+          "a second restart does not warn again that the steps changed")
     check(sl.stop() == 0, "sluice exits 0")
 
 # --- A service a reload removes takes its runtime state with it: out of
