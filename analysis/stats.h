@@ -88,6 +88,9 @@
 	    "clients gone mid-request or mid-response")                        \
 	X(conn_limit, "connection_limit",                                      \
 	    "times accepting paused at max_connections")                       \
+	X(client_conn_limit, "client_connection_limit",                        \
+	    "requests answered 429: their connection was opened while its "    \
+	    "address held max_connections_per_client")                         \
 	X(accept_failures, "accept_failures",                                  \
 	    "accepts that failed for want of descriptors or memory (each "     \
 	    "pauses that worker's accepting for 100 ms)")                      \

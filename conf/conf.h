@@ -235,14 +235,15 @@ struct sl_global_conf {
 	uint32_t body_timeout_ms;      /* idle while streaming a body; 30s */
 	uint32_t max_header_size;      /* request head bytes; 16 KiB */
 	uint32_t max_headers;          /* header fields; 100 */
-	uint32_t max_connections;    /* client connections per process; 10000 */
-	uint32_t upstream_keepalive; /* idle upstream conns per server per
-	                                worker; 32 */
-	bool measure;                /* latency histograms on; default yes */
-	bool normalize_path; /* resolve dot-segments; default yes */
-	uint32_t drain_timeout_ms;   /* SIGTERM: in-flight grace; 10s */
-	uint32_t retries;            /* retries of a failed attempt; 1 */
-	uint32_t retry_budget_pct;   /* retries per 100 requests; 20 */
+	uint32_t max_connections; /* client connections per process; 10000 */
+	uint32_t max_conns_per_client; /* per address (IPv6: /64); 0 = off */
+	uint32_t upstream_keepalive;   /* idle upstream conns per server per
+	                                  worker; 32 */
+	bool measure;                  /* latency histograms on; default yes */
+	bool normalize_path;           /* resolve dot-segments; default yes */
+	uint32_t drain_timeout_ms;     /* SIGTERM: in-flight grace; 10s */
+	uint32_t retries;              /* retries of a failed attempt; 1 */
+	uint32_t retry_budget_pct;     /* retries per 100 requests; 20 */
 	uint32_t tls_ticket_rotation_ms; /* session ticket key lifetime; 1h */
 };
 

@@ -49,6 +49,7 @@
 
 #include "conf/conf.h"
 #include "conf/log.h"
+#include "proxy/climit.h"
 #include "proxy/conn.h"
 #include "proxy/http1.h"
 #include "proxy/io.h"
@@ -110,6 +111,12 @@ _Static_assert(
     sizeof up_fail_answers / sizeof up_fail_answers[0] == SL_POOL_FAIL_KINDS,
     "a log limit per failure kind");
 
+enum addr_limit {
+	ADDR_UNCOUNTED = 0, /* no max_connections_per_client when it opened */
+	ADDR_COUNTED,
+	ADDR_OVER,
+};
+
 struct sl_conn {
 	struct sl_worker *w;
 	struct sl_upstream *up;
@@ -158,6 +165,11 @@ struct sl_conn {
 	 * sends (linger) until its EOF or linger_until_ms. */
 	bool lingering;
 	bool no_linger; /* a client too slow (408) is not waited for */
+	/* max_connections_per_client: whether it is counted against its
+	 * address, or was opened while the address held every connection
+	 * it may (its requests are answered 429). One byte: struct sl_conn
+	 * is what every idle connection costs. */
+	uint8_t addr_limit; /* enum addr_limit */
 	uint8_t req_method;
 	uint8_t req_minor;
 	uint8_t attempts; /* upstream attempts for this request */
@@ -513,6 +525,8 @@ conn_close(struct sl_conn *c)
 		c->table = NULL;
 	}
 	sl_io_free(&c->io);
+	if (c->addr_limit == ADDR_COUNTED)
+		sl_climit_close(&c->addr.sa);
 	TAILQ_REMOVE(&w->conns, c, link);
 	w->nconns--;
 	SL_STAT_INC(w->wstats.conns_closed);
@@ -1510,6 +1524,21 @@ start_request(struct sl_conn *c, size_t head_len)
 
 	c->state = CONN_UPSTREAM;
 	c->table = sl_worker_hold_table(w);
+	if (c->addr_limit == ADDR_OVER) {
+		/* Its address holds every connection it may: answered, and
+		 * closed, so that the client goes on with one it has. */
+		SL_STAT_INC(w->wstats.client_conn_limit);
+		sl_log_limited(&w->client_limit_log, 0,
+		    "client %s: over max_connections_per_client (%u): its "
+		    "requests answered 429",
+		    c->ip, gconf(c)->max_conns_per_client);
+		evbuffer_drain(in, head_len);
+		c->client_keepalive = false;
+		send_error(c, 429,
+		    "too many connections from this address "
+		    "(max_connections_per_client)");
+		return;
+	}
 	/* OPTIONS * asks about the server as a whole: it goes to the
 	 * service that serves the host's root, and is forwarded as is. */
 	c->svc = path_len == 1 && path[0] == '*'
@@ -2723,6 +2752,13 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	sl_io_setcb(
 	    &c->io, client_read_cb, client_write_cb, client_event_cb, c);
 	(void)sl_worker_current_table(w); /* a reload's timeouts apply */
+	if (gconf(c)->max_conns_per_client > 0 &&
+	    c->addr.sa.sa_family != AF_UNSPEC) {
+		c->addr_limit =
+		    sl_climit_open(&c->addr.sa, gconf(c)->max_conns_per_client)
+		    ? ADDR_COUNTED
+		    : ADDR_OVER;
+	}
 	sl_io_set_timeouts(
 	    &c->io, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);
 	sl_io_enable_read(&c->io);

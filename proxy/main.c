@@ -23,6 +23,7 @@
 #include "conf/log.h"
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
+#include "proxy/climit.h"
 #include "proxy/mem.h"
 #include "proxy/route.h"
 #include "proxy/tls.h"
@@ -594,6 +595,7 @@ main(int argc, char **argv)
 	free(d.state_path);
 	free_started();
 	sl_workers_free(d.workers, d.nworkers);
+	sl_climit_free();
 	sl_route_reclaim(UINT64_MAX);
 	table = sl_route_current();
 	sl_conf_free(table->conf);

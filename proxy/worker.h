@@ -53,6 +53,7 @@ struct sl_worker {
 	bool stopping;
 	struct sl_log_limit accept_log; /* its failed accepts */
 	struct sl_log_limit limit_log;  /* its pauses at max_connections */
+	struct sl_log_limit client_limit_log; /* max_connections_per_client */
 
 	/* Routing tables: the newest seen, and every one still in use. */
 	struct sl_route_table *table;
