@@ -183,6 +183,7 @@ check_config(const struct sl_config *c)
 	CHECK(g->max_headers >= 1 && g->max_headers <= 1000);
 	CHECK(g->max_header_size >= 1024 && g->max_header_size <= 1048576);
 	CHECK(g->max_connections >= 1);
+	CHECK(g->max_conns_per_client <= 1000000);
 	CHECK(g->workers >= 0 && g->workers <= 256);
 	CHECK(g->has_admin == (g->admin.text != NULL));
 	for (i = 0; i < c->nlisteners; i++) {
