@@ -818,10 +818,17 @@ cmd_rollout_promote(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 	return rollout_cmd(cx, "promote", argc, argv, errp);
 }
 
+/* With the service's lock: who may steer the rollout (its own, and the
+ * starter's set aside under it). */
 static json_t *
 cmd_show_rollout(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 {
-	return rollout_cmd(cx, "show", argc, argv, errp);
+	json_t *r = rollout_cmd(cx, "show", argc, argv, errp);
+
+	if (r != NULL)
+		json_object_set_new(
+		    r, "lock", lock_json(sl_ctl_rt(cx->ctl, argv[0])));
+	return r;
 }
 
 static const struct cmd commands[] = {

@@ -800,7 +800,7 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 {
 	json_t *r = json_object_get(reply, "rollout");
 	json_t *verdicts = json_object_get(r, "verdicts");
-	json_t *elapsed = json_object_get(r, "step_elapsed"), *tol;
+	json_t *elapsed = json_object_get(r, "step_elapsed"), *tol, *lock;
 	char *step;
 	size_t n, i;
 
@@ -844,6 +844,23 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 	kv("started:", sl_cli_str(r, "started", "-"));
 	kv("ended:", sl_cli_str(r, "ended", "-"));
 	kv("reason:", sl_cli_str(r, "reason", "-"));
+	lock = json_object_get(reply, "lock");
+	if (lock != NULL) { /* a sluice before session 20 sends none */
+		char *held = lock_text(lock);
+		json_t *aside = json_object_get(lock, "set_aside");
+
+		if (json_is_object(aside)) {
+			char *starter = lock_text(aside);
+
+			kv_take("lock:",
+			    sl_xasprintf("%s; set aside: %s, given back "
+			                 "when the rollout ends",
+			        held, starter));
+			free(starter);
+			free(held);
+		} else
+			kv_take("lock:", held);
+	}
 	n = json_array_size(verdicts);
 	if (n == 0) {
 		kv("verdicts:", "none yet");

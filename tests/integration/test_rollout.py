@@ -390,6 +390,16 @@ aside = sl.ctl("show services")["services"]
 aside = [s for s in aside if s["name"] == "ops"][0]["lock"].get("set_aside")
 check(aside is not None and aside["owner"] == "ci-7",
       "and show services too, after the restart (%r)" % aside)
+lock = sl.ctl("show rollout ops").get("lock") or {}
+check(lock.get("owner") == "rollout" and
+      (lock.get("set_aside") or {}).get("owner") == "ci-7",
+      "and show rollout, beside the rollout: who may steer it (%r)" % lock)
+p = subprocess.run([CTL, "-s", sl.ctl_path, "show", "rollout", "ops"],
+                   capture_output=True, text=True, timeout=30)
+check("set aside: ci-7 (" in p.stdout and
+      "given back when the rollout ends" in p.stdout,
+      "sluicectl show rollout prints the set-aside lock (%r)"
+      % [ln for ln in p.stdout.splitlines() if "lock" in ln])
 check(sl.ctl("as ci-7 rollout abort ops")["ok"], "ci-7 aborts the rollout")
 lock = sl.ctl("show service ops")["service"]["lock"]
 check(lock is not None and lock["owner"] == "ci-7" and
