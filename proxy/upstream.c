@@ -169,6 +169,18 @@ note_ejection(struct sl_worker *w, const struct sl_route_version *v,
 	    p->consec_failures, p->ejections);
 }
 
+uint64_t
+sl_eject_penalty(uint32_t eject_time_ms, uint32_t ejections)
+{
+	uint64_t most = eject_time_ms > SL_EJECT_DOUBLED_MAX_MS
+	    ? eject_time_ms
+	    : SL_EJECT_DOUBLED_MAX_MS;
+	uint64_t penalty = (uint64_t)eject_time_ms
+	    << (ejections < 5 ? ejections : 5);
+
+	return penalty < most ? penalty : most;
+}
+
 /* An attempt's outcome, for passive outlier ejection. */
 bool
 sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
@@ -193,10 +205,7 @@ sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
 	cap = v->nservers * sc->eject_max_pct / 100;
 	if (ejected_count(w, v, now) >= cap)
 		return false;
-	penalty = (uint64_t)sc->eject_time_ms
-	    << (p->ejections < 5 ? p->ejections : 5);
-	if (penalty > 300000)
-		penalty = 300000;
+	penalty = sl_eject_penalty(sc->eject_time_ms, p->ejections);
 	__atomic_store_n(&p->ejected_until, now + penalty, __ATOMIC_RELAXED);
 	p->eject_reason = (uint8_t)failure;
 	p->ejections++;

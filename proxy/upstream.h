@@ -72,6 +72,14 @@ enum sl_eject_reason {
 extern const char *const sl_eject_reason_names[];
 
 /*
+ * How long a server is ejected the (EJECTIONS+1)th time in a row:
+ * eject_time, doubled with each repeat, up to SL_EJECT_DOUBLED_MAX_MS (or
+ * eject_time itself when that is longer: a configured time is never cut).
+ */
+#define SL_EJECT_DOUBLED_MAX_MS 300000u
+uint64_t sl_eject_penalty(uint32_t eject_time_ms, uint32_t ejections);
+
+/*
  * Report the outcome of an attempt on SRV of version V (service settings
  * SC): a failure counts toward ejection, a success clears the count. NOW
  * is monotonic ms. Returns true when this failure ejected the server.
