@@ -94,10 +94,12 @@ sl_ctl_server_ejection(const struct sl_ctl *ctl, uint32_t id, uint64_t *until,
 		    (p = ctl->workers[i]->pools[id]) == NULL)
 			continue;
 		*total += __atomic_load_n(&p->ejected_total, __ATOMIC_RELAXED);
-		u = __atomic_load_n(&p->ejected_until, __ATOMIC_RELAXED);
+		/* Acquire: the reason stored before it is the one read. */
+		u = __atomic_load_n(&p->ejected_until, __ATOMIC_ACQUIRE);
 		if (u > *until) {
 			*until = u;
-			*reason = p->eject_reason;
+			*reason =
+			    __atomic_load_n(&p->eject_reason, __ATOMIC_RELAXED);
 		}
 	}
 }

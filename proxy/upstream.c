@@ -206,8 +206,10 @@ sl_upstream_report(struct sl_worker *w, const struct sl_route_version *v,
 	if (ejected_count(w, v, now) >= cap)
 		return false;
 	penalty = sl_eject_penalty(sc->eject_time_ms, p->ejections);
-	__atomic_store_n(&p->ejected_until, now + penalty, __ATOMIC_RELAXED);
-	p->eject_reason = (uint8_t)failure;
+	/* The reason first: a reader that sees this ejected_until (acquire)
+	 * sees its reason, not the last ejection's. */
+	__atomic_store_n(&p->eject_reason, (uint8_t)failure, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->ejected_until, now + penalty, __ATOMIC_RELEASE);
 	p->ejections++;
 	__atomic_store_n(
 	    &p->ejected_total, p->ejected_total + 1, __ATOMIC_RELAXED);

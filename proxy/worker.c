@@ -84,6 +84,24 @@ sl_worker_current_table(struct sl_worker *w)
 	return t;
 }
 
+/* Room for twice as many held tables (more than SL_MAX_HELD_TABLES in
+ * flight: as many publishes, each outlived by a long request). */
+static bool
+grow_held(struct sl_worker *w)
+{
+	size_t cap = w->held_cap * 2;
+	struct sl_held_table *h = malloc(cap * sizeof *h);
+
+	if (h == NULL)
+		return false;
+	memcpy(h, w->held, w->nheld * sizeof *h);
+	if (w->held != w->held_inline)
+		free(w->held);
+	w->held = h;
+	w->held_cap = cap;
+	return true;
+}
+
 /* The table for a new request; switches to a newer one if published. */
 struct sl_route_table *
 sl_worker_hold_table(struct sl_worker *w)
@@ -97,10 +115,19 @@ sl_worker_hold_table(struct sl_worker *w)
 			return t;
 		}
 	}
-	if (w->nheld == SL_MAX_HELD_TABLES) {
-		/* Pathological: many tables in flight. Hold the newest
-		 * through w->table only; it can't be freed while current. */
-		return t;
+	if (w->nheld == w->held_cap && !grow_held(w)) {
+		/* Out of memory with every slot taken: the request shares
+		 * the newest table held. Never one that is not held: once
+		 * w->table moves on, nothing would keep it from reclaim. */
+		size_t newest = 0;
+
+		for (i = 1; i < w->nheld; i++) {
+			if (w->held[i].table->epoch >
+			    w->held[newest].table->epoch)
+				newest = i;
+		}
+		w->held[newest].refs++;
+		return w->held[newest].table;
 	}
 	w->held[w->nheld].table = t;
 	w->held[w->nheld].refs = 1;
@@ -277,10 +304,7 @@ epoch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_worker *w = arg;
 
-	/* With every hold slot taken, requests past them keep their table
-	 * only as w->table: leave it to the next request. */
-	if (w->nheld < SL_MAX_HELD_TABLES)
-		(void)sl_worker_current_table(w);
+	(void)sl_worker_current_table(w);
 }
 
 bool
@@ -480,6 +504,8 @@ sl_workers_create(const struct sl_config *conf, unsigned nworkers, char **errp)
 
 		ws[i] = w;
 		w->id = i;
+		w->held = w->held_inline;
+		w->held_cap = SL_MAX_HELD_TABLES;
 		w->stop_fd = -1;
 		w->limit_fd = -1;
 		/* The retry budget starts full: a fresh process facing a
@@ -718,11 +744,12 @@ sl_workers_stop(struct sl_worker **ws, unsigned n, uint32_t drain_ms)
 			if (now.tv_sec > deadline.tv_sec ||
 			    (now.tv_sec == deadline.tv_sec &&
 			        now.tv_nsec >= deadline.tv_nsec)) {
+				signal_worker(ws[i], SL_WORKER_FORCE);
+				pthread_join(ws[i]->thread, NULL);
+				/* Read once joined: the worker writes it. */
 				sl_log_warn("worker %u: drain timeout, closing "
 				            "%u connections",
 				    ws[i]->id, ws[i]->nconns);
-				signal_worker(ws[i], SL_WORKER_FORCE);
-				pthread_join(ws[i]->thread, NULL);
 				break;
 			}
 			ts.tv_sec = 0;
@@ -793,6 +820,8 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 		sl_io_loop_free(&w->io_loop);
 		if (w->base != NULL)
 			event_base_free(w->base);
+		if (w->held != w->held_inline)
+			free(w->held);
 		free(w);
 	}
 	free(ws);

@@ -30,6 +30,8 @@ struct sl_route_table;
 struct sl_listener_arg;
 
 #define SL_MAX_VERSION_IDS 4096 /* (service, version) pairs ever seen */
+/* Routing tables a worker holds in flight without allocating (more grow
+ * its held array: as many publishes, each outlived by a long request). */
 #define SL_MAX_HELD_TABLES 16
 
 /* A routing table a worker still has requests on. */
@@ -57,8 +59,9 @@ struct sl_worker {
 
 	/* Routing tables: the newest seen, and every one still in use. */
 	struct sl_route_table *table;
-	struct sl_held_table held[SL_MAX_HELD_TABLES];
-	size_t nheld;
+	struct sl_held_table *held; /* held_inline, or a larger heap copy */
+	size_t nheld, held_cap;
+	struct sl_held_table held_inline[SL_MAX_HELD_TABLES];
 	uint64_t min_epoch; /* atomic: lowest epoch held; read by control */
 
 	/* Upstream pools, indexed by server id. Allocated by the control
