@@ -47,6 +47,10 @@
 	X(err_bad_response, "upstream_errors", "kind", "bad_response", NULL)   \
 	X(err_no_server, "upstream_errors", "kind", "no_server", NULL)         \
 	X(err_tls, "upstream_errors", "kind", "tls", NULL)                     \
+	X(unanswered, "requests_unanswered", NULL, NULL,                       \
+	    "Requests routed to the version that ended with no response: the " \
+	    "client went away before its head came (judged against the "       \
+	    "stable version's share by the analyzer).")                        \
 	X(resp_cut, "responses_cut", NULL, NULL,                               \
 	    "Responses the origin cut short after their head (errors for "     \
 	    "the analyzer).")                                                  \

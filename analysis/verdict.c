@@ -624,10 +624,29 @@ judge_error_rate(const struct sl_verdict_params *p,
 	c->n = ca->requests;
 	*le = mix_log_e(
 	    (double)ca->requests, (double)ca->errors, p->max_error_rate, true);
-	if (settle(c, seq->log_carry[SL_CHECK_ERROR_RATE], *le, alpha))
+	if (settle(c, seq->log_carry[SL_CHECK_ERROR_RATE], *le, alpha) &&
+	    mix_log_e((double)st->requests, (double)st->errors,
+	        p->max_error_rate, true) >= fail_level(alpha)) {
+		/* The stable version is as surely above the limit: what
+		 * both suffer (a shared dependency, bad requests) is not
+		 * the canary's doing, and reverting it helps no user.
+		 * error_vs_stable judges them against each other. Not
+		 * failing at a crossing only lowers the chance of a revert:
+		 * the budget holds. */
+		c->decision = SL_INCONCLUSIVE;
+		say(c->why, sizeof c->why,
+		    "canary %.3g%% and stable %.3g%% both above %.3g%%: "
+		    "shared, held",
+		    rc * 100, c->stable * 100, p->max_error_rate * 100);
+	} else if (c->decision == SL_FAIL)
 		say(c->why, sizeof c->why,
 		    "canary error rate %.3g%% is above the limit %.3g%%",
 		    rc * 100, p->max_error_rate * 100);
+	else if (ca->requests == 0 && ca->unanswered > 0)
+		say(c->why, sizeof c->why,
+		    "no canary responses: %llu requests unanswered (their "
+		    "clients went away first)",
+		    (unsigned long long)ca->unanswered);
 	else if (ca->requests == 0)
 		say(c->why, sizeof c->why, "no canary requests");
 	else if (ca->requests < p->min_requests)
@@ -645,25 +664,30 @@ judge_error_rate(const struct sl_verdict_params *p,
 	}
 }
 
-/* error_vs_stable: H0 canary rate <= tolerated_rate(stable rate). */
+/* error_vs_stable: H0 canary rate <= tolerated_rate(stable rate), where
+ * a request left unanswered counts as a failed one on either side. */
 static void
 judge_error_vs_stable(const struct sl_verdict_params *p,
-    const struct sl_verdict_seq *seq, const struct sl_verdict_window *st,
-    const struct sl_verdict_window *ca, double alpha, double alpha_nuisance,
+    const struct sl_verdict_seq *seq, const struct sl_verdict_window *stw,
+    const struct sl_verdict_window *caw, double alpha, double alpha_nuisance,
     struct sl_check *c, double *le)
 {
-	double rc =
-	    ca->requests ? (double)ca->errors / (double)ca->requests : 0;
-	double rs =
-	    st->requests ? (double)st->errors / (double)st->requests : 0;
-	double upper;
+	struct sl_verdict_window st = *stw, ca = *caw;
+	double rc, rs, upper;
+
+	st.requests += st.unanswered;
+	st.errors += st.unanswered;
+	ca.requests += ca.unanswered;
+	ca.errors += ca.unanswered;
+	rc = ca.requests ? (double)ca.errors / (double)ca.requests : 0;
+	rs = st.requests ? (double)st.errors / (double)st.requests : 0;
 
 	c->canary = rc;
 	c->stable = rs;
 	c->threshold = tolerated_rate(p, rs);
 	c->statistic = rc;
-	c->n = ca->requests;
-	if (st->requests == 0) {
+	c->n = ca.requests;
+	if (st.requests == 0) {
 		/* Nothing to compare with: no evidence either way. */
 		c->null = 1;
 		*le = 0;
@@ -672,24 +696,30 @@ judge_error_vs_stable(const struct sl_verdict_params *p,
 		say(c->why, sizeof c->why, "no stable requests");
 		return;
 	}
-	upper = rate_upper(
-	    (double)st->requests, (double)st->errors, alpha_nuisance);
+	upper =
+	    rate_upper((double)st.requests, (double)st.errors, alpha_nuisance);
 	c->null = tolerated_rate(p, upper);
-	*le =
-	    mix_log_e((double)ca->requests, (double)ca->errors, c->null, true);
-	if (settle(c, seq->log_carry[SL_CHECK_ERROR_VS_STABLE], *le, alpha))
+	*le = mix_log_e((double)ca.requests, (double)ca.errors, c->null, true);
+	if (settle(c, seq->log_carry[SL_CHECK_ERROR_VS_STABLE], *le, alpha) &&
+	    caw->unanswered > 0)
+		say(c->why, sizeof c->why,
+		    "canary %.3g%% vs stable %.3g%%: worse than %.3g%% (%llu "
+		    "of %llu unanswered)",
+		    rc * 100, rs * 100, c->null * 100,
+		    (unsigned long long)caw->unanswered,
+		    (unsigned long long)ca.requests);
+	else if (c->decision == SL_FAIL)
 		say(c->why, sizeof c->why,
 		    "canary %.3g%% vs stable %.3g%% (at most %.3g%%): worse "
 		    "than %.3g%%",
 		    rc * 100, rs * 100, upper * 100, c->null * 100);
-	else if (ca->requests == 0)
+	else if (ca.requests == 0)
 		say(c->why, sizeof c->why, "no canary requests");
-	else if (ca->requests < p->min_requests ||
-	    st->requests < p->min_requests)
+	else if (ca.requests < p->min_requests || st.requests < p->min_requests)
 		say(c->why, sizeof c->why,
 		    "%llu canary, %llu stable requests: fewer than %u",
-		    (unsigned long long)ca->requests,
-		    (unsigned long long)st->requests, p->min_requests);
+		    (unsigned long long)ca.requests,
+		    (unsigned long long)st.requests, p->min_requests);
 	else if (!no_evidence(c))
 		say(c->why, sizeof c->why,
 		    "canary %.3g%% vs stable %.3g%% may be worse, not yet "

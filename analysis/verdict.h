@@ -10,7 +10,12 @@
  *   error_rate        absolute guard: the canary's error rate is above
  *                     max_error_rate.
  *   error_vs_stable   the canary's error rate is above
- *                     max(stable + error_margin, stable * error_ratio).
+ *                     max(stable + error_margin, stable * error_ratio);
+ *                     here requests left unanswered (the client went
+ *                     away first) count as failed, on both sides.
+ *                     error_rate holds instead of failing while the
+ *                     stable version is proven above max_error_rate too:
+ *                     trouble both share is not the canary's doing.
  *   latency_quantile  the canary's latency_quantile is above
  *                     max(max_latency_ratio x the stable's, the stable's +
  *                     latency_tolerance).
@@ -73,6 +78,13 @@ enum sl_check_id {
 struct sl_verdict_window {
 	uint64_t requests; /* answered requests */
 	uint64_t errors;   /* of which errors (5xx); <= requests */
+	/* Requests the client gave up on before any answer came. Not in
+	 * REQUESTS: error_vs_stable counts them as failed requests of their
+	 * version, against the stable version's own share (users leave
+	 * some requests in any version; a version that hangs until its
+	 * clients reset has nothing but these); error_rate leaves them
+	 * out, since its limit is absolute. */
+	uint64_t unanswered;
 	/* Their latencies; NULL when not measured (latency checks are then
 	 * inconclusive). Not modified; must be a self-consistent snapshot. */
 	const struct sl_hist *latency;

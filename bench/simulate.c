@@ -452,10 +452,12 @@ run_sluice(struct world *w, struct sl_verdict_seq **seqp, uint64_t seed)
 		struct sl_verdict_window s, c;
 
 		world_interval(w);
-		s = (struct sl_verdict_window){
-		    w->req[0], w->err[0], &w->cum[0]};
-		c = (struct sl_verdict_window){
-		    w->req[1], w->err[1], &w->cum[1]};
+		s = (struct sl_verdict_window){.requests = w->req[0],
+		    .errors = w->err[0],
+		    .latency = &w->cum[0]};
+		c = (struct sl_verdict_window){.requests = w->req[1],
+		    .errors = w->err[1],
+		    .latency = &w->cum[1]};
 		if (sl_verdict_judge(&o->vp, *seqp, &s, &c, &j) != 0) {
 			fprintf(stderr, "sl-simulate: %s\n", j.summary);
 			exit(2);

@@ -376,6 +376,7 @@ struct sl_guard_saved {
 	int64_t started, until; /* wall-clock seconds */
 	/* The baseline: the previous stable before the switch. */
 	uint64_t requests, errors;
+	uint64_t unanswered; /* 0 in a file from before session 20 */
 	struct sl_hist latency;
 	/* Windows begun before (each spent a share of the budget). */
 	uint32_t segment;

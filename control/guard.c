@@ -54,7 +54,7 @@ struct sl_guard {
 	struct sl_verdict_seq *seq;
 	/* The previous stable before the switch: answered requests, errors
 	 * and latencies. */
-	uint64_t base_requests, base_errors;
+	uint64_t base_requests, base_errors, base_unanswered;
 	struct sl_hist base_latency;
 	/* The new version's totals where its window begins (the switch, the
 	 * end of its warm-up, a restart). */
@@ -147,7 +147,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_guard *g = arg;
 	static struct sl_vstats now_total, since;
 	static struct sl_hist judged; /* since's, less the client-slowed */
-	struct sl_verdict_window base, cand;
+	struct sl_verdict_window base = {0}, cand = {0};
 	int64_t now = (int64_t)time(NULL);
 	uint64_t now_ms = sl_ctl_mono_ms();
 	char msg[512];
@@ -178,9 +178,11 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	sl_vstats_sub(&since, &now_total, &g->at_switch);
 	base.requests = g->base_requests;
 	base.errors = g->base_errors;
+	base.unanswered = g->base_unanswered;
 	base.latency = &g->base_latency;
 	cand.requests = sl_vstats_responses(&since);
 	cand.errors = sl_vstats_window_errors(&since);
+	cand.unanswered = since.unanswered;
 	sl_vstats_judged_latency(&judged, &since);
 	cand.latency = &judged;
 	sl_verdict_judge(&g->params, g->seq, &base, &cand, &g->last);
@@ -291,6 +293,7 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	}
 	g->base_requests = sl_vstats_responses(&base);
 	g->base_errors = sl_vstats_window_errors(&base);
+	g->base_unanswered = base.unanswered;
 	sl_vstats_judged_latency(&g->base_latency, &base);
 	sl_ctl_rt(ctl, svc->name)->guard = g;
 	save_state(ctl, svc->name); /* so that a restart resumes it */
@@ -371,6 +374,7 @@ sl_ctl_guard_capture(
 	out->until = g->until;
 	out->requests = g->base_requests;
 	out->errors = g->base_errors;
+	out->unanswered = g->base_unanswered;
 	out->latency = g->base_latency;
 	out->segment = sl_verdict_seq_segment(g->seq);
 	return true;
@@ -418,6 +422,7 @@ sl_ctl_guard_restore(
 	}
 	g->base_requests = saved->requests;
 	g->base_errors = saved->errors;
+	g->base_unanswered = saved->unanswered;
 	g->base_latency = saved->latency;
 	sl_verdict_seq_resume(g->seq, saved->segment);
 	sl_ctl_rt(ctl, name)->guard = g;

@@ -315,7 +315,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_rollout *ro = run->ro;
 	static struct sl_vstats now_stable, now_canary, win_stable, win_canary;
 	static struct sl_hist lat_stable, lat_canary; /* what is judged */
-	struct sl_verdict_window ws, wc;
+	struct sl_verdict_window ws = {0}, wc = {0};
 	struct sl_judgement j;
 	enum sl_rollout_action action;
 	uint32_t step_before = ro->step;
@@ -336,6 +336,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	sl_vstats_sub(&win_canary, &now_canary, &run->base_canary);
 	ws.requests = sl_vstats_responses(&win_stable);
 	ws.errors = sl_vstats_window_errors(&win_stable);
+	ws.unanswered = win_stable.unanswered;
 	/* Latency without the requests their clients slowed: a client that
 	 * trickles its requests in must not revert a canary. */
 	sl_vstats_judged_latency(&lat_stable, &win_stable);
@@ -343,6 +344,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	ws.latency = &lat_stable;
 	wc.requests = sl_vstats_responses(&win_canary);
 	wc.errors = sl_vstats_window_errors(&win_canary);
+	wc.unanswered = win_canary.unanswered;
 	wc.latency = &lat_canary;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);

@@ -25,7 +25,8 @@
  * A watching blue/green guard is VERSION PREVIOUS STARTED UNTIL and the
  * windows it began before (restarts: each spent a share of its budget);
  * then its baseline's answered requests and errors and its latencies'
- * sum, smallest, largest and clamped count (µs), and the latency
+ * sum, smallest, largest and clamped count (µs), and its requests left
+ * unanswered when there were any (a seventh number), and the latency
  * histogram's buckets as BUCKET:COUNT pairs over as many guard_latency
  * lines as it takes: the baseline comes back exactly. inih reads lines of
  * at most 200 bytes; a longer one (a server with a long host name)
@@ -348,21 +349,24 @@ parse_guard(struct saved *sv, struct saved_svc *s, const char *value)
 	return 1;
 }
 
-/* "guard_baseline = REQUESTS ERRORS SUM MIN MAX CLAMPED", after the
- * guard line. */
+/* "guard_baseline = REQUESTS ERRORS SUM MIN MAX CLAMPED [UNANSWERED]",
+ * after the guard line. */
 static int
 parse_guard_baseline(struct saved *sv, struct saved_svc *s, const char *value)
 {
-	static const uint64_t max[6] = {UINT64_MAX, UINT64_MAX, UINT64_MAX,
-	    SL_HIST_MAX_VALUE, SL_HIST_MAX_VALUE, UINT64_MAX};
-	uint64_t n[6];
+	static const uint64_t max[7] = {UINT64_MAX, UINT64_MAX, UINT64_MAX,
+	    SL_HIST_MAX_VALUE, SL_HIST_MAX_VALUE, UINT64_MAX, UINT64_MAX};
+	uint64_t n[7] = {0};
 
 	if (s->guard == NULL)
 		return key_error(sv, "guard_baseline before its guard line");
-	if (take_uints(value, 6, max, n) != 0 || n[1] > n[0] || n[3] > n[4])
+	if ((take_uints(value, 6, max, n) != 0 &&
+	        take_uints(value, 7, max, n) != 0) ||
+	    n[1] > n[0] || n[3] > n[4])
 		return key_error(sv, "bad guard_baseline '%s'", value);
 	s->guard->requests = n[0];
 	s->guard->errors = n[1];
+	s->guard->unanswered = n[6];
 	memcpy(s->guard_lat, n + 2, sizeof s->guard_lat);
 	s->guard_baseline = true;
 	return 1;
@@ -1054,12 +1058,17 @@ write_guard(FILE *f, const struct sl_guard_saved *g)
 
 	fprintf(f, "guard = %s %s %lld %lld %u\n", g->version, g->previous,
 	    (long long)g->started, (long long)g->until, g->segment);
-	fprintf(f, "guard_baseline = %llu %llu %llu %llu %llu %llu\n",
+	fprintf(f, "guard_baseline = %llu %llu %llu %llu %llu %llu",
 	    (unsigned long long)g->requests, (unsigned long long)g->errors,
 	    (unsigned long long)sl_hist_sum(&g->latency),
 	    (unsigned long long)sl_hist_min(&g->latency),
 	    (unsigned long long)sl_hist_max(&g->latency),
 	    (unsigned long long)sl_hist_clamped(&g->latency));
+	/* Only when there are any: a sluice from before it reads the line
+	 * it knows. */
+	if (g->unanswered > 0)
+		fprintf(f, " %llu", (unsigned long long)g->unanswered);
+	fputc('\n', f);
 	for (i = 0; i < SL_HIST_NBUCKETS; i++) {
 		if (g->latency.counts[i] == 0)
 			continue;

@@ -517,6 +517,11 @@ conn_close(struct sl_conn *c)
 		 * faster than it is. */
 		if (c->resp_counted && c->table->conf->global.measure)
 			record_latency(c);
+		else if (!c->resp_counted)
+			/* Gone before any answer: in no status class and no
+			 * histogram, so a version that hangs until clients
+			 * reset would look like one with no traffic. */
+			SL_STAT_INC(c->vs->unanswered);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}

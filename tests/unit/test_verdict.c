@@ -228,6 +228,82 @@ test_zero_baseline_detects(void **state)
 	assert_non_null(strstr(j.summary, "error_vs_stable"));
 }
 
+/*
+ * A canary whose requests hang until their clients reset has no answered
+ * request at all: only its unanswered ones show, and error_vs_stable
+ * fails it on them. The same share unanswered on both sides (users who
+ * leave) is nobody's fault, and the absolute guard never counts them.
+ */
+static void
+test_unanswered(void **state)
+{
+	struct sl_verdict_window s = win(20000, 10, NULL), c = win(0, 0, NULL);
+	struct sl_judgement j;
+	const struct sl_check *k;
+
+	(void)state;
+	s.unanswered = 20;
+	c.unanswered = 40;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.decision, SL_FAIL);
+	k = &j.checks[SL_CHECK_ERROR_VS_STABLE];
+	assert_int_equal(k->decision, SL_FAIL);
+	assert_int_equal(k->n, 40);
+	assert_true(fabs(k->canary - 1.0) < 1e-12);
+	assert_non_null(strstr(k->why, "(40 of 40 unanswered)"));
+	/* The absolute guard says why it cannot judge. */
+	assert_non_null(strstr(j.checks[SL_CHECK_ERROR_RATE].why,
+	    "no canary responses: 40 requests unanswered"));
+
+	/* 3% unanswered on both sides: not a failure, and a pass once
+	 * there are enough of both. */
+	s = win(20000, 10, NULL);
+	s.unanswered = 600;
+	c = win(2000, 1, NULL);
+	c.unanswered = 60;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_not_equal(j.decision, SL_FAIL);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_VS_STABLE].decision, SL_PASS);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_RATE].decision, SL_PASS);
+}
+
+/*
+ * Trouble both versions share (a dependency failing, bad requests): the
+ * stable version proven above max_error_rate too holds the absolute
+ * guard instead of reverting the canary; the same canary against a
+ * healthy stable is reverted; and one worse than the unhealthy stable is
+ * still failed, by error_vs_stable.
+ */
+static void
+test_shared_trouble(void **state)
+{
+	struct sl_verdict_window s = win(40000, 2000, NULL),
+	                         c = win(4000, 200, NULL);
+	struct sl_judgement j;
+	const struct sl_check *k;
+
+	(void)state;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	k = &j.checks[SL_CHECK_ERROR_RATE];
+	assert_int_equal(k->decision, SL_INCONCLUSIVE);
+	assert_true(k->evalue >= 1 / k->alpha); /* it would have failed */
+	assert_non_null(strstr(k->why, "both above 1%: shared, held"));
+	assert_int_not_equal(j.decision, SL_FAIL);
+
+	s = win(40000, 20, NULL);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_RATE].decision, SL_FAIL);
+	assert_int_equal(j.decision, SL_FAIL);
+
+	s = win(40000, 2000, NULL);
+	c = win(4000, 800, NULL);
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(
+	    j.checks[SL_CHECK_ERROR_RATE].decision, SL_INCONCLUSIVE);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_VS_STABLE].decision, SL_FAIL);
+	assert_int_equal(j.decision, SL_FAIL);
+}
+
 /* 0.1% -> 5% at 10 canary requests/s, 30 s into the step. */
 static void
 test_error_regression(void **state)
@@ -453,14 +529,16 @@ test_looks_and_steps(void **state)
 
 	assert_non_null(seq);
 	assert_int_equal(sl_verdict_seq_step(seq), 0);
-	/* Stable at 1.5%: only the absolute guard speaks. */
-	s = win(30000, 450, NULL);
+	/* Stable at 1.5%, on too few requests to prove it above the
+	 * limit (that would hold the absolute guard): only the absolute
+	 * guard speaks. */
+	s = win(300, 4, NULL);
 	c = win(900, 18, NULL);
 	assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, &j), 0);
 	assert_int_equal(j.look, 1);
 	assert_int_equal(j.step, 0);
 	c = win(1800, 36, NULL);
-	s = win(60000, 900, NULL);
+	s = win(600, 9, NULL);
 	assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, &j), 0);
 	assert_int_equal(j.look, 2);
 	assert_int_equal(
@@ -825,6 +903,8 @@ main(void)
 	    cmocka_unit_test_setup(test_latency_tolerance_boundary, setup),
 	    cmocka_unit_test_setup(test_format, setup),
 	    cmocka_unit_test_setup(test_aa_small, setup),
+	    cmocka_unit_test_setup(test_unanswered, setup),
+	    cmocka_unit_test_setup(test_shared_trouble, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""A canary that hangs until its clients give up and reset the connection
+has no answered request at all: before, the analyzer saw "no canary
+requests" look after look and the rollout waited forever with its users
+broken. Those requests are counted per version as unanswered
+(sluice_requests_unanswered_total) and judged against the stable
+version's share: the rollout is reverted, naming them."""
+
+import os
+import socket
+import struct
+import threading
+import time
+
+from harness import (Origin, Sluice, admin_metrics, check, config, done,
+                     free_port, metric_value, wait_until)
+
+blue = Origin("blue", "--latency", "2")
+hung = Origin("hung", "--latency", "4000")  # past every client's patience
+port, admin = free_port(), free_port()
+text = config(port, {"svc": {
+    "stable": "blue", "expose_version": "yes",
+    # No user key in the requests: each gets a random bucket (the
+    # default, ip, would send every request of this one address to one
+    # version).
+    "sticky": "header:X-User-Id",
+    "versions": {"blue": ([blue.addr], 100), "green": ([hung.addr], 0)}}},
+    sluice_extra="admin = 127.0.0.1:%d\n" % admin, workers=1)
+text += """
+[rollout:svc]
+steps = 50 100
+step_time = 600s
+interval = 500ms
+min_requests = 30
+"""
+sl = Sluice(text=text, port=port)
+RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset
+stop = threading.Event()
+seen = {"ok": 0, "gave_up": 0}
+
+
+def client():
+    while not stop.is_set():
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
+        s.settimeout(0.5)
+        try:
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: svc\r\n\r\n")
+            data = s.recv(4096)
+            seen["ok" if data.startswith(b"HTTP/1.1 200") else
+                 "gave_up"] += 1
+        except socket.timeout:
+            seen["gave_up"] += 1  # and resets: the user is gone
+        finally:
+            s.close()
+
+
+check(sl.ctl("rollout start svc green")["ok"], "rollout of green started")
+threads = [threading.Thread(target=client, daemon=True) for _ in range(6)]
+for t in threads:
+    t.start()
+
+
+def rollout():
+    return sl.ctl("show rollout svc")["rollout"]
+
+
+check(wait_until(lambda: rollout()["state"] != "running", 60),
+      "the rollout ends (%s after %r)" % (rollout()["state"], seen))
+stop.set()
+for t in threads:
+    t.join(5)
+r = rollout()
+check(r["state"] == "reverted",
+      "a canary whose every request hangs until its client resets is "
+      "reverted (%s: %s)" % (r["state"], r.get("reason")))
+check("unanswered" in (r.get("reason") or ""),
+      "and the reason names the unanswered requests (%s)" % r.get("reason"))
+check(seen["gave_up"] > 0 and seen["ok"] > 0,
+      "clients were served by blue and gave up on green (%r)" % seen)
+m = admin_metrics(admin)
+green = metric_value(m, "sluice_requests_unanswered_total", service="svc",
+                     version="green")
+blue_n = metric_value(m, "sluice_requests_unanswered_total", service="svc",
+                      version="blue")
+check(green is not None and green > 0 and blue_n == 0,
+      "sluice_requests_unanswered_total counts them for green only "
+      "(green %s, blue %s)" % (green, blue_n))
+stats = sl.ctl("show stats svc")["versions"]
+check(stats["green"].get("requests_unanswered", 0) > 0,
+      "show stats has requests_unanswered (%r)"
+      % stats["green"].get("requests_unanswered"))
+check(sl.stop() == 0, "sluice exits 0")
+done()
