@@ -40,6 +40,9 @@ struct sl_rollout_run {
 	/* The sequence as it was before the latest decision, to put back
 	 * with the rollout if the decision cannot be carried out. */
 	struct sl_verdict_seq *seq_undo;
+	/* The step whose want of canary traffic was said (+1; 0: none), so
+	 * that it is said once a step. */
+	uint32_t starved_step;
 };
 
 /* Capture the totals the next window starts from. */
@@ -307,6 +310,35 @@ rollback(struct sl_rollout_run *run, const struct sl_rollout *saved)
 	sl_verdict_seq_copy(run->ro->seq, run->seq_undo);
 }
 
+/*
+ * A step whose time is up without a single canary request (answered or
+ * not) holds until some come, which may be never: with few distinct
+ * sticky keys none may fall in the canary's buckets. Said once a step, as
+ * a warning and an event, so that an operator waiting on it learns why.
+ */
+static void
+say_starved(struct sl_rollout_run *run, const struct sl_verdict_window *wc)
+{
+	struct sl_rollout *ro = run->ro;
+	char msg[400];
+
+	if (wc->requests + wc->unanswered > 0 ||
+	    run->starved_step == ro->step + 1 ||
+	    sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) < ro->step_time_ms)
+		return;
+	run->starved_step = ro->step + 1;
+	snprintf(msg, sizeof msg,
+	    "rollout %s: no canary requests in step %u/%u (%s at %.2f%%) "
+	    "after %.0f s: the step holds until some come (with few "
+	    "distinct sticky keys, none may fall in the canary's share; "
+	    "'rollout abort' or 'set weights' after it ends the wait)",
+	    ro->service, ro->step + 1, ro->nsteps, ro->canary,
+	    sl_rollout_weight(ro) / 100.0,
+	    (double)sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) / 1000);
+	sl_log_warn("%s", msg);
+	sl_event(run->ctl, NULL, msg, NULL, NULL);
+}
+
 /* One look of the analyzer. */
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -362,6 +394,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(msg, sizeof msg, "verdict %s step %u: %s", ro->service,
 		    step_before + 1, sl_decision_name(j.decision));
 		sl_event(run->ctl, NULL, msg, NULL, ev);
+		say_starved(run, &wc);
 		return;
 	}
 	if (action == SL_RA_SET_WEIGHT)

@@ -4,7 +4,9 @@ has no answered request at all: before, the analyzer saw "no canary
 requests" look after look and the rollout waited forever with its users
 broken. Those requests are counted per version as unanswered
 (sluice_requests_unanswered_total) and judged against the stable
-version's share: the rollout is reverted, naming them."""
+version's share: the rollout is reverted, naming them. A step that gets
+no canary request at all holds, and says so once (a warning and an
+event)."""
 
 import os
 import socket
@@ -26,12 +28,30 @@ text = config(port, {"svc": {
     "sticky": "header:X-User-Id",
     "versions": {"blue": ([blue.addr], 100), "green": ([hung.addr], 0)}}},
     sluice_extra="admin = 127.0.0.1:%d\n" % admin, workers=1)
+text = text.replace("[service:svc]", """[service:idle]
+path_prefix = /idle
+stable = blue
+
+[version:idle/blue]
+servers = %s
+weight = 100
+
+[version:idle/green]
+servers = %s
+weight = 0
+
+[service:svc]""" % (blue.addr, blue.addr))
 text += """
 [rollout:svc]
 steps = 50 100
 step_time = 600s
 interval = 500ms
 min_requests = 30
+
+[rollout:idle]
+steps = 10 100
+step_time = 1s
+interval = 250ms
 """
 sl = Sluice(text=text, port=port)
 RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset
@@ -90,5 +110,26 @@ stats = sl.ctl("show stats svc")["versions"]
 check(stats["green"].get("requests_unanswered", 0) > 0,
       "show stats has requests_unanswered (%r)"
       % stats["green"].get("requests_unanswered"))
+
+# A step with no canary request at all holds, and says so once.
+check(sl.ctl("rollout start idle green")["ok"], "rollout of idle started")
+
+
+def starved():
+    return [e for e in sl.ctl("show events 1000")["events"]
+            if e["command"].startswith("rollout idle: no canary requests")]
+
+
+check(wait_until(lambda: starved(), 15),
+      "with no traffic, once the step's time is up, an event says the "
+      "step holds for want of canary requests (%r)"
+      % [e["command"][:110] for e in starved()])
+time.sleep(1.5)  # six more looks
+check(len(starved()) == 1 and
+      sl.ctl("show rollout idle")["rollout"]["state"] == "running",
+      "said once a step, and the rollout waits on (%d events)"
+      % len(starved()))
+check("no canary requests in step 1/2" in sl.logtext(),
+      "and logged as a warning")
 check(sl.stop() == 0, "sluice exits 0")
 done()
