@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "analysis/stats.h"
@@ -17,6 +18,13 @@ sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 	SL_VSTATS_COUNTERS(SL_X)
 #undef SL_X
 	dst->active += SL_STAT_READ(src->active);
+	for (size_t g = 0; g < SL_GROUPS; g++) {
+		dst->groups.n[g] += SL_STAT_READ(src->groups.n[g]);
+		dst->groups.err[g] += SL_STAT_READ(src->groups.err[g]);
+		dst->groups.lat_n[g] += SL_STAT_READ(src->groups.lat_n[g]);
+		dst->groups.lat_sum[g] += SL_STAT_READ(src->groups.lat_sum[g]);
+		dst->groups.lat_sq[g] += SL_STAT_READ(src->groups.lat_sq[g]);
+	}
 	/* The worker records a request in latency, then in latency_client:
 	 * read in the other order, every client-slowed request read is in
 	 * the latency read after it. */
@@ -36,6 +44,19 @@ sl_vstats_sub(
 	SL_VSTATS_COUNTERS(SL_X)
 #undef SL_X
 	dst->active = a->active;
+	/* A count only grows: never below its base. */
+	for (size_t g = 0; g < SL_GROUPS; g++) {
+#define SUB(f)                                                                 \
+	dst->groups.f[g] = a->groups.f[g] > b->groups.f[g]                     \
+	    ? a->groups.f[g] - b->groups.f[g]                                  \
+	    : 0
+		SUB(n);
+		SUB(err);
+		SUB(lat_n);
+		SUB(lat_sum);
+		SUB(lat_sq);
+#undef SUB
+	}
 	if (sl_hist_sub(&dst->latency, &a->latency, &b->latency) != 0)
 		sl_hist_reset(&dst->latency);
 	if (sl_hist_sub(&dst->latency_client, &a->latency_client,
@@ -51,6 +72,68 @@ sl_vstats_judged_latency(struct sl_hist *out, const struct sl_vstats *v)
 	 * otherwise, all are kept. */
 	if (sl_hist_sub(out, &v->latency, &v->latency_client) != 0)
 		*out = v->latency;
+}
+
+/* D when it is beyond the noise of its estimate from K groups, else 1. */
+static double
+significant(double d, size_t k)
+{
+	if (k < 4 || !(d > 1 + 3 * sqrt(2.0 / (double)(k - 1))))
+		return 1;
+	return d;
+}
+
+double
+sl_groups_deff_errors(const struct sl_groups *g)
+{
+	double n = 0, x = 0, p, between = 0, d;
+	size_t i, k = 0;
+
+	for (i = 0; i < SL_GROUPS; i++) {
+		n += (double)g->n[i];
+		x += (double)(g->err[i] < g->n[i] ? g->err[i] : g->n[i]);
+		k += g->n[i] > 0;
+	}
+	if (k < 2 || n == 0 || x == 0 || x == n)
+		return 1;
+	p = x / n;
+	for (i = 0; i < SL_GROUPS; i++) {
+		double e = (double)(g->err[i] < g->n[i] ? g->err[i] : g->n[i]);
+
+		between +=
+		    (e - p * (double)g->n[i]) * (e - p * (double)g->n[i]);
+	}
+	/* The rate's variance between groups (a ratio estimator's, with K
+	 * clusters) over the binomial one, p (1 - p) / n. */
+	d = (double)k / (double)(k - 1) * between / (n * n) / (p * (1 - p) / n);
+	return significant(d, k);
+}
+
+double
+sl_groups_deff_latency(const struct sl_groups *g)
+{
+	double n = 0, s = 0, q = 0, mean, var, between = 0, d;
+	size_t i, k = 0;
+
+	for (i = 0; i < SL_GROUPS; i++) {
+		n += (double)g->lat_n[i];
+		s += (double)g->lat_sum[i];
+		q += (double)g->lat_sq[i];
+		k += g->lat_n[i] > 0;
+	}
+	if (k < 2 || n < 2)
+		return 1;
+	mean = s / n;
+	var = (q - n * mean * mean) / (n - 1);
+	if (!(var > 0))
+		return 1;
+	for (i = 0; i < SL_GROUPS; i++) {
+		double dev = (double)g->lat_sum[i] - mean * (double)g->lat_n[i];
+
+		between += dev * dev;
+	}
+	d = (double)k / (double)(k - 1) * between / (n * n) / (var / n);
+	return significant(d, k);
 }
 
 /* Sum a worker's connection counters into DST. */

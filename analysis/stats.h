@@ -131,6 +131,34 @@
 	    "TLS handshakes refused for a missing or unverified client "       \
 	    "certificate")
 
+/*
+ * Groups of sticky buckets (bucket % SL_GROUPS): a sticky split keeps each
+ * user's requests on one version, and users differ, so a version's
+ * requests are not independent observations. What each group of users
+ * did tells the analyzer how much of a version's variation lies between
+ * users (its design effect, analysis/verdict.h).
+ */
+#define SL_GROUPS 64
+struct sl_groups {
+	uint64_t n[SL_GROUPS];   /* final responses */
+	uint64_t err[SL_GROUPS]; /* errors among them (5xx, cut short) */
+	/* Latencies recorded, as histogram bucket indexes (a log scale):
+	 * their count, sum and sum of squares. */
+	uint64_t lat_n[SL_GROUPS];
+	uint64_t lat_sum[SL_GROUPS];
+	uint64_t lat_sq[SL_GROUPS];
+};
+
+/*
+ * Design effects from G's groups: how many times the variance of a
+ * version's error rate, and of its mean latency (log scale), exceeds what
+ * as many independent requests would give. 1 when the groups show no
+ * excess beyond their own noise (three standard deviations of the
+ * estimate), or when fewer than 4 groups have requests (no estimate).
+ */
+double sl_groups_deff_errors(const struct sl_groups *g);
+double sl_groups_deff_latency(const struct sl_groups *g);
+
 struct sl_vstats {
 #define SL_X(f, fam, l, lv, h) uint64_t f;
 	SL_VSTATS_COUNTERS(SL_X)
@@ -144,6 +172,7 @@ struct sl_vstats {
 	 * or body trickled in, a response read slowly). The analyzer leaves
 	 * them out: a client, not the version, chose their time. */
 	struct sl_hist latency_client;
+	struct sl_groups groups;
 };
 
 /* Below this, no request counts as slowed by its client (a head split

@@ -198,6 +198,26 @@ rank_upper(uint64_t n, double q, double a)
 	return hi;
 }
 
+/*
+ * rank_upper for N stable latencies worth N / D independent ones: the
+ * bound's rank among N / D, as the same share of N. 0 when N / D are too
+ * few to bound the quantile.
+ */
+static uint64_t
+stable_rank_upper(uint64_t n, double d, double q, double a)
+{
+	uint64_t eff, r;
+
+	if (d <= 1)
+		return rank_upper(n, q, a);
+	eff = (uint64_t)((double)n / d);
+	r = rank_upper(eff, q, a);
+	if (r == 0)
+		return 0;
+	r = (uint64_t)ceil((double)r / (double)eff * (double)n);
+	return r < n ? r : n;
+}
+
 /* The fewest values for which rank_upper(n, q, a) is not 0. */
 static uint64_t
 rank_needs(double q, double a)
@@ -605,6 +625,13 @@ no_evidence(const struct sl_check *c)
 	return c->evalue < 1 && c->canary - slack <= c->threshold;
 }
 
+/* A window's design effect as applied: at least 1. */
+static double
+deff(double d)
+{
+	return d > 1 ? d : 1;
+}
+
 /* error_rate: H0 canary rate <= max_error_rate. */
 static void
 judge_error_rate(const struct sl_verdict_params *p,
@@ -622,11 +649,13 @@ judge_error_rate(const struct sl_verdict_params *p,
 	c->statistic = rc;
 	c->null = p->max_error_rate;
 	c->n = ca->requests;
-	*le = mix_log_e(
-	    (double)ca->requests, (double)ca->errors, p->max_error_rate, true);
+	c->deff = deff(ca->deff_errors);
+	*le = mix_log_e((double)ca->requests / c->deff,
+	    (double)ca->errors / c->deff, p->max_error_rate, true);
 	if (settle(c, seq->log_carry[SL_CHECK_ERROR_RATE], *le, alpha) &&
-	    mix_log_e((double)st->requests, (double)st->errors,
-	        p->max_error_rate, true) >= fail_level(alpha)) {
+	    mix_log_e((double)st->requests / deff(st->deff_errors),
+	        (double)st->errors / deff(st->deff_errors), p->max_error_rate,
+	        true) >= fail_level(alpha)) {
 		/* The stable version is as surely above the limit: what
 		 * both suffer (a shared dependency, bad requests) is not
 		 * the canary's doing, and reverting it helps no user.
@@ -696,10 +725,12 @@ judge_error_vs_stable(const struct sl_verdict_params *p,
 		say(c->why, sizeof c->why, "no stable requests");
 		return;
 	}
-	upper =
-	    rate_upper((double)st.requests, (double)st.errors, alpha_nuisance);
+	upper = rate_upper((double)st.requests / deff(st.deff_errors),
+	    (double)st.errors / deff(st.deff_errors), alpha_nuisance);
 	c->null = tolerated_rate(p, upper);
-	*le = mix_log_e((double)ca.requests, (double)ca.errors, c->null, true);
+	c->deff = deff(ca.deff_errors);
+	*le = mix_log_e((double)ca.requests / c->deff,
+	    (double)ca.errors / c->deff, c->null, true);
 	if (settle(c, seq->log_carry[SL_CHECK_ERROR_VS_STABLE], *le, alpha) &&
 	    caw->unanswered > 0)
 		say(c->why, sizeof c->why,
@@ -764,14 +795,16 @@ judge_latency_quantile(const struct sl_verdict_params *p,
 	c->stable = sl_hist_quantile(st->latency, q);
 	c->threshold = quantile_limit(p, c->stable);
 	c->n = nc;
-	rank = rank_upper(ns, q, alpha_nuisance);
+	rank = stable_rank_upper(ns, deff(st->deff_latency), q, alpha_nuisance);
+	c->deff = deff(ca->deff_latency);
 	if (rank > 0 && nc > 0) {
 		limit = quantile_limit(p,
 		    (double)sl_hist_bucket_hi(
 		        bucket_of_rank(st->latency, rank)));
 		above = count_above(ca->latency, limit);
 		c->statistic = (double)above / (double)nc;
-		*le = mix_log_e((double)nc, (double)above, 1 - q, true);
+		*le = mix_log_e(
+		    (double)nc / c->deff, (double)above / c->deff, 1 - q, true);
 	}
 	fmt_value(a, sizeof a, "us", c->canary);
 	fmt_value(b, sizeof b, "us", limit);
@@ -786,6 +819,12 @@ judge_latency_quantile(const struct sl_verdict_params *p,
 		    "%llu canary, %llu stable latencies: fewer than %u",
 		    (unsigned long long)nc, (unsigned long long)ns,
 		    p->min_requests);
+	else if (rank == 0 && deff(st->deff_latency) > 1)
+		say(c->why, sizeof c->why,
+		    "%llu stable latencies, worth %.0f independent ones: too "
+		    "few for its p%g (%llu)",
+		    (unsigned long long)ns, (double)ns / deff(st->deff_latency),
+		    q * 100, (unsigned long long)rank_needs(q, alpha_nuisance));
 	else if (rank == 0)
 		/* Nothing bounds the stable's quantile yet: the canary's
 		 * tail cannot be tested, so it cannot pass either (it did:
@@ -843,7 +882,9 @@ judge_latency_shift(const struct sl_verdict_params *p,
 	c->n = (uint64_t)pairs;
 	c->canary = pairs > 0 ? pair_sum / pairs : 0.5;
 	c->statistic = c->canary;
-	*le = mix_log_e(pairs, pair_sum, c->null, true);
+	/* A pair's score leans on both sides' users. */
+	c->deff = fmax(deff(ca->deff_latency), deff(st->deff_latency));
+	*le = mix_log_e(pairs / c->deff, pair_sum / c->deff, c->null, true);
 	if (st->latency != NULL && ca->latency != NULL) {
 		mc = sl_hist_quantile(ca->latency, 0.5);
 		ms = sl_hist_quantile(st->latency, 0.5);
@@ -903,6 +944,7 @@ sl_verdict_judge(const struct sl_verdict_params *p, struct sl_verdict_seq *seq,
 		out->checks[i].decision = SL_INCONCLUSIVE;
 		out->checks[i].evalue = 1;
 		out->checks[i].p_value = 1;
+		out->checks[i].deff = 1;
 	}
 	if (sl_verdict_params_check(p, err, sizeof err) != 0)
 		return judge_refuse(out, err);

@@ -85,6 +85,13 @@ struct sl_verdict_window {
 	 * clients reset has nothing but these); error_rate leaves them
 	 * out, since its limit is absolute. */
 	uint64_t unanswered;
+	/* Design effects of the error rate and of the latencies (>= 1; 0
+	 * is taken as 1): a sticky split sends all of a user's requests to
+	 * one version, so they are not independent observations, and a few
+	 * users' own differences would read as the version's. Each test
+	 * takes N requests as N / deff independent ones
+	 * (sl_groups_deff_errors, sl_groups_deff_latency). */
+	double deff_errors, deff_latency;
 	/* Their latencies; NULL when not measured (latency checks are then
 	 * inconclusive). Not modified; must be a self-consistent snapshot. */
 	const struct sl_hist *latency;
@@ -130,7 +137,10 @@ struct sl_check {
 	uint64_t n;
 	double evalue;  /* evidence against "canary fine", whole rollout */
 	double p_value; /* anytime-valid: min(1, 1 / evalue) */
-	double alpha;   /* this check's level: FAIL when p_value <= alpha */
+	/* The design effect the test applied (1: requests taken as
+	 * independent; sl_verdict_window). */
+	double deff;
+	double alpha; /* this check's level: FAIL when p_value <= alpha */
 	enum sl_decision decision;
 	char why[96]; /* one line for humans */
 };

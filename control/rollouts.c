@@ -190,13 +190,13 @@ rollout_json(struct sl_rollout_run *run, bool full)
 
 			json_array_append_new(checks,
 			    json_pack("{s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:I,s:f,"
-			              "s:f,s:f,s:s,s:s}",
+			              "s:f,s:f,s:f,s:s,s:s}",
 			        "name", c->name, "unit", c->unit, "canary",
 			        c->canary, "stable", c->stable, "threshold",
 			        c->threshold, "statistic", c->statistic, "null",
 			        c->null, "n", (json_int_t)c->n, "evalue",
 			        c->evalue, "p_value", c->p_value, "alpha",
-			        c->alpha, "decision",
+			        c->alpha, "deff", c->deff, "decision",
 			        sl_decision_name(c->decision), "why", c->why));
 		}
 		json_array_append_new(vs,
@@ -369,6 +369,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	ws.requests = sl_vstats_responses(&win_stable);
 	ws.errors = sl_vstats_window_errors(&win_stable);
 	ws.unanswered = win_stable.unanswered;
+	ws.deff_errors = sl_groups_deff_errors(&win_stable.groups);
+	ws.deff_latency = sl_groups_deff_latency(&win_stable.groups);
 	/* Latency without the requests their clients slowed: a client that
 	 * trickles its requests in must not revert a canary. */
 	sl_vstats_judged_latency(&lat_stable, &win_stable);
@@ -377,6 +379,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	wc.requests = sl_vstats_responses(&win_canary);
 	wc.errors = sl_vstats_window_errors(&win_canary);
 	wc.unanswered = win_canary.unanswered;
+	wc.deff_errors = sl_groups_deff_errors(&win_canary.groups);
+	wc.deff_latency = sl_groups_deff_latency(&win_canary.groups);
 	wc.latency = &lat_canary;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);

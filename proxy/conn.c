@@ -300,8 +300,13 @@ static void
 record_latency(struct sl_conn *c)
 {
 	uint64_t t = now_us(c->w) - c->req_start_us;
+	uint64_t i = sl_hist_index(t);
+	size_t g = c->pick.bucket % SL_GROUPS;
 
 	sl_hist_record(&c->vs->latency, t);
+	SL_STAT_INC(c->vs->groups.lat_n[g]);
+	SL_STAT_ADD(c->vs->groups.lat_sum[g], i);
+	SL_STAT_ADD(c->vs->groups.lat_sq[g], i * i);
 	if (client_slowed(c, t)) {
 		/* Recorded in latency before: readers count on it. */
 		__atomic_thread_fence(__ATOMIC_RELEASE);
@@ -465,6 +470,13 @@ count_status(struct sl_conn *c, int status)
 	if (vs == NULL)
 		return;
 	c->resp_counted |= status >= 200;
+	if (status >= 200) {
+		size_t g = c->pick.bucket % SL_GROUPS;
+
+		SL_STAT_INC(vs->groups.n[g]);
+		if (status >= 500)
+			SL_STAT_INC(vs->groups.err[g]);
+	}
 	if (status < 200)
 		SL_STAT_INC(vs->resp_1xx);
 	else if (status < 300)
@@ -1930,8 +1942,10 @@ static void
 response_cut(struct sl_conn *c, enum up_fail kind)
 {
 	count_up_fail(c, kind);
-	if (c->vs != NULL && c->resp_ok)
+	if (c->vs != NULL && c->resp_ok) {
 		SL_STAT_INC(c->vs->resp_cut);
+		SL_STAT_INC(c->vs->groups.err[c->pick.bucket % SL_GROUPS]);
+	}
 	if (c->srv != NULL && c->resp_ok)
 		sl_upstream_report(c->w, c->ver, c->srv, c->svc->conf,
 		    kind == FAIL_RESPONSE_TIMEOUT   ? SL_EJECT_TIMEOUT

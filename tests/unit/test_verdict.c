@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "analysis/histogram.h"
+#include "analysis/stats.h"
 #include "analysis/verdict.h"
 #include "conf/conf.h"
 
@@ -797,6 +798,145 @@ test_shift_small_fixed_baseline(void **state)
 }
 
 /*
+ * A sticky split: 1000 users with Zipf-shaped traffic, each user's
+ * latencies its own (log-normal spread between users, SIGMA) and 1%
+ * of users failing 30% of their requests whatever the version. Every user
+ * stays on one version (its bucket), so the versions differ by who their
+ * users are. One step at 50%, LOOKS looks of PER_LOOK requests; the
+ * canary's latencies times SLOWER. Whether the step failed; design
+ * effects are given to the analyzer unless PLAIN.
+ */
+#define USERS 1000
+static double user_cdf[USERS], user_factor[USERS], user_err[USERS];
+static uint32_t user_bucket[USERS];
+
+static double
+unit(void)
+{
+	return (double)(draw(0, UINT64_C(1) << 53)) /
+	    (double)(UINT64_C(1) << 53);
+}
+
+static void
+users_new(double sigma)
+{
+	double total = 0;
+	size_t u;
+
+	for (u = 0; u < USERS; u++) {
+		double z =
+		    sqrt(-2 * log(unit() + 1e-300)) * cos(2 * M_PI * unit());
+
+		total += 1.0 / (double)(u + 1);
+		user_cdf[u] = total;
+		user_factor[u] = exp(sigma * z);
+		user_err[u] = u % 100 == 37 ? 0.3 : 0.001;
+		user_bucket[u] = (uint32_t)draw(0, 10000);
+	}
+	for (u = 0; u < USERS; u++)
+		user_cdf[u] /= total;
+}
+
+static size_t
+user_pick(void)
+{
+	double x = unit();
+	size_t lo = 0, hi = USERS - 1;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (user_cdf[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool
+sticky_step_fails(
+    bool plain, double sigma, double slower, int looks, int per_look)
+{
+	static struct sl_groups gs, gc;
+	struct sl_verdict_seq *seq = sl_verdict_seq_new();
+	struct sl_verdict_window s, c;
+	struct sl_judgement j;
+	uint64_t n[2] = {0, 0}, e[2] = {0, 0};
+	bool failed = false;
+	int k, r;
+
+	assert_non_null(seq);
+	users_new(sigma);
+	sl_hist_reset(&hs);
+	sl_hist_reset(&hc);
+	memset(&gs, 0, sizeof gs);
+	memset(&gc, 0, sizeof gc);
+	for (k = 0; k < looks && !failed; k++) {
+		for (r = 0; r < per_look; r++) {
+			size_t u = user_pick();
+			int canary = user_bucket[u] < 5000;
+			struct sl_groups *g = canary ? &gc : &gs;
+			size_t gi = user_bucket[u] % SL_GROUPS;
+			uint64_t t = (uint64_t)((double)draw(5000, 10000) *
+			    user_factor[u] * (canary ? slower : 1));
+			uint64_t idx = sl_hist_index(t);
+			bool err = unit() < user_err[u];
+
+			sl_hist_record(canary ? &hc : &hs, t);
+			n[canary]++;
+			e[canary] += err;
+			g->n[gi]++;
+			g->err[gi] += err;
+			g->lat_n[gi]++;
+			g->lat_sum[gi] += idx;
+			g->lat_sq[gi] += idx * idx;
+		}
+		s = win(n[0], e[0], &hs);
+		c = win(n[1], e[1], &hc);
+		if (!plain) {
+			s.deff_errors = sl_groups_deff_errors(&gs);
+			s.deff_latency = sl_groups_deff_latency(&gs);
+			c.deff_errors = sl_groups_deff_errors(&gc);
+			c.deff_latency = sl_groups_deff_latency(&gc);
+		}
+		assert_int_equal(sl_verdict_judge(&params, seq, &s, &c, &j), 0);
+		failed = j.decision == SL_FAIL;
+	}
+	sl_verdict_seq_free(seq);
+	return failed;
+}
+
+/*
+ * Users, not requests, are what a sticky split assigns: taking every
+ * request as an independent observation, identical versions were
+ * reverted whenever their users happened to differ (helper-68: 14-57% of
+ * rollouts at a 1% budget; here 14 of 60). With each version's design
+ * effect from its groups of users, the tests weigh the evidence as that
+ * of its users: none of 60 is reverted. Where users do not differ, the
+ * design effect stays 1 and a canary 1.3 times slower for everyone is
+ * reverted as before; where they differ this much, the top user carrying
+ * 13% of the traffic, the versions' users decide more than the versions
+ * do, and only a large difference can be proven.
+ */
+static void
+test_sticky_users(void **state)
+{
+	int t, plain = 0, grouped = 0, caught = 0;
+
+	(void)state;
+	for (t = 0; t < 60; t++)
+		plain += sticky_step_fails(true, 0.5, 1.0, 30, 1000);
+	for (t = 0; t < 60; t++)
+		grouped += sticky_step_fails(false, 0.5, 1.0, 30, 1000);
+	for (t = 0; t < 20; t++)
+		caught += sticky_step_fails(false, 0, 1.3, 30, 1000);
+	assert_true(plain >= 6); /* the world is as hard as it should be */
+	assert_true(grouped <= 1);
+	assert_true(caught >= 19);
+}
+
+/*
  * latency_tolerance: a fast service whose canary is 10 µs slower on every
  * request (30-50 µs against 20-40 µs) and whose p99 is 2.5x the stable's.
  * Without a tolerance both latency checks fail it; with the default
@@ -969,6 +1109,7 @@ main(void)
 	    cmocka_unit_test_setup(test_shift_accumulates, setup),
 	    cmocka_unit_test_setup(test_shift_fixed_baseline, setup),
 	    cmocka_unit_test_setup(test_shift_small_fixed_baseline, setup),
+	    cmocka_unit_test_setup(test_sticky_users, setup),
 	    cmocka_unit_test_setup(test_latency_tolerance, setup),
 	    cmocka_unit_test_setup(test_latency_tolerance_boundary, setup),
 	    cmocka_unit_test_setup(test_format, setup),
