@@ -1599,6 +1599,8 @@ start_request(struct sl_conn *c, size_t head_len)
 		 * analyzer sees it. */
 		SL_STAT_INC(c->vs->err_no_server);
 		SL_STAT_INC(c->vs->resp_5xx);
+		SL_STAT_INC(c->vs->groups.n[c->pick.bucket % SL_GROUPS]);
+		SL_STAT_INC(c->vs->groups.err[c->pick.bucket % SL_GROUPS]);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->ver = &c->svc->versions[c->svc->stable];
 		c->vs = w->vstats[c->ver->id];
