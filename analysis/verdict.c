@@ -330,6 +330,7 @@ sl_verdict_params_from_conf(
 	p->latency_quantile = rc->latency_quantile;
 	p->error_margin = rc->max_error_rate / 10;
 	p->latency_tolerance = (double)rc->latency_tolerance_us;
+	p->judge_4xx = rc->judge_4xx;
 }
 
 /* Is x in the interval (lo, hi), NaN excluded? */
@@ -708,6 +709,14 @@ judge_error_vs_stable(const struct sl_verdict_params *p,
 	st.errors += st.unanswered;
 	ca.requests += ca.unanswered;
 	ca.errors += ca.unanswered;
+	if (p->judge_4xx) {
+		st.errors += st.client_errors;
+		ca.errors += ca.client_errors;
+		if (st.errors > st.requests)
+			st.errors = st.requests;
+		if (ca.errors > ca.requests)
+			ca.errors = ca.requests;
+	}
 	rc = ca.requests ? (double)ca.errors / (double)ca.requests : 0;
 	rs = st.requests ? (double)st.errors / (double)st.requests : 0;
 

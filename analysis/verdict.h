@@ -85,6 +85,9 @@ struct sl_verdict_window {
 	 * clients reset has nothing but these); error_rate leaves them
 	 * out, since its limit is absolute. */
 	uint64_t unanswered;
+	/* 4xx among REQUESTS, not in ERRORS: error_vs_stable counts them
+	 * as errors with judge_4xx. */
+	uint64_t client_errors;
 	/* Design effects of the error rate and of the latencies (>= 1; 0
 	 * is taken as 1): a sticky split sends all of a user's requests to
 	 * one version, so they are not independent observations, and a few
@@ -113,6 +116,10 @@ struct sl_verdict_params {
 	 * latency_quantile's limit is at least this far above the stable's
 	 * quantile. SL_LATENCY_TOLERANCE_DEFAULT. */
 	double latency_tolerance;
+	/* 4xx responses are errors too for error_vs_stable (the relative
+	 * check only: a service's own share of 4xx is no limit's business);
+	 * false by default. */
+	bool judge_4xx;
 };
 
 /* One check's verdict and evidence. */

@@ -162,6 +162,7 @@ struct sl_rollout_conf {
 	uint32_t latency_tolerance_us;
 	uint32_t guard_ms;  /* blue/green guard after switch; 0 = off */
 	uint32_t warmup_ms; /* start of each step not judged; 0 = off */
+	bool judge_4xx;     /* 4xx are errors for error_vs_stable; no */
 	int line;
 };
 

@@ -521,6 +521,10 @@ static const struct key_def rollout_keys[] = {
         .type = KEY_DURATION,
         .flags = KEY_OFF,
         .offset = R(warmup_ms)},
+    {.name = "judge_4xx",
+        .type = KEY_BOOL,
+        .offset = R(judge_4xx),
+        .dflt = "no"},
     {.name = NULL},
 };
 #undef R

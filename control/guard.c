@@ -240,6 +240,9 @@ guard_new(struct sl_ctl *ctl, const struct sl_route_service *svc,
 	g->until = until;
 	g->state = WATCHING;
 	sl_verdict_params_from_conf(&g->params, rc);
+	/* The baseline's 4xx are not kept (nor in the state file): a guard
+	 * judges 5xx, cut and unanswered requests only. */
+	g->params.judge_4xx = false;
 	g->seq = sl_verdict_seq_new();
 	if (g->seq != NULL)
 		sl_verdict_seq_fixed_stable(g->seq);

@@ -171,6 +171,7 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	        !sl_rollout_final(ro) && ro->warmup_ms > 0 && !ro->warm));
 	json_object_set_new(o, "latency_tolerance_ms",
 	    json_real(ro->params.latency_tolerance / 1000.0));
+	json_object_set_new(o, "judge_4xx", json_boolean(ro->params.judge_4xx));
 	json_object_set_new(o, "ended",
 	    ro->ended ? json_string(sl_ctl_isotime(ro->ended)) : json_null());
 	json_object_set_new(
@@ -369,6 +370,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	ws.requests = sl_vstats_responses(&win_stable);
 	ws.errors = sl_vstats_window_errors(&win_stable);
 	ws.unanswered = win_stable.unanswered;
+	ws.client_errors = win_stable.resp_4xx;
 	ws.deff_errors = sl_groups_deff_errors(&win_stable.groups);
 	ws.deff_latency = sl_groups_deff_latency(&win_stable.groups);
 	/* Latency without the requests their clients slowed: a client that
@@ -379,6 +381,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	wc.requests = sl_vstats_responses(&win_canary);
 	wc.errors = sl_vstats_window_errors(&win_canary);
 	wc.unanswered = win_canary.unanswered;
+	wc.client_errors = win_canary.resp_4xx;
 	wc.deff_errors = sl_groups_deff_errors(&win_canary.groups);
 	wc.deff_latency = sl_groups_deff_latency(&win_canary.groups);
 	wc.latency = &lat_canary;

@@ -6,7 +6,8 @@ broken. Those requests are counted per version as unanswered
 (sluice_requests_unanswered_total) and judged against the stable
 version's share: the rollout is reverted, naming them. A step that gets
 no canary request at all holds, and says so once (a warning and an
-event)."""
+event). A canary answering 404 to a third of its requests is reverted
+with judge_4xx = yes, and not without it."""
 
 import os
 import socket
@@ -19,6 +20,8 @@ from harness import (Origin, Sluice, admin_metrics, check, config, done,
 
 blue = Origin("blue", "--latency", "2")
 hung = Origin("hung", "--latency", "4000")  # past every client's patience
+notfound = Origin("notfound", "--error-status", "404", "--error-rate", "0.33",
+                  "--seed", "3")
 port, admin = free_port(), free_port()
 text = config(port, {"svc": {
     "stable": "blue", "expose_version": "yes",
@@ -40,7 +43,34 @@ weight = 100
 servers = %s
 weight = 0
 
-[service:svc]""" % (blue.addr, blue.addr))
+[service:n4]
+path_prefix = /n4
+stable = blue
+sticky = header:X-User-Id
+
+[version:n4/blue]
+servers = %s
+weight = 100
+
+[version:n4/green]
+servers = %s
+weight = 0
+
+[service:y4]
+path_prefix = /y4
+stable = blue
+sticky = header:X-User-Id
+
+[version:y4/blue]
+servers = %s
+weight = 100
+
+[version:y4/green]
+servers = %s
+weight = 0
+
+[service:svc]""" % (blue.addr, blue.addr, blue.addr, notfound.addr,
+                    blue.addr, notfound.addr))
 text += """
 [rollout:svc]
 steps = 50 100
@@ -52,6 +82,19 @@ min_requests = 30
 steps = 10 100
 step_time = 1s
 interval = 250ms
+
+[rollout:n4]
+steps = 50 100
+step_time = 600s
+interval = 250ms
+min_requests = 30
+
+[rollout:y4]
+steps = 50 100
+step_time = 600s
+interval = 250ms
+min_requests = 30
+judge_4xx = yes
 """
 sl = Sluice(text=text, port=port)
 RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset
@@ -131,5 +174,36 @@ check(len(starved()) == 1 and
       % len(starved()))
 check("no canary requests in step 1/2" in sl.logtext(),
       "and logged as a warning")
+
+# 404 for a third of the canary's requests: an error only with judge_4xx.
+check(sl.ctl("rollout start n4 green")["ok"] and
+      sl.ctl("rollout start y4 green")["ok"], "rollouts of n4 and y4")
+check(sl.ctl("show rollout y4")["rollout"]["judge_4xx"] is True and
+      sl.ctl("show rollout n4")["rollout"]["judge_4xx"] is False,
+      "show rollout says judge_4xx")
+c = socket.create_connection(("127.0.0.1", port), timeout=10)
+for i in range(600):
+    for svc in ("n4", "y4"):
+        c.sendall(b"GET /%s/x HTTP/1.1\r\nHost: s\r\n\r\n"
+                  % svc.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += c.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int([ln.split(b":")[1] for ln in head.split(b"\r\n")
+                      if ln.lower().startswith(b"content-length")][0])
+        while len(body) < length:
+            body += c.recv(4096)
+    if sl.ctl("show rollout y4")["rollout"]["state"] != "running":
+        break
+c.close()
+y4 = sl.ctl("show rollout y4")["rollout"]
+n4 = sl.ctl("show rollout n4")["rollout"]
+check(y4["state"] == "reverted" and "error_vs_stable" in (y4["reason"] or ""),
+      "judge_4xx = yes: reverted by error_vs_stable (%s: %s)"
+      % (y4["state"], y4["reason"]))
+check(n4["state"] == "running",
+      "without it, the same canary is not reverted for its 404s (%s: %s)"
+      % (n4["state"], n4["reason"]))
 check(sl.stop() == 0, "sluice exits 0")
 done()

@@ -305,6 +305,36 @@ test_shared_trouble(void **state)
 	assert_int_equal(j.decision, SL_FAIL);
 }
 
+/*
+ * A canary answering 404 to 30% of its requests, where the stable
+ * version answers 1%: not an error unless judge_4xx, and then
+ * error_vs_stable reverts it; the absolute guard never counts 4xx.
+ */
+static void
+test_judge_4xx(void **state)
+{
+	struct sl_verdict_window s = win(20000, 2, NULL),
+	                         c = win(2000, 0, NULL);
+	struct sl_judgement j;
+
+	(void)state;
+	s.client_errors = 200;
+	c.client_errors = 600;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_not_equal(j.decision, SL_FAIL);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_VS_STABLE].decision, SL_PASS);
+	params.judge_4xx = true;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_VS_STABLE].decision, SL_FAIL);
+	assert_true(
+	    fabs(j.checks[SL_CHECK_ERROR_VS_STABLE].canary - 0.3) < 1e-12);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_RATE].decision, SL_PASS);
+	/* The same share of 4xx on both sides is no failure. */
+	c.client_errors = 20;
+	assert_int_equal(judge_once(&s, &c, &j), 0);
+	assert_int_equal(j.checks[SL_CHECK_ERROR_VS_STABLE].decision, SL_PASS);
+}
+
 /* 0.1% -> 5% at 10 canary requests/s, 30 s into the step. */
 static void
 test_error_regression(void **state)
@@ -1110,6 +1140,7 @@ main(void)
 	    cmocka_unit_test_setup(test_shift_fixed_baseline, setup),
 	    cmocka_unit_test_setup(test_shift_small_fixed_baseline, setup),
 	    cmocka_unit_test_setup(test_sticky_users, setup),
+	    cmocka_unit_test_setup(test_judge_4xx, setup),
 	    cmocka_unit_test_setup(test_latency_tolerance, setup),
 	    cmocka_unit_test_setup(test_latency_tolerance_boundary, setup),
 	    cmocka_unit_test_setup(test_format, setup),
