@@ -83,8 +83,9 @@ significant(double d, size_t k)
 	return d;
 }
 
-double
-sl_groups_deff_errors(const struct sl_groups *g)
+/* Design effect of a version's error rate from its own groups. */
+static double
+deff_errors(const struct sl_groups *g)
 {
 	double n = 0, x = 0, p, between = 0, d;
 	size_t i, k = 0;
@@ -109,8 +110,10 @@ sl_groups_deff_errors(const struct sl_groups *g)
 	return significant(d, k);
 }
 
-double
-sl_groups_deff_latency(const struct sl_groups *g)
+/* Design effect of a version's mean latency (log scale) from its own
+ * groups: their variance between groups over the total one. */
+static double
+deff_latency(const struct sl_groups *g)
 {
 	double n = 0, s = 0, q = 0, mean, var, between = 0, d;
 	size_t i, k = 0;
@@ -134,6 +137,45 @@ sl_groups_deff_latency(const struct sl_groups *g)
 	}
 	d = (double)k / (double)(k - 1) * between / (n * n) / (var / n);
 	return significant(d, k);
+}
+
+/* Weighted mean size of the groups N: sum n^2 / sum n. */
+static double
+mean_size(const uint64_t *n)
+{
+	double s = 0, q = 0;
+	size_t i;
+
+	for (i = 0; i < SL_GROUPS; i++) {
+		s += (double)n[i];
+		q += (double)n[i] * (double)n[i];
+	}
+	return s > 0 ? q / s : 0;
+}
+
+/* The canary's design effect, 1 + (m - 1) rho, with rho what the stable
+ * version's design effect D_STABLE and mean group size M_STABLE imply. */
+static double
+deff_like(double d_stable, double m_stable, double m_canary)
+{
+	double rho;
+
+	if (d_stable <= 1 || m_stable <= 1 || m_canary <= 1)
+		return 1;
+	rho = (d_stable - 1) / (m_stable - 1);
+	return 1 + (m_canary - 1) * rho;
+}
+
+void
+sl_groups_deffs(const struct sl_groups *stable, const struct sl_groups *canary,
+    struct sl_deffs *st, struct sl_deffs *ca)
+{
+	st->errors = deff_errors(stable);
+	st->latency = deff_latency(stable);
+	ca->errors =
+	    deff_like(st->errors, mean_size(stable->n), mean_size(canary->n));
+	ca->latency = deff_like(
+	    st->latency, mean_size(stable->lat_n), mean_size(canary->lat_n));
 }
 
 /* Sum a worker's connection counters into DST. */

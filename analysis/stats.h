@@ -140,24 +140,40 @@
  */
 #define SL_GROUPS 64
 struct sl_groups {
-	uint64_t n[SL_GROUPS];   /* final responses */
-	uint64_t err[SL_GROUPS]; /* errors among them (5xx, cut short) */
-	/* Latencies recorded, as histogram bucket indexes (a log scale):
-	 * their count, sum and sum of squares. */
+	/* Final responses and requests left unanswered, and the errors
+	 * among them (5xx, cut short, unanswered). */
+	uint64_t n[SL_GROUPS];
+	uint64_t err[SL_GROUPS];
+	/* Latencies the analyzer judges (not client-slowed ones), as
+	 * histogram bucket indexes (a log scale): their count, sum and sum
+	 * of squares. */
 	uint64_t lat_n[SL_GROUPS];
 	uint64_t lat_sum[SL_GROUPS];
 	uint64_t lat_sq[SL_GROUPS];
 };
 
+/* How many times the variance of an error rate and of a mean latency (log
+ * scale) exceed what as many independent requests would give. */
+struct sl_deffs {
+	double errors, latency;
+};
+
 /*
- * Design effects from G's groups: how many times the variance of a
- * version's error rate, and of its mean latency (log scale), exceeds what
- * as many independent requests would give. 1 when the groups show no
- * excess beyond their own noise (three standard deviations of the
- * estimate), or when fewer than 4 groups have requests (no estimate).
+ * The design effects of a comparison of CANARY with STABLE, from their
+ * groups. The stable version's are its own: the variance between its
+ * groups over the binomial (errors) or the total (latency) one, taken as
+ * 1 within three standard deviations of its estimate, or with fewer than
+ * 4 groups. The canary's are not its own: when it fails some users and
+ * not others, its spread between groups is the failure, and taken for the
+ * users' variety it would hide it (its design effect would grow with its
+ * traffic, and its evidence stop growing). Under "the canary is fine" its
+ * users are like the stable version's, so the within-group correlation
+ * the stable's imply, rho = (D - 1) / (m - 1) with m = sum n^2 / sum n
+ * the weighted mean group size, gives the canary 1 + (m' - 1) rho with
+ * its own group sizes m' (a heavy user of its own still weighs).
  */
-double sl_groups_deff_errors(const struct sl_groups *g);
-double sl_groups_deff_latency(const struct sl_groups *g);
+void sl_groups_deffs(const struct sl_groups *stable,
+    const struct sl_groups *canary, struct sl_deffs *st, struct sl_deffs *ca);
 
 struct sl_vstats {
 #define SL_X(f, fam, l, lv, h) uint64_t f;

@@ -183,10 +183,9 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	cand.requests = sl_vstats_responses(&since);
 	cand.errors = sl_vstats_window_errors(&since);
 	cand.unanswered = since.unanswered;
-	/* The baseline's design effect is not kept (its groups are not in
-	 * the ring it comes from): 1. */
-	cand.deff_errors = sl_groups_deff_errors(&since.groups);
-	cand.deff_latency = sl_groups_deff_latency(&since.groups);
+	/* The baseline's groups are not kept (they are not in the ring it
+	 * comes from), and the new version's design effects would be drawn
+	 * from them (sl_groups_deffs): 1 for both. */
 	sl_vstats_judged_latency(&judged, &since);
 	cand.latency = &judged;
 	sl_verdict_judge(&g->params, g->seq, &base, &cand, &g->last);

@@ -37,6 +37,7 @@ struct sl_rollout_run {
 	uint32_t stable_id, canary_id;
 	struct sl_vstats base_stable; /* totals when the step began */
 	struct sl_vstats base_canary;
+	uint64_t base_ms; /* when they were taken (monotonic ms) */
 	/* The sequence as it was before the latest decision, to put back
 	 * with the rollout if the decision cannot be carried out. */
 	struct sl_verdict_seq *seq_undo;
@@ -51,6 +52,7 @@ capture_base(struct sl_rollout_run *run)
 {
 	sl_ctl_version_total(run->ctl, run->stable_id, &run->base_stable);
 	sl_ctl_version_total(run->ctl, run->canary_id, &run->base_canary);
+	run->base_ms = sl_ctl_mono_ms();
 }
 
 /* Weights in hundredths for the service, per the rollout's ACTION. */
@@ -323,9 +325,13 @@ say_starved(struct sl_rollout_run *run, const struct sl_verdict_window *wc)
 	struct sl_rollout *ro = run->ro;
 	char msg[400];
 
+	/* The window, not only the step, must be that old: a resume or a
+	 * restart begins a fresh window, which may not have seen the canary
+	 * requests of a step that had them. */
 	if (wc->requests + wc->unanswered > 0 ||
 	    run->starved_step == ro->step + 1 ||
-	    sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) < ro->step_time_ms)
+	    sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) < ro->step_time_ms ||
+	    sl_ctl_mono_ms() - run->base_ms < ro->step_time_ms)
 		return;
 	run->starved_step = ro->step + 1;
 	snprintf(msg, sizeof msg,
@@ -349,6 +355,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	static struct sl_vstats now_stable, now_canary, win_stable, win_canary;
 	static struct sl_hist lat_stable, lat_canary; /* what is judged */
 	struct sl_verdict_window ws = {0}, wc = {0};
+	struct sl_deffs ds, dc;
 	struct sl_judgement j;
 	enum sl_rollout_action action;
 	uint32_t step_before = ro->step;
@@ -371,8 +378,9 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	ws.errors = sl_vstats_window_errors(&win_stable);
 	ws.unanswered = win_stable.unanswered;
 	ws.client_errors = win_stable.resp_4xx;
-	ws.deff_errors = sl_groups_deff_errors(&win_stable.groups);
-	ws.deff_latency = sl_groups_deff_latency(&win_stable.groups);
+	sl_groups_deffs(&win_stable.groups, &win_canary.groups, &ds, &dc);
+	ws.deff_errors = ds.errors;
+	ws.deff_latency = ds.latency;
 	/* Latency without the requests their clients slowed: a client that
 	 * trickles its requests in must not revert a canary. */
 	sl_vstats_judged_latency(&lat_stable, &win_stable);
@@ -382,8 +390,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	wc.errors = sl_vstats_window_errors(&win_canary);
 	wc.unanswered = win_canary.unanswered;
 	wc.client_errors = win_canary.resp_4xx;
-	wc.deff_errors = sl_groups_deff_errors(&win_canary.groups);
-	wc.deff_latency = sl_groups_deff_latency(&win_canary.groups);
+	wc.deff_errors = dc.errors;
+	wc.deff_latency = dc.latency;
 	wc.latency = &lat_canary;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);

@@ -112,7 +112,7 @@ _Static_assert(
     "a log limit per failure kind");
 
 enum addr_limit {
-	ADDR_UNCOUNTED = 0, /* no max_connections_per_client when it opened */
+	ADDR_UNCOUNTED = 0, /* no limit when it opened, or no memory to count */
 	ADDR_COUNTED,
 	ADDR_OVER,
 };
@@ -299,19 +299,22 @@ client_slowed(const struct sl_conn *c, uint64_t t)
 static void
 record_latency(struct sl_conn *c)
 {
-	uint64_t t = now_us(c->w) - c->req_start_us;
-	uint64_t i = sl_hist_index(t);
-	size_t g = c->pick.bucket % SL_GROUPS;
+	uint64_t t = now_us(c->w) - c->req_start_us, i;
+	size_t g;
 
 	sl_hist_record(&c->vs->latency, t);
-	SL_STAT_INC(c->vs->groups.lat_n[g]);
-	SL_STAT_ADD(c->vs->groups.lat_sum[g], i);
-	SL_STAT_ADD(c->vs->groups.lat_sq[g], i * i);
 	if (client_slowed(c, t)) {
 		/* Recorded in latency before: readers count on it. */
 		__atomic_thread_fence(__ATOMIC_RELEASE);
 		sl_hist_record(&c->vs->latency_client, t);
+		return;
 	}
+	/* What the analyzer judges, by user group. */
+	i = sl_hist_index(t);
+	g = c->pick.bucket % SL_GROUPS;
+	SL_STAT_INC(c->vs->groups.lat_n[g]);
+	SL_STAT_ADD(c->vs->groups.lat_sum[g], i);
+	SL_STAT_ADD(c->vs->groups.lat_sq[g], i * i);
 }
 
 /* The global settings of the table the worker last saw. */
@@ -529,11 +532,18 @@ conn_close(struct sl_conn *c)
 		 * faster than it is. */
 		if (c->resp_counted && c->table->conf->global.measure)
 			record_latency(c);
-		else if (!c->resp_counted)
+		else if (!c->resp_counted) {
 			/* Gone before any answer: in no status class and no
 			 * histogram, so a version that hangs until clients
-			 * reset would look like one with no traffic. */
+			 * reset would look like one with no traffic. The
+			 * analyzer counts it as failed (error_vs_stable):
+			 * in its user group too. */
+			size_t g = c->pick.bucket % SL_GROUPS;
+
 			SL_STAT_INC(c->vs->unanswered);
+			SL_STAT_INC(c->vs->groups.n[g]);
+			SL_STAT_INC(c->vs->groups.err[g]);
+		}
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
 	}
@@ -1515,6 +1525,26 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->eof_body = false;
 	memset(&c->pick, 0, sizeof c->pick);
 
+	if (c->addr_limit == ADDR_OVER) {
+		/* Its address holds every connection it may: answered, and
+		 * closed, so that the client goes on with one it has (any
+		 * request: one sluice would answer itself, as OPTIONS with
+		 * Max-Forwards: 0, would keep the connection). */
+		c->state = CONN_UPSTREAM;
+		c->table = sl_worker_hold_table(w);
+		SL_STAT_INC(w->wstats.client_conn_limit);
+		sl_log_limited(&w->client_limit_log, 0,
+		    "client %s: over max_connections_per_client (%u): its "
+		    "requests answered 429",
+		    c->ip, gconf(c)->max_conns_per_client);
+		evbuffer_drain(in, head_len);
+		c->client_keepalive = false;
+		send_error(c, 429,
+		    "too many connections from this address "
+		    "(max_connections_per_client)");
+		return;
+	}
+
 	/* OPTIONS and TRACE go no further than Max-Forwards says. */
 	if (head->method == HTTP_OPTIONS || head->method == HTTP_TRACE) {
 		mf = max_forwards(head, base);
@@ -1541,21 +1571,6 @@ start_request(struct sl_conn *c, size_t head_len)
 
 	c->state = CONN_UPSTREAM;
 	c->table = sl_worker_hold_table(w);
-	if (c->addr_limit == ADDR_OVER) {
-		/* Its address holds every connection it may: answered, and
-		 * closed, so that the client goes on with one it has. */
-		SL_STAT_INC(w->wstats.client_conn_limit);
-		sl_log_limited(&w->client_limit_log, 0,
-		    "client %s: over max_connections_per_client (%u): its "
-		    "requests answered 429",
-		    c->ip, gconf(c)->max_conns_per_client);
-		evbuffer_drain(in, head_len);
-		c->client_keepalive = false;
-		send_error(c, 429,
-		    "too many connections from this address "
-		    "(max_connections_per_client)");
-		return;
-	}
 	/* OPTIONS * asks about the server as a whole: it goes to the
 	 * service that serves the host's root, and is forwarded as is. */
 	c->svc = path_len == 1 && path[0] == '*'
@@ -2775,10 +2790,12 @@ sl_conn_accept(struct sl_worker *w, evutil_socket_t fd,
 	(void)sl_worker_current_table(w); /* a reload's timeouts apply */
 	if (gconf(c)->max_conns_per_client > 0 &&
 	    c->addr.sa.sa_family != AF_UNSPEC) {
-		c->addr_limit =
-		    sl_climit_open(&c->addr.sa, gconf(c)->max_conns_per_client)
-		    ? ADDR_COUNTED
-		    : ADDR_OVER;
+		int r =
+		    sl_climit_open(&c->addr.sa, gconf(c)->max_conns_per_client);
+
+		c->addr_limit = r > 0 ? ADDR_COUNTED
+		    : r == 0          ? ADDR_OVER
+		                      : ADDR_UNCOUNTED;
 	}
 	sl_io_set_timeouts(
 	    &c->io, gconf(c)->header_timeout_ms, gconf(c)->body_timeout_ms);

@@ -649,6 +649,22 @@ parse_bucket(const char *v, size_t len, uint32_t *bucket)
 	return b < SL_BUCKETS;
 }
 
+/* The bucket of a request an override or a pin routed: not its version's
+ * (the rule chose it), but its user group's for the analyzer (struct
+ * sl_groups), as the weights would have had it: every such request in
+ * bucket 0 would be one giant user. */
+static uint32_t
+group_bucket(const struct sl_route_service *svc,
+    const struct sl_route_request *req, uint64_t *rng)
+{
+	const char *key;
+	size_t len;
+
+	if (sl_route_user_key(svc->conf, req, &key, &len))
+		return sl_route_bucket(svc->seed, key, len);
+	return (uint32_t)(sl_rand64(rng) % SL_BUCKETS);
+}
+
 /* Choose the version for a request. */
 void
 sl_route_pick_version(const struct sl_route_service *svc,
@@ -665,10 +681,12 @@ sl_route_pick_version(const struct sl_route_service *svc,
 	pick->override_ignored = SL_OVERRIDE_FOLLOWED;
 	if (pick_override(svc, req, &pick->version, &pick->override_ignored)) {
 		pick->reason = SL_PICK_OVERRIDE;
+		pick->bucket = group_bucket(svc, req, rng);
 		return;
 	}
 	if (svc->npins > 0 && pick_pin(svc, req, &pick->version)) {
 		pick->reason = SL_PICK_PIN;
+		pick->bucket = group_bucket(svc, req, rng);
 		return;
 	}
 	if (sl_route_user_key(sc, req, &key, &len)) {

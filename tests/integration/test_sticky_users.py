@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 """A sticky split sends all of a user's requests to one version. Two
-identical versions, and one heavy user, 40% of the traffic, whose own
-requests are slow (they ask for it) and whose key falls in the canary's
-buckets: taken as independent requests, the canary looked slower and was
-reverted within seconds (helper-68). The analyzer now weighs each
-version's evidence by its groups of users (the design effect), and the
-difference between users does not revert the canary (it holds: with one
-user carrying 40% of the traffic, the versions' users decide more than
-the versions do). A canary slower for every user, with users alike, is
-still reverted."""
+identical versions, and two heavy users whose own requests are slow
+(they ask for it), one on each version: the canary's sends 30% of the
+traffic, the stable version's 10%. Taken as independent requests, the
+canary looked slower and was reverted within seconds (helper-68 saw it
+with one heavy user). The analyzer now weighs the evidence by the users' variety
+the stable version shows (its design effect), and the difference between
+users does not revert the canary: it holds. A canary slower for every
+user, with users alike, is still reverted."""
 
 import http.client
 import threading
@@ -52,9 +51,9 @@ def version_of(path, user):
 
 
 def drive(path, heavy, seconds):
-    """Traffic for SECONDS: HEAVY (unless None) sends 40% of it, slow
-    requests of its own (the origin waits 10 ms more for them); 60 other
-    users the rest."""
+    """Traffic for SECONDS: the two users of HEAVY (unless None) send 30%
+    and 10% of it, slow requests of their own (the origin waits 10 ms
+    more for them); 60 other users the rest."""
     stop = time.time() + seconds
     count = [0]
 
@@ -63,8 +62,8 @@ def drive(path, heavy, seconds):
         i = 0
         while time.time() < stop:
             i += 1
-            if heavy is not None and i % 5 < 2:
-                user, q = heavy, "?delay=10"
+            if heavy is not None and i % 10 < 4:
+                user, q = heavy[i % 10 == 3], "?delay=10"
             else:
                 user, q = "user-%d-%d" % (k, i % 15), ""
             c.request("GET", path + q, headers={"X-User-Id": user})
@@ -83,15 +82,16 @@ def drive(path, heavy, seconds):
 for name in ("same", "worse"):
     check(sl.ctl("rollout start %s green" % name)["ok"],
           "rollout of %s started at 50%%" % name)
-heavy = next(("heavy-%d" % i for i in range(200)
-              if version_of("/green", "heavy-%d" % i) == "green"), None)
-check(heavy is not None, "a heavy user whose key falls in the canary's "
-      "buckets (%s)" % heavy)
+keys = ["heavy-%d" % i for i in range(200)]
+on = {k: version_of("/green", k) for k in keys[:40]}
+heavy = (next((k for k in keys[:40] if on[k] == "green"), None),
+         next((k for k in keys[:40] if on[k] == "blue"), None))
+check(None not in heavy, "a heavy user on each version (%r)" % (heavy,))
 
 n = drive("/green", heavy, 10)
 r = sl.ctl("show rollout same")["rollout"]
 check(r["state"] == "running",
-      "identical versions, the canary's heavy user slow by its own doing: "
+      "identical versions, each with a heavy user slow by its own doing: "
       "not reverted after %d requests in 10 s (%s: %s)"
       % (n, r["state"], r.get("reason") or r["verdicts"][-1]["summary"]))
 deffs = [c["deff"] for c in r["verdicts"][-1]["checks"]]
