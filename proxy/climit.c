@@ -137,14 +137,14 @@ grow(struct stripe *s)
 	return true;
 }
 
-bool
+int
 sl_climit_open(const struct sockaddr *addr, uint32_t limit)
 {
 	uint8_t key[16];
 	uint64_t h;
 	struct stripe *s;
 	struct entry *e;
-	bool counted = false;
+	int counted = -1;
 
 	key_of(addr, key);
 	h = hash_of(key);
@@ -153,6 +153,7 @@ sl_climit_open(const struct sockaddr *addr, uint32_t limit)
 	if ((s->n + 1) * 2 > s->cap && !grow(s))
 		goto out;
 	e = find(s, key, h);
+	counted = 0;
 	if (e->count >= limit)
 		goto out;
 	if (e->count == 0) {
@@ -160,7 +161,7 @@ sl_climit_open(const struct sockaddr *addr, uint32_t limit)
 		s->n++;
 	}
 	e->count++;
-	counted = true;
+	counted = 1;
 out:
 	pthread_mutex_unlock(&s->lock);
 	return counted;

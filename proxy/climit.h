@@ -18,9 +18,10 @@
 struct sockaddr;
 
 /* Count a connection from ADDR unless its address already has LIMIT
- * open: true when counted (sl_climit_close must follow), false when
- * the address is at the limit or cannot be counted (no memory). */
-bool sl_climit_open(const struct sockaddr *addr, uint32_t limit);
+ * open: 1 when counted (sl_climit_close must follow), 0 when the address
+ * is at the limit, -1 when it cannot be counted for want of memory (let
+ * it through: a client under its limit is not refused for that). */
+int sl_climit_open(const struct sockaddr *addr, uint32_t limit);
 
 /* A counted connection from ADDR has closed. */
 void sl_climit_close(const struct sockaddr *addr);

@@ -83,6 +83,24 @@ check(b" 429 " in line and b"connection: close" in head.lower() and closed,
 check(b"max_connections_per_client" in body,
       "the answer says which limit (%r)" % body)
 extra_conn.close()
+# Even a request sluice answers itself: an OPTIONS with Max-Forwards: 0
+# kept such a connection open, keep-alive, for as long as it liked.
+extra_conn = open_conn()
+extra_conn.sendall(b"OPTIONS * HTTP/1.1\r\nHost: s\r\nMax-Forwards: 0\r\n\r\n")
+data = b""
+extra_conn.settimeout(5)
+try:
+    while True:
+        chunk = extra_conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+except OSError:
+    pass
+extra_conn.close()
+check(data.startswith(b"HTTP/1.1 429") and b"connection: close" in data.lower(),
+      "an OPTIONS with Max-Forwards: 0 past the limit gets 429 and the "
+      "connection closes (%r)" % data[:40])
 
 other = open_conn("127.0.0.2")
 line = ask(other)[0]
