@@ -705,15 +705,18 @@ check_value(const json_t *v, const char *unit)
 static const struct {
 	const char *key;
 	const char *header;
-	bool in_unit; /* formatted with check_value() */
+	bool in_unit;   /* formatted with check_value() */
+	bool above_one; /* shown only when some check's is above 1 */
 } check_cols[] = {
-    {"n", "N", false},
-    {"canary", "CANARY", true},
-    {"stable", "STABLE", true},
-    {"threshold", "THRESHOLD", true},
-    {"statistic", "STATISTIC", false},
-    {"bound", "BOUND", false},
-    {"p_value", "P", false},
+    {"n", "N", false, false},
+    {"canary", "CANARY", true, false},
+    {"stable", "STABLE", true, false},
+    {"threshold", "THRESHOLD", true, false},
+    {"statistic", "STATISTIC", false, false},
+    {"bound", "BOUND", false, false},
+    {"p_value", "P", false, false},
+    /* A sticky split's users weighed (README "Users, not requests"). */
+    {"deff", "DEFF", false, true},
 };
 #define NCHECK_COLS (sizeof check_cols / sizeof *check_cols)
 
@@ -741,7 +744,10 @@ print_verdict(const json_t *verdict)
 	for (k = 0; k < NCHECK_COLS; k++) {
 		json_array_foreach(checks, i, c)
 		{
-			if (json_object_get(c, check_cols[k].key) != NULL)
+			v = json_object_get(c, check_cols[k].key);
+			if (v != NULL &&
+			    (!check_cols[k].above_one ||
+			        json_number_value(v) > 1))
 				shown[k] = true;
 		}
 		if (shown[k])

@@ -10,10 +10,13 @@ users does not revert the canary: it holds. A canary slower for every
 user, with users alike, is still reverted."""
 
 import http.client
+import os
+import subprocess
 import threading
 import time
 
-from harness import Origin, Sluice, check, config, done, free_port, wait_until
+from harness import (BUILD, Origin, Sluice, check, config, done, free_port,
+                     wait_until)
 
 blue = Origin("blue", "--latency", "2")
 green = Origin("green", "--latency", "2")
@@ -97,6 +100,12 @@ check(r["state"] == "running",
 deffs = [c["deff"] for c in r["verdicts"][-1]["checks"]]
 check(max(deffs) > 1,
       "its verdicts show the design effect they applied (%r)" % deffs)
+p = subprocess.run([os.path.join(BUILD, "sluicectl"), "-s", sl.ctl_path,
+                    "show", "rollout", "same"],
+                   capture_output=True, text=True, timeout=30)
+check(" DEFF " in p.stdout,
+      "sluicectl show rollout has a DEFF column then (%r)"
+      % [ln for ln in p.stdout.splitlines() if "CHECK" in ln][:1])
 
 for _ in range(8):
     drive("/green-slow", None, 2)
