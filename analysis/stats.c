@@ -83,6 +83,13 @@ significant(double d, size_t k)
 	return d;
 }
 
+/* Group I's errors, never more than its requests (each read apart). */
+static double
+group_errors(const struct sl_groups *g, size_t i)
+{
+	return (double)(g->err[i] < g->n[i] ? g->err[i] : g->n[i]);
+}
+
 /* Design effect of a version's error rate from its own groups. */
 static double
 deff_errors(const struct sl_groups *g)
@@ -92,17 +99,16 @@ deff_errors(const struct sl_groups *g)
 
 	for (i = 0; i < SL_GROUPS; i++) {
 		n += (double)g->n[i];
-		x += (double)(g->err[i] < g->n[i] ? g->err[i] : g->n[i]);
+		x += group_errors(g, i);
 		k += g->n[i] > 0;
 	}
 	if (k < 2 || n == 0 || x == 0 || x == n)
 		return 1;
 	p = x / n;
 	for (i = 0; i < SL_GROUPS; i++) {
-		double e = (double)(g->err[i] < g->n[i] ? g->err[i] : g->n[i]);
+		double dev = group_errors(g, i) - p * (double)g->n[i];
 
-		between +=
-		    (e - p * (double)g->n[i]) * (e - p * (double)g->n[i]);
+		between += dev * dev;
 	}
 	/* The rate's variance between groups (a ratio estimator's, with K
 	 * clusters) over the binomial one, p (1 - p) / n. */

@@ -642,6 +642,7 @@ judge_error_rate(const struct sl_verdict_params *p,
 {
 	double rc =
 	    ca->requests ? (double)ca->errors / (double)ca->requests : 0;
+	double ds; /* the stable version's design effect */
 
 	c->canary = rc;
 	c->stable =
@@ -651,12 +652,12 @@ judge_error_rate(const struct sl_verdict_params *p,
 	c->null = p->max_error_rate;
 	c->n = ca->requests;
 	c->deff = deff(ca->deff_errors);
+	ds = deff(st->deff_errors);
 	*le = mix_log_e((double)ca->requests / c->deff,
 	    (double)ca->errors / c->deff, p->max_error_rate, true);
 	if (settle(c, seq->log_carry[SL_CHECK_ERROR_RATE], *le, alpha) &&
-	    mix_log_e((double)st->requests / deff(st->deff_errors),
-	        (double)st->errors / deff(st->deff_errors), p->max_error_rate,
-	        true) >= fail_level(alpha)) {
+	    mix_log_e((double)st->requests / ds, (double)st->errors / ds,
+	        p->max_error_rate, true) >= fail_level(alpha)) {
 		/* The stable version is as surely above the limit: what
 		 * both suffer (a shared dependency, bad requests) is not
 		 * the canary's doing, and reverting it helps no user.
@@ -786,7 +787,7 @@ judge_latency_quantile(const struct sl_verdict_params *p,
     const struct sl_verdict_window *ca, double alpha, double alpha_nuisance,
     struct sl_check *c, double *le)
 {
-	double q = p->latency_quantile, limit = INFINITY;
+	double q = p->latency_quantile, limit = INFINITY, ds;
 	uint64_t nc, ns, rank, above = 0;
 	char a[32], b[32];
 
@@ -804,7 +805,8 @@ judge_latency_quantile(const struct sl_verdict_params *p,
 	c->stable = sl_hist_quantile(st->latency, q);
 	c->threshold = quantile_limit(p, c->stable);
 	c->n = nc;
-	rank = stable_rank_upper(ns, deff(st->deff_latency), q, alpha_nuisance);
+	ds = deff(st->deff_latency);
+	rank = stable_rank_upper(ns, ds, q, alpha_nuisance);
 	c->deff = deff(ca->deff_latency);
 	if (rank > 0 && nc > 0) {
 		limit = quantile_limit(p,
@@ -828,12 +830,12 @@ judge_latency_quantile(const struct sl_verdict_params *p,
 		    "%llu canary, %llu stable latencies: fewer than %u",
 		    (unsigned long long)nc, (unsigned long long)ns,
 		    p->min_requests);
-	else if (rank == 0 && deff(st->deff_latency) > 1)
+	else if (rank == 0 && ds > 1)
 		say(c->why, sizeof c->why,
 		    "%llu stable latencies, worth %.0f independent ones: too "
 		    "few for its p%g (%llu)",
-		    (unsigned long long)ns, (double)ns / deff(st->deff_latency),
-		    q * 100, (unsigned long long)rank_needs(q, alpha_nuisance));
+		    (unsigned long long)ns, (double)ns / ds, q * 100,
+		    (unsigned long long)rank_needs(q, alpha_nuisance));
 	else if (rank == 0)
 		/* Nothing bounds the stable's quantile yet: the canary's
 		 * tail cannot be tested, so it cannot pass either (it did:
@@ -863,7 +865,7 @@ judge_latency_shift(const struct sl_verdict_params *p,
     double pairs, double pair_sum, struct sl_check *c, double *le)
 {
 	char a[32], b[32], by[48] = "";
-	double mc = 0, ms = 0, n0, slack = 0;
+	double mc = 0, ms = 0, n0;
 
 	if (p->latency_tolerance > 0) {
 		fmt_value(a, sizeof a, "us", p->latency_tolerance);
@@ -885,8 +887,9 @@ judge_latency_shift(const struct sl_verdict_params *p,
 	 */
 	if (seq->fixed_stable && st->latency != NULL &&
 	    (n0 = (double)sl_hist_count(st->latency)) > 0) {
-		slack = sqrt(log(2 / alpha_nuisance) / (2 * n0));
-		c->null = fmin(p->max_slower_prob + slack, 0.999);
+		c->null = fmin(p->max_slower_prob +
+		        sqrt(log(2 / alpha_nuisance) / (2 * n0)),
+		    0.999);
 	}
 	c->n = (uint64_t)pairs;
 	c->canary = pairs > 0 ? pair_sum / pairs : 0.5;

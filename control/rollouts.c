@@ -323,15 +323,17 @@ static void
 say_starved(struct sl_rollout_run *run, const struct sl_verdict_window *wc)
 {
 	struct sl_rollout *ro = run->ro;
+	uint64_t now = sl_ctl_mono_ms(), elapsed;
 	char msg[400];
 
+	if (wc->requests + wc->unanswered > 0 ||
+	    run->starved_step == ro->step + 1)
+		return;
 	/* The window, not only the step, must be that old: a resume or a
 	 * restart begins a fresh window, which may not have seen the canary
 	 * requests of a step that had them. */
-	if (wc->requests + wc->unanswered > 0 ||
-	    run->starved_step == ro->step + 1 ||
-	    sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) < ro->step_time_ms ||
-	    sl_ctl_mono_ms() - run->base_ms < ro->step_time_ms)
+	elapsed = sl_rollout_step_elapsed(ro, now);
+	if (elapsed < ro->step_time_ms || now - run->base_ms < ro->step_time_ms)
 		return;
 	run->starved_step = ro->step + 1;
 	snprintf(msg, sizeof msg,
@@ -340,8 +342,7 @@ say_starved(struct sl_rollout_run *run, const struct sl_verdict_window *wc)
 	    "distinct sticky keys, none may fall in the canary's share; "
 	    "'rollout abort' or 'set weights' after it ends the wait)",
 	    ro->service, ro->step + 1, ro->nsteps, ro->canary,
-	    sl_rollout_weight(ro) / 100.0,
-	    (double)sl_rollout_step_elapsed(ro, sl_ctl_mono_ms()) / 1000);
+	    sl_rollout_weight(ro) / 100.0, (double)elapsed / 1000);
 	sl_log_warn("%s", msg);
 	sl_event(run->ctl, NULL, msg, NULL, NULL);
 }

@@ -294,6 +294,23 @@ client_slowed(const struct sl_conn *c, uint64_t t)
 	return cu >= SL_CLIENT_SLOW_MIN_US && cu * 2 > t;
 }
 
+/* The request's user group (struct sl_groups), for the analyzer. */
+static size_t
+group_of(const struct sl_conn *c)
+{
+	return c->pick.bucket % SL_GROUPS;
+}
+
+/* A final answer (or none: unanswered) of the request in its version's
+ * user group, an error or not. */
+static void
+count_in_group(const struct sl_conn *c, bool error)
+{
+	SL_STAT_INC(c->vs->groups.n[group_of(c)]);
+	if (error)
+		SL_STAT_INC(c->vs->groups.err[group_of(c)]);
+}
+
 /* The request's full time into its version's histogram, and into the
  * client-slowed one too if its client took most of it. */
 static void
@@ -311,7 +328,7 @@ record_latency(struct sl_conn *c)
 	}
 	/* What the analyzer judges, by user group. */
 	i = sl_hist_index(t);
-	g = c->pick.bucket % SL_GROUPS;
+	g = group_of(c);
 	SL_STAT_INC(c->vs->groups.lat_n[g]);
 	SL_STAT_ADD(c->vs->groups.lat_sum[g], i);
 	SL_STAT_ADD(c->vs->groups.lat_sq[g], i * i);
@@ -473,13 +490,8 @@ count_status(struct sl_conn *c, int status)
 	if (vs == NULL)
 		return;
 	c->resp_counted |= status >= 200;
-	if (status >= 200) {
-		size_t g = c->pick.bucket % SL_GROUPS;
-
-		SL_STAT_INC(vs->groups.n[g]);
-		if (status >= 500)
-			SL_STAT_INC(vs->groups.err[g]);
-	}
+	if (status >= 200)
+		count_in_group(c, status >= 500);
 	if (status < 200)
 		SL_STAT_INC(vs->resp_1xx);
 	else if (status < 300)
@@ -538,11 +550,8 @@ conn_close(struct sl_conn *c)
 			 * reset would look like one with no traffic. The
 			 * analyzer counts it as failed (error_vs_stable):
 			 * in its user group too. */
-			size_t g = c->pick.bucket % SL_GROUPS;
-
 			SL_STAT_INC(c->vs->unanswered);
-			SL_STAT_INC(c->vs->groups.n[g]);
-			SL_STAT_INC(c->vs->groups.err[g]);
+			count_in_group(c, true);
 		}
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
@@ -1614,8 +1623,7 @@ start_request(struct sl_conn *c, size_t head_len)
 		 * analyzer sees it. */
 		SL_STAT_INC(c->vs->err_no_server);
 		SL_STAT_INC(c->vs->resp_5xx);
-		SL_STAT_INC(c->vs->groups.n[c->pick.bucket % SL_GROUPS]);
-		SL_STAT_INC(c->vs->groups.err[c->pick.bucket % SL_GROUPS]);
+		count_in_group(c, true);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->ver = &c->svc->versions[c->svc->stable];
 		c->vs = w->vstats[c->ver->id];
@@ -1961,7 +1969,7 @@ response_cut(struct sl_conn *c, enum up_fail kind)
 	count_up_fail(c, kind);
 	if (c->vs != NULL && c->resp_ok) {
 		SL_STAT_INC(c->vs->resp_cut);
-		SL_STAT_INC(c->vs->groups.err[c->pick.bucket % SL_GROUPS]);
+		SL_STAT_INC(c->vs->groups.err[group_of(c)]);
 	}
 	if (c->srv != NULL && c->resp_ok)
 		sl_upstream_report(c->w, c->ver, c->srv, c->svc->conf,

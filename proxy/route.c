@@ -649,23 +649,9 @@ parse_bucket(const char *v, size_t len, uint32_t *bucket)
 	return b < SL_BUCKETS;
 }
 
-/* The bucket of a request an override or a pin routed: not its version's
- * (the rule chose it), but its user group's for the analyzer (struct
- * sl_groups), as the weights would have had it: every such request in
- * bucket 0 would be one giant user. */
-static uint32_t
-group_bucket(const struct sl_route_service *svc,
-    const struct sl_route_request *req, uint64_t *rng)
-{
-	const char *key;
-	size_t len;
-
-	if (sl_route_user_key(svc->conf, req, &key, &len))
-		return sl_route_bucket(svc->seed, key, len);
-	return (uint32_t)(sl_rand64(rng) % SL_BUCKETS);
-}
-
-/* Choose the version for a request. */
+/* Choose the version for a request. The bucket is the weights' even
+ * when an override or a pin decides: it is also the request's user group
+ * for the analyzer (struct sl_groups). */
 void
 sl_route_pick_version(const struct sl_route_service *svc,
     const struct sl_route_request *req, uint64_t *rng,
@@ -677,18 +663,7 @@ sl_route_pick_version(const struct sl_route_service *svc,
 
 	pick->svc = svc;
 	pick->set_cookie = false;
-	pick->bucket = 0;
 	pick->override_ignored = SL_OVERRIDE_FOLLOWED;
-	if (pick_override(svc, req, &pick->version, &pick->override_ignored)) {
-		pick->reason = SL_PICK_OVERRIDE;
-		pick->bucket = group_bucket(svc, req, rng);
-		return;
-	}
-	if (svc->npins > 0 && pick_pin(svc, req, &pick->version)) {
-		pick->reason = SL_PICK_PIN;
-		pick->bucket = group_bucket(svc, req, rng);
-		return;
-	}
 	if (sl_route_user_key(sc, req, &key, &len)) {
 		pick->bucket = sl_route_bucket(svc->seed, key, len);
 		pick->reason = SL_PICK_KEY;
@@ -702,5 +677,13 @@ sl_route_pick_version(const struct sl_route_service *svc,
 		pick->reason = SL_PICK_RANDOM;
 		pick->set_cookie = sc->sticky_cookie != NULL;
 	}
-	pick->version = sl_route_version_for_bucket(svc, pick->bucket);
+	if (pick_override(svc, req, &pick->version, &pick->override_ignored))
+		pick->reason = SL_PICK_OVERRIDE;
+	else if (svc->npins > 0 && pick_pin(svc, req, &pick->version))
+		pick->reason = SL_PICK_PIN;
+	else {
+		pick->version = sl_route_version_for_bucket(svc, pick->bucket);
+		return;
+	}
+	pick->set_cookie = false; /* a rule's choice is not the user's */
 }

@@ -16,86 +16,40 @@ import threading
 import time
 
 from harness import (Origin, Sluice, admin_metrics, check, config, done,
-                     free_port, metric_value, wait_until)
+                     free_port, metric_value, pipelined, wait_until)
 
 blue = Origin("blue", "--latency", "2")
 hung = Origin("hung", "--latency", "4000")  # past every client's patience
 notfound = Origin("notfound", "--error-status", "404", "--error-rate", "0.33",
                   "--seed", "3")
 port, admin = free_port(), free_port()
-text = config(port, {"svc": {
-    "stable": "blue", "expose_version": "yes",
-    # No user key in the requests: each gets a random bucket (the
-    # default, ip, would send every request of this one address to one
-    # version).
-    "sticky": "header:X-User-Id",
-    "versions": {"blue": ([blue.addr], 100), "green": ([hung.addr], 0)}}},
+
+
+def service(canary, **keys):
+    # No user key in the requests: each gets a random bucket (the default,
+    # ip, would send every request of this one address to one version).
+    keys.setdefault("sticky", "header:X-User-Id")
+    return dict(keys, stable="blue", versions={
+        "blue": ([blue.addr], 100), "green": ([canary.addr], 0)})
+
+
+text = config(port, {
+    "idle": service(blue, path_prefix="/idle"),
+    "n4": service(notfound, path_prefix="/n4"),
+    "y4": service(notfound, path_prefix="/y4"),
+    "svc": service(hung, expose_version="yes")},
     sluice_extra="admin = 127.0.0.1:%d\n" % admin, workers=1)
-text = text.replace("[service:svc]", """[service:idle]
-path_prefix = /idle
-stable = blue
-
-[version:idle/blue]
-servers = %s
-weight = 100
-
-[version:idle/green]
-servers = %s
-weight = 0
-
-[service:n4]
-path_prefix = /n4
-stable = blue
-sticky = header:X-User-Id
-
-[version:n4/blue]
-servers = %s
-weight = 100
-
-[version:n4/green]
-servers = %s
-weight = 0
-
-[service:y4]
-path_prefix = /y4
-stable = blue
-sticky = header:X-User-Id
-
-[version:y4/blue]
-servers = %s
-weight = 100
-
-[version:y4/green]
-servers = %s
-weight = 0
-
-[service:svc]""" % (blue.addr, blue.addr, blue.addr, notfound.addr,
-                    blue.addr, notfound.addr))
-text += """
-[rollout:svc]
-steps = 50 100
-step_time = 600s
-interval = 500ms
-min_requests = 30
-
-[rollout:idle]
-steps = 10 100
-step_time = 1s
-interval = 250ms
-
-[rollout:n4]
-steps = 50 100
-step_time = 600s
-interval = 250ms
-min_requests = 30
-
-[rollout:y4]
-steps = 50 100
-step_time = 600s
-interval = 250ms
-min_requests = 30
-judge_4xx = yes
+ROLLOUT = """
+[rollout:%s]
+steps = %s 100
+step_time = %s
+interval = %s
 """
+text += ROLLOUT % ("svc", 50, "600s", "500ms") + "min_requests = 30\n"
+text += ROLLOUT % ("idle", 10, "1s", "250ms")
+text += ROLLOUT % ("n4", 50, "600s", "250ms") + "min_requests = 30\n"
+text += (ROLLOUT % ("y4", 50, "600s", "250ms") + "min_requests = 30\n"
+         "judge_4xx = yes\n")
 sl = Sluice(text=text, port=port)
 RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset
 stop = threading.Event()
@@ -181,22 +135,11 @@ check(sl.ctl("rollout start n4 green")["ok"] and
 check(sl.ctl("show rollout y4")["rollout"]["judge_4xx"] is True and
       sl.ctl("show rollout n4")["rollout"]["judge_4xx"] is False,
       "show rollout says judge_4xx")
-c = socket.create_connection(("127.0.0.1", port), timeout=10)
 for i in range(600):
-    for svc in ("n4", "y4"):
-        c.sendall(b"GET /%s/x HTTP/1.1\r\nHost: s\r\n\r\n"
-                  % svc.encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += c.recv(4096)
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int([ln.split(b":")[1] for ln in head.split(b"\r\n")
-                      if ln.lower().startswith(b"content-length")][0])
-        while len(body) < length:
-            body += c.recv(4096)
+    pipelined(port, [b"GET /n4/x HTTP/1.1\r\nHost: s\r\n\r\n",
+                     b"GET /y4/x HTTP/1.1\r\nHost: s\r\n\r\n"])
     if sl.ctl("show rollout y4")["rollout"]["state"] != "running":
         break
-c.close()
 y4 = sl.ctl("show rollout y4")["rollout"]
 n4 = sl.ctl("show rollout n4")["rollout"]
 check(y4["state"] == "reverted" and "error_vs_stable" in (y4["reason"] or ""),
