@@ -2316,14 +2316,6 @@ handle_response_head(struct sl_conn *c)
 			if (client_finished(c) || w->stopping ||
 			    !c->req_body_done)
 				c->client_keepalive = false;
-			count_status(c, head->status);
-			/* A 5xx counts against the server now; any other
-			 * answer counts for it once it is whole
-			 * (response_done): one cut mid-body is a failure. */
-			c->resp_ok = head->status < 500;
-			if (c->srv != NULL && !c->resp_ok)
-				sl_upstream_report(w, c->ver, c->srv,
-				    c->svc->conf, SL_EJECT_5XX, now_ms(w));
 		}
 		if (!scratch_outbuf(w, end * 2 + 1024, &o)) {
 			conn_close(c);
@@ -2333,6 +2325,18 @@ handle_response_head(struct sl_conn *c)
 		if (o.overflow) {
 			upstream_fail(c, FAIL_BAD_RESPONSE);
 			return;
+		}
+		/* Counted once the head is sure to go out: a head refused
+		 * above is the 502 that upstream_fail counts, not both. */
+		if (head->status >= 200) {
+			count_status(c, head->status);
+			/* A 5xx counts against the server now; any other
+			 * answer counts for it once it is whole
+			 * (response_done): one cut mid-body is a failure. */
+			c->resp_ok = head->status < 500;
+			if (c->srv != NULL && !c->resp_ok)
+				sl_upstream_report(w, c->ver, c->srv,
+				    c->svc->conf, SL_EJECT_5XX, now_ms(w));
 		}
 		/* HTTP/1.0 clients get no interim responses. (Over TLS, a
 		 * head and the body bytes that came with it leave in one
