@@ -37,9 +37,13 @@ struct parse_ctx {
 	bool overflow;
 	bool chunked; /* a response's Transfer-Encoding had "chunked" */
 	bool te;      /* a Transfer-Encoding field, empty or not */
-	/* body mode */
-	struct evbuffer *dechunk_dst;
-	uint32_t ext_len; /* the current chunk's extension bytes so far */
+	/* body mode: a chunked body's data goes to OUT, decoded or, with
+	 * RECHUNK, framed anew (NULL: the caller moves the bytes as they
+	 * are) */
+	struct evbuffer *out;
+	bool rechunk;
+	bool trailer_value; /* a trailer field's ": " has gone out */
+	uint32_t ext_len;   /* the current chunk's extension bytes so far */
 };
 
 /* A body parser's context: the head's, and where its bytes are. */
@@ -171,15 +175,17 @@ on_header_field_cb(llhttp_t *p, const char *at, size_t len)
 	struct parse_ctx *ctx = p->data;
 
 	if (!ctx->head_mode) {
-		/* A trailer field. sluice forwards chunked bodies as they
-		 * are and does not check trailers the way it checks heads
-		 * (obs-fold, framing fields), so a request with any is
-		 * refused: clients practically never send them. */
+		/* A trailer field. sluice does not check trailers the way
+		 * it checks heads (framing fields, the names it sets), so a
+		 * request with any is refused: clients practically never
+		 * send them. A response's are passed on. */
 		if (p->type == HTTP_REQUEST) {
 			llhttp_set_error_reason(
 			    p, "trailer fields in a request are not accepted");
 			return HPE_USER;
 		}
+		if (ctx->rechunk && evbuffer_add(ctx->out, at, len) != 0)
+			return HPE_USER;
 		return 0;
 	}
 	if (ctx->name_len == 0)
@@ -194,14 +200,17 @@ on_header_value_cb(llhttp_t *p, const char *at, size_t len)
 	struct parse_ctx *ctx = p->data;
 
 	if (!ctx->head_mode) {
-		/* A response's trailer field, passed on as it came. llhttp
-		 * takes an obs-fold (CRLF, then whitespace) as more of the
-		 * value: a span of a value never follows a line's end but in
-		 * one, and a proxy must not forward it (RFC 9112 5.2). The
-		 * head is gone: the response is cut. */
+		/* A response's trailer field, passed on. llhttp takes an
+		 * obs-fold (CRLF, then whitespace) as more of the value: a
+		 * span of a value never follows a line's end but in one,
+		 * and a proxy must not forward it (RFC 9112 5.2). The head
+		 * is gone: the response is cut. An empty value comes as an
+		 * empty span behind its line's end: no fold. */
 		const struct body_ctx *bc = (const struct body_ctx *)ctx;
 		const char *q = at;
 
+		if (len == 0)
+			return 0;
 		while (q > bc->exec_start && (q[-1] == ' ' || q[-1] == '\t'))
 			q--;
 		if (q > bc->exec_start ? q[-1] == '\n' : bc->lf_before) {
@@ -209,6 +218,15 @@ on_header_value_cb(llhttp_t *p, const char *at, size_t len)
 			    p, "obs-fold in a trailer field");
 			return HPE_USER;
 		}
+		if (!ctx->rechunk)
+			return 0;
+		if (!ctx->trailer_value) {
+			ctx->trailer_value = true;
+			if (evbuffer_add(ctx->out, ": ", 2) != 0)
+				return HPE_USER;
+		}
+		if (evbuffer_add(ctx->out, at, len) != 0)
+			return HPE_USER;
 		return 0;
 	}
 	if (!ctx->have_value) {
@@ -395,8 +413,16 @@ on_header_value_complete_cb(llhttp_t *p)
 	uint32_t i, vlen;
 	enum sl_hdr_kind kind;
 
-	if (!ctx->head_mode)
+	if (!ctx->head_mode) {
+		/* A trailer field's end (its value may be empty). */
+		if (!ctx->rechunk)
+			return 0;
+		if ((!ctx->trailer_value && evbuffer_add(ctx->out, ":", 1)) ||
+		    evbuffer_add(ctx->out, "\r\n", 2) != 0)
+			return HPE_USER;
+		ctx->trailer_value = false;
 		return 0;
+	}
 	name = ctx->base + ctx->name_off;
 	/* llhttp refuses every other non-tchar in a name itself (the unit
 	 * test test_refuse_header_name_bytes holds it to that). */
@@ -499,22 +525,56 @@ on_message_complete_cb(llhttp_t *p)
 	struct parse_ctx *ctx = p->data;
 
 	ctx->message_done = true;
+	/* The empty line after the trailer section. */
+	if (ctx->rechunk && evbuffer_add(ctx->out, "\r\n", 2) != 0)
+		return HPE_USER;
 	return HPE_PAUSED;
 }
 
+/* A chunk-size line for LEN bytes: lower-case hex, no leading zero, no
+ * extension. */
+static int
+add_chunk_size(struct evbuffer *out, size_t len)
+{
+	char line[2 * sizeof len + 2];
+	char *q = line + sizeof line;
+
+	*--q = '\n';
+	*--q = '\r';
+	do {
+		*--q = "0123456789abcdef"[len & 15];
+		len >>= 4;
+	} while (len != 0);
+	return evbuffer_add(out, q, (size_t)(line + sizeof line - q));
+}
+
+/*
+ * A chunked body's data. Decoded, it goes out as it is. Framed anew, each
+ * span llhttp hands over is a chunk of its own, so what the next hop
+ * parses is sluice's framing, never the sender's: no leading zeros, no
+ * extensions, one spelling of every size (an origin that reads a size
+ * line differently from llhttp cannot be shown another body than the
+ * one sluice checked).
+ */
 static int
 on_body_cb(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *ctx = p->data;
 
-	if (ctx->dechunk_dst != NULL &&
-	    evbuffer_add(ctx->dechunk_dst, at, len) != 0)
+	if (ctx->out == NULL || len == 0)
+		return 0;
+	if (ctx->rechunk &&
+	    (add_chunk_size(ctx->out, len) != 0 ||
+	        evbuffer_add(ctx->out, at, len) != 0 ||
+	        evbuffer_add(ctx->out, "\r\n", 2) != 0))
+		return HPE_USER;
+	if (!ctx->rechunk && evbuffer_add(ctx->out, at, len) != 0)
 		return HPE_USER;
 	return 0;
 }
 
-/* Chunk extensions are passed on as they came: an origin that buffers
- * them whole (Node did, CVE-2024-22019) must not be fed megabytes. */
+/* Chunk extensions are not passed on, but still bounded: llhttp reads
+ * them all, and a chunk with megabytes of them is no honest sender's. */
 static int
 on_chunk_ext_cb(llhttp_t *p, const char *at, size_t len)
 {
@@ -529,11 +589,17 @@ on_chunk_ext_cb(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
-/* A chunk's size line is whole: the next one's extensions count anew. */
+/* A chunk's size line is whole: the next one's extensions count anew.
+ * The last chunk's line goes out before the trailer section. */
 static int
 on_chunk_header_cb(llhttp_t *p)
 {
-	((struct parse_ctx *)p->data)->ext_len = 0;
+	struct parse_ctx *ctx = p->data;
+
+	ctx->ext_len = 0;
+	if (ctx->rechunk && p->content_length == 0 &&
+	    evbuffer_add(ctx->out, "0\r\n", 3) != 0)
+		return HPE_USER;
 	return 0;
 }
 
@@ -1310,6 +1376,10 @@ move_body(struct evbuffer *src, struct evbuffer *dst, size_t n)
 	evbuffer_remove_buffer(src, dst, n);
 }
 
+/* Carried in *EXT between calls, beside the extension bytes: a trailer
+ * field's value has begun (its ": " has gone out). */
+#define TRAILER_VALUE (1u << 31)
+
 /* Feed body bytes through the parser and move them on. */
 int
 sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
@@ -1320,14 +1390,21 @@ sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
 	int done;
 
 	memset(&ctx, 0, sizeof ctx);
-	ctx.p.dechunk_dst = dechunk ? dst : NULL;
-	ctx.p.ext_len = ext != NULL ? *ext : 0;
+	if (parser->flags & F_CHUNKED) {
+		ctx.p.out = dst;
+		ctx.p.rechunk = !dechunk;
+	}
+	if (ext != NULL) {
+		ctx.p.ext_len = *ext & ~TRAILER_VALUE;
+		ctx.p.trailer_value = (*ext & TRAILER_VALUE) != 0;
+	}
 	done = run_body(parser, src, 0, &ctx, &consumed, why);
 	if (ext != NULL)
-		*ext = ctx.p.ext_len;
+		*ext =
+		    ctx.p.ext_len | (ctx.p.trailer_value ? TRAILER_VALUE : 0);
 	if (done < 0)
 		return -1;
-	if (dechunk)
+	if (ctx.p.out != NULL)
 		evbuffer_drain(src, consumed);
 	else if (consumed > 0)
 		move_body(src, dst, consumed);

@@ -112,12 +112,15 @@ void sl_http_parser_init(llhttp_t *parser, bool response);
 
 /*
  * Feed body bytes from SRC to PARSER and move the bytes that belong to the
- * current message to DST (zero-copy). With DECHUNK, the decoded body is
- * copied to DST instead of the raw chunked bytes. *EXT carries the current
- * chunk's extension bytes from one call to the next (0 at a message's
- * start; NULL: counted within this call only). Returns 1 when the message
- * is complete, 0 when more is needed, -1 on a framing error (with *why
- * set), extensions over SL_HTTP_CHUNK_EXT_MAX included.
+ * current message to DST: a body framed by its length or by the close
+ * zero-copy; a chunked one framed anew (every chunk's size in plain hex,
+ * no extensions; a response's trailer fields as "name: value"), or with
+ * DECHUNK decoded. *EXT carries the chunked parser's state from one call
+ * to the next (the current chunk's extension bytes among it; 0 at a
+ * message's start; NULL: within this call only). Returns 1 when the
+ * message is complete, 0 when more is needed, -1 on a framing error (with
+ * *why set), extensions over SL_HTTP_CHUNK_EXT_MAX included. On an error
+ * the chunks before it may be in DST already.
  */
 int sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
     struct evbuffer *dst, bool dechunk, uint32_t *ext, const char **why);

@@ -1097,32 +1097,143 @@ test_body_content_length(void **state)
 	evbuffer_free(dst);
 }
 
+/* A chunked request body goes out framed anew: each span of data llhttp
+ * hands over a chunk of its own, its size in plain hex, no extensions. */
 static void
-test_body_chunked_raw(void **state)
+test_body_chunked_reframed(void **state)
 {
-	static const char body[] = "5\r\nhello\r\n"
-	                           "3;ext=1\r\nabc\r\n"
-	                           "0\r\n\r\n";
 	llhttp_t parser;
 	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
 	const char *why = NULL;
+	uint32_t carried = 0;
 
 	(void)state;
 	start_request(&parser,
 	    LIT("POST / HTTP/1.1\r\nHost: x\r\n"
 	        "Transfer-Encoding: chunked\r\n\r\n"));
-	add_ref(src, "5\r\nhe");
+	add_ref(src, "05\r\nhe");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 0);
+	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), 0);
+	assert_buf(dst, "2\r\nhe\r\n");
 	add_ref(src, "llo\r\n3;ext=1\r");
-	add_ref(src, "\nabc\r\n0\r");
+	add_ref(src, "\nabc\r\n0000000000000000000000000000000A\r\n");
+	add_ref(src, "0123456789\r\n0;last=\"x\"\r");
 	add_ref(src, "\n\r\nNEXT");
 	assert_int_equal(
-	    sl_http_forward_body(&parser, src, dst, false, NULL, &why), 1);
-	assert_buf(dst, body);
+	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), 1);
+	assert_buf(dst,
+	    "2\r\nhe\r\n3\r\nllo\r\n3\r\nabc\r\n"
+	    "a\r\n0123456789\r\n0\r\n\r\n");
 	assert_buf(src, "NEXT");
 	evbuffer_free(src);
 	evbuffer_free(dst);
+}
+
+/* Decode the chunked body in S (a fresh parser); the data, or NULL if
+ * it is not one whole chunked body with nothing after it. */
+static char *
+dechunked(const char *s)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\n"
+	                           "Transfer-Encoding: chunked\r\n\r\n";
+	struct sl_http_head *head = sl_http_head_new(100);
+	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+	struct sl_http_error err;
+	const char *why = NULL;
+	llhttp_t parser;
+	char *data = NULL;
+
+	sl_http_parser_init(&parser, true);
+	assert_int_equal(
+	    sl_http_parse_head(&parser, LIT(resp), HTTP_GET, head, &err), 0);
+	evbuffer_add(src, s, strlen(s));
+	if (sl_http_forward_body(&parser, src, dst, true, NULL, &why) == 1 &&
+	    evbuffer_get_length(src) == 0)
+		data = contents(dst);
+	sl_http_head_free(head);
+	evbuffer_free(src);
+	evbuffer_free(dst);
+	return data;
+}
+
+/* Feed a chunked response's body BODY, cut at AT: with CALLS, the two
+ * parts in two calls, else as two chains of one call. The last result;
+ * what went out in *OUT (if not NULL; the caller frees it). */
+static int
+reframe_response(const char *body, size_t at, bool calls, char **out)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\n"
+	                           "Transfer-Encoding: chunked\r\n\r\n";
+	struct sl_http_head *head = sl_http_head_new(100);
+	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+	struct sl_http_error err;
+	const char *why = NULL;
+	uint32_t carried = 0;
+	llhttp_t parser;
+	int r = 0;
+
+	sl_http_parser_init(&parser, true);
+	assert_int_equal(
+	    sl_http_parse_head(&parser, LIT(resp), HTTP_GET, head, &err), 0);
+	evbuffer_add_reference(src, body, at, NULL, NULL);
+	if (calls && at > 0)
+		r = sl_http_forward_body(
+		    &parser, src, dst, false, &carried, &why);
+	if (r == 0) {
+		evbuffer_add_reference(
+		    src, body + at, strlen(body) - at, NULL, NULL);
+		r = sl_http_forward_body(
+		    &parser, src, dst, false, &carried, &why);
+	}
+	if (out != NULL)
+		*out = contents(dst);
+	sl_http_head_free(head);
+	evbuffer_free(src);
+	evbuffer_free(dst);
+	return r;
+}
+
+/* However a chunked response's bytes are cut (across calls or chains),
+ * what goes out is the same body in sluice's framing: plain hex sizes,
+ * no extensions, and the trailer fields as "name: value" lines. */
+static void
+test_body_response_reframed(void **state)
+{
+	static const char body[] = "0005;a=b\r\nhello\r\n"
+	                           "C\r\n, world\r\n!!!\r\n"
+	                           "0;x\r\nX-A: 1\r\nX-Empty:\r\n"
+	                           "X-T:a \t b\r\n\r\n";
+	static const char whole[] = "5\r\nhello\r\nc\r\n, world\r\n!!!\r\n"
+	                            "0\r\nX-A: 1\r\nX-Empty:\r\n"
+	                            "X-T: a \t b\r\n\r\n";
+	const char *trailers = strstr(whole, "0\r\n");
+	size_t at;
+	int mode;
+
+	(void)state;
+	for (at = 0; at < sizeof body - 1; at++) {
+		for (mode = 0; mode < 2; mode++) {
+			char *out = NULL, *data;
+			const char *end;
+
+			assert_int_equal(
+			    reframe_response(body, at, mode == 0, &out), 1);
+			if (at == 0)
+				assert_string_equal(out, whole);
+			/* No extension, no leading zero, one last chunk. */
+			assert_null(strchr(out, ';'));
+			assert_int_not_equal(out[0], '0');
+			assert_null(strstr(out, "\n0\r\n0"));
+			end = strstr(out, "\r\n0\r\n");
+			assert_non_null(end);
+			assert_string_equal(end + 2, trailers);
+			data = dechunked(out);
+			assert_non_null(data);
+			assert_string_equal(data, "hello, world\r\n!!!");
+			free(data);
+			free(out);
+		}
+	}
 }
 
 /* Feed FIRST, then SECOND (if any), as the body of a chunked POST, in
@@ -1196,37 +1307,6 @@ test_body_request_end_refused(void **state)
 	}
 }
 
-/* Feed a chunked response's body BODY, cut at AT: with CALLS, the two
- * parts in two calls, else as two chains of one call. The last result. */
-static int
-feed_response_split(const char *body, size_t at, bool calls)
-{
-	static const char resp[] = "HTTP/1.1 200 OK\r\n"
-	                           "Transfer-Encoding: chunked\r\n\r\n";
-	struct sl_http_head *head = sl_http_head_new(100);
-	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
-	struct sl_http_error err;
-	const char *why = NULL;
-	llhttp_t parser;
-	int r = 0;
-
-	sl_http_parser_init(&parser, true);
-	assert_int_equal(
-	    sl_http_parse_head(&parser, LIT(resp), HTTP_GET, head, &err), 0);
-	evbuffer_add_reference(src, body, at, NULL, NULL);
-	if (calls && at > 0)
-		r = sl_http_forward_body(&parser, src, dst, false, NULL, &why);
-	if (r == 0) {
-		evbuffer_add_reference(
-		    src, body + at, strlen(body) - at, NULL, NULL);
-		r = sl_http_forward_body(&parser, src, dst, false, NULL, &why);
-	}
-	sl_http_head_free(head);
-	evbuffer_free(src);
-	evbuffer_free(dst);
-	return r;
-}
-
 /* An obs-fold in a response's trailer field is not passed on (RFC 9112
  * 5.2): the response is cut, however the bytes are split across reads
  * and chains. Trailers without one pass. */
@@ -1241,12 +1321,12 @@ test_body_trailer_obs_fold(void **state)
 
 	(void)state;
 	for (at = 0; at < sizeof fold - 1; at++) {
-		assert_int_equal(feed_response_split(fold, at, true), -1);
-		assert_int_equal(feed_response_split(fold, at, false), -1);
+		assert_int_equal(reframe_response(fold, at, true, NULL), -1);
+		assert_int_equal(reframe_response(fold, at, false, NULL), -1);
 	}
 	for (at = 0; at < sizeof fine - 1; at++) {
-		assert_int_equal(feed_response_split(fine, at, true), 1);
-		assert_int_equal(feed_response_split(fine, at, false), 1);
+		assert_int_equal(reframe_response(fine, at, true, NULL), 1);
+		assert_int_equal(reframe_response(fine, at, false, NULL), 1);
 	}
 }
 
@@ -1477,7 +1557,8 @@ main(void)
 	    cmocka_unit_test(test_response_chunked_twice),
 	    cmocka_unit_test(test_response_invalid_header_status),
 	    cmocka_unit_test(test_body_content_length),
-	    cmocka_unit_test(test_body_chunked_raw),
+	    cmocka_unit_test(test_body_chunked_reframed),
+	    cmocka_unit_test(test_body_response_reframed),
 	    cmocka_unit_test(test_body_request_end_refused),
 	    cmocka_unit_test(test_body_chunked_end_split),
 	    cmocka_unit_test(test_body_bad_chunk),
