@@ -22,8 +22,9 @@
  * digits), a Transfer-Encoding only as exactly "chunked" and never with a
  * Content-Length; its path with dot-segments resolved is no longer, keeps
  * its query, has no dot-segment left and resolves to itself again;
- * forwarding moves exactly the bytes it consumed and a Content-Length body
- * is exactly that long.
+ * forwarding moves exactly the bytes it consumed (a chunked body: the
+ * same data, framed anew in plain hex sizes) and a Content-Length body is
+ * exactly that long.
  */
 #include "config.h"
 
@@ -40,6 +41,7 @@
 #include "conf/conf.h"
 #include "conf/log.h"
 #include "proxy/http1.h"
+#include "tests/fuzz/reframed.h"
 #include "proxy/route.h"
 
 #define MAX_HDRS     100
@@ -417,7 +419,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct reads rd;
-	struct evbuffer *in, *out;
+	struct evbuffer *in, *out, *raw, *framed;
+	uint32_t ext;
+	bool reframe;
 	unsigned char *copy, *flat;
 	size_t n, nflat;
 	int nreads, msgs, ip;
@@ -435,7 +439,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	copy = malloc(n ? n : 1);
 	in = evbuffer_new();
 	out = evbuffer_new();
-	if (copy == NULL || in == NULL || out == NULL)
+	raw = evbuffer_new();
+	framed = evbuffer_new();
+	if (copy == NULL || in == NULL || out == NULL || raw == NULL ||
+	    framed == NULL)
 		abort();
 	memcpy(copy, data + 3, n);
 	memset(&rd, 0, sizeof rd);
@@ -491,16 +498,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 
 		/* Body: forward what has arrived, read more, until done. */
+		reframe = (head->flags & F_CHUNKED) && !dechunk;
+		ext = 0;
+		evbuffer_drain(raw, evbuffer_get_length(raw));
+		evbuffer_drain(framed, evbuffer_get_length(framed));
 		for (;;) {
 			size_t before_in = evbuffer_get_length(in);
 			size_t before_out = evbuffer_get_length(out);
 			size_t moved, consumed;
 			const char *why = NULL;
+			char *snap = malloc(before_in + 1);
 
+			if (snap == NULL)
+				abort();
+			evbuffer_copyout(in, snap, before_in);
 			r = sl_http_forward_body(
-			    &parser, in, out, dechunk, NULL, &why);
+			    &parser, in, out, dechunk, &ext, &why);
 			consumed = before_in - evbuffer_get_length(in);
 			moved = evbuffer_get_length(out) - before_out;
+			evbuffer_add(raw, snap, consumed);
+			free(snap);
 			if (r < 0) {
 				CHECK(why != NULL);
 				break;
@@ -508,10 +525,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(r == 0 || r == 1);
 			if (dechunk)
 				CHECK(moved <= consumed);
-			else
+			else if (!reframe)
 				CHECK(moved == consumed);
 			body += moved;
-			evbuffer_drain(out, moved);
+			evbuffer_remove_buffer(out, framed, moved);
 			if (r == 1)
 				break;
 			/* Not done: everything that was there was consumed. */
@@ -523,9 +540,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		if (head->flags & F_CONTENT_LENGTH)
 			CHECK(body == head->content_length);
+		if (reframe)
+			CHECK(reframed_same(raw, framed));
 	}
 	evbuffer_free(in);
 	evbuffer_free(out);
+	evbuffer_free(raw);
+	evbuffer_free(framed);
 	free(copy);
 	return 0;
 }

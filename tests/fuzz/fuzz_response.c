@@ -17,8 +17,9 @@
  * Invariants (abort() on violation): the incremental head scan agrees with
  * a one-shot scan; a refused head has status 502 and a reason; an accepted
  * one has a status in 100..599, offsets inside the head, no body for HEAD,
- * 1xx, 204 and 304; forwarding moves exactly what it consumed (raw) or no
- * more (dechunked); a Content-Length body is exactly that long; the end of
+ * 1xx, 204 and 304; forwarding moves exactly what it consumed (a length),
+ * the same data framed anew in plain hex sizes (chunked) or no more
+ * (dechunked); a Content-Length body is exactly that long; the end of
  * the input completes a close-delimited body and cuts short any other.
  */
 #include "config.h"
@@ -33,6 +34,7 @@
 #include <event2/buffer.h>
 
 #include "proxy/http1.h"
+#include "tests/fuzz/reframed.h"
 
 #define MAX_HDRS     100
 #define MAX_HEAD     (64 * 1024)
@@ -174,7 +176,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct reads rd;
-	struct evbuffer *in, *out;
+	struct evbuffer *in, *out, *raw, *framed;
+	uint32_t ext;
+	bool reframe;
 	unsigned char *copy;
 	size_t n;
 	int nreads, msgs, method;
@@ -192,7 +196,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	copy = malloc(n ? n : 1);
 	in = evbuffer_new();
 	out = evbuffer_new();
-	if (copy == NULL || in == NULL || out == NULL)
+	raw = evbuffer_new();
+	framed = evbuffer_new();
+	if (copy == NULL || in == NULL || out == NULL || raw == NULL ||
+	    framed == NULL)
 		abort();
 	memcpy(copy, data + 3, n);
 	memset(&rd, 0, sizeof rd);
@@ -241,16 +248,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue; /* 1xx, or a response without a body */
 
 		eof_body = !(head->flags & (F_CHUNKED | F_CONTENT_LENGTH));
+		reframe = (head->flags & F_CHUNKED) && !dechunk;
+		ext = 0;
+		evbuffer_drain(raw, evbuffer_get_length(raw));
+		evbuffer_drain(framed, evbuffer_get_length(framed));
 		for (;;) {
 			size_t before_in = evbuffer_get_length(in);
 			size_t before_out = evbuffer_get_length(out);
 			size_t moved, consumed;
 			const char *why = NULL;
+			char *snap = malloc(before_in + 1);
 
+			if (snap == NULL)
+				abort();
+			evbuffer_copyout(in, snap, before_in);
 			r = sl_http_forward_body(
-			    &parser, in, out, dechunk, NULL, &why);
+			    &parser, in, out, dechunk, &ext, &why);
 			consumed = before_in - evbuffer_get_length(in);
 			moved = evbuffer_get_length(out) - before_out;
+			evbuffer_add(raw, snap, consumed);
+			free(snap);
 			if (r < 0) {
 				CHECK(why != NULL);
 				break;
@@ -258,10 +275,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(r == 0 || r == 1);
 			if (dechunk)
 				CHECK(moved <= consumed);
-			else
+			else if (!reframe)
 				CHECK(moved == consumed);
 			body += moved;
-			evbuffer_drain(out, moved);
+			evbuffer_remove_buffer(out, framed, moved);
 			if (r == 1)
 				break;
 			CHECK(evbuffer_get_length(in) == 0);
@@ -278,12 +295,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r != 1)
 			break;
 		CHECK(!eof_body);
+		if (reframe)
+			CHECK(reframed_same(raw, framed));
 		if ((head->flags & F_CONTENT_LENGTH) &&
 		    !(head->flags & F_CHUNKED))
 			CHECK(body == head->content_length);
 	}
 	evbuffer_free(in);
 	evbuffer_free(out);
+	evbuffer_free(raw);
+	evbuffer_free(framed);
 	free(copy);
 	return 0;
 }
