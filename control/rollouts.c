@@ -164,8 +164,11 @@ rollout_json(struct sl_rollout_run *run, bool full)
 	    elapsed == SL_ROLLOUT_ELAPSED_UNKNOWN
 	        ? json_null()
 	        : json_integer((json_int_t)(elapsed / 1000)));
+	/* Whole seconds as an integer, as always; 1500ms as 1.5. */
 	json_object_set_new(o, "step_time",
-	    json_integer((json_int_t)(ro->step_time_ms / 1000)));
+	    ro->step_time_ms % 1000 == 0
+	        ? json_integer((json_int_t)(ro->step_time_ms / 1000))
+	        : json_real(ro->step_time_ms / 1000.0));
 	json_object_set_new(o, "interval", json_real(ro->interval_ms / 1000.0));
 	json_object_set_new(o, "warmup", json_real(ro->warmup_ms / 1000.0));
 	json_object_set_new(o, "warming_up",

@@ -86,9 +86,11 @@ struct saved_svc {
 	 * buckets are in (recording them moves these). */
 	uint64_t guard_lat[4];
 	bool touched;
-	int weight_line;  /* where its first weight line is (0: none) */
-	unsigned seen;    /* keys of once[] already read */
-	unsigned section; /* the section its keys are in (0: none yet) */
+	int weight_line;   /* where its first weight line is (0: none) */
+	int guard_line;    /* where its guard line is (0: none) */
+	int baseline_line; /* where its guard_baseline line is */
+	unsigned seen;     /* keys of once[] already read */
+	unsigned section;  /* the section its keys are in (0: none yet) */
 };
 
 struct saved {
@@ -568,8 +570,10 @@ state_key_cb(
 			ok = rollout_vs_stable(sv, s);
 		}
 	} else if (strcmp(name, "guard") == 0) {
+		s->guard_line = sv->line;
 		ok = parse_guard(sv, s, value);
 	} else if (strcmp(name, "guard_baseline") == 0) {
+		s->baseline_line = sv->line;
 		ok = parse_guard_baseline(sv, s, value);
 	} else if (strcmp(name, "guard_latency") == 0) {
 		ok = parse_guard_latency(sv, s, value);
@@ -678,17 +682,17 @@ apply_saved(struct sl_ctl *ctl, struct saved *sv, struct sl_route_table *t,
 			snprintf(rt->pending_rollout,
 			    sizeof rt->pending_rollout, "%s", s->rollout);
 		if (s->guard != NULL && !s->guard_baseline) {
-			*errp = sl_xasprintf("%s: [service:%s]: a guard line "
-			                     "without its guard_baseline",
-			    origin, s->name);
+			*errp = sl_xasprintf("%s:%d: [service:%s]: a guard "
+			                     "line without its guard_baseline",
+			    origin, s->guard_line, s->name);
 			return -1;
 		}
 		if (s->guard != NULL && !latency_stats_fit(s)) {
-			*errp = sl_xasprintf("%s: [service:%s]: "
+			*errp = sl_xasprintf("%s:%d: [service:%s]: "
 			                     "guard_baseline's smallest or "
 			                     "largest latency is outside its "
 			                     "guard_latency buckets",
-			    origin, s->name);
+			    origin, s->baseline_line, s->name);
 			return -1;
 		}
 		if (at_start && s->guard != NULL) {

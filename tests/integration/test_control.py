@@ -618,10 +618,10 @@ for text, want, what in [
          ":2: bad guard", "a guard lasting centuries"),
         ("[service:shop]\nguard = green blue 99999999999999999999 2 0\n",
          ":2: bad guard", "a time past the year 9999"),
-        (G, ": [service:shop]: a guard line without its guard_baseline",
+        (G, ":2: [service:shop]: a guard line without its guard_baseline",
          "a guard without its baseline"),
         (G + "guard_baseline = 9 1 90 5 20 0\nguard_latency = 1000:9\n",
-         ": [service:shop]: guard_baseline's smallest or largest latency "
+         ":3: [service:shop]: guard_baseline's smallest or largest latency "
          "is outside its guard_latency buckets",
          "latency bounds that contradict the buckets"),
         ("[service:shop]\nrollout = green blue running 0 100 0 -1\n",

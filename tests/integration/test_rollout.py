@@ -76,7 +76,8 @@ text += "".join(ROLLOUT.replace("step_time = 2s", "step_time = 600s") % s
 # cold: half the traffic at once, judged only after a 5 s warm-up.
 COLD = ROLLOUT.replace("steps = 10 50 100", "steps = 50 100").replace(
     "step_time = 2s", "step_time = 6s")
-text += COLD % "cold" + "warmup = 5s\n" + COLD % "coldnw"
+text += (COLD % "cold" + "warmup = 5s\n" +
+         COLD.replace("step_time = 6s", "step_time = 6500ms") % "coldnw")
 text += (COLD % "tol" + "latency_tolerance = 20ms\n" + COLD % "tol0" +
          "latency_tolerance = 0\n")
 sl = Sluice(text=text, port=port)
@@ -149,6 +150,11 @@ for svc in ("cold", "coldnw", "tol", "tol0"):
           r["rollout"]["warming_up"] == (svc == "cold") and
           r["rollout"]["warmup"] == (5.0 if svc == "cold" else 0),
           "rollout start %s green: 50%%, warmup %s" % (svc, r["rollout"]["warmup"]))
+    # In seconds: an integer when whole, as always; 6500ms is 6.5.
+    st = r["rollout"]["step_time"]
+    check(st == 6.5 if svc == "coldnw" else
+          (st == 6 and isinstance(st, int)),
+          "rollout start %s: step_time %r s" % (svc, st))
 check(wait_until(lambda: len(rollout("coldnw")["verdicts"]) >= 2 or
                  rollout("coldnw")["state"] == "reverted"),
       "coldnw, without warmup, is judged at once (%s)"
