@@ -95,6 +95,9 @@
 	X(client_conn_limit, "client_connection_limit",                        \
 	    "requests answered 429: their connection was opened while its "    \
 	    "address held max_connections_per_client")                         \
+	X(access_log_dropped, "access_log_dropped",                            \
+	    "access log lines lost: not written (a full disk, say) or no "     \
+	    "memory to format them")                                           \
 	X(accept_failures, "accept_failures",                                  \
 	    "accepts that failed for want of descriptors or memory (each "     \
 	    "pauses that worker's accepting for 100 ms)")                      \

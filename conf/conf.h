@@ -219,6 +219,7 @@ struct sl_global_conf {
 	uint32_t control_mode;   /* file mode of the sockets; default 0600 */
 	char *control_group;     /* group owning the sockets; NULL = keep */
 	char *event_log;         /* JSON-lines event log; NULL = none */
+	char *access_log;        /* JSON line per request; NULL = none */
 	char *admin_text;        /* "127.0.0.1:9901" or NULL when not set */
 	struct sl_addr admin;
 	bool has_admin;

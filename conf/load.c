@@ -249,6 +249,7 @@ static const struct key_def sluice_keys[] = {
         .offset = G(control_idle_timeout_ms),
         .dflt = "60s"},
     {.name = "event_log", .type = KEY_STRING, .offset = G(event_log)},
+    {.name = "access_log", .type = KEY_STRING, .offset = G(access_log)},
     {.name = "admin", .type = KEY_CUSTOM, .parse = parse_admin},
     {.name = "state_file",
         .type = KEY_STRING,
@@ -3544,6 +3545,7 @@ sl_conf_free(struct sl_config *conf)
 	free(conf->global.control_socket_ro);
 	free(conf->global.control_group);
 	free(conf->global.event_log);
+	free(conf->global.access_log);
 	free(conf->global.admin_text);
 	free_addr(&conf->global.admin);
 	free(conf->global.state_file);

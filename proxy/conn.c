@@ -49,6 +49,7 @@
 
 #include "conf/conf.h"
 #include "conf/log.h"
+#include "proxy/alog.h"
 #include "proxy/climit.h"
 #include "proxy/conn.h"
 #include "proxy/http1.h"
@@ -92,20 +93,24 @@ static const struct {
 	size_t counter; /* offset of the counter in struct sl_vstats */
 	int status;
 	const char *why;
+	const char *kind; /* as in upstream_errors and the access log */
 } up_fail_answers[] = {
     [FAIL_CONNECT_REFUSED] = {offsetof(struct sl_vstats, err_connect_refused),
-        502, "origin refused the connection"},
+        502, "origin refused the connection", "connect_refused"},
     [FAIL_CONNECT_TIMEOUT] = {offsetof(struct sl_vstats, err_connect_timeout),
-        504, "origin connect timed out"},
+        504, "origin connect timed out", "connect_timeout"},
     [FAIL_RESET] = {offsetof(struct sl_vstats, err_reset), 502,
-        "origin closed the connection"},
+        "origin closed the connection", "reset"},
     [FAIL_RESPONSE_TIMEOUT] = {offsetof(struct sl_vstats, err_response_timeout),
-        504, "origin response timed out"},
+        504, "origin response timed out", "response_timeout"},
     [FAIL_BAD_RESPONSE] = {offsetof(struct sl_vstats, err_bad_response), 502,
-        "malformed response from origin"},
+        "malformed response from origin", "bad_response"},
     [FAIL_TLS] = {offsetof(struct sl_vstats, err_tls), 502,
-        "origin TLS handshake failed"},
+        "origin TLS handshake failed", "tls"},
 };
+
+/* The access log's "error" of a request no server could take. */
+#define ALOG_NO_SERVER (SL_POOL_FAIL_KINDS + 1)
 
 _Static_assert(
     sizeof up_fail_answers / sizeof up_fail_answers[0] == SL_POOL_FAIL_KINDS,
@@ -214,6 +219,9 @@ struct sl_conn {
 	 * ends (sl_mem_alloc'd; NULL when the request cannot be retried). */
 	char *retry_head;
 	uint32_t retry_len;
+	/* access_log: what the request said of itself (NULL: no log, or no
+	 * request in progress). */
+	struct sl_alog_req *alog;
 
 	union {
 		struct sockaddr sa;
@@ -481,12 +489,22 @@ ob_via(struct outbuf *o, const struct sl_http_head *head, const char *base,
 		OB_LIT(o, "Via: 1.1 sluice\r\n");
 }
 
+/* Remember the final STATUS sent, for the access log. */
+static void
+alog_status(struct sl_conn *c, int status)
+{
+	if (c->alog != NULL)
+		c->alog->status = (uint16_t)status;
+}
+
 /* Count a response status in the version's counters. */
 static void
 count_status(struct sl_conn *c, int status)
 {
 	struct sl_vstats *vs = c->vs;
 
+	if (status >= 200 || status == 101)
+		alog_status(c, status);
 	if (vs == NULL)
 		return;
 	c->resp_counted |= status >= 200;
@@ -504,6 +522,60 @@ count_status(struct sl_conn *c, int status)
 		SL_STAT_INC(vs->resp_5xx);
 }
 
+/*
+ * The request's line in the access log (access_log), if there is one: it
+ * ended with STATUS (0: none sent), OUTCOME "answered", "cut" or
+ * "unanswered". Called before the request lets go of its service, version
+ * and server; only while there is an access log (sl_alog_fd), which is
+ * also the only time c->alog is set.
+ */
+static __attribute__((noinline)) void
+alog_line(struct sl_conn *c, int status, const char *outcome)
+{
+	static const char *const rules[] = {
+	    [SL_PICK_OVERRIDE] = "override", [SL_PICK_PIN] = "pin"};
+	struct sl_worker *w = c->w;
+	struct sl_alog_entry e;
+	struct timespec now;
+	uint8_t fail = c->alog != NULL ? c->alog->fail : 0;
+
+	memset(&e, 0, sizeof e);
+	e.client = c->ip;
+	e.req = c->alog;
+	e.status = status;
+	e.outcome = outcome;
+	if (c->svc != NULL && c->ver != NULL) {
+		e.service = c->svc->name;
+		e.version = c->ver->name;
+		e.rule = c->pick.reason < sizeof rules / sizeof rules[0] &&
+		        rules[c->pick.reason] != NULL
+		    ? rules[c->pick.reason]
+		    : "split";
+		e.attempts = c->attempts;
+	}
+	if (c->srv != NULL)
+		e.server = c->srv->addr.text;
+	e.error = fail == ALOG_NO_SERVER ? "no_server"
+	    : fail > 0                   ? up_fail_answers[fail - 1].kind
+	                                 : NULL;
+	e.duration_us =
+	    now_us(w) > c->req_start_us ? now_us(w) - c->req_start_us : 0;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (sl_alog_add(&w->alog, &e, &now) != 0)
+		SL_STAT_INC(w->wstats.access_log_dropped);
+	else if (w->alog.len >= SL_ALOG_FLUSH_AT)
+		sl_worker_alog_flush(w);
+	free(c->alog);
+	c->alog = NULL;
+}
+
+static inline void
+log_request(struct sl_conn *c, int status, const char *outcome)
+{
+	if (sl_alog_fd >= 0)
+		alog_line(c, status, outcome);
+}
+
 /* Close the connection: free both sides, defer freeing the struct. */
 static void
 conn_close(struct sl_conn *c)
@@ -513,6 +585,10 @@ conn_close(struct sl_conn *c)
 	if (c->closed)
 		return;
 	c->closed = true;
+	/* A request still in progress: its answer cut, or none sent. */
+	if (sl_alog_fd >= 0 && (c->alog != NULL || c->vs != NULL))
+		alog_line(c, c->resp_counted && c->alog ? c->alog->status : 0,
+		    c->resp_counted ? "cut" : "unanswered");
 	if (c->hs_timer != NULL) {
 		event_free(c->hs_timer);
 		c->hs_timer = NULL;
@@ -614,6 +690,8 @@ end_request(struct sl_conn *c)
 	c->resp_state = RESP_NONE;
 	sl_mem_free(c->retry_head);
 	c->retry_head = NULL;
+	free(c->alog); /* written by now, unless the log is off */
+	c->alog = NULL;
 }
 
 /*
@@ -761,6 +839,7 @@ send_own(struct sl_conn *c, int status, const char *ctype, const char *body,
 		sl_upstream_free(c->up);
 		c->up = NULL;
 	}
+	log_request(c, status, "answered");
 	end_request(c);
 	c->client_keepalive = keep;
 	next_request_or_close(c);
@@ -1533,6 +1612,19 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->dechunk = false;
 	c->eof_body = false;
 	memset(&c->pick, 0, sizeof c->pick);
+	if (sl_alog_fd >= 0) {
+		/* No memory for it: the request goes on, its line missing. */
+		c->alog = sl_alog_req_new(
+		    llhttp_method_name((llhttp_method_t)head->method),
+		    head->host_idx >= 0
+		        ? base + head->hdrs[head->host_idx].value_off
+		        : NULL,
+		    head->host_idx >= 0 ? head->hdrs[head->host_idx].value_len
+		                        : 0,
+		    base + head->target_off, head->target_len);
+		if (c->alog == NULL)
+			SL_STAT_INC(w->wstats.access_log_dropped);
+	}
 
 	if (c->addr_limit == ADDR_OVER) {
 		/* Its address holds every connection it may: answered, and
@@ -1634,6 +1726,8 @@ start_request(struct sl_conn *c, size_t head_len)
 	}
 	if (srv == NULL) {
 		SL_STAT_INC(c->vs->err_no_server);
+		if (c->alog != NULL)
+			c->alog->fail = ALOG_NO_SERVER;
 		evbuffer_drain(in, head_len);
 		c->client_keepalive &= c->req_body_done;
 		send_error(c, 503, "no server available for this version");
@@ -1882,6 +1976,7 @@ start_tunnel(struct sl_conn *c)
 	c->tun_last_ms = now_ms(c->w);
 	/* The request is over as far as stats and the table go; the
 	 * upstream connection now belongs to the tunnel. */
+	log_request(c, 101, "answered");
 	end_request(c);
 	sl_io_set_timeouts(
 	    &c->io, gconf(c)->tunnel_timeout_ms, gconf(c)->body_timeout_ms);
@@ -1921,6 +2016,7 @@ response_done(struct sl_conn *c)
 	sl_upstream_release(c->up, reuse, gconf(c)->upstream_keepalive,
 	    gconf(c)->keepalive_timeout_ms);
 	c->up = NULL;
+	log_request(c, c->alog != NULL ? c->alog->status : 0, "answered");
 	end_request(c);
 	next_request_or_close(c);
 }
@@ -1937,6 +2033,7 @@ abort_response(struct sl_conn *c)
 	c->up = NULL;
 	c->client_keepalive = false;
 	c->cut = true; /* a TLS client must not take it for whole */
+	log_request(c, c->alog != NULL ? c->alog->status : 0, "cut");
 	end_request(c);
 	close_when_sent(c);
 }
@@ -1945,6 +2042,8 @@ abort_response(struct sl_conn *c)
 static void
 count_up_fail(struct sl_conn *c, enum up_fail kind)
 {
+	if (c->alog != NULL)
+		c->alog->fail = (uint8_t)(kind + 1);
 	if (c->vs != NULL)
 		SL_STAT_INC(*(
 		    uint64_t *)((char *)c->vs + up_fail_answers[kind].counter));

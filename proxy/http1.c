@@ -194,41 +194,48 @@ on_header_field_cb(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
+/*
+ * A response's trailer field's value, passed on. llhttp takes an obs-fold
+ * (CRLF, then whitespace) as more of the value: a span of a value never
+ * follows a line's end but in one, and a proxy must not forward it (RFC
+ * 9112 5.2). The head is gone: the response is cut. An empty value comes
+ * as an empty span behind its line's end: no fold. (Apart from
+ * on_header_value_cb, whose heads are every request's.)
+ */
+static __attribute__((noinline)) int
+trailer_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+	const struct body_ctx *bc = (const struct body_ctx *)ctx;
+	const char *q = at;
+
+	if (len == 0)
+		return 0;
+	while (q > bc->exec_start && (q[-1] == ' ' || q[-1] == '\t'))
+		q--;
+	if (q > bc->exec_start ? q[-1] == '\n' : bc->lf_before) {
+		llhttp_set_error_reason(p, "obs-fold in a trailer field");
+		return HPE_USER;
+	}
+	if (!ctx->rechunk)
+		return 0;
+	if (!ctx->trailer_value) {
+		ctx->trailer_value = true;
+		if (evbuffer_add(ctx->out, ": ", 2) != 0)
+			return HPE_USER;
+	}
+	if (evbuffer_add(ctx->out, at, len) != 0)
+		return HPE_USER;
+	return 0;
+}
+
 static int
 on_header_value_cb(llhttp_t *p, const char *at, size_t len)
 {
 	struct parse_ctx *ctx = p->data;
 
-	if (!ctx->head_mode) {
-		/* A response's trailer field, passed on. llhttp takes an
-		 * obs-fold (CRLF, then whitespace) as more of the value: a
-		 * span of a value never follows a line's end but in one,
-		 * and a proxy must not forward it (RFC 9112 5.2). The head
-		 * is gone: the response is cut. An empty value comes as an
-		 * empty span behind its line's end: no fold. */
-		const struct body_ctx *bc = (const struct body_ctx *)ctx;
-		const char *q = at;
-
-		if (len == 0)
-			return 0;
-		while (q > bc->exec_start && (q[-1] == ' ' || q[-1] == '\t'))
-			q--;
-		if (q > bc->exec_start ? q[-1] == '\n' : bc->lf_before) {
-			llhttp_set_error_reason(
-			    p, "obs-fold in a trailer field");
-			return HPE_USER;
-		}
-		if (!ctx->rechunk)
-			return 0;
-		if (!ctx->trailer_value) {
-			ctx->trailer_value = true;
-			if (evbuffer_add(ctx->out, ": ", 2) != 0)
-				return HPE_USER;
-		}
-		if (evbuffer_add(ctx->out, at, len) != 0)
-			return HPE_USER;
-		return 0;
-	}
+	if (!ctx->head_mode)
+		return trailer_value(p, at, len);
 	if (!ctx->have_value) {
 		ctx->value_off = (uint32_t)(at - ctx->base);
 		ctx->have_value = true;
@@ -556,12 +563,10 @@ add_chunk_size(struct evbuffer *out, size_t len)
  * line differently from llhttp cannot be shown another body than the
  * one sluice checked).
  */
-static int
-on_body_cb(llhttp_t *p, const char *at, size_t len)
+static __attribute__((noinline)) int
+body_out(struct parse_ctx *ctx, const char *at, size_t len)
 {
-	struct parse_ctx *ctx = p->data;
-
-	if (ctx->out == NULL || len == 0)
+	if (len == 0)
 		return 0;
 	if (ctx->rechunk &&
 	    (add_chunk_size(ctx->out, len) != 0 ||
@@ -571,6 +576,15 @@ on_body_cb(llhttp_t *p, const char *at, size_t len)
 	if (!ctx->rechunk && evbuffer_add(ctx->out, at, len) != 0)
 		return HPE_USER;
 	return 0;
+}
+
+static int
+on_body_cb(llhttp_t *p, const char *at, size_t len)
+{
+	struct parse_ctx *ctx = p->data;
+
+	/* A body with a length is moved by the caller, bytes as they are. */
+	return ctx->out != NULL ? body_out(ctx, at, len) : 0;
 }
 
 /* Chunk extensions are not passed on, but still bounded: llhttp reads

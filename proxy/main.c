@@ -23,6 +23,7 @@
 #include "conf/log.h"
 #include "conf/xmalloc.h"
 #include "control/ctl.h"
+#include "proxy/alog.h"
 #include "proxy/climit.h"
 #include "proxy/mem.h"
 #include "proxy/route.h"
@@ -118,12 +119,22 @@ stopped_while_starting(struct sl_ctl *d)
 	return false;
 }
 
-/* SIGUSR1 (logrotate's postrotate, as for nginx): reopen the event log.
- * sluice's own log is stderr, which whoever started it owns. */
+/* SIGUSR1 (logrotate's postrotate, as for nginx): reopen the event log
+ * and the access log. sluice's own log is stderr, which whoever started
+ * it owns. */
 static void
 reopen_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	sl_events_reopen(arg);
+	if (sl_alog_fd < 0)
+		return;
+	if (sl_alog_reopen() != 0)
+		sl_log(SL_LOG_ERROR, errno,
+		    "SIGUSR1: cannot reopen the access log %s, still writing "
+		    "to the one open",
+		    sl_alog_path());
+	else
+		sl_log_info("SIGUSR1: access log %s reopened", sl_alog_path());
 }
 
 /* A refused reload: logged, and recorded as an event with the reason. */
@@ -167,6 +178,7 @@ keep_started(const struct sl_global_conf *g)
 	started.control_socket_ro = dup_or_null(g->control_socket_ro);
 	started.control_group = dup_or_null(g->control_group);
 	started.event_log = dup_or_null(g->event_log);
+	started.access_log = dup_or_null(g->access_log);
 	started.admin_text = dup_or_null(g->admin_text);
 }
 
@@ -177,6 +189,7 @@ free_started(void)
 	free(started.control_socket_ro);
 	free(started.control_group);
 	free(started.event_log);
+	free(started.access_log);
 	free(started.admin_text);
 	memset(&started, 0, sizeof started);
 }
@@ -194,6 +207,7 @@ warn_restart_only(
 	        new->control_socket_ro},
 	    {"control_group", old->control_group, new->control_group},
 	    {"event_log", old->event_log, new->event_log},
+	    {"access_log", old->access_log, new->access_log},
 	    {"admin", old->admin_text, new->admin_text},
 	};
 	size_t i;
@@ -545,6 +559,11 @@ main(int argc, char **argv)
 		    conf->global.admin.text, err);
 	if (sl_events_open(&d, conf->global.event_log, &err) != 0)
 		sl_fatal(0, "%s", err);
+	if (conf->global.access_log != NULL) {
+		sl_ctl_make_dirs(conf->global.access_log);
+		if (sl_alog_open(conf->global.access_log, &err) != 0)
+			sl_fatal(0, "%s", err);
+	}
 	/* Caught from before the control socket answers (what tells a
 	 * script sluice is up): a SIGTERM after that drains and exits 0. */
 	event_add(ev_term, NULL);
@@ -594,7 +613,8 @@ main(int argc, char **argv)
 	free(d.rt);
 	free(d.state_path);
 	free_started();
-	sl_workers_free(d.workers, d.nworkers);
+	sl_workers_free(d.workers, d.nworkers); /* writes their last lines */
+	sl_alog_close();
 	sl_climit_free();
 	sl_route_reclaim(UINT64_MAX);
 	table = sl_route_current();

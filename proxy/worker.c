@@ -305,6 +305,17 @@ epoch_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_worker *w = arg;
 
 	(void)sl_worker_current_table(w);
+	if (w->alog.len > 0)
+		sl_worker_alog_flush(w); /* at most a second behind */
+}
+
+void
+sl_worker_alog_flush(struct sl_worker *w)
+{
+	uint32_t lost = sl_alog_flush(&w->alog);
+
+	if (lost > 0)
+		SL_STAT_ADD(w->wstats.access_log_dropped, lost);
 }
 
 bool
@@ -790,6 +801,9 @@ sl_workers_free(struct sl_worker **ws, unsigned n)
 			sl_conn_reap(w);
 			sl_upstream_close_idle(w);
 		}
+		/* With the lines of the requests closing cut just now. */
+		sl_worker_alog_flush(w);
+		sl_alog_buf_free(&w->alog);
 		for (k = 0; k < SL_MAX_SERVER_IDS; k++) {
 			if (w->pools[k] != NULL)
 				sl_tls_session_cache_clear(&w->pools[k]->tls);

@@ -14,6 +14,7 @@
 
 #include "analysis/stats.h"
 #include "conf/log.h"
+#include "proxy/alog.h"
 #include "proxy/http1.h"
 #include "proxy/io.h"
 #include "proxy/route.h"
@@ -87,6 +88,7 @@ struct sl_worker {
 	size_t scratch_size;
 
 	struct sl_io_loop io_loop; /* output flushing, see proxy/io.h */
+	struct sl_alog_buf alog;   /* access log lines not written yet */
 	struct sl_conn_list conns;
 	uint32_t nconns;
 	struct event *limit_ev;  /* accept paused: look at the limit again */
@@ -104,6 +106,10 @@ struct sl_worker {
 	struct event *stop_ev;
 	struct event *drain_ev;
 };
+
+/* Write W's access log lines (from its own thread, or once it has
+ * stopped), counting those that could not be. */
+void sl_worker_alog_flush(struct sl_worker *w);
 
 /*
  * Before the first start (not with --takeover): is every address CONF
