@@ -214,14 +214,14 @@ struct sl_conn {
 	const struct sl_route_version *ver;
 	const struct sl_route_server *srv;
 	struct sl_vstats *vs;
+	/* access_log: what the request said of itself (NULL: no log, or no
+	 * request in progress). */
+	struct sl_alog_req *alog;
 	struct sl_route_pick pick;
 	/* The request head as sent, kept for a retry until the request
 	 * ends (sl_mem_alloc'd; NULL when the request cannot be retried). */
 	char *retry_head;
 	uint32_t retry_len;
-	/* access_log: what the request said of itself (NULL: no log, or no
-	 * request in progress). */
-	struct sl_alog_req *alog;
 
 	union {
 		struct sockaddr sa;
