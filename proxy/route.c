@@ -142,10 +142,20 @@ build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
 
 static void free_services(struct sl_route_table *t);
 
+/* Forget the names a refused build added past N. */
+static void
+registry_truncate(char **names, uint32_t *n, uint32_t to)
+{
+	while (*n > to)
+		free(names[--*n]);
+}
+
 /* Build a table that owns CONF. */
 struct sl_route_table *
 sl_route_build(struct sl_config *conf, char **errp)
 {
+	uint32_t nservers_before = nserver_names;
+	uint32_t nversions_before = nversion_names;
 	struct sl_route_table *t;
 	size_t i;
 
@@ -161,9 +171,25 @@ sl_route_build(struct sl_config *conf, char **errp)
 		build_service(&t->services[i], &conf->services[i]);
 	t->nserver_ids = nserver_names;
 	t->nversion_ids = nversion_names;
-	if (nserver_names > SL_MAX_SERVER_IDS) {
-		*errp = sl_xasprintf(
-		    "more than %d distinct servers", SL_MAX_SERVER_IDS);
+	/* Ids are never reused while sluice runs (counters and pools stay
+	 * with their names): past the limits a reload is refused, and the
+	 * names it brought are forgotten, so that the next one without
+	 * them goes through. A restart or a --takeover starts afresh. */
+	if (nserver_names > SL_MAX_SERVER_IDS ||
+	    nversion_names > SL_MAX_VERSION_IDS) {
+		*errp = nserver_names > SL_MAX_SERVER_IDS
+		    ? sl_xasprintf("more than %d distinct server addresses "
+		                   "since sluice started (%u); restart it "
+		                   "(or --takeover) to start afresh",
+		          SL_MAX_SERVER_IDS, nserver_names)
+		    : sl_xasprintf("more than %d distinct service/version "
+		                   "names since sluice started (%u); restart "
+		                   "it (or --takeover) to start afresh",
+		          SL_MAX_VERSION_IDS, nversion_names);
+		registry_truncate(
+		    server_names, &nserver_names, nservers_before);
+		registry_truncate(
+		    version_names, &nversion_names, nversions_before);
 		free_services(t);
 		free(t);
 		return NULL;

@@ -24,8 +24,9 @@
 
 #include "conf/conf.h"
 
-#define SL_BUCKETS        10000
-#define SL_MAX_SERVER_IDS 16384 /* distinct server addresses ever seen */
+#define SL_BUCKETS         10000
+#define SL_MAX_SERVER_IDS  16384 /* distinct server addresses ever seen */
+#define SL_MAX_VERSION_IDS 4096  /* (service, version) pairs ever seen */
 
 struct sl_http_head;
 

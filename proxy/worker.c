@@ -693,6 +693,7 @@ sl_workers_prepare_table(
 	unsigned i;
 	uint32_t id;
 
+	/* Cannot happen: sl_route_build refuses a table past the limit. */
 	if (t->nversion_ids > SL_MAX_VERSION_IDS)
 		sl_fatal(
 		    0, "more than %d service versions", SL_MAX_VERSION_IDS);

@@ -30,7 +30,6 @@ struct sl_http_head;
 struct sl_route_table;
 struct sl_listener_arg;
 
-#define SL_MAX_VERSION_IDS 4096 /* (service, version) pairs ever seen */
 /* Routing tables a worker holds in flight without allocating (more grow
  * its held array: as many publishes, each outlived by a long request). */
 #define SL_MAX_HELD_TABLES 16

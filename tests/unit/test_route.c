@@ -864,6 +864,59 @@ test_with_weights_relayout(void **state)
 	table_free(t);
 }
 
+/* INI text of one service with versions v0..vN-1 and, with EXTRA, also
+ * x0..xEXTRA-1 (all on one server; v0 takes the traffic). Heap. */
+static char *
+many_versions(int n, int extra)
+{
+	size_t cap = 128 + (size_t)(n + extra) * 64, len;
+	char *ini = malloc(cap);
+	int i;
+
+	assert_non_null(ini);
+	len = (size_t)snprintf(ini, cap,
+	    "[sluice]\ncontrol_socket = /tmp/sl-unit.sock\n"
+	    "[listener:l]\nbind = 127.0.0.1:1\n[service:m]\nstable = v0\n");
+	for (i = 0; i < n + extra; i++)
+		len += (size_t)snprintf(ini + len, cap - len,
+		    "[version:m/%c%d]\nservers = 127.0.0.1:2\nweight = %d\n",
+		    i < n ? 'v' : 'x', i < n ? i : i - n, i == 0 ? 100 : 0);
+	return ini;
+}
+
+/* Version ids are not reused while sluice runs: a reload past
+ * SL_MAX_VERSION_IDS names is refused with a reason, not fatal, and the
+ * names it brought are forgotten, so the next reload without them goes
+ * through with the ids it had. */
+static void
+test_version_id_limit(void **state)
+{
+	char *ini = many_versions(3000, 0), *more = many_versions(3000, 1200);
+	struct sl_route_table *t = table_new(ini), *again;
+	struct sl_config *conf;
+	char *err = NULL;
+	uint32_t ids = t->nversion_ids;
+
+	(void)state;
+	conf = sl_conf_load_string("t.ini", more, &err);
+	assert_non_null(conf);
+	assert_null(sl_route_build(conf, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err,
+	    "more than 4096 distinct service/version "
+	    "names since sluice started"));
+	free(err);
+	sl_conf_free(conf);
+	again = table_new(ini);
+	assert_int_equal(again->nversion_ids, ids);
+	assert_int_equal(again->services[0].versions[2999].id,
+	    t->services[0].versions[2999].id);
+	table_free(again);
+	table_free(t);
+	free(ini);
+	free(more);
+}
+
 int
 main(void)
 {
@@ -882,6 +935,7 @@ main(void)
 	    cmocka_unit_test(test_pick_random_spread),
 	    cmocka_unit_test(test_with_weights_errors),
 	    cmocka_unit_test(test_with_weights_relayout),
+	    cmocka_unit_test(test_version_id_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
