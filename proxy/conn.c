@@ -1919,6 +1919,13 @@ tunnel_pump(struct sl_conn *c)
 	evbuffer_add_buffer(sl_io_output(&c->io), sl_io_input(&c->up->io));
 	hold_client(c);
 	hold_origin(c);
+	/* A reset that came with a side's last bytes makes no edge of its
+	 * own: the side being read looks again (a tunnel would otherwise
+	 * hold the other side until tunnel_timeout). */
+	if (!c->client_read_paused)
+		sl_io_check_end(&c->io);
+	if (!c->up_read_paused)
+		sl_io_check_end(&c->up->io);
 }
 
 /* End IO's output like its peer ended its input: close_notify over TLS,

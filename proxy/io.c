@@ -758,19 +758,21 @@ tls_encrypt(struct sl_io *io)
 }
 
 /*
- * After a read that left the stream waiting (part of a record, or a
- * message the callback found incomplete) with no end seen: an EOF or a
- * reset right behind those bytes made no edge of its own (see do_read),
- * so look once. Returns the bytes read (*END set as recv_into does), or
- * -1 when that read failed.
+ * After a read that left the stream waiting (part of a record, records
+ * with no application data in them, or a message the callback found
+ * incomplete) with no end seen: an EOF or a reset right behind those
+ * bytes made no edge of its own (see do_read), so look once. TOOK: the
+ * records read were all taken (session tickets, a KeyUpdate, handshake
+ * messages), and no callback ran that could have asked. Returns the bytes
+ * read (*END set as recv_into does), or -1 when that read failed.
  */
 static ssize_t
-tls_look_for_end(struct sl_io *io, bool grew, short *end)
+tls_look_for_end(struct sl_io *io, bool grew, bool took, short *end)
 {
 	struct sl_io_tls *t = io->tls;
-	bool waiting = grew
-	    ? (io->flags & IO_CHECK_END) != 0
-	    : evbuffer_get_length(t->raw_in) > 0 || SSL_has_pending(t->ssl);
+	bool waiting = grew ? (io->flags & IO_CHECK_END) != 0
+	                    : took || evbuffer_get_length(t->raw_in) > 0 ||
+	        SSL_has_pending(t->ssl);
 	ssize_t n;
 
 	io->flags &= ~IO_CHECK_END;
@@ -788,7 +790,7 @@ tls_read(struct sl_io *io, short end)
 {
 	struct sl_io_tls *t = io->tls;
 	bool looked = false, grew;
-	size_t before;
+	size_t before, raw_before;
 	ssize_t more;
 	short what;
 
@@ -796,6 +798,7 @@ again:
 	if (end == BEV_EVENT_EOF)
 		t->eof = true;
 	before = evbuffer_get_length(io->in);
+	raw_before = evbuffer_get_length(t->raw_in);
 	if (t->handshaking) {
 		int r;
 
@@ -826,7 +829,8 @@ again:
 	}
 	if (end == 0 && what == 0 && !looked) {
 		looked = true;
-		more = tls_look_for_end(io, grew, &end);
+		more = tls_look_for_end(io, grew,
+		    raw_before > evbuffer_get_length(t->raw_in), &end);
 		if (more < 0) {
 			tls_fail(io, BEV_EVENT_READING | BEV_EVENT_ERROR);
 			return 0;
