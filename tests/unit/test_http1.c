@@ -1129,28 +1129,36 @@ test_body_chunked_reframed(void **state)
 	evbuffer_free(dst);
 }
 
+/* PARSER placed at the body of a chunked 200 response. */
+static void
+start_chunked_response(llhttp_t *parser)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\n"
+	                           "Transfer-Encoding: chunked\r\n\r\n";
+	struct sl_http_head *head = sl_http_head_new(100);
+	struct sl_http_error err;
+
+	sl_http_parser_init(parser, true);
+	assert_int_equal(
+	    sl_http_parse_head(parser, LIT(resp), HTTP_GET, head, &err), 0);
+	sl_http_head_free(head);
+}
+
 /* Decode the chunked body in S (a fresh parser); the data, or NULL if
  * it is not one whole chunked body with nothing after it. */
 static char *
 dechunked(const char *s)
 {
-	static const char resp[] = "HTTP/1.1 200 OK\r\n"
-	                           "Transfer-Encoding: chunked\r\n\r\n";
-	struct sl_http_head *head = sl_http_head_new(100);
 	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
-	struct sl_http_error err;
 	const char *why = NULL;
 	llhttp_t parser;
 	char *data = NULL;
 
-	sl_http_parser_init(&parser, true);
-	assert_int_equal(
-	    sl_http_parse_head(&parser, LIT(resp), HTTP_GET, head, &err), 0);
+	start_chunked_response(&parser);
 	evbuffer_add(src, s, strlen(s));
 	if (sl_http_forward_body(&parser, src, dst, true, NULL, &why) == 1 &&
 	    evbuffer_get_length(src) == 0)
 		data = contents(dst);
-	sl_http_head_free(head);
 	evbuffer_free(src);
 	evbuffer_free(dst);
 	return data;
@@ -1162,19 +1170,13 @@ dechunked(const char *s)
 static int
 reframe_response(const char *body, size_t at, bool calls, char **out)
 {
-	static const char resp[] = "HTTP/1.1 200 OK\r\n"
-	                           "Transfer-Encoding: chunked\r\n\r\n";
-	struct sl_http_head *head = sl_http_head_new(100);
 	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
-	struct sl_http_error err;
 	const char *why = NULL;
 	uint32_t carried = 0;
 	llhttp_t parser;
 	int r = 0;
 
-	sl_http_parser_init(&parser, true);
-	assert_int_equal(
-	    sl_http_parse_head(&parser, LIT(resp), HTTP_GET, head, &err), 0);
+	start_chunked_response(&parser);
 	evbuffer_add_reference(src, body, at, NULL, NULL);
 	if (calls && at > 0)
 		r = sl_http_forward_body(
@@ -1187,7 +1189,6 @@ reframe_response(const char *body, size_t at, bool calls, char **out)
 	}
 	if (out != NULL)
 		*out = contents(dst);
-	sl_http_head_free(head);
 	evbuffer_free(src);
 	evbuffer_free(dst);
 	return r;
