@@ -154,6 +154,15 @@ void sl_ctl_metrics_stop(struct sl_ctl *ctl);
 /* Harvest every version's totals into its series (also run by the timer). */
 void sl_ctl_harvest(struct sl_ctl *ctl);
 
+/* Forget the version ids no table, rollout or guard uses any more: their
+ * counters in every worker, their series, their names (once a second,
+ * after the retired tables are reclaimed). */
+void sl_ctl_reclaim_versions(struct sl_ctl *ctl);
+
+/* Mark in USED the version ids RUN reads (rollouts.c, guard.c). */
+void sl_ctl_rollout_mark_ids(const struct sl_rollout_run *run, uint8_t *used);
+void sl_guard_mark_id(const struct sl_guard *g, uint8_t *used);
+
 /* Live cumulative totals of version ID, summed over the workers. */
 void sl_ctl_version_total(
     const struct sl_ctl *ctl, uint32_t id, struct sl_vstats *out);

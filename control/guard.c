@@ -64,6 +64,12 @@ struct sl_guard {
 	struct event *tick;
 };
 
+void
+sl_guard_mark_id(const struct sl_guard *g, uint8_t *used)
+{
+	used[g->version_id] = 1;
+}
+
 static void
 guard_stop(struct sl_guard *g)
 {

@@ -114,6 +114,34 @@ sl_ctl_harvest(struct sl_ctl *ctl)
 	sl_health_watch_ejections(ctl, t);
 }
 
+void
+sl_ctl_reclaim_versions(struct sl_ctl *ctl)
+{
+	static uint8_t used[SL_MAX_VERSION_IDS]; /* control thread only */
+	uint32_t n = sl_route_versions_in_use(used), id;
+	size_t i;
+
+	for (i = 0; i < ctl->nrt; i++) {
+		if (ctl->rt[i]->run != NULL)
+			sl_ctl_rollout_mark_ids(ctl->rt[i]->run, used);
+		if (ctl->rt[i]->guard != NULL)
+			sl_guard_mark_id(ctl->rt[i]->guard, used);
+	}
+	for (id = 0; id < n; id++) {
+		if (used[id] || !sl_route_version_known(id))
+			continue;
+		/* No worker holds a table that routes to it: none touches
+		 * its counters (a request holds its table to the end). */
+		for (i = 0; i < ctl->nworkers; i++) {
+			free(ctl->workers[i]->vstats[id]);
+			ctl->workers[i]->vstats[id] = NULL;
+		}
+		sl_series_free(ctl->series[id]);
+		ctl->series[id] = NULL;
+		sl_route_forget_version(id);
+	}
+}
+
 static void
 harvest_cb(evutil_socket_t fd, short what, void *arg)
 {

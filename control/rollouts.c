@@ -46,6 +46,13 @@ struct sl_rollout_run {
 	uint32_t starved_step;
 };
 
+void
+sl_ctl_rollout_mark_ids(const struct sl_rollout_run *run, uint8_t *used)
+{
+	used[run->stable_id] = 1;
+	used[run->canary_id] = 1;
+}
+
 /* Capture the totals the next window starts from. */
 static void
 capture_base(struct sl_rollout_run *run)

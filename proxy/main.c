@@ -359,6 +359,7 @@ reclaim_cb(evutil_socket_t fd, short what, void *arg)
 	struct sl_ctl *d = arg;
 
 	sl_route_reclaim(sl_workers_min_epoch(d->workers, d->nworkers));
+	sl_ctl_reclaim_versions(d);
 	/* A revert published while the file could not be written: the file
 	 * catches up as soon as it can be (a restart must not bring the
 	 * failing version back). */

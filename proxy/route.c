@@ -33,15 +33,23 @@ static _Atomic(struct sl_route_table *) current_table;
 static struct sl_route_table *retired; /* newest first */
 static uint64_t next_epoch = 1;
 
-/* Find or add NAME in a registry; returns its id. */
+/* Find or add NAME in a registry; returns its id. A new name takes the
+ * first id forgotten (NULL: sl_route_forget_version), else a new one. */
 static uint32_t
 registry_id(char ***names, uint32_t *n, const char *name)
 {
-	uint32_t i;
+	uint32_t i, free_id = UINT32_MAX;
 
 	for (i = 0; i < *n; i++) {
-		if (strcmp((*names)[i], name) == 0)
+		if ((*names)[i] == NULL) {
+			if (free_id == UINT32_MAX)
+				free_id = i;
+		} else if (strcmp((*names)[i], name) == 0)
 			return i;
+	}
+	if (free_id != UINT32_MAX) {
+		(*names)[free_id] = sl_xstrdup(name);
+		return free_id;
 	}
 	*names = sl_xreallocarray(*names, *n + 1, sizeof **names);
 	(*names)[*n] = sl_xstrdup(name);
@@ -171,10 +179,12 @@ sl_route_build(struct sl_config *conf, char **errp)
 		build_service(&t->services[i], &conf->services[i]);
 	t->nserver_ids = nserver_names;
 	t->nversion_ids = nversion_names;
-	/* Ids are never reused while sluice runs (counters and pools stay
-	 * with their names): past the limits a reload is refused, and the
-	 * names it brought are forgotten, so that the next one without
-	 * them goes through. A restart or a --takeover starts afresh. */
+	/* Past the limits a reload is refused, and the names it brought
+	 * are forgotten, so that the next one without them goes through.
+	 * Version ids come back once no table routes to them
+	 * (sl_route_forget_version); server ids stay with their addresses
+	 * (each worker's pool of connections to it) until a restart or a
+	 * --takeover. */
 	if (nserver_names > SL_MAX_SERVER_IDS ||
 	    nversion_names > SL_MAX_VERSION_IDS) {
 		*errp = nserver_names > SL_MAX_SERVER_IDS
@@ -182,9 +192,9 @@ sl_route_build(struct sl_config *conf, char **errp)
 		                   "since sluice started (%u); restart it "
 		                   "(or --takeover) to start afresh",
 		          SL_MAX_SERVER_IDS, nserver_names)
-		    : sl_xasprintf("more than %d distinct service/version "
-		                   "names since sluice started (%u); restart "
-		                   "it (or --takeover) to start afresh",
+		    : sl_xasprintf("more than %d service/version names at "
+		                   "once, in this config and in the tables "
+		                   "still serving requests (%u)",
 		          SL_MAX_VERSION_IDS, nversion_names);
 		registry_truncate(
 		    server_names, &nserver_names, nservers_before);
@@ -356,6 +366,46 @@ sl_route_retired_count(void)
 	for (t = retired; t != NULL; t = t->retired_next)
 		n++;
 	return n;
+}
+
+/* Mark in USED the version ids TABLE routes to. */
+static void
+mark_versions(const struct sl_route_table *t, uint8_t *used)
+{
+	size_t i, j;
+
+	for (i = 0; i < t->nservices; i++) {
+		for (j = 0; j < t->services[i].nversions; j++)
+			used[t->services[i].versions[j].id] = 1;
+	}
+}
+
+uint32_t
+sl_route_versions_in_use(uint8_t used[SL_MAX_VERSION_IDS])
+{
+	const struct sl_route_table *t;
+
+	memset(used, 0, SL_MAX_VERSION_IDS);
+	if (sl_route_current() != NULL)
+		mark_versions(sl_route_current(), used);
+	for (t = retired; t != NULL; t = t->retired_next)
+		mark_versions(t, used);
+	return nversion_names;
+}
+
+bool
+sl_route_version_known(uint32_t id)
+{
+	return id < nversion_names && version_names[id] != NULL;
+}
+
+void
+sl_route_forget_version(uint32_t id)
+{
+	if (!sl_route_version_known(id))
+		return;
+	free(version_names[id]);
+	version_names[id] = NULL;
 }
 
 /* Free retired tables no worker holds any more. */

@@ -182,6 +182,20 @@ size_t sl_route_retired_count(void);
  */
 void sl_route_reclaim(uint64_t min_epoch_in_use);
 
+/*
+ * Version ids (control thread). A (service, version) name keeps its id,
+ * and its counters, while a table routes to it; once none does (the
+ * tables a reload replaced all reclaimed), the id may be forgotten and
+ * given to a new name: a pipeline naming every release anew does not
+ * grow sluice. sl_route_versions_in_use marks the ids the current and
+ * the retired tables route to and returns the number of ids there are;
+ * sl_route_version_known says whether an id has a name;
+ * sl_route_forget_version frees its name for another.
+ */
+uint32_t sl_route_versions_in_use(uint8_t used[SL_MAX_VERSION_IDS]);
+bool sl_route_version_known(uint32_t id);
+void sl_route_forget_version(uint32_t id);
+
 /* Find the service for a request: Host, then longest path_prefix. */
 const struct sl_route_service *sl_route_match(const struct sl_route_table *t,
     const char *host, size_t host_len, const char *path, size_t path_len);

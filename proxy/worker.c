@@ -692,6 +692,7 @@ sl_workers_prepare_table(
 {
 	unsigned i;
 	uint32_t id;
+	size_t j, k;
 
 	/* Cannot happen: sl_route_build refuses a table past the limit. */
 	if (t->nversion_ids > SL_MAX_VERSION_IDS)
@@ -699,10 +700,15 @@ sl_workers_prepare_table(
 		    0, "more than %d service versions", SL_MAX_VERSION_IDS);
 	for (i = 0; i < n; i++) {
 		sl_upstream_pools_prepare(ws[i], t->nserver_ids);
-		for (id = 0; id < t->nversion_ids; id++) {
-			if (ws[i]->vstats[id] == NULL)
-				ws[i]->vstats[id] =
-				    sl_xcalloc(1, sizeof(struct sl_vstats));
+		/* The table's own: a forgotten id has none until it is
+		 * given to a name again. */
+		for (k = 0; k < t->nservices; k++) {
+			for (j = 0; j < t->services[k].nversions; j++) {
+				id = t->services[k].versions[j].id;
+				if (ws[i]->vstats[id] == NULL)
+					ws[i]->vstats[id] = sl_xcalloc(
+					    1, sizeof(struct sl_vstats));
+			}
 		}
 	}
 }

@@ -847,8 +847,12 @@ for _ in range(10):
 check(wait_until(lambda: active7() == 0, timeout=8),
       "part of a request body and a reset: the request ends at once, not "
       "at body_timeout (%r open)" % active7())
-check(metric_value(admin_metrics(admin7), "sluice_client_aborts_total")
-      == aborts0 + 10, "and each is counted as a client abort")
+check(wait_until(lambda: metric_value(admin_metrics(admin7),
+                                      "sluice_client_aborts_total")
+                 == aborts0 + 10, timeout=5),
+      "and each is counted as a client abort (%d of 10)"
+      % (metric_value(admin_metrics(admin7), "sluice_client_aborts_total")
+         - aborts0))
 check(wait_until(lambda: any(
     "health: hc/v1 %s down at its first check: timeout" % checked.addr
     in e["command"] for e in sl7.ctl("show events 100")["events"])),

@@ -884,10 +884,9 @@ many_versions(int n, int extra)
 	return ini;
 }
 
-/* Version ids are not reused while sluice runs: a reload past
- * SL_MAX_VERSION_IDS names is refused with a reason, not fatal, and the
- * names it brought are forgotten, so the next reload without them goes
- * through with the ids it had. */
+/* A reload past SL_MAX_VERSION_IDS names at once is refused with a
+ * reason, not fatal, and the names it brought are forgotten, so the next
+ * reload without them goes through with the ids it had. */
 static void
 test_version_id_limit(void **state)
 {
@@ -902,9 +901,8 @@ test_version_id_limit(void **state)
 	assert_non_null(conf);
 	assert_null(sl_route_build(conf, &err));
 	assert_non_null(err);
-	assert_non_null(strstr(err,
-	    "more than 4096 distinct service/version "
-	    "names since sluice started"));
+	assert_non_null(
+	    strstr(err, "more than 4096 service/version names at once"));
 	free(err);
 	sl_conf_free(conf);
 	again = table_new(ini);
@@ -915,6 +913,49 @@ test_version_id_limit(void **state)
 	table_free(t);
 	free(ini);
 	free(more);
+}
+
+/* Forget every version id no table routes to. */
+static void
+forget_unused(void)
+{
+	uint8_t *used = malloc(SL_MAX_VERSION_IDS);
+	uint32_t n, id;
+
+	assert_non_null(used);
+	n = sl_route_versions_in_use(used);
+	for (id = 0; id < n; id++) {
+		if (!used[id])
+			sl_route_forget_version(id);
+	}
+	free(used);
+}
+
+/* Ids no table routes to any more are given to new names: reloads that
+ * name every release anew do not run out of ids. */
+static void
+test_version_ids_reused(void **state)
+{
+	char *a = many_versions(1500, 0), *b = many_versions(1, 1499);
+	struct sl_route_table *first = table_new(a), *second, *third;
+	uint32_t high;
+
+	(void)state;
+	sl_route_publish(first);
+	forget_unused();       /* the other tests' names */
+	second = table_new(b); /* v0 and x0..x1498: 1499 new names */
+	high = second->nversion_ids;
+	sl_route_publish(second);
+	sl_route_reclaim(UINT64_MAX); /* no worker holds the first */
+	forget_unused();
+	/* v1..v1499 are free again: the first's names, back, take them. */
+	third = table_new(a);
+	assert_int_equal(third->nversion_ids, high);
+	assert_int_equal(third->services[0].versions[0].id,
+	    second->services[0].versions[0].id); /* v0 kept its id */
+	table_free(third);
+	free(a);
+	free(b);
 }
 
 int
@@ -936,6 +977,7 @@ main(void)
 	    cmocka_unit_test(test_with_weights_errors),
 	    cmocka_unit_test(test_with_weights_relayout),
 	    cmocka_unit_test(test_version_id_limit),
+	    cmocka_unit_test(test_version_ids_reused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
