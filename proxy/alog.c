@@ -14,6 +14,7 @@
 #include "proxy/alog.h"
 
 #define TARGET_MAX 4096 /* bytes of a request-target logged */
+#define HOST_MAX   1024 /* and of a Host */
 
 int sl_alog_fd = -1;
 static char *alog_path;
@@ -21,8 +22,11 @@ static char *alog_path;
 static int
 open_log(const char *path)
 {
-	/* Never writable by others whatever the umask, as the event log. */
-	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	/* Never writable by others whatever the umask, as the event log.
+	 * Non-blocking: a pipe or FIFO whose reader stalls loses lines
+	 * (counted), it never stops a worker. */
+	return open(
+	    path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
 }
 
 int
@@ -51,7 +55,7 @@ sl_alog_reopen(void)
 	if (fd < 0)
 		return -1;
 	/* The workers' descriptor now writes to the new file. */
-	if (dup2(fd, sl_alog_fd) < 0) {
+	if (dup3(fd, sl_alog_fd, O_CLOEXEC) < 0) {
 		e = errno;
 		close(fd);
 		errno = e;
@@ -140,7 +144,8 @@ sl_alog_req_new(const char *method, const char *host, size_t host_len,
 {
 	size_t mlen = strlen(method), cut = target_len > TARGET_MAX;
 	size_t tlen = cut ? TARGET_MAX : target_len;
-	size_t room = 48 + 6 * (mlen + host_len + tlen);
+	size_t hcut = host_len > HOST_MAX, hlen = hcut ? HOST_MAX : host_len;
+	size_t room = 56 + 6 * (mlen + hlen + tlen);
 	struct sl_alog_req *r;
 	char *p;
 
@@ -150,7 +155,9 @@ sl_alog_req_new(const char *method, const char *host, size_t host_len,
 	p += escape(p, method, mlen);
 	if (host != NULL) {
 		p = PUT(p, "\",\"host\":\"");
-		p += escape(p, host, host_len);
+		p += escape(p, host, hlen);
+		if (hcut)
+			p = PUT(p, "...");
 		p = PUT(p, "\",\"target\":\"");
 	} else
 		p = PUT(p, "\",\"host\":null,\"target\":\"");
@@ -252,29 +259,42 @@ sl_alog_add(struct sl_alog_buf *b, const struct sl_alog_entry *e,
 	return 0;
 }
 
-uint32_t
-sl_alog_flush(struct sl_alog_buf *b)
+/* Write LEN bytes at P; how many went out. */
+static size_t
+write_all(const char *p, size_t len)
 {
 	size_t off = 0;
-	uint32_t lost = 0;
 	ssize_t n;
 
-	while (off < b->len && sl_alog_fd >= 0) {
-		n = write(sl_alog_fd, b->p + off, b->len - off);
+	while (off < len) {
+		n = write(sl_alog_fd, p + off, len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		off += (size_t)n;
 	}
-	if (off < b->len) {
-		/* The lines not wholly written: those after the last
-		 * newline that went out. */
-		size_t i;
+	return off;
+}
 
-		for (i = off; i < b->len; i++)
-			lost += b->p[i] == '\n';
-	}
+uint32_t
+sl_alog_flush(struct sl_alog_buf *b)
+{
+	size_t off = 0, i;
+	uint32_t lost = 0;
+
+	/* The file ends in part of a line (the disk filled mid-batch): end
+	 * it, so that this batch's first line is a line of its own. */
+	if (sl_alog_fd >= 0 && b->torn && write_all("\n", 1) == 1)
+		b->torn = false;
+	if (sl_alog_fd >= 0 && !b->torn)
+		off = write_all(b->p, b->len);
+	/* The lines not wholly written are lost: those after the last
+	 * newline that went out. */
+	for (i = off; i < b->len; i++)
+		lost += b->p[i] == '\n';
+	if (off > 0 && off < b->len && b->p[off - 1] != '\n')
+		b->torn = true;
 	b->len = 0;
 	b->lines = 0;
 	return lost;

@@ -3,11 +3,13 @@
  * per request, which version served it and how it ended. Each worker
  * formats its lines into a buffer of its own and writes them in batches
  * (at 32 KiB, and once a second), so the request path takes no lock and
- * makes no system call for it.
+ * makes one write per 32 KiB of lines, never waiting (a pipe that is
+ * full loses the batch, counted).
  */
 #ifndef SL_ALOG_H
 #define SL_ALOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -48,8 +50,8 @@ struct sl_alog_req {
 };
 
 /* The request fields of a head: METHOD's name, HOST (NULL: none) and the
- * request-target, each escaped; a target over 4 KiB is cut, ending in
- * "...". NULL when out of memory. */
+ * request-target, each escaped; a target over 4 KiB, or a Host over 1
+ * KiB, is cut, ending in "...". NULL when out of memory. */
 struct sl_alog_req *sl_alog_req_new(const char *method, const char *host,
     size_t host_len, const char *target, size_t target_len);
 
@@ -71,6 +73,7 @@ struct sl_alog_buf {
 	char *p;
 	size_t len, cap;
 	uint32_t lines;
+	bool torn;  /* its last write ended mid-line */
 	time_t sec; /* the second ts was formatted for */
 	char ts[24];
 };

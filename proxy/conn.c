@@ -558,8 +558,10 @@ alog_line(struct sl_conn *c, int status, const char *outcome)
 	e.error = fail == ALOG_NO_SERVER ? "no_server"
 	    : fail > 0                   ? up_fail_answers[fail - 1].kind
 	                                 : NULL;
-	e.duration_us =
-	    now_us(w) > c->req_start_us ? now_us(w) - c->req_start_us : 0;
+	/* (No first byte timed yet, as for plain HTTP on a TLS port: 0.) */
+	e.duration_us = c->req_start_us != 0 && now_us(w) > c->req_start_us
+	    ? now_us(w) - c->req_start_us
+	    : 0;
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (sl_alog_add(&w->alog, &e, &now) != 0)
 		SL_STAT_INC(w->wstats.access_log_dropped);
@@ -1577,6 +1579,7 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->req_method = HTTP_GET;
 	c->client_keepalive = false;
 	c->req_body_done = true;
+	c->attempts = 0;
 	head->max_hdrs = gconf(c)->max_headers;
 	if (sl_http_parse_head(
 	        &w->req_parser, base, head_len, -1, head, &err) != 0) {
@@ -1584,6 +1587,20 @@ start_request(struct sl_conn *c, size_t head_len)
 		c->state = CONN_HEAD;
 		send_error(c, err.status, err.reason);
 		return;
+	}
+	if (sl_alog_fd >= 0) {
+		/* No memory for it: the request goes on, its fields missing
+		 * from its line. */
+		c->alog = sl_alog_req_new(
+		    llhttp_method_name((llhttp_method_t)head->method),
+		    head->host_idx >= 0
+		        ? base + head->hdrs[head->host_idx].value_off
+		        : NULL,
+		    head->host_idx >= 0 ? head->hdrs[head->host_idx].value_len
+		                        : 0,
+		    base + head->target_off, head->target_len);
+		if (c->alog == NULL)
+			SL_STAT_INC(w->wstats.access_log_dropped);
 	}
 	if (c->client_eof && head->has_body &&
 	    !sl_http_body_buffered(&w->req_parser, in, head_len)) {
@@ -1612,19 +1629,6 @@ start_request(struct sl_conn *c, size_t head_len)
 	c->dechunk = false;
 	c->eof_body = false;
 	memset(&c->pick, 0, sizeof c->pick);
-	if (sl_alog_fd >= 0) {
-		/* No memory for it: the request goes on, its line missing. */
-		c->alog = sl_alog_req_new(
-		    llhttp_method_name((llhttp_method_t)head->method),
-		    head->host_idx >= 0
-		        ? base + head->hdrs[head->host_idx].value_off
-		        : NULL,
-		    head->host_idx >= 0 ? head->hdrs[head->host_idx].value_len
-		                        : 0,
-		    base + head->target_off, head->target_len);
-		if (c->alog == NULL)
-			SL_STAT_INC(w->wstats.access_log_dropped);
-	}
 
 	if (c->addr_limit == ADDR_OVER) {
 		/* Its address holds every connection it may: answered, and
@@ -2259,6 +2263,7 @@ upstream_fail_why(struct sl_conn *c, enum up_fail kind, const char *why)
 		struct sl_upstream *up;
 
 		c->retried = true;
+		c->attempts++;
 		SL_STAT_INC(w->wstats.upstream_retries);
 		/* Every idle connection to this server is suspect now. */
 		while (
@@ -2480,6 +2485,7 @@ handle_response_head(struct sl_conn *c)
 			return;
 		}
 		c->resp_state = RESP_BODY;
+		c->up->resp_ext = 0; /* a new body: its framing is read anew */
 		forward_response_body(c);
 		return;
 	}
@@ -2721,6 +2727,7 @@ plaintext_reply(struct sl_conn *c)
 	}
 	(void)send(fd, msg, (size_t)m, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)shutdown(fd, SHUT_WR);
+	log_request(c, 400, "answered");
 }
 
 /* An event on a TLS connection whose handshake is still running. */

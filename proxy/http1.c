@@ -1391,31 +1391,39 @@ move_body(struct evbuffer *src, struct evbuffer *dst, size_t n)
 }
 
 /* Carried in *EXT between calls, beside the extension bytes: a trailer
- * field's value has begun (its ": " has gone out). */
+ * field's value has begun (its ": " has gone out); the body is chunked
+ * (known once the first call has looked: BODY_KNOWN). llhttp clears
+ * F_CHUNKED while it reads a Transfer-Encoding field, also one in the
+ * trailers, so the flags tell the framing only at the body's start. */
 #define TRAILER_VALUE (1u << 31)
+#define BODY_CHUNKED  (1u << 30)
+#define BODY_KNOWN    (1u << 29)
+#define EXT_BYTES     (BODY_KNOWN - 1)
 
 /* Feed body bytes through the parser and move them on. */
 int
 sl_http_forward_body(llhttp_t *parser, struct evbuffer *src,
     struct evbuffer *dst, bool dechunk, uint32_t *ext, const char **why)
 {
+	uint32_t state = ext != NULL ? *ext : 0;
 	struct body_ctx ctx;
 	size_t consumed = 0;
 	int done;
 
 	memset(&ctx, 0, sizeof ctx);
-	if (parser->flags & F_CHUNKED) {
+	if (!(state & BODY_KNOWN))
+		state |= BODY_KNOWN |
+		    ((parser->flags & F_CHUNKED) ? BODY_CHUNKED : 0);
+	if (state & BODY_CHUNKED) {
 		ctx.p.out = dst;
 		ctx.p.rechunk = !dechunk;
 	}
-	if (ext != NULL) {
-		ctx.p.ext_len = *ext & ~TRAILER_VALUE;
-		ctx.p.trailer_value = (*ext & TRAILER_VALUE) != 0;
-	}
+	ctx.p.ext_len = state & EXT_BYTES;
+	ctx.p.trailer_value = (state & TRAILER_VALUE) != 0;
 	done = run_body(parser, src, 0, &ctx, &consumed, why);
 	if (ext != NULL)
-		*ext =
-		    ctx.p.ext_len | (ctx.p.trailer_value ? TRAILER_VALUE : 0);
+		*ext = (state & (BODY_KNOWN | BODY_CHUNKED)) | ctx.p.ext_len |
+		    (ctx.p.trailer_value ? TRAILER_VALUE : 0);
 	if (done < 0)
 		return -1;
 	if (ctx.p.out != NULL)

@@ -171,6 +171,75 @@ test_flush_counts_lost(void **state)
 	sl_alog_buf_free(&b);
 }
 
+/* A long Host is cut like a long target, not a lost line (helper-73:
+ * 11,000 bytes of Host made the line's request fields null). */
+static void
+test_long_host(void **state)
+{
+	static char host[11000];
+	struct sl_alog_req *r;
+	struct sl_alog_buf b = {0};
+	struct sl_alog_entry e = {.client = "127.0.0.1", .outcome = "answered"};
+	struct timespec now = {.tv_sec = 1795561201};
+	const char *h;
+	json_t *o;
+
+	(void)state;
+	memset(host, 'h', sizeof host);
+	r = sl_alog_req_new("GET", host, sizeof host, "/", 1);
+	assert_non_null(r);
+	e.req = r;
+	assert_int_equal(sl_alog_add(&b, &e, &now), 0);
+	o = only_line(&b);
+	h = json_string_value(json_object_get(o, "host"));
+	assert_int_equal(strlen(h), 1024 + 3);
+	assert_string_equal(h + 1024, "...");
+	json_decref(o);
+	free(r);
+	sl_alog_buf_free(&b);
+}
+
+/* A batch the pipe takes only part of (its reader is slow): the line cut
+ * short is lost, and the next batch begins with a newline, so the file
+ * never holds two lines run together (helper-73). A full pipe never
+ * blocks the worker: the log is non-blocking. */
+static void
+test_torn_batch(void **state)
+{
+	struct sl_alog_buf b = {0};
+	struct sl_alog_entry e = {.client = "127.0.0.1", .outcome = "answered"};
+	struct timespec now = {.tv_sec = 1795561201};
+	static char got[1 << 16];
+	uint32_t lost;
+	ssize_t n, total = 0;
+	int fds[2], i, lines = 0;
+
+	(void)state;
+	assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+	(void)fcntl(fds[1], F_SETPIPE_SZ, 4096);
+	for (i = 0; i < 100; i++)
+		assert_int_equal(sl_alog_add(&b, &e, &now), 0);
+	sl_alog_fd = fds[1];
+	lost = sl_alog_flush(&b);
+	assert_true(lost > 0 && lost < 100);
+	while ((n = read(fds[0], got + total, sizeof got - (size_t)total)) > 0)
+		total += n;
+	for (i = 0; i < total; i++)
+		lines += got[i] == '\n';
+	assert_int_equal(lines + (int)lost, 100);
+	assert_true(b.torn);
+	assert_int_equal(sl_alog_add(&b, &e, &now), 0);
+	assert_int_equal(sl_alog_flush(&b), 0);
+	n = read(fds[0], got, sizeof got);
+	assert_true(
+	    n > 2 && got[0] == '\n' && got[1] == '{' && got[n - 1] == '\n');
+	assert_false(b.torn);
+	sl_alog_fd = -1;
+	close(fds[0]);
+	close(fds[1]);
+	sl_alog_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -179,6 +248,8 @@ main(void)
 	    cmocka_unit_test(test_line_nulls),
 	    cmocka_unit_test(test_long_target),
 	    cmocka_unit_test(test_flush_counts_lost),
+	    cmocka_unit_test(test_long_host),
+	    cmocka_unit_test(test_torn_batch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1165,10 +1165,11 @@ dechunked(const char *s)
 }
 
 /* Feed a chunked response's body BODY, cut at AT: with CALLS, the two
- * parts in two calls, else as two chains of one call. The last result;
- * what went out in *OUT (if not NULL; the caller frees it). */
+ * parts in two calls, else as two chains of one call; DECHUNK as for an
+ * HTTP/1.0 client. The last result; what went out in *OUT (if not NULL;
+ * the caller frees it). */
 static int
-reframe_response(const char *body, size_t at, bool calls, char **out)
+forward_split(const char *body, size_t at, bool calls, bool dechunk, char **out)
 {
 	struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
 	const char *why = NULL;
@@ -1180,18 +1181,60 @@ reframe_response(const char *body, size_t at, bool calls, char **out)
 	evbuffer_add_reference(src, body, at, NULL, NULL);
 	if (calls && at > 0)
 		r = sl_http_forward_body(
-		    &parser, src, dst, false, &carried, &why);
+		    &parser, src, dst, dechunk, &carried, &why);
 	if (r == 0) {
 		evbuffer_add_reference(
 		    src, body + at, strlen(body) - at, NULL, NULL);
 		r = sl_http_forward_body(
-		    &parser, src, dst, false, &carried, &why);
+		    &parser, src, dst, dechunk, &carried, &why);
 	}
 	if (out != NULL)
 		*out = contents(dst);
 	evbuffer_free(src);
 	evbuffer_free(dst);
 	return r;
+}
+
+static int
+reframe_response(const char *body, size_t at, bool calls, char **out)
+{
+	return forward_split(body, at, calls, false, out);
+}
+
+/* A Transfer-Encoding field in the trailers: llhttp clears F_CHUNKED while
+ * it reads one, and a call that began in that field took the rest of the
+ * body for one framed by its length, moving the trailer bytes raw (the
+ * empty line went missing, or an HTTP/1.0 client got them in its body;
+ * helper-73). However the body is cut, the framing is the one the head
+ * said. */
+static void
+test_body_trailer_te(void **state)
+{
+	static const char body[] = "3\r\nabc\r\n0\r\n"
+	                           "Transfer-Encoding: gzip\r\nX: y\r\n\r\n";
+	size_t at;
+	int mode;
+
+	(void)state;
+	for (at = 0; at < sizeof body - 1; at++) {
+		for (mode = 0; mode < 2; mode++) {
+			char *out = NULL, *data;
+
+			assert_int_equal(
+			    forward_split(body, at, mode == 0, false, &out), 1);
+			assert_string_equal(strstr(out, "\r\n0\r\n") + 2,
+			    "0\r\nTransfer-Encoding: gzip\r\nX: y\r\n\r\n");
+			data = dechunked(out);
+			assert_non_null(data);
+			assert_string_equal(data, "abc");
+			free(data);
+			free(out);
+			assert_int_equal(
+			    forward_split(body, at, mode == 0, true, &out), 1);
+			assert_string_equal(out, "abc");
+			free(out);
+		}
+	}
 }
 
 /* However a chunked response's bytes are cut (across calls or chains),
@@ -1371,12 +1414,12 @@ test_body_chunk_extensions(void **state)
 	evbuffer_add_printf(src, "1;%s\r\na\r\n1;%s\r\nb\r\n", ext, ext);
 	assert_int_equal(
 	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), 0);
-	assert_int_equal(carried, 0);
+	assert_int_equal(carried & 0xffff, 0); /* the rest: parser state */
 	/* 6000 on one chunk, in two calls: refused in the second. */
 	evbuffer_add_printf(src, "1;%s", ext);
 	assert_int_equal(
 	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), 0);
-	assert_int_equal(carried, 3000);
+	assert_int_equal(carried & 0xffff, 3000);
 	evbuffer_add_printf(src, "%s\r\nc\r\n0\r\n\r\n", ext);
 	assert_int_equal(
 	    sl_http_forward_body(&parser, src, dst, false, &carried, &why), -1);
@@ -1560,6 +1603,7 @@ main(void)
 	    cmocka_unit_test(test_body_content_length),
 	    cmocka_unit_test(test_body_chunked_reframed),
 	    cmocka_unit_test(test_body_response_reframed),
+	    cmocka_unit_test(test_body_trailer_te),
 	    cmocka_unit_test(test_body_request_end_refused),
 	    cmocka_unit_test(test_body_chunked_end_split),
 	    cmocka_unit_test(test_body_bad_chunk),
