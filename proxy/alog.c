@@ -15,6 +15,7 @@
 
 #define TARGET_MAX 4096 /* bytes of a request-target logged */
 #define HOST_MAX   1024 /* and of a Host */
+#define TS_LEN     (sizeof "2026-11-24T23:00:00" - 1)
 
 int sl_alog_fd = -1;
 static char *alog_path;
@@ -224,8 +225,8 @@ sl_alog_add(struct sl_alog_buf *b, const struct sl_alog_entry *e,
 		b->sec = sec;
 	}
 	p = PUT(b->p + b->len, "{\"time\":\"");
-	memcpy(p, b->ts, strlen(b->ts));
-	p += strlen(b->ts);
+	memcpy(p, b->ts, TS_LEN);
+	p += TS_LEN;
 	*p++ = '.';
 	p = put_uint(p, start_ns / 1000000u % 1000u, 3);
 	p = PUT(p, "Z\"");

@@ -523,11 +523,13 @@ count_status(struct sl_conn *c, int status)
 }
 
 /*
- * The request's line in the access log (access_log), if there is one: it
- * ended with STATUS (0: none sent), OUTCOME "answered", "cut" or
- * "unanswered". Called before the request lets go of its service, version
- * and server; only while there is an access log (sl_alog_fd), which is
- * also the only time c->alog is set.
+ * The request's line in the access log (access_log), if there is one,
+ * with OUTCOME "answered", "cut" or "unanswered". Its status is the final
+ * one counted (count_status); STATUS is for a request whose head was not
+ * read (no c->alog: a refusal, plain HTTP on a TLS port). Called before
+ * the request lets go of its service, version and server; only while
+ * there is an access log (sl_alog_fd), which is also the only time
+ * c->alog is set.
  */
 static __attribute__((noinline)) void
 alog_line(struct sl_conn *c, int status, const char *outcome)
@@ -542,7 +544,7 @@ alog_line(struct sl_conn *c, int status, const char *outcome)
 	memset(&e, 0, sizeof e);
 	e.client = c->ip;
 	e.req = c->alog;
-	e.status = status;
+	e.status = c->alog != NULL ? c->alog->status : status;
 	e.outcome = outcome;
 	if (c->svc != NULL && c->ver != NULL) {
 		e.service = c->svc->name;
@@ -589,8 +591,7 @@ conn_close(struct sl_conn *c)
 	c->closed = true;
 	/* A request still in progress: its answer cut, or none sent. */
 	if (sl_alog_fd >= 0 && (c->alog != NULL || c->vs != NULL))
-		alog_line(c, c->resp_counted && c->alog ? c->alog->status : 0,
-		    c->resp_counted ? "cut" : "unanswered");
+		alog_line(c, 0, c->resp_counted ? "cut" : "unanswered");
 	if (c->hs_timer != NULL) {
 		event_free(c->hs_timer);
 		c->hs_timer = NULL;
@@ -664,12 +665,14 @@ sl_conn_reap(struct sl_worker *w)
 	}
 }
 
-/* The request is over (response sent or given up): drop its holds. */
+/* The request is over (response sent or given up): its access log line
+ * (STATUS and OUTCOME as for log_request), then drop its holds. */
 static void
-end_request(struct sl_conn *c)
+end_request(struct sl_conn *c, int status, const char *outcome)
 {
 	struct sl_worker *w = c->w;
 
+	log_request(c, status, outcome);
 	if (c->srv != NULL) {
 		w->pools[c->srv->id]->active--;
 		c->srv = NULL;
@@ -692,8 +695,6 @@ end_request(struct sl_conn *c)
 	c->resp_state = RESP_NONE;
 	sl_mem_free(c->retry_head);
 	c->retry_head = NULL;
-	free(c->alog); /* written by now, unless the log is off */
-	c->alog = NULL;
 }
 
 /*
@@ -841,8 +842,7 @@ send_own(struct sl_conn *c, int status, const char *ctype, const char *body,
 		sl_upstream_free(c->up);
 		c->up = NULL;
 	}
-	log_request(c, status, "answered");
-	end_request(c);
+	end_request(c, status, "answered");
 	c->client_keepalive = keep;
 	next_request_or_close(c);
 }
@@ -1987,8 +1987,7 @@ start_tunnel(struct sl_conn *c)
 	c->tun_last_ms = now_ms(c->w);
 	/* The request is over as far as stats and the table go; the
 	 * upstream connection now belongs to the tunnel. */
-	log_request(c, 101, "answered");
-	end_request(c);
+	end_request(c, 101, "answered");
 	sl_io_set_timeouts(
 	    &c->io, gconf(c)->tunnel_timeout_ms, gconf(c)->body_timeout_ms);
 	sl_io_set_timeouts(
@@ -2027,8 +2026,7 @@ response_done(struct sl_conn *c)
 	sl_upstream_release(c->up, reuse, gconf(c)->upstream_keepalive,
 	    gconf(c)->keepalive_timeout_ms);
 	c->up = NULL;
-	log_request(c, c->alog != NULL ? c->alog->status : 0, "answered");
-	end_request(c);
+	end_request(c, 0, "answered");
 	next_request_or_close(c);
 }
 
@@ -2044,8 +2042,7 @@ abort_response(struct sl_conn *c)
 	c->up = NULL;
 	c->client_keepalive = false;
 	c->cut = true; /* a TLS client must not take it for whole */
-	log_request(c, c->alog != NULL ? c->alog->status : 0, "cut");
-	end_request(c);
+	end_request(c, 0, "cut");
 	close_when_sent(c);
 }
 

@@ -424,7 +424,8 @@ on_header_value_complete_cb(llhttp_t *p)
 		/* A trailer field's end (its value may be empty). */
 		if (!ctx->rechunk)
 			return 0;
-		if ((!ctx->trailer_value && evbuffer_add(ctx->out, ":", 1)) ||
+		if ((!ctx->trailer_value &&
+		        evbuffer_add(ctx->out, ":", 1) != 0) ||
 		    evbuffer_add(ctx->out, "\r\n", 2) != 0)
 			return HPE_USER;
 		ctx->trailer_value = false;
@@ -568,12 +569,9 @@ body_out(struct parse_ctx *ctx, const char *at, size_t len)
 {
 	if (len == 0)
 		return 0;
-	if (ctx->rechunk &&
-	    (add_chunk_size(ctx->out, len) != 0 ||
-	        evbuffer_add(ctx->out, at, len) != 0 ||
-	        evbuffer_add(ctx->out, "\r\n", 2) != 0))
-		return HPE_USER;
-	if (!ctx->rechunk && evbuffer_add(ctx->out, at, len) != 0)
+	if ((ctx->rechunk && add_chunk_size(ctx->out, len) != 0) ||
+	    evbuffer_add(ctx->out, at, len) != 0 ||
+	    (ctx->rechunk && evbuffer_add(ctx->out, "\r\n", 2) != 0))
 		return HPE_USER;
 	return 0;
 }
