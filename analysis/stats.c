@@ -15,7 +15,7 @@ sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 	static __thread struct sl_hist snap; /* 20 KiB: not on the stack */
 
 #define SL_X(f, fam, l, lv, h) dst->f += SL_STAT_READ(src->f);
-	SL_VSTATS_COUNTERS(SL_X)
+	SL_VSTATS_ALL(SL_X)
 #undef SL_X
 	dst->active += SL_STAT_READ(src->active);
 	for (size_t g = 0; g < SL_GROUPS; g++) {
@@ -25,11 +25,11 @@ sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 		dst->groups.lat_sum[g] += SL_STAT_READ(src->groups.lat_sum[g]);
 		dst->groups.lat_sq[g] += SL_STAT_READ(src->groups.lat_sq[g]);
 	}
-	/* The worker records a request in latency, then in latency_client:
-	 * read in the other order, every client-slowed request read is in
-	 * the latency read after it. */
-	sl_hist_snapshot(&src->latency_client, &snap);
-	sl_hist_merge(&dst->latency_client, &snap);
+	/* The worker records a request in latency, then in latency_unjudged:
+	 * read in the other order, every unjudged request read is in the
+	 * latency read after it. */
+	sl_hist_snapshot(&src->latency_unjudged, &snap);
+	sl_hist_merge(&dst->latency_unjudged, &snap);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	sl_hist_snapshot(&src->latency, &snap);
 	sl_hist_merge(&dst->latency, &snap);
@@ -41,7 +41,7 @@ sl_vstats_sub(
     struct sl_vstats *dst, const struct sl_vstats *a, const struct sl_vstats *b)
 {
 #define SL_X(f, fam, l, lv, h) dst->f = a->f - b->f;
-	SL_VSTATS_COUNTERS(SL_X)
+	SL_VSTATS_ALL(SL_X)
 #undef SL_X
 	dst->active = a->active;
 	/* A count only grows: never below its base. */
@@ -59,19 +59,9 @@ sl_vstats_sub(
 	}
 	if (sl_hist_sub(&dst->latency, &a->latency, &b->latency) != 0)
 		sl_hist_reset(&dst->latency);
-	if (sl_hist_sub(&dst->latency_client, &a->latency_client,
-	        &b->latency_client) != 0)
-		sl_hist_reset(&dst->latency_client);
-}
-
-void
-sl_vstats_judged_latency(struct sl_hist *out, const struct sl_vstats *v)
-{
-	/* Every client-slowed request is in latency too (recorded there
-	 * first, read there last: sl_vstats_merge); if a read says
-	 * otherwise, all are kept. */
-	if (sl_hist_sub(out, &v->latency, &v->latency_client) != 0)
-		*out = v->latency;
+	if (sl_hist_sub(&dst->latency_unjudged, &a->latency_unjudged,
+	        &b->latency_unjudged) != 0)
+		sl_hist_reset(&dst->latency_unjudged);
 }
 
 /* D when it is beyond the noise of its estimate from K groups, else 1. */

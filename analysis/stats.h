@@ -59,6 +59,26 @@
 	X(bytes_out, "sent_bytes", NULL, NULL,                                 \
 	    "Response bytes sent to clients.")
 
+/*
+ * Per (service, version), kept for the analyzer and not exposed as they
+ * are (the same X as above, with no family). The requests an override or
+ * a pin routed are the version's in every counter above, and left out of
+ * what the analyzer judges: the weights did not draw them at random (a QA
+ * group pinned to the canary, a preview), so the canary's users and the
+ * stable version's would no longer be alike. These are their share of
+ * the counters the analyzer reads (sl_vstats_judged()).
+ */
+#define SL_VSTATS_HIDDEN(X)                                                    \
+	X(unjudged_responses, NULL, NULL, NULL, NULL) /* in a resp_ class */   \
+	X(unjudged_4xx, NULL, NULL, NULL, NULL)                                \
+	X(unjudged_errors, NULL, NULL, NULL, NULL) /* 5xx and cut */           \
+	X(unjudged_unanswered, NULL, NULL, NULL, NULL)                         \
+	/* Requests their own client slowed (of every rule). */                \
+	X(client_slowed, NULL, NULL, NULL, NULL)
+
+/* Every counter of struct sl_vstats, exposed or not. */
+#define SL_VSTATS_ALL(X) SL_VSTATS_COUNTERS(X) SL_VSTATS_HIDDEN(X)
+
 /* Per worker: connections, refusals and limits. */
 #define SL_WSTATS_COUNTERS(X)                                                  \
 	X(conns_accepted, "connections_accepted",                              \
@@ -180,26 +200,25 @@ void sl_groups_deffs(const struct sl_groups *stable,
 
 struct sl_vstats {
 #define SL_X(f, fam, l, lv, h) uint64_t f;
-	SL_VSTATS_COUNTERS(SL_X)
+	SL_VSTATS_ALL(SL_X)
 #undef SL_X
 	int64_t active; /* requests in flight (gauge) */
 	/* Full request time as the proxy saw it: first byte of the request to
 	 * last byte of the response, microseconds. */
 	struct sl_hist latency;
-	/* Of those, the requests their own client slowed (most of the time,
-	 * and at least SL_CLIENT_SLOW_MIN_US, spent waiting for it: a head
-	 * or body trickled in, a response read slowly). The analyzer leaves
-	 * them out: a client, not the version, chose their time. */
-	struct sl_hist latency_client;
+	/* Of those, the ones the analyzer leaves out: the requests their own
+	 * client slowed (most of the time, and at least SL_CLIENT_SLOW_MIN_US,
+	 * spent waiting for it: a head or body trickled in, a response read
+	 * slowly), whose time a client chose, not the version; and those an
+	 * override or a pin routed (SL_VSTATS_HIDDEN). */
+	struct sl_hist latency_unjudged;
+	/* The requests the weights routed, by user group. */
 	struct sl_groups groups;
 };
 
 /* Below this, no request counts as slowed by its client (a head split
  * over two packets is not a slow client). */
 #define SL_CLIENT_SLOW_MIN_US 1000
-
-/* The latencies the analyzer judges V by: all but the client-slowed. */
-void sl_vstats_judged_latency(struct sl_hist *out, const struct sl_vstats *v);
 
 struct sl_wstats {
 #define SL_X(f, n, h) uint64_t f;
@@ -242,16 +261,6 @@ sl_vstats_responses(const struct sl_vstats *v)
 	    v->resp_5xx;
 }
 
-/* Errors of a window of time, at most its responses: a response counts
- * when its head arrives and a cut one again when it is cut, so a window
- * can hold the cut of a response whose head came before it. */
-static inline uint64_t
-sl_vstats_window_errors(const struct sl_vstats *v)
-{
-	uint64_t e = sl_vstats_errors(v), n = sl_vstats_responses(v);
-
-	return e < n ? e : n;
-}
 void sl_wstats_merge(struct sl_wstats *dst, const struct sl_wstats *src);
 
 #endif

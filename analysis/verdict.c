@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis/stats.h"
 #include "analysis/verdict.h"
 #include "conf/conf.h"
 
@@ -935,6 +936,35 @@ judge_refuse(struct sl_judgement *out, const char *why)
 	return -1;
 }
 
+/* A - B, or 0 where a reader saw B's count grow before A's. */
+static uint64_t
+less(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+void
+sl_verdict_window_of(struct sl_verdict_window *w, struct sl_hist *latency,
+    const struct sl_vstats *v)
+{
+	uint64_t errors = less(sl_vstats_errors(v), v->unjudged_errors);
+
+	w->requests = less(sl_vstats_responses(v), v->unjudged_responses);
+	/* A response counts when its head arrives and a cut one again when
+	 * it is cut, so a window can hold the cut of a response whose head
+	 * came before it: errors are at most responses. */
+	w->errors = errors < w->requests ? errors : w->requests;
+	w->unanswered = less(v->unanswered, v->unjudged_unanswered);
+	w->client_errors = less(v->resp_4xx, v->unjudged_4xx);
+	w->unjudged = v->unjudged_responses + v->unjudged_unanswered;
+	/* Every unjudged latency is in latency too (recorded there first,
+	 * read there last: sl_vstats_merge); if a read says otherwise, all
+	 * are kept. */
+	if (sl_hist_sub(latency, &v->latency, &v->latency_unjudged) != 0)
+		*latency = v->latency;
+	w->latency = latency;
+}
+
 int
 sl_verdict_judge(const struct sl_verdict_params *p, struct sl_verdict_seq *seq,
     const struct sl_verdict_window *stable,
@@ -967,6 +997,8 @@ sl_verdict_judge(const struct sl_verdict_params *p, struct sl_verdict_seq *seq,
 		return judge_refuse(out, "more errors than requests");
 	out->step = seq->step;
 	out->look = seq->looks + 1;
+	out->unjudged_stable = stable->unjudged;
+	out->unjudged_canary = canary->unjudged;
 	lat = stable->latency != NULL && canary->latency != NULL;
 	if (lat &&
 	    (!hist_grew(stable->latency, &seq->prev_stable) ||

@@ -52,6 +52,7 @@
 #ifndef SL_VERDICT_H
 #define SL_VERDICT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,7 @@
 
 struct sl_rollout_conf;
 struct sl_verdict_seq;
+struct sl_vstats;
 
 enum sl_decision {
 	SL_INCONCLUSIVE = 0, /* not enough data, or a bad look not yet proven */
@@ -98,7 +100,21 @@ struct sl_verdict_window {
 	/* Their latencies; NULL when not measured (latency checks are then
 	 * inconclusive). Not modified; must be a self-consistent snapshot. */
 	const struct sl_hist *latency;
+	/* Requests of the version an override or a pin routed, answered or
+	 * not: in none of the above (the weights did not draw them), only
+	 * reported (sl_judgement). */
+	uint64_t unjudged;
 };
+
+/*
+ * W's counts from V, a window of one version's counters, as the analyzer
+ * judges them: the requests the weights routed, not those an override or
+ * a pin did (SL_VSTATS_HIDDEN); *LATENCY their latencies, but those their
+ * clients slowed, and W->latency pointing to it. W's design effects are
+ * left as they are.
+ */
+void sl_verdict_window_of(struct sl_verdict_window *w, struct sl_hist *latency,
+    const struct sl_vstats *v);
 
 /* latency_tolerance's default, µs: see sl_verdict_params. */
 #define SL_LATENCY_TOLERANCE_DEFAULT 250.0
@@ -159,6 +175,8 @@ struct sl_judgement {
 	size_t nchecks;                     /* SL_NCHECKS */
 	uint32_t step;                      /* 0-based step of this look */
 	uint32_t look;                      /* 1-based look within the step */
+	/* The windows' unjudged requests (sl_verdict_window): left out. */
+	uint64_t unjudged_stable, unjudged_canary;
 	char summary[160];
 };
 

@@ -13,10 +13,10 @@
 struct slot {
 	int64_t sec; /* 0: never filled */
 #define SL_X(f, fam, l, lv, h) uint64_t f;
-	SL_VSTATS_COUNTERS(SL_X)
+	SL_VSTATS_ALL(SL_X)
 #undef SL_X
 	struct sl_hist_slot hist;
-	struct sl_hist_slot hist_client; /* latency_client's */
+	struct sl_hist_slot hist_unjudged; /* latency_unjudged's */
 };
 
 struct sl_series {
@@ -37,7 +37,7 @@ sl_series_new(void)
 
 	for (i = 0; i < SL_WINDOW_SLOTS; i++) {
 		sl_hist_slot_init(&s->slots[i].hist);
-		sl_hist_slot_init(&s->slots[i].hist_client);
+		sl_hist_slot_init(&s->slots[i].hist_unjudged);
 	}
 	return s;
 }
@@ -51,7 +51,7 @@ sl_series_free(struct sl_series *s)
 		return;
 	for (i = 0; i < SL_WINDOW_SLOTS; i++) {
 		sl_hist_slot_free(&s->slots[i].hist);
-		sl_hist_slot_free(&s->slots[i].hist_client);
+		sl_hist_slot_free(&s->slots[i].hist_unjudged);
 	}
 	free(s);
 }
@@ -65,25 +65,27 @@ sl_series_harvest(
 
 	if (s->have_total) {
 #define SL_X(f, fam, l, lv, h) slot->f = total->f - s->total.f;
-		SL_VSTATS_COUNTERS(SL_X)
+		SL_VSTATS_ALL(SL_X)
 #undef SL_X
 		if (sl_hist_slot_from_delta(
 		        &slot->hist, &total->latency, &s->total.latency) != 0)
 			sl_hist_slot_from_delta(&slot->hist, &s->total.latency,
 			    &s->total.latency); /* empty: counters went back */
-		if (sl_hist_slot_from_delta(&slot->hist_client,
-		        &total->latency_client, &s->total.latency_client) != 0)
-			sl_hist_slot_from_delta(&slot->hist_client,
-			    &s->total.latency_client, &s->total.latency_client);
+		if (sl_hist_slot_from_delta(&slot->hist_unjudged,
+		        &total->latency_unjudged,
+		        &s->total.latency_unjudged) != 0)
+			sl_hist_slot_from_delta(&slot->hist_unjudged,
+			    &s->total.latency_unjudged,
+			    &s->total.latency_unjudged);
 	} else {
 		/* The first harvest has no "before": it starts the series. */
 #define SL_X(f, fam, l, lv, h) slot->f = 0;
-		SL_VSTATS_COUNTERS(SL_X)
+		SL_VSTATS_ALL(SL_X)
 #undef SL_X
 		sl_hist_slot_from_delta(
 		    &slot->hist, &total->latency, &total->latency);
-		sl_hist_slot_from_delta(&slot->hist_client,
-		    &total->latency_client, &total->latency_client);
+		sl_hist_slot_from_delta(&slot->hist_unjudged,
+		    &total->latency_unjudged, &total->latency_unjudged);
 		s->first_sec = now_sec;
 	}
 	slot->sec = now_sec;
@@ -115,10 +117,10 @@ sl_series_window(
 		if (slot->sec < oldest)
 			oldest = slot->sec;
 #define SL_X(f, fam, l, lv, h) out->f += slot->f;
-		SL_VSTATS_COUNTERS(SL_X)
+		SL_VSTATS_ALL(SL_X)
 #undef SL_X
 		sl_hist_add_slot(&out->latency, &slot->hist);
-		sl_hist_add_slot(&out->latency_client, &slot->hist_client);
+		sl_hist_add_slot(&out->latency_unjudged, &slot->hist_unjudged);
 	}
 	/* The window covers from the harvest before the oldest slot; the
 	 * series' first slot is that harvest itself and covers nothing (it
@@ -149,15 +151,15 @@ sl_series_window_live(const struct sl_series *s, uint32_t seconds,
 	if (!s->have_total)
 		return covered;
 #define SL_X(f, fam, l, lv, h) out->f += since(live->f, s->total.f);
-	SL_VSTATS_COUNTERS(SL_X)
+	SL_VSTATS_ALL(SL_X)
 #undef SL_X
 	/* Every field of a later read of the same counters is at least the
 	 * earlier one's; if not, the histogram's part is left out. */
 	if (sl_hist_sub(&part, &live->latency, &s->total.latency) == 0)
 		sl_hist_merge(&out->latency, &part);
-	if (sl_hist_sub(
-	        &part, &live->latency_client, &s->total.latency_client) == 0)
-		sl_hist_merge(&out->latency_client, &part);
+	if (sl_hist_sub(&part, &live->latency_unjudged,
+	        &s->total.latency_unjudged) == 0)
+		sl_hist_merge(&out->latency_unjudged, &part);
 	return covered;
 }
 
@@ -175,6 +177,6 @@ sl_series_bytes(const struct sl_series *s)
 	size_t n = sizeof *s, i;
 
 	for (i = 0; i < SL_WINDOW_SLOTS; i++)
-		n += s->slots[i].hist.cap + s->slots[i].hist_client.cap;
+		n += s->slots[i].hist.cap + s->slots[i].hist_unjudged.cap;
 	return n;
 }

@@ -152,7 +152,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sl_guard *g = arg;
 	static struct sl_vstats now_total, since;
-	static struct sl_hist judged; /* since's, less the client-slowed */
+	static struct sl_hist judged; /* since's, as the analyzer judges */
 	struct sl_verdict_window base = {0}, cand = {0};
 	int64_t now = (int64_t)time(NULL);
 	uint64_t now_ms = sl_ctl_mono_ms();
@@ -186,14 +186,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	base.errors = g->base_errors;
 	base.unanswered = g->base_unanswered;
 	base.latency = &g->base_latency;
-	cand.requests = sl_vstats_responses(&since);
-	cand.errors = sl_vstats_window_errors(&since);
-	cand.unanswered = since.unanswered;
 	/* The baseline's groups are not kept (they are not in the ring it
 	 * comes from), and the new version's design effects would be drawn
 	 * from them (sl_groups_deffs): 1 for both. */
-	sl_vstats_judged_latency(&judged, &since);
-	cand.latency = &judged;
+	sl_verdict_window_of(&cand, &judged, &since);
 	sl_verdict_judge(&g->params, g->seq, &base, &cand, &g->last);
 	g->have_last = true;
 	if (g->last.decision == SL_FAIL) {
@@ -273,6 +269,7 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 {
 	const struct sl_rollout_conf *rc = &svc->conf->rollout;
 	static struct sl_vstats base;
+	struct sl_verdict_window judged;
 	struct sl_guard *g = sl_ctl_rt(ctl, svc->name)->guard;
 	bool was_watching = g != NULL && g->state == WATCHING;
 	int64_t now = (int64_t)time(NULL);
@@ -303,10 +300,10 @@ sl_ctl_guard_start(struct sl_ctl *ctl, const struct sl_route_service *svc,
 		sl_series_window(
 		    ctl->series[svc->versions[pi].id], seconds, &base);
 	}
-	g->base_requests = sl_vstats_responses(&base);
-	g->base_errors = sl_vstats_window_errors(&base);
-	g->base_unanswered = base.unanswered;
-	sl_vstats_judged_latency(&g->base_latency, &base);
+	sl_verdict_window_of(&judged, &g->base_latency, &base);
+	g->base_requests = judged.requests;
+	g->base_errors = judged.errors;
+	g->base_unanswered = judged.unanswered;
 	sl_ctl_rt(ctl, svc->name)->guard = g;
 	save_state(ctl, svc->name); /* so that a restart resumes it */
 }

@@ -243,8 +243,8 @@ sl_ctl_version_json(
 	json_object_set_new(lat, "max", ms((double)sl_hist_max(h)));
 	json_object_set_new(
 	    lat, "clamped", json_integer((json_int_t)sl_hist_clamped(h)));
-	json_object_set_new(lat, "client_slowed",
-	    json_integer((json_int_t)sl_hist_count(&v->latency_client)));
+	json_object_set_new(
+	    lat, "client_slowed", json_integer((json_int_t)v->client_slowed));
 	json_object_set_new(o, "latency_ms", lat);
 	return o;
 }
@@ -442,7 +442,7 @@ clamped_of(const struct vrow *r)
 static uint64_t
 client_slowed_of(const struct vrow *r)
 {
-	return sl_hist_count(&r->total.latency_client);
+	return r->total.client_slowed;
 }
 
 /* A counter family with a value per version row, VALUE's. */

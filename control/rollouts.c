@@ -213,11 +213,13 @@ rollout_json(struct sl_rollout_run *run, bool full)
 			        sl_decision_name(c->decision), "why", c->why));
 		}
 		json_array_append_new(vs,
-		    json_pack("{s:s,s:i,s:i,s:s,s:s,s:o}", "time",
+		    json_pack("{s:s,s:i,s:i,s:s,s:s,s:o,s:{s:I,s:I}}", "time",
 		        sl_ctl_isotime(v->time), "step", (int)v->j.step + 1,
 		        "look", (int)v->j.look, "decision",
 		        sl_decision_name(v->j.decision), "summary",
-		        v->j.summary, "checks", checks));
+		        v->j.summary, "checks", checks, "unjudged", "stable",
+		        (json_int_t)v->j.unjudged_stable, "canary",
+		        (json_int_t)v->j.unjudged_canary));
 	}
 	json_object_set_new(o, "verdicts", vs);
 	return o;
@@ -334,7 +336,7 @@ say_starved(struct sl_rollout_run *run, const struct sl_verdict_window *wc)
 {
 	struct sl_rollout *ro = run->ro;
 	uint64_t now = sl_ctl_mono_ms(), elapsed;
-	char msg[400];
+	char msg[480], rules[96] = "";
 
 	if (wc->requests + wc->unanswered > 0 ||
 	    run->starved_step == ro->step + 1)
@@ -346,13 +348,17 @@ say_starved(struct sl_rollout_run *run, const struct sl_verdict_window *wc)
 	if (elapsed < ro->step_time_ms || now - run->base_ms < ro->step_time_ms)
 		return;
 	run->starved_step = ro->step + 1;
+	if (wc->unjudged > 0)
+		snprintf(rules, sizeof rules,
+		    " (%llu an override or a pin sent there are not judged)",
+		    (unsigned long long)wc->unjudged);
 	snprintf(msg, sizeof msg,
 	    "rollout %s: no canary requests in step %u/%u (%s at %.2f%%) "
-	    "after %.0f s: the step holds until some come (with few "
+	    "after %.0f s%s: the step holds until some come (with few "
 	    "distinct sticky keys, none may fall in the canary's share; "
 	    "'rollout abort' or 'set weights' after it ends the wait)",
 	    ro->service, ro->step + 1, ro->nsteps, ro->canary,
-	    sl_rollout_weight(ro) / 100.0, (double)elapsed / 1000);
+	    sl_rollout_weight(ro) / 100.0, (double)elapsed / 1000, rules);
 	sl_log_warn("%s", msg);
 	sl_event(run->ctl, NULL, msg, NULL, NULL);
 }
@@ -385,25 +391,16 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	sl_ctl_version_total(run->ctl, run->canary_id, &now_canary);
 	sl_vstats_sub(&win_stable, &now_stable, &run->base_stable);
 	sl_vstats_sub(&win_canary, &now_canary, &run->base_canary);
-	ws.requests = sl_vstats_responses(&win_stable);
-	ws.errors = sl_vstats_window_errors(&win_stable);
-	ws.unanswered = win_stable.unanswered;
-	ws.client_errors = win_stable.resp_4xx;
+	/* What the weights routed, and of its latencies not those the
+	 * clients slowed: a client that trickles its requests in, or a QA
+	 * group pinned to the canary, must not decide for the users. */
+	sl_verdict_window_of(&ws, &lat_stable, &win_stable);
+	sl_verdict_window_of(&wc, &lat_canary, &win_canary);
 	sl_groups_deffs(&win_stable.groups, &win_canary.groups, &ds, &dc);
 	ws.deff_errors = ds.errors;
 	ws.deff_latency = ds.latency;
-	/* Latency without the requests their clients slowed: a client that
-	 * trickles its requests in must not revert a canary. */
-	sl_vstats_judged_latency(&lat_stable, &win_stable);
-	sl_vstats_judged_latency(&lat_canary, &win_canary);
-	ws.latency = &lat_stable;
-	wc.requests = sl_vstats_responses(&win_canary);
-	wc.errors = sl_vstats_window_errors(&win_canary);
-	wc.unanswered = win_canary.unanswered;
-	wc.client_errors = win_canary.resp_4xx;
 	wc.deff_errors = dc.errors;
 	wc.deff_latency = dc.latency;
-	wc.latency = &lat_canary;
 	if (sl_verdict_judge(&ro->params, ro->seq, &ws, &wc, &j) != 0)
 		sl_log_warn("rollout %s: %s", ro->service, j.summary);
 	keep(run, &before);

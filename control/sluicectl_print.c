@@ -727,8 +727,9 @@ print_verdict(const json_t *verdict)
 	const char *header[NCHECK_COLS + 4];
 	bool shown[NCHECK_COLS] = {false};
 	json_t *step = json_object_get(verdict, "step");
-	json_t *checks = json_object_get(verdict, "checks"), *c, *v;
+	json_t *checks = json_object_get(verdict, "checks"), *c, *v, *left;
 	const char *summary = sl_cli_str(verdict, "summary", NULL);
+	json_int_t ca, st;
 	struct table t;
 	size_t i, k, n = 0;
 
@@ -737,6 +738,13 @@ print_verdict(const json_t *verdict)
 		printf("  step %lld", (long long)json_integer_value(step));
 	printf("  %s\n",
 	    summary != NULL ? summary : sl_cli_str(verdict, "decision", "?"));
+	left = json_object_get(verdict, "unjudged");
+	ca = json_integer_value(json_object_get(left, "canary"));
+	st = json_integer_value(json_object_get(left, "stable"));
+	if (ca > 0 || st > 0) /* (a sluice before session 22 sends none) */
+		printf("    not judged: %lld canary and %lld stable requests "
+		       "an override or a pin routed\n",
+		    (long long)ca, (long long)st);
 	if (!json_is_array(checks) || json_array_size(checks) == 0)
 		return;
 	header[n++] = "CHECK";

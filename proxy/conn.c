@@ -309,8 +309,16 @@ group_of(const struct sl_conn *c)
 	return c->pick.bucket % SL_GROUPS;
 }
 
-/* A final answer (or none: unanswered) of the request in its version's
- * user group, an error or not. */
+/* Did the weights route the request (its sticky bucket), not an override
+ * or a pin? Only those are the analyzer's (SL_VSTATS_HIDDEN). */
+static inline bool
+weights_routed(const struct sl_conn *c)
+{
+	return c->pick.reason < SL_PICK_OVERRIDE;
+}
+
+/* A final answer (or none: unanswered) of a request the weights routed,
+ * in its version's user group, an error or not. */
 static void
 count_in_group(const struct sl_conn *c, bool error)
 {
@@ -319,19 +327,51 @@ count_in_group(const struct sl_conn *c, bool error)
 		SL_STAT_INC(c->vs->groups.err[group_of(c)]);
 }
 
+/* A response of STATUS in the version's class counters, and in its user
+ * group (a final one), or among the unjudged. */
+static void
+count_class(const struct sl_conn *c, int status)
+{
+	struct sl_vstats *vs = c->vs;
+
+	if (status < 200)
+		SL_STAT_INC(vs->resp_1xx);
+	else if (status < 300)
+		SL_STAT_INC(vs->resp_2xx);
+	else if (status < 400)
+		SL_STAT_INC(vs->resp_3xx);
+	else if (status < 500)
+		SL_STAT_INC(vs->resp_4xx);
+	else
+		SL_STAT_INC(vs->resp_5xx);
+	if (!weights_routed(c)) {
+		SL_STAT_INC(vs->unjudged_responses);
+		if (status >= 500)
+			SL_STAT_INC(vs->unjudged_errors);
+		else if (status >= 400)
+			SL_STAT_INC(vs->unjudged_4xx);
+	} else if (status >= 200)
+		count_in_group(c, status >= 500);
+}
+
 /* The request's full time into its version's histogram, and into the
- * client-slowed one too if its client took most of it. */
+ * unjudged one too if its client took most of it or the weights did not
+ * route it. */
 static void
 record_latency(struct sl_conn *c)
 {
 	uint64_t t = now_us(c->w) - c->req_start_us, i;
 	size_t g;
+	bool slowed;
 
 	sl_hist_record(&c->vs->latency, t);
-	if (client_slowed(c, t)) {
+	slowed = client_slowed(c, t);
+	if (slowed)
+		SL_STAT_INC(c->vs->client_slowed);
+	if (slowed || !weights_routed(c)) {
 		/* Recorded in latency before: readers count on it. */
 		__atomic_thread_fence(__ATOMIC_RELEASE);
-		sl_hist_record(&c->vs->latency_client, t);
+		sl_hist_record(&c->vs->latency_unjudged, t);
 		return;
 	}
 	/* What the analyzer judges, by user group. */
@@ -501,25 +541,12 @@ alog_status(struct sl_conn *c, int status)
 static void
 count_status(struct sl_conn *c, int status)
 {
-	struct sl_vstats *vs = c->vs;
-
 	if (status >= 200 || status == 101)
 		alog_status(c, status);
-	if (vs == NULL)
+	if (c->vs == NULL)
 		return;
 	c->resp_counted |= status >= 200;
-	if (status >= 200)
-		count_in_group(c, status >= 500);
-	if (status < 200)
-		SL_STAT_INC(vs->resp_1xx);
-	else if (status < 300)
-		SL_STAT_INC(vs->resp_2xx);
-	else if (status < 400)
-		SL_STAT_INC(vs->resp_3xx);
-	else if (status < 500)
-		SL_STAT_INC(vs->resp_4xx);
-	else
-		SL_STAT_INC(vs->resp_5xx);
+	count_class(c, status);
 }
 
 /*
@@ -630,7 +657,10 @@ conn_close(struct sl_conn *c)
 			 * analyzer counts it as failed (error_vs_stable):
 			 * in its user group too. */
 			SL_STAT_INC(c->vs->unanswered);
-			count_in_group(c, true);
+			if (weights_routed(c))
+				count_in_group(c, true);
+			else
+				SL_STAT_INC(c->vs->unjudged_unanswered);
 		}
 		SL_STAT_ADD(c->vs->active, -1);
 		c->vs = NULL;
@@ -1718,8 +1748,7 @@ start_request(struct sl_conn *c, size_t head_len)
 		 * version that had no server counts a failed request, so the
 		 * analyzer sees it. */
 		SL_STAT_INC(c->vs->err_no_server);
-		SL_STAT_INC(c->vs->resp_5xx);
-		count_in_group(c, true);
+		count_class(c, 503);
 		SL_STAT_ADD(c->vs->active, -1);
 		c->ver = &c->svc->versions[c->svc->stable];
 		c->vs = w->vstats[c->ver->id];
@@ -2076,7 +2105,10 @@ response_cut(struct sl_conn *c, enum up_fail kind)
 	count_up_fail(c, kind);
 	if (c->vs != NULL && c->resp_ok) {
 		SL_STAT_INC(c->vs->resp_cut);
-		SL_STAT_INC(c->vs->groups.err[group_of(c)]);
+		if (weights_routed(c))
+			SL_STAT_INC(c->vs->groups.err[group_of(c)]);
+		else
+			SL_STAT_INC(c->vs->unjudged_errors);
 	}
 	if (c->srv != NULL && c->resp_ok)
 		sl_upstream_report(c->w, c->ver, c->srv, c->svc->conf,

@@ -89,7 +89,8 @@ struct sl_route_table {
 	struct sl_route_table *retired_next; /* control thread's list */
 };
 
-/* How a version was chosen, for logs and tests. */
+/* How a version was chosen, for logs and tests. The weights' reasons
+ * come first: the analyzer judges only those (conn.c weights_routed). */
 enum sl_pick_reason {
 	SL_PICK_KEY = 0, /* a sticky key source (header/cookie/query/ip) */
 	SL_PICK_COOKIE,  /* the sticky_cookie bucket */

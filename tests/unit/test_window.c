@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "analysis/verdict.h"
 #include "analysis/window.h"
 
 static struct sl_vstats total, out;
@@ -106,13 +107,15 @@ test_live_window(void **state)
 	sl_series_free(s);
 }
 
-/* The client-slowed latencies go through the slots like the others, and
- * the analyzer's latencies are the others: a window of a version with 3
- * quick requests and 1 its client slowed judges the 3. */
+/* What the analyzer leaves out goes through the slots like the rest: of
+ * a version's 3 quick requests, 1 its client slowed and 2 a pin routed
+ * (one a 500), it judges 4 responses, no error and the 3 quick latencies,
+ * and says it left 2 requests out. */
 static void
-test_client_slowed(void **state)
+test_unjudged(void **state)
 {
 	static struct sl_hist judged;
+	struct sl_verdict_window w;
 	struct sl_series *s = sl_series_new();
 
 	(void)state;
@@ -122,12 +125,26 @@ test_client_slowed(void **state)
 	sl_hist_record(&total.latency, 2100);
 	sl_hist_record(&total.latency, 1900);
 	sl_hist_record(&total.latency, 1500000);
-	sl_hist_record(&total.latency_client, 1500000);
-	harvest(s, 7001, 4);
+	sl_hist_record(&total.latency_unjudged, 1500000);
+	total.client_slowed = 1;
+	sl_hist_record_n(&total.latency, 900000, 2);
+	sl_hist_record_n(&total.latency_unjudged, 900000, 2);
+	total.resp_5xx = 1;
+	total.unjudged_responses = 2;
+	total.unjudged_errors = 1;
+	total.unanswered = 1;
+	total.unjudged_unanswered = 1;
+	harvest(s, 7001, 5); /* 5 2xx and the 500 */
 	assert_int_equal(sl_series_window(s, 60, &out), 1);
-	assert_int_equal(sl_hist_count(&out.latency), 4);
-	assert_int_equal(sl_hist_count(&out.latency_client), 1);
-	sl_vstats_judged_latency(&judged, &out);
+	assert_int_equal(sl_hist_count(&out.latency), 6);
+	assert_int_equal(sl_hist_count(&out.latency_unjudged), 3);
+	assert_int_equal(out.client_slowed, 1);
+	sl_verdict_window_of(&w, &judged, &out);
+	assert_int_equal(w.requests, 4);
+	assert_int_equal(w.errors, 0);
+	assert_int_equal(w.unanswered, 0);
+	assert_int_equal(w.unjudged, 3);
+	assert_ptr_equal(w.latency, &judged);
 	assert_int_equal(sl_hist_count(&judged), 3);
 	assert_true(sl_hist_max(&judged) < 3000);
 	sl_series_free(s);
@@ -140,7 +157,7 @@ main(void)
 	    cmocka_unit_test(test_young_series),
 	    cmocka_unit_test(test_full_window),
 	    cmocka_unit_test(test_live_window),
-	    cmocka_unit_test(test_client_slowed),
+	    cmocka_unit_test(test_unjudged),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
