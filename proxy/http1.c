@@ -379,10 +379,33 @@ chunked_codings(const char *v, size_t len)
 	return n;
 }
 
+/* Is the last coding of the Transfer-Encoding list [V, V+LEN) chunked,
+ * with parameters or not? Empty elements are no codings (RFC 9110 5.6.1:
+ * "chunked," is chunked), though llhttp does not frame such a body. */
+static bool
+last_coding_chunked(const char *v, size_t len)
+{
+	size_t i = 0, start, end, last_start = 0, last_end = 0, semi;
+
+	while (list_next(v, len, &i, &start, &end)) {
+		if (end > start) {
+			last_start = start;
+			last_end = end;
+		}
+	}
+	for (semi = last_start; semi < last_end && v[semi] != ';'; semi++)
+		;
+	while (semi > last_start && (v[semi - 1] == ' ' || v[semi - 1] == '\t'))
+		semi--;
+	return word_is(v + last_start, semi - last_start, "chunked");
+}
+
 /* Parse the comma-separated tokens of a Connection header; UINT32_MAX
  * when one names a field every recipient needs (the framing or Host):
  * dropping it as hop-by-hop would let the next hop read the message
- * another way (RFC 9110 7.6.1). */
+ * another way (RFC 9110 7.6.1). Or Expect: sluice waits on the 100 the
+ * client asked for, which an origin that never saw the expectation would
+ * not send (the 504 at response_timeout would count against it). */
 static uint32_t
 connection_tokens(const char *v, size_t len)
 {
@@ -400,7 +423,8 @@ connection_tokens(const char *v, size_t len)
 			tokens |= SL_CONN_UPGRADE;
 		else if (word_is(v + start, end - start, "content-length") ||
 		    word_is(v + start, end - start, "transfer-encoding") ||
-		    word_is(v + start, end - start, "host"))
+		    word_is(v + start, end - start, "host") ||
+		    word_is(v + start, end - start, "expect"))
 			return UINT32_MAX;
 		else
 			tokens |= SL_CONN_OTHER;
@@ -470,7 +494,7 @@ on_header_value_complete_cb(llhttp_t *p)
 		    UINT32_MAX)
 			return refuse(ctx, 400,
 			    "Connection names Content-Length, "
-			    "Transfer-Encoding or Host");
+			    "Transfer-Encoding, Host or Expect");
 		head->conn_tokens |= i;
 		break;
 	case SL_HDR_FRAMING_ALIKE:
@@ -1108,10 +1132,24 @@ te_mismatch(const struct sl_http_head *head, const char *base, uint16_t flags)
 			return true;
 		v = base + head->hdrs[i].value_off;
 		n = head->hdrs[i].value_len;
-		if (n >= 7 && strncasecmp(v + n - 7, "chunked", 7) == 0)
+		if (last_coding_chunked(v, n))
 			return true;
 	}
 	return false;
+}
+
+/* Is the status code of the status line at BASE three digits (RFC 9112
+ * 4)? llhttp takes "0200" for 200. */
+static bool
+three_digits(const char *base, size_t len)
+{
+	const char *sp = memchr(base, ' ', len < 32 ? len : 32);
+	size_t at = sp != NULL ? (size_t)(sp - base) + 1 : len;
+
+	return len >= at + 4 && isdigit((unsigned char)base[at]) &&
+	    isdigit((unsigned char)base[at + 1]) &&
+	    isdigit((unsigned char)base[at + 2]) &&
+	    (base[at + 3] == ' ' || base[at + 3] == '\r');
 }
 
 /* Parse one head (request or response) that is complete in BASE. */
@@ -1207,7 +1245,8 @@ sl_http_parse_head(llhttp_t *parser, const char *base, size_t len,
 		    !((parser->flags & F_CONTENT_LENGTH) &&
 		        !(parser->flags & F_CHUNKED) &&
 		        parser->content_length == 0);
-		if (head->status < 100 || head->status > 599) {
+		if (head->status < 100 || head->status > 599 ||
+		    !three_digits(base, len)) {
 			err->status = 502;
 			err->reason = "invalid status code from origin";
 			return -1;

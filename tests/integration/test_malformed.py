@@ -251,6 +251,10 @@ TABLE = [
     ("Connection names Host",
      b"GET /t HTTP/1.1\r\n" + H + b"Connection: host\r\n\r\n",
      R400, False),
+    # sluice would wait on a 100 the origin, never told, would not send
+    ("Connection names Expect",
+     b"POST /t HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\n"
+     b"Connection: expect\r\nContent-Length: 5\r\n\r\n", R400, False),
     # --- Content-Length values (RFC 9110 8.6, RFC 9112 6.3)
     ("duplicate Content-Length, same value",
      post(b"Content-Length: 5\r\nContent-Length: 5\r\n", b"hello"),

@@ -940,6 +940,21 @@ test_response_invalid(void **state)
 	    "HTTP/1.1 600 High\r\n\r\n",
 	    "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
 	    "HTTP/1.1 200 OK\r\n",
+	    /* not three digits, though llhttp reads 200 */
+	    "HTTP/1.1 0200 OK\r\n\r\n",
+	    "HTTP/1.1 00200 OK\r\n\r\n",
+	    /* chunked last, which llhttp does not frame as chunked */
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked , \r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked,,\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;q=1\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED ; a=b\r\n\r\n",
+	};
+	static const char *const good[] = {
+	    "HTTP/1.1 200\r\n\r\n",
+	    "HTTP/1.1 204 \r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
 	};
 	size_t i;
 
@@ -953,6 +968,15 @@ test_response_invalid(void **state)
 		if (rc != -1 || err.status != 502)
 			fail_msg(
 			    "case %zu: rc %d status %d", i, rc, err.status);
+		sl_http_head_free(head);
+	}
+	for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+		struct sl_http_head *head = sl_http_head_new(100);
+		struct sl_http_error err;
+
+		if (parse(true, HTTP_GET, good[i], strlen(good[i]), head,
+		        &err) != 0)
+			fail_msg("good case %zu refused: %s", i, err.reason);
 		sl_http_head_free(head);
 	}
 }
