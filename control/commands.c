@@ -754,6 +754,12 @@ cmd_reset(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 
 	if (svc == NULL || check_lock(cx, svc->name, errp) != 0)
 		return NULL;
+	rt = sl_ctl_rt(cx->ctl, svc->name);
+	/* Nothing to drop: answered, but no event (as a set weights that
+	 * changes nothing). */
+	if (!rt->touched && rt->previous_stable[0] == '\0')
+		return json_pack("{s:s,s:o}", "service", svc->name,
+		    "service_state", sl_ctl_service_json(cx->ctl, svc, false));
 	sc = svc->conf;
 	before = weights_json(svc);
 	t = sl_route_clone(sl_route_current());
@@ -766,7 +772,6 @@ cmd_reset(struct cmd_ctx *cx, int argc, char **argv, char **errp)
 			svc->stable = i;
 	}
 	sl_route_layout(svc);
-	rt = sl_ctl_rt(cx->ctl, svc->name);
 	/* Server states and the previous stable version go too: an event,
 	 * even with the weights as they were. */
 	if (commit_as(

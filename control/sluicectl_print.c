@@ -882,7 +882,7 @@ sl_cli_print_rollout(json_t *reply, char **words, int nwords)
 	}
 	if (n > VERDICTS_SHOWN)
 		kv_take("verdicts:",
-		    sl_xasprintf("last %d of %zu", VERDICTS_SHOWN, n));
+		    sl_xasprintf("last %d of the %zu kept", VERDICTS_SHOWN, n));
 	else
 		kv("verdicts:", "");
 	for (i = n > VERDICTS_SHOWN ? n - VERDICTS_SHOWN : 0; i < n; i++)

@@ -63,6 +63,11 @@ ev = sl.ctl("show events 1")["events"]
 check(ev and ev[0]["command"] == "reset shop",
       "reset is an event though the weights it restores are those in force "
       "(%r)" % ev[:1])
+n_events = len(sl.ctl("show events 1000")["events"])
+rc, out, err = run("reset", "shop")
+check(rc == 0 and len(sl.ctl("show events 1000")["events"]) == n_events,
+      "a reset with nothing to drop is answered, and no event (%d events, "
+      "were %d)" % (len(sl.ctl("show events 1000")["events"]), n_events))
 
 # switch to the stable version: what it cut, or that it changed nothing.
 run("set", "weights", "shop", "blue=80", "green=20")
