@@ -59,37 +59,31 @@ stop = threading.Event()
 sent = {"qa": 0, "users": 0}
 
 
-def users(prefix, n):
-    """Users the weights route: each its own key, served alike."""
+def client(kind, target, headers, pause):
+    """Requests for TARGET, each with its own user key, until stop."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     i = 0
     while not stop.is_set():
+        h = dict(headers, **{"X-User-Id": "%s%d" % (target, i)})
         try:
-            c.request("GET", "%s/x" % prefix,
-                      headers={"X-User-Id": "u%d-%d" % (n, i)})
+            c.request("GET", target, headers=h)
             c.getresponse().read()
-            sent["users"] += 1
+            sent[kind] += 1
         except (OSError, http.client.HTTPException):
             c.close()
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         i += 1
-        time.sleep(0.003)
+        time.sleep(pause)
+
+
+def users(prefix, n):
+    """Users the weights route: each its own key, served alike."""
+    client("users", "%s/x%d" % (prefix, n), {}, 0.003)
 
 
 def qa(prefix, headers):
     """The QA group: every request fails, slowly (500 after 30 ms)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    i = 0
-    while not stop.is_set():
-        h = dict(headers, **{"X-User-Id": "qa%d" % i})
-        try:
-            c.request("GET", "%s/x?status=500&delay=30" % prefix, headers=h)
-            c.getresponse().read()
-            sent["qa"] += 1
-        except (OSError, http.client.HTTPException):
-            c.close()
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        i += 1
+    client("qa", "%s/x?status=500&delay=30" % prefix, headers, 0)
 
 
 def rollout(svc):
