@@ -149,6 +149,8 @@ build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
 }
 
 static void free_services(struct sl_route_table *t);
+static void index_build(struct sl_route_table *t);
+static void index_free(struct sl_route_index *ix);
 
 /* Forget the names a refused build added past N. */
 static void
@@ -177,6 +179,7 @@ sl_route_build(struct sl_config *conf, char **errp)
 	t->services = sl_xcalloc(conf->nservices, sizeof *t->services);
 	for (i = 0; i < conf->nservices; i++)
 		build_service(&t->services[i], &conf->services[i]);
+	index_build(t);
 	t->nserver_ids = nserver_names;
 	t->nversion_ids = nversion_names;
 	/* Past the limits a reload is refused, and the names it brought
@@ -222,6 +225,7 @@ free_services(struct sl_route_table *t)
 		free(t->services[i].pins);
 	}
 	free(t->services);
+	index_free(t->index);
 }
 
 /* A deep copy of OLD sharing its config, to be changed and published. */
@@ -253,6 +257,7 @@ sl_route_clone(const struct sl_route_table *old)
 		    sl_xcalloc(os->npins ? os->npins : 1, sizeof *ns->pins);
 		memcpy(ns->pins, os->pins, os->npins * sizeof *ns->pins);
 	}
+	index_build(t);
 	t->nserver_ids = old->nserver_ids;
 	t->nversion_ids = old->nversion_ids;
 	return t;
@@ -436,6 +441,209 @@ sl_route_reclaim(uint64_t min_epoch_in_use)
 	}
 }
 
+/*
+ * The index of a table of many services: every (host, path prefix) a
+ * service routes, a host NULL for "any host", in a hash table whose
+ * entry names the first service in the table's order with that key; and
+ * the distinct prefix lengths, longest first. A request looks up its own
+ * host and then any host with its path cut at each length in turn: the
+ * first found is what the scan would choose (the longest prefix; at one
+ * length a service naming the host before one taking any; then the
+ * table's order), in a few lookups however many services there are. The
+ * scan took 5-7 µs a request at 1000 services.
+ */
+#define INDEX_MIN_SERVICES 16 /* fewer: the scan is as quick */
+#define INDEX_MAX_LENS     64 /* more distinct prefix lengths: the scan */
+
+struct route_key {
+	uint64_t hash;    /* 0: an empty slot */
+	const char *host; /* NULL: any host */
+	size_t host_len;
+	size_t svc; /* into the table's services */
+};
+
+struct sl_route_index {
+	struct route_key *slots;
+	size_t mask;
+	size_t lens[INDEX_MAX_LENS]; /* longest first */
+	size_t nlens;
+};
+
+#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
+#define FNV_PRIME  UINT64_C(0x100000001b3)
+#define ANY_HOST   UINT64_C(0x9e3779b97f4a7c15)
+
+/* A host's hash, in any case (FNV-1a over its lower-cased bytes). */
+static uint64_t
+host_hash(const char *h, size_t n)
+{
+	uint64_t x = FNV_OFFSET;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)h[i];
+
+		x = (x ^ (c >= 'A' && c <= 'Z' ? c + 32 : c)) * FNV_PRIME;
+	}
+	return x;
+}
+
+/* The hash of a key from its host's hash (ANY_HOST) and its prefix's
+ * FNV-1a state; never 0. */
+static uint64_t
+key_hash(uint64_t host, uint64_t prefix)
+{
+	uint64_t x = host ^ (prefix * UINT64_C(0xbf58476d1ce4e5b9));
+
+	x ^= x >> 31;
+	x *= UINT64_C(0x94d049bb133111eb);
+	x ^= x >> 29;
+	return x | 1;
+}
+
+/* The path's prefix state of its first N bytes, from X after AT bytes. */
+static uint64_t
+prefix_state(uint64_t x, const char *path, size_t at, size_t n)
+{
+	for (; at < n; at++)
+		x = (x ^ (unsigned char)path[at]) * FNV_PRIME;
+	return x;
+}
+
+/* The service of key (HOST, the first PLEN bytes of PATH), HASH its
+ * hash, or NULL. */
+static const struct sl_route_service *
+index_get(const struct sl_route_table *t, uint64_t hash, const char *host,
+    size_t host_len, const char *path, size_t plen)
+{
+	const struct sl_route_index *ix = t->index;
+	size_t i;
+
+	for (i = hash & ix->mask; ix->slots[i].hash != 0;
+	     i = (i + 1) & ix->mask) {
+		const struct route_key *k = &ix->slots[i];
+		const struct sl_route_service *s = &t->services[k->svc];
+
+		if (k->hash == hash && s->prefix_len == plen &&
+		    memcmp(s->conf->path_prefix, path, plen) == 0 &&
+		    (k->host == NULL
+		            ? host == NULL
+		            : host != NULL && k->host_len == host_len &&
+		                strncasecmp(k->host, host, host_len) == 0))
+			return s;
+	}
+	return NULL;
+}
+
+/* Add the key (HOST, service SVC's prefix), unless an earlier service
+ * has it. */
+static void
+index_put(struct sl_route_table *t, const char *host, size_t svc)
+{
+	struct sl_route_index *ix = t->index;
+	const struct sl_route_service *s = &t->services[svc];
+	size_t hl = host != NULL ? strlen(host) : 0, i;
+	uint64_t hash = key_hash(host != NULL ? host_hash(host, hl) : ANY_HOST,
+	    prefix_state(FNV_OFFSET, s->conf->path_prefix, 0, s->prefix_len));
+
+	if (index_get(t, hash, host, hl, s->conf->path_prefix, s->prefix_len))
+		return;
+	for (i = hash & ix->mask; ix->slots[i].hash != 0;
+	     i = (i + 1) & ix->mask)
+		;
+	ix->slots[i].hash = hash;
+	ix->slots[i].host = host;
+	ix->slots[i].host_len = hl;
+	ix->slots[i].svc = svc;
+}
+
+/* Build T's index, if it is worth one (aborts on allocation failure:
+ * control thread). */
+static void
+index_build(struct sl_route_table *t)
+{
+	struct sl_route_index *ix;
+	size_t nkeys = 0, cap = 16, i, j, k;
+
+	if (t->nservices < INDEX_MIN_SERVICES)
+		return;
+	ix = sl_xcalloc(1, sizeof *ix);
+	for (i = 0; i < t->nservices; i++) {
+		size_t len = t->services[i].prefix_len;
+
+		for (j = 0; j < ix->nlens && ix->lens[j] > len; j++)
+			;
+		if (j < ix->nlens && ix->lens[j] == len)
+			continue;
+		if (ix->nlens == INDEX_MAX_LENS) {
+			free(ix);
+			return;
+		}
+		memmove(&ix->lens[j + 1], &ix->lens[j],
+		    (ix->nlens - j) * sizeof ix->lens[0]);
+		ix->lens[j] = len;
+		ix->nlens++;
+	}
+	for (i = 0; i < t->nservices; i++)
+		nkeys += t->services[i].conf->nhosts
+		    ? t->services[i].conf->nhosts
+		    : 1;
+	while (cap < nkeys * 2)
+		cap *= 2;
+	ix->slots = sl_xcalloc(cap, sizeof *ix->slots);
+	ix->mask = cap - 1;
+	t->index = ix;
+	for (i = 0; i < t->nservices; i++) {
+		const struct sl_service_conf *sc = t->services[i].conf;
+
+		if (sc->nhosts == 0)
+			index_put(t, NULL, i);
+		for (k = 0; k < sc->nhosts; k++)
+			index_put(t, sc->hosts[k], i);
+	}
+}
+
+static void
+index_free(struct sl_route_index *ix)
+{
+	if (ix != NULL)
+		free(ix->slots);
+	free(ix);
+}
+
+/* sl_route_match by the index. */
+static const struct sl_route_service *
+index_match(const struct sl_route_table *t, const char *host, size_t host_len,
+    const char *path, size_t path_len)
+{
+	const struct sl_route_index *ix = t->index;
+	const struct sl_route_service *s;
+	uint64_t st[INDEX_MAX_LENS], x = FNV_OFFSET;
+	uint64_t hh = host != NULL ? host_hash(host, host_len) : 0;
+	size_t j = ix->nlens, at = 0, first;
+
+	/* The path's prefix states at every length it reaches, shortest
+	 * first, in one pass. */
+	while (j > 0 && ix->lens[j - 1] <= path_len) {
+		j--;
+		x = prefix_state(x, path, at, ix->lens[j]);
+		at = ix->lens[j];
+		st[j] = x;
+	}
+	for (first = j; first < ix->nlens; first++) {
+		size_t len = ix->lens[first];
+
+		if (host != NULL &&
+		    (s = index_get(t, key_hash(hh, st[first]), host, host_len,
+		         path, len)) != NULL)
+			return s;
+		if ((s = index_get(t, key_hash(ANY_HOST, st[first]), NULL, 0,
+		         path, len)) != NULL)
+			return s;
+	}
+	return NULL;
+}
+
 /* Does the request host equal one of the service's hosts? */
 static bool
 host_matches(
@@ -464,6 +672,8 @@ sl_route_match(const struct sl_route_table *t, const char *host,
 	bool best_has_host = false;
 	size_t i;
 
+	if (t->index != NULL)
+		return index_match(t, host, host_len, path, path_len);
 	for (i = 0; i < t->nservices; i++) {
 		const struct sl_route_service *s = &t->services[i];
 		bool has_host = s->conf->nhosts > 0;

@@ -79,11 +79,17 @@ struct sl_route_service {
 	size_t npins;
 };
 
+struct sl_route_index;
+
 struct sl_route_table {
 	uint64_t epoch;
 	struct sl_config *conf; /* owned: freed with the last table using it */
 	struct sl_route_service *services;
 	size_t nservices;
+	/* Services by (host, path prefix): a table of many services finds
+	 * a request's without looking at each (NULL for a few: the scan is
+	 * as quick). */
+	struct sl_route_index *index;
 	uint32_t nserver_ids;                /* server ids are < this */
 	uint32_t nversion_ids;               /* version ids are < this */
 	struct sl_route_table *retired_next; /* control thread's list */

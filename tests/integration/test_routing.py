@@ -410,6 +410,40 @@ for normalize in ("yes", "no"):
     check(got == [(200, "internal")] * 3 + [(200, "pub")],
           "Host with and without the root's dot routes alike (%r)" % got)
     check(sl.stop() == 0, "sluice exits 0")
+
+# 60 services (an index finds a request's, not a scan): each host its
+# own, 20 of them with a longer prefix besides, and a catch-all. Every
+# request reaches the service the rules say, as with a few services.
+services = {"all": {"path_prefix": "/", "expose_version": "yes",
+                    "stable": "all", "versions": {"all": ([pub.addr], 100)}}}
+for i in range(40):
+    services["h%d" % i] = {
+        "hosts": "h%d.example" % i, "path_prefix": "/", "stable": "v%d" % i,
+        "expose_version": "yes", "versions": {"v%d" % i: ([pub.addr], 100)}}
+for i in range(0, 40, 2):
+    services["h%dapi" % i] = {
+        "hosts": "h%d.example" % i, "path_prefix": "/api",
+        "stable": "a%d" % i, "expose_version": "yes",
+        "versions": {"a%d" % i: ([internal.addr], 100)}}
+many = Sluice(services)
+want = {}
+for i in range(40):
+    want[(b"h%d.example" % i, b"/x")] = "v%d" % i
+    want[(b"H%d.EXAMPLE:80" % i, b"/api/1")] = ("a%d" % i if i % 2 == 0
+                                                else "v%d" % i)
+want[(b"other.example", b"/api/1")] = "all"
+got = {}
+for (host, path) in want:
+    data = many.raw(b"GET " + path + b" HTTP/1.1\r\nHost: " + host +
+                    b"\r\nConnection: close\r\n\r\n", shutdown=False)
+    line = [ln for ln in data.split(b"\r\n")
+            if ln.lower().startswith(b"x-sluice-version:")]
+    got[(host, path)] = line[0].split(b":", 1)[1].strip().decode() \
+        if line else None
+wrong = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+check(not wrong, "60 services: %d requests each reach the service the "
+      "rules say (wrong: %r)" % (len(want), list(wrong.items())[:3]))
+check(many.stop() == 0, "sluice exits 0")
 pub.stop()
 internal.stop()
 

@@ -439,6 +439,128 @@ test_match(void **state)
 #undef MATCH
 }
 
+/*
+ * A table of many services finds a request's service by its index; the
+ * index must choose what the scan of every service chooses (the longest
+ * prefix, then a service naming the host, then the table's order). Random
+ * tables of 16 to 70 services, hosts in any case, requests of every kind.
+ */
+static void
+test_match_index(void **state)
+{
+	static const char *const prefixes[] = {"/", "/a", "/ab", "/abc", "/b",
+	    "/api", "/api/v1", "/api/v1/x", "/zz/top"};
+	static const char *const hosts[] = {
+	    "a.example", "B.example", "c.example", "d.example", "e.example"};
+	static const char *const asked_hosts[] = {"a.example", "A.EXAMPLE",
+	    "b.example", "c.example", "D.Example", "e.example", "x.example", "",
+	    NULL};
+	static const char *const tails[] = {"", "/", "x", "/q?y=1", "c/d"};
+	unsigned seed = 7;
+	size_t round, checked = 0;
+
+	(void)state;
+	for (round = 0; round < 60; round++) {
+		char ini[32768];
+		size_t n = 0, nsvc = 0, p, h, q;
+		struct sl_route_table *t;
+		struct sl_route_index *ix;
+
+		n += (size_t)snprintf(ini + n, sizeof ini - n, "%s", LISTENER);
+		for (p = 0; p < sizeof prefixes / sizeof *prefixes; p++) {
+			/* Hosts split among this prefix's services, and
+			 * maybe one for any host. */
+			int owner[5];
+
+			for (h = 0; h < 5; h++)
+				owner[h] = rand_r(&seed) % 4 - 1; /* -1: none */
+			for (q = 0; q < 4; q++) {
+				bool any = q == 3, some = false;
+
+				if (any && rand_r(&seed) % 3 == 0)
+					continue;
+				for (h = 0; h < 5 && !any; h++)
+					some |= owner[h] == (int)q;
+				if (!any && !some)
+					continue;
+				n += (size_t)snprintf(ini + n, sizeof ini - n,
+				    "[service:s%zu]\nstable = v\n"
+				    "path_prefix = %s\n",
+				    nsvc, prefixes[p]);
+				if (!any) {
+					n += (size_t)snprintf(
+					    ini + n, sizeof ini - n, "hosts =");
+					for (h = 0; h < 5; h++) {
+						if (owner[h] == (int)q)
+							n += (size_t)snprintf(
+							    ini + n,
+							    sizeof ini - n,
+							    " %s", hosts[h]);
+					}
+					n += (size_t)snprintf(
+					    ini + n, sizeof ini - n, "\n");
+				}
+				n += (size_t)snprintf(ini + n, sizeof ini - n,
+				    "[version:s%zu/v]\nservers = "
+				    "127.0.0.1:2\n",
+				    nsvc);
+				nsvc++;
+			}
+		}
+		if (nsvc < 16)
+			continue;
+		t = table_new(ini);
+		assert_non_null(t->index);
+		ix = t->index;
+		for (p = 0; p < sizeof prefixes / sizeof *prefixes; p++) {
+			for (h = 0;
+			     h < sizeof asked_hosts / sizeof *asked_hosts;
+			     h++) {
+				for (q = 0; q < sizeof tails / sizeof *tails;
+				     q++) {
+					char path[64];
+					const struct sl_route_service *a, *b;
+
+					snprintf(path, sizeof path, "%s%s",
+					    prefixes[p], tails[q]);
+					a = match(t, asked_hosts[h], path);
+					t->index = NULL; /* the scan */
+					b = match(t, asked_hosts[h], path);
+					t->index = ix;
+					if (a != b)
+						fail_msg("round %zu, host %s, "
+						         "path %s: index %s, "
+						         "scan %s",
+						    round,
+						    asked_hosts[h]
+						        ? asked_hosts[h]
+						        : "(none)",
+						    path, a ? a->name : "none",
+						    b ? b->name : "none");
+					checked++;
+				}
+			}
+		}
+		/* A derived table has its own index, the same choices. */
+		{
+			struct sl_route_table *c = sl_route_clone(t);
+			const struct sl_route_service *a =
+			    match(t, "a.example", "/api/v1/x");
+
+			assert_non_null(c->index);
+			if (a == NULL)
+				assert_null(match(c, "a.example", "/api/v1/x"));
+			else
+				assert_ptr_equal(
+				    match(c, "a.example", "/api/v1/x"),
+				    &c->services[a - t->services]);
+			sl_route_free(c);
+		}
+		table_free(t);
+	}
+	assert_true(checked > 10000);
+}
+
 /* ---- user keys ---- */
 
 /* The user key of request RAW under service 0 of T, or NULL. */
@@ -967,6 +1089,7 @@ main(void)
 	    cmocka_unit_test(test_bucket_layout),
 	    cmocka_unit_test(test_monotonic_growth),
 	    cmocka_unit_test(test_match),
+	    cmocka_unit_test(test_match_index),
 	    cmocka_unit_test(test_user_key_order),
 	    cmocka_unit_test(test_user_key_cookie),
 	    cmocka_unit_test(test_user_key_query),
