@@ -35,6 +35,18 @@ sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 	sl_hist_merge(&dst->latency, &snap);
 }
 
+uint64_t
+sl_vstats_moved(const struct sl_vstats *v)
+{
+	uint64_t sum = SL_STAT_READ(v->latency.count) +
+	    SL_STAT_READ(v->latency_unjudged.count);
+
+#define SL_X(f, fam, l, lv, h) sum += SL_STAT_READ(v->f);
+	SL_VSTATS_ALL(SL_X)
+#undef SL_X
+	return sum;
+}
+
 /* Counters and histogram of A minus those of B. */
 void
 sl_vstats_sub(

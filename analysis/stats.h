@@ -241,6 +241,15 @@ struct sl_wstats {
  */
 void sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src);
 
+/*
+ * A sum of V's counters (read with relaxed loads) that grows whenever any
+ * of them, its histograms or its groups do: every one only grows, and a
+ * histogram or group changes with a counter. Equal sums of one version's
+ * counters read at two times mean nothing happened in between but maybe
+ * a change of active.
+ */
+uint64_t sl_vstats_moved(const struct sl_vstats *v);
+
 /* DST = A - B for the counters and histogram (A later than B). */
 void sl_vstats_sub(struct sl_vstats *dst, const struct sl_vstats *a,
     const struct sl_vstats *b);

@@ -13,6 +13,7 @@
 #ifndef SL_WINDOW_H
 #define SL_WINDOW_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "analysis/stats.h"
@@ -31,6 +32,18 @@ void sl_series_free(struct sl_series *s);
  */
 void sl_series_harvest(
     struct sl_series *s, const struct sl_vstats *total, int64_t now_sec);
+
+/*
+ * Could the totals now differ from those of S's last harvest? SIG is the
+ * sum of sl_vstats_moved() over the workers' live counters, ACTIVE the sum
+ * of their active (read after the last harvest). False: nothing moved,
+ * and sl_series_harvest_still() records the second.
+ */
+bool sl_series_moved(const struct sl_series *s, uint64_t sig, int64_t active);
+
+/* As sl_series_harvest() for a second in which nothing moved: an empty
+ * slot (its histogram buffers freed), the totals as they were. */
+void sl_series_harvest_still(struct sl_series *s, int64_t now_sec);
 
 /*
  * Sum the slots of the last SECONDS seconds (up to the last harvest) into

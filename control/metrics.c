@@ -90,6 +90,30 @@ collect_rows(const struct sl_ctl *ctl, size_t *n)
 	return rows;
 }
 
+/*
+ * Has anything of version ID moved since S's last harvest? A version at
+ * rest then costs a harvest a few loads per worker, not the merge of its
+ * histograms (helper-76: 19.5 us a version a second, 4.9% of a core for
+ * 2500 versions and no traffic).
+ */
+static bool
+version_moved(const struct sl_ctl *ctl, uint32_t id, const struct sl_series *s)
+{
+	uint64_t sig = 0;
+	int64_t active = 0;
+	unsigned i;
+
+	for (i = 0; i < ctl->nworkers; i++) {
+		const struct sl_vstats *v = ctl->workers[i]->vstats[id];
+
+		if (v != NULL) {
+			sig += sl_vstats_moved(v);
+			active += SL_STAT_READ(v->active);
+		}
+	}
+	return sl_series_moved(s, sig, active);
+}
+
 /* Add one slot to every version's series. */
 void
 sl_ctl_harvest(struct sl_ctl *ctl)
@@ -105,6 +129,10 @@ sl_ctl_harvest(struct sl_ctl *ctl)
 
 			if (ctl->series[id] == NULL)
 				ctl->series[id] = sl_series_new();
+			if (!version_moved(ctl, id, ctl->series[id])) {
+				sl_series_harvest_still(ctl->series[id], now);
+				continue;
+			}
 			sl_ctl_version_total(ctl, id, &total);
 			sl_series_harvest(ctl->series[id], &total, now);
 		}

@@ -150,6 +150,93 @@ test_unjudged(void **state)
 	sl_series_free(s);
 }
 
+/* A second in which nothing moved: an empty slot, the totals kept; the
+ * windows read as if it had been harvested in full. Any counter moving,
+ * or only the requests in flight, is a change. */
+static void
+test_still(void **state)
+{
+	struct sl_series *s = sl_series_new();
+	int64_t t;
+
+	(void)state;
+	memset(&total, 0, sizeof total);
+	assert_true(sl_series_moved(s, 0, 0)); /* never harvested */
+	harvest(s, 1000, 0);
+	sl_hist_record(&total.latency, 2000);
+	total.active = 1;
+	harvest(s, 1001, 10);
+	for (t = 1002; t <= 1005; t++) {
+		assert_false(sl_series_moved(s, sl_vstats_moved(&total), 1));
+		sl_series_harvest_still(s, t);
+	}
+	assert_int_equal(sl_series_window(s, 60, &out), 5);
+	assert_int_equal(out.requests, 10);
+	assert_int_equal(sl_hist_count(&out.latency), 1);
+	assert_int_equal(out.active, 1);
+	assert_int_equal(sl_series_window(s, 3, &out), 3);
+	assert_int_equal(out.requests, 0);
+	assert_int_equal(sl_hist_count(&out.latency), 0);
+	assert_true(sl_series_moved(s, sl_vstats_moved(&total), 0));
+	total.unjudged_unanswered++;
+	assert_true(sl_series_moved(s, sl_vstats_moved(&total), 1));
+	total.unjudged_unanswered--;
+	sl_hist_record(&total.latency_unjudged, 5);
+	assert_true(sl_series_moved(s, sl_vstats_moved(&total), 1));
+	sl_series_free(s);
+}
+
+/* A version at rest has no ring; its first move brings one, whose
+ * windows cover the seconds before it as empty ones; a ring of seconds at
+ * rest lets it go again. Windows read the same all along. */
+static void
+test_rest(void **state)
+{
+	struct sl_series *s = sl_series_new();
+	size_t bare = sl_series_bytes(s);
+	uint64_t sig;
+	int64_t t;
+
+	(void)state;
+	memset(&total, 0, sizeof total);
+	for (t = 0; t < 100; t++) {
+		sig = sl_vstats_moved(&total);
+		if (sl_series_moved(s, sig, 0))
+			harvest(s, 2000 + t, 0);
+		else
+			sl_series_harvest_still(s, 2000 + t);
+	}
+	assert_int_equal(sl_series_bytes(s), bare);
+	assert_int_equal(sl_series_window(s, 60, &out), 60);
+	assert_int_equal(sl_series_window(s, 600, &out), 99);
+	assert_int_equal(out.requests, 0);
+	/* only the requests in flight: still no ring */
+	total.active = 2;
+	harvest(s, 2100, 0);
+	assert_int_equal(sl_series_bytes(s), bare);
+	assert_int_equal(sl_series_window(s, 60, &out), 60);
+	assert_int_equal(out.active, 2);
+	/* the first request: a ring, and the rest before it in it */
+	harvest(s, 2101, 3);
+	assert_true(sl_series_bytes(s) > bare + 100000);
+	assert_int_equal(sl_series_window(s, 60, &out), 60);
+	assert_int_equal(out.requests, 3);
+	assert_int_equal(sl_series_window(s, 600, &out), 101);
+	assert_int_equal(sl_series_window(s, 1, &out), 1);
+	assert_int_equal(out.requests, 3);
+	for (t = 2102; t < 2101 + SL_WINDOW_SLOTS; t++)
+		sl_series_harvest_still(s, t);
+	assert_true(sl_series_bytes(s) > bare); /* its last second is in */
+	assert_int_equal(sl_series_window(s, 600, &out), 600);
+	assert_int_equal(out.requests, 3);
+	sl_series_harvest_still(s, 2101 + SL_WINDOW_SLOTS);
+	assert_int_equal(sl_series_bytes(s), bare);
+	assert_int_equal(sl_series_window(s, 600, &out), 600);
+	assert_int_equal(out.requests, 0);
+	assert_int_equal(out.active, 2);
+	sl_series_free(s);
+}
+
 int
 main(void)
 {
@@ -158,6 +245,8 @@ main(void)
 	    cmocka_unit_test(test_full_window),
 	    cmocka_unit_test(test_live_window),
 	    cmocka_unit_test(test_unjudged),
+	    cmocka_unit_test(test_still),
+	    cmocka_unit_test(test_rest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
