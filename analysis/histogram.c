@@ -245,24 +245,40 @@ sl_hist_quantile(const struct sl_hist *h, double q)
 uint64_t
 sl_hist_cumulative_le(const struct sl_hist *h, double le_seconds)
 {
-	double le;
-	uint64_t total = 0, bound;
-	size_t i;
+	uint64_t out;
 
-	if (!(le_seconds >= 0)) /* also NaN */
-		return 0;
-	/* Values are whole µs: v <= le iff v <= floor(le). The slack
-	 * absorbs the rounding of the product (0.0075 * 1e6 is not
-	 * always 7500 exactly); 1e-6 µs is far below any bound's step. */
-	le = floor(le_seconds * 1e6 + 1e-6);
-	/* Buckets only: a shortcut through max (all values when le is
-	 * above it) would count a straddling bucket's values until a
-	 * larger one came, then drop them, and a counter went down. */
-	bound =
-	    le >= (double)SL_HIST_MAX_VALUE ? SL_HIST_MAX_VALUE : (uint64_t)le;
-	for (i = 0; i < SL_HIST_NBUCKETS && sl_hist_bucket_hi(i) <= bound; i++)
-		total += LOAD(&h->counts[i]);
-	return total;
+	sl_hist_cumulative(h, &le_seconds, 1, &out);
+	return out;
+}
+
+void
+sl_hist_cumulative(
+    const struct sl_hist *h, const double *le, size_t n, uint64_t *out)
+{
+	uint64_t total = 0, bound;
+	size_t i = 0, k;
+	double us;
+
+	for (k = 0; k < n; k++) {
+		if (!(le[k] >= 0)) { /* also NaN */
+			out[k] = 0;
+			continue;
+		}
+		/* Values are whole µs: v <= le iff v <= floor(le). The slack
+		 * absorbs the rounding of the product (0.0075 * 1e6 is not
+		 * always 7500 exactly); 1e-6 µs is far below any bound's
+		 * step. */
+		us = floor(le[k] * 1e6 + 1e-6);
+		/* Buckets only: a shortcut through max (all values when le is
+		 * above it) would count a straddling bucket's values until a
+		 * larger one came, then drop them, and a counter went down. */
+		bound = us >= (double)SL_HIST_MAX_VALUE ? SL_HIST_MAX_VALUE
+		                                        : (uint64_t)us;
+		for (; i < SL_HIST_NBUCKETS && sl_hist_bucket_hi(i) <= bound;
+		     i++)
+			total += LOAD(&h->counts[i]);
+		out[k] = total;
+	}
 }
 
 /* log2 of bucket i's width. */

@@ -220,6 +220,11 @@ double sl_hist_quantile(const struct sl_hist *h, double q);
  */
 uint64_t sl_hist_cumulative_le(const struct sl_hist *h, double le_seconds);
 
+/* sl_hist_cumulative_le() of each of the N bounds LE (seconds, ascending)
+ * into OUT, in one pass over the buckets. */
+void sl_hist_cumulative(
+    const struct sl_hist *h, const double *le, size_t n, uint64_t *out);
+
 /* Smallest value in µs that falls in bucket i (i < SL_HIST_NBUCKETS). */
 uint64_t sl_hist_bucket_lo(size_t i);
 

@@ -258,6 +258,7 @@ test_cumulative_le(void **state)
 	static const double le[] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025,
 	    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60};
 	uint64_t *v = malloc(SAMPLE_N * sizeof *v), got, prev, below, above;
+	uint64_t all[sizeof le / sizeof le[0]];
 	struct sl_hist *h = hist_new();
 	size_t i, k;
 	int d;
@@ -288,6 +289,11 @@ test_cumulative_le(void **state)
 			assert_true(got >= prev);
 			prev = got;
 		}
+		/* all bounds in one pass: the same counts */
+		sl_hist_cumulative(h, le, sizeof le / sizeof le[0], all);
+		for (k = 0; k < sizeof le / sizeof le[0]; k++)
+			assert_int_equal(
+			    all[k], sl_hist_cumulative_le(h, le[k]));
 		assert_int_equal(sl_hist_cumulative_le(h, 1e9), SAMPLE_N);
 		assert_int_equal(sl_hist_cumulative_le(h, -1), 0);
 		assert_int_equal(sl_hist_cumulative_le(h, NAN), 0);
