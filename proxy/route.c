@@ -23,37 +23,92 @@
 #include "proxy/http1.h"
 #include "proxy/route.h"
 
-/* Process-wide id registries (control thread only). */
-static char **server_names;
-static uint32_t nserver_names;
-static char **version_names;
-static uint32_t nversion_names;
+/*
+ * Process-wide id registries (control thread only): the names by id, and
+ * a hash index of them, so that a reload of thousands of servers finds
+ * each one's id at once (a scan of every name for each was 18 million
+ * comparisons at 6000 servers).
+ */
+struct registry {
+	char **names; /* by id; NULL: forgotten, taken by the next new name */
+	uint32_t n;
+	uint32_t nfree;  /* NULL names below n */
+	uint32_t *index; /* id + 1, 0: empty; open addressing */
+	uint32_t mask;
+	bool stale; /* a name went: build the index again before a lookup */
+};
+static struct registry servers, versions;
 
 static _Atomic(struct sl_route_table *) current_table;
 static struct sl_route_table *retired; /* newest first */
 static uint64_t next_epoch = 1;
 
+/* Put id ID (its name set) in R's index. */
+static void
+registry_put(struct registry *r, uint32_t id)
+{
+	uint32_t i =
+	    (uint32_t)XXH3_64bits(r->names[id], strlen(r->names[id])) & r->mask;
+
+	while (r->index[i] != 0)
+		i = (i + 1) & r->mask;
+	r->index[i] = id + 1;
+}
+
+/* Build R's index again, for at least N names. */
+static void
+registry_reindex(struct registry *r, uint32_t n)
+{
+	uint32_t cap = 64, id;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	free(r->index);
+	r->index = sl_xcalloc(cap, sizeof *r->index);
+	r->mask = cap - 1;
+	r->stale = false;
+	for (id = 0; id < r->n; id++) {
+		if (r->names[id] != NULL)
+			registry_put(r, id);
+	}
+}
+
 /* Find or add NAME in a registry; returns its id. A new name takes the
  * first id forgotten (NULL: sl_route_forget_version), else a new one. */
 static uint32_t
-registry_id(char ***names, uint32_t *n, const char *name)
+registry_id(struct registry *r, const char *name)
 {
-	uint32_t i, free_id = UINT32_MAX;
+	uint32_t i, id;
 
-	for (i = 0; i < *n; i++) {
-		if ((*names)[i] == NULL) {
-			if (free_id == UINT32_MAX)
-				free_id = i;
-		} else if (strcmp((*names)[i], name) == 0)
-			return i;
+	if (r->index == NULL || r->stale || 2 * (r->n + 1) > r->mask + 1)
+		registry_reindex(r, r->n + 1);
+	for (i = (uint32_t)XXH3_64bits(name, strlen(name)) & r->mask;
+	     r->index[i] != 0; i = (i + 1) & r->mask) {
+		if (strcmp(r->names[r->index[i] - 1], name) == 0)
+			return r->index[i] - 1;
 	}
-	if (free_id != UINT32_MAX) {
-		(*names)[free_id] = sl_xstrdup(name);
-		return free_id;
+	for (id = 0; r->nfree > 0 && id < r->n; id++) {
+		if (r->names[id] == NULL) {
+			r->nfree--;
+			r->names[id] = sl_xstrdup(name);
+			registry_put(r, id);
+			return id;
+		}
 	}
-	*names = sl_xreallocarray(*names, *n + 1, sizeof **names);
-	(*names)[*n] = sl_xstrdup(name);
-	return (*n)++;
+	r->names = sl_xreallocarray(r->names, r->n + 1, sizeof *r->names);
+	r->names[r->n] = sl_xstrdup(name);
+	registry_put(r, r->n);
+	return r->n++;
+}
+
+/* Forget name ID of R. */
+static void
+registry_forget(struct registry *r, uint32_t id)
+{
+	free(r->names[id]);
+	r->names[id] = NULL;
+	r->nfree++;
+	r->stale = true;
 }
 
 /* Seed of a service: XXH3 of its seed string. */
@@ -110,7 +165,7 @@ build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
 		char *id_name = sl_xasprintf("%s/%s", sc->name, vc->name);
 
 		v->name = vc->name;
-		v->id = registry_id(&version_names, &nversion_names, id_name);
+		v->id = registry_id(&versions, id_name);
 		free(id_name);
 		v->weight = vc->weight;
 		v->may_eject_all = sc->eject_max_pct >= 100;
@@ -121,8 +176,8 @@ build_service(struct sl_route_service *svc, const struct sl_service_conf *sc)
 			v->servers[j].weight = vc->servers[j].weight;
 			v->servers[j].state = SL_SERVER_READY;
 			v->servers[j].healthy = true;
-			v->servers[j].id = registry_id(&server_names,
-			    &nserver_names, vc->servers[j].addr.text);
+			v->servers[j].id =
+			    registry_id(&servers, vc->servers[j].addr.text);
 			v->total_server_weight += vc->servers[j].weight;
 		}
 		if (strcmp(vc->name, sc->stable) == 0)
@@ -152,20 +207,25 @@ static void free_services(struct sl_route_table *t);
 static void index_build(struct sl_route_table *t);
 static void index_free(struct sl_route_index *ix);
 
-/* Forget the names a refused build added past N. */
+/* Forget the names a refused build added past TO. */
 static void
-registry_truncate(char **names, uint32_t *n, uint32_t to)
+registry_truncate(struct registry *r, uint32_t to)
 {
-	while (*n > to)
-		free(names[--*n]);
+	while (r->n > to) {
+		r->n--;
+		if (r->names[r->n] == NULL)
+			r->nfree--;
+		free(r->names[r->n]);
+	}
+	r->stale = true;
 }
 
 /* Build a table that owns CONF. */
 struct sl_route_table *
 sl_route_build(struct sl_config *conf, char **errp)
 {
-	uint32_t nservers_before = nserver_names;
-	uint32_t nversions_before = nversion_names;
+	uint32_t nservers_before = servers.n;
+	uint32_t nversions_before = versions.n;
 	struct sl_route_table *t;
 	size_t i;
 
@@ -180,29 +240,26 @@ sl_route_build(struct sl_config *conf, char **errp)
 	for (i = 0; i < conf->nservices; i++)
 		build_service(&t->services[i], &conf->services[i]);
 	index_build(t);
-	t->nserver_ids = nserver_names;
-	t->nversion_ids = nversion_names;
+	t->nserver_ids = servers.n;
+	t->nversion_ids = versions.n;
 	/* Past the limits a reload is refused, and the names it brought
 	 * are forgotten, so that the next one without them goes through.
 	 * Version ids come back once no table routes to them
 	 * (sl_route_forget_version); server ids stay with their addresses
 	 * (each worker's pool of connections to it) until a restart or a
 	 * --takeover. */
-	if (nserver_names > SL_MAX_SERVER_IDS ||
-	    nversion_names > SL_MAX_VERSION_IDS) {
-		*errp = nserver_names > SL_MAX_SERVER_IDS
+	if (servers.n > SL_MAX_SERVER_IDS || versions.n > SL_MAX_VERSION_IDS) {
+		*errp = servers.n > SL_MAX_SERVER_IDS
 		    ? sl_xasprintf("more than %d distinct server addresses "
 		                   "since sluice started (%u); restart it "
 		                   "(or --takeover) to start afresh",
-		          SL_MAX_SERVER_IDS, nserver_names)
+		          SL_MAX_SERVER_IDS, servers.n)
 		    : sl_xasprintf("more than %d service/version names at "
 		                   "once, in this config and in the tables "
 		                   "still serving requests (%u)",
-		          SL_MAX_VERSION_IDS, nversion_names);
-		registry_truncate(
-		    server_names, &nserver_names, nservers_before);
-		registry_truncate(
-		    version_names, &nversion_names, nversions_before);
+		          SL_MAX_VERSION_IDS, versions.n);
+		registry_truncate(&servers, nservers_before);
+		registry_truncate(&versions, nversions_before);
 		free_services(t);
 		free(t);
 		return NULL;
@@ -395,13 +452,13 @@ sl_route_versions_in_use(uint8_t used[SL_MAX_VERSION_IDS])
 		mark_versions(sl_route_current(), used);
 	for (t = retired; t != NULL; t = t->retired_next)
 		mark_versions(t, used);
-	return nversion_names;
+	return versions.n;
 }
 
 bool
 sl_route_version_known(uint32_t id)
 {
-	return id < nversion_names && version_names[id] != NULL;
+	return id < versions.n && versions.names[id] != NULL;
 }
 
 void
@@ -409,8 +466,7 @@ sl_route_forget_version(uint32_t id)
 {
 	if (!sl_route_version_known(id))
 		return;
-	free(version_names[id]);
-	version_names[id] = NULL;
+	registry_forget(&versions, id);
 }
 
 /* Free retired tables no worker holds any more. */
