@@ -916,13 +916,14 @@ count_refusal(struct sl_worker *w, int status)
 
 /* Refuse a request head larger than max_header_size: 414 when its
  * request line alone is (RFC 9112 3: a target longer than the server
- * parses), else 431. Leading empty lines (RFC 9112 2.2) are skipped. */
+ * parses), else 431; 501 when its first word is longer than any method
+ * (RFC 9112 3). Leading empty lines (RFC 9112 2.2) are skipped. */
 static void
 refuse_large_head(struct sl_conn *c, struct evbuffer *in)
 {
 	struct evbuffer_ptr from, lf;
 	size_t len = evbuffer_get_length(in), i = 0;
-	char ch;
+	char ch, method[SL_METHOD_MAX + 1];
 
 	while (i < len) {
 		evbuffer_ptr_set(in, &from, i, EVBUFFER_PTR_SET);
@@ -932,6 +933,13 @@ refuse_large_head(struct sl_conn *c, struct evbuffer *in)
 		i++;
 	}
 	evbuffer_ptr_set(in, &from, i, EVBUFFER_PTR_SET);
+	if (evbuffer_copyout_from(in, &from, method, sizeof method) ==
+	        sizeof method &&
+	    memchr(method, ' ', sizeof method) == NULL) {
+		count_refusal(c->w, 501);
+		send_error(c, 501, "method not implemented");
+		return;
+	}
 	lf = evbuffer_search(in, "\n", 1, &from);
 	count_refusal(c->w, 431);
 	if (lf.pos < 0 || (size_t)lf.pos > gconf(c)->max_header_size)

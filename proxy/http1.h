@@ -28,6 +28,10 @@ struct sl_http_hdr {
  * for requests, this for responses (origins set many cookies). */
 #define SL_HTTP_MAX_FIELDS 1000
 
+/* Longer than any method llhttp knows (its longest are 13 bytes): a
+ * request line whose first word is longer names none (501, not 414). */
+#define SL_METHOD_MAX 32
+
 /* Header names sluice cares about, found once while parsing. */
 enum sl_hdr_kind {
 	SL_HDR_OTHER = 0,
