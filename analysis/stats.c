@@ -38,8 +38,13 @@ sl_vstats_merge(struct sl_vstats *dst, const struct sl_vstats *src)
 uint64_t
 sl_vstats_moved(const struct sl_vstats *v)
 {
+	/* A histogram's record writes its bucket, clamped, count and sum in
+	 * turn: a merge may read some of them before it, none after. */
 	uint64_t sum = SL_STAT_READ(v->latency.count) +
-	    SL_STAT_READ(v->latency_unjudged.count);
+	    SL_STAT_READ(v->latency.sum) + SL_STAT_READ(v->latency.clamped) +
+	    SL_STAT_READ(v->latency_unjudged.count) +
+	    SL_STAT_READ(v->latency_unjudged.sum) +
+	    SL_STAT_READ(v->latency_unjudged.clamped);
 
 #define SL_X(f, fam, l, lv, h) sum += SL_STAT_READ(v->f);
 	SL_VSTATS_ALL(SL_X)

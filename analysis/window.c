@@ -28,7 +28,7 @@ struct slot {
  */
 struct sl_series {
 	struct sl_vstats total; /* at the last harvest */
-	uint64_t moved;         /* sl_vstats_moved(&total) */
+	uint64_t moved; /* the workers' sl_vstats_moved() before total */
 	bool have_total;
 	int64_t first_sec; /* the first harvest: it starts the series */
 	int64_t last_sec;
@@ -87,10 +87,9 @@ sl_series_free(struct sl_series *s)
 
 /* Add a slot: TOTAL minus the previous total. */
 void
-sl_series_harvest(
-    struct sl_series *s, const struct sl_vstats *total, int64_t now_sec)
+sl_series_harvest(struct sl_series *s, const struct sl_vstats *total,
+    uint64_t moved, int64_t now_sec)
 {
-	uint64_t moved = sl_vstats_moved(total);
 	struct slot *slot;
 
 	if (!s->have_total) {

@@ -28,10 +28,14 @@ void sl_series_free(struct sl_series *s);
 
 /*
  * Record TOTAL, the cumulative totals at wall-clock second NOW_SEC, as a
- * new slot holding the difference from the previous harvest.
+ * new slot holding the difference from the previous harvest. MOVED is
+ * the sum of sl_vstats_moved() over the workers' live counters read
+ * before TOTAL was (sl_series_moved() compares the next one with it):
+ * whatever a worker was recording while TOTAL was read makes the next
+ * sum differ, and the next harvest merges it.
  */
-void sl_series_harvest(
-    struct sl_series *s, const struct sl_vstats *total, int64_t now_sec);
+void sl_series_harvest(struct sl_series *s, const struct sl_vstats *total,
+    uint64_t moved, int64_t now_sec);
 
 /*
  * Could the totals now differ from those of S's last harvest? SIG is the

@@ -121,21 +121,22 @@ collect_rows(const struct sl_ctl *ctl, size_t *n)
  * 2500 versions and no traffic).
  */
 static bool
-version_moved(const struct sl_ctl *ctl, uint32_t id, const struct sl_series *s)
+version_moved(const struct sl_ctl *ctl, uint32_t id, const struct sl_series *s,
+    uint64_t *sig)
 {
-	uint64_t sig = 0;
 	int64_t active = 0;
 	unsigned i;
 
+	*sig = 0;
 	for (i = 0; i < ctl->nworkers; i++) {
 		const struct sl_vstats *v = ctl->workers[i]->vstats[id];
 
 		if (v != NULL) {
-			sig += sl_vstats_moved(v);
+			*sig += sl_vstats_moved(v);
 			active += SL_STAT_READ(v->active);
 		}
 	}
-	return sl_series_moved(s, sig, active);
+	return sl_series_moved(s, *sig, active);
 }
 
 /* Add one slot to every version's series. */
@@ -143,8 +144,9 @@ void
 sl_ctl_harvest(struct sl_ctl *ctl)
 {
 	const struct sl_route_table *t = sl_route_current();
-	static struct sl_vstats total; /* control thread only; 20 KiB */
+	static struct sl_vstats total; /* control thread only; 44 KiB */
 	int64_t now = (int64_t)time(NULL);
+	uint64_t sig;
 	size_t i, j;
 
 	for (i = 0; i < t->nservices; i++) {
@@ -153,12 +155,12 @@ sl_ctl_harvest(struct sl_ctl *ctl)
 
 			if (ctl->series[id] == NULL)
 				ctl->series[id] = sl_series_new();
-			if (!version_moved(ctl, id, ctl->series[id])) {
+			if (!version_moved(ctl, id, ctl->series[id], &sig)) {
 				sl_series_harvest_still(ctl->series[id], now);
 				continue;
 			}
 			sl_ctl_version_total(ctl, id, &total);
-			sl_series_harvest(ctl->series[id], &total, now);
+			sl_series_harvest(ctl->series[id], &total, sig, now);
 		}
 	}
 	ctl->harvest_sec = now;

@@ -403,11 +403,12 @@ last_coding_chunked(const char *v, size_t len)
 /* Parse the comma-separated tokens of a Connection header; UINT32_MAX
  * when one names a field every recipient needs (the framing or Host):
  * dropping it as hop-by-hop would let the next hop read the message
- * another way (RFC 9110 7.6.1). Or Expect: sluice waits on the 100 the
- * client asked for, which an origin that never saw the expectation would
- * not send (the 504 at response_timeout would count against it). */
+ * another way (RFC 9110 7.6.1). Or, in a REQUEST, Expect: sluice waits
+ * on the 100 the client asked for, which an origin that never saw the
+ * expectation would not send (the 504 at response_timeout would count
+ * against it). */
 static uint32_t
-connection_tokens(const char *v, size_t len)
+connection_tokens(const char *v, size_t len, bool request)
 {
 	uint32_t tokens = 0;
 	size_t i = 0, start, end;
@@ -424,7 +425,7 @@ connection_tokens(const char *v, size_t len)
 		else if (word_is(v + start, end - start, "content-length") ||
 		    word_is(v + start, end - start, "transfer-encoding") ||
 		    word_is(v + start, end - start, "host") ||
-		    word_is(v + start, end - start, "expect"))
+		    (request && word_is(v + start, end - start, "expect")))
 			return UINT32_MAX;
 		else
 			tokens |= SL_CONN_OTHER;
@@ -490,8 +491,8 @@ on_header_value_complete_cb(llhttp_t *p)
 		head->host_idx = (int)head->nhdrs;
 		break;
 	case SL_HDR_CONNECTION:
-		if ((i = connection_tokens((const char *)v, vlen)) ==
-		    UINT32_MAX)
+		if ((i = connection_tokens(
+		         (const char *)v, vlen, !head->response)) == UINT32_MAX)
 			return refuse(ctx, 400,
 			    "Connection names Content-Length, "
 			    "Transfer-Encoding, Host or Expect");

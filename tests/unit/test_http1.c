@@ -955,6 +955,9 @@ test_response_invalid(void **state)
 	    "HTTP/1.1 204 \r\n\r\n",
 	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
 	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+	    /* Expect means nothing in a response: dropped, not refused */
+	    "HTTP/1.1 200 OK\r\nConnection: close, expect\r\n"
+	    "Content-Length: 0\r\n\r\n",
 	};
 	size_t i;
 

@@ -23,7 +23,7 @@ harvest(struct sl_series *s, int64_t sec, uint64_t n)
 {
 	total.requests = n;
 	total.resp_2xx = n;
-	sl_series_harvest(s, &total, sec);
+	sl_series_harvest(s, &total, sl_vstats_moved(&total), sec);
 }
 
 /* Five seconds at 10 requests/s after the first harvest: a 60 s window
