@@ -62,6 +62,7 @@
 #include <openssl/x509.h>
 
 #include "conf/conf.h"
+#include "conf/strmap.h"
 #include "conf/xmalloc.h"
 
 #define MAX_DURATION_MS (24u * 3600u * 1000u)
@@ -173,9 +174,10 @@ struct loader {
 
 	struct section *sections;
 	size_t nsections;
-	bool in_section; /* a header was seen, valid or not */
-	size_t cur;      /* index of the open section; NONE if invalid */
-	size_t cont;     /* entry of cur a continuation extends; NONE */
+	struct sl_strmap titles; /* section titles to their index */
+	bool in_section;         /* a header was seen, valid or not */
+	size_t cur;  /* index of the open section; NONE if invalid */
+	size_t cont; /* entry of cur a continuation extends; NONE */
 
 	struct error *errors;
 	size_t nerrors;
@@ -184,7 +186,9 @@ struct loader {
 	struct sl_config *conf;
 	struct svc_state *svcs;
 	const struct section **listener_secs;
-	size_t cur_service; /* service whose version is being parsed */
+	size_t cur_service;         /* service whose version is being parsed */
+	struct sl_strmap svc_names; /* the first svc_named services' names */
+	size_t svc_named;
 };
 
 static int parse_workers(struct loader *, void *, const char *, char **);
@@ -1334,6 +1338,7 @@ open_section(struct loader *L, char *s)
 	const struct sect_def *def;
 	const char *why;
 	struct section *sec;
+	uint32_t first;
 
 	L->in_section = true;
 	L->cur = NONE;
@@ -1396,13 +1401,11 @@ open_section(struct loader *L, char *s)
 		}
 	}
 
-	for (size_t i = 0; i < L->nsections; i++) {
-		if (strcmp(L->sections[i].title, title) == 0) {
-			add_error(L, L->lineno,
-			    "duplicate section [%s] (first at line %d)", title,
-			    L->sections[i].line);
-			return;
-		}
+	if (sl_strmap_get(&L->titles, title, &first)) {
+		add_error(L, L->lineno,
+		    "duplicate section [%s] (first at line %d)", title,
+		    L->sections[first].line);
+		return;
 	}
 
 	L->sections = sl_xreallocarray(
@@ -1421,6 +1424,7 @@ open_section(struct loader *L, char *s)
 		} else
 			sec->name1 = sl_xstrdup(rest);
 	}
+	sl_strmap_put(&L->titles, sec->title, (uint32_t)L->nsections);
 	L->cur = L->nsections++;
 }
 
@@ -2641,13 +2645,17 @@ has_key(const struct section *sec, const char *name)
 static struct sl_service_conf *
 find_service(struct loader *L, const char *name, size_t *idx)
 {
-	for (size_t i = 0; i < L->conf->nservices; i++) {
-		if (strcmp(L->conf->services[i].name, name) == 0) {
-			*idx = i;
-			return &L->conf->services[i];
-		}
-	}
-	return NULL;
+	uint32_t i;
+
+	/* Services are only added: index the ones added since. */
+	for (; L->svc_named < L->conf->nservices; L->svc_named++)
+		sl_strmap_put(&L->svc_names,
+		    L->conf->services[L->svc_named].name,
+		    (uint32_t)L->svc_named);
+	if (!sl_strmap_get(&L->svc_names, name, &i))
+		return NULL;
+	*idx = i;
+	return &L->conf->services[i];
 }
 
 /* The service a [version:], [rollout:] or [pin:] section belongs to. */
@@ -3425,6 +3433,8 @@ loader_free(struct loader *L)
 		free(sec->name2);
 	}
 	free(L->sections);
+	sl_strmap_free(&L->titles);
+	sl_strmap_free(&L->svc_names);
 	for (size_t i = 0; i < L->nerrors; i++)
 		free(L->errors[i].msg);
 	free(L->errors);

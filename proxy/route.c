@@ -19,23 +19,23 @@
 #include <xxhash.h>
 
 #include "conf/log.h"
+#include "conf/strmap.h"
 #include "conf/xmalloc.h"
 #include "proxy/http1.h"
 #include "proxy/route.h"
 
 /*
  * Process-wide id registries (control thread only): the names by id, and
- * a hash index of them, so that a reload of thousands of servers finds
- * each one's id at once (a scan of every name for each was 18 million
+ * an index of them, so that a reload of thousands of servers finds each
+ * one's id at once (a scan of every name for each was 18 million
  * comparisons at 6000 servers).
  */
 struct registry {
 	char **names; /* by id; NULL: forgotten, taken by the next new name */
 	uint32_t n;
-	uint32_t nfree;  /* NULL names below n */
-	uint32_t *index; /* id + 1, 0: empty; open addressing */
-	uint32_t mask;
-	bool stale; /* a name went: build the index again before a lookup */
+	uint32_t nfree;         /* NULL names below n */
+	struct sl_strmap index; /* names to ids */
+	bool stale; /* a name went: index them again before a lookup */
 };
 static struct registry servers, versions;
 
@@ -43,61 +43,33 @@ static _Atomic(struct sl_route_table *) current_table;
 static struct sl_route_table *retired; /* newest first */
 static uint64_t next_epoch = 1;
 
-/* Put id ID (its name set) in R's index. */
-static void
-registry_put(struct registry *r, uint32_t id)
-{
-	uint32_t i =
-	    (uint32_t)XXH3_64bits(r->names[id], strlen(r->names[id])) & r->mask;
-
-	while (r->index[i] != 0)
-		i = (i + 1) & r->mask;
-	r->index[i] = id + 1;
-}
-
-/* Build R's index again, for at least N names. */
-static void
-registry_reindex(struct registry *r, uint32_t n)
-{
-	uint32_t cap = 64, id;
-
-	while (cap < 2 * n)
-		cap *= 2;
-	free(r->index);
-	r->index = sl_xcalloc(cap, sizeof *r->index);
-	r->mask = cap - 1;
-	r->stale = false;
-	for (id = 0; id < r->n; id++) {
-		if (r->names[id] != NULL)
-			registry_put(r, id);
-	}
-}
-
 /* Find or add NAME in a registry; returns its id. A new name takes the
  * first id forgotten (NULL: sl_route_forget_version), else a new one. */
 static uint32_t
 registry_id(struct registry *r, const char *name)
 {
-	uint32_t i, id;
+	uint32_t id;
 
-	if (r->index == NULL || r->stale || 2 * (r->n + 1) > r->mask + 1)
-		registry_reindex(r, r->n + 1);
-	for (i = (uint32_t)XXH3_64bits(name, strlen(name)) & r->mask;
-	     r->index[i] != 0; i = (i + 1) & r->mask) {
-		if (strcmp(r->names[r->index[i] - 1], name) == 0)
-			return r->index[i] - 1;
+	if (r->stale) {
+		sl_strmap_clear(&r->index);
+		for (id = 0; id < r->n; id++) {
+			if (r->names[id] != NULL)
+				sl_strmap_put(&r->index, r->names[id], id);
+		}
+		r->stale = false;
 	}
+	if (sl_strmap_get(&r->index, name, &id))
+		return id;
 	for (id = 0; r->nfree > 0 && id < r->n; id++) {
 		if (r->names[id] == NULL) {
 			r->nfree--;
 			r->names[id] = sl_xstrdup(name);
-			registry_put(r, id);
-			return id;
+			return sl_strmap_put(&r->index, r->names[id], id);
 		}
 	}
 	r->names = sl_xreallocarray(r->names, r->n + 1, sizeof *r->names);
 	r->names[r->n] = sl_xstrdup(name);
-	registry_put(r, r->n);
+	sl_strmap_put(&r->index, r->names[r->n], r->n);
 	return r->n++;
 }
 
