@@ -63,10 +63,7 @@ sl_vstats_sub(
 	dst->active = a->active;
 	/* A count only grows: never below its base. */
 	for (size_t g = 0; g < SL_GROUPS; g++) {
-#define SUB(f)                                                                 \
-	dst->groups.f[g] = a->groups.f[g] > b->groups.f[g]                     \
-	    ? a->groups.f[g] - b->groups.f[g]                                  \
-	    : 0
+#define SUB(f) dst->groups.f[g] = sl_stat_since(a->groups.f[g], b->groups.f[g])
 		SUB(n);
 		SUB(err);
 		SUB(lat_n);

@@ -66,7 +66,7 @@
  * what the analyzer judges: the weights did not draw them at random (a QA
  * group pinned to the canary, a preview), so the canary's users and the
  * stable version's would no longer be alike. These are their share of
- * the counters the analyzer reads (sl_vstats_judged()).
+ * the counters the analyzer reads (sl_verdict_window_of()).
  */
 #define SL_VSTATS_HIDDEN(X)                                                    \
 	X(unjudged_responses, NULL, NULL, NULL, NULL) /* in a resp_ class */   \
@@ -234,6 +234,14 @@ struct sl_wstats {
 	    __ATOMIC_RELAXED)
 #define SL_STAT_INC(field)  SL_STAT_ADD(field, 1)
 #define SL_STAT_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/* A - B for two reads of counters that only grow, or 0 where B came out
+ * larger (read later, or a part of A read before its whole). */
+static inline uint64_t
+sl_stat_since(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
 
 /*
  * Add the counters and histogram of SRC, a live per-worker copy read with

@@ -936,26 +936,21 @@ judge_refuse(struct sl_judgement *out, const char *why)
 	return -1;
 }
 
-/* A - B, or 0 where a reader saw B's count grow before A's. */
-static uint64_t
-less(uint64_t a, uint64_t b)
-{
-	return a > b ? a - b : 0;
-}
-
 void
 sl_verdict_window_of(struct sl_verdict_window *w, struct sl_hist *latency,
     const struct sl_vstats *v)
 {
-	uint64_t errors = less(sl_vstats_errors(v), v->unjudged_errors);
+	uint64_t errors =
+	    sl_stat_since(sl_vstats_errors(v), v->unjudged_errors);
 
-	w->requests = less(sl_vstats_responses(v), v->unjudged_responses);
+	w->requests =
+	    sl_stat_since(sl_vstats_responses(v), v->unjudged_responses);
 	/* A response counts when its head arrives and a cut one again when
 	 * it is cut, so a window can hold the cut of a response whose head
 	 * came before it: errors are at most responses. */
 	w->errors = errors < w->requests ? errors : w->requests;
-	w->unanswered = less(v->unanswered, v->unjudged_unanswered);
-	w->client_errors = less(v->resp_4xx, v->unjudged_4xx);
+	w->unanswered = sl_stat_since(v->unanswered, v->unjudged_unanswered);
+	w->client_errors = sl_stat_since(v->resp_4xx, v->unjudged_4xx);
 	w->unjudged = v->unjudged_responses + v->unjudged_unanswered;
 	/* Every unjudged latency is in latency too (recorded there first,
 	 * read there last: sl_vstats_merge); if a read says otherwise, all

@@ -195,13 +195,6 @@ sl_series_window(
 	    : seconds;
 }
 
-/* a - b, or 0 if b is larger (a counter read before the last harvest). */
-static uint64_t
-since(uint64_t a, uint64_t b)
-{
-	return a > b ? a - b : 0;
-}
-
 /* The slots of the last SECONDS and LIVE's difference from the last
  * harvest, into OUT. */
 uint32_t
@@ -214,7 +207,7 @@ sl_series_window_live(const struct sl_series *s, uint32_t seconds,
 	out->active = live->active;
 	if (!s->have_total)
 		return covered;
-#define SL_X(f, fam, l, lv, h) out->f += since(live->f, s->total.f);
+#define SL_X(f, fam, l, lv, h) out->f += sl_stat_since(live->f, s->total.f);
 	SL_VSTATS_ALL(SL_X)
 #undef SL_X
 	/* Every field of a later read of the same counters is at least the
